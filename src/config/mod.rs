@@ -1,0 +1,448 @@
+//! The compiler: a pure function from a [`Snapshot`] of Kubernetes objects to
+//! a [`RoutingTable`], the upstreams it routes to, and diagnostics.
+//!
+//! Invariants:
+//! - No IO, no async, no clock: the same input always gives the same output.
+//!   All Ingress semantics live here and are unit-tested here.
+//! - Ingresses are applied oldest first (creationTimestamp, then
+//!   `namespace/name`; a missing timestamp counts as oldest), so on a
+//!   conflict (same host, path and pathType) the oldest Ingress wins and the
+//!   loser gets a diagnostic.
+//! - An Ingress that fails validation is not served as written: its last
+//!   good version (from [`LastGood`]) is served instead, if there is one.
+//! - A problem confined to one backend (missing Service, missing port) does
+//!   not reject the Ingress: its routes answer 503 and a warning says why.
+
+pub mod class;
+pub mod diagnostic;
+pub mod endpoints;
+pub mod snapshot;
+pub mod validate;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use snapshot::{Changes, Entry, Object, ObjectKey, Snapshot};
+
+use crate::table::upstream::{EndpointAddr, LbAlgorithm, PortRef, UpstreamKey, UpstreamSpec};
+use crate::table::{Insert, PathType, Route, RoutingTable, UpstreamId};
+
+/// Annotation selecting the load-balancing algorithm of an Ingress's backends.
+pub const LOAD_BALANCE_ANNOTATION: &str = "tollgate.dev/load-balance";
+/// ingress-nginx's equivalent, honoured for migrated Ingresses.
+pub const NGINX_LOAD_BALANCE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/load-balance";
+
+/// Settings the compiler reads (from flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileOptions {
+    pub ingress_class: String,
+    pub controller_name: String,
+    /// `--default-backend-service`: served when nothing else matches.
+    pub default_backend: Option<(ObjectKey, Option<PortRef>)>,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            ingress_class: "tollgate".into(),
+            controller_name: "tollgate.dev/ingress-controller".into(),
+            default_backend: None,
+        }
+    }
+}
+
+/// The last version of each Ingress that compiled without rejection.
+pub type LastGood = BTreeMap<ObjectKey, Arc<Ingress>>;
+
+/// Everything one compile produces.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub table: RoutingTable,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Feed back into the next compile.
+    pub last_good: LastGood,
+    /// Ingresses served (ours and accepted, or served from last good).
+    pub ingresses: usize,
+}
+
+impl Compiled {
+    pub fn rejected(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_rejection)
+    }
+}
+
+/// Compiles a snapshot. See the module documentation for the rules.
+pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood) -> Compiled {
+    let mut out = Compiled::default();
+    let mut ours: Vec<(&ObjectKey, &Entry<Ingress>)> = snapshot
+        .ingresses
+        .iter()
+        .filter(|(_, e)| class::is_ours(&e.object, &snapshot.ingress_classes, opts))
+        .collect();
+    ours.sort_by(|(ka, a), (kb, b)| {
+        let ta = a.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+        let tb = b.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+        ta.cmp(&tb).then_with(|| ka.cmp(kb))
+    });
+
+    let mut builder = Builder { snapshot, out: &mut out, upstreams: HashMap::new() };
+    for (key, entry) in ours {
+        let origin = Some(entry.origin.clone());
+        let problems = validate_ingress(&entry.object);
+        let chosen = if problems.is_empty() {
+            Some(entry.object.clone())
+        } else {
+            for (field, reason) in problems {
+                builder.out.diagnostics.push(Diagnostic::new(
+                    Severity::Rejected,
+                    "Ingress",
+                    key,
+                    origin.clone(),
+                    field,
+                    reason,
+                ));
+            }
+            let previous = last_good.get(key).cloned();
+            let reason = match &previous {
+                Some(_) => "the Ingress is rejected; its last good version keeps serving",
+                None => "the Ingress is rejected and not served",
+            };
+            builder.out.diagnostics.push(Diagnostic::new(
+                Severity::Rejected,
+                "Ingress",
+                key,
+                origin.clone(),
+                "metadata",
+                reason,
+            ));
+            previous
+        };
+        if let Some(ingress) = chosen {
+            builder.out.last_good.insert(key.clone(), ingress.clone());
+            builder.add_ingress(key, origin, &ingress);
+            builder.out.ingresses += 1;
+        }
+    }
+    if let Some((service, port)) = &opts.default_backend {
+        builder.add_default_backend_flag(service, port.as_ref());
+    }
+    out
+}
+
+/// Structural problems that reject an Ingress, as (field, reason).
+fn validate_ingress(ingress: &Ingress) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let Some(spec) = &ingress.spec else {
+        problems.push(("spec".into(), "missing".into()));
+        return problems;
+    };
+    if let Some(backend) = &spec.default_backend {
+        if let Err(reason) = validate_backend(backend) {
+            problems.push(("spec.defaultBackend".into(), reason));
+        }
+    }
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        if let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) {
+            if let Err(reason) = validate::host(host) {
+                problems.push((format!("spec.rules[{i}].host"), reason));
+            }
+        }
+        let Some(http) = &rule.http else { continue };
+        for (j, path) in http.paths.iter().enumerate() {
+            let field = format!("spec.rules[{i}].http.paths[{j}]");
+            match path.path_type.as_str() {
+                "Exact" | "Prefix" | "ImplementationSpecific" => {}
+                "" => problems.push((format!("{field}.pathType"), "required".into())),
+                other => problems.push((
+                    format!("{field}.pathType"),
+                    format!("`{other}` is not one of Exact, Prefix, ImplementationSpecific"),
+                )),
+            }
+            let p = path.path.as_deref().unwrap_or("/");
+            if let Err(reason) = validate::path(p) {
+                problems.push((format!("{field}.path"), reason));
+            }
+            if let Err(reason) = validate_backend(&path.backend) {
+                problems.push((format!("{field}.backend"), reason));
+            }
+        }
+    }
+    problems
+}
+
+fn validate_backend(backend: &IngressBackend) -> Result<(), String> {
+    match (&backend.service, &backend.resource) {
+        (Some(_), Some(_)) => Err("set either service or resource, not both".into()),
+        (None, Some(_)) => Err("resource backends are not supported; use a service backend".into()),
+        (None, None) => Err("a service backend is required".into()),
+        (Some(svc), None) => {
+            if svc.name.is_empty() {
+                return Err("service.name is required".into());
+            }
+            let port = svc.port.as_ref();
+            match (port.and_then(|p| p.number), port.and_then(|p| p.name.as_deref())) {
+                (Some(_), Some(_)) => Err("set service.port.number or service.port.name, not both".into()),
+                (None, None) => Err("service.port.number or service.port.name is required".into()),
+                (Some(n), None) if !(1..=65535).contains(&n) => {
+                    Err(format!("service.port.number {n} is not in 1..65535"))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+fn port_ref(backend: &IngressBackend) -> Option<(&str, PortRef)> {
+    let svc = backend.service.as_ref()?;
+    let port = svc.port.as_ref()?;
+    let port = match (port.number, &port.name) {
+        (Some(n), _) => PortRef::Number(n),
+        (None, Some(name)) => PortRef::Name(name.clone()),
+        (None, None) => return None,
+    };
+    Some((svc.name.as_str(), port))
+}
+
+fn lb_algorithm(ingress: &Ingress) -> Result<LbAlgorithm, (String, String)> {
+    let annotations = ingress.metadata.annotations.as_ref();
+    for name in [LOAD_BALANCE_ANNOTATION, NGINX_LOAD_BALANCE_ANNOTATION] {
+        if let Some(value) = annotations.and_then(|a| a.get(name)) {
+            return match value.trim() {
+                "round-robin" | "round_robin" => Ok(LbAlgorithm::RoundRobin),
+                "p2c-ewma" | "ewma" => Ok(LbAlgorithm::P2cEwma),
+                other => Err((
+                    format!("metadata.annotations[{name}]"),
+                    format!("`{other}` is not round-robin or p2c-ewma; using round-robin"),
+                )),
+            };
+        }
+    }
+    Ok(LbAlgorithm::RoundRobin)
+}
+
+struct Builder<'a> {
+    snapshot: &'a Snapshot,
+    out: &'a mut Compiled,
+    upstreams: HashMap<UpstreamKey, UpstreamId>,
+}
+
+impl Builder<'_> {
+    fn warn(&mut self, key: &ObjectKey, origin: &Option<Arc<str>>, field: String, reason: String) {
+        self.out.diagnostics.push(Diagnostic::new(
+            Severity::Warning,
+            "Ingress",
+            key,
+            origin.clone(),
+            field,
+            reason,
+        ));
+    }
+
+    fn reject(&mut self, key: &ObjectKey, origin: &Option<Arc<str>>, field: String, reason: String) {
+        self.out.diagnostics.push(Diagnostic::new(
+            Severity::Rejected,
+            "Ingress",
+            key,
+            origin.clone(),
+            field,
+            reason,
+        ));
+    }
+
+    /// The upstream for a backend, created on first use; warns (on the
+    /// Ingress) when the Service or port cannot be resolved.
+    fn upstream(
+        &mut self,
+        ingress: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        field: &str,
+        service: &str,
+        port: PortRef,
+        lb: LbAlgorithm,
+    ) -> UpstreamId {
+        let key = UpstreamKey {
+            namespace: ingress.namespace.clone(),
+            service: service.to_string(),
+            port,
+            lb,
+        };
+        if let Some(&id) = self.upstreams.get(&key) {
+            return id;
+        }
+        let endpoints = match resolve_upstream(self.snapshot, &key) {
+            Ok(endpoints) => endpoints,
+            Err(reason) => {
+                self.warn(ingress, origin, format!("{field}.service"), reason);
+                Vec::new()
+            }
+        };
+        let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
+        self.out.upstreams.push(UpstreamSpec { label: key.to_string().into(), key: key.clone(), endpoints });
+        self.upstreams.insert(key, id);
+        id
+    }
+
+    fn add_ingress(&mut self, key: &ObjectKey, origin: Option<Arc<str>>, ingress: &Ingress) {
+        let Some(spec) = &ingress.spec else { return };
+        let ingress_label: Arc<str> = key.to_string().into();
+        let lb = match lb_algorithm(ingress) {
+            Ok(lb) => lb,
+            Err((field, reason)) => {
+                self.warn(key, &origin, field, reason);
+                LbAlgorithm::RoundRobin
+            }
+        };
+
+        let default_route = spec.default_backend.as_ref().and_then(port_ref).map(|(svc, port)| {
+            let upstream = self.upstream(key, &origin, "spec.defaultBackend", svc, port, lb);
+            let service = self.out.upstreams[upstream as usize].label.clone();
+            self.out.table.push_route(Route {
+                ingress: ingress_label.clone(),
+                host: "".into(),
+                path: "".into(),
+                path_type: None,
+                service,
+                upstream,
+            })
+        });
+
+        for (i, rule) in spec.rules.iter().flatten().enumerate() {
+            let host = rule.host.as_deref().unwrap_or("");
+            let host_label: Arc<str> = host.into();
+            // Make sure the host exists even without paths, so that its
+            // default backend (or a 404) answers rather than hostless rules.
+            self.out.table.host_mut(host);
+            for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+                let field = format!("spec.rules[{i}].http.paths[{j}].backend");
+                let Some((svc, port)) = port_ref(&path.backend) else { continue };
+                let path_type = match path.path_type.as_str() {
+                    "Exact" => PathType::Exact,
+                    "Prefix" => PathType::Prefix,
+                    _ => PathType::ImplementationSpecific,
+                };
+                let path_str = path.path.as_deref().unwrap_or("/");
+                let upstream = self.upstream(key, &origin, &field, svc, port, lb);
+                let service = self.out.upstreams[upstream as usize].label.clone();
+                let route = self.out.table.push_route(Route {
+                    ingress: ingress_label.clone(),
+                    host: host_label.clone(),
+                    path: path_str.into(),
+                    path_type: Some(path_type),
+                    service,
+                    upstream,
+                });
+                if let Insert::Taken(holder) = self.out.table.host_mut(host).insert(path_str, path_type, route) {
+                    self.out.table.pop_route();
+                    let holder = self
+                        .out
+                        .table
+                        .route(holder)
+                        .map(|r| r.ingress.to_string())
+                        .unwrap_or_default();
+                    let shown_host = if host.is_empty() { "*" } else { host };
+                    self.reject(
+                        key,
+                        &origin,
+                        format!("spec.rules[{i}].http.paths[{j}]"),
+                        format!(
+                            "conflict: host `{shown_host}` path `{path_str}` ({}) is already served by Ingress {holder}, which is older; this path is ignored",
+                            path_type.as_str()
+                        ),
+                    );
+                }
+            }
+            if let Some(route) = default_route {
+                self.out.table.host_mut(host).set_fallback(route);
+            }
+        }
+        if let Some(route) = default_route {
+            // Requests matching no host at all: the oldest default backend.
+            if !self.out.table.host_mut("").set_fallback(route) {
+                self.warn(
+                    key,
+                    &origin,
+                    "spec.defaultBackend".into(),
+                    "an older Ingress already provides the default backend for unmatched hosts; this one serves only its own hosts".into(),
+                );
+            }
+        }
+    }
+
+    fn add_default_backend_flag(&mut self, service: &ObjectKey, port: Option<&PortRef>) {
+        let origin: Option<Arc<str>> = Some("--default-backend-service".into());
+        let port = match port {
+            Some(p) => p.clone(),
+            None => {
+                let first = self
+                    .snapshot
+                    .services
+                    .get(service)
+                    .and_then(|s| s.object.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port));
+                match first {
+                    Some(n) => PortRef::Number(n),
+                    None => {
+                        self.out.diagnostics.push(Diagnostic::new(
+                            Severity::Warning,
+                            "Service",
+                            service,
+                            origin,
+                            "spec.ports",
+                            "the default backend Service does not exist or has no ports; unmatched requests get 404",
+                        ));
+                        return;
+                    }
+                }
+            }
+        };
+        let key = UpstreamKey {
+            namespace: service.namespace.clone(),
+            service: service.name.clone(),
+            port,
+            lb: LbAlgorithm::RoundRobin,
+        };
+        let endpoints = match resolve_upstream(self.snapshot, &key) {
+            Ok(e) => e,
+            Err(reason) => {
+                self.out.diagnostics.push(Diagnostic::new(
+                    Severity::Warning,
+                    "Service",
+                    service,
+                    origin,
+                    "spec.ports",
+                    reason,
+                ));
+                Vec::new()
+            }
+        };
+        let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
+        let label: Arc<str> = key.to_string().into();
+        self.out.upstreams.push(UpstreamSpec { key, label: label.clone(), endpoints });
+        let route = self.out.table.push_route(Route {
+            ingress: "".into(),
+            host: "".into(),
+            path: "".into(),
+            path_type: None,
+            service: label,
+            upstream: id,
+        });
+        self.out.table.set_default_route(route);
+    }
+}
+
+/// Resolves the current endpoints of an upstream from a snapshot. Used by the
+/// compiler and by the runtime's endpoint-only fast path.
+pub fn resolve_upstream(snapshot: &Snapshot, key: &UpstreamKey) -> Result<Vec<EndpointAddr>, String> {
+    let svc_key = ObjectKey::new(key.namespace.clone(), key.service.clone());
+    let Some(service) = snapshot.services.get(&svc_key) else {
+        return Err(format!("Service {svc_key} not found; requests get 503"));
+    };
+    endpoints::resolve(&service.object, &key.port, snapshot.slices_of(&svc_key))
+        .map_err(|problem| format!("Service {svc_key}: {problem}"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,211 @@
+//! A snapshot of the Kubernetes objects tollgate compiles from.
+//!
+//! Invariants: a snapshot is plain data (cheap to clone: objects sit behind
+//! `Arc`), indexed by object key; EndpointSlices are also indexed by the
+//! Service they belong to (label `kubernetes.io/service-name`) so resolving a
+//! Service's endpoints costs O(its slices), not O(all slices).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+
+/// Label on an EndpointSlice naming its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// `namespace/name`; the namespace is empty for cluster-scoped objects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), name: name.into() }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// An object plus where it came from (`file:line`, or `kubernetes`).
+#[derive(Debug)]
+pub struct Entry<T> {
+    pub origin: Arc<str>,
+    pub object: Arc<T>,
+}
+
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Self { origin: self.origin.clone(), object: self.object.clone() }
+    }
+}
+
+/// One object of a kind tollgate reads.
+#[derive(Debug, Clone)]
+pub enum Object {
+    IngressClass(IngressClass),
+    Ingress(Ingress),
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+}
+
+impl Object {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::IngressClass(_) => "IngressClass",
+            Object::Ingress(_) => "Ingress",
+            Object::Service(_) => "Service",
+            Object::EndpointSlice(_) => "EndpointSlice",
+        }
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        let meta = match self {
+            Object::IngressClass(o) => &o.metadata,
+            Object::Ingress(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+        };
+        let namespace = match self {
+            Object::IngressClass(_) => String::new(),
+            _ => meta.namespace.clone().unwrap_or_else(|| "default".to_string()),
+        };
+        ObjectKey::new(namespace, meta.name.clone().unwrap_or_default())
+    }
+}
+
+/// What changed between two snapshots, as the runtime needs to know it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Anything but EndpointSlices changed: recompile routes.
+    pub routes: bool,
+    /// Services whose EndpointSlices changed: swap their endpoint sets.
+    pub endpoints: BTreeSet<ObjectKey>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        !self.routes && self.endpoints.is_empty()
+    }
+}
+
+/// The objects a routing table is compiled from.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub ingress_classes: BTreeMap<String, Entry<IngressClass>>,
+    pub ingresses: BTreeMap<ObjectKey, Entry<Ingress>>,
+    pub services: BTreeMap<ObjectKey, Entry<Service>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Entry<EndpointSlice>>,
+    slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+}
+
+fn slice_service(slice: &EndpointSlice, namespace: &str) -> Option<ObjectKey> {
+    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some(ObjectKey::new(namespace, name.clone()))
+}
+
+impl Snapshot {
+    /// Inserts or replaces an object. Returns the origin of the object it
+    /// replaced, if any (the caller reports duplicates).
+    pub fn insert(&mut self, origin: Arc<str>, object: Object) -> Option<Arc<str>> {
+        let key = object.key();
+        match object {
+            Object::IngressClass(o) => self
+                .ingress_classes
+                .insert(key.name, Entry { origin, object: Arc::new(o) })
+                .map(|e| e.origin),
+            Object::Ingress(o) => {
+                self.ingresses.insert(key, Entry { origin, object: Arc::new(o) }).map(|e| e.origin)
+            }
+            Object::Service(o) => {
+                self.services.insert(key, Entry { origin, object: Arc::new(o) }).map(|e| e.origin)
+            }
+            Object::EndpointSlice(o) => {
+                let old = self.remove_slice(&key);
+                if let Some(svc) = slice_service(&o, &key.namespace) {
+                    self.slices_by_service.entry(svc).or_default().insert(key.clone());
+                }
+                self.endpoint_slices.insert(key, Entry { origin, object: Arc::new(o) });
+                old
+            }
+        }
+    }
+
+    /// Removes an object by kind and key; returns whether it existed.
+    pub fn remove(&mut self, kind: &str, key: &ObjectKey) -> bool {
+        match kind {
+            "IngressClass" => self.ingress_classes.remove(&key.name).is_some(),
+            "Ingress" => self.ingresses.remove(key).is_some(),
+            "Service" => self.services.remove(key).is_some(),
+            "EndpointSlice" => self.remove_slice(key).is_some(),
+            _ => false,
+        }
+    }
+
+    fn remove_slice(&mut self, key: &ObjectKey) -> Option<Arc<str>> {
+        let old = self.endpoint_slices.remove(key)?;
+        if let Some(svc) = slice_service(&old.object, &key.namespace) {
+            if let Some(set) = self.slices_by_service.get_mut(&svc) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.slices_by_service.remove(&svc);
+                }
+            }
+        }
+        Some(old.origin)
+    }
+
+    /// The EndpointSlices of one Service.
+    pub fn slices_of<'a>(&'a self, service: &ObjectKey) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+        self.slices_by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.endpoint_slices.get(k))
+            .map(|e| e.object.as_ref())
+    }
+
+    /// Compares `self` (new) against `old`.
+    pub fn changes_from(&self, old: &Snapshot) -> Changes {
+        fn same<K: Ord, T: PartialEq>(a: &BTreeMap<K, Entry<T>>, b: &BTreeMap<K, Entry<T>>) -> bool {
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|((ka, va), (kb, vb))| {
+                    ka == kb && (Arc::ptr_eq(&va.object, &vb.object) || va.object == vb.object)
+                })
+        }
+        let routes = !same(&self.ingress_classes, &old.ingress_classes)
+            || !same(&self.ingresses, &old.ingresses)
+            || !same(&self.services, &old.services);
+        let mut endpoints = BTreeSet::new();
+        let keys: BTreeSet<&ObjectKey> =
+            self.endpoint_slices.keys().chain(old.endpoint_slices.keys()).collect();
+        for key in keys {
+            let new = self.endpoint_slices.get(key);
+            let before = old.endpoint_slices.get(key);
+            let equal = match (new, before) {
+                (Some(a), Some(b)) => Arc::ptr_eq(&a.object, &b.object) || a.object == b.object,
+                _ => false,
+            };
+            if !equal {
+                for entry in [new, before].into_iter().flatten() {
+                    if let Some(svc) = slice_service(&entry.object, &key.namespace) {
+                        endpoints.insert(svc);
+                    }
+                }
+            }
+        }
+        Changes { routes, endpoints }
+    }
+}

@@ -1,0 +1,242 @@
+//! Upstreams and their endpoint sets: the live side of what the compiler
+//! described in [`crate::table::upstream`].
+//!
+//! Invariants:
+//! - The request path only reads: one `ArcSwap::load` of the endpoint set,
+//!   then atomics. No lock, no allocation when picking.
+//! - An endpoint set is replaced as a whole (`ArcSwap::store`) by the
+//!   control plane; an EndpointSlice change costs O(endpoints of that
+//!   Service) and never touches routes.
+//! - An endpoint keeps its identity (and so its connection pool and health
+//!   state) across replacements as long as its address stays in the set.
+//! - Passive health: an endpoint that refused a connection is skipped for a
+//!   backoff period unless every endpoint is down (then we try anyway:
+//!   failing open here only costs a 502 we would have returned).
+
+pub mod clock;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
+
+use crate::proxy::pool::Pool;
+use crate::table::upstream::{EndpointAddr, LbAlgorithm, UpstreamKey, UpstreamSpec};
+
+/// First passive-health backoff; doubles per consecutive failure.
+const BACKOFF_BASE_MS: u64 = 1_000;
+/// Longest passive-health backoff.
+const BACKOFF_MAX_MS: u64 = 10_000;
+/// Decay time constant of the peak-EWMA latency estimate.
+const EWMA_TAU_NS: f64 = 10e9;
+/// Latency assumed for an endpoint without samples (1 ms).
+const EWMA_DEFAULT_NS: u64 = 1_000_000;
+
+/// One backend address with its connection pool and load/health state.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: EndpointAddr,
+    pub pool: Pool,
+    inflight: AtomicU32,
+    ewma_ns: AtomicU64,
+    ewma_stamp_ns: AtomicU64,
+    down_until_ms: AtomicU64,
+    failures: AtomicU32,
+}
+
+/// The current endpoints of an upstream; replaced as a whole.
+#[derive(Debug, Default)]
+pub struct EndpointSet {
+    pub endpoints: Vec<Arc<Endpoint>>,
+}
+
+/// A live upstream: identity, picker state and a swappable endpoint set.
+#[derive(Debug)]
+pub struct Upstream {
+    pub key: UpstreamKey,
+    pub label: Arc<str>,
+    endpoints: ArcSwap<EndpointSet>,
+    next: AtomicUsize,
+    /// Failed connection attempts to this upstream's endpoints.
+    pub connect_errors: Counter,
+}
+
+/// Tracks one in-flight request on an endpoint (for p2c-ewma); dropping it
+/// ends the request.
+#[derive(Debug)]
+pub struct InFlight(Arc<Endpoint>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Endpoint {
+    pub fn new(addr: EndpointAddr) -> Self {
+        Self {
+            pool: Pool::new(addr.clone()),
+            addr,
+            inflight: AtomicU32::new(0),
+            ewma_ns: AtomicU64::new(0),
+            ewma_stamp_ns: AtomicU64::new(0),
+            down_until_ms: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether passive health currently skips this endpoint.
+    #[inline]
+    pub fn is_down(&self) -> bool {
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until != 0 && clock::now_ms() < until
+    }
+
+    /// The endpoint refused or failed a connection: back off.
+    pub fn mark_failed(&self) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed).min(16);
+        let backoff = BACKOFF_BASE_MS.saturating_mul(1 << failures.min(4)).min(BACKOFF_MAX_MS);
+        self.down_until_ms.store(clock::now_ms() + backoff, Ordering::Relaxed);
+    }
+
+    /// A connection succeeded: clear the backoff.
+    #[inline]
+    pub fn mark_ok(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+            self.down_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn start_request(self: &Arc<Self>) -> InFlight {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Records a response latency into the peak-EWMA estimate.
+    pub fn observe_latency(&self, rtt_ns: u64) {
+        let now = clock::now_ns();
+        let prev = self.ewma_ns.load(Ordering::Relaxed);
+        let stamp = self.ewma_stamp_ns.swap(now, Ordering::Relaxed);
+        let next = if prev == 0 || rtt_ns > prev {
+            rtt_ns
+        } else {
+            let dt = now.saturating_sub(stamp) as f64;
+            let w = (-dt / EWMA_TAU_NS).exp();
+            (prev as f64 * w + rtt_ns as f64 * (1.0 - w)) as u64
+        };
+        self.ewma_ns.store(next.max(1), Ordering::Relaxed);
+    }
+
+    /// p2c-ewma cost: latency estimate × (in-flight + 1).
+    fn cost(&self) -> u64 {
+        let ewma = match self.ewma_ns.load(Ordering::Relaxed) {
+            0 => EWMA_DEFAULT_NS,
+            n => n,
+        };
+        ewma.saturating_mul(u64::from(self.inflight.load(Ordering::Relaxed)) + 1)
+    }
+
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
+
+impl Upstream {
+    pub fn new(spec: &UpstreamSpec, connect_errors: Counter) -> Self {
+        let set = EndpointSet {
+            endpoints: spec.endpoints.iter().cloned().map(|a| Arc::new(Endpoint::new(a))).collect(),
+        };
+        Self {
+            key: spec.key.clone(),
+            label: spec.label.clone(),
+            endpoints: ArcSwap::from_pointee(set),
+            next: AtomicUsize::new(fastrand::usize(..1024)),
+            connect_errors,
+        }
+    }
+
+    /// Replaces the endpoint set, keeping the `Endpoint` (pool, health) of
+    /// every address that stays. Returns whether anything changed.
+    pub fn set_endpoints(&self, addrs: &[EndpointAddr]) -> bool {
+        let current = self.endpoints.load();
+        if current.endpoints.len() == addrs.len()
+            && current.endpoints.iter().zip(addrs).all(|(e, a)| &e.addr == a)
+        {
+            return false;
+        }
+        let mut existing: HashMap<&EndpointAddr, &Arc<Endpoint>> =
+            current.endpoints.iter().map(|e| (&e.addr, e)).collect();
+        let endpoints = addrs
+            .iter()
+            .map(|a| match existing.remove(a) {
+                Some(e) => e.clone(),
+                None => Arc::new(Endpoint::new(a.clone())),
+            })
+            .collect();
+        self.endpoints.store(Arc::new(EndpointSet { endpoints }));
+        true
+    }
+
+    /// The current endpoint set (one atomic load).
+    #[inline]
+    pub fn endpoints(&self) -> arc_swap::Guard<Arc<EndpointSet>> {
+        self.endpoints.load()
+    }
+
+    /// Picks an endpoint, skipping `exclude` (already tried) and endpoints in
+    /// passive-health backoff; falls back to a down endpoint when every
+    /// endpoint not yet tried is down.
+    pub fn pick(&self, set: &EndpointSet, exclude: &[&Endpoint]) -> Option<Arc<Endpoint>> {
+        let eps = &set.endpoints;
+        let excluded = |e: &Endpoint| exclude.iter().any(|x| std::ptr::eq(*x, e));
+        match eps.len() {
+            0 => return None,
+            1 => {
+                let e = eps.first()?;
+                return (!excluded(e)).then(|| e.clone());
+            }
+            _ => {}
+        }
+        match self.key.lb {
+            LbAlgorithm::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                let mut fallback = None;
+                for i in 0..eps.len() {
+                    let Some(e) = eps.get(start.wrapping_add(i) % eps.len()) else { continue };
+                    if excluded(e) {
+                        continue;
+                    }
+                    if !e.is_down() {
+                        return Some(e.clone());
+                    }
+                    fallback.get_or_insert(e);
+                }
+                fallback.cloned()
+            }
+            LbAlgorithm::P2cEwma => {
+                let usable = |e: &&Arc<Endpoint>| !excluded(e) && !e.is_down();
+                let n = eps.len();
+                let a = fastrand::usize(..n);
+                let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                let (ea, eb) = (eps.get(a)?, eps.get(b)?);
+                match (usable(&ea), usable(&eb)) {
+                    (true, true) => Some(if ea.cost() <= eb.cost() { ea } else { eb }.clone()),
+                    (true, false) => Some(ea.clone()),
+                    (false, true) => Some(eb.clone()),
+                    (false, false) => eps
+                        .iter()
+                        .filter(usable)
+                        .min_by_key(|e| e.cost())
+                        .or_else(|| eps.iter().find(|e| !excluded(e)))
+                        .cloned(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,35 @@
+//! tollgate: a Kubernetes Ingress controller and Layer-7 reverse proxy.
+//!
+//! # Layout
+//! Objects flow one way: `provider → config → table ← proxy`.
+//!
+//! - [`provider`]: the only sources of Kubernetes objects. `files` reads
+//!   manifests from disk and watches them; it produces a [`config::Snapshot`].
+//! - [`config`]: the pure compiler. `Snapshot → (RoutingTable, upstream specs,
+//!   diagnostics)`. No IO, no async, no clock: all Ingress semantics live here.
+//! - [`table`]: the immutable routing table (hosts → paths → routes). Looked up
+//!   per request without locks and without allocating.
+//! - [`lb`]: upstreams, endpoint sets (swapped on their own, so an
+//!   EndpointSlice change never recompiles routes) and pickers.
+//! - [`runtime`]: turns compiled output into the published state (one
+//!   `ArcSwap`) and applies endpoint-only changes through the fast path.
+//! - [`proxy`]: the data plane: listeners, the hyper service, forwarding,
+//!   the upstream connection pool, error → status mapping.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`echo`]: the built-in echo backend shared by examples, tests and benches.
+//!
+//! The data plane never sees a k8s-openapi type: everything it reads was
+//! compiled into plain types first.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod check;
+pub mod config;
+pub mod echo;
+pub mod lb;
+pub mod metrics;
+pub mod provider;
+pub mod proxy;
+pub mod runtime;
+pub mod settings;
+pub mod table;

@@ -1,0 +1,255 @@
+//! Prometheus metrics (prometheus-client), registered once at start-up.
+//!
+//! Invariants:
+//! - The request path never takes a lock for metrics: per-route counters and
+//!   histograms are resolved from their families by the control plane when a
+//!   table is published ([`RouteMetrics`]), and then only touched through
+//!   atomics. prometheus-client's own `Histogram` takes a lock per
+//!   observation, so request durations use [`AtomicHistogram`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+/// Upper bounds (seconds) of the request-duration histogram.
+const DURATION_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub ingress: String,
+    pub service: String,
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub ingress: String,
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+/// A histogram with fixed buckets and atomic counts (sum kept in µs).
+#[derive(Debug, Clone)]
+pub struct AtomicHistogram {
+    inner: Arc<HistogramInner>,
+}
+
+#[derive(Debug)]
+struct HistogramInner {
+    /// One count per bucket of [`DURATION_BUCKETS`], plus +Inf.
+    counts: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Default for AtomicHistogram {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(HistogramInner {
+                counts: std::array::from_fn(|_| AtomicU64::new(0)),
+                sum_micros: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+impl AtomicHistogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let bucket = DURATION_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(DURATION_BUCKETS.len());
+        if let Some(count) = self.inner.counts.get(bucket) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.inner.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for AtomicHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for AtomicHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let mut buckets = Vec::with_capacity(DURATION_BUCKETS.len() + 1);
+        let mut count = 0;
+        for (i, c) in self.inner.counts.iter().enumerate() {
+            let n = c.load(Ordering::Relaxed);
+            count += n;
+            buckets.push((DURATION_BUCKETS.get(i).copied().unwrap_or(f64::MAX), n));
+        }
+        let sum = self.inner.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// Status classes, indexed by `status / 100 - 1`.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The pre-resolved metrics of one route (cheap to clone: handles only).
+#[derive(Debug, Clone)]
+pub struct RouteMetrics {
+    pub requests: [Counter; 5],
+    pub duration: AtomicHistogram,
+}
+
+impl RouteMetrics {
+    #[inline]
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        if let Some(c) = self.requests.get(class) {
+            c.inc();
+        }
+        self.duration.observe(elapsed);
+    }
+}
+
+/// All metrics of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, AtomicHistogram>,
+    pub upstream_connect_errors: Family<UpstreamLabels, Counter>,
+    pub open_connections: Gauge,
+    pub table_generation: Gauge,
+    pub reloads: Counter,
+    pub endpoint_updates: Counter,
+    pub compile_failures: Counter,
+    pub compile_seconds: AtomicHistogram,
+    pub source_errors: Family<SourceLabels, Counter>,
+    /// Requests that matched no route (404 from the built-in default backend).
+    pub unrouted: RouteMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tollgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests by ingress, service and status class", requests.clone());
+        let durations = Family::<RouteLabels, AtomicHistogram>::default();
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request received to response headers sent",
+            prometheus_client::registry::Unit::Seconds,
+            durations.clone(),
+        );
+        let upstream_connect_errors = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_connect_errors",
+            "Failed connection attempts to upstream endpoints",
+            upstream_connect_errors.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register("open_connections", "Open client connections", open_connections.clone());
+        let table_generation = Gauge::default();
+        registry.register("table_generation", "Generation of the installed routing table", table_generation.clone());
+        let reloads = Counter::default();
+        registry.register("reloads", "Routing tables compiled and installed", reloads.clone());
+        let endpoint_updates = Counter::default();
+        registry.register(
+            "endpoint_updates",
+            "Endpoint-only changes applied without recompiling routes",
+            endpoint_updates.clone(),
+        );
+        let compile_failures = Counter::default();
+        registry.register(
+            "compile_failures",
+            "Compiles that rejected at least one object",
+            compile_failures.clone(),
+        );
+        let compile_seconds = AtomicHistogram::default();
+        registry.register_with_unit(
+            "compile_duration",
+            "Time to compile a routing table",
+            prometheus_client::registry::Unit::Seconds,
+            compile_seconds.clone(),
+        );
+        let source_errors = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "source_errors",
+            "Objects or files a source could not read (the last good version keeps serving)",
+            source_errors.clone(),
+        );
+        let unrouted = Self::route_metrics_from(&requests, &durations, "", "");
+        Self {
+            registry,
+            requests,
+            durations,
+            upstream_connect_errors,
+            open_connections,
+            table_generation,
+            reloads,
+            endpoint_updates,
+            compile_failures,
+            compile_seconds,
+            source_errors,
+            unrouted,
+        }
+    }
+
+    fn route_metrics_from(
+        requests: &Family<RequestLabels, Counter>,
+        durations: &Family<RouteLabels, AtomicHistogram>,
+        ingress: &str,
+        service: &str,
+    ) -> RouteMetrics {
+        let requests = STATUS_CLASSES.map(|status_class| {
+            requests
+                .get_or_create(&RequestLabels {
+                    ingress: ingress.to_string(),
+                    service: service.to_string(),
+                    status_class,
+                })
+                .clone()
+        });
+        let duration = durations
+            .get_or_create(&RouteLabels { ingress: ingress.to_string(), service: service.to_string() })
+            .clone();
+        RouteMetrics { requests, duration }
+    }
+
+    /// Resolves the metrics of a route (control plane only: takes locks).
+    pub fn route(&self, ingress: &str, service: &str) -> RouteMetrics {
+        Self::route_metrics_from(&self.requests, &self.durations, ingress, service)
+    }
+
+    pub fn connect_error(&self, service: &str) -> Counter {
+        self.upstream_connect_errors.get_or_create(&UpstreamLabels { service: service.to_string() }).clone()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,336 @@
+//! Standalone mode: objects from manifest files, watched for changes.
+//!
+//! Invariants:
+//! - Paths are files or directories (recursive); `*.yaml`, `*.yml` and
+//!   `*.json`; multi-document YAML and `kind: List` are accepted. Kinds
+//!   tollgate does not read (Deployments, ConfigMaps...) are skipped.
+//! - A file is the unit of failure: a file that no longer parses (syntax or
+//!   schema) keeps its last good objects and yields a diagnostic naming the
+//!   file, line and field, while changes to other files apply.
+//! - Runs on the control-plane thread; parsing never blocks the data plane.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use serde::Deserialize;
+
+use crate::config::{Diagnostic, Object, ObjectKey, Severity, Snapshot};
+
+/// Why a manifest file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: YAML syntax: {message}")]
+    Syntax { path: String, line: usize, message: String },
+    #[error("{path}:{line}: {kind} {name}: field `{field}`: {message}")]
+    Schema { path: String, line: usize, kind: String, name: String, field: String, message: String },
+    #[error("{path}:{line}: {message}")]
+    Document { path: String, line: usize, message: String },
+}
+
+/// The parsed state of one file: its objects, or the error that kept its
+/// previous objects.
+#[derive(Debug, Default)]
+struct FileState {
+    content: Vec<u8>,
+    objects: Vec<(Arc<str>, Object)>,
+    error: Option<String>,
+}
+
+/// Reads manifests from a set of paths and remembers each file's last good
+/// objects.
+#[derive(Debug, Default)]
+pub struct FileSource {
+    paths: Vec<PathBuf>,
+    namespaces: Vec<String>,
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+fn is_manifest(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for entry in entries {
+            let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('.') {
+                continue; // editor swap files, hidden directories
+            }
+            if entry.is_dir() {
+                collect_files(&entry, out)?;
+            } else if is_manifest(&entry) {
+                out.push(entry);
+            }
+        }
+    } else {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// 1-based line of each document start in a multi-document YAML text.
+fn document_lines(text: &str) -> Vec<usize> {
+    let mut lines = vec![1];
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("---") && i > 0 {
+            lines.push(i + 2);
+        } else if line.starts_with("---") && i == 0 {
+            lines[0] = 2;
+        }
+    }
+    lines
+}
+
+/// Parses one manifest file into objects (pure; used by tests and `check`).
+pub fn parse_manifests(path: &str, text: &str) -> Result<Vec<(Arc<str>, Object)>, FileError> {
+    let starts = document_lines(text);
+    let mut out = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml::Value::deserialize(document).map_err(|e| FileError::Syntax {
+            path: path.to_string(),
+            line: e.location().map(|l| l.line()).unwrap_or(0),
+            message: e.to_string(),
+        })?;
+        // The YAML parser does not report where a document starts; count
+        // `---` separators, which is exact for the usual layouts.
+        let line = starts.get(index).copied().unwrap_or(1);
+        collect_objects(path, line, value, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn collect_objects(
+    path: &str,
+    line: usize,
+    value: serde_yaml::Value,
+    out: &mut Vec<(Arc<str>, Object)>,
+) -> Result<(), FileError> {
+    if value.is_null() {
+        return Ok(());
+    }
+    let get = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let (kind, api_version) = (get("kind"), get("apiVersion"));
+    let name = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("")
+        .to_string();
+    let origin: Arc<str> = format!("{path}:{line}").into();
+    let doc_error = |message: String| FileError::Document { path: path.to_string(), line, message };
+    if kind.is_empty() {
+        return Err(doc_error("document has no `kind`".into()));
+    }
+    if kind == "List" || kind.ends_with("List") && value.get("items").is_some() {
+        let items = match value.get("items") {
+            Some(serde_yaml::Value::Sequence(items)) => items.clone(),
+            Some(serde_yaml::Value::Null) | None => Vec::new(),
+            Some(_) => return Err(doc_error(format!("{kind}: `items` must be a list"))),
+        };
+        for item in items {
+            collect_objects(path, line, item, out)?;
+        }
+        return Ok(());
+    }
+    let expected = match kind.as_str() {
+        "Ingress" | "IngressClass" => "networking.k8s.io/v1",
+        "Service" => "v1",
+        "EndpointSlice" => "discovery.k8s.io/v1",
+        _ => return Ok(()), // not a kind tollgate reads
+    };
+    if api_version != expected {
+        return Err(doc_error(format!(
+            "{kind} {name}: apiVersion `{api_version}` is not supported; use `{expected}`"
+        )));
+    }
+    if name.is_empty() {
+        return Err(doc_error(format!("{kind}: metadata.name is required")));
+    }
+    let schema = |e: serde_path_to_error::Error<serde_yaml::Error>| FileError::Schema {
+        path: path.to_string(),
+        line,
+        kind: kind.clone(),
+        name: name.clone(),
+        field: e.path().to_string(),
+        message: e.inner().to_string(),
+    };
+    let object = match kind.as_str() {
+        "Ingress" => Object::Ingress(serde_path_to_error::deserialize(value).map_err(schema)?),
+        "IngressClass" => Object::IngressClass(serde_path_to_error::deserialize(value).map_err(schema)?),
+        "Service" => Object::Service(serde_path_to_error::deserialize(value).map_err(schema)?),
+        _ => Object::EndpointSlice(serde_path_to_error::deserialize(value).map_err(schema)?),
+    };
+    out.push((origin, object));
+    Ok(())
+}
+
+impl FileSource {
+    pub fn new(paths: Vec<PathBuf>, namespaces: Vec<String>) -> Self {
+        Self { paths, namespaces, files: BTreeMap::new() }
+    }
+
+    /// Re-reads every file whose content changed. Returns whether anything
+    /// changed (objects or errors).
+    pub fn reload(&mut self) -> bool {
+        let mut seen = Vec::new();
+        let mut changed = false;
+        let mut missing_roots = Vec::new();
+        for root in &self.paths {
+            if let Err(e) = collect_files(root, &mut seen) {
+                missing_roots.push(FileError::Read { path: root.display().to_string(), source: e }.to_string());
+            }
+        }
+        // Files that disappeared take their objects with them.
+        let before = self.files.len();
+        self.files.retain(|p, _| seen.contains(p));
+        changed |= before != self.files.len();
+        for path in seen {
+            let state = self.files.entry(path.clone()).or_default();
+            let display = path.display().to_string();
+            match std::fs::read(&path) {
+                Err(e) => {
+                    let msg = FileError::Read { path: display, source: e }.to_string();
+                    changed |= state.error.as_ref() != Some(&msg);
+                    state.error = Some(msg);
+                }
+                Ok(content) if content == state.content && state.error.is_none() => {}
+                Ok(content) => {
+                    changed = true;
+                    let parsed = std::str::from_utf8(&content)
+                        .map_err(|_| FileError::Document { path: display.clone(), line: 1, message: "not UTF-8".into() })
+                        .and_then(|text| parse_manifests(&display, text));
+                    state.content = content;
+                    match parsed {
+                        Ok(objects) => {
+                            state.objects = objects;
+                            state.error = None;
+                        }
+                        Err(e) => state.error = Some(e.to_string()),
+                    }
+                }
+            }
+        }
+        for error in missing_roots {
+            tracing::error!(error = %error, "manifest path unreadable");
+        }
+        changed
+    }
+
+    /// The current snapshot and the diagnostics of files that failed to
+    /// parse (their last good objects are in the snapshot) and duplicates.
+    pub fn snapshot(&self) -> (Snapshot, Vec<Diagnostic>) {
+        let mut snapshot = Snapshot::default();
+        let mut diagnostics = Vec::new();
+        for (path, state) in &self.files {
+            if let Some(error) = &state.error {
+                let reason = if state.objects.is_empty() {
+                    format!("{error}; the file contributes no objects")
+                } else {
+                    format!("{error}; the file's last good objects keep serving")
+                };
+                diagnostics.push(Diagnostic::new(
+                    Severity::Rejected,
+                    "File",
+                    &ObjectKey::new("", path.display().to_string()),
+                    None,
+                    "content",
+                    reason,
+                ));
+            }
+            for (origin, object) in &state.objects {
+                let key = object.key();
+                if !self.namespaces.is_empty()
+                    && !key.namespace.is_empty()
+                    && !self.namespaces.contains(&key.namespace)
+                {
+                    continue;
+                }
+                let kind = object.kind();
+                if let Some(previous) = snapshot.insert(origin.clone(), object.clone()) {
+                    diagnostics.push(Diagnostic::new(
+                        Severity::Warning,
+                        kind,
+                        &key,
+                        Some(origin.clone()),
+                        "metadata.name",
+                        format!("also defined at {previous}; the later definition is used"),
+                    ));
+                }
+            }
+        }
+        (snapshot, diagnostics)
+    }
+
+    /// Watches the paths and calls `apply` with a new snapshot after every
+    /// change (debounced), until `stop` returns true. Blocks: run it on the
+    /// control-plane thread.
+    pub fn watch(
+        mut self,
+        debounce: Duration,
+        mut apply: impl FnMut(Snapshot, Vec<Diagnostic>),
+        stop: impl Fn() -> bool,
+    ) {
+        let (tx, rx) = mpsc::channel::<()>();
+        let handler = move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        };
+        let mut watcher: Box<dyn Watcher> = match notify::recommended_watcher(handler.clone()) {
+            Ok(w) => Box::new(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "file notifications unavailable; polling every second");
+                match notify::PollWatcher::new(handler, notify::Config::default().with_poll_interval(Duration::from_secs(1))) {
+                    Ok(w) => Box::new(w),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot watch manifests; changes will not apply");
+                        return;
+                    }
+                }
+            }
+        };
+        for path in &self.paths {
+            // Watch a file's directory too, so editors' rename-on-save and
+            // recreated files are seen.
+            let target = if path.is_dir() { path.clone() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
+            let target = if target.as_os_str().is_empty() { PathBuf::from(".") } else { target };
+            if let Err(e) = watcher.watch(&target, RecursiveMode::Recursive) {
+                tracing::error!(path = %target.display(), error = %e, "cannot watch manifest path");
+            }
+        }
+        self.reload();
+        let (snapshot, diagnostics) = self.snapshot();
+        apply(snapshot, diagnostics);
+        while !stop() {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(()) => {
+                    // Coalesce a burst of events into one reload.
+                    std::thread::sleep(debounce);
+                    while rx.try_recv().is_ok() {}
+                    if self.reload() {
+                        let (snapshot, diagnostics) = self.snapshot();
+                        apply(snapshot, diagnostics);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! The response body type of the proxy: either a static body (errors,
+//! redirects) or an upstream body being streamed through.
+//!
+//! Invariants:
+//! - No boxing: one enum, `Unpin`, polled in place.
+//! - An upstream connection goes back to its pool only when the response
+//!   body has been read to its end; a body dropped early drops the
+//!   connection (hyper closes it), so a pooled connection is always clean.
+//! - Dropping the body ends the request's in-flight accounting (p2c-ewma)
+//!   and the client connection's activity (idle timeout).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::listener::ActiveRequest;
+use super::pool::Sender;
+use crate::lb::{Endpoint, InFlight};
+
+/// A connection to return to its endpoint's pool at end of body.
+#[derive(Debug)]
+pub struct Checkin {
+    pub sender: Sender,
+    pub endpoint: Arc<Endpoint>,
+}
+
+impl Checkin {
+    fn release(self) {
+        self.endpoint.pool.put(self.sender);
+    }
+}
+
+#[derive(Debug)]
+enum Kind {
+    Static(Option<Bytes>),
+    Upstream { body: Incoming, checkin: Option<Checkin>, _inflight: InFlight },
+}
+
+#[derive(Debug)]
+pub struct ProxyBody {
+    kind: Kind,
+    _active: Option<ActiveRequest>,
+}
+
+impl ProxyBody {
+    pub fn fixed(bytes: Bytes) -> Self {
+        Self { kind: Kind::Static(Some(bytes)), _active: None }
+    }
+
+    pub fn empty() -> Self {
+        Self { kind: Kind::Static(None), _active: None }
+    }
+
+    pub fn upstream(body: Incoming, checkin: Option<Checkin>, inflight: InFlight) -> Self {
+        let mut this = Self { kind: Kind::Upstream { body, checkin, _inflight: inflight }, _active: None };
+        this.release_if_done();
+        this
+    }
+
+    pub fn with_active(mut self, active: ActiveRequest) -> Self {
+        self._active = Some(active);
+        self
+    }
+
+    fn release_if_done(&mut self) {
+        if let Kind::Upstream { body, checkin, .. } = &mut self.kind {
+            if body.is_end_stream() {
+                if let Some(c) = checkin.take() {
+                    c.release();
+                }
+            }
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { body, checkin, .. } => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => {
+                        if let Some(c) = checkin.take() {
+                            c.release();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
+                        if let Some(c) = checkin.take() {
+                            c.release();
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        checkin.take();
+                    }
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Static(b) => b.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Static(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Static(None) => SizeHint::with_exact(0),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        self.release_if_done();
+    }
+}

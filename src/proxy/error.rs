@@ -1,0 +1,67 @@
+//! Errors of the request path and the one status each maps to.
+//!
+//! Invariant: error responses are short static plain-text bodies; nothing
+//! from an upstream (addresses, messages) reaches the client.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::ProxyBody;
+use super::pool::ConnectError;
+
+/// Who failed, and how. Each variant maps to exactly one status.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Downstream: the request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// No rule matched and no default backend is configured.
+    #[error("no route")]
+    NoRoute,
+    /// The route's backend has no ready endpoint (or its Service is missing).
+    #[error("no ready endpoint")]
+    NoEndpoints,
+    /// Upstream: every endpoint tried refused or failed the connection.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Upstream: the connection failed after the request was sent.
+    #[error("upstream: {0}")]
+    Upstream(#[source] hyper::Error),
+    /// Upstream: no response headers within the response timeout.
+    #[error("upstream response timed out")]
+    Timeout,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn body(&self) -> &'static str {
+        match self {
+            ProxyError::BadRequest(_) => "400 Bad Request\n",
+            ProxyError::NoRoute => "404 Not Found\n",
+            ProxyError::NoEndpoints => "503 Service Unavailable\n",
+            ProxyError::Connect(_) | ProxyError::Upstream(_) => "502 Bad Gateway\n",
+            ProxyError::Timeout => "504 Gateway Timeout\n",
+        }
+    }
+
+    pub fn response(&self) -> Response<ProxyBody> {
+        let mut response = Response::new(ProxyBody::fixed(Bytes::from_static(self.body().as_bytes())));
+        *response.status_mut() = self.status();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if matches!(self, ProxyError::BadRequest(_)) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}

@@ -1,0 +1,246 @@
+//! Header rewriting between client and upstream.
+//!
+//! Invariants:
+//! - Hop-by-hop headers never cross the proxy: Connection and every header
+//!   it names, Keep-Alive, Proxy-Connection, TE (except `trailers`),
+//!   Transfer-Encoding, and Upgrade unless the request is an upgrade.
+//! - X-Forwarded-For is the client chain: an incoming value is kept (and the
+//!   peer appended) only when the peer is a trusted proxy; otherwise it is
+//!   replaced by the peer address. The same trust decides whether incoming
+//!   X-Forwarded-Proto/Host/Port are kept.
+//! - Header names are static (`from_static`); per-connection values (peer
+//!   address, port) are built once per connection, not per request.
+
+use bytes::{BufMut, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// What the forwarding headers need to know about the client connection;
+/// built once per connection.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub peer_ip: HeaderValue,
+    pub trusted: bool,
+    pub proto: HeaderValue,
+    pub port: HeaderValue,
+}
+
+/// Whether a request asks for a protocol upgrade (WebSocket...).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
+}
+
+fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// Removes hop-by-hop headers; with `upgrade`, keeps `Upgrade` and sets
+/// `Connection: upgrade`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
+        headers.remove(CONNECTION);
+        for value in &named {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if token.is_empty() || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
+                    continue;
+                }
+                // `remove` ignores names that are not valid header names.
+                headers.remove(token);
+            }
+        }
+    }
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
+    headers.remove(TRANSFER_ENCODING);
+    if let Some(te) = headers.get(TE) {
+        let trailers = te.to_str().map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        if trailers.unwrap_or(false) {
+            headers.insert(TE, HeaderValue::from_static("trailers"));
+        } else {
+            headers.remove(TE);
+        }
+    }
+    if upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Sets X-Forwarded-* and X-Real-IP on a request going
+/// upstream. `host` is the request's Host (or `:authority`).
+pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<HeaderValue>) {
+    let incoming_xff = client.trusted && headers.contains_key(X_FORWARDED_FOR);
+    if incoming_xff {
+        let mut buf = BytesMut::with_capacity(64);
+        let mut first_hop = None;
+        for value in headers.get_all(X_FORWARDED_FOR) {
+            if !buf.is_empty() {
+                buf.put_slice(b", ");
+            }
+            buf.put_slice(value.as_bytes());
+            if first_hop.is_none() {
+                first_hop = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.split(',').next())
+                    .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok());
+            }
+        }
+        buf.put_slice(b", ");
+        buf.put_slice(client.peer_ip.as_bytes());
+        match HeaderValue::from_maybe_shared(buf.freeze()) {
+            Ok(v) => {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
+            Err(_) => {
+                headers.insert(X_FORWARDED_FOR, client.peer_ip.clone());
+            }
+        }
+        let real = first_hop
+            .and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok())
+            .unwrap_or_else(|| client.peer_ip.clone());
+        headers.insert(X_REAL_IP, real);
+    } else {
+        headers.insert(X_FORWARDED_FOR, client.peer_ip.clone());
+        headers.insert(X_REAL_IP, client.peer_ip.clone());
+    }
+    if !client.trusted || !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, client.proto.clone());
+    }
+    if !client.trusted || !headers.contains_key(X_FORWARDED_HOST) {
+        match host {
+            Some(h) => {
+                headers.insert(X_FORWARDED_HOST, h);
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        }
+    }
+    if !client.trusted || !headers.contains_key(X_FORWARDED_PORT) {
+        headers.insert(X_FORWARDED_PORT, client.port.clone());
+    }
+}
+
+/// Keeps a valid incoming X-Request-Id or sets a new one; returns it.
+pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+    match headers.get(X_REQUEST_ID) {
+        Some(v) if valid_request_id(v.as_bytes()) => v.clone(),
+        _ => {
+            let id = new_request_id();
+            headers.insert(X_REQUEST_ID, id.clone());
+            id
+        }
+    }
+}
+
+/// 1..=128 characters of `[A-Za-z0-9._-]`.
+pub fn valid_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A random 128-bit id as 32 lowercase hex digits (like ingress-nginx's `$req_id`).
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = fastrand::u128(..);
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let nibble = (n >> (i * 4)) & 0xf;
+        *slot = HEX.get(nibble as usize).copied().unwrap_or(b'0');
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(trusted: bool) -> ClientInfo {
+        ClientInfo {
+            peer_ip: HeaderValue::from_static("127.0.0.9"),
+            trusted,
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from_static("8080"),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(TE, HeaderValue::from_static("gzip"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn te_trailers_and_upgrade_survive_when_meant() {
+        let mut h = HeaderMap::new();
+        h.insert(TE, HeaderValue::from_static("trailers, deflate"));
+        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade_request(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(TE).unwrap(), "trailers");
+        assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
+        assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn untrusted_forwarded_for_is_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        set_forwarded(&mut h, &client(false), Some(HeaderValue::from_static("a.com")));
+        assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "127.0.0.9");
+        assert_eq!(h.get(X_REAL_IP).unwrap(), "127.0.0.9");
+        assert_eq!(h.get(X_FORWARDED_PROTO).unwrap(), "http");
+        assert_eq!(h.get(X_FORWARDED_HOST).unwrap(), "a.com");
+        assert_eq!(h.get(X_FORWARDED_PORT).unwrap(), "8080");
+        assert_eq!(ensure_request_id(&mut h).len(), 32);
+        assert_eq!(h.get(X_REQUEST_ID).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn trusted_forwarded_for_is_appended() {
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4, 10.0.0.1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123"));
+        set_forwarded(&mut h, &client(true), None);
+        assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "1.2.3.4, 10.0.0.1, 10.0.0.2, 127.0.0.9");
+        assert_eq!(h.get(X_REAL_IP).unwrap(), "1.2.3.4");
+        assert_eq!(ensure_request_id(&mut h), "abc-123");
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id(b"abc-DEF_1.2"));
+        assert!(!valid_request_id(b""));
+        assert!(!valid_request_id(b"a b"));
+        assert!(!valid_request_id(&[b'a'; 129]));
+        assert_ne!(new_request_id(), new_request_id());
+    }
+}

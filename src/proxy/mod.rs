@@ -1,0 +1,302 @@
+//! The data plane: listeners, the per-request service, forwarding.
+//!
+//! Invariants:
+//! - A request loads the published state once (`ArcSwap::load_full`) and
+//!   uses that snapshot to the end, so a swap never changes a request
+//!   midway and in-flight requests finish on the table they started with.
+//! - The request path takes no lock; lookups do not allocate; the request
+//!   is forwarded with its original target (normalization is for matching).
+//! - Retries happen only when the request was provably not sent: a refused
+//!   connection (then another endpoint is tried) or a pooled connection that
+//!   closed before taking the request (hyper hands the request back).
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod listener;
+pub mod pool;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::header::{COOKIE, HOST};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use ipnet::IpNet;
+use tokio::time::Instant;
+
+use crate::lb::{Endpoint, Upstream};
+use crate::metrics::Metrics;
+use crate::runtime::Published;
+use crate::table::{host, path};
+use body::{Checkin, ProxyBody};
+use error::ProxyError;
+use headers::ClientInfo;
+use listener::ConnCtx;
+
+/// Most distinct endpoints tried for one request when connections fail.
+const MAX_ENDPOINT_ATTEMPTS: usize = 3;
+
+/// Settings of the request path (from flags).
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub access_log: bool,
+}
+
+/// Shared by every connection of every listener.
+#[derive(Debug)]
+pub struct ProxyState {
+    pub published: Arc<ArcSwap<Published>>,
+    pub settings: ProxySettings,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ProxyState {
+    /// Per-connection forwarding info: built once per accepted connection.
+    pub fn client_info(&self, peer: std::net::SocketAddr, local_port: u16, proto: &'static str) -> ClientInfo {
+        let ip = peer.ip().to_canonical();
+        ClientInfo {
+            peer_ip: HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("")),
+            trusted: self.settings.trusted_proxies.iter().any(|net| net.contains(&ip)),
+            proto: HeaderValue::from_static(proto),
+            port: HeaderValue::from(local_port),
+        }
+    }
+}
+
+/// The hyper service function: never fails; errors become responses.
+pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let active = ctx.activity.begin();
+    let published = ctx.state.published.load_full();
+    let state = &ctx.state;
+    let request_id = headers::ensure_request_id(req.headers_mut());
+
+    let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
+    let raw_host = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or(""),
+    };
+    let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
+    let matched_path = path::normalize(req.uri().path());
+    let route_id = published.table.lookup(host, &matched_path);
+    drop(matched_path);
+
+    // Only what the access log needs survives the request being forwarded.
+    let log = state.settings.access_log.then(|| AccessLog {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        host: raw_host.to_string(),
+        request_id,
+    });
+
+    let routed = route_id.and_then(|id| {
+        let route = published.table.route(id)?;
+        let upstream = published.upstreams.get(route.upstream as usize)?;
+        let metrics = published.route_metrics.get(id as usize)?;
+        Some((route, upstream, metrics))
+    });
+    let (response, route, endpoint) = match routed {
+        None => {
+            let response = ProxyError::NoRoute.response();
+            state.metrics.unrouted.record(response.status().as_u16(), started.elapsed());
+            (response, None, None)
+        }
+        Some((route, upstream, metrics)) => {
+            let (response, endpoint) = match forward(&ctx, upstream, req).await {
+                Ok((response, endpoint)) => (response, Some(endpoint)),
+                Err(e) => {
+                    if matches!(e, ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout) {
+                        tracing::debug!(error = %e, upstream = %upstream.label, "upstream failure");
+                    }
+                    (e.response(), None)
+                }
+            };
+            metrics.record(response.status().as_u16(), started.elapsed());
+            (response, Some(route), endpoint)
+        }
+    };
+    if let Some(log) = log {
+        log.emit(response.status(), route, endpoint.as_deref(), started);
+    }
+    Ok(response.map(|b| b.with_active(active)))
+}
+
+/// The fields of one access-log line.
+struct AccessLog {
+    method: http::Method,
+    uri: Uri,
+    host: String,
+    request_id: HeaderValue,
+}
+
+impl AccessLog {
+    fn emit(self, status: StatusCode, route: Option<&crate::table::Route>, endpoint: Option<&Endpoint>, started: Instant) {
+        tracing::info!(
+            target: "access",
+            request_id = %String::from_utf8_lossy(self.request_id.as_bytes()),
+            method = %self.method,
+            host = %self.host,
+            path = %self.uri,
+            status = status.as_u16(),
+            ingress = %route.map(|r| r.ingress.as_ref()).unwrap_or(""),
+            service = %route.map(|r| r.service.as_ref()).unwrap_or(""),
+            upstream = %endpoint.map(|e| e.addr.to_string()).unwrap_or_default(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+    }
+}
+
+/// Rewrites the request for the upstream: hop-by-hop headers, forwarding
+/// headers, origin-form target, HTTP/1.1.
+fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
+    let from_h2 = req.version() == Version::HTTP_2;
+    let host_value = match req.headers().get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
+    let headers = req.headers_mut();
+    headers::strip_hop_by_hop(headers, upgrade);
+    if from_h2 {
+        if let Some(h) = &host_value {
+            headers.entry(HOST).or_insert_with(|| h.clone());
+        }
+        // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one.
+        if headers.get_all(COOKIE).iter().nth(1).is_some() {
+            let joined = headers
+                .get_all(COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join("; ");
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                headers.insert(COOKIE, v);
+            }
+        }
+    }
+    headers::set_forwarded(headers, &ctx.client, host_value);
+    *req.version_mut() = Version::HTTP_11;
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(pq);
+    }
+}
+
+/// Sends the request to an endpoint of `upstream`; see the module invariants
+/// for when it retries.
+async fn forward(
+    ctx: &ConnCtx,
+    upstream: &Arc<Upstream>,
+    mut req: Request<Incoming>,
+) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
+    let h = req.headers();
+    if h.contains_key(http::header::TRANSFER_ENCODING) && h.contains_key(http::header::CONTENT_LENGTH) {
+        return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+    }
+    let settings = &ctx.state.settings;
+    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    prepare(ctx, &mut req, upgrade);
+
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut last_error = None;
+    while tried.len() < MAX_ENDPOINT_ATTEMPTS {
+        let endpoint = {
+            let set = upstream.endpoints();
+            if set.endpoints.is_empty() {
+                return Err(ProxyError::NoEndpoints);
+            }
+            let exclude: Vec<&Endpoint> = tried.iter().map(|e| e.as_ref()).collect();
+            upstream.pick(&set, &exclude)
+        };
+        let Some(endpoint) = endpoint else { break };
+
+        // A pooled connection first; if it turns out closed before taking
+        // the request, one fresh connection to the same endpoint.
+        let mut pooled = endpoint.pool.take_idle(settings.upstream_idle_timeout);
+        loop {
+            let reused = pooled.is_some();
+            let mut sender = match pooled.take() {
+                Some(s) => s,
+                None => match endpoint.pool.connect(settings.connect_timeout).await {
+                    Ok(s) => {
+                        endpoint.mark_ok();
+                        s
+                    }
+                    Err(e) => {
+                        endpoint.mark_failed();
+                        upstream.connect_errors.inc();
+                        tracing::debug!(error = %e, upstream = %upstream.label, "connect failed");
+                        last_error = Some(e);
+                        break;
+                    }
+                },
+            };
+            if sender.ready().await.is_err() {
+                if reused {
+                    continue;
+                }
+                break;
+            }
+            let inflight = endpoint.start_request();
+            let sent = Instant::now();
+            let response = match tokio::time::timeout(settings.response_timeout, sender.try_send_request(req)).await {
+                Err(_) => return Err(ProxyError::Timeout),
+                Ok(Ok(response)) => response,
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if reused => {
+                        req = unsent;
+                        continue;
+                    }
+                    _ => return Err(ProxyError::Upstream(e.into_error())),
+                },
+            };
+            endpoint.observe_latency(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            return Ok((finish(response, sender, &endpoint, inflight, client_upgrade), endpoint));
+        }
+        tried.push(endpoint);
+    }
+    match last_error {
+        Some(e) => Err(ProxyError::Connect(e)),
+        None => Err(ProxyError::NoEndpoints),
+    }
+}
+
+/// Turns the upstream response into the client response: hop-by-hop headers
+/// removed, body wrapped so the connection returns to the pool at its end,
+/// upgrades bridged.
+fn finish(
+    mut response: Response<Incoming>,
+    sender: pool::Sender,
+    endpoint: &Arc<Endpoint>,
+    inflight: crate::lb::InFlight,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ProxyBody> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
+                if let (Ok(client), Ok(upstream)) = (client, upstream) {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+                drop(inflight);
+            });
+            headers::strip_hop_by_hop(response.headers_mut(), true);
+            return response.map(|_| ProxyBody::empty());
+        }
+    }
+    headers::strip_hop_by_hop(response.headers_mut(), false);
+    let checkin = Checkin { sender, endpoint: endpoint.clone() };
+    response.map(|body| ProxyBody::upstream(body, Some(checkin), inflight))
+}

@@ -1,0 +1,194 @@
+//! The runtime: turns compiled output into the published state, and applies
+//! endpoint-only changes without recompiling.
+//!
+//! Invariants:
+//! - Everything a request needs (table, upstreams, per-route metrics) is
+//!   published together with one `ArcSwap::store`; requests `load` it once.
+//! - Upstreams keep their identity across recompiles (keyed by
+//!   [`UpstreamKey`]), so pools and health state survive a reload.
+//! - An EndpointSlice-only change swaps the endpoint sets of the affected
+//!   upstreams and nothing else: no compile, no new table.
+//! - Runs on the control-plane thread, never on the data plane's workers.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, CompileOptions, Diagnostic, LastGood, ObjectKey, Snapshot};
+use crate::lb::Upstream;
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::table::upstream::UpstreamKey;
+use crate::table::RoutingTable;
+
+/// The state a request reads: swapped as one.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub generation: u64,
+    pub table: RoutingTable,
+    /// Indexed by `UpstreamId`.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Indexed by `RouteId`.
+    pub route_metrics: Vec<RouteMetrics>,
+}
+
+/// Process health as the admin endpoints report it.
+#[derive(Debug, Default)]
+pub struct Health {
+    pub table_installed: AtomicBool,
+    pub listeners_up: AtomicBool,
+    pub draining: AtomicBool,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.table_installed.load(Ordering::Acquire)
+            && self.listeners_up.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// What one `apply` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Nothing,
+    Endpoints { services: usize },
+    Recompiled { generation: u64 },
+}
+
+pub struct Runtime {
+    opts: CompileOptions,
+    published: Arc<ArcSwap<Published>>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    snapshot: Snapshot,
+    last_good: LastGood,
+    upstreams: HashMap<UpstreamKey, Arc<Upstream>>,
+    /// Upstreams by Service, for the endpoint fast path.
+    by_service: HashMap<ObjectKey, Vec<Arc<Upstream>>>,
+    generation: u64,
+    /// Diagnostics of the last compile, so only new ones are logged.
+    diagnostics: BTreeSet<String>,
+}
+
+impl Runtime {
+    pub fn new(opts: CompileOptions, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
+        Self {
+            opts,
+            published: Arc::new(ArcSwap::from_pointee(Published::default())),
+            metrics,
+            health,
+            snapshot: Snapshot::default(),
+            last_good: LastGood::new(),
+            upstreams: HashMap::new(),
+            by_service: HashMap::new(),
+            generation: 0,
+            diagnostics: BTreeSet::new(),
+        }
+    }
+
+    /// The handle the proxy reads from.
+    pub fn published(&self) -> Arc<ArcSwap<Published>> {
+        self.published.clone()
+    }
+
+    /// Applies a new snapshot: recompiles when routes may have changed,
+    /// otherwise takes the endpoint fast path.
+    pub fn apply(&mut self, snapshot: Snapshot, source_diagnostics: &[Diagnostic]) -> Applied {
+        let changes = snapshot.changes_from(&self.snapshot);
+        let first = self.generation == 0;
+        self.snapshot = snapshot;
+        if first || changes.routes {
+            let generation = self.recompile(source_diagnostics);
+            Applied::Recompiled { generation }
+        } else if !changes.endpoints.is_empty() {
+            self.update_endpoints(&changes.endpoints);
+            Applied::Endpoints { services: changes.endpoints.len() }
+        } else {
+            Applied::Nothing
+        }
+    }
+
+    fn recompile(&mut self, source_diagnostics: &[Diagnostic]) -> u64 {
+        let started = Instant::now();
+        let compiled = config::compile(&self.snapshot, &self.opts, &self.last_good);
+        self.metrics.compile_seconds.observe(started.elapsed());
+
+        let mut upstreams = HashMap::with_capacity(compiled.upstreams.len());
+        let live: Vec<Arc<Upstream>> = compiled
+            .upstreams
+            .iter()
+            .map(|spec| {
+                let upstream = match self.upstreams.remove(&spec.key) {
+                    Some(existing) => {
+                        existing.set_endpoints(&spec.endpoints);
+                        existing
+                    }
+                    None => Arc::new(Upstream::new(spec, self.metrics.connect_error(&spec.label))),
+                };
+                upstreams.insert(spec.key.clone(), upstream.clone());
+                upstream
+            })
+            .collect();
+        self.upstreams = upstreams;
+        self.by_service.clear();
+        for upstream in &live {
+            let service = ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
+            self.by_service.entry(service).or_default().push(upstream.clone());
+        }
+        let route_metrics =
+            compiled.table.routes().iter().map(|r| self.metrics.route(&r.ingress, &r.service)).collect();
+
+        self.generation += 1;
+        let rejected = compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
+        if rejected {
+            self.metrics.compile_failures.inc();
+        }
+        let mut seen = BTreeSet::new();
+        for d in source_diagnostics.iter().chain(compiled.diagnostics.iter()) {
+            let line = d.to_string();
+            if !self.diagnostics.contains(&line) {
+                match d.severity {
+                    config::Severity::Rejected => tracing::error!(diagnostic = %line, "configuration rejected"),
+                    config::Severity::Warning => tracing::warn!(diagnostic = %line, "configuration warning"),
+                }
+            }
+            seen.insert(line);
+        }
+        self.diagnostics = seen;
+        self.last_good = compiled.last_good;
+        let hosts = compiled.table.host_count();
+        let routes = compiled.table.routes().len();
+        self.published.store(Arc::new(Published {
+            generation: self.generation,
+            table: compiled.table,
+            upstreams: live,
+            route_metrics,
+        }));
+        self.metrics.reloads.inc();
+        self.metrics.table_generation.set(i64::try_from(self.generation).unwrap_or(i64::MAX));
+        self.health.table_installed.store(true, Ordering::Release);
+        tracing::info!(
+            generation = self.generation,
+            ingresses = compiled.ingresses,
+            hosts,
+            routes,
+            compile_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "routing table installed"
+        );
+        self.generation
+    }
+
+    /// The fast path: O(endpoints of the changed Services).
+    fn update_endpoints(&mut self, services: &BTreeSet<ObjectKey>) {
+        for upstream in services.iter().filter_map(|s| self.by_service.get(s)).flatten() {
+            let endpoints = config::resolve_upstream(&self.snapshot, &upstream.key).unwrap_or_default();
+            if upstream.set_endpoints(&endpoints) {
+                tracing::info!(upstream = %upstream.label, endpoints = endpoints.len(), "endpoints updated");
+            }
+        }
+        self.metrics.endpoint_updates.inc();
+    }
+}

@@ -1,0 +1,199 @@
+//! Command-line settings (clap). Each flag of `run` also reads an environment
+//! variable `TOLLGATE_<FLAG>`; the Helm chart and scripts rely on these names.
+//!
+//! Invariant: parsing only; validation that needs more than one flag happens
+//! in [`RunArgs::validate`], which names the flag in its error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+use crate::config::{CompileOptions, ObjectKey};
+use crate::table::upstream::PortRef;
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "Kubernetes Ingress controller and L7 reverse proxy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve traffic: from manifest files (standalone) with --manifests.
+    Run(RunArgs),
+    /// Compile manifests once; print the routing table and diagnostics.
+    Check(CheckArgs),
+    /// Run the built-in echo backend (for examples, tests and benchmarks).
+    Echo(EchoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 5s or 250ms: {e}"))
+}
+
+fn cidr(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{s}` is not a CIDR (10.0.0.0/8) or IP address"))
+}
+
+/// `namespace/name[:port]`.
+pub fn service_ref(s: &str) -> Result<(ObjectKey, Option<PortRef>), String> {
+    let (name_part, port) = match s.rsplit_once(':') {
+        Some((n, p)) => {
+            let port = match p.parse::<i32>() {
+                Ok(num) => PortRef::Number(num),
+                Err(_) => PortRef::Name(p.to_string()),
+            };
+            (n, Some(port))
+        }
+        None => (s, None),
+    };
+    match name_part.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ObjectKey::new(ns, name), port))
+        }
+        _ => Err(format!("`{s}` is not namespace/name or namespace/name:port")),
+    }
+}
+
+/// Flags shared by `run` and `check`: what decides which objects are ours.
+#[derive(Debug, Clone, Args)]
+pub struct SelectionArgs {
+    /// Manifest file or directory (recursive: *.yaml, *.yml, *.json). Repeatable.
+    #[arg(long = "manifests", env = "TOLLGATE_MANIFESTS", value_delimiter = ',')]
+    pub manifests: Vec<PathBuf>,
+    /// IngressClass name this controller serves.
+    #[arg(long, env = "TOLLGATE_INGRESS_CLASS", default_value = "tollgate")]
+    pub ingress_class: String,
+    /// Value of IngressClass spec.controller that selects this controller.
+    #[arg(long, env = "TOLLGATE_CONTROLLER_NAME", default_value = "tollgate.dev/ingress-controller")]
+    pub controller_name: String,
+    /// Only read namespaced objects in these namespaces (repeatable; default all).
+    #[arg(long = "watch-namespace", env = "TOLLGATE_WATCH_NAMESPACE", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// Service (namespace/name[:port]) that serves requests no rule matches.
+    #[arg(long, env = "TOLLGATE_DEFAULT_BACKEND_SERVICE", value_parser = service_ref)]
+    pub default_backend_service: Option<(ObjectKey, Option<PortRef>)>,
+}
+
+impl SelectionArgs {
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            ingress_class: self.ingress_class.clone(),
+            controller_name: self.controller_name.clone(),
+            default_backend: self.default_backend_service.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Plain-HTTP listener (HTTP/1.1 and h2c prior knowledge).
+    #[arg(long, env = "TOLLGATE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// HTTPS listener (used once TLS is configured).
+    #[arg(long, env = "TOLLGATE_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
+    pub https_addr: SocketAddr,
+    /// Admin listener: /healthz, /readyz, /metrics.
+    #[arg(long, env = "TOLLGATE_ADMIN_ADDR", default_value = "0.0.0.0:9180")]
+    pub admin_addr: SocketAddr,
+    /// Worker threads for the data plane (default: number of CPUs).
+    #[arg(long, env = "TOLLGATE_THREADS")]
+    pub threads: Option<usize>,
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log one line per request.
+    #[arg(long, env = "TOLLGATE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub access_log: bool,
+    /// CIDRs whose X-Forwarded-For (and X-Forwarded-*) headers are trusted.
+    #[arg(long, env = "TOLLGATE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = cidr)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Time to establish a connection to an upstream endpoint.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub upstream_connect_timeout: Duration,
+    /// Time from sending a request upstream to its response headers.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub upstream_response_timeout: Duration,
+    /// Idle upstream keep-alive connections are closed after this long.
+    #[arg(long, env = "TOLLGATE_UPSTREAM_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub upstream_idle_timeout: Duration,
+    /// Time a client has to send complete request headers (slowloris guard).
+    #[arg(long, env = "TOLLGATE_CLIENT_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub client_header_timeout: Duration,
+    /// Idle client keep-alive connections are closed after this long.
+    #[arg(long, env = "TOLLGATE_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Largest request head (request line + headers); larger gets 431.
+    #[arg(long, env = "TOLLGATE_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+    /// On SIGTERM, time to let in-flight requests finish.
+    #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// Wait this long after a manifest change before reloading (coalesces bursts).
+    #[arg(long, env = "TOLLGATE_RELOAD_DEBOUNCE", default_value = "100ms", value_parser = duration)]
+    pub reload_debounce: Duration,
+}
+
+impl RunArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.selection.manifests.is_empty() {
+            return Err("--manifests is required: Kubernetes API mode is not available in this build; \
+                        pass manifest files or directories to run standalone"
+                .into());
+        }
+        if self.threads == Some(0) {
+            return Err("--threads must be at least 1".into());
+        }
+        if self.max_header_bytes < 1024 {
+            return Err("--max-header-bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EchoArgs {
+    /// ADDR=SERVICE: listen on ADDR and report SERVICE as the serving service. Repeatable.
+    #[arg(long = "listen", required = true, value_parser = echo_listen)]
+    pub listen: Vec<(SocketAddr, String)>,
+    /// Answer every request with a fixed small body instead of the JSON echo
+    /// (a cheaper backend for benchmarks).
+    #[arg(long)]
+    pub fixed: bool,
+    /// Worker threads (default 1).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+}
+
+fn echo_listen(s: &str) -> Result<(SocketAddr, String), String> {
+    let (addr, name) = s.split_once('=').unwrap_or((s, "echo"));
+    let addr = addr.parse::<SocketAddr>().map_err(|e| format!("`{addr}`: {e}"))?;
+    Ok((addr, name.to_string()))
+}

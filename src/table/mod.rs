@@ -1,0 +1,245 @@
+//! The immutable routing table: hosts → paths → routes.
+//!
+//! Invariants:
+//! - Built once by the compiler ([`crate::config`]) and never mutated after:
+//!   the proxy only reads it, without locks, and a lookup never allocates.
+//! - Host lookup is one hash probe for exact hosts, one for the wildcard
+//!   table (`*.example.com` is keyed by `example.com` and matches exactly one
+//!   extra label), then the hostless rules. An exact host beats a wildcard,
+//!   and a host that matched never falls through to the hostless rules.
+//! - Path lookup per host: an exact-path map, then a segment trie for
+//!   prefixes; the longest match wins and an `Exact` match (which is as long
+//!   as the request path) beats any prefix.
+//! - Lookups take *normalized* inputs (see [`host`] and [`path`]).
+
+pub mod host;
+pub mod path;
+pub mod upstream;
+
+use std::sync::Arc;
+
+/// Index of a route in [`RoutingTable::routes`].
+pub type RouteId = u32;
+/// Index of an upstream in the compiled upstream list.
+pub type UpstreamId = u32;
+
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// How a path of an Ingress rule matches (networking.k8s.io/v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PathType {
+    Exact,
+    Prefix,
+    ImplementationSpecific,
+}
+
+impl PathType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathType::Exact => "Exact",
+            PathType::Prefix => "Prefix",
+            PathType::ImplementationSpecific => "ImplementationSpecific",
+        }
+    }
+}
+
+/// One routable destination: where a matched request goes, and the labels
+/// it is accounted under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// `namespace/name` of the Ingress this route came from.
+    pub ingress: Arc<str>,
+    /// The rule's host (`""` for hostless rules and default backends).
+    pub host: Arc<str>,
+    /// The rule's path as written (`""` for default backends).
+    pub path: Arc<str>,
+    pub path_type: Option<PathType>,
+    /// `namespace/service:port`, the label used in metrics and logs.
+    pub service: Arc<str>,
+    pub upstream: UpstreamId,
+}
+
+/// The routes of one host (or of the hostless rules).
+#[derive(Debug, Default, Clone)]
+pub struct PathTable {
+    exact: Map<Box<str>, RouteId>,
+    prefix: PrefixNode,
+    /// The Ingress `defaultBackend` for this host: serves unmatched paths.
+    fallback: Option<RouteId>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct PrefixNode {
+    route: Option<RouteId>,
+    children: Map<Box<str>, PrefixNode>,
+}
+
+/// The compiled routing table.
+#[derive(Debug, Default, Clone)]
+pub struct RoutingTable {
+    exact: Map<Box<str>, PathTable>,
+    wildcard: Map<Box<str>, PathTable>,
+    hostless: Option<PathTable>,
+    /// Served when nothing else matched (`--default-backend-service`); when
+    /// `None` the proxy answers 404 itself.
+    default_route: Option<RouteId>,
+    routes: Vec<Route>,
+}
+
+/// Outcome of inserting a path: the route that already held it, if any.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Insert {
+    Added,
+    Taken(RouteId),
+}
+
+impl PathTable {
+    /// Adds `path` (already validated: absolute, no dot segments) for `route`.
+    /// The first route inserted for a (path, type) keeps it.
+    pub fn insert(&mut self, path: &str, path_type: PathType, route: RouteId) -> Insert {
+        match path_type {
+            PathType::Exact => match self.exact.get(path) {
+                Some(&held) => Insert::Taken(held),
+                None => {
+                    self.exact.insert(path.into(), route);
+                    Insert::Added
+                }
+            },
+            PathType::Prefix | PathType::ImplementationSpecific => {
+                let mut node = &mut self.prefix;
+                for segment in path.split('/').filter(|s| !s.is_empty()) {
+                    node = node.children.entry(segment.into()).or_default();
+                }
+                match node.route {
+                    Some(held) => Insert::Taken(held),
+                    None => {
+                        node.route = Some(route);
+                        Insert::Added
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets the fallback unless one is set; returns false when it was taken.
+    pub fn set_fallback(&mut self, route: RouteId) -> bool {
+        if self.fallback.is_some() {
+            return false;
+        }
+        self.fallback = Some(route);
+        true
+    }
+
+    /// Longest match for a normalized path; `Exact` first, then the deepest
+    /// prefix, then the host's fallback.
+    #[inline]
+    pub fn lookup(&self, path: &str) -> Option<RouteId> {
+        if let Some(&route) = self.exact.get(path) {
+            return Some(route);
+        }
+        let mut node = &self.prefix;
+        let mut best = node.route;
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            match node.children.get(segment) {
+                Some(child) => {
+                    node = child;
+                    if child.route.is_some() {
+                        best = child.route;
+                    }
+                }
+                None => break,
+            }
+        }
+        best.or(self.fallback)
+    }
+
+    /// Number of distinct paths (for the check output and metrics).
+    pub fn len(&self) -> usize {
+        fn count(node: &PrefixNode) -> usize {
+            usize::from(node.route.is_some()) + node.children.values().map(count).sum::<usize>()
+        }
+        self.exact.len() + count(&self.prefix)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0 && self.fallback.is_none()
+    }
+}
+
+impl RoutingTable {
+    /// The path table for a host as written in an Ingress rule (`""` for
+    /// hostless rules, `*.suffix` for wildcards), created on first use.
+    pub fn host_mut(&mut self, host: &str) -> &mut PathTable {
+        if host.is_empty() {
+            self.hostless.get_or_insert_with(PathTable::default)
+        } else if let Some(suffix) = host.strip_prefix("*.") {
+            self.wildcard.entry(suffix.into()).or_default()
+        } else {
+            self.exact.entry(host.into()).or_default()
+        }
+    }
+
+    pub fn push_route(&mut self, route: Route) -> RouteId {
+        self.routes.push(route);
+        // The compiler bounds the number of routes far below u32::MAX.
+        u32::try_from(self.routes.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// Removes the route pushed last (one that lost a conflict and is
+    /// referenced from nowhere).
+    pub fn pop_route(&mut self) {
+        self.routes.pop();
+    }
+
+    pub fn set_default_route(&mut self, route: RouteId) {
+        self.default_route = Some(route);
+    }
+
+    pub fn route(&self, id: RouteId) -> Option<&Route> {
+        self.routes.get(id as usize)
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Routes a request by normalized host and path. `None` means no route:
+    /// the proxy answers 404.
+    #[inline]
+    pub fn lookup(&self, host: &str, path: &str) -> Option<RouteId> {
+        if let Some(table) = self.exact.get(host) {
+            return table.lookup(path).or(self.default_route);
+        }
+        if let Some((_, suffix)) = host.split_once('.') {
+            if let Some(table) = self.wildcard.get(suffix) {
+                return table.lookup(path).or(self.default_route);
+            }
+        }
+        self.hostless
+            .as_ref()
+            .and_then(|table| table.lookup(path))
+            .or(self.default_route)
+    }
+
+    /// Hosts in a stable order with their tables, for `tollgate check`.
+    pub fn hosts(&self) -> Vec<(String, &PathTable)> {
+        let mut out: Vec<(String, &PathTable)> = self
+            .exact
+            .iter()
+            .map(|(h, t)| (h.to_string(), t))
+            .chain(self.wildcard.iter().map(|(h, t)| (format!("*.{h}"), t)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(t) = &self.hostless {
+            out.push(("*".to_string(), t));
+        }
+        out
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.exact.len() + self.wildcard.len() + usize::from(self.hostless.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests;

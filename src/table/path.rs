@@ -1,0 +1,144 @@
+//! Request-path normalization for matching.
+//!
+//! Invariants:
+//! - Matching happens on the normalized path; the request is forwarded with
+//!   its original target. So `/public/../admin` is matched as `/admin` and
+//!   can never reach a `/public` backend.
+//! - Normalization decodes percent-encoded *unreserved* characters only
+//!   (`%2E` becomes `.`, `%2F` stays encoded), then removes dot segments
+//!   (RFC 3986 §5.2.4) and merges repeated slashes.
+//! - The common case (nothing to normalize) borrows and does not allocate.
+
+use std::borrow::Cow;
+
+/// Normalizes a request path (without the query).
+pub fn normalize(path: &str) -> Cow<'_, str> {
+    if !needs_work(path.as_bytes()) {
+        return Cow::Borrowed(path);
+    }
+    let decoded = decode_unreserved(path);
+    Cow::Owned(remove_dot_segments(&decoded))
+}
+
+fn needs_work(bytes: &[u8]) -> bool {
+    if bytes.first() != Some(&b'/') {
+        return true;
+    }
+    let mut prev = 0u8;
+    for &b in bytes {
+        if b == b'%' || (prev == b'/' && (b == b'/' || b == b'.')) {
+            return true;
+        }
+        prev = b;
+    }
+    false
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + 1);
+    if bytes.first() != Some(&b'/') {
+        out.push(b'/');
+    }
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let decoded = match (bytes.get(i + 1), bytes.get(i + 2)) {
+                (Some(&h), Some(&l)) => match (hex(h), hex(l)) {
+                    (Some(h), Some(l)) => Some(h * 16 + l),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match decoded {
+                Some(c) if is_unreserved(c) => {
+                    out.push(c);
+                    i += 3;
+                    continue;
+                }
+                Some(_) => {
+                    // Keep reserved escapes, uppercased so equal paths compare equal.
+                    out.push(b'%');
+                    out.extend(bytes.get(i + 1..i + 3).unwrap_or_default().iter().map(u8::to_ascii_uppercase));
+                    i += 3;
+                    continue;
+                }
+                None => {}
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    // Only ASCII was decoded and the input was valid UTF-8, so this holds.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn remove_dot_segments(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing || segments.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn clean_paths_are_borrowed() {
+        assert!(matches!(normalize("/foo/bar.txt"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(normalize("/"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn dot_segments_and_slashes() {
+        assert_eq!(normalize("/public/../admin"), "/admin");
+        assert_eq!(normalize("/public/./x"), "/public/x");
+        assert_eq!(normalize("/../../etc"), "/etc");
+        assert_eq!(normalize("//a///b"), "/a/b");
+        assert_eq!(normalize("/a/b/.."), "/a/");
+        assert_eq!(normalize("/a/"), "/a/");
+        assert_eq!(normalize(""), "/");
+        assert_eq!(normalize("/.."), "/");
+    }
+
+    #[test]
+    fn percent_decoding_of_unreserved_only() {
+        assert_eq!(normalize("/public/%2e%2e/admin"), "/admin");
+        assert_eq!(normalize("/public/%2E%2E/admin"), "/admin");
+        assert_eq!(normalize("/%61bc"), "/abc");
+        assert_eq!(normalize("/a%2fb"), "/a%2Fb");
+        assert_eq!(normalize("/a%zz"), "/a%zz");
+        assert_eq!(normalize("/a%2"), "/a%2");
+        assert_eq!(normalize("/%"), "/%");
+    }
+}

@@ -1,0 +1,85 @@
+//! Plain descriptions of upstreams, as the compiler emits them.
+//!
+//! Invariant: these are data only; the live objects (connection pools,
+//! counters, swappable endpoint sets) are built from them in [`crate::lb`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Load-balancing algorithm of an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum LbAlgorithm {
+    #[default]
+    RoundRobin,
+    /// Power of two choices over peak-EWMA latency and in-flight requests.
+    P2cEwma,
+}
+
+impl LbAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbAlgorithm::RoundRobin => "round-robin",
+            LbAlgorithm::P2cEwma => "p2c-ewma",
+        }
+    }
+}
+
+/// How an Ingress backend names its Service port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortRef {
+    Number(i32),
+    Name(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => write!(f, "{n}"),
+            PortRef::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Identity of an upstream: the same key in two tables is the same upstream
+/// (its pools and health state carry over a recompile).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UpstreamKey {
+    pub namespace: String,
+    pub service: String,
+    pub port: PortRef,
+    pub lb: LbAlgorithm,
+}
+
+impl fmt::Display for UpstreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.namespace, self.service, self.port)
+    }
+}
+
+/// Where an endpoint lives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndpointAddr {
+    Socket(SocketAddr),
+    /// An `ExternalName` Service (or FQDN EndpointSlice): resolved by DNS
+    /// when a connection is opened.
+    Dns { host: Arc<str>, port: u16 },
+}
+
+impl fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointAddr::Socket(a) => write!(f, "{a}"),
+            EndpointAddr::Dns { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// An upstream as compiled: identity, label and current endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSpec {
+    pub key: UpstreamKey,
+    /// `namespace/service:port`, for metrics and logs.
+    pub label: Arc<str>,
+    pub endpoints: Vec<EndpointAddr>,
+}

@@ -1,0 +1,1136 @@
+//! Test harness for black-box tests of the `tollgate` binary.
+//!
+//! Everything goes through real sockets on 127.0.0.1 and real child
+//! processes:
+//! - [`free_port`] hands out ports for the listeners the binary must bind
+//!   itself (it does not accept port 0);
+//! - [`Echo`] runs `tollgate echo` (the conformance-style echo backend);
+//! - [`Tollgate`] writes manifests into its own temporary directory, runs
+//!   `tollgate run` against them and waits for `/readyz`;
+//! - [`send`] / [`get`] are a small hyper HTTP/1.1 client, [`raw`] a raw
+//!   TCP one for requests hyper refuses to produce;
+//! - [`serve`] starts in-test hyper backends with a custom handler;
+//! - the `service`/`slice`/`ingress` functions build Kubernetes objects.
+//!
+//! Every wait in here is bounded; a child process is killed when its
+//! handle drops, and its temporary directory is removed unless the test
+//! panicked (then the logs are printed to help diagnosis).
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// Upper bound for any single HTTP exchange made by the helpers.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound for a child process to become ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// Upper bound for a manifest change to become visible (contract: ~2 s).
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------
+// Ports and temporary directories
+// ---------------------------------------------------------------------------
+
+/// Ports handed out by this test process, so that two tests running in
+/// parallel never get the same one.
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A port that is free right now on 127.0.0.1.
+///
+/// Ports come from 20000..32000, below Linux' ephemeral range
+/// (32768..60999), so that outgoing connections made by concurrently running
+/// tests cannot grab the port between the check here and the moment the
+/// child process binds it. Falls back to a kernel-chosen port.
+pub fn free_port() -> u16 {
+    let mut guard = HANDED_OUT.lock().unwrap();
+    let set = guard.get_or_insert_with(HashSet::new);
+    for _ in 0..200 {
+        let port = fastrand::u16(20000..32000);
+        if set.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            set.insert(port);
+            return port;
+        }
+    }
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        if set.insert(port) {
+            return port;
+        }
+    }
+}
+
+static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A uniquely named directory under the system temp dir, removed on drop
+/// (kept when the test panicked, to allow looking at logs and manifests).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let path = std::env::temp_dir().join(format!(
+            "tollgate-test-{prefix}-{}-{}-{nanos}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `content` to `name` (relative) atomically: a temp file that no
+    /// manifest glob matches, then a rename over the target.
+    pub fn write(&self, name: &str, content: &str) {
+        write_atomic(&self.path.join(name), content);
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping {} for inspection", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+pub fn write_atomic(path: &Path, content: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap().to_string_lossy(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------
+
+/// A spawned child with stdout/stderr redirected to files; killed on drop.
+pub struct Proc {
+    child: Child,
+    name: String,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, dir: &Path, args: &[String]) -> Proc {
+        let stdout = dir.join(format!("{name}.stdout.log"));
+        let stderr = dir.join(format!("{name}.stderr.log"));
+        let child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .env("RUST_BACKTRACE", "1")
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {BIN} {args:?}: {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+            stdout,
+            stderr,
+            exited: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().unwrap();
+        }
+        self.exited
+    }
+
+    /// Waits (bounded) for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.try_exit() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("running kill");
+        assert!(st.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// The last bytes of the process's stdout and stderr.
+    pub fn logs(&self) -> String {
+        let tail = |p: &Path| {
+            let s = std::fs::read_to_string(p).unwrap_or_default();
+            let start = s.len().saturating_sub(4000);
+            let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+            s[start..].to_string()
+        };
+        format!(
+            "---- {} stdout (tail) ----\n{}\n---- {} stderr (tail) ----\n{}",
+            self.name,
+            tail(&self.stdout),
+            self.name,
+            tail(&self.stderr)
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+/// Waits (bounded) until something accepts TCP connections on `port`.
+pub async fn wait_port(port: u16, proc_: &mut Proc) {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        if let Some(st) = proc_.try_exit() {
+            panic!("{} exited with {st} before listening on {port}\n{}", proc_.name, proc_.logs());
+        }
+        if Instant::now() >= deadline {
+            panic!("{} did not listen on {port} in time\n{}", proc_.name, proc_.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `tollgate echo` serving one or more (port, service-name) listeners.
+pub struct Echo {
+    pub listens: Vec<(u16, String)>,
+    pub proc_: Proc,
+    _dir: TempDir,
+}
+
+impl Echo {
+    /// One listener per service name.
+    pub async fn services(names: &[&str]) -> Echo {
+        Echo::start(names.iter().map(|n| (free_port(), n.to_string())).collect()).await
+    }
+
+    /// `n` listeners all reporting the same service name.
+    pub async fn replicas(name: &str, n: usize) -> Echo {
+        Echo::start((0..n).map(|_| (free_port(), name.to_string())).collect()).await
+    }
+
+    pub async fn start(listens: Vec<(u16, String)>) -> Echo {
+        let dir = TempDir::new("echo");
+        let mut args = vec!["echo".to_string()];
+        for (port, svc) in &listens {
+            args.push("--listen".into());
+            args.push(format!("127.0.0.1:{port}={svc}"));
+        }
+        let mut proc_ = Proc::spawn("echo", dir.path(), &args);
+        for (port, _) in &listens {
+            wait_port(*port, &mut proc_).await;
+        }
+        Echo {
+            listens,
+            proc_,
+            _dir: dir,
+        }
+    }
+
+    /// The port of the (first) listener for `svc`.
+    pub fn port(&self, svc: &str) -> u16 {
+        self.ports(svc)[0]
+    }
+
+    pub fn ports(&self, svc: &str) -> Vec<u16> {
+        let v: Vec<u16> = self
+            .listens
+            .iter()
+            .filter(|(_, s)| s == svc)
+            .map(|(p, _)| *p)
+            .collect();
+        assert!(!v.is_empty(), "echo has no listener for {svc}");
+        v
+    }
+
+    /// Service + EndpointSlices (namespace `ns`, service port 8080 named
+    /// `http`) for every service this echo serves.
+    pub fn backends(&self, ns: &str) -> Vec<Value> {
+        let mut names: Vec<&str> = Vec::new();
+        for (_, s) in &self.listens {
+            if !names.contains(&s.as_str()) {
+                names.push(s);
+            }
+        }
+        names
+            .into_iter()
+            .flat_map(|n| backend(ns, n, &self.ports(n)))
+            .collect()
+    }
+}
+
+/// A running `tollgate run`.
+pub struct Tollgate {
+    pub http_port: u16,
+    pub https_port: u16,
+    pub admin_port: u16,
+    pub proc_: Proc,
+    pub dir: TempDir,
+}
+
+pub struct TollgateBuilder {
+    files: Vec<(String, String)>,
+    extra_files: Vec<(String, String)>,
+    args: Vec<String>,
+    wait_ready: bool,
+}
+
+impl Tollgate {
+    pub fn builder() -> TollgateBuilder {
+        TollgateBuilder {
+            files: Vec::new(),
+            extra_files: Vec::new(),
+            args: Vec::new(),
+            wait_ready: true,
+        }
+    }
+
+    /// Starts with a single manifest file `manifests.yaml` holding `docs`.
+    pub async fn with_docs(docs: &[Value]) -> Tollgate {
+        Tollgate::builder().file("manifests.yaml", &yaml_docs(docs)).start().await
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.http_port))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_port))
+    }
+
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    /// Atomically (re)writes a manifest file.
+    pub fn write(&self, name: &str, content: &str) {
+        write_atomic(&self.manifests_dir().join(name), content);
+    }
+
+    /// Removes a manifest file.
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.manifests_dir().join(name)).unwrap();
+    }
+
+    /// Writes a manifest file in place (not atomically).
+    pub fn write_in_place(&self, name: &str, content: &str) {
+        std::fs::write(self.manifests_dir().join(name), content).unwrap();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc_.pid()
+    }
+
+    /// GET on the proxy's HTTP port with the given Host header.
+    pub async fn get(&self, host: &str, path: &str) -> Resp {
+        get(self.http_addr(), host, path).await
+    }
+
+    pub async fn admin(&self, path: &str) -> Result<Resp, String> {
+        send(self.admin_addr(), req("GET", "localhost", path).body(Full::default()).unwrap()).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = self.admin("/metrics").await.expect("GET /metrics");
+        assert_eq!(r.status, 200, "GET /metrics");
+        r.text()
+    }
+
+    /// Polls `host``path` until `pred` holds for the response (bounded by
+    /// [`RELOAD_TIMEOUT`]); returns the last response.
+    pub async fn eventually<F: Fn(&Resp) -> bool>(&self, host: &str, path: &str, pred: F) -> Resp {
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
+        loop {
+            let r = self.get(host, path).await;
+            if pred(&r) || Instant::now() >= deadline {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl TollgateBuilder {
+    pub fn file(mut self, name: &str, content: &str) -> Self {
+        self.files.push((name.to_string(), content.to_string()));
+        self
+    }
+
+    /// A manifest file outside the manifests directory, passed with its
+    /// own `--manifests FILE` argument.
+    pub fn extra_file(mut self, name: &str, content: &str) -> Self {
+        self.extra_files.push((name.to_string(), content.to_string()));
+        self
+    }
+
+    pub fn docs(self, name: &str, docs: &[Value]) -> Self {
+        let y = yaml_docs(docs);
+        self.file(name, &y)
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+
+    pub fn no_wait(mut self) -> Self {
+        self.wait_ready = false;
+        self
+    }
+
+    pub async fn start(self) -> Tollgate {
+        let dir = TempDir::new("tollgate");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        for (name, content) in &self.files {
+            write_atomic(&manifests.join(name), content);
+        }
+        let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--manifests".into(),
+            manifests.to_string_lossy().into_owned(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{http_port}"),
+            "--https-addr".into(),
+            format!("127.0.0.1:{https_port}"),
+            "--admin-addr".into(),
+            format!("127.0.0.1:{admin_port}"),
+        ];
+        for (name, content) in &self.extra_files {
+            let path = dir.path().join("extra").join(name);
+            write_atomic(&path, content);
+            args.push("--manifests".into());
+            args.push(path.to_string_lossy().into_owned());
+        }
+        args.extend(self.args);
+        let mut proc_ = Proc::spawn("tollgate", dir.path(), &args);
+        if self.wait_ready {
+            wait_ready(admin_port, &mut proc_).await;
+        }
+        Tollgate {
+            http_port,
+            https_port,
+            admin_port,
+            proc_,
+            dir,
+        }
+    }
+}
+
+async fn wait_ready(admin_port: u16, proc_: &mut Proc) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut last: String;
+    loop {
+        match send(addr, req("GET", "localhost", "/readyz").body(Full::default()).unwrap()).await {
+            Ok(r) if r.status == 200 => return,
+            Ok(r) => last = format!("status {}", r.status),
+            Err(e) => last = e,
+        }
+        if let Some(st) = proc_.try_exit() {
+            panic!("tollgate exited with {st} before ready ({last})\n{}", proc_.logs());
+        }
+        if Instant::now() >= deadline {
+            panic!("tollgate not ready in time (last /readyz: {last})\n{}", proc_.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Runs a `tollgate` subcommand to completion (bounded) and returns
+/// (exit code, stdout, stderr).
+pub async fn run_cmd(args: &[String]) -> (i32, String, String) {
+    let dir = TempDir::new("cmd");
+    let mut p = Proc::spawn("cmd", dir.path(), args);
+    let st = p
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("tollgate {args:?} did not finish in 20s\n{}", p.logs()));
+    let out = std::fs::read_to_string(&p.stdout).unwrap_or_default();
+    let err = std::fs::read_to_string(&p.stderr).unwrap_or_default();
+    (st.code().unwrap_or(-1), out, err)
+}
+
+/// `tollgate check --manifests DIR [extra...]`.
+pub async fn check(dir: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "check".to_string(),
+        "--manifests".to_string(),
+        dir.to_string_lossy().into_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run_cmd(&args).await
+}
+
+/// Resident set size of a process in kB, from /proc/PID/status.
+pub fn vm_rss_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------
+// HTTP client
+// ---------------------------------------------------------------------------
+
+/// A fully received response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    /// The body parsed as the echo backend's JSON.
+    pub fn echo(&self) -> Echoed {
+        Echoed::parse(&self.body, self.status)
+    }
+
+    /// Served-by service (echo's `service` field), or `None` when the body
+    /// is not echo JSON.
+    pub fn service(&self) -> Option<String> {
+        let v: Value = serde_json::from_slice(&self.body).ok()?;
+        v.get("service")?.as_str().map(str::to_string)
+    }
+
+    /// "STATUS service" for compact assertion messages.
+    pub fn summary(&self) -> String {
+        match self.service() {
+            Some(s) => format!("{} served by {s}", self.status),
+            None => {
+                let t = self.text();
+                let t: String = t.chars().take(200).collect();
+                format!("{} body {t:?}", self.status)
+            }
+        }
+    }
+}
+
+/// The echo backend's view of the request it received.
+#[derive(Debug, Clone)]
+pub struct Echoed(pub Value);
+
+impl Echoed {
+    pub fn parse(body: &[u8], status: u16) -> Echoed {
+        let v: Value = serde_json::from_slice(body).unwrap_or_else(|e| {
+            panic!(
+                "status {status}: body is not echo JSON ({e}): {:?}",
+                String::from_utf8_lossy(body)
+            )
+        });
+        Echoed(v)
+    }
+
+    fn str_field(&self, f: &str) -> String {
+        self.0
+            .get(f)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("echo JSON has no string field {f:?}: {}", self.0))
+            .to_string()
+    }
+
+    pub fn service(&self) -> String {
+        self.str_field("service")
+    }
+    pub fn path(&self) -> String {
+        self.str_field("path")
+    }
+    pub fn host(&self) -> String {
+        self.str_field("host")
+    }
+    pub fn method(&self) -> String {
+        self.str_field("method")
+    }
+    pub fn proto(&self) -> String {
+        self.str_field("proto")
+    }
+    pub fn pod(&self) -> String {
+        self.str_field("pod")
+    }
+    pub fn body_bytes(&self) -> u64 {
+        self.0
+            .get("bodyBytes")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| panic!("echo JSON has no bodyBytes: {}", self.0))
+    }
+
+    /// All values of request header `name` (case-insensitive), in order.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        let Some(obj) = self.0.get("headers").and_then(Value::as_object) else {
+            panic!("echo JSON has no headers object: {}", self.0)
+        };
+        let mut out = Vec::new();
+        for (k, v) in obj {
+            if k.eq_ignore_ascii_case(name) {
+                match v {
+                    Value::Array(a) => out.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string))),
+                    Value::String(s) => out.push(s.clone()),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Request header `name` with multiple values joined by ", ".
+    pub fn header(&self, name: &str) -> Option<String> {
+        let v = self.header_values(name);
+        if v.is_empty() {
+            None
+        } else {
+            Some(v.join(", "))
+        }
+    }
+}
+
+/// A request builder with method, Host header and origin-form target.
+pub fn req(method: &str, host: &str, target: &str) -> http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", host)
+        .header("user-agent", "Go-http-client/1.1")
+}
+
+/// Sends one request on a fresh HTTP/1.1 connection (bounded by
+/// [`REQUEST_TIMEOUT`]) and reads the whole response.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Resp, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+        collect(resp).await
+    })
+    .await
+    .map_err(|_| format!("request to {addr} timed out after {REQUEST_TIMEOUT:?}"))?
+}
+
+pub async fn collect<B>(resp: Response<B>) -> Result<Resp, String>
+where
+    B: hyper::body::Body,
+    B::Error: std::fmt::Display,
+{
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("reading body: {e}"))?
+        .to_bytes();
+    Ok(Resp {
+        status: parts.status.as_u16(),
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// GET `path` with Host `host`; panics on transport errors.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Resp {
+    send(addr, req("GET", host, path).body(Full::default()).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("GET http://{host}{path} via {addr}: {e}"))
+}
+
+/// A keep-alive HTTP/1.1 connection for sending several requests.
+pub struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> Result<Conn, String> {
+        let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { sender })
+    }
+
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Resp, String> {
+        tokio::time::timeout(REQUEST_TIMEOUT, async {
+            self.sender.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
+            let resp = self.sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+            collect(resp).await
+        })
+        .await
+        .map_err(|_| "request timed out".to_string())?
+    }
+}
+
+/// A response read from a raw socket.
+#[derive(Debug, Clone)]
+pub struct RawResp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResp {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+    pub fn echo(&self) -> Echoed {
+        Echoed::parse(&self.body, self.status)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Writes `request` verbatim on a fresh connection and reads one response.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Result<RawResp, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        s.write_all(request).await.map_err(|e| format!("write: {e}"))?;
+        read_response(&mut s).await
+    })
+    .await
+    .map_err(|_| "raw request timed out".to_string())?
+}
+
+/// Reads one HTTP/1.1 response (Content-Length, chunked or until EOF).
+pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result<RawResp, String> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut tmp = [0u8; 16384];
+    // Head.
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        let n = s.read(&mut tmp).await.map_err(|e| format!("read head: {e} (got {:?})", String::from_utf8_lossy(&buf)))?;
+        if n == 0 {
+            return Err(format!("EOF before response head (got {:?})", String::from_utf8_lossy(&buf)));
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut rest = buf[head_end + 4..].to_vec();
+    let hv = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.to_ascii_lowercase())
+    };
+    let body = if status == 204 || status == 304 || (100..200).contains(&status) {
+        Vec::new()
+    } else if hv("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut out = Vec::new();
+        loop {
+            // chunk size line
+            let line_end = loop {
+                if let Some(i) = find(&rest, b"\r\n") {
+                    break i;
+                }
+                let n = s.read(&mut tmp).await.map_err(|e| format!("read chunk: {e}"))?;
+                if n == 0 {
+                    return Err("EOF in chunked body".into());
+                }
+                rest.extend_from_slice(&tmp[..n]);
+            };
+            let size_str = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16)
+                .map_err(|_| format!("bad chunk size {size_str:?}"))?;
+            rest.drain(..line_end + 2);
+            if size == 0 {
+                // trailers until empty line; best effort
+                while find(&rest, b"\r\n").is_none() {
+                    let n = s.read(&mut tmp).await.map_err(|e| format!("read trailer: {e}"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    rest.extend_from_slice(&tmp[..n]);
+                }
+                break out;
+            }
+            while rest.len() < size + 2 {
+                let n = s.read(&mut tmp).await.map_err(|e| format!("read chunk data: {e}"))?;
+                if n == 0 {
+                    return Err("EOF in chunk data".into());
+                }
+                rest.extend_from_slice(&tmp[..n]);
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest.drain(..size + 2);
+        }
+    } else if let Some(cl) = hv("content-length") {
+        let cl: usize = cl.trim().parse().map_err(|_| format!("bad content-length {cl:?}"))?;
+        while rest.len() < cl {
+            let n = s.read(&mut tmp).await.map_err(|e| format!("read body: {e}"))?;
+            if n == 0 {
+                return Err("EOF in body".into());
+            }
+            rest.extend_from_slice(&tmp[..n]);
+        }
+        rest.truncate(cl);
+        rest
+    } else {
+        loop {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => rest.extend_from_slice(&tmp[..n]),
+            }
+        }
+        rest
+    };
+    Ok(RawResp { status, headers, body })
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------
+// In-test backends
+// ---------------------------------------------------------------------------
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An in-test HTTP/1.1 backend; its accept loop is aborted on drop.
+pub struct Backend {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `handler` on a new 127.0.0.1 port (HTTP/1.1, upgrades enabled).
+pub async fn serve<F, Fut>(handler: F) -> Backend
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let h = handler.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |r| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(r).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Backend { port, task }
+}
+
+/// A backend that accepts connections and never answers (holding them).
+pub async fn black_hole() -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            if let Ok((mut s, _)) = listener.accept().await {
+                // Drain what the client sends so that it never blocks, but
+                // never write anything back.
+                held.push(tokio::spawn(async move {
+                    let mut b = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    // keep the socket open until the task is aborted
+                    std::future::pending::<()>().await;
+                }));
+            }
+        }
+    });
+    Backend { port, task }
+}
+
+/// The HTTP/2 prior-knowledge client executor.
+pub fn executor() -> TokioExecutor {
+    TokioExecutor::new()
+}
+
+// ---------------------------------------------------------------------------
+// Manifests
+// ---------------------------------------------------------------------------
+
+/// Joins objects into one multi-document YAML text.
+pub fn yaml_docs(docs: &[Value]) -> String {
+    docs.iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Parses a YAML snippet written in a test (panics on a typo in the test).
+pub fn yaml(text: &str) -> Value {
+    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("bad YAML in test: {e}\n{text}"))
+}
+
+/// IngressClass `name` handled by tollgate's controller name.
+pub fn ingress_class(name: &str, default: bool) -> Value {
+    let mut v = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": name},
+        "spec": {"controller": "tollgate.dev/ingress-controller"},
+    });
+    if default {
+        v["metadata"]["annotations"] = json!({"ingressclass.kubernetes.io/is-default-class": "true"});
+    }
+    v
+}
+
+/// IngressClass `name` owned by some other controller.
+pub fn foreign_ingress_class(name: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {"name": name},
+        "spec": {"controller": "example.com/other-controller"},
+    })
+}
+
+/// A Service with the given (name, port) ports.
+pub fn service(ns: &str, name: &str, ports: &[(&str, u16)]) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": name},
+            "ports": ports.iter().map(|(n, p)| json!({"name": n, "port": p, "protocol": "TCP"})).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// An EndpointSlice of service `svc` with endpoints `(address, ready)` and
+/// ports `(name, port)`.
+pub fn slice(ns: &str, svc: &str, slice_name: &str, endpoints: &[(&str, bool)], ports: &[(&str, u16)]) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": slice_name,
+            "namespace": ns,
+            "labels": {"kubernetes.io/service-name": svc},
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints.iter().map(|(a, ready)| json!({
+            "addresses": [a],
+            "conditions": {"ready": ready},
+        })).collect::<Vec<_>>(),
+        "ports": ports.iter().map(|(n, p)| json!({"name": n, "port": p, "protocol": "TCP"})).collect::<Vec<_>>(),
+    })
+}
+
+/// Service `svc` (port 8080 named `http`) plus one ready EndpointSlice per
+/// target port on 127.0.0.1.
+pub fn backend(ns: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
+    let mut v = vec![service(ns, svc, &[("http", 8080)])];
+    for (i, p) in ports.iter().enumerate() {
+        v.push(slice(ns, svc, &format!("{svc}-{i}"), &[("127.0.0.1", true)], &[("http", *p)]));
+    }
+    v
+}
+
+/// An Ingress with `spec` given as YAML text.
+pub fn ingress(ns: &str, name: &str, spec: &str) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": yaml(spec),
+    })
+}
+
+/// An Ingress from a full YAML object (as in the conformance features),
+/// placed into namespace `ns`.
+pub fn ingress_object(ns: &str, text: &str) -> Value {
+    let mut v = yaml(text);
+    v["metadata"]["namespace"] = json!(ns);
+    v
+}
+
+/// A one-rule Ingress spec: `host` (empty = no host), Prefix `/` to `svc`
+/// port 8080, with `ingressClassName: tollgate`.
+pub fn simple_spec(host: &str, svc: &str) -> String {
+    let host_line = if host.is_empty() {
+        String::new()
+    } else {
+        format!("  - host: \"{host}\"\n    http:\n")
+    };
+    let rule_start = if host.is_empty() { "  - http:\n" } else { "" };
+    format!(
+        "ingressClassName: tollgate\nrules:\n{host_line}{rule_start}      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service:\n            name: {svc}\n            port:\n              number: 8080\n"
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+/// Sum of the values of `name` samples whose label set contains every
+/// `key="value"` in `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else { continue };
+        let (label_part, value_part) = if let Some(r) = rest.strip_prefix('{') {
+            let Some(end) = r.find('}') else { continue };
+            (&r[..end], r[end + 1..].trim())
+        } else if rest.starts_with(' ') {
+            ("", rest.trim())
+        } else {
+            continue;
+        };
+        if labels
+            .iter()
+            .all(|(k, v)| label_part.split(',').any(|kv| kv.trim() == format!("{k}=\"{v}\"")))
+        {
+            let v: f64 = value_part.split_whitespace().next()?.parse().ok()?;
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+/// Collects failures of a table-driven test so that all of them are
+/// reported at once.
+#[derive(Default)]
+pub struct Failures(Vec<String>);
+
+impl Failures {
+    pub fn check(&mut self, ok: bool, msg: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(msg());
+        }
+    }
+    pub fn push(&mut self, msg: String) {
+        self.0.push(msg);
+    }
+    pub fn assert_none(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} failure(s):\n  - {}",
+            self.0.len(),
+            self.0.join("\n  - ")
+        );
+    }
+}

@@ -1,0 +1,981 @@
+//! Data-plane behaviour of `tollgate run`: header rewriting, upgrades,
+//! protocol edge cases, streaming, live reloads, graceful shutdown, the
+//! `check` command, load balancing and metrics.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response, Version};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+const NS: &str = "proxy";
+
+/// Manifests routing `host` (Prefix /) to service `svc` with the given
+/// endpoint ports, plus our IngressClass.
+fn route(host: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
+    let mut docs = vec![
+        ingress_class("tollgate", false),
+        ingress(NS, &format!("{svc}-ing"), &simple_spec(host, svc)),
+    ];
+    docs.extend(backend(NS, svc, ports));
+    docs
+}
+
+// ---------------------------------------------------------------------------
+// Headers
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_request_headers_are_removed() {
+    let echo = Echo::services(&["hop"]).await;
+    let tg = Tollgate::with_docs(&route("hop.test", "hop", &echo.ports("hop"))).await;
+
+    let request = "GET /hop HTTP/1.1\r\n\
+        Host: hop.test\r\n\
+        Connection: keep-alive, X-Custom-Hop\r\n\
+        X-Custom-Hop: must-not-pass\r\n\
+        Keep-Alive: timeout=5\r\n\
+        Proxy-Connection: keep-alive\r\n\
+        TE: gzip\r\n\
+        Upgrade: foo/1\r\n\
+        X-End-To-End: kept\r\n\
+        \r\n";
+    let r = raw(tg.http_addr(), request.as_bytes()).await.expect("raw request");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = r.echo();
+    assert_eq!(e.service(), "hop");
+    assert_eq!(e.header("X-End-To-End").as_deref(), Some("kept"), "end-to-end header lost: {}", e.0);
+    for h in ["X-Custom-Hop", "Keep-Alive", "Proxy-Connection", "Upgrade"] {
+        assert_eq!(e.header(h), None, "hop-by-hop header {h} reached the backend: {}", e.0);
+    }
+    if let Some(te) = e.header("TE") {
+        assert!(!te.to_ascii_lowercase().contains("gzip"), "TE: gzip reached the backend: {te}");
+    }
+    if let Some(c) = e.header("Connection") {
+        assert!(
+            !c.to_ascii_lowercase().contains("x-custom-hop"),
+            "client's Connection header was forwarded: {c}"
+        );
+    }
+}
+
+/// A raw HTTP/1.1 backend answering every request with a fixed response
+/// carrying hop-by-hop headers.
+async fn hop_response_backend() -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let resp = "HTTP/1.1 200 OK\r\n\
+                        Content-Length: 2\r\n\
+                        Connection: X-Resp-Hop\r\n\
+                        X-Resp-Hop: must-not-pass\r\n\
+                        Keep-Alive: timeout=9\r\n\
+                        X-Resp-Keep: yes\r\n\
+                        \r\n\
+                        ok";
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_response_headers_are_removed() {
+    let (port, task) = hop_response_backend().await;
+    let tg = Tollgate::with_docs(&route("hopresp.test", "hopresp", &[port])).await;
+    let r = tg.get("hopresp.test", "/").await;
+    task.abort();
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.text(), "ok");
+    assert_eq!(r.header("x-resp-keep").as_deref(), Some("yes"));
+    assert_eq!(r.header("x-resp-hop"), None, "header named in upstream Connection reached the client");
+    assert_eq!(r.header("keep-alive"), None, "upstream Keep-Alive reached the client");
+    if let Some(c) = r.header("connection") {
+        assert!(!c.to_ascii_lowercase().contains("x-resp-hop"), "upstream Connection forwarded: {c}");
+    }
+}
+
+fn spoofing_request(host: &str) -> Request<Full<Bytes>> {
+    req("GET", host, "/xff")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-real-ip", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.test")
+        .header("x-forwarded-port", "1")
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_from_untrusted_peer_are_replaced() {
+    let echo = Echo::services(&["xff"]).await;
+    // Loopback is not in the trusted list.
+    let tg = Tollgate::builder()
+        .docs("m.yaml", &route("xff.test", "xff", &echo.ports("xff")))
+        .args(&["--trusted-proxies", "10.0.0.0/8,192.168.0.0/16"])
+        .start()
+        .await;
+
+    let r = send(tg.http_addr(), spoofing_request("xff.test")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let e = r.echo();
+    let port = tg.http_port.to_string();
+    let expected = [
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("X-Real-IP", "127.0.0.1"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "xff.test"),
+        ("X-Forwarded-Port", port.as_str()),
+    ];
+    let mut f = Failures::default();
+    for (h, want) in expected {
+        let got = e.header(h);
+        f.check(got.as_deref() == Some(want), || format!("{h}: got {got:?}, want {want:?}"));
+    }
+    // Without any incoming X-Forwarded-For.
+    let r = tg.get("xff.test", "/plain").await;
+    let got = r.echo().header("X-Forwarded-For");
+    f.check(got.as_deref() == Some("127.0.0.1"), || format!("fresh X-Forwarded-For: {got:?}"));
+    f.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_from_trusted_peer_is_appended() {
+    let echo = Echo::services(&["xff"]).await;
+    let tg = Tollgate::builder()
+        .docs("m.yaml", &route("xff.test", "xff", &echo.ports("xff")))
+        .args(&["--trusted-proxies", "127.0.0.0/8"])
+        .start()
+        .await;
+
+    let r = send(tg.http_addr(), spoofing_request("xff.test")).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let xff = r.echo().header("X-Forwarded-For");
+    assert_eq!(xff.as_deref(), Some("203.0.113.9, 127.0.0.1"), "trusted X-Forwarded-For must be appended to");
+
+    let r = tg.get("xff.test", "/plain").await;
+    assert_eq!(r.echo().header("X-Forwarded-For").as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_is_kept_or_generated() {
+    let echo = Echo::services(&["rid"]).await;
+    let tg = Tollgate::with_docs(&route("rid.test", "rid", &echo.ports("rid"))).await;
+
+    let id = "3f1c2f4e-8d7a-4b2c-9e55-1a2b3c4d5e6f";
+    let r = send(
+        tg.http_addr(),
+        req("GET", "rid.test", "/").header("x-request-id", id).body(Full::default()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.echo().header_values("X-Request-Id"), vec![id.to_string()], "valid incoming id must be kept");
+
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let r = tg.get("rid.test", "/").await;
+        let ids = r.echo().header_values("X-Request-Id");
+        assert_eq!(ids.len(), 1, "exactly one generated X-Request-Id expected: {ids:?}");
+        assert!(ids[0].len() >= 8, "generated id too short: {:?}", ids[0]);
+        assert!(!seen.contains(&ids[0]), "generated id repeated: {:?}", ids[0]);
+        seen.push(ids[0].clone());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Upgrades and protocol edge cases
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_passes_through() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<(String, String)>();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                  resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+            let host = req
+                .headers()
+                .get("host")
+                .map(|h| h.to_str().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            let _ = seen_tx.send((req.uri().to_string(), host));
+            Ok(resp)
+        };
+        let mut ws = tokio_tungstenite::accept_hdr_async(stream, cb).await.unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Text(_) | Message::Binary(_) => ws.send(msg).await.unwrap(),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+
+    let tg = Tollgate::with_docs(&route("ws.test", "ws", &[port])).await;
+    let stream = TcpStream::connect(tg.http_addr()).await.unwrap();
+    let (mut ws, resp) = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        tokio_tungstenite::client_async("ws://ws.test/chat?room=1", stream),
+    )
+    .await
+    .expect("websocket handshake timed out")
+    .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    let (uri, host) = tokio::time::timeout(REQUEST_TIMEOUT, seen_rx).await.unwrap().unwrap();
+    assert_eq!(uri, "/chat?room=1");
+    assert_eq!(host, "ws.test");
+
+    let big = vec![7u8; 100 * 1024];
+    let msgs = vec![
+        Message::Text("hello".into()),
+        Message::Binary(vec![1, 2, 3]),
+        Message::Text("second".into()),
+        Message::Binary(big),
+    ];
+    for m in msgs {
+        ws.send(m.clone()).await.unwrap();
+        let back = tokio::time::timeout(REQUEST_TIMEOUT, ws.next())
+            .await
+            .expect("echo timed out")
+            .expect("stream ended")
+            .expect("ws error");
+        assert_eq!(back, m);
+    }
+    ws.close(None).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
+
+/// Sends a request with one header of `size` bytes; Ok(status) or Err when
+/// the connection was reset before a response could be read.
+async fn big_header_status(addr: std::net::SocketAddr, size: usize) -> Result<u16, String> {
+    let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut rd, mut wr) = s.into_split();
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: big.test\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(size)
+    );
+    // Write concurrently: the proxy may answer before reading everything.
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(request.as_bytes()).await;
+        wr // keep the write side open until the response has been read
+    });
+    let r = tokio::time::timeout(REQUEST_TIMEOUT, read_response(&mut rd))
+        .await
+        .map_err(|_| "timed out".to_string())?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    r.map(|r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_header_gets_431() {
+    let echo = Echo::services(&["big"]).await;
+    let tg = Tollgate::with_docs(&route("big.test", "big", &echo.ports("big"))).await;
+
+    // The limit is not part of the contract: grow the header until the
+    // proxy refuses it. A small header must pass, and refusing must be 431.
+    assert_eq!(big_header_status(tg.http_addr(), 100).await, Ok(200));
+    let mut outcomes = Vec::new();
+    for size in [48 * 1024, 128 * 1024, 512 * 1024, 1024 * 1024] {
+        for _attempt in 0..2 {
+            let got = big_header_status(tg.http_addr(), size).await;
+            outcomes.push((size, got.clone()));
+            match got {
+                Ok(431) => return,
+                Ok(200) => break, // not too large yet
+                Ok(other) => panic!("header of {size} bytes: want 431, got {other}"),
+                Err(_) => continue, // reset before the response could be read
+            }
+        }
+    }
+    panic!("no 431 for header sizes up to 1 MiB: {outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_length_with_transfer_encoding_gets_400() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let backend = serve(move |_req| {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            Response::new(full("reached"))
+        }
+    })
+    .await;
+    let tg = Tollgate::with_docs(&route("clte.test", "clte", &[backend.port])).await;
+
+    let smuggle = "POST /clte HTTP/1.1\r\n\
+        Host: clte.test\r\n\
+        Content-Length: 30\r\n\
+        Transfer-Encoding: chunked\r\n\
+        \r\n\
+        0\r\n\
+        \r\n\
+        GET /smuggled HTTP/1.1\r\n\r\n";
+    let r = raw(tg.http_addr(), smuggle.as_bytes()).await.expect("raw request");
+    assert_eq!(r.status, 400, "CL+TE: {}", r.text());
+    // Give a wrongly forwarded request time to arrive before asserting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a CL+TE request reached the backend");
+
+    // Sanity: the backend is routable.
+    let r = tg.get("clte.test", "/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "reached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_is_routed() {
+    let echo = Echo::services(&["h2"]).await;
+    let tg = Tollgate::with_docs(&route("h2.test", "h2", &echo.ports("h2"))).await;
+
+    let stream = TcpStream::connect(tg.http_addr()).await.unwrap();
+    let (mut sender, conn) = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        hyper::client::conn::http2::handshake(executor(), TokioIo::new(stream)),
+    )
+    .await
+    .expect("h2 handshake timed out")
+    .expect("h2c prior-knowledge handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+
+    for (method, target, body) in [("GET", "/h2/a?x=1", 0usize), ("POST", "/h2/b", 1000)] {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://h2.test{target}"))
+            .header("user-agent", "h2-test")
+            .body(Full::new(Bytes::from(vec![b'x'; body])))
+            .unwrap();
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))
+            .await
+            .expect("h2 request timed out")
+            .expect("h2 request");
+        let r = collect(resp).await.unwrap();
+        assert_eq!(r.status, 200, "{method} {target}: {}", r.summary());
+        assert_eq!(r.version, Version::HTTP_2);
+        let e = r.echo();
+        assert_eq!(e.service(), "h2");
+        assert_eq!(e.host(), "h2.test", "authority must become the upstream Host");
+        assert_eq!(e.path(), target);
+        assert_eq!(e.method(), method);
+        assert_eq!(e.body_bytes(), body as u64);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Streaming
+// ---------------------------------------------------------------------------
+
+const BIG: usize = 64 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+const RSS_LIMIT_KB: u64 = 60 * 1024;
+
+fn pattern_byte(offset: usize) -> u8 {
+    ((offset / CHUNK) % 251) as u8
+}
+
+fn big_stream() -> Body {
+    let s = futures_util::stream::unfold(0usize, |i| async move {
+        if i * CHUNK >= BIG {
+            return None;
+        }
+        let frame = Frame::data(Bytes::from(vec![pattern_byte(i * CHUNK); CHUNK]));
+        Some((Ok::<_, BoxError>(frame), i + 1))
+    });
+    BodyExt::boxed(StreamBody::new(s))
+}
+
+/// Samples the proxy's VmRSS until `stop`; returns the maximum (kB).
+fn sample_rss(pid: u32, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut max = 0;
+        // Bounded: at most 60 s of samples.
+        for _ in 0..3000 {
+            if let Some(kb) = vm_rss_kb(pid) {
+                max = max.max(kb);
+            }
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        max
+    })
+}
+
+/// Reads a body to its end, checking length and pattern; returns bytes.
+async fn drain_checked(mut body: Incoming) -> Result<usize, String> {
+    let mut offset = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body error at {offset}: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if let Some(&b) = data.first() {
+                if b != pattern_byte(offset) {
+                    return Err(format!("corrupt byte at offset {offset}"));
+                }
+            }
+            if let Some(&b) = data.last() {
+                if b != pattern_byte(offset + data.len() - 1) {
+                    return Err(format!("corrupt byte before offset {}", offset + data.len()));
+                }
+            }
+            offset += data.len();
+        }
+    }
+    Ok(offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_download_streams_with_bounded_memory() {
+    let backend = serve(|_req| async move {
+        Response::builder()
+            .header("content-length", BIG.to_string())
+            .body(big_stream())
+            .unwrap()
+    })
+    .await;
+    let tg = Tollgate::with_docs(&route("down.test", "down", &[backend.port])).await;
+    let baseline = vm_rss_kb(tg.pid()).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_rss(tg.pid(), stop.clone());
+    let result = tokio::time::timeout(Duration::from_secs(60), async {
+        let stream = TcpStream::connect(tg.http_addr()).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let resp = sender
+            .send_request(req("GET", "down.test", "/big").body(Full::<Bytes>::default()).unwrap())
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("status {}", resp.status()));
+        }
+        // Stall for a while: a proxy without backpressure would now pull the
+        // whole body from the fast backend into memory.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        drain_checked(resp.into_body()).await
+    })
+    .await
+    .expect("64 MiB download did not finish in 60 s");
+    stop.store(true, Ordering::SeqCst);
+    let max = sampler.await.unwrap();
+    assert_eq!(result, Ok(BIG), "download through the proxy");
+    assert!(
+        max < RSS_LIMIT_KB,
+        "proxy VmRSS reached {max} kB (baseline {baseline} kB) while streaming 64 MiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_upload_streams_with_bounded_memory() {
+    let backend = serve(|req: Request<Incoming>| async move {
+        // Do not read for a while: a proxy without backpressure would now
+        // buffer the whole upload.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let text = match drain_checked(req.into_body()).await {
+            Ok(n) => n.to_string(),
+            Err(e) => e,
+        };
+        Response::new(full(text))
+    })
+    .await;
+    let tg = Tollgate::with_docs(&route("up.test", "up", &[backend.port])).await;
+    let baseline = vm_rss_kb(tg.pid()).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_rss(tg.pid(), stop.clone());
+    let result = tokio::time::timeout(Duration::from_secs(60), async {
+        let stream = TcpStream::connect(tg.http_addr()).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let request = Request::builder()
+            .method("POST")
+            .uri("/upload")
+            .header("host", "up.test")
+            .body(big_stream())
+            .unwrap();
+        let resp = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        collect(resp).await
+    })
+    .await
+    .expect("64 MiB upload did not finish in 60 s");
+    stop.store(true, Ordering::SeqCst);
+    let max = sampler.await.unwrap();
+    let r = result.expect("upload through the proxy");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), BIG.to_string(), "backend received");
+    assert!(
+        max < RSS_LIMIT_KB,
+        "proxy VmRSS reached {max} kB (baseline {baseline} kB) while streaming a 64 MiB upload"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Live reloads
+// ---------------------------------------------------------------------------
+
+fn reload_ingress(extra_path: &str) -> String {
+    let spec = format!(
+        "ingressClassName: tollgate
+rules:
+  - host: reload.test
+    http:
+      paths:
+      - path: /stable
+        pathType: Prefix
+        backend:
+          service:
+            name: stable
+            port:
+              number: 8080
+      - path: {extra_path}
+        pathType: Prefix
+        backend:
+          service:
+            name: new
+            port:
+              number: 8080
+"
+    );
+    yaml_docs(&[ingress(NS, "reload", &spec)])
+}
+
+fn reload_backends(stable_ports: &[u16], new_port: u16) -> String {
+    let mut docs = vec![ingress_class("tollgate", false)];
+    docs.extend(backend(NS, "stable", stable_ports));
+    docs.extend(backend(NS, "new", &[new_port]));
+    yaml_docs(&docs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_loses_no_request() {
+    let echo = Echo::start(vec![
+        (free_port(), "stable".to_string()),
+        (free_port(), "stable".to_string()),
+        (free_port(), "new".to_string()),
+    ])
+    .await;
+    let stable = echo.ports("stable");
+    let new_port = echo.port("new");
+    let tg = Tollgate::builder()
+        .file("backends.yaml", &reload_backends(&stable, new_port))
+        .file("ingress.yaml", &reload_ingress("/gen-initial"))
+        .start()
+        .await;
+    let tg = Arc::new(tg);
+    let gen_before = metric_sum(&tg.metrics().await, "tollgate_table_generation", &[]).expect("tollgate_table_generation");
+    let reloads_before = metric_sum(&tg.metrics().await, "tollgate_reloads_total", &[]).unwrap_or(0.0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for k in 0..4 {
+        let (tg, stop, ok) = (tg.clone(), stop.clone(), ok.clone());
+        clients.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let keep_alive = k % 2 == 0;
+            let mut conn: Option<Conn> = None;
+            let mut failures = Vec::new();
+            for i in 0..5000 {
+                if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                    break;
+                }
+                let request = req("GET", "reload.test", &format!("/stable/{k}/{i}")).body(Full::default()).unwrap();
+                let result = if keep_alive {
+                    if conn.is_none() {
+                        conn = Some(Conn::open(tg.http_addr()).await.unwrap());
+                    }
+                    let r = conn.as_mut().unwrap().send(request).await;
+                    if r.is_err() {
+                        conn = None;
+                    }
+                    r
+                } else {
+                    send(tg.http_addr(), request).await
+                };
+                match result {
+                    Ok(r) if r.status == 200 && r.service().as_deref() == Some("stable") => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => failures.push(format!("client {k} request {i}: {}", r.summary())),
+                    Err(e) => failures.push(format!("client {k} request {i}: {e}")),
+                }
+            }
+            failures
+        }));
+    }
+
+    // ~3 s of rewrites: routes every time, endpoints every third time.
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tg.write("ingress.yaml", &reload_ingress(&format!("/gen-{i}")));
+        if i % 3 == 0 {
+            let ports: Vec<u16> = match (i / 3) % 3 {
+                0 => vec![stable[1]],
+                1 => vec![stable[0]],
+                _ => stable.clone(),
+            };
+            tg.write("backends.yaml", &reload_backends(&ports, new_port));
+        }
+    }
+    tg.write("ingress.yaml", &reload_ingress("/gen-final"));
+    let r = tg
+        .eventually("reload.test", "/gen-final", |r| r.service().as_deref() == Some("new"))
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.unwrap());
+    }
+    assert_eq!(r.service().as_deref(), Some("new"), "final route not visible: {}", r.summary());
+    let old = tg.get("reload.test", "/gen-0").await;
+    assert_eq!(old.status, 404, "removed route still served: {}", old.summary());
+    let n_ok = ok.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} failed requests (of {}) during reloads; first: {:?}",
+        failures.len(),
+        failures.len() as u64 + n_ok,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(n_ok >= 40, "load generator made only {n_ok} requests");
+
+    let m = tg.metrics().await;
+    let gen_after = metric_sum(&m, "tollgate_table_generation", &[]).unwrap();
+    let reloads_after = metric_sum(&m, "tollgate_reloads_total", &[]).expect("tollgate_reloads_total");
+    assert!(gen_after > gen_before, "table generation {gen_before} -> {gen_after}");
+    assert!(reloads_after > reloads_before, "reloads_total {reloads_before} -> {reloads_after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_file_keeps_last_good_objects() {
+    let echo = Echo::services(&["svc-a", "svc-b"]).await;
+    let mut backends = vec![ingress_class("tollgate", false)];
+    backends.extend(echo.backends(NS));
+    let ing = |name: &str, host: &str, svc: &str| yaml_docs(&[ingress(NS, name, &simple_spec(host, svc))]);
+    let tg = Tollgate::builder()
+        .docs("backends.yaml", &backends)
+        .file("a.yaml", &ing("a", "a.test", "svc-a"))
+        .file("b.yaml", &ing("b", "b.test", "svc-b"))
+        .start()
+        .await;
+    assert_eq!(tg.get("a.test", "/").await.service().as_deref(), Some("svc-a"));
+    assert_eq!(tg.get("b.test", "/").await.service().as_deref(), Some("svc-b"));
+
+    // Break a.yaml (in place, as an editor would), then change b.yaml.
+    tg.write_in_place("a.yaml", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: [unclosed\n  name: a\n");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tg.write("b.yaml", &ing("b", "b2.test", "svc-b"));
+    let r = tg.eventually("b2.test", "/", |r| r.status == 200).await;
+    assert_eq!(r.service().as_deref(), Some("svc-b"), "change of b.yaml not applied: {}", r.summary());
+    let r = tg.eventually("b.test", "/", |r| r.status == 404).await;
+    assert_eq!(r.status, 404, "old host of b.yaml still served");
+    for i in 0..5 {
+        let r = tg.get("a.test", "/").await;
+        assert_eq!(r.service().as_deref(), Some("svc-a"), "check {i}: a.yaml's last good Ingress lost: {}", r.summary());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Fixing the file applies its new content.
+    tg.write("a.yaml", &ing("a", "a2.test", "svc-a"));
+    let r = tg.eventually("a2.test", "/", |r| r.status == 200).await;
+    assert_eq!(r.service().as_deref(), Some("svc-a"), "fixed a.yaml not applied: {}", r.summary());
+    let r = tg.eventually("a.test", "/", |r| r.status == 404).await;
+    assert_eq!(r.status, 404, "a.yaml's previous host still served after the fix");
+}
+
+// ---------------------------------------------------------------------------
+// Graceful shutdown
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_0() {
+    let (got_tx, mut got_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let backend = serve(move |_req| {
+        let got_tx = got_tx.clone();
+        async move {
+            let _ = got_tx.send(()).await;
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Response::new(full("slow-done"))
+        }
+    })
+    .await;
+    let mut tg = Tollgate::builder()
+        .docs("m.yaml", &route("drain.test", "slow", &[backend.port]))
+        .args(&["--shutdown-grace", "5s"])
+        .start()
+        .await;
+    let addr = tg.http_addr();
+    let in_flight = tokio::spawn(async move { get(addr, "drain.test", "/slow").await });
+    tokio::time::timeout(Duration::from_secs(5), got_rx.recv())
+        .await
+        .expect("slow request did not reach the backend");
+
+    let sigterm_at = Instant::now();
+    tg.proc_.signal("TERM");
+
+    // Readiness fails while draining.
+    let mut readyz = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(1000);
+    while Instant::now() < deadline {
+        let s = tg.admin("/readyz").await.map(|r| r.status);
+        let done = s == Ok(503);
+        readyz.push(s);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // New connections are refused.
+    let mut refused = false;
+    let deadline = Instant::now() + Duration::from_millis(1000);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let still_in_flight = !in_flight.is_finished();
+
+    let r = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("in-flight request never finished")
+        .unwrap();
+    let status = tg.proc_.wait_exit(Duration::from_secs(8)).await;
+    let exited_after = sigterm_at.elapsed();
+
+    assert_eq!(r.status, 200, "in-flight request: {}", r.summary());
+    assert_eq!(r.text(), "slow-done");
+    assert!(
+        readyz.last() == Some(&Ok(503)),
+        "/readyz while draining should be 503, saw {readyz:?}"
+    );
+    assert!(refused, "new connections still accepted after SIGTERM");
+    assert!(still_in_flight, "test timing: the slow request ended before the checks");
+    let status = status.expect("tollgate did not exit after SIGTERM");
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+    assert!(
+        exited_after < Duration::from_millis(4500),
+        "exit took {exited_after:?}; the only in-flight request finished after ~1.5 s"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// `tollgate check`
+// ---------------------------------------------------------------------------
+
+fn valid_check_docs() -> Vec<Value> {
+    let mut docs = vec![
+        ingress_class("tollgate", false),
+        ingress(NS, "check-ok", &simple_spec("check.test", "check-svc")),
+    ];
+    docs.extend(backend(NS, "check-svc", &[9101]));
+    docs
+}
+
+fn invalid_ingress() -> Value {
+    ingress(
+        NS,
+        "bad-path-type",
+        "ingressClassName: tollgate
+rules:
+  - host: bad.test
+    http:
+      paths:
+      - path: /x
+        pathType: Bogus
+        backend:
+          service:
+            name: check-svc
+            port:
+              number: 8080
+",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_valid_manifests_exits_0_and_prints_table() {
+    let dir = TempDir::new("check-ok");
+    dir.write("ok.yaml", &yaml_docs(&valid_check_docs()));
+
+    let (code, out, err) = check(dir.path(), &[]).await;
+    assert_eq!(code, 0, "check on valid manifests\nstdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("check.test"), "routing table should list the host:\n{out}");
+    assert!(out.contains("check-svc"), "routing table should list the service:\n{out}");
+
+    let (code, out, err) = check(dir.path(), &["--output", "json"]).await;
+    assert_eq!(code, 0, "check --output json\nstdout:\n{out}\nstderr:\n{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("--output json is not JSON ({e}):\n{out}"));
+    let text = v.to_string();
+    assert!(text.contains("check.test"), "JSON table should contain the host: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_rejected_object_exits_1_with_diagnostic() {
+    let dir = TempDir::new("check-bad");
+    dir.write("ok.yaml", &yaml_docs(&valid_check_docs()));
+    dir.write("nested/bad.yaml", &yaml_docs(&[invalid_ingress()]));
+
+    let (code, out, err) = check(dir.path(), &[]).await;
+    let all = format!("{out}\n{err}");
+    assert_eq!(code, 1, "check with an invalid pathType must exit 1\n{all}");
+    for needle in ["bad.yaml", "proxy/bad-path-type", "pathType"] {
+        assert!(all.contains(needle), "diagnostic should mention {needle:?}:\n{all}");
+    }
+
+    let (code, out, err) = check(dir.path(), &["--output", "json"]).await;
+    assert_eq!(code, 1, "check --output json with an invalid object\nstdout:\n{out}\nstderr:\n{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("--output json is not JSON ({e}):\n{out}"));
+    let text = v.to_string();
+    assert!(text.contains("bad-path-type"), "JSON should carry the diagnostic: {text}");
+    assert!(text.contains("check.test"), "JSON should still carry the valid route: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_unparseable_file_exits_1_naming_it() {
+    let dir = TempDir::new("check-yaml");
+    dir.write("ok.yaml", &yaml_docs(&valid_check_docs()));
+    dir.write("broken.yml", "kind: Ingress\nmetadata: [unclosed\n");
+    let (code, out, err) = check(dir.path(), &[]).await;
+    let all = format!("{out}\n{err}");
+    assert_eq!(code, 1, "check with an unparseable file must exit 1\n{all}");
+    assert!(all.contains("broken.yml"), "diagnostic should name the file:\n{all}");
+}
+
+// ---------------------------------------------------------------------------
+// Load balancing
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_spreads_evenly() {
+    let echo = Echo::replicas("rr", 3).await;
+    let tg = Tollgate::builder()
+        .docs("m.yaml", &route("rr.test", "rr", &echo.ports("rr")))
+        .args(&["--threads", "1"])
+        .start()
+        .await;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for i in 0..60 {
+        let r = tg.get("rr.test", "/").await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.summary());
+        *counts.entry(r.echo().pod()).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    let (min, max) = (counts.values().min().unwrap(), counts.values().max().unwrap());
+    assert!(max - min <= 1, "round robin over 3 endpoints, 60 requests: {counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusing_endpoint_is_skipped() {
+    let echo = Echo::replicas("ph", 2).await;
+    let mut ports = echo.ports("ph");
+    let closed = free_port();
+    ports.insert(1, closed);
+    let tg = Tollgate::with_docs(&route("ph.test", "ph", &ports)).await;
+
+    let started = Instant::now();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for i in 0..30 {
+        let r = tg.get("ph.test", "/").await;
+        assert_eq!(r.status, 200, "request {i} with one endpoint refusing: {}", r.summary());
+        *counts.entry(r.echo().pod()).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 2, "both live endpoints should be used: {counts:?}");
+    assert!(!counts.contains_key(&format!("ph@127.0.0.1:{closed}")));
+    assert!(started.elapsed() < Duration::from_secs(10), "30 requests took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2c_ewma_avoids_slow_endpoint() {
+    let echo = Echo::replicas("lb", 2).await;
+    let slow = serve(|_req| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(full(json!({"service": "lb", "pod": "slow"}).to_string()))
+            .unwrap()
+    })
+    .await;
+    let mut ports = echo.ports("lb");
+    ports.push(slow.port);
+    let mut docs = route("lb.test", "lb", &ports);
+    docs[1]["metadata"]["annotations"] = json!({"tollgate.dev/load-balance": "p2c-ewma"});
+    let tg = Tollgate::with_docs(&docs).await;
+
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for i in 0..45 {
+        let r = tg.get("lb.test", "/").await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.summary());
+        let pod = serde_json::from_slice::<Value>(&r.body).unwrap()["pod"].as_str().unwrap().to_string();
+        *counts.entry(pod).or_default() += 1;
+    }
+    let slow_hits = counts.get("slow").copied().unwrap_or(0);
+    // Round robin would send exactly 15 of 45 to the slow endpoint.
+    assert!(slow_hits <= 8, "p2c-ewma sent {slow_hits}/45 requests to the slow endpoint: {counts:?}");
+    assert_eq!(counts.keys().filter(|k| *k != "slow").count(), 2, "both fast endpoints used: {counts:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Admin endpoints
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_health_and_request_metrics() {
+    let echo = Echo::services(&["msvc"]).await;
+    let tg = Tollgate::with_docs(&route("metrics.test", "msvc", &echo.ports("msvc"))).await;
+    let health = tg.admin("/healthz").await.unwrap();
+    assert_eq!(health.status, 200);
+
+    for _ in 0..5 {
+        assert_eq!(tg.get("metrics.test", "/").await.status, 200);
+    }
+    let m = tg.metrics().await;
+    let ok = metric_sum(&m, "tollgate_requests_total", &[("ingress", "proxy/msvc-ing"), ("status_class", "2xx")]);
+    assert!(ok.unwrap_or(0.0) >= 5.0, "tollgate_requests_total 2xx for proxy/msvc-ing: {ok:?}\n{m}");
+    assert!(
+        m.lines().any(|l| l.starts_with("tollgate_requests_total{")
+            && l.contains("ingress=\"proxy/msvc-ing\"")
+            && l.contains("service=\"proxy/msvc:")),
+        "service label should be ns/svc:port:\n{m}"
+    );
+    for name in ["tollgate_table_generation", "tollgate_reloads_total", "tollgate_compile_failures_total"] {
+        assert!(m.lines().any(|l| l.starts_with(name)), "{name} missing from /metrics");
+    }
+}

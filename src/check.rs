@@ -32,10 +32,17 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     if args.selection.manifests.is_empty() {
         anyhow::bail!("--manifests is required");
     }
-    let mut source = FileSource::new(args.selection.manifests.clone(), args.selection.watch_namespaces.clone());
+    let mut source = FileSource::new(
+        args.selection.manifests.clone(),
+        args.selection.watch_namespaces.clone(),
+    );
     source.reload();
     let (snapshot, mut diagnostics) = source.snapshot();
-    let compiled = config::compile(&snapshot, &args.selection.compile_options(), &LastGood::new());
+    let compiled = config::compile(
+        &snapshot,
+        &args.selection.compile_options(),
+        &LastGood::new(),
+    );
     diagnostics.extend(compiled.diagnostics.iter().cloned());
 
     let mut routes: Vec<RouteRow> = compiled
@@ -43,21 +50,40 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         .routes()
         .iter()
         .map(|r| RouteRow {
-            host: if r.host.is_empty() { "*".into() } else { r.host.to_string() },
-            path: if r.path_type.is_none() { "(default backend)".into() } else { r.path.to_string() },
-            path_type: r.path_type.map(|t| t.as_str().to_string()).unwrap_or_else(|| "-".into()),
+            host: if r.host.is_empty() {
+                "*".into()
+            } else {
+                r.host.to_string()
+            },
+            path: if r.path_type.is_none() {
+                "(default backend)".into()
+            } else {
+                r.path.to_string()
+            },
+            path_type: r
+                .path_type
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_else(|| "-".into()),
             service: r.service.to_string(),
             endpoints: compiled
                 .upstreams
                 .get(r.upstream as usize)
                 .map(|u| u.endpoints.iter().map(ToString::to_string).collect())
                 .unwrap_or_default(),
-            ingress: if r.ingress.is_empty() { "--default-backend-service".into() } else { r.ingress.to_string() },
+            ingress: if r.ingress.is_empty() {
+                "--default-backend-service".into()
+            } else {
+                r.ingress.to_string()
+            },
         })
         .collect();
     routes.sort_by(|a, b| (&a.host, &a.path, &a.path_type).cmp(&(&b.host, &b.path, &b.path_type)));
     let rejected = diagnostics.iter().any(Diagnostic::is_rejection);
-    let report = Report { routes, diagnostics, rejected };
+    let report = Report {
+        routes,
+        diagnostics,
+        rejected,
+    };
 
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
@@ -72,8 +98,19 @@ fn print_text(report: &Report) {
         .routes
         .iter()
         .map(|r| {
-            let endpoints = if r.endpoints.is_empty() { "(none: 503)".to_string() } else { r.endpoints.join(",") };
-            [r.host.clone(), r.path.clone(), r.path_type.clone(), r.service.clone(), endpoints, r.ingress.clone()]
+            let endpoints = if r.endpoints.is_empty() {
+                "(none: 503)".to_string()
+            } else {
+                r.endpoints.join(",")
+            };
+            [
+                r.host.clone(),
+                r.path.clone(),
+                r.path_type.clone(),
+                r.service.clone(),
+                endpoints,
+                r.ingress.clone(),
+            ]
         })
         .collect();
     let mut widths = headers.map(str::len);
@@ -105,5 +142,12 @@ fn print_text(report: &Report) {
             println!("  {d}");
         }
     }
-    println!("{}", if report.rejected { "result: something was rejected" } else { "result: ok" });
+    println!(
+        "{}",
+        if report.rejected {
+            "result: something was rejected"
+        } else {
+            "result: ok"
+        }
+    );
 }

@@ -41,7 +41,9 @@ fn canonical(name: &str) -> String {
         .map(|part| {
             let mut chars = part.chars();
             match chars.next() {
-                Some(first) => first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase(),
+                Some(first) => {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                }
                 None => String::new(),
             }
         })
@@ -55,7 +57,10 @@ struct Identity {
     fixed: bool,
 }
 
-async fn handle(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    id: Arc<Identity>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut response = if id.fixed {
         // Drain the body so the connection stays reusable.
         let mut body = req.into_body();
@@ -72,11 +77,22 @@ async fn handle(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
         }
         let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, value) in &parts.headers {
-            headers.entry(canonical(name.as_str())).or_default().push(String::from_utf8_lossy(value.as_bytes()).into());
+            headers
+                .entry(canonical(name.as_str()))
+                .or_default()
+                .push(String::from_utf8_lossy(value.as_bytes()).into());
         }
-        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
         let echoed = Echoed {
-            path: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into()),
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
             host,
             method: parts.method.as_str(),
             proto: match parts.version {
@@ -94,10 +110,15 @@ async fn handle(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
         let mut json = serde_json::to_vec_pretty(&echoed).unwrap_or_default();
         json.push(b'\n');
         let mut r = Response::new(Full::new(Bytes::from(json)));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         r
     };
-    response.headers_mut().insert(header::SERVER, HeaderValue::from_static("tollgate-echo"));
+    response
+        .headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static("tollgate-echo"));
     if let Ok(v) = HeaderValue::from_str(&id.service) {
         response.headers_mut().insert("x-echo-service", v);
     }
@@ -106,10 +127,19 @@ async fn handle(req: Request<Incoming>, id: Arc<Identity>) -> Result<Response<Fu
 
 /// Serves one echo listener forever.
 pub async fn serve(listener: TcpListener, service: String, fixed: bool) {
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let id = Arc::new(Identity { pod: format!("{service}@{addr}"), service, fixed });
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let id = Arc::new(Identity {
+        pod: format!("{service}@{addr}"),
+        service,
+        fixed,
+    });
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let id = id.clone();
         tokio::spawn(async move {

@@ -17,11 +17,21 @@ use tollgate::proxy::{ProxySettings, ProxyState};
 use tollgate::runtime::{Health, Runtime};
 use tollgate::settings::{Cli, Command, LogFormat, RunArgs};
 
+/// mimalloc instead of glibc malloc: hyper allocates per request (header
+/// maps, buffers), and mimalloc's thread-local free lists cut that cost
+/// (measured with callgrind, see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(true).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_target(true)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -55,7 +65,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         anyhow::bail!(e);
     }
     let _guard = init_tracing(args.log_format);
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("tollgate-worker")
@@ -65,29 +79,43 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let mut runtime = Runtime::new(args.selection.compile_options(), metrics.clone(), health.clone());
+    let mut runtime = Runtime::new(
+        args.selection.compile_options(),
+        metrics.clone(),
+        health.clone(),
+    );
     let published = runtime.published();
 
     // The control plane runs on its own thread: parsing and compiling never
     // take a data-plane worker.
     let stop = Arc::new(AtomicBool::new(false));
-    let source = FileSource::new(args.selection.manifests.clone(), args.selection.watch_namespaces.clone());
+    let source = FileSource::new(
+        args.selection.manifests.clone(),
+        args.selection.watch_namespaces.clone(),
+    );
     let control = {
         let stop = stop.clone();
         let metrics = metrics.clone();
         let debounce = args.reload_debounce;
-        std::thread::Builder::new().name("tollgate-control".into()).spawn(move || {
-            source.watch(
-                debounce,
-                |snapshot, diagnostics| {
-                    for d in diagnostics.iter().filter(|d| d.kind == "File") {
-                        metrics.source_errors.get_or_create(&SourceLabels { source: d.name.clone() }).inc();
-                    }
-                    runtime.apply(snapshot, &diagnostics);
-                },
-                || stop.load(Ordering::Relaxed),
-            )
-        })?
+        std::thread::Builder::new()
+            .name("tollgate-control".into())
+            .spawn(move || {
+                source.watch(
+                    debounce,
+                    |snapshot, diagnostics| {
+                        for d in diagnostics.iter().filter(|d| d.kind == "File") {
+                            metrics
+                                .source_errors
+                                .get_or_create(&SourceLabels {
+                                    source: d.name.clone(),
+                                })
+                                .inc();
+                        }
+                        runtime.apply(snapshot, &diagnostics);
+                    },
+                    || stop.load(Ordering::Relaxed),
+                )
+            })?
     };
 
     let state = Arc::new(ProxyState {

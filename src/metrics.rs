@@ -19,8 +19,9 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the request-duration histogram.
-const DURATION_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -72,7 +73,10 @@ impl Default for AtomicHistogram {
 impl AtomicHistogram {
     pub fn observe(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
-        let bucket = DURATION_BUCKETS.iter().position(|&b| secs <= b).unwrap_or(DURATION_BUCKETS.len());
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DURATION_BUCKETS.len());
         if let Some(count) = self.inner.counts.get(bucket) {
             count.fetch_add(1, Ordering::Relaxed);
         }
@@ -152,7 +156,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tollgate");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests by ingress, service and status class", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by ingress, service and status class",
+            requests.clone(),
+        );
         let durations = Family::<RouteLabels, AtomicHistogram>::default();
         registry.register_with_unit(
             "request_duration",
@@ -167,11 +175,23 @@ impl Metrics {
             upstream_connect_errors.clone(),
         );
         let open_connections = Gauge::default();
-        registry.register("open_connections", "Open client connections", open_connections.clone());
+        registry.register(
+            "open_connections",
+            "Open client connections",
+            open_connections.clone(),
+        );
         let table_generation = Gauge::default();
-        registry.register("table_generation", "Generation of the installed routing table", table_generation.clone());
+        registry.register(
+            "table_generation",
+            "Generation of the installed routing table",
+            table_generation.clone(),
+        );
         let reloads = Counter::default();
-        registry.register("reloads", "Routing tables compiled and installed", reloads.clone());
+        registry.register(
+            "reloads",
+            "Routing tables compiled and installed",
+            reloads.clone(),
+        );
         let endpoint_updates = Counter::default();
         registry.register(
             "endpoint_updates",
@@ -230,7 +250,10 @@ impl Metrics {
                 .clone()
         });
         let duration = durations
-            .get_or_create(&RouteLabels { ingress: ingress.to_string(), service: service.to_string() })
+            .get_or_create(&RouteLabels {
+                ingress: ingress.to_string(),
+                service: service.to_string(),
+            })
             .clone();
         RouteMetrics { requests, duration }
     }
@@ -241,7 +264,11 @@ impl Metrics {
     }
 
     pub fn connect_error(&self, service: &str) -> Counter {
-        self.upstream_connect_errors.get_or_create(&UpstreamLabels { service: service.to_string() }).clone()
+        self.upstream_connect_errors
+            .get_or_create(&UpstreamLabels {
+                service: service.to_string(),
+            })
+            .clone()
     }
 
     /// The Prometheus text exposition.

@@ -105,7 +105,9 @@ impl Runtime {
             Applied::Recompiled { generation }
         } else if !changes.endpoints.is_empty() {
             self.update_endpoints(&changes.endpoints);
-            Applied::Endpoints { services: changes.endpoints.len() }
+            Applied::Endpoints {
+                services: changes.endpoints.len(),
+            }
         } else {
             Applied::Nothing
         }
@@ -135,14 +137,23 @@ impl Runtime {
         self.upstreams = upstreams;
         self.by_service.clear();
         for upstream in &live {
-            let service = ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
-            self.by_service.entry(service).or_default().push(upstream.clone());
+            let service =
+                ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
+            self.by_service
+                .entry(service)
+                .or_default()
+                .push(upstream.clone());
         }
-        let route_metrics =
-            compiled.table.routes().iter().map(|r| self.metrics.route(&r.ingress, &r.service)).collect();
+        let route_metrics = compiled
+            .table
+            .routes()
+            .iter()
+            .map(|r| self.metrics.route(&r.ingress, &r.service))
+            .collect();
 
         self.generation += 1;
-        let rejected = compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
+        let rejected =
+            compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
         if rejected {
             self.metrics.compile_failures.inc();
         }
@@ -151,8 +162,12 @@ impl Runtime {
             let line = d.to_string();
             if !self.diagnostics.contains(&line) {
                 match d.severity {
-                    config::Severity::Rejected => tracing::error!(diagnostic = %line, "configuration rejected"),
-                    config::Severity::Warning => tracing::warn!(diagnostic = %line, "configuration warning"),
+                    config::Severity::Rejected => {
+                        tracing::error!(diagnostic = %line, "configuration rejected")
+                    }
+                    config::Severity::Warning => {
+                        tracing::warn!(diagnostic = %line, "configuration warning")
+                    }
                 }
             }
             seen.insert(line);
@@ -168,7 +183,9 @@ impl Runtime {
             route_metrics,
         }));
         self.metrics.reloads.inc();
-        self.metrics.table_generation.set(i64::try_from(self.generation).unwrap_or(i64::MAX));
+        self.metrics
+            .table_generation
+            .set(i64::try_from(self.generation).unwrap_or(i64::MAX));
         self.health.table_installed.store(true, Ordering::Release);
         tracing::info!(
             generation = self.generation,
@@ -183,8 +200,13 @@ impl Runtime {
 
     /// The fast path: O(endpoints of the changed Services).
     fn update_endpoints(&mut self, services: &BTreeSet<ObjectKey>) {
-        for upstream in services.iter().filter_map(|s| self.by_service.get(s)).flatten() {
-            let endpoints = config::resolve_upstream(&self.snapshot, &upstream.key).unwrap_or_default();
+        for upstream in services
+            .iter()
+            .filter_map(|s| self.by_service.get(s))
+            .flatten()
+        {
+            let endpoints =
+                config::resolve_upstream(&self.snapshot, &upstream.key).unwrap_or_default();
             if upstream.set_endpoints(&endpoints) {
                 tracing::info!(upstream = %upstream.label, endpoints = endpoints.len(), "endpoints updated");
             }

@@ -15,7 +15,11 @@ use crate::config::{CompileOptions, ObjectKey};
 use crate::table::upstream::PortRef;
 
 #[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about = "Kubernetes Ingress controller and L7 reverse proxy")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "Kubernetes Ingress controller and L7 reverse proxy"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -44,7 +48,8 @@ pub enum OutputFormat {
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 5s or 250ms: {e}"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration like 5s or 250ms: {e}"))
 }
 
 fn cidr(s: &str) -> Result<IpNet, String> {
@@ -69,7 +74,9 @@ pub fn service_ref(s: &str) -> Result<(ObjectKey, Option<PortRef>), String> {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok((ObjectKey::new(ns, name), port))
         }
-        _ => Err(format!("`{s}` is not namespace/name or namespace/name:port")),
+        _ => Err(format!(
+            "`{s}` is not namespace/name or namespace/name:port"
+        )),
     }
 }
 
@@ -83,10 +90,18 @@ pub struct SelectionArgs {
     #[arg(long, env = "TOLLGATE_INGRESS_CLASS", default_value = "tollgate")]
     pub ingress_class: String,
     /// Value of IngressClass spec.controller that selects this controller.
-    #[arg(long, env = "TOLLGATE_CONTROLLER_NAME", default_value = "tollgate.dev/ingress-controller")]
+    #[arg(
+        long,
+        env = "TOLLGATE_CONTROLLER_NAME",
+        default_value = "tollgate.dev/ingress-controller"
+    )]
     pub controller_name: String,
     /// Only read namespaced objects in these namespaces (repeatable; default all).
-    #[arg(long = "watch-namespace", env = "TOLLGATE_WATCH_NAMESPACE", value_delimiter = ',')]
+    #[arg(
+        long = "watch-namespace",
+        env = "TOLLGATE_WATCH_NAMESPACE",
+        value_delimiter = ','
+    )]
     pub watch_namespaces: Vec<String>,
     /// Service (namespace/name[:port]) that serves requests no rule matches.
     #[arg(long, env = "TOLLGATE_DEFAULT_BACKEND_SERVICE", value_parser = service_ref)]
@@ -156,9 +171,11 @@ pub struct RunArgs {
 impl RunArgs {
     pub fn validate(&self) -> Result<(), String> {
         if self.selection.manifests.is_empty() {
-            return Err("--manifests is required: Kubernetes API mode is not available in this build; \
+            return Err(
+                "--manifests is required: Kubernetes API mode is not available in this build; \
                         pass manifest files or directories to run standalone"
-                .into());
+                    .into(),
+            );
         }
         if self.threads == Some(0) {
             return Err("--threads must be at least 1".into());
@@ -194,6 +211,8 @@ pub struct EchoArgs {
 
 fn echo_listen(s: &str) -> Result<(SocketAddr, String), String> {
     let (addr, name) = s.split_once('=').unwrap_or((s, "echo"));
-    let addr = addr.parse::<SocketAddr>().map_err(|e| format!("`{addr}`: {e}"))?;
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("`{addr}`: {e}"))?;
     Ok((addr, name.to_string()))
 }

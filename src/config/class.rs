@@ -38,12 +38,19 @@ pub fn is_ours(
     classes: &BTreeMap<String, Entry<IngressClass>>,
     opts: &CompileOptions,
 ) -> bool {
-    if let Some(annotated) =
-        ingress.metadata.annotations.as_ref().and_then(|a| a.get(CLASS_ANNOTATION))
+    if let Some(annotated) = ingress
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CLASS_ANNOTATION))
     {
         return *annotated == opts.ingress_class;
     }
-    match ingress.spec.as_ref().and_then(|s| s.ingress_class_name.as_deref()) {
+    match ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+    {
         Some(name) => match classes.get(name) {
             Some(class) => controller_of(&class.object) == Some(opts.controller_name.as_str()),
             None => name == opts.ingress_class,

@@ -66,6 +66,10 @@ impl fmt::Display for Diagnostic {
             write!(f, "{origin}: ")?;
         }
         let key = ObjectKey::new(self.namespace.clone(), self.name.clone());
-        write!(f, "{severity}: {} {key}: {}: {}", self.kind, self.field, self.reason)
+        write!(
+            f,
+            "{severity}: {} {key}: {}: {}",
+            self.kind, self.field, self.reason
+        )
     }
 }

@@ -66,7 +66,10 @@ pub fn resolve<'a>(
             (PortRef::Name(_), None) => return Err(PortProblem::NoSuchPort(port.clone())),
         };
         let number = u16::try_from(number).map_err(|_| PortProblem::NoSuchPort(port.clone()))?;
-        return Ok(vec![EndpointAddr::Dns { host: host.trim_end_matches('.').into(), port: number }]);
+        return Ok(vec![EndpointAddr::Dns {
+            host: host.trim_end_matches('.').into(),
+            port: number,
+        }]);
     }
     let service_port = service_port.ok_or_else(|| PortProblem::NoSuchPort(port.clone()))?;
     let port_name = service_port.name.as_deref().unwrap_or("");
@@ -86,9 +89,14 @@ pub fn resolve<'a>(
         };
         let fqdn = slice.address_type == "FQDN";
         for endpoint in &slice.endpoints {
-            let Some(address) = endpoint.addresses.first() else { continue };
+            let Some(address) = endpoint.addresses.first() else {
+                continue;
+            };
             let addr = if fqdn {
-                EndpointAddr::Dns { host: address.trim_end_matches('.').into(), port: number }
+                EndpointAddr::Dns {
+                    host: address.trim_end_matches('.').into(),
+                    port: number,
+                }
             } else {
                 match address.parse::<IpAddr>() {
                     Ok(ip) => EndpointAddr::Socket(SocketAddr::new(ip, number)),

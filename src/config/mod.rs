@@ -89,7 +89,11 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         ta.cmp(&tb).then_with(|| ka.cmp(kb))
     });
 
-    let mut builder = Builder { snapshot, out: &mut out, upstreams: HashMap::new() };
+    let mut builder = Builder {
+        snapshot,
+        out: &mut out,
+        upstreams: HashMap::new(),
+    };
     for (key, entry) in ours {
         let origin = Some(entry.origin.clone());
         let problems = validate_ingress(&entry.object);
@@ -184,8 +188,13 @@ fn validate_backend(backend: &IngressBackend) -> Result<(), String> {
                 return Err("service.name is required".into());
             }
             let port = svc.port.as_ref();
-            match (port.and_then(|p| p.number), port.and_then(|p| p.name.as_deref())) {
-                (Some(_), Some(_)) => Err("set service.port.number or service.port.name, not both".into()),
+            match (
+                port.and_then(|p| p.number),
+                port.and_then(|p| p.name.as_deref()),
+            ) {
+                (Some(_), Some(_)) => {
+                    Err("set service.port.number or service.port.name, not both".into())
+                }
                 (None, None) => Err("service.port.number or service.port.name is required".into()),
                 (Some(n), None) if !(1..=65535).contains(&n) => {
                     Err(format!("service.port.number {n} is not in 1..65535"))
@@ -242,7 +251,13 @@ impl Builder<'_> {
         ));
     }
 
-    fn reject(&mut self, key: &ObjectKey, origin: &Option<Arc<str>>, field: String, reason: String) {
+    fn reject(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        field: String,
+        reason: String,
+    ) {
         self.out.diagnostics.push(Diagnostic::new(
             Severity::Rejected,
             "Ingress",
@@ -281,7 +296,11 @@ impl Builder<'_> {
             }
         };
         let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
-        self.out.upstreams.push(UpstreamSpec { label: key.to_string().into(), key: key.clone(), endpoints });
+        self.out.upstreams.push(UpstreamSpec {
+            label: key.to_string().into(),
+            key: key.clone(),
+            endpoints,
+        });
         self.upstreams.insert(key, id);
         id
     }
@@ -297,18 +316,22 @@ impl Builder<'_> {
             }
         };
 
-        let default_route = spec.default_backend.as_ref().and_then(port_ref).map(|(svc, port)| {
-            let upstream = self.upstream(key, &origin, "spec.defaultBackend", svc, port, lb);
-            let service = self.out.upstreams[upstream as usize].label.clone();
-            self.out.table.push_route(Route {
-                ingress: ingress_label.clone(),
-                host: "".into(),
-                path: "".into(),
-                path_type: None,
-                service,
-                upstream,
-            })
-        });
+        let default_route = spec
+            .default_backend
+            .as_ref()
+            .and_then(port_ref)
+            .map(|(svc, port)| {
+                let upstream = self.upstream(key, &origin, "spec.defaultBackend", svc, port, lb);
+                let service = self.out.upstreams[upstream as usize].label.clone();
+                self.out.table.push_route(Route {
+                    ingress: ingress_label.clone(),
+                    host: "".into(),
+                    path: "".into(),
+                    path_type: None,
+                    service,
+                    upstream,
+                })
+            });
 
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
             let host = rule.host.as_deref().unwrap_or("");
@@ -318,7 +341,9 @@ impl Builder<'_> {
             self.out.table.host_mut(host);
             for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
                 let field = format!("spec.rules[{i}].http.paths[{j}].backend");
-                let Some((svc, port)) = port_ref(&path.backend) else { continue };
+                let Some((svc, port)) = port_ref(&path.backend) else {
+                    continue;
+                };
                 let path_type = match path.path_type.as_str() {
                     "Exact" => PathType::Exact,
                     "Prefix" => PathType::Prefix,
@@ -335,7 +360,12 @@ impl Builder<'_> {
                     service,
                     upstream,
                 });
-                if let Insert::Taken(holder) = self.out.table.host_mut(host).insert(path_str, path_type, route) {
+                if let Insert::Taken(holder) = self
+                    .out
+                    .table
+                    .host_mut(host)
+                    .insert(path_str, path_type, route)
+                {
                     self.out.table.pop_route();
                     let holder = self
                         .out
@@ -344,18 +374,28 @@ impl Builder<'_> {
                         .map(|r| r.ingress.to_string())
                         .unwrap_or_default();
                     let shown_host = if host.is_empty() { "*" } else { host };
+                    let reason = if holder == *ingress_label {
+                        format!(
+                            "duplicate: host `{shown_host}` path `{path_str}` ({}) matches the same requests as an earlier path of this Ingress; the earlier one is used",
+                            path_type.as_str()
+                        )
+                    } else {
+                        format!(
+                            "conflict: host `{shown_host}` path `{path_str}` ({}) is already served by Ingress {holder}, which is older; this path is ignored",
+                            path_type.as_str()
+                        )
+                    };
                     self.reject(
                         key,
                         &origin,
                         format!("spec.rules[{i}].http.paths[{j}]"),
-                        format!(
-                            "conflict: host `{shown_host}` path `{path_str}` ({}) is already served by Ingress {holder}, which is older; this path is ignored",
-                            path_type.as_str()
-                        ),
+                        reason,
                     );
                 }
             }
-            if let Some(route) = default_route {
+            // Hostless rules share the catch-all table; it gets the default
+            // backend below, with the oldest-wins check.
+            if let Some(route) = default_route.filter(|_| !host.is_empty()) {
                 self.out.table.host_mut(host).set_fallback(route);
             }
         }
@@ -377,11 +417,15 @@ impl Builder<'_> {
         let port = match port {
             Some(p) => p.clone(),
             None => {
-                let first = self
-                    .snapshot
-                    .services
-                    .get(service)
-                    .and_then(|s| s.object.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port));
+                let first = self.snapshot.services.get(service).and_then(|s| {
+                    s.object
+                        .spec
+                        .as_ref()?
+                        .ports
+                        .as_ref()?
+                        .first()
+                        .map(|p| p.port)
+                });
                 match first {
                     Some(n) => PortRef::Number(n),
                     None => {
@@ -420,7 +464,11 @@ impl Builder<'_> {
         };
         let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
         let label: Arc<str> = key.to_string().into();
-        self.out.upstreams.push(UpstreamSpec { key, label: label.clone(), endpoints });
+        self.out.upstreams.push(UpstreamSpec {
+            key,
+            label: label.clone(),
+            endpoints,
+        });
         let route = self.out.table.push_route(Route {
             ingress: "".into(),
             host: "".into(),
@@ -435,7 +483,10 @@ impl Builder<'_> {
 
 /// Resolves the current endpoints of an upstream from a snapshot. Used by the
 /// compiler and by the runtime's endpoint-only fast path.
-pub fn resolve_upstream(snapshot: &Snapshot, key: &UpstreamKey) -> Result<Vec<EndpointAddr>, String> {
+pub fn resolve_upstream(
+    snapshot: &Snapshot,
+    key: &UpstreamKey,
+) -> Result<Vec<EndpointAddr>, String> {
     let svc_key = ObjectKey::new(key.namespace.clone(), key.service.clone());
     let Some(service) = snapshot.services.get(&svc_key) else {
         return Err(format!("Service {svc_key} not found; requests get 503"));

@@ -25,7 +25,10 @@ pub struct ObjectKey {
 
 impl ObjectKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -48,7 +51,10 @@ pub struct Entry<T> {
 
 impl<T> Clone for Entry<T> {
     fn clone(&self) -> Self {
-        Self { origin: self.origin.clone(), object: self.object.clone() }
+        Self {
+            origin: self.origin.clone(),
+            object: self.object.clone(),
+        }
     }
 }
 
@@ -80,7 +86,10 @@ impl Object {
         };
         let namespace = match self {
             Object::IngressClass(_) => String::new(),
-            _ => meta.namespace.clone().unwrap_or_else(|| "default".to_string()),
+            _ => meta
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_string()),
         };
         ObjectKey::new(namespace, meta.name.clone().unwrap_or_default())
     }
@@ -124,20 +133,49 @@ impl Snapshot {
         match object {
             Object::IngressClass(o) => self
                 .ingress_classes
-                .insert(key.name, Entry { origin, object: Arc::new(o) })
+                .insert(
+                    key.name,
+                    Entry {
+                        origin,
+                        object: Arc::new(o),
+                    },
+                )
                 .map(|e| e.origin),
-            Object::Ingress(o) => {
-                self.ingresses.insert(key, Entry { origin, object: Arc::new(o) }).map(|e| e.origin)
-            }
-            Object::Service(o) => {
-                self.services.insert(key, Entry { origin, object: Arc::new(o) }).map(|e| e.origin)
-            }
+            Object::Ingress(o) => self
+                .ingresses
+                .insert(
+                    key,
+                    Entry {
+                        origin,
+                        object: Arc::new(o),
+                    },
+                )
+                .map(|e| e.origin),
+            Object::Service(o) => self
+                .services
+                .insert(
+                    key,
+                    Entry {
+                        origin,
+                        object: Arc::new(o),
+                    },
+                )
+                .map(|e| e.origin),
             Object::EndpointSlice(o) => {
                 let old = self.remove_slice(&key);
                 if let Some(svc) = slice_service(&o, &key.namespace) {
-                    self.slices_by_service.entry(svc).or_default().insert(key.clone());
+                    self.slices_by_service
+                        .entry(svc)
+                        .or_default()
+                        .insert(key.clone());
                 }
-                self.endpoint_slices.insert(key, Entry { origin, object: Arc::new(o) });
+                self.endpoint_slices.insert(
+                    key,
+                    Entry {
+                        origin,
+                        object: Arc::new(o),
+                    },
+                );
                 old
             }
         }
@@ -168,7 +206,10 @@ impl Snapshot {
     }
 
     /// The EndpointSlices of one Service.
-    pub fn slices_of<'a>(&'a self, service: &ObjectKey) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+    pub fn slices_of<'a>(
+        &'a self,
+        service: &ObjectKey,
+    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
         self.slices_by_service
             .get(service)
             .into_iter()
@@ -179,7 +220,10 @@ impl Snapshot {
 
     /// Compares `self` (new) against `old`.
     pub fn changes_from(&self, old: &Snapshot) -> Changes {
-        fn same<K: Ord, T: PartialEq>(a: &BTreeMap<K, Entry<T>>, b: &BTreeMap<K, Entry<T>>) -> bool {
+        fn same<K: Ord, T: PartialEq>(
+            a: &BTreeMap<K, Entry<T>>,
+            b: &BTreeMap<K, Entry<T>>,
+        ) -> bool {
             a.len() == b.len()
                 && a.iter().zip(b.iter()).all(|((ka, va), (kb, vb))| {
                     ka == kb && (Arc::ptr_eq(&va.object, &vb.object) || va.object == vb.object)
@@ -189,8 +233,11 @@ impl Snapshot {
             || !same(&self.ingresses, &old.ingresses)
             || !same(&self.services, &old.services);
         let mut endpoints = BTreeSet::new();
-        let keys: BTreeSet<&ObjectKey> =
-            self.endpoint_slices.keys().chain(old.endpoint_slices.keys()).collect();
+        let keys: BTreeSet<&ObjectKey> = self
+            .endpoint_slices
+            .keys()
+            .chain(old.endpoint_slices.keys())
+            .collect();
         for key in keys {
             let new = self.endpoint_slices.get(key);
             let before = old.endpoint_slices.get(key);

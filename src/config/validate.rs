@@ -15,7 +15,9 @@ pub fn host(host: &str) -> Result<(), String> {
         return Err("must be no more than 253 characters".into());
     }
     if name.contains('*') {
-        return Err("a wildcard `*` is only allowed as the whole first label (`*.example.com`)".into());
+        return Err(
+            "a wildcard `*` is only allowed as the whole first label (`*.example.com`)".into(),
+        );
     }
     if name.parse::<std::net::IpAddr>().is_ok() {
         return Err("must be a DNS name, not an IP address".into());
@@ -23,7 +25,9 @@ pub fn host(host: &str) -> Result<(), String> {
     for label in name.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -39,7 +43,9 @@ pub fn host(host: &str) -> Result<(), String> {
 /// treat as Prefix): absolute, without dot segments, `//`, or encoded `/`.
 pub fn path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
-        return Err(format!("`{path}` must be an absolute path starting with `/`"));
+        return Err(format!(
+            "`{path}` must be an absolute path starting with `/`"
+        ));
     }
     for bad in ["//", "/./", "/../", "%2f", "%2F", "#"] {
         if path.contains(bad) {
@@ -49,8 +55,13 @@ pub fn path(path: &str) -> Result<(), String> {
     if path.ends_with("/..") || path.ends_with("/.") {
         return Err(format!("`{path}` must not end with a dot segment"));
     }
-    if path.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'?') {
-        return Err(format!("`{path}` must not contain spaces, `?` or control characters"));
+    if path
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'?')
+    {
+        return Err(format!(
+            "`{path}` must not contain spaces, `?` or control characters"
+        ));
     }
     Ok(())
 }

@@ -97,8 +97,11 @@ impl Endpoint {
     /// The endpoint refused or failed a connection: back off.
     pub fn mark_failed(&self) {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed).min(16);
-        let backoff = BACKOFF_BASE_MS.saturating_mul(1 << failures.min(4)).min(BACKOFF_MAX_MS);
-        self.down_until_ms.store(clock::now_ms() + backoff, Ordering::Relaxed);
+        let backoff = BACKOFF_BASE_MS
+            .saturating_mul(1 << failures.min(4))
+            .min(BACKOFF_MAX_MS);
+        self.down_until_ms
+            .store(clock::now_ms() + backoff, Ordering::Relaxed);
     }
 
     /// A connection succeeded: clear the backoff.
@@ -147,7 +150,12 @@ impl Endpoint {
 impl Upstream {
     pub fn new(spec: &UpstreamSpec, connect_errors: Counter) -> Self {
         let set = EndpointSet {
-            endpoints: spec.endpoints.iter().cloned().map(|a| Arc::new(Endpoint::new(a))).collect(),
+            endpoints: spec
+                .endpoints
+                .iter()
+                .cloned()
+                .map(|a| Arc::new(Endpoint::new(a)))
+                .collect(),
         };
         Self {
             key: spec.key.clone(),
@@ -163,7 +171,11 @@ impl Upstream {
     pub fn set_endpoints(&self, addrs: &[EndpointAddr]) -> bool {
         let current = self.endpoints.load();
         if current.endpoints.len() == addrs.len()
-            && current.endpoints.iter().zip(addrs).all(|(e, a)| &e.addr == a)
+            && current
+                .endpoints
+                .iter()
+                .zip(addrs)
+                .all(|(e, a)| &e.addr == a)
         {
             return false;
         }
@@ -205,7 +217,9 @@ impl Upstream {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 let mut fallback = None;
                 for i in 0..eps.len() {
-                    let Some(e) = eps.get(start.wrapping_add(i) % eps.len()) else { continue };
+                    let Some(e) = eps.get(start.wrapping_add(i) % eps.len()) else {
+                        continue;
+                    };
                     if excluded(e) {
                         continue;
                     }

@@ -30,18 +30,34 @@ pub enum FileError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: YAML syntax: {message}")]
-    Syntax { path: String, line: usize, message: String },
+    Syntax {
+        path: String,
+        line: usize,
+        message: String,
+    },
     #[error("{path}:{line}: {kind} {name}: field `{field}`: {message}")]
-    Schema { path: String, line: usize, kind: String, name: String, field: String, message: String },
+    Schema {
+        path: String,
+        line: usize,
+        kind: String,
+        name: String,
+        field: String,
+        message: String,
+    },
     #[error("{path}:{line}: {message}")]
-    Document { path: String, line: usize, message: String },
+    Document {
+        path: String,
+        line: usize,
+        message: String,
+    },
 }
 
 /// The parsed state of one file: its objects, or the error that kept its
 /// previous objects.
 #[derive(Debug, Default)]
 struct FileState {
-    content: Vec<u8>,
+    /// The bytes last read (`None` when the last read failed).
+    content: Option<Vec<u8>>,
     objects: Vec<(Arc<str>, Object)>,
     error: Option<String>,
 }
@@ -56,13 +72,18 @@ pub struct FileSource {
 }
 
 fn is_manifest(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
         entries.sort();
         for entry in entries {
             let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -81,17 +102,31 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// 1-based line of each document start in a multi-document YAML text.
+/// 1-based line of each document's start in a multi-document YAML text: the
+/// first content line, or the line after a `---` separator. A leading `---`
+/// preceded only by comments and blank lines starts the first document.
 fn document_lines(text: &str) -> Vec<usize> {
-    let mut lines = vec![1];
+    let mut starts: Vec<usize> = Vec::new();
+    let mut first_content = None;
     for (i, line) in text.lines().enumerate() {
-        if line.starts_with("---") && i > 0 {
-            lines.push(i + 2);
-        } else if line.starts_with("---") && i == 0 {
-            lines[0] = 2;
+        if line.starts_with("---") {
+            if starts.is_empty() {
+                if let Some(first) = first_content {
+                    starts.push(first);
+                }
+            }
+            starts.push(i + 2);
+        } else if starts.is_empty() && first_content.is_none() {
+            let trimmed = line.trim_start();
+            if !trimmed.is_empty() && !trimmed.starts_with('#') {
+                first_content = Some(i + 1);
+            }
         }
     }
-    lines
+    if starts.is_empty() {
+        starts.push(first_content.unwrap_or(1));
+    }
+    starts
 }
 
 /// Parses one manifest file into objects (pure; used by tests and `check`).
@@ -121,7 +156,13 @@ fn collect_objects(
     if value.is_null() {
         return Ok(());
     }
-    let get = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let get = |k: &str| {
+        value
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
     let (kind, api_version) = (get("kind"), get("apiVersion"));
     let name = value
         .get("metadata")
@@ -130,7 +171,11 @@ fn collect_objects(
         .unwrap_or("")
         .to_string();
     let origin: Arc<str> = format!("{path}:{line}").into();
-    let doc_error = |message: String| FileError::Document { path: path.to_string(), line, message };
+    let doc_error = |message: String| FileError::Document {
+        path: path.to_string(),
+        line,
+        message,
+    };
     if kind.is_empty() {
         return Err(doc_error("document has no `kind`".into()));
     }
@@ -169,7 +214,9 @@ fn collect_objects(
     };
     let object = match kind.as_str() {
         "Ingress" => Object::Ingress(serde_path_to_error::deserialize(value).map_err(schema)?),
-        "IngressClass" => Object::IngressClass(serde_path_to_error::deserialize(value).map_err(schema)?),
+        "IngressClass" => {
+            Object::IngressClass(serde_path_to_error::deserialize(value).map_err(schema)?)
+        }
         "Service" => Object::Service(serde_path_to_error::deserialize(value).map_err(schema)?),
         _ => Object::EndpointSlice(serde_path_to_error::deserialize(value).map_err(schema)?),
     };
@@ -179,7 +226,11 @@ fn collect_objects(
 
 impl FileSource {
     pub fn new(paths: Vec<PathBuf>, namespaces: Vec<String>) -> Self {
-        Self { paths, namespaces, files: BTreeMap::new() }
+        Self {
+            paths,
+            namespaces,
+            files: BTreeMap::new(),
+        }
     }
 
     /// Re-reads every file whose content changed. Returns whether anything
@@ -190,7 +241,13 @@ impl FileSource {
         let mut missing_roots = Vec::new();
         for root in &self.paths {
             if let Err(e) = collect_files(root, &mut seen) {
-                missing_roots.push(FileError::Read { path: root.display().to_string(), source: e }.to_string());
+                missing_roots.push(
+                    FileError::Read {
+                        path: root.display().to_string(),
+                        source: e,
+                    }
+                    .to_string(),
+                );
             }
         }
         // Files that disappeared take their objects with them.
@@ -202,17 +259,27 @@ impl FileSource {
             let display = path.display().to_string();
             match std::fs::read(&path) {
                 Err(e) => {
-                    let msg = FileError::Read { path: display, source: e }.to_string();
+                    let msg = FileError::Read {
+                        path: display,
+                        source: e,
+                    }
+                    .to_string();
                     changed |= state.error.as_ref() != Some(&msg);
                     state.error = Some(msg);
+                    state.content = None;
                 }
-                Ok(content) if content == state.content && state.error.is_none() => {}
+                // Same bytes, same outcome (objects or parse error).
+                Ok(content) if state.content.as_ref() == Some(&content) => {}
                 Ok(content) => {
                     changed = true;
                     let parsed = std::str::from_utf8(&content)
-                        .map_err(|_| FileError::Document { path: display.clone(), line: 1, message: "not UTF-8".into() })
+                        .map_err(|_| FileError::Document {
+                            path: display.clone(),
+                            line: 1,
+                            message: "not UTF-8".into(),
+                        })
                         .and_then(|text| parse_manifests(&display, text));
-                    state.content = content;
+                    state.content = Some(content);
                     match parsed {
                         Ok(objects) => {
                             state.objects = objects;
@@ -293,7 +360,10 @@ impl FileSource {
             Ok(w) => Box::new(w),
             Err(e) => {
                 tracing::warn!(error = %e, "file notifications unavailable; polling every second");
-                match notify::PollWatcher::new(handler, notify::Config::default().with_poll_interval(Duration::from_secs(1))) {
+                match notify::PollWatcher::new(
+                    handler,
+                    notify::Config::default().with_poll_interval(Duration::from_secs(1)),
+                ) {
                     Ok(w) => Box::new(w),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot watch manifests; changes will not apply");
@@ -305,8 +375,16 @@ impl FileSource {
         for path in &self.paths {
             // Watch a file's directory too, so editors' rename-on-save and
             // recreated files are seen.
-            let target = if path.is_dir() { path.clone() } else { path.parent().map(Path::to_path_buf).unwrap_or_default() };
-            let target = if target.as_os_str().is_empty() { PathBuf::from(".") } else { target };
+            let target = if path.is_dir() {
+                path.clone()
+            } else {
+                path.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
+            let target = if target.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                target
+            };
             if let Err(e) = watcher.watch(&target, RecursiveMode::Recursive) {
                 tracing::error!(path = %target.display(), error = %e, "cannot watch manifest path");
             }

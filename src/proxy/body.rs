@@ -37,7 +37,11 @@ impl Checkin {
 #[derive(Debug)]
 enum Kind {
     Static(Option<Bytes>),
-    Upstream { body: Incoming, checkin: Option<Checkin>, _inflight: InFlight },
+    Upstream {
+        body: Incoming,
+        checkin: Option<Checkin>,
+        _inflight: InFlight,
+    },
 }
 
 #[derive(Debug)]
@@ -48,15 +52,28 @@ pub struct ProxyBody {
 
 impl ProxyBody {
     pub fn fixed(bytes: Bytes) -> Self {
-        Self { kind: Kind::Static(Some(bytes)), _active: None }
+        Self {
+            kind: Kind::Static(Some(bytes)),
+            _active: None,
+        }
     }
 
     pub fn empty() -> Self {
-        Self { kind: Kind::Static(None), _active: None }
+        Self {
+            kind: Kind::Static(None),
+            _active: None,
+        }
     }
 
     pub fn upstream(body: Incoming, checkin: Option<Checkin>, inflight: InFlight) -> Self {
-        let mut this = Self { kind: Kind::Upstream { body, checkin, _inflight: inflight }, _active: None };
+        let mut this = Self {
+            kind: Kind::Upstream {
+                body,
+                checkin,
+                _inflight: inflight,
+            },
+            _active: None,
+        };
         this.release_if_done();
         this
     }

@@ -54,13 +54,17 @@ impl ProxyError {
     }
 
     pub fn response(&self) -> Response<ProxyBody> {
-        let mut response = Response::new(ProxyBody::fixed(Bytes::from_static(self.body().as_bytes())));
+        let mut response =
+            Response::new(ProxyBody::fixed(Bytes::from_static(self.body().as_bytes())));
         *response.status_mut() = self.status();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         if matches!(self, ProxyError::BadRequest(_)) {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -12,7 +12,9 @@
 //!   address, port) are built once per connection, not per request.
 
 use bytes::{BufMut, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -49,6 +51,19 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Removes hop-by-hop headers; with `upgrade`, keeps `Upgrade` and sets
 /// `Connection: upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // One pass over the names (cheap comparisons of standard headers)
+    // instead of a hash probe per hop-by-hop name: most messages have none.
+    let present = headers.keys().any(|name| {
+        name == CONNECTION
+            || name == TE
+            || name == TRANSFER_ENCODING
+            || name == UPGRADE
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+    });
+    if !present {
+        return;
+    }
     if headers.contains_key(CONNECTION) {
         let named: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
         headers.remove(CONNECTION);
@@ -67,7 +82,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(PROXY_CONNECTION);
     headers.remove(TRANSFER_ENCODING);
     if let Some(te) = headers.get(TE) {
-        let trailers = te.to_str().map(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
+        let trailers = te.to_str().map(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
         if trailers.unwrap_or(false) {
             headers.insert(TE, HeaderValue::from_static("trailers"));
         } else {
@@ -84,6 +102,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// Sets X-Forwarded-* and X-Real-IP on a request going
 /// upstream. `host` is the request's Host (or `:authority`).
 pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<HeaderValue>) {
+    // Grow the map once rather than once per header added below.
+    headers.reserve(6);
     let incoming_xff = client.trusted && headers.contains_key(X_FORWARDED_FOR);
     if incoming_xff {
         let mut buf = BytesMut::with_capacity(64);
@@ -153,19 +173,21 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
 pub fn valid_request_id(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// A random 128-bit id as 32 lowercase hex digits (like ingress-nginx's `$req_id`).
 pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let n = fastrand::u128(..);
-    let mut out = [0u8; 32];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let nibble = (n >> (i * 4)) & 0xf;
-        *slot = HEX.get(nibble as usize).copied().unwrap_or(b'0');
+    let mut n = fastrand::u128(..);
+    let mut out = BytesMut::with_capacity(32);
+    for _ in 0..32 {
+        out.put_u8(HEX[(n & 0xf) as usize]);
+        n >>= 4;
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(out.freeze()).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -213,7 +235,11 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        set_forwarded(&mut h, &client(false), Some(HeaderValue::from_static("a.com")));
+        set_forwarded(
+            &mut h,
+            &client(false),
+            Some(HeaderValue::from_static("a.com")),
+        );
         assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "127.0.0.9");
         assert_eq!(h.get(X_REAL_IP).unwrap(), "127.0.0.9");
         assert_eq!(h.get(X_FORWARDED_PROTO).unwrap(), "http");
@@ -226,11 +252,17 @@ mod tests {
     #[test]
     fn trusted_forwarded_for_is_appended() {
         let mut h = HeaderMap::new();
-        h.append(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4, 10.0.0.1"));
+        h.append(
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("1.2.3.4, 10.0.0.1"),
+        );
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
         h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123"));
         set_forwarded(&mut h, &client(true), None);
-        assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "1.2.3.4, 10.0.0.1, 10.0.0.2, 127.0.0.9");
+        assert_eq!(
+            h.get(X_FORWARDED_FOR).unwrap(),
+            "1.2.3.4, 10.0.0.1, 10.0.0.2, 127.0.0.9"
+        );
         assert_eq!(h.get(X_REAL_IP).unwrap(), "1.2.3.4");
         assert_eq!(ensure_request_id(&mut h), "abc-123");
     }

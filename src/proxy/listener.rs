@@ -13,7 +13,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -45,13 +45,28 @@ pub struct ConnCtx {
     pub activity: Arc<Activity>,
 }
 
-/// Activity of one client connection, read by its idle watchdog.
+/// Activity of one client connection, read by its watchdog.
+///
+/// The watchdog enforces two timeouts without a timer per request:
+/// - header timeout (slowloris guard): bytes arrived (or the connection is
+///   new) but no request began within `--client-header-timeout`;
+/// - idle timeout: no request in flight and no byte moved for
+///   `--idle-timeout`.
 #[derive(Debug, Default)]
 pub struct Activity {
-    /// Bumped by reads and writes (a plain store from the IO wrapper).
+    /// Bumped by writes and reads (plain stores from the IO wrapper).
     io_events: AtomicU64,
+    /// Bumped by reads only.
+    read_events: AtomicU64,
+    /// `read_events` when the last request began or ended: reads beyond it
+    /// with no request active are a request head still arriving.
+    request_mark: AtomicU64,
+    /// Requests begun on this connection.
+    requests: AtomicU64,
     /// Requests whose response has not finished.
     active: AtomicU32,
+    /// The client spoke HTTP/2 (heads are framed; no head timeout).
+    http2: AtomicBool,
 }
 
 /// One request in progress on a connection; dropping it ends it.
@@ -60,6 +75,8 @@ pub struct ActiveRequest(Arc<Activity>);
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
+        let reads = self.0.read_events.load(Ordering::Relaxed);
+        self.0.request_mark.store(reads, Ordering::Relaxed);
         self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -67,7 +84,20 @@ impl Drop for ActiveRequest {
 impl Activity {
     pub fn begin(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let reads = self.read_events.load(Ordering::Relaxed);
+        self.request_mark.store(reads, Ordering::Relaxed);
         ActiveRequest(self.clone())
+    }
+
+    /// Whether the connection is waiting for a request head it has begun
+    /// to receive (or, when new, for any request at all).
+    fn head_pending(&self) -> bool {
+        !self.http2.load(Ordering::Relaxed)
+            && self.active.load(Ordering::Relaxed) == 0
+            && (self.requests.load(Ordering::Relaxed) == 0
+                || self.read_events.load(Ordering::Relaxed)
+                    != self.request_mark.load(Ordering::Relaxed))
     }
 }
 
@@ -109,25 +139,44 @@ impl Drop for ConnGuard {
     }
 }
 
-/// An IO wrapper that records activity for the idle watchdog.
+/// An IO wrapper that records activity for the connection's watchdog.
 struct TrackedIo<T> {
     inner: T,
     events: u64,
+    reads: u64,
     activity: Arc<Activity>,
 }
 
 impl<T> TrackedIo<T> {
     fn bump(&mut self) {
         self.events = self.events.wrapping_add(1);
-        self.activity.io_events.store(self.events, Ordering::Relaxed);
+        self.activity
+            .io_events
+            .store(self.events, Ordering::Relaxed);
     }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if self.reads == 0
+                && buf
+                    .filled()
+                    .get(before..)
+                    .is_some_and(|b| b.starts_with(b"PRI * HTTP/2"))
+            {
+                self.activity.http2.store(true, Ordering::Relaxed);
+            }
+            self.reads = self.reads.wrapping_add(1);
+            self.activity
+                .read_events
+                .store(self.reads, Ordering::Relaxed);
             self.bump();
         }
         polled
@@ -135,7 +184,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.bump();
@@ -170,13 +223,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 
 fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No hyper header-read timeout: it allocates and registers a timer per
+    // request; the connection watchdog enforces the same limit instead.
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
+        .header_read_timeout(None)
         .max_buf_size(settings.max_header_bytes.max(8192))
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     builder
 }
 
@@ -207,10 +264,25 @@ pub async fn serve(
         };
         tracker.open.fetch_add(1, Ordering::AcqRel);
         state.metrics.open_connections.inc();
-        let guard = ConnGuard { tracker: tracker.clone(), state: state.clone() };
+        let guard = ConnGuard {
+            tracker: tracker.clone(),
+            state: state.clone(),
+        };
         let client = state.client_info(peer, local_port, proto);
-        let ctx = ConnCtx { state: state.clone(), client, peer, activity: Arc::default() };
-        tokio::spawn(serve_connection(stream, ctx, builder.clone(), settings.idle_timeout, drain.clone(), guard));
+        let ctx = ConnCtx {
+            state: state.clone(),
+            client,
+            peer,
+            activity: Arc::default(),
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            ctx,
+            builder.clone(),
+            settings.clone(),
+            drain.clone(),
+            guard,
+        ));
     }
 }
 
@@ -218,7 +290,7 @@ async fn serve_connection(
     stream: TcpStream,
     ctx: ConnCtx,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    idle_timeout: Duration,
+    settings: ConnSettings,
     mut drain: watch::Receiver<bool>,
     _guard: ConnGuard,
 ) {
@@ -226,15 +298,25 @@ async fn serve_connection(
     let activity = ctx.activity.clone();
     let peer = ctx.peer;
     let ctx = Arc::new(ctx);
-    let io = TokioIo::new(TrackedIo { inner: stream, events: 0, activity: activity.clone() });
+    let io = TokioIo::new(TrackedIo {
+        inner: stream,
+        events: 0,
+        reads: 0,
+        activity: activity.clone(),
+    });
     let service = service_fn(move |req| super::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
 
-    let period = (idle_timeout / 2).max(Duration::from_millis(10));
+    // The watchdog ticks at a quarter of the shorter timeout, so each fires
+    // between 1× and 1.25× its setting.
+    let period =
+        (settings.header_timeout.min(settings.idle_timeout) / 4).max(Duration::from_millis(5));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut last_events = u64::MAX;
-    let mut quiet_ticks = 0u32;
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_events = activity.io_events.load(Ordering::Relaxed);
+    let mut idle_for = Duration::ZERO;
+    let mut head_for = Duration::ZERO;
     let mut shutting_down = *drain.borrow();
     if shutting_down {
         conn.as_mut().graceful_shutdown();
@@ -243,7 +325,7 @@ async fn serve_connection(
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(error = %e, peer = %peer, "client connection ended with an error");
+                    tracing::debug!(error = %e, %peer, "client connection ended with an error");
                 }
                 break;
             }
@@ -251,17 +333,26 @@ async fn serve_connection(
                 shutting_down = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = ticker.tick(), if !shutting_down => {
+            _ = ticker.tick() => {
+                if activity.head_pending() {
+                    head_for += period;
+                    if head_for >= settings.header_timeout {
+                        tracing::debug!(%peer, "request head not received in time; closing");
+                        break;
+                    }
+                } else {
+                    head_for = Duration::ZERO;
+                }
                 let events = activity.io_events.load(Ordering::Relaxed);
                 if events == last_events && activity.active.load(Ordering::Relaxed) == 0 {
-                    quiet_ticks += 1;
-                    if quiet_ticks >= 2 {
+                    idle_for += period;
+                    if idle_for >= settings.idle_timeout && !shutting_down {
                         shutting_down = true;
                         conn.as_mut().graceful_shutdown();
                     }
                 } else {
                     last_events = events;
-                    quiet_ticks = 0;
+                    idle_for = Duration::ZERO;
                 }
             }
         }

@@ -61,11 +61,21 @@ pub struct ProxyState {
 
 impl ProxyState {
     /// Per-connection forwarding info: built once per accepted connection.
-    pub fn client_info(&self, peer: std::net::SocketAddr, local_port: u16, proto: &'static str) -> ClientInfo {
+    pub fn client_info(
+        &self,
+        peer: std::net::SocketAddr,
+        local_port: u16,
+        proto: &'static str,
+    ) -> ClientInfo {
         let ip = peer.ip().to_canonical();
         ClientInfo {
-            peer_ip: HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("")),
-            trusted: self.settings.trusted_proxies.iter().any(|net| net.contains(&ip)),
+            peer_ip: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+            trusted: self
+                .settings
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&ip)),
             proto: HeaderValue::from_static(proto),
             port: HeaderValue::from(local_port),
         }
@@ -73,7 +83,10 @@ impl ProxyState {
 }
 
 /// The hyper service function: never fails; errors become responses.
-pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    ctx: Arc<ConnCtx>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let active = ctx.activity.begin();
     let published = ctx.state.published.load_full();
@@ -83,7 +96,11 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Res
     let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
     let raw_host = match req.uri().authority() {
         Some(a) => a.as_str(),
-        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()).unwrap_or(""),
+        None => req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
     };
     let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
     let matched_path = path::normalize(req.uri().path());
@@ -107,14 +124,20 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Result<Res
     let (response, route, endpoint) = match routed {
         None => {
             let response = ProxyError::NoRoute.response();
-            state.metrics.unrouted.record(response.status().as_u16(), started.elapsed());
+            state
+                .metrics
+                .unrouted
+                .record(response.status().as_u16(), started.elapsed());
             (response, None, None)
         }
         Some((route, upstream, metrics)) => {
             let (response, endpoint) = match forward(&ctx, upstream, req).await {
                 Ok((response, endpoint)) => (response, Some(endpoint)),
                 Err(e) => {
-                    if matches!(e, ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout) {
+                    if matches!(
+                        e,
+                        ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout
+                    ) {
                         tracing::debug!(error = %e, upstream = %upstream.label, "upstream failure");
                     }
                     (e.response(), None)
@@ -139,7 +162,13 @@ struct AccessLog {
 }
 
 impl AccessLog {
-    fn emit(self, status: StatusCode, route: Option<&crate::table::Route>, endpoint: Option<&Endpoint>, started: Instant) {
+    fn emit(
+        self,
+        status: StatusCode,
+        route: Option<&crate::table::Route>,
+        endpoint: Option<&Endpoint>,
+        started: Instant,
+    ) {
         tracing::info!(
             target: "access",
             request_id = %String::from_utf8_lossy(self.request_id.as_bytes()),
@@ -161,7 +190,10 @@ fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
     let from_h2 = req.version() == Version::HTTP_2;
     let host_value = match req.headers().get(HOST) {
         Some(h) => Some(h.clone()),
-        None => req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     let headers = req.headers_mut();
     headers::strip_hop_by_hop(headers, upgrade);
@@ -185,7 +217,11 @@ fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
     headers::set_forwarded(headers, &ctx.client, host_value);
     *req.version_mut() = Version::HTTP_11;
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(pq);
     }
 }
@@ -198,8 +234,12 @@ async fn forward(
     mut req: Request<Incoming>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
     let h = req.headers();
-    if h.contains_key(http::header::TRANSFER_ENCODING) && h.contains_key(http::header::CONTENT_LENGTH) {
-        return Err(ProxyError::BadRequest("both Content-Length and Transfer-Encoding"));
+    if h.contains_key(http::header::TRANSFER_ENCODING)
+        && h.contains_key(http::header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     let settings = &ctx.state.settings;
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
@@ -248,19 +288,25 @@ async fn forward(
             }
             let inflight = endpoint.start_request();
             let sent = Instant::now();
-            let response = match tokio::time::timeout(settings.response_timeout, sender.try_send_request(req)).await {
-                Err(_) => return Err(ProxyError::Timeout),
-                Ok(Ok(response)) => response,
-                Ok(Err(mut e)) => match e.take_message() {
-                    Some(unsent) if reused => {
-                        req = unsent;
-                        continue;
-                    }
-                    _ => return Err(ProxyError::Upstream(e.into_error())),
-                },
-            };
+            let response =
+                match tokio::time::timeout(settings.response_timeout, sender.try_send_request(req))
+                    .await
+                {
+                    Err(_) => return Err(ProxyError::Timeout),
+                    Ok(Ok(response)) => response,
+                    Ok(Err(mut e)) => match e.take_message() {
+                        Some(unsent) if reused => {
+                            req = unsent;
+                            continue;
+                        }
+                        _ => return Err(ProxyError::Upstream(e.into_error())),
+                    },
+                };
             endpoint.observe_latency(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
-            return Ok((finish(response, sender, &endpoint, inflight, client_upgrade), endpoint));
+            return Ok((
+                finish(response, sender, &endpoint, inflight, client_upgrade),
+                endpoint,
+            ));
         }
         tried.push(endpoint);
     }
@@ -297,6 +343,9 @@ fn finish(
         }
     }
     headers::strip_hop_by_hop(response.headers_mut(), false);
-    let checkin = Checkin { sender, endpoint: endpoint.clone() };
+    let checkin = Checkin {
+        sender,
+        endpoint: endpoint.clone(),
+    };
     response.map(|body| ProxyBody::upstream(body, Some(checkin), inflight))
 }

@@ -61,7 +61,11 @@ pub enum ConnectError {
 
 impl Pool {
     pub fn new(addr: EndpointAddr) -> Self {
-        Self { addr, idle: SegQueue::new(), idle_count: AtomicUsize::new(0) }
+        Self {
+            addr,
+            idle: SegQueue::new(),
+            idle_count: AtomicUsize::new(0),
+        }
     }
 
     /// An idle connection that is still open and not older than `max_idle`.
@@ -91,7 +95,10 @@ impl Pool {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        self.idle.push(Idle { sender, since_ms: clock::now_ms() });
+        self.idle.push(Idle {
+            sender,
+            since_ms: clock::now_ms(),
+        });
     }
 
     pub fn idle_len(&self) -> usize {
@@ -104,12 +111,19 @@ impl Pool {
         let connect = async {
             match &self.addr {
                 EndpointAddr::Socket(a) => TcpStream::connect(a).await,
-                EndpointAddr::Dns { host, port } => TcpStream::connect((host.as_ref(), *port)).await,
+                EndpointAddr::Dns { host, port } => {
+                    TcpStream::connect((host.as_ref(), *port)).await
+                }
             }
         };
         let stream = match tokio::time::timeout(timeout, connect).await {
             Err(_) => return Err(ConnectError::Timeout { addr: addr() }),
-            Ok(Err(source)) => return Err(ConnectError::Io { addr: addr(), source }),
+            Ok(Err(source)) => {
+                return Err(ConnectError::Io {
+                    addr: addr(),
+                    source,
+                })
+            }
             Ok(Ok(s)) => s,
         };
         // Small requests and responses must not wait for Nagle.
@@ -117,7 +131,10 @@ impl Pool {
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|source| ConnectError::Handshake { addr: addr(), source })?;
+            .map_err(|source| ConnectError::Handshake {
+                addr: addr(),
+                source,
+            })?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");

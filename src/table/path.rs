@@ -72,7 +72,13 @@ fn decode_unreserved(path: &str) -> String {
                 Some(_) => {
                     // Keep reserved escapes, uppercased so equal paths compare equal.
                     out.push(b'%');
-                    out.extend(bytes.get(i + 1..i + 3).unwrap_or_default().iter().map(u8::to_ascii_uppercase));
+                    out.extend(
+                        bytes
+                            .get(i + 1..i + 3)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(u8::to_ascii_uppercase),
+                    );
                     i += 3;
                     continue;
                 }
@@ -115,7 +121,10 @@ mod tests {
 
     #[test]
     fn clean_paths_are_borrowed() {
-        assert!(matches!(normalize("/foo/bar.txt"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            normalize("/foo/bar.txt"),
+            std::borrow::Cow::Borrowed(_)
+        ));
         assert!(matches!(normalize("/"), std::borrow::Cow::Borrowed(_)));
     }
 

@@ -40,7 +40,10 @@ fn trailing_slash_in_prefix_rule_is_ignored() {
 
 #[test]
 fn exact_is_exact() {
-    let t = table(&[("h", "/foo", PathType::Exact), ("h", "/bar/", PathType::Exact)]);
+    let t = table(&[
+        ("h", "/foo", PathType::Exact),
+        ("h", "/bar/", PathType::Exact),
+    ]);
     assert_eq!(t.lookup("h", "/foo"), Some(0));
     assert_eq!(t.lookup("h", "/foo/"), None);
     assert_eq!(t.lookup("h", "/bar"), None);
@@ -65,7 +68,10 @@ fn longest_prefix_wins_and_exact_beats_prefix() {
 
 #[test]
 fn wildcard_covers_exactly_one_label_and_exact_host_wins() {
-    let t = table(&[("*.foo.com", "/", PathType::Prefix), ("a.foo.com", "/", PathType::Prefix)]);
+    let t = table(&[
+        ("*.foo.com", "/", PathType::Prefix),
+        ("a.foo.com", "/", PathType::Prefix),
+    ]);
     assert_eq!(t.lookup("bar.foo.com", "/"), Some(0));
     assert_eq!(t.lookup("a.foo.com", "/"), Some(1));
     assert_eq!(t.lookup("baz.bar.foo.com", "/"), None);
@@ -77,7 +83,11 @@ fn hostless_rules_apply_only_when_no_host_matched() {
     let t = table(&[("", "/", PathType::Prefix), ("h", "/x", PathType::Exact)]);
     assert_eq!(t.lookup("other", "/y"), Some(0));
     assert_eq!(t.lookup("h", "/x"), Some(1));
-    assert_eq!(t.lookup("h", "/y"), None, "a matched host never falls through");
+    assert_eq!(
+        t.lookup("h", "/y"),
+        None,
+        "a matched host never falls through"
+    );
 }
 
 #[test]
@@ -96,6 +106,12 @@ fn fallback_and_default_route() {
 #[test]
 fn duplicate_paths_report_the_holder() {
     let mut t = table(&[("h", "/x", PathType::Prefix)]);
-    assert_eq!(t.host_mut("h").insert("/x/", PathType::Prefix, 5), Insert::Taken(0));
-    assert_eq!(t.host_mut("h").insert("/x", PathType::Exact, 5), Insert::Added);
+    assert_eq!(
+        t.host_mut("h").insert("/x/", PathType::Prefix, 5),
+        Insert::Taken(0)
+    );
+    assert_eq!(
+        t.host_mut("h").insert("/x", PathType::Exact, 5),
+        Insert::Added
+    );
 }

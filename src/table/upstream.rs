@@ -63,7 +63,10 @@ pub enum EndpointAddr {
     Socket(SocketAddr),
     /// An `ExternalName` Service (or FQDN EndpointSlice): resolved by DNS
     /// when a connection is opened.
-    Dns { host: Arc<str>, port: u16 },
+    Dns {
+        host: Arc<str>,
+        port: u16,
+    },
 }
 
 impl fmt::Display for EndpointAddr {

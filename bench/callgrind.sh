@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Instructions per proxied request (user space), counted by callgrind: a
+# figure that is repeatable on a noisy shared machine, unlike req/s.
+# Usage: bench/callgrind.sh [seconds]   (needs valgrind, wrk, curl)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
+secs="${1:-6}"
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+backend=$(free_port); http=$(free_port); admin=$(free_port)
+cat > "$work/m.yaml" <<YAML
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bench, namespace: bench}
+spec:
+  ingressClassName: tollgate
+  rules:
+  - host: bench.local
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: echo, port: {name: http}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: bench}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-1, namespace: bench, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{name: http, port: $backend}]
+endpoints: [{addresses: ["127.0.0.1"]}]
+YAML
+"$bin" echo --fixed --listen "127.0.0.1:$backend=echo" >/dev/null 2>&1 &
+pids+=($!)
+valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run --manifests "$work" \
+  --http-addr "127.0.0.1:$http" --admin-addr "127.0.0.1:$admin" --threads 1 --access-log false >"$work/log" 2>&1 &
+vpid=$!
+pids+=($vpid)
+for _ in $(seq 1 100); do curl -fs "127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.3; done
+wrk -t1 -c20 -d1s -H 'Host: bench.local' "http://127.0.0.1:$http/" >/dev/null
+count() { curl -fs "127.0.0.1:$admin/metrics" | awk '/^tollgate_requests_total\{ingress="bench\/bench".*status_class="2xx"/ {print $2}'; }
+before=$(count)
+callgrind_control -z "$vpid" >/dev/null
+wrk -t1 -c20 -d"${secs}s" -H 'Host: bench.local' "http://127.0.0.1:$http/" | grep -E "requests in|Non-2xx|Socket errors" || true
+callgrind_control -d "$vpid" >/dev/null
+after=$(count)
+out=$(ls -t "$work"/cg.out* | head -1)
+ir=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+n=$((after - before))
+echo "requests: $n  instructions: $ir  per request: $((ir / n))"
+if [ -n "${KEEP:-}" ]; then cp "$out" "$KEEP"; echo "profile kept in $KEEP"; fi

@@ -47,12 +47,18 @@ for _ in $(seq 1 100); do curl -fs "127.0.0.1:$admin/readyz" >/dev/null 2>&1 && 
 wrk -t1 -c20 -d1s -H 'Host: bench.local' "http://127.0.0.1:$http/" >/dev/null
 count() { curl -fs "127.0.0.1:$admin/metrics" | awk '/^tollgate_requests_total\{ingress="bench\/bench".*status_class="2xx"/ {print $2}'; }
 before=$(count)
-callgrind_control -z "$vpid" >/dev/null
+[ -n "${KEEP:-}" ] || callgrind_control -z "$vpid" >/dev/null 2>&1
 wrk -t1 -c20 -d"${secs}s" -H 'Host: bench.local' "http://127.0.0.1:$http/" | grep -E "requests in|Non-2xx|Socket errors" || true
-callgrind_control -d "$vpid" >/dev/null
 after=$(count)
-out=$(ls -t "$work"/cg.out* | head -1)
-ir=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+if [ -z "${KEEP:-}" ]; then
+  callgrind_control -d "$vpid" >/dev/null 2>&1
+  out=$(ls -t "$work"/cg.out.* | head -1)
+  ir=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
+fi
 n=$((after - before))
-echo "requests: $n  instructions: $ir  per request: $((ir / n))"
-if [ -n "${KEEP:-}" ]; then cp "$out" "$KEEP"; echo "profile kept in $KEEP"; fi
+[ -n "${KEEP:-}" ] || echo "requests: $n  instructions: $ir  per request: $((ir / n))"
+if [ -n "${KEEP:-}" ]; then
+  # A whole-run profile (written at exit) annotates cleanly per function.
+  kill -TERM "$vpid"; wait "$vpid" 2>/dev/null || true
+  cp "$work/cg.out" "$KEEP"; echo "whole-run profile kept in $KEEP"
+fi

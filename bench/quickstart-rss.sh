@@ -18,6 +18,10 @@
 #   QS_DIRECT=1          ignore run.sh, use the direct mode
 #   QS_HTTP_ADDR=h:p     override the proxy's HTTP address (run.sh mode)
 #   QS_ADMIN_ADDR=h:p    override the admin address (run.sh mode)
+#   HTTP_PORT / ADMIN_PORT   passed to run.sh (default: free ports, so a running
+#                        quick start on 8080/9180 is not disturbed)
+#   BUILD_TIMEOUT_S=900  run.sh mode: how long run.sh may take (it builds) before
+#                        the proxy process must appear
 #   TOLLGATE_BIN=path  NO_BUILD=1  KEEP_TMP=1   as in wrk-vs-nginx.sh
 set -euo pipefail
 
@@ -27,6 +31,7 @@ QS_DIR=${QS_DIR:-$REPO_ROOT/examples/quickstart}
 REQUESTS=${REQUESTS:-1000}
 BURST=${BURST:-0}
 START_TIMEOUT_S=${START_TIMEOUT_S:-60}
+BUILD_TIMEOUT_S=${BUILD_TIMEOUT_S:-900}
 TOLLGATE_BIN=${TOLLGATE_BIN:-$REPO_ROOT/target/release/tollgate}
 [[ "$REQUESTS" =~ ^[0-9]+$ && "$REQUESTS" -ge 1 && "$REQUESTS" -le 1000000 ]] || { echo "REQUESTS must be 1..1000000" >&2; exit 1; }
 [[ "$BURST" =~ ^[0-9]+$ && "$BURST" -le 600 ]] || { echo "BURST must be 0..600" >&2; exit 1; }
@@ -156,11 +161,21 @@ fi
 HTTP_ADDR=""; ADMIN_ADDR=""; PROXY_PID=""
 if (( USE_RUN_SH )); then
     MODE=run.sh
-    log "starting $QS_DIR/run.sh (own session)"
+    # run.sh knobs: HTTP_PORT / ADMIN_PORT (free ports unless given), TOLLGATE_BIN
+    # (skips run.sh's own `cargo build` when NO_BUILD=1 or TOLLGATE_BIN is set).
+    read -r FREE_HTTP FREE_ADMIN <<<"$(free_ports 2)"
+    export HTTP_PORT=${HTTP_PORT:-$FREE_HTTP} ADMIN_PORT=${ADMIN_PORT:-$FREE_ADMIN}
+    if [[ "${NO_BUILD:-0}" == 1 || "$TOLLGATE_BIN" != "$REPO_ROOT/target/release/tollgate" ]]; then
+        export TOLLGATE_BIN
+    else
+        unset TOLLGATE_BIN
+    fi
+    log "starting $QS_DIR/run.sh (own session; HTTP_PORT=$HTTP_PORT ADMIN_PORT=$ADMIN_PORT${TOLLGATE_BIN:+ TOLLGATE_BIN=$TOLLGATE_BIN})"
     (cd "$REPO_ROOT" && exec setsid bash "$QS_DIR/run.sh") >"$TMP/run-sh.log" 2>&1 </dev/null &
     RUN_PID=$!; PGIDS+=("$RUN_PID")
-    # Find the `tollgate run` process in that session (bounded: START_TIMEOUT_S, includes a cargo build).
-    for (( i=0; i < START_TIMEOUT_S*10; i++ )); do
+    # Find the `tollgate run` process in that session (bounded by BUILD_TIMEOUT_S:
+    # run.sh may run `cargo build --release` first).
+    for (( i=0; i < BUILD_TIMEOUT_S*10; i++ )); do
         for p in $(ps -o pid= -s "$RUN_PID" 2>/dev/null); do
             if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qE '(^|/)tollgate( .*)? run( |$)'; then
                 PROXY_PID=$p; break 2
@@ -169,7 +184,7 @@ if (( USE_RUN_SH )); then
         alive "$RUN_PID" || die "run.sh exited before starting the proxy"
         sleep 0.1
     done
-    [[ -n "$PROXY_PID" ]] || die "no 'tollgate run' process appeared under run.sh within ${START_TIMEOUT_S}s"
+    [[ -n "$PROXY_PID" ]] || die "no 'tollgate run' process appeared under run.sh within ${BUILD_TIMEOUT_S}s"
     mapfile -d '' -t ARGV <"/proc/$PROXY_PID/cmdline"
     argval() {   # argval --flag  -> value of --flag X or --flag=X
         local j

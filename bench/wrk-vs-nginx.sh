@@ -472,7 +472,8 @@ EOF
 
 echo
 if [[ -n "$TG_PID" ]]; then
-    echo "tollgate memory after runs: VmRSS $(rss_kb "$TG_PID" VmRSS) kB, VmHWM $(rss_kb "$TG_PID" VmHWM) kB, threads $(ls /proc/$TG_PID/task | wc -l)"
+    echo "tollgate memory after runs: VmRSS $(rss_kb "$TG_PID" VmRSS) kB, VmHWM $(rss_kb "$TG_PID" VmHWM) kB," \
+         "threads $(ls /proc/$TG_PID/task | wc -l) ($(cat /proc/$TG_PID/task/*/comm 2>/dev/null | sort | paste -sd, -))"
 fi
 if [[ -n "$NG_PID" ]]; then
     ng_rss=0; for p in "${NG_PIDS[@]}"; do ng_rss=$(( ng_rss + $(rss_kb "$p" VmRSS) )); done

@@ -33,7 +33,9 @@ fn manifests(hosts: usize) -> String {
 
 fn snapshot(hosts: usize) -> Snapshot {
     let mut snapshot = Snapshot::default();
-    for (origin, object) in parse_manifests("bench.yaml", &manifests(hosts)).expect("generated manifests parse") {
+    for (origin, object) in
+        parse_manifests("bench.yaml", &manifests(hosts)).expect("generated manifests parse")
+    {
         snapshot.insert(origin, object);
     }
     snapshot
@@ -57,12 +59,21 @@ fn bench_compile(c: &mut Criterion) {
 fn bench_lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("lookup");
     for hosts in [10usize, 10_000] {
-        let compiled = compile(&snapshot(hosts), &CompileOptions::default(), &LastGood::new());
+        let compiled = compile(
+            &snapshot(hosts),
+            &CompileOptions::default(),
+            &LastGood::new(),
+        );
         let table = compiled.table;
         // Requests spread over all hosts, so the large table is not served
         // from a warm corner of the cache.
         let requests: Vec<(String, &str)> = (0..1024)
-            .map(|i| (format!("Host-{}.Example.com:8080", (i * 7919) % hosts), "/api/v1/users/42"))
+            .map(|i| {
+                (
+                    format!("Host-{}.Example.com:8080", (i * 7919) % hosts),
+                    "/api/v1/users/42",
+                )
+            })
             .collect();
         let mut i = 0usize;
         group.bench_function(format!("hosts-{hosts}"), |b| {

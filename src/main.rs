@@ -10,9 +10,12 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use std::net::SocketAddr;
 use tollgate::metrics::{Metrics, SourceLabels};
 use tollgate::provider::files::FileSource;
+
 use tollgate::proxy::listener::{self, ConnSettings, ConnTracker};
+use tollgate::proxy::pool;
 use tollgate::proxy::{ProxySettings, ProxyState};
 use tollgate::runtime::{Health, Runtime};
 use tollgate::settings::{Cli, Command, LogFormat, RunArgs};
@@ -70,13 +73,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("tollgate-worker")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let mut runtime = Runtime::new(
@@ -135,43 +131,110 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         max_header_bytes: args.max_header_bytes,
     };
 
-    let result = rt.block_on(async {
-        let (drain_tx, drain_rx) = watch::channel(false);
-        let tracker = Arc::new(ConnTracker::default());
-        let http = TcpListener::bind(args.http_addr)
-            .await
-            .with_context(|| format!("binding --http-addr {}", args.http_addr))?;
-        let admin = TcpListener::bind(args.admin_addr)
-            .await
-            .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
-        tracing::info!(http = %args.http_addr, admin = %args.admin_addr, threads, "tollgate listening");
-        let admin_task = tokio::spawn(tollgate::admin::serve(admin, health.clone(), metrics.clone(), drain_rx.clone()));
-        let http_task = tokio::spawn(listener::serve(
-            http,
+    // Bind everything before starting anything, so a taken port fails fast.
+    let http_listeners = (0..threads)
+        .map(|_| bind(args.http_addr, threads > 1))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("binding --http-addr {}", args.http_addr))?;
+    let admin_listener = bind(args.admin_addr, false)
+        .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
+
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let tracker = Arc::new(ConnTracker::default());
+    let grace = args.shutdown_grace;
+    let upstream_idle = args.upstream_idle_timeout;
+
+    // The data plane: one single-threaded runtime per worker thread, each
+    // accepting on its own SO_REUSEPORT socket (shared-nothing, like nginx
+    // workers): a connection, its requests and its upstream connections
+    // stay on one thread.
+    let mut workers = Vec::with_capacity(threads);
+    for (i, std_listener) in http_listeners.into_iter().enumerate() {
+        let (state, settings, tracker, drain) = (
             state.clone(),
             conn_settings.clone(),
-            "http",
             tracker.clone(),
             drain_rx.clone(),
-        ));
+        );
+        let worker = std::thread::Builder::new()
+            .name(format!("tollgate-worker-{i}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(std_listener)?;
+                    let sweeper = tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(
+                            (upstream_idle / 2).max(Duration::from_millis(100)),
+                        );
+                        loop {
+                            tick.tick().await;
+                            pool::sweep(upstream_idle);
+                        }
+                    });
+                    listener::serve(listener, state, settings, "http", tracker.clone(), drain)
+                        .await;
+                    // Connections of this worker run on this runtime: keep it
+                    // alive until every connection has drained or grace ends.
+                    let _ = tokio::time::timeout(grace, tracker.wait_idle()).await;
+                    sweeper.abort();
+                    std::io::Result::Ok(())
+                })
+            })?;
+        workers.push(worker);
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the admin runtime")?;
+    rt.block_on(async {
+        let admin = TcpListener::from_std(admin_listener)?;
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+        let admin_task = tokio::spawn(tollgate::admin::serve(admin, health.clone(), metrics.clone(), admin_stop_rx));
         health.listeners_up.store(true, Ordering::Release);
+        tracing::info!(http = %args.http_addr, admin = %args.admin_addr, threads, "tollgate listening");
 
         shutdown_signal().await;
-        tracing::info!(grace = ?args.shutdown_grace, open = tracker.open(), "draining");
+        tracing::info!(grace = ?grace, open = tracker.open(), "draining");
+        // Readiness fails first; the admin listener keeps answering (503)
+        // until the end so probes see the drain.
         health.draining.store(true, Ordering::Release);
         let _ = drain_tx.send(true);
-        let _ = http_task.await;
-        if tokio::time::timeout(args.shutdown_grace, tracker.wait_idle()).await.is_err() {
+        if tokio::time::timeout(grace, tracker.wait_idle()).await.is_err() {
             tracing::warn!(open = tracker.open(), "shutdown grace elapsed with connections still open");
         }
-        admin_task.abort();
+        let _ = admin_stop_tx.send(true);
+        let _ = admin_task.await;
         anyhow::Ok(())
-    });
+    })?;
+    for worker in workers {
+        match worker.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "worker ended with an error"),
+            Err(_) => tracing::error!("worker thread panicked"),
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     let _ = control.join();
-    rt.shutdown_timeout(Duration::from_millis(100));
     tracing::info!("stopped");
-    result
+    Ok(())
+}
+
+/// A non-blocking listening socket; with `reuse_port`, one of several
+/// sockets sharing the address (the kernel spreads connections over them).
+fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 async fn shutdown_signal() {

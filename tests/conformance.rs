@@ -32,7 +32,12 @@ async fn expect_served(
     svc: &str,
 ) -> Option<Echoed> {
     let label = format!("{method} http://{host}{target}");
-    let r = match send(tg.http_addr(), req(method, host, target).body(Full::default()).unwrap()).await {
+    let r = match send(
+        tg.http_addr(),
+        req(method, host, target).body(Full::default()).unwrap(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             f.push(format!("{label}: transport error {e}"));
@@ -40,12 +45,19 @@ async fn expect_served(
         }
     };
     if r.status != 200 {
-        f.push(format!("{label}: expected 200 from {svc}, got {}", r.summary()));
+        f.push(format!(
+            "{label}: expected 200 from {svc}, got {}",
+            r.summary()
+        ));
         return None;
     }
-    f.check(r.version == Version::HTTP_11, || format!("{label}: response proto {:?}, want HTTP/1.1", r.version));
+    f.check(r.version == Version::HTTP_11, || {
+        format!("{label}: response proto {:?}, want HTTP/1.1", r.version)
+    });
     for h in ["content-length", "content-type", "date", "server"] {
-        f.check(r.headers.contains_key(h), || format!("{label}: response header {h} missing"));
+        f.check(r.headers.contains_key(h), || {
+            format!("{label}: response header {h} missing")
+        });
     }
     let e = match serde_json::from_slice::<serde_json::Value>(&r.body) {
         Ok(v) => Echoed(v),
@@ -54,11 +66,21 @@ async fn expect_served(
             return None;
         }
     };
-    f.check(e.service() == svc, || format!("{label}: served by {:?}, want {svc:?}", e.service()));
-    f.check(e.method() == method, || format!("{label}: request method {:?}", e.method()));
-    f.check(e.path() == target, || format!("{label}: request path {:?}, want {target:?}", e.path()));
-    f.check(e.proto() == "HTTP/1.1", || format!("{label}: request proto {:?}", e.proto()));
-    f.check(e.host() == host, || format!("{label}: request host {:?}, want {host:?}", e.host()));
+    f.check(e.service() == svc, || {
+        format!("{label}: served by {:?}, want {svc:?}", e.service())
+    });
+    f.check(e.method() == method, || {
+        format!("{label}: request method {:?}", e.method())
+    });
+    f.check(e.path() == target, || {
+        format!("{label}: request path {:?}, want {target:?}", e.path())
+    });
+    f.check(e.proto() == "HTTP/1.1", || {
+        format!("{label}: request proto {:?}", e.proto())
+    });
+    f.check(e.host() == host, || {
+        format!("{label}: request host {:?}, want {host:?}", e.host())
+    });
     f.check(
         e.header("User-Agent").as_deref() == Some("Go-http-client/1.1"),
         || format!("{label}: request User-Agent {:?}", e.header("User-Agent")),
@@ -68,8 +90,15 @@ async fn expect_served(
 
 async fn expect_status(f: &mut Failures, tg: &Tollgate, host: &str, target: &str, status: u16) {
     let label = format!("GET http://{host}{target}");
-    match send(tg.http_addr(), req("GET", host, target).body(Full::default()).unwrap()).await {
-        Ok(r) => f.check(r.status == status, || format!("{label}: expected {status}, got {}", r.summary())),
+    match send(
+        tg.http_addr(),
+        req("GET", host, target).body(Full::default()).unwrap(),
+    )
+    .await
+    {
+        Ok(r) => f.check(r.status == status, || {
+            format!("{label}: expected {status}, got {}", r.summary())
+        }),
         Err(e) => f.push(format!("{label}: transport error {e}")),
     }
 }
@@ -107,8 +136,20 @@ defaultBackend:
     let mut f = Failures::default();
     for (method, host, path) in examples {
         // An empty host in the feature means "the address of the ingress".
-        let host = if host.is_empty() { no_host.as_str() } else { host };
-        expect_served(&mut f, &tg, method, host, &format!("/{path}"), "echo-service").await;
+        let host = if host.is_empty() {
+            no_host.as_str()
+        } else {
+            host
+        };
+        expect_served(
+            &mut f,
+            &tg,
+            method,
+            host,
+            &format!("/{path}"),
+            "echo-service",
+        )
+        .await;
     }
     f.assert_none();
 }
@@ -155,7 +196,10 @@ async fn host_rules() {
     // send TLS traffic to the matching backend service") belongs to the TLS
     // work and is not tested here. The `tls` section referencing a missing
     // secret must not keep the HTTP rules from being served.
-    let mut docs = vec![ingress_class("tollgate", true), ingress_object(ns, HOST_RULES)];
+    let mut docs = vec![
+        ingress_class("tollgate", true),
+        ingress_object(ns, HOST_RULES),
+    ];
     docs.extend(echo.backends(ns));
     let tg = Tollgate::with_docs(&docs).await;
 
@@ -210,7 +254,12 @@ spec:
     // routed at all.
     for target in ["/", "/anything"] {
         let r = tg.get("ingress-class", target).await;
-        assert_eq!(r.status, 404, "GET http://ingress-class{target}: {}", r.summary());
+        assert_eq!(
+            r.status,
+            404,
+            "GET http://ingress-class{target}: {}",
+            r.summary()
+        );
     }
 }
 
@@ -241,14 +290,22 @@ defaultBackend:
         assert_eq!(r.status, 200, "request {i}: {}", r.summary());
         *pods.entry(r.echo().pod()).or_default() += 1;
     }
-    assert_eq!(pods.len(), 10, "100 requests reached {} of 10 pods: {pods:?}", pods.len());
+    assert_eq!(
+        pods.len(),
+        10,
+        "100 requests reached {} of 10 pods: {pods:?}",
+        pods.len()
+    );
     let expected: Vec<String> = echo
         .ports("echo-service")
         .iter()
         .map(|p| format!("echo-service@127.0.0.1:{p}"))
         .collect();
     for pod in pods.keys() {
-        assert!(expected.contains(pod), "unexpected pod {pod}, expected one of {expected:?}");
+        assert!(
+            expected.contains(pod),
+            "unexpected pod {pod}, expected one of {expected:?}"
+        );
     }
 }
 
@@ -348,7 +405,10 @@ async fn path_rules() {
         "foo-slash-exact",
     ])
     .await;
-    let mut docs = vec![ingress_class("tollgate", true), ingress_object(ns, PATH_RULES)];
+    let mut docs = vec![
+        ingress_class("tollgate", true),
+        ingress_object(ns, PATH_RULES),
+    ];
     docs.extend(echo.backends(ns));
     let tg = Tollgate::with_docs(&docs).await;
 
@@ -370,9 +430,17 @@ async fn path_rules() {
         // prefix is case sensitive
         ("prefix-path-rules", "/FOO", None),
         // longest prefix /aaa/bbb matches /aaa/bbb
-        ("prefix-path-rules", "/aaa/bbb", Some("aaa-slash-bbb-prefix")),
+        (
+            "prefix-path-rules",
+            "/aaa/bbb",
+            Some("aaa-slash-bbb-prefix"),
+        ),
         // ... and its subpaths
-        ("prefix-path-rules", "/aaa/bbb/ccc", Some("aaa-slash-bbb-prefix")),
+        (
+            "prefix-path-rules",
+            "/aaa/bbb/ccc",
+            Some("aaa-slash-bbb-prefix"),
+        ),
         // prefix /aaa matches /aaa/ccc
         ("prefix-path-rules", "/aaa/ccc", Some("aaa-prefix")),
         // prefix matching is per path element: /aaa does not match /aaaccc
@@ -380,9 +448,17 @@ async fn path_rules() {
         // Exact is preferred over Prefix for the same path
         ("mixed-path-rules", "/foo", Some("foo-exact")),
         // prefix /aaa/bbb/ matches /aaa/bbb
-        ("trailing-slash-path-rules", "/aaa/bbb", Some("aaa-slash-bbb-slash-prefix")),
+        (
+            "trailing-slash-path-rules",
+            "/aaa/bbb",
+            Some("aaa-slash-bbb-slash-prefix"),
+        ),
         // prefix /aaa/bbb/ matches /aaa/bbb/
-        ("trailing-slash-path-rules", "/aaa/bbb/", Some("aaa-slash-bbb-slash-prefix")),
+        (
+            "trailing-slash-path-rules",
+            "/aaa/bbb/",
+            Some("aaa-slash-bbb-slash-prefix"),
+        ),
         // exact /foo/ does not match /foo
         ("trailing-slash-path-rules", "/foo", None),
     ];

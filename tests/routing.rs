@@ -34,14 +34,28 @@ fn spec(rules: &[String]) -> String {
 
 fn expect(f: &mut Failures, host: &str, target: &str, r: &Resp, want: Option<&str>) {
     match want {
-        Some(svc) => f.check(r.status == 200 && r.service().as_deref() == Some(svc), || {
-            format!("http://{host}{target}: want 200 from {svc}, got {}", r.summary())
+        Some(svc) => f.check(
+            r.status == 200 && r.service().as_deref() == Some(svc),
+            || {
+                format!(
+                    "http://{host}{target}: want 200 from {svc}, got {}",
+                    r.summary()
+                )
+            },
+        ),
+        None => f.check(r.status == 404, || {
+            format!("http://{host}{target}: want 404, got {}", r.summary())
         }),
-        None => f.check(r.status == 404, || format!("http://{host}{target}: want 404, got {}", r.summary())),
     }
 }
 
-async fn expect_route(f: &mut Failures, tg: &Tollgate, host: &str, target: &str, want: Option<&str>) {
+async fn expect_route(
+    f: &mut Failures,
+    tg: &Tollgate,
+    host: &str,
+    target: &str,
+    want: Option<&str>,
+) {
     let r = tg.get(host, target).await;
     expect(f, host, target, &r, want);
 }
@@ -55,11 +69,19 @@ async fn exact_host_beats_wildcard_and_wildcard_covers_one_label() {
         // The wildcard Ingress is listed (and created) first so that neither
         // order nor age can explain the exact host winning.
         {
-            let mut i = ingress(ns, "wild", &spec(&[rule("*.example.com", &[path("/", "Prefix", "wild")])]));
+            let mut i = ingress(
+                ns,
+                "wild",
+                &spec(&[rule("*.example.com", &[path("/", "Prefix", "wild")])]),
+            );
             i["metadata"]["creationTimestamp"] = json!("2020-01-01T00:00:00Z");
             i
         },
-        ingress(ns, "api", &spec(&[rule("api.example.com", &[path("/", "Prefix", "api")])])),
+        ingress(
+            ns,
+            "api",
+            &spec(&[rule("api.example.com", &[path("/", "Prefix", "api")])]),
+        ),
     ];
     docs.extend(echo.backends(ns));
     let tg = Tollgate::with_docs(&docs).await;
@@ -109,7 +131,9 @@ async fn host_matching_ignores_case_port_and_trailing_dot() {
         // The client's Host header is forwarded unchanged.
         if r.status == 200 {
             let got = r.echo().host();
-            f.check(got == host, || format!("Host {host:?} forwarded as {got:?}"));
+            f.check(got == host, || {
+                format!("Host {host:?} forwarded as {got:?}")
+            });
         }
     }
     for host in ["X.WILD.TEST", "x.wild.test:1234", "x.wild.test."] {
@@ -158,10 +182,22 @@ async fn ingresses_for_the_same_host_merge() {
     let echo = Echo::services(&["svc-a", "svc-b", "svc-c"]).await;
     let mut docs = vec![
         ingress_class("tollgate", false),
-        ingress(ns, "ing-a", &spec(&[rule("merge.test", &[path("/a", "Prefix", "svc-a")])])),
-        ingress(ns, "ing-b", &spec(&[rule("merge.test", &[path("/b", "Prefix", "svc-b")])])),
+        ingress(
+            ns,
+            "ing-a",
+            &spec(&[rule("merge.test", &[path("/a", "Prefix", "svc-a")])]),
+        ),
+        ingress(
+            ns,
+            "ing-b",
+            &spec(&[rule("merge.test", &[path("/b", "Prefix", "svc-b")])]),
+        ),
         // Same host from another namespace, with a more specific path.
-        ingress("other-ns", "ing-c", &spec(&[rule("merge.test", &[path("/a/c", "Exact", "svc-c")])])),
+        ingress(
+            "other-ns",
+            "ing-c",
+            &spec(&[rule("merge.test", &[path("/a/c", "Exact", "svc-c")])]),
+        ),
     ];
     docs.extend(echo.backends(ns));
     docs.extend(echo.backends("other-ns"));
@@ -194,22 +230,37 @@ fn conflict_docs(echo: &Echo) -> Vec<Value> {
                 "aaa-new",
                 &spec(&[rule(
                     "conflict.test",
-                    &[path("/x", "Prefix", "new"), path("/only-new", "Prefix", "new")],
+                    &[
+                        path("/x", "Prefix", "new"),
+                        path("/only-new", "Prefix", "new"),
+                    ],
                 )]),
             ),
             "2024-06-01T00:00:00Z",
         ),
         with_created(
-            ingress(ns, "zzz-old", &spec(&[rule("conflict.test", &[path("/x", "Prefix", "old")])])),
+            ingress(
+                ns,
+                "zzz-old",
+                &spec(&[rule("conflict.test", &[path("/x", "Prefix", "old")])]),
+            ),
             "2020-01-01T00:00:00Z",
         ),
         // Equal timestamps: namespace/name decides (routing/tie-a wins).
         with_created(
-            ingress(ns, "tie-b", &spec(&[rule("tie.test", &[path("/t", "Exact", "tie-b")])])),
+            ingress(
+                ns,
+                "tie-b",
+                &spec(&[rule("tie.test", &[path("/t", "Exact", "tie-b")])]),
+            ),
             "2022-01-01T00:00:00Z",
         ),
         with_created(
-            ingress(ns, "tie-a", &spec(&[rule("tie.test", &[path("/t", "Exact", "tie-a")])])),
+            ingress(
+                ns,
+                "tie-a",
+                &spec(&[rule("tie.test", &[path("/t", "Exact", "tie-a")])]),
+            ),
             "2022-01-01T00:00:00Z",
         ),
     ];
@@ -243,9 +294,18 @@ async fn check_reports_conflict_loser_and_exits_1() {
     let (code, out, err) = check(dir.path(), &[]).await;
     let all = format!("{out}\n{err}");
     assert_eq!(code, 1, "check with a conflict must exit 1\n{all}");
-    assert!(all.contains("routing/aaa-new"), "diagnostic must name the loser routing/aaa-new:\n{all}");
-    assert!(all.contains("routing/tie-b"), "diagnostic must name the loser routing/tie-b:\n{all}");
-    assert!(all.contains("conflict.yaml"), "diagnostic must name the file:\n{all}");
+    assert!(
+        all.contains("routing/aaa-new"),
+        "diagnostic must name the loser routing/aaa-new:\n{all}"
+    );
+    assert!(
+        all.contains("routing/tie-b"),
+        "diagnostic must name the loser routing/tie-b:\n{all}"
+    );
+    assert!(
+        all.contains("conflict.yaml"),
+        "diagnostic must name the file:\n{all}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,6 +323,7 @@ async fn paths_are_matched_normalized_and_forwarded_original() {
                     path("/public", "Prefix", "public"),
                     path("/admin", "Prefix", "admin"),
                     path("/a", "Prefix", "a"),
+                    path("/impl", "ImplementationSpecific", "a"),
                 ],
             )]),
         ),
@@ -289,6 +350,11 @@ async fn paths_are_matched_normalized_and_forwarded_original() {
         ("/%70ublic/x", Some("public")),
         ("/public/x?q=1&r=%2F&s=/../admin", Some("public")),
         ("/admin?next=/public", Some("admin")),
+        // ImplementationSpecific behaves as Prefix.
+        ("/impl", Some("a")),
+        ("/impl/", Some("a")),
+        ("/impl/deeper", Some("a")),
+        ("/implx", None),
     ];
     let mut f = Failures::default();
     for (target, want) in cases {
@@ -296,12 +362,17 @@ async fn paths_are_matched_normalized_and_forwarded_original() {
         expect(&mut f, "norm.test", target, &r, *want);
         if r.status == 200 {
             let got = r.echo().path();
-            f.check(got == *target, || format!("{target}: backend received target {got:?}, want it unchanged"));
+            f.check(got == *target, || {
+                format!("{target}: backend received target {got:?}, want it unchanged")
+            });
         }
     }
     // Raw request targets hyper would not produce on its own.
     let addr = tg.http_addr();
-    for (target, want) in [("/public/%2e%2e/%2e%2e/admin", Some("admin")), ("/public/..%2f..%2fsecret", Some("public"))] {
+    for (target, want) in [
+        ("/public/%2e%2e/%2e%2e/admin", Some("admin")),
+        ("/public/..%2f..%2fsecret", Some("public")),
+    ] {
         let msg = format!("GET {target} HTTP/1.1\r\nHost: norm.test\r\nConnection: close\r\n\r\n");
         match raw(addr, msg.as_bytes()).await {
             Ok(r) => {
@@ -309,7 +380,10 @@ async fn paths_are_matched_normalized_and_forwarded_original() {
                     .ok()
                     .and_then(|v| v["service"].as_str().map(str::to_string));
                 f.check(r.status == 200 && svc.as_deref() == want, || {
-                    format!("raw {target}: want 200 from {want:?}, got {} from {svc:?}", r.status)
+                    format!(
+                        "raw {target}: want 200 from {want:?}, got {} from {svc:?}",
+                        r.status
+                    )
                 });
             }
             Err(e) => f.push(format!("raw {target}: {e}")),
@@ -332,7 +406,11 @@ async fn default_backend_serves_own_hosts_and_unmatched_hosts() {
                 spec(&[rule("d.test", &[path("/app", "Prefix", "app")])])
             ),
         ),
-        ingress(ns, "no-default", &spec(&[rule("e.test", &[path("/app", "Prefix", "e-app")])])),
+        ingress(
+            ns,
+            "no-default",
+            &spec(&[rule("e.test", &[path("/app", "Prefix", "e-app")])]),
+        ),
     ];
     docs.extend(echo.backends(ns));
     let tg = Tollgate::with_docs(&docs).await;
@@ -354,7 +432,10 @@ fn class_ingress(name: &str, host: &str, class: Option<&str>, annotation: Option
     if let Some(c) = class {
         spec_text.push_str(&format!("ingressClassName: {c}\n"));
     }
-    spec_text.push_str(&format!("rules:\n{}", rule(host, &[path("/", "Prefix", "svc")])));
+    spec_text.push_str(&format!(
+        "rules:\n{}",
+        rule(host, &[path("/", "Prefix", "svc")])
+    ));
     let mut i = ingress("classes", name, &spec_text);
     if let Some(a) = annotation {
         i["metadata"]["annotations"] = json!({"kubernetes.io/ingress.class": a});
@@ -430,6 +511,15 @@ async fn class_name_matches_flag_default_without_ingress_class_object() {
     let mut f = Failures::default();
     expect_route(&mut f, &tg, "ours.test", "/", Some("svc")).await;
     expect_route(&mut f, &tg, "other.test", "/", None).await;
+
+    // --ingress-class changes the class name served without an object.
+    let custom = Tollgate::builder()
+        .docs("m.yaml", &docs)
+        .args(&["--ingress-class", "something-else"])
+        .start()
+        .await;
+    expect_route(&mut f, &custom, "other.test", "/", Some("svc")).await;
+    expect_route(&mut f, &custom, "ours.test", "/", None).await;
     f.assert_none();
 }
 
@@ -438,19 +528,43 @@ async fn unrouted_request_gets_short_404() {
     let echo = Echo::services(&["svc"]).await;
     let mut docs = vec![
         ingress_class("tollgate", false),
-        ingress("routing", "only", &spec(&[rule("only.test", &[path("/here", "Exact", "svc")])])),
+        ingress(
+            "routing",
+            "only",
+            &spec(&[rule("only.test", &[path("/here", "Exact", "svc")])]),
+        ),
     ];
     docs.extend(echo.backends("routing"));
     let tg = Tollgate::with_docs(&docs).await;
 
-    for (host, target) in [("nowhere.test", "/"), ("only.test", "/elsewhere"), ("only.test", "/here/")] {
+    for (host, target) in [
+        ("nowhere.test", "/"),
+        ("only.test", "/elsewhere"),
+        ("only.test", "/here/"),
+    ] {
         let r = tg.get(host, target).await;
         assert_eq!(r.status, 404, "http://{host}{target}: {}", r.summary());
-        assert!(r.body.len() <= 512, "404 body should be short, got {} bytes", r.body.len());
-        assert!(r.service().is_none(), "404 must not come from a backend: {}", r.text());
+        assert!(
+            r.body.len() <= 512,
+            "404 body should be short, got {} bytes",
+            r.body.len()
+        );
+        assert!(
+            r.service().is_none(),
+            "404 must not come from a backend: {}",
+            r.text()
+        );
     }
-    let r = tg.get("only.test", "/here").await;
-    assert_eq!(r.status, 200, "{}", r.summary());
+    // The query is not part of the matched path; `//` is merged.
+    for target in ["/here", "/here?x=1", "//here", "/x/../here"] {
+        let r = tg.get("only.test", target).await;
+        assert_eq!(
+            r.status,
+            200,
+            "Exact /here, request {target}: {}",
+            r.summary()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,22 +583,57 @@ async fn route_without_ready_endpoints_gets_503() {
                     path("/no-service", "Prefix", "ghost"),
                     path("/unready", "Prefix", "unready"),
                     path("/live", "Prefix", "live"),
+                    path("/other-ns-service", "Prefix", "elsewhere"),
+                    path("/other-ns-slice", "Prefix", "scoped"),
                 ],
             )]),
+        ),
+        // A Service of that name exists only in another namespace.
+        service("other", "elsewhere", &[("http", 8080)]),
+        slice(
+            "other",
+            "elsewhere",
+            "elsewhere-0",
+            &[("127.0.0.1", true)],
+            &[("http", echo.port("live"))],
+        ),
+        // The Service exists here, but its only slice lives in another
+        // namespace.
+        service(ns, "scoped", &[("http", 8080)]),
+        slice(
+            "other",
+            "scoped",
+            "scoped-0",
+            &[("127.0.0.1", true)],
+            &[("http", echo.port("live"))],
         ),
         service(ns, "no-slices", &[("http", 8080)]),
         service(ns, "unready", &[("http", 8080)]),
         // The echo behind it is up, so a 200 would mean the not-ready
         // endpoint was used.
-        slice(ns, "unready", "unready-0", &[("127.0.0.1", false)], &[("http", echo.port("unready"))]),
+        slice(
+            ns,
+            "unready",
+            "unready-0",
+            &[("127.0.0.1", false)],
+            &[("http", echo.port("unready"))],
+        ),
     ];
     docs.extend(backend(ns, "live", &echo.ports("live")));
     let tg = Tollgate::with_docs(&docs).await;
 
     let mut f = Failures::default();
-    for target in ["/no-slices", "/no-service", "/unready"] {
+    for target in [
+        "/no-slices",
+        "/no-service",
+        "/unready",
+        "/other-ns-service",
+        "/other-ns-slice",
+    ] {
         let r = tg.get("s503.test", target).await;
-        f.check(r.status == 503, || format!("{target}: want 503, got {}", r.summary()));
+        f.check(r.status == 503, || {
+            format!("{target}: want 503, got {}", r.summary())
+        });
     }
     expect_route(&mut f, &tg, "s503.test", "/live", Some("live")).await;
     f.assert_none();
@@ -496,7 +645,11 @@ async fn refused_upstream_gets_502() {
     let closed = [free_port(), free_port()];
     let mut docs = vec![
         ingress_class("tollgate", false),
-        ingress(ns, "s502", &spec(&[rule("s502.test", &[path("/", "Prefix", "refused")])])),
+        ingress(
+            ns,
+            "s502",
+            &spec(&[rule("s502.test", &[path("/", "Prefix", "refused")])]),
+        ),
     ];
     docs.extend(backend(ns, "refused", &closed));
     let tg = Tollgate::builder()
@@ -509,7 +662,11 @@ async fn refused_upstream_gets_502() {
         let t = Instant::now();
         let r = tg.get("s502.test", "/").await;
         assert_eq!(r.status, 502, "request {i}: {}", r.summary());
-        assert!(t.elapsed() < Duration::from_secs(3), "refused connects should fail fast, took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "refused connects should fail fast, took {:?}",
+            t.elapsed()
+        );
     }
 }
 
@@ -519,7 +676,11 @@ async fn silent_upstream_gets_504_after_response_timeout() {
     let hole = black_hole().await;
     let mut docs = vec![
         ingress_class("tollgate", false),
-        ingress(ns, "s504", &spec(&[rule("s504.test", &[path("/", "Prefix", "silent")])])),
+        ingress(
+            ns,
+            "s504",
+            &spec(&[rule("s504.test", &[path("/", "Prefix", "silent")])]),
+        ),
     ];
     docs.extend(backend(ns, "silent", &[hole.port]));
     let tg = Tollgate::builder()
@@ -532,8 +693,14 @@ async fn silent_upstream_gets_504_after_response_timeout() {
     let r = tg.get("s504.test", "/").await;
     let took = t.elapsed();
     assert_eq!(r.status, 504, "{}", r.summary());
-    assert!(took >= Duration::from_millis(250), "504 came before the timeout: {took:?}");
-    assert!(took < Duration::from_secs(3), "504 took {took:?} with a 300ms timeout");
+    assert!(
+        took >= Duration::from_millis(250),
+        "504 came before the timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "504 took {took:?} with a 300ms timeout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,10 +710,26 @@ async fn not_ready_endpoints_are_not_used() {
     let ports = echo.ports("mixed");
     let docs = vec![
         ingress_class("tollgate", false),
-        ingress(ns, "mixed", &spec(&[rule("mixed.test", &[path("/", "Prefix", "mixed")])])),
+        ingress(
+            ns,
+            "mixed",
+            &spec(&[rule("mixed.test", &[path("/", "Prefix", "mixed")])]),
+        ),
         service(ns, "mixed", &[("http", 8080)]),
-        slice(ns, "mixed", "mixed-ready", &[("127.0.0.1", true)], &[("http", ports[0])]),
-        slice(ns, "mixed", "mixed-unready", &[("127.0.0.1", false)], &[("http", ports[1])]),
+        slice(
+            ns,
+            "mixed",
+            "mixed-ready",
+            &[("127.0.0.1", true)],
+            &[("http", ports[0])],
+        ),
+        slice(
+            ns,
+            "mixed",
+            "mixed-unready",
+            &[("127.0.0.1", false)],
+            &[("http", ports[1])],
+        ),
     ];
     let tg = Tollgate::with_docs(&docs).await;
 
@@ -554,7 +737,11 @@ async fn not_ready_endpoints_are_not_used() {
     for i in 0..20 {
         let r = tg.get("mixed.test", "/").await;
         assert_eq!(r.status, 200, "request {i}: {}", r.summary());
-        assert_eq!(r.echo().pod(), want, "request {i} went to a not-ready endpoint");
+        assert_eq!(
+            r.echo().pod(),
+            want,
+            "request {i} went to a not-ready endpoint"
+        );
     }
 }
 
@@ -589,7 +776,10 @@ async fn service_port_name_and_number_resolve_to_endpoint_ports() {
             "multi",
             "multi-0",
             &[("127.0.0.1", true)],
-            &[("metrics", echo.port("multi-metrics")), ("http", echo.port("multi-http"))],
+            &[
+                ("metrics", echo.port("multi-metrics")),
+                ("http", echo.port("multi-http")),
+            ],
         ),
     ];
     let tg = Tollgate::with_docs(&docs).await;
@@ -597,14 +787,31 @@ async fn service_port_name_and_number_resolve_to_endpoint_ports() {
     let mut f = Failures::default();
     expect_route(&mut f, &tg, "ports.test", "/name-http", Some("multi-http")).await;
     expect_route(&mut f, &tg, "ports.test", "/number-80", Some("multi-http")).await;
-    expect_route(&mut f, &tg, "ports.test", "/name-metrics", Some("multi-metrics")).await;
-    expect_route(&mut f, &tg, "ports.test", "/number-9000", Some("multi-metrics")).await;
+    expect_route(
+        &mut f,
+        &tg,
+        "ports.test",
+        "/name-metrics",
+        Some("multi-metrics"),
+    )
+    .await;
+    expect_route(
+        &mut f,
+        &tg,
+        "ports.test",
+        "/number-9000",
+        Some("multi-metrics"),
+    )
+    .await;
     // A port name the Service does not have resolves to no endpoint: the
     // route may be dropped (404) or have no endpoints (503), but it must
     // never reach either port.
     let r = tg.get("ports.test", "/name-unknown").await;
     f.check(r.status == 503 || r.status == 404, || {
-        format!("unknown service port name: want 503 (or 404), got {}", r.summary())
+        format!(
+            "unknown service port name: want 503 (or 404), got {}",
+            r.summary()
+        )
     });
     f.assert_none();
 }
@@ -662,7 +869,11 @@ items:
     backends.extend(backend(ns, "from-json", &echo.ports("from-json")));
     let json_list = json!({"apiVersion": "v1", "kind": "List", "items": backends}).to_string();
     // A file given directly as a second --manifests argument.
-    let mut file_docs = vec![ingress(ns, "from-file", &spec(&[rule("file.test", &[path("/", "Prefix", "from-file")])]))];
+    let mut file_docs = vec![ingress(
+        ns,
+        "from-file",
+        &spec(&[rule("file.test", &[path("/", "Prefix", "from-file")])]),
+    )];
     file_docs.extend(backend(ns, "from-file", &echo.ports("from-file")));
 
     let tg = Tollgate::builder()
@@ -688,15 +899,37 @@ async fn deleting_a_file_removes_its_objects() {
     backends.extend(echo.backends(ns));
     let tg = Tollgate::builder()
         .docs("backends.yaml", &backends)
-        .docs("keep.yaml", &[ingress(ns, "keep", &spec(&[rule("keep.test", &[path("/", "Prefix", "keep")])]))])
-        .docs("gone.yaml", &[ingress(ns, "gone", &spec(&[rule("gone.test", &[path("/", "Prefix", "gone")])]))])
+        .docs(
+            "keep.yaml",
+            &[ingress(
+                ns,
+                "keep",
+                &spec(&[rule("keep.test", &[path("/", "Prefix", "keep")])]),
+            )],
+        )
+        .docs(
+            "gone.yaml",
+            &[ingress(
+                ns,
+                "gone",
+                &spec(&[rule("gone.test", &[path("/", "Prefix", "gone")])]),
+            )],
+        )
         .start()
         .await;
-    assert_eq!(tg.get("gone.test", "/").await.service().as_deref(), Some("gone"));
+    assert_eq!(
+        tg.get("gone.test", "/").await.service().as_deref(),
+        Some("gone")
+    );
 
     tg.remove("gone.yaml");
     let r = tg.eventually("gone.test", "/", |r| r.status == 404).await;
-    assert_eq!(r.status, 404, "objects of a deleted file still served: {}", r.summary());
+    assert_eq!(
+        r.status,
+        404,
+        "objects of a deleted file still served: {}",
+        r.summary()
+    );
     let r = tg.get("keep.test", "/").await;
     assert_eq!(r.service().as_deref(), Some("keep"), "{}", r.summary());
 }

@@ -13,7 +13,10 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use futures_util::task::AtomicWaker;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -67,6 +70,57 @@ pub struct Activity {
     active: AtomicU32,
     /// The client spoke HTTP/2 (heads are framed; no head timeout).
     http2: AtomicBool,
+    /// What the accept loop asks of this connection: 0 (run), [`GRACEFUL`]
+    /// or [`CLOSE`]; `waker` wakes the connection's task to act on it.
+    control: AtomicU8,
+    waker: AtomicWaker,
+}
+
+const GRACEFUL: u8 = 1;
+const CLOSE: u8 = 2;
+
+/// The accept loop's view of one connection, for its timeouts.
+struct Watched {
+    activity: Arc<Activity>,
+    last_events: u64,
+    idle_for: Duration,
+    head_for: Duration,
+}
+
+impl Watched {
+    fn new(activity: Arc<Activity>) -> Self {
+        Self {
+            activity,
+            last_events: 0,
+            idle_for: Duration::ZERO,
+            head_for: Duration::ZERO,
+        }
+    }
+
+    /// One watchdog tick of `period`: asks the connection to close when a
+    /// timeout is exceeded.
+    fn tick(&mut self, period: Duration, settings: &ConnSettings) {
+        let a = &self.activity;
+        if a.head_pending() {
+            self.head_for += period;
+            if self.head_for >= settings.header_timeout {
+                // A request head that never completes: close, no grace.
+                a.signal(CLOSE);
+            }
+        } else {
+            self.head_for = Duration::ZERO;
+        }
+        let events = a.io_events.load(Ordering::Relaxed);
+        if events == self.last_events && a.active.load(Ordering::Relaxed) == 0 {
+            self.idle_for += period;
+            if self.idle_for >= settings.idle_timeout {
+                a.signal(GRACEFUL);
+            }
+        } else {
+            self.last_events = events;
+            self.idle_for = Duration::ZERO;
+        }
+    }
 }
 
 /// One request in progress on a connection; dropping it ends it.
@@ -88,6 +142,12 @@ impl Activity {
         let reads = self.read_events.load(Ordering::Relaxed);
         self.request_mark.store(reads, Ordering::Relaxed);
         ActiveRequest(self.clone())
+    }
+
+    fn signal(&self, what: u8) {
+        if self.control.fetch_max(what, Ordering::AcqRel) < what {
+            self.waker.wake();
+        }
     }
 
     /// Whether the connection is waiting for a request head it has begun
@@ -237,7 +297,9 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts connections until `drain` turns true.
+/// Accepts connections until `drain` turns true. The accept loop is also
+/// the watchdog of its connections: every tick it checks their header and
+/// idle timeouts (no timer per connection or request).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ProxyState>,
@@ -248,10 +310,25 @@ pub async fn serve(
 ) {
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let builder = Arc::new(builder(&settings));
+    // Ticks at a quarter of the shorter timeout: each fires between 1× and
+    // 1.25× its setting.
+    let period =
+        (settings.header_timeout.min(settings.idle_timeout) / 4).max(Duration::from_millis(5));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watched: Vec<Watched> = Vec::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = drain.wait_for(|d| *d) => break,
+            _ = ticker.tick() => {
+                // A connection whose task ended dropped its reference.
+                watched.retain(|w| Arc::strong_count(&w.activity) > 1);
+                for w in &mut watched {
+                    w.tick(period, &settings);
+                }
+                continue;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -269,20 +346,19 @@ pub async fn serve(
             state: state.clone(),
         };
         let client = state.client_info(peer, local_port, proto);
+        let activity = Arc::new(Activity::default());
+        watched.push(Watched::new(activity.clone()));
         let ctx = ConnCtx {
             state: state.clone(),
             client,
             peer,
-            activity: Arc::default(),
+            activity,
         };
-        tokio::spawn(serve_connection(
-            stream,
-            ctx,
-            builder.clone(),
-            settings.clone(),
-            drain.clone(),
-            guard,
-        ));
+        tokio::spawn(serve_connection(stream, ctx, builder.clone(), guard));
+    }
+    // Draining: every connection finishes its in-flight requests and closes.
+    for w in &watched {
+        w.activity.signal(GRACEFUL);
     }
 }
 
@@ -290,8 +366,6 @@ async fn serve_connection(
     stream: TcpStream,
     ctx: ConnCtx,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    settings: ConnSettings,
-    mut drain: watch::Receiver<bool>,
     _guard: ConnGuard,
 ) {
     let _ = stream.set_nodelay(true);
@@ -307,54 +381,24 @@ async fn serve_connection(
     let service = service_fn(move |req| super::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-
-    // The watchdog ticks at a quarter of the shorter timeout, so each fires
-    // between 1× and 1.25× its setting.
-    let period =
-        (settings.header_timeout.min(settings.idle_timeout) / 4).max(Duration::from_millis(5));
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_events = activity.io_events.load(Ordering::Relaxed);
-    let mut idle_for = Duration::ZERO;
-    let mut head_for = Duration::ZERO;
-    let mut shutting_down = *drain.borrow();
-    if shutting_down {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, %peer, "client connection ended with an error");
-                }
-                break;
-            }
-            _ = drain.wait_for(|d| *d), if !shutting_down => {
-                shutting_down = true;
+    let mut graceful = false;
+    let result = std::future::poll_fn(|cx| {
+        // Register before reading the flag, so a signal is never missed.
+        activity.waker.register(cx.waker());
+        match activity.control.load(Ordering::Acquire) {
+            CLOSE => return Poll::Ready(None),
+            GRACEFUL if !graceful => {
+                graceful = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = ticker.tick() => {
-                if activity.head_pending() {
-                    head_for += period;
-                    if head_for >= settings.header_timeout {
-                        tracing::debug!(%peer, "request head not received in time; closing");
-                        break;
-                    }
-                } else {
-                    head_for = Duration::ZERO;
-                }
-                let events = activity.io_events.load(Ordering::Relaxed);
-                if events == last_events && activity.active.load(Ordering::Relaxed) == 0 {
-                    idle_for += period;
-                    if idle_for >= settings.idle_timeout && !shutting_down {
-                        shutting_down = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                } else {
-                    last_events = events;
-                    idle_for = Duration::ZERO;
-                }
-            }
+            _ => {}
         }
+        conn.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    match result {
+        None => tracing::debug!(%peer, "connection closed by its watchdog"),
+        Some(Err(e)) => tracing::debug!(error = %e, %peer, "client connection ended with an error"),
+        Some(Ok(())) => {}
     }
 }

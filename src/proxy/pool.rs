@@ -1,19 +1,24 @@
-//! Upstream HTTP/1.1 connection pool, one per endpoint.
+//! Upstream HTTP/1.1 connection pools: per endpoint, per worker thread.
 //!
 //! Invariants:
-//! - Lock-free: idle connections sit in a `crossbeam` `SegQueue`; checkout is
-//!   a pop, checkin a push. A bounded count keeps at most
-//!   [`MAX_IDLE_PER_ENDPOINT`] idle connections.
+//! - Shared-nothing: each data-plane worker is a single-threaded runtime and
+//!   keeps its idle connections in a thread-local map (endpoint id → stack of
+//!   idle connections). Checkout and checkin touch no atomic, no lock, and
+//!   never hand a connection to another thread, so a connection's task and
+//!   the requests using it always run on the same worker.
 //! - A connection is checked in only after its response body was read to the
 //!   end (see [`super::body`]), so a pooled connection is always at a request
-//!   boundary. Closed or expired connections are dropped at checkout.
-//! - Empty pools allocate nothing (endpoints can number 100,000).
+//!   boundary. Closed or expired connections are dropped at checkout, and
+//!   [`sweep`] drops the ones nobody asks for (removed endpoints included).
+//! - At most [`MAX_IDLE_PER_ENDPOINT`] idle connections per endpoint and
+//!   worker; an endpoint that no worker used allocates nothing.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_queue::SegQueue;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -22,7 +27,7 @@ use tokio::net::TcpStream;
 use crate::lb::clock;
 use crate::table::upstream::EndpointAddr;
 
-/// Most idle keep-alive connections kept per endpoint.
+/// Most idle keep-alive connections kept per endpoint (per worker).
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
 pub type Sender = http1::SendRequest<Incoming>;
@@ -33,11 +38,37 @@ struct Idle {
     since_ms: u64,
 }
 
+type IdleMap = HashMap<u64, Vec<Idle>, foldhash::fast::RandomState>;
+
+thread_local! {
+    /// This worker's idle connections, by endpoint id.
+    static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The pool handle of one endpoint: its identity and how to connect.
 #[derive(Debug)]
 pub struct Pool {
+    id: u64,
     addr: EndpointAddr,
-    idle: SegQueue<Idle>,
-    idle_count: AtomicUsize,
+}
+
+/// Drops this worker's idle connections that are closed or idle longer than
+/// `max_idle`. Run periodically on every worker.
+pub fn sweep(max_idle: Duration) {
+    let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
+    let now = clock::now_ms();
+    IDLE.with(|idle| {
+        if let Ok(mut map) = idle.try_borrow_mut() {
+            map.retain(|_, conns| {
+                conns.retain(|c| {
+                    !c.sender.is_closed() && now.saturating_sub(c.since_ms) <= max_idle_ms
+                });
+                !conns.is_empty()
+            });
+        }
+    });
 }
 
 /// Why a new upstream connection could not be made.
@@ -62,47 +93,59 @@ pub enum ConnectError {
 impl Pool {
     pub fn new(addr: EndpointAddr) -> Self {
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr,
-            idle: SegQueue::new(),
-            idle_count: AtomicUsize::new(0),
         }
     }
 
-    /// An idle connection that is still open and not older than `max_idle`.
+    /// An idle connection of this worker that is still open and not older
+    /// than `max_idle` (most recently used first).
     pub fn take_idle(&self, max_idle: Duration) -> Option<Sender> {
         let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
-        let mut now = None;
-        while let Some(idle) = self.idle.pop() {
-            self.idle_count.fetch_sub(1, Ordering::Relaxed);
-            if idle.sender.is_closed() {
-                continue;
+        IDLE.with(|idle| {
+            let mut map = idle.try_borrow_mut().ok()?;
+            let conns = map.get_mut(&self.id)?;
+            let mut now = None;
+            while let Some(c) = conns.pop() {
+                if c.sender.is_closed() {
+                    continue;
+                }
+                let now = *now.get_or_insert_with(clock::now_ms);
+                if now.saturating_sub(c.since_ms) > max_idle_ms {
+                    continue;
+                }
+                return Some(c.sender);
             }
-            let now = *now.get_or_insert_with(clock::now_ms);
-            if now.saturating_sub(idle.since_ms) > max_idle_ms {
-                continue;
-            }
-            return Some(idle.sender);
-        }
-        None
+            None
+        })
     }
 
-    /// Returns a connection at a request boundary to the pool.
+    /// Returns a connection at a request boundary to this worker's pool.
     pub fn put(&self, sender: Sender) {
         if sender.is_closed() {
             return;
         }
-        if self.idle_count.fetch_add(1, Ordering::Relaxed) >= MAX_IDLE_PER_ENDPOINT {
-            self.idle_count.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        self.idle.push(Idle {
-            sender,
-            since_ms: clock::now_ms(),
+        IDLE.with(|idle| {
+            if let Ok(mut map) = idle.try_borrow_mut() {
+                let conns = map.entry(self.id).or_default();
+                if conns.len() < MAX_IDLE_PER_ENDPOINT {
+                    conns.push(Idle {
+                        sender,
+                        since_ms: clock::now_ms(),
+                    });
+                }
+            }
         });
     }
 
+    /// Idle connections of this endpoint on the calling worker.
     pub fn idle_len(&self) -> usize {
-        self.idle_count.load(Ordering::Relaxed)
+        IDLE.with(|idle| {
+            idle.try_borrow()
+                .ok()
+                .and_then(|m| m.get(&self.id).map(Vec::len))
+                .unwrap_or(0)
+        })
     }
 
     /// Opens a new connection (with upgrades enabled, for WebSocket).

@@ -42,8 +42,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for a child process to become ready.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
-/// Upper bound for a manifest change to become visible (contract: ~2 s).
-pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound for a manifest change to become visible (contract: up to
+/// ~2 s; one more second of margin for a loaded 2-core machine).
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(3);
 
 // ---------------------------------------------------------------------------
 // Ports and temporary directories
@@ -212,7 +213,9 @@ impl Proc {
         let tail = |p: &Path| {
             let s = std::fs::read_to_string(p).unwrap_or_default();
             let start = s.len().saturating_sub(4000);
-            let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+            let start = (start..s.len())
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(s.len());
             s[start..].to_string()
         };
         format!(
@@ -245,10 +248,18 @@ pub async fn wait_port(port: u16, proc_: &mut Proc) {
             return;
         }
         if let Some(st) = proc_.try_exit() {
-            panic!("{} exited with {st} before listening on {port}\n{}", proc_.name, proc_.logs());
+            panic!(
+                "{} exited with {st} before listening on {port}\n{}",
+                proc_.name,
+                proc_.logs()
+            );
         }
         if Instant::now() >= deadline {
-            panic!("{} did not listen on {port} in time\n{}", proc_.name, proc_.logs());
+            panic!(
+                "{} did not listen on {port} in time\n{}",
+                proc_.name,
+                proc_.logs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -350,7 +361,10 @@ impl Tollgate {
 
     /// Starts with a single manifest file `manifests.yaml` holding `docs`.
     pub async fn with_docs(docs: &[Value]) -> Tollgate {
-        Tollgate::builder().file("manifests.yaml", &yaml_docs(docs)).start().await
+        Tollgate::builder()
+            .file("manifests.yaml", &yaml_docs(docs))
+            .start()
+            .await
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -390,7 +404,11 @@ impl Tollgate {
     }
 
     pub async fn admin(&self, path: &str) -> Result<Resp, String> {
-        send(self.admin_addr(), req("GET", "localhost", path).body(Full::default()).unwrap()).await
+        send(
+            self.admin_addr(),
+            req("GET", "localhost", path).body(Full::default()).unwrap(),
+        )
+        .await
     }
 
     pub async fn metrics(&self) -> String {
@@ -422,7 +440,8 @@ impl TollgateBuilder {
     /// A manifest file outside the manifests directory, passed with its
     /// own `--manifests FILE` argument.
     pub fn extra_file(mut self, name: &str, content: &str) -> Self {
-        self.extra_files.push((name.to_string(), content.to_string()));
+        self.extra_files
+            .push((name.to_string(), content.to_string()));
         self
     }
 
@@ -491,16 +510,29 @@ async fn wait_ready(admin_port: u16, proc_: &mut Proc) {
     let deadline = Instant::now() + START_TIMEOUT;
     let mut last: String;
     loop {
-        match send(addr, req("GET", "localhost", "/readyz").body(Full::default()).unwrap()).await {
+        match send(
+            addr,
+            req("GET", "localhost", "/readyz")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        {
             Ok(r) if r.status == 200 => return,
             Ok(r) => last = format!("status {}", r.status),
             Err(e) => last = e,
         }
         if let Some(st) = proc_.try_exit() {
-            panic!("tollgate exited with {st} before ready ({last})\n{}", proc_.logs());
+            panic!(
+                "tollgate exited with {st} before ready ({last})\n{}",
+                proc_.logs()
+            );
         }
         if Instant::now() >= deadline {
-            panic!("tollgate not ready in time (last /readyz: {last})\n{}", proc_.logs());
+            panic!(
+                "tollgate not ready in time (last /readyz: {last})\n{}",
+                proc_.logs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -644,7 +676,9 @@ impl Echoed {
         for (k, v) in obj {
             if k.eq_ignore_ascii_case(name) {
                 match v {
-                    Value::Array(a) => out.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string))),
+                    Value::Array(a) => {
+                        out.extend(a.iter().filter_map(|x| x.as_str().map(str::to_string)))
+                    }
                     Value::String(s) => out.push(s.clone()),
                     _ => {}
                 }
@@ -677,14 +711,19 @@ pub fn req(method: &str, host: &str, target: &str) -> http::request::Builder {
 /// [`REQUEST_TIMEOUT`]) and reads the whole response.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Resp, String> {
     tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
         collect(resp).await
     })
     .await
@@ -724,7 +763,9 @@ pub struct Conn {
 
 impl Conn {
     pub async fn open(addr: SocketAddr) -> Result<Conn, String> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
@@ -736,8 +777,15 @@ impl Conn {
 
     pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Resp, String> {
         tokio::time::timeout(REQUEST_TIMEOUT, async {
-            self.sender.ready().await.map_err(|e| format!("connection not ready: {e}"))?;
-            let resp = self.sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+            self.sender
+                .ready()
+                .await
+                .map_err(|e| format!("connection not ready: {e}"))?;
+            let resp = self
+                .sender
+                .send_request(req)
+                .await
+                .map_err(|e| format!("send: {e}"))?;
             collect(resp).await
         })
         .await
@@ -771,8 +819,12 @@ impl RawResp {
 /// Writes `request` verbatim on a fresh connection and reads one response.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Result<RawResp, String> {
     tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-        s.write_all(request).await.map_err(|e| format!("write: {e}"))?;
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        s.write_all(request)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         read_response(&mut s).await
     })
     .await
@@ -788,9 +840,15 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result
         if let Some(i) = find(&buf, b"\r\n\r\n") {
             break i;
         }
-        let n = s.read(&mut tmp).await.map_err(|e| format!("read head: {e} (got {:?})", String::from_utf8_lossy(&buf)))?;
+        let n = s
+            .read(&mut tmp)
+            .await
+            .map_err(|e| format!("read head: {e} (got {:?})", String::from_utf8_lossy(&buf)))?;
         if n == 0 {
-            return Err(format!("EOF before response head (got {:?})", String::from_utf8_lossy(&buf)));
+            return Err(format!(
+                "EOF before response head (got {:?})",
+                String::from_utf8_lossy(&buf)
+            ));
         }
         buf.extend_from_slice(&tmp[..n]);
     };
@@ -823,7 +881,10 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result
                 if let Some(i) = find(&rest, b"\r\n") {
                     break i;
                 }
-                let n = s.read(&mut tmp).await.map_err(|e| format!("read chunk: {e}"))?;
+                let n = s
+                    .read(&mut tmp)
+                    .await
+                    .map_err(|e| format!("read chunk: {e}"))?;
                 if n == 0 {
                     return Err("EOF in chunked body".into());
                 }
@@ -836,7 +897,10 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result
             if size == 0 {
                 // trailers until empty line; best effort
                 while find(&rest, b"\r\n").is_none() {
-                    let n = s.read(&mut tmp).await.map_err(|e| format!("read trailer: {e}"))?;
+                    let n = s
+                        .read(&mut tmp)
+                        .await
+                        .map_err(|e| format!("read trailer: {e}"))?;
                     if n == 0 {
                         break;
                     }
@@ -845,7 +909,10 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result
                 break out;
             }
             while rest.len() < size + 2 {
-                let n = s.read(&mut tmp).await.map_err(|e| format!("read chunk data: {e}"))?;
+                let n = s
+                    .read(&mut tmp)
+                    .await
+                    .map_err(|e| format!("read chunk data: {e}"))?;
                 if n == 0 {
                     return Err("EOF in chunk data".into());
                 }
@@ -855,9 +922,15 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result
             rest.drain(..size + 2);
         }
     } else if let Some(cl) = hv("content-length") {
-        let cl: usize = cl.trim().parse().map_err(|_| format!("bad content-length {cl:?}"))?;
+        let cl: usize = cl
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad content-length {cl:?}"))?;
         while rest.len() < cl {
-            let n = s.read(&mut tmp).await.map_err(|e| format!("read body: {e}"))?;
+            let n = s
+                .read(&mut tmp)
+                .await
+                .map_err(|e| format!("read body: {e}"))?;
             if n == 0 {
                 return Err("EOF in body".into());
             }
@@ -874,7 +947,11 @@ pub async fn read_response<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Result
         }
         rest
     };
-    Ok(RawResp { status, headers, body })
+    Ok(RawResp {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -914,7 +991,9 @@ where
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let h = handler.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |r| {
@@ -988,7 +1067,8 @@ pub fn ingress_class(name: &str, default: bool) -> Value {
         "spec": {"controller": "tollgate.dev/ingress-controller"},
     });
     if default {
-        v["metadata"]["annotations"] = json!({"ingressclass.kubernetes.io/is-default-class": "true"});
+        v["metadata"]["annotations"] =
+            json!({"ingressclass.kubernetes.io/is-default-class": "true"});
     }
     v
 }
@@ -1019,7 +1099,13 @@ pub fn service(ns: &str, name: &str, ports: &[(&str, u16)]) -> Value {
 
 /// An EndpointSlice of service `svc` with endpoints `(address, ready)` and
 /// ports `(name, port)`.
-pub fn slice(ns: &str, svc: &str, slice_name: &str, endpoints: &[(&str, bool)], ports: &[(&str, u16)]) -> Value {
+pub fn slice(
+    ns: &str,
+    svc: &str,
+    slice_name: &str,
+    endpoints: &[(&str, bool)],
+    ports: &[(&str, u16)],
+) -> Value {
     json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -1042,7 +1128,13 @@ pub fn slice(ns: &str, svc: &str, slice_name: &str, endpoints: &[(&str, bool)], 
 pub fn backend(ns: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
     let mut v = vec![service(ns, svc, &[("http", 8080)])];
     for (i, p) in ports.iter().enumerate() {
-        v.push(slice(ns, svc, &format!("{svc}-{i}"), &[("127.0.0.1", true)], &[("http", *p)]));
+        v.push(slice(
+            ns,
+            svc,
+            &format!("{svc}-{i}"),
+            &[("127.0.0.1", true)],
+            &[("http", *p)],
+        ));
     }
     v
 }
@@ -1091,7 +1183,9 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64
         if line.starts_with('#') {
             continue;
         }
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         let (label_part, value_part) = if let Some(r) = rest.strip_prefix('{') {
             let Some(end) = r.find('}') else { continue };
             (&r[..end], r[end + 1..].trim())
@@ -1100,10 +1194,11 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64
         } else {
             continue;
         };
-        if labels
-            .iter()
-            .all(|(k, v)| label_part.split(',').any(|kv| kv.trim() == format!("{k}=\"{v}\"")))
-        {
+        if labels.iter().all(|(k, v)| {
+            label_part
+                .split(',')
+                .any(|kv| kv.trim() == format!("{k}=\"{v}\""))
+        }) {
             let v: f64 = value_part.split_whitespace().next()?.parse().ok()?;
             *found.get_or_insert(0.0) += v;
         }

@@ -300,7 +300,7 @@ to_ms() {
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
 
-# run_one PROXY ROUND DURATION -> appends one TSV row, prints it
+# run_one PROXY ROUND DURATION -> appends one TSV row to $RESULTS
 run_one() {
     local proxy=$1 round=$2 dur=$3 port out pids c0 c1 b0 b1 t0 t1
     port=$(proxy_port "$proxy"); pids=$(proxy_pids "$proxy")

@@ -20,11 +20,6 @@ use tollgate::proxy::{ProxySettings, ProxyState};
 use tollgate::runtime::{Health, Runtime};
 use tollgate::settings::{Cli, Command, LogFormat, RunArgs};
 
-/// mimalloc instead of glibc malloc: hyper allocates per request (header
-/// maps, buffers), and mimalloc's thread-local free lists cut that cost
-/// (measured with callgrind, see docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());

@@ -20,7 +20,6 @@ use tollgate::proxy::{ProxySettings, ProxyState};
 use tollgate::runtime::{Health, Runtime};
 use tollgate::settings::{Cli, Command, LogFormat, RunArgs};
 
-
 fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use crate::lb::{Endpoint, Upstream};
 use crate::metrics::Metrics;
 use crate::runtime::Published;
+use crate::table::upstream::LbAlgorithm;
 use crate::table::{host, path};
 use body::{Checkin, ProxyBody};
 use error::ProxyError;
@@ -287,7 +288,8 @@ async fn forward(
                 break;
             }
             let inflight = endpoint.start_request();
-            let sent = Instant::now();
+            // Latency feeds only the p2c-ewma picker: no clock read otherwise.
+            let sent = (upstream.key.lb == LbAlgorithm::P2cEwma).then(Instant::now);
             let response =
                 match tokio::time::timeout(settings.response_timeout, sender.try_send_request(req))
                     .await
@@ -302,7 +304,10 @@ async fn forward(
                         _ => return Err(ProxyError::Upstream(e.into_error())),
                     },
                 };
-            endpoint.observe_latency(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            if let Some(sent) = sent {
+                endpoint
+                    .observe_latency(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            }
             return Ok((
                 finish(response, sender, &endpoint, inflight, client_upgrade),
                 endpoint,

@@ -172,6 +172,7 @@ impl Pool {
         // Small requests and responses must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|source| ConnectError::Handshake {

@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use super::framing::FramingCheck;
 use super::headers::ClientInfo;
 use super::ProxyState;
 
@@ -70,6 +71,9 @@ pub struct Activity {
     active: AtomicU32,
     /// The client spoke HTTP/2 (heads are framed; no head timeout).
     http2: AtomicBool,
+    /// Number of the first request head with both Content-Length and
+    /// Transfer-Encoding (0: none); see [`super::framing`].
+    bad_head: AtomicU64,
     /// What the accept loop asks of this connection: 0 (run), [`GRACEFUL`]
     /// or [`CLOSE`]; `waker` wakes the connection's task to act on it.
     control: AtomicU8,
@@ -125,23 +129,39 @@ impl Watched {
 
 /// One request in progress on a connection; dropping it ends it.
 #[derive(Debug)]
-pub struct ActiveRequest(Arc<Activity>);
+pub struct ActiveRequest {
+    activity: Arc<Activity>,
+    /// 1-based number of this request on its connection.
+    seq: u64,
+}
+
+impl ActiveRequest {
+    /// Whether this request's head carried both Content-Length and
+    /// Transfer-Encoding.
+    pub fn has_bad_framing(&self) -> bool {
+        self.activity.bad_head.load(Ordering::Relaxed) == self.seq
+    }
+}
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        let reads = self.0.read_events.load(Ordering::Relaxed);
-        self.0.request_mark.store(reads, Ordering::Relaxed);
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        let a = &self.activity;
+        a.request_mark
+            .store(a.read_events.load(Ordering::Relaxed), Ordering::Relaxed);
+        a.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Activity {
     pub fn begin(self: &Arc<Self>) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let seq = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
         let reads = self.read_events.load(Ordering::Relaxed);
         self.request_mark.store(reads, Ordering::Relaxed);
-        ActiveRequest(self.clone())
+        ActiveRequest {
+            activity: self.clone(),
+            seq,
+        }
     }
 
     fn signal(&self, what: u8) {
@@ -205,6 +225,7 @@ struct TrackedIo<T> {
     events: u64,
     reads: u64,
     activity: Arc<Activity>,
+    framing: FramingCheck,
 }
 
 impl<T> TrackedIo<T> {
@@ -225,13 +246,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            if self.reads == 0
-                && buf
-                    .filled()
-                    .get(before..)
-                    .is_some_and(|b| b.starts_with(b"PRI * HTTP/2"))
-            {
+            let fresh = buf.filled().get(before..).unwrap_or_default();
+            if self.reads == 0 && fresh.starts_with(b"PRI * HTTP/2") {
                 self.activity.http2.store(true, Ordering::Relaxed);
+            }
+            let this = &mut *self;
+            if !this.framing.is_off() {
+                this.framing.feed(fresh);
+                if let Some(n) = this.framing.bad_head() {
+                    this.activity.bad_head.store(n, Ordering::Relaxed);
+                    this.framing.off();
+                }
             }
             self.reads = self.reads.wrapping_add(1);
             self.activity
@@ -380,6 +405,7 @@ async fn serve_connection(
         events: 0,
         reads: 0,
         activity: activity.clone(),
+        framing: FramingCheck::default(),
     });
     let service = service_fn(move |req| super::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);

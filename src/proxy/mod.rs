@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod error;
+pub mod framing;
 pub mod headers;
 pub mod listener;
 pub mod pool;
@@ -90,8 +91,17 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let active = ctx.activity.begin();
-    let published = ctx.state.published.load_full();
     let state = &ctx.state;
+    if active.has_bad_framing() {
+        let response =
+            ProxyError::BadRequest("both Content-Length and Transfer-Encoding").response();
+        state
+            .metrics
+            .unrouted
+            .record(response.status().as_u16(), started.elapsed());
+        return Ok(response.map(|b| b.with_active(active)));
+    }
+    let published = state.published.load_full();
     let request_id = headers::ensure_request_id(req.headers_mut());
 
     let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
@@ -234,14 +244,6 @@ async fn forward(
     upstream: &Arc<Upstream>,
     mut req: Request<Incoming>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
-    let h = req.headers();
-    if h.contains_key(http::header::TRANSFER_ENCODING)
-        && h.contains_key(http::header::CONTENT_LENGTH)
-    {
-        return Err(ProxyError::BadRequest(
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
     let settings = &ctx.state.settings;
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));

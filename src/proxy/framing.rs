@@ -1,0 +1,250 @@
+//! Request-framing check on the raw HTTP/1.1 byte stream: flags a request
+//! head that carries both `Content-Length` and `Transfer-Encoding`.
+//!
+//! hyper's parser resolves that ambiguity safely (Transfer-Encoding wins,
+//! Content-Length is dropped, the connection closes after the response), but
+//! drops the evidence, and we answer such requests with 400 as nginx does:
+//! they are request-smuggling attempts, not clients to serve.
+//!
+//! Invariants:
+//! - Reads bytes only as the connection's IO wrapper sees them; never
+//!   buffers more than one line prefix ([`PREFIX`] bytes) and never panics.
+//! - Follows framing exactly while it can (heads, and Content-Length
+//!   bodies); on anything it cannot follow (chunked bodies, upgrades,
+//!   HTTP/2, oversize numbers) it switches itself off for the rest of the
+//!   connection. Off only loses the 400: hyper's handling still applies.
+
+/// Bytes of a line kept to recognise header names and parse a length.
+const PREFIX: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before or inside a request head.
+    Head,
+    /// Skipping this many body bytes.
+    Body(u64),
+    /// Gave up following the framing.
+    Off,
+}
+
+#[derive(Debug)]
+pub struct FramingCheck {
+    state: State,
+    line: [u8; PREFIX],
+    line_len: usize,
+    in_head: bool,
+    content_length: Option<u64>,
+    transfer_encoding: bool,
+    upgrade: bool,
+    heads: u64,
+    /// 1-based number of the first head that had both headers.
+    bad: Option<u64>,
+}
+
+impl Default for FramingCheck {
+    fn default() -> Self {
+        Self {
+            state: State::Head,
+            line: [0; PREFIX],
+            line_len: 0,
+            in_head: false,
+            content_length: None,
+            transfer_encoding: false,
+            upgrade: false,
+            heads: 0,
+            bad: None,
+        }
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = line.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| line.get(prefix.len()..))
+        .flatten()
+}
+
+impl FramingCheck {
+    pub fn is_off(&self) -> bool {
+        self.state == State::Off
+    }
+
+    pub fn off(&mut self) {
+        self.state = State::Off;
+    }
+
+    /// The 1-based number of the first request head that carried both
+    /// Content-Length and Transfer-Encoding, if one did.
+    pub fn bad_head(&self) -> Option<u64> {
+        self.bad
+    }
+
+    /// Feeds bytes read from the client, in order.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        loop {
+            match self.state {
+                State::Off => return,
+                State::Body(remaining) => {
+                    let take = remaining.min(data.len() as u64);
+                    data = data.get(take as usize..).unwrap_or_default();
+                    let left = remaining - take;
+                    self.state = if left == 0 {
+                        State::Head
+                    } else {
+                        State::Body(left)
+                    };
+                    if data.is_empty() {
+                        return;
+                    }
+                }
+                State::Head => {
+                    let Some(end) = memchr::memchr(b'\n', data) else {
+                        self.push_line(data);
+                        return;
+                    };
+                    self.push_line(data.get(..end).unwrap_or_default());
+                    data = data.get(end + 1..).unwrap_or_default();
+                    self.end_line();
+                    self.line_len = 0;
+                    if data.is_empty() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn push_line(&mut self, bytes: &[u8]) {
+        let room = PREFIX - self.line_len;
+        let take = bytes.len().min(room);
+        if let (Some(dst), Some(src)) = (
+            self.line.get_mut(self.line_len..self.line_len + take),
+            bytes.get(..take),
+        ) {
+            dst.copy_from_slice(src);
+            self.line_len += take;
+        }
+    }
+
+    fn end_line(&mut self) {
+        let mut line = self.line.get(..self.line_len).unwrap_or_default();
+        if let Some(stripped) = line.strip_suffix(b"\r") {
+            line = stripped;
+        }
+        if !self.in_head {
+            // Empty lines before a request line are allowed (RFC 9112 §2.2).
+            if !line.is_empty() {
+                if line.starts_with(b"PRI ") {
+                    self.state = State::Off; // HTTP/2 preface
+                }
+                self.in_head = true;
+            }
+            return;
+        }
+        if line.is_empty() {
+            self.end_head();
+        } else if let Some(value) = strip_prefix_ignore_case(line, b"content-length:") {
+            let digits = value.trim_ascii();
+            match std::str::from_utf8(digits)
+                .ok()
+                .and_then(|d| d.parse::<u64>().ok())
+            {
+                Some(n) => self.content_length = Some(n),
+                None => self.state = State::Off,
+            }
+        } else if strip_prefix_ignore_case(line, b"transfer-encoding:").is_some() {
+            self.transfer_encoding = true;
+        } else if strip_prefix_ignore_case(line, b"upgrade:").is_some() {
+            self.upgrade = true;
+        }
+    }
+
+    fn end_head(&mut self) {
+        self.heads += 1;
+        if self.transfer_encoding && self.content_length.is_some() && self.bad.is_none() {
+            self.bad = Some(self.heads);
+        }
+        self.state = if self.transfer_encoding || self.upgrade {
+            State::Off
+        } else {
+            match self.content_length {
+                Some(n) if n > 0 => State::Body(n),
+                _ => State::Head,
+            }
+        };
+        if self.state == State::Off {
+            return;
+        }
+        self.in_head = false;
+        self.content_length = None;
+        self.transfer_encoding = false;
+        self.upgrade = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FramingCheck;
+
+    fn feed_in_pieces(input: &[u8], piece: usize) -> FramingCheck {
+        let mut check = FramingCheck::default();
+        for chunk in input.chunks(piece) {
+            check.feed(chunk);
+        }
+        check
+    }
+
+    #[test]
+    fn flags_both_headers_in_any_split() {
+        let input = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        for piece in [1, 2, 3, 7, 64, 1000] {
+            assert_eq!(
+                feed_in_pieces(input, piece).bad_head(),
+                Some(1),
+                "piece {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn follows_content_length_bodies_across_keep_alive() {
+        // A body that looks like a bad head must not be taken for one.
+        let body = b"Transfer-Encoding: x\r\nContent-Length: 1\r\n\r\n";
+        let mut input = format!(
+            "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        input.extend_from_slice(body);
+        input.extend_from_slice(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+        input.extend_from_slice(b"GET /c HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n");
+        for piece in [1, 5, 1000] {
+            assert_eq!(
+                feed_in_pieces(&input, piece).bad_head(),
+                Some(3),
+                "piece {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn clean_traffic_is_never_flagged() {
+        let input = b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n";
+        let check = feed_in_pieces(input, 4);
+        assert_eq!(check.bad_head(), None);
+        assert!(!check.is_off());
+    }
+
+    #[test]
+    fn gives_up_where_it_cannot_follow() {
+        let mut check = FramingCheck::default();
+        check.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+        assert!(check.is_off());
+        let mut check = FramingCheck::default();
+        check.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert!(check.is_off());
+        let mut check = FramingCheck::default();
+        check.feed(b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
+        assert!(check.is_off());
+    }
+}

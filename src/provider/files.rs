@@ -35,12 +35,12 @@ pub enum FileError {
         line: usize,
         message: String,
     },
-    #[error("{path}:{line}: {kind} {name}: field `{field}`: {message}")]
+    #[error("{path}:{line}: {object}: field `{field}`: {message}")]
     Schema {
         path: String,
         line: usize,
-        kind: String,
-        name: String,
+        /// `Kind name`.
+        object: String,
         field: String,
         message: String,
     },
@@ -207,8 +207,7 @@ fn collect_objects(
     let schema = |e: serde_path_to_error::Error<serde_yaml::Error>| FileError::Schema {
         path: path.to_string(),
         line,
-        kind: kind.clone(),
-        name: name.clone(),
+        object: format!("{kind} {name}"),
         field: e.path().to_string(),
         message: e.inner().to_string(),
     };

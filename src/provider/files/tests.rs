@@ -131,8 +131,7 @@ fn schema_error_names_the_field_path() {
     let e = parse_error(text);
     let FileError::Schema {
         line,
-        kind,
-        name,
+        object,
         field,
         ..
     } = &e
@@ -140,8 +139,8 @@ fn schema_error_names_the_field_path() {
         panic!("{e:?}")
     };
     assert_eq!(
-        (*line, kind.as_str(), name.as_str(), field.as_str()),
-        (1, "Ingress", "web", "spec.rules")
+        (*line, object.as_str(), field.as_str()),
+        (1, "Ingress web", "spec.rules")
     );
     assert!(e.to_string().contains("field `spec.rules`"), "{e}");
 

@@ -18,6 +18,8 @@ pub mod upstream;
 
 use std::sync::Arc;
 
+use smol_str::SmolStr;
+
 /// Index of a route in [`RoutingTable::routes`].
 pub type RouteId = u32;
 /// Index of an upstream in the compiled upstream list.
@@ -60,9 +62,19 @@ pub struct Route {
 }
 
 /// The routes of one host (or of the hostless rules).
+///
+/// Laid out for few cache misses per lookup, since a table of 10,000 hosts
+/// does not stay in cache: keys are inline strings (no pointer to chase),
+/// a node's children are a small inline-keyed vector until there are many,
+/// and a bit mask of exact-path lengths skips the exact probe for most
+/// requests.
 #[derive(Debug, Default, Clone)]
 pub struct PathTable {
-    exact: Map<Box<str>, RouteId>,
+    /// Boxed: most hosts have no exact paths, and a lean `PathTable` keeps
+    /// the host map's entries small.
+    exact: Option<Box<Map<SmolStr, RouteId>>>,
+    /// Bit `len % 64` is set for every exact path length.
+    exact_lengths: u64,
     prefix: PrefixNode,
     /// The Ingress `defaultBackend` for this host: serves unmatched paths.
     fallback: Option<RouteId>,
@@ -71,14 +83,70 @@ pub struct PathTable {
 #[derive(Debug, Default, Clone)]
 struct PrefixNode {
     route: Option<RouteId>,
-    children: Map<Box<str>, PrefixNode>,
+    children: Children,
+}
+
+/// Children of a trie node: a vector scanned in place while small.
+#[derive(Debug, Clone)]
+enum Children {
+    Few(Vec<(SmolStr, PrefixNode)>),
+    Many(Box<Map<SmolStr, PrefixNode>>),
+}
+
+/// Children kept in a vector up to this many.
+const FEW_CHILDREN: usize = 8;
+
+impl Default for Children {
+    fn default() -> Self {
+        Children::Few(Vec::new())
+    }
+}
+
+impl Children {
+    #[inline]
+    fn get(&self, segment: &str) -> Option<&PrefixNode> {
+        match self {
+            Children::Few(v) => v.iter().find(|(k, _)| k == segment).map(|(_, n)| n),
+            Children::Many(m) => m.get(segment),
+        }
+    }
+
+    fn get_or_insert(&mut self, segment: &str) -> &mut PrefixNode {
+        if let Children::Few(v) = self {
+            if v.len() >= FEW_CHILDREN && !v.iter().any(|(k, _)| k == segment) {
+                let many: Map<SmolStr, PrefixNode> = std::mem::take(v).into_iter().collect();
+                *self = Children::Many(Box::new(many));
+            }
+        }
+        match self {
+            Children::Few(v) => {
+                let at = match v.iter().position(|(k, _)| k == segment) {
+                    Some(at) => at,
+                    None => {
+                        v.push((segment.into(), PrefixNode::default()));
+                        v.len() - 1
+                    }
+                };
+                // `at` is a valid index: found or just pushed.
+                &mut v[at].1
+            }
+            Children::Many(m) => m.entry(segment.into()).or_default(),
+        }
+    }
+
+    fn nodes(&self) -> Box<dyn Iterator<Item = &PrefixNode> + '_> {
+        match self {
+            Children::Few(v) => Box::new(v.iter().map(|(_, n)| n)),
+            Children::Many(m) => Box::new(m.values()),
+        }
+    }
 }
 
 /// The compiled routing table.
 #[derive(Debug, Default, Clone)]
 pub struct RoutingTable {
-    exact: Map<Box<str>, PathTable>,
-    wildcard: Map<Box<str>, PathTable>,
+    exact: Map<SmolStr, PathTable>,
+    wildcard: Map<SmolStr, PathTable>,
     hostless: Option<PathTable>,
     /// Served when nothing else matched (`--default-backend-service`); when
     /// `None` the proxy answers 404 itself.
@@ -98,17 +166,20 @@ impl PathTable {
     /// The first route inserted for a (path, type) keeps it.
     pub fn insert(&mut self, path: &str, path_type: PathType, route: RouteId) -> Insert {
         match path_type {
-            PathType::Exact => match self.exact.get(path) {
+            PathType::Exact => match self.exact.get_or_insert_with(Box::default).get(path) {
                 Some(&held) => Insert::Taken(held),
                 None => {
-                    self.exact.insert(path.into(), route);
+                    self.exact
+                        .get_or_insert_with(Box::default)
+                        .insert(path.into(), route);
+                    self.exact_lengths |= 1u64 << (path.len() % 64);
                     Insert::Added
                 }
             },
             PathType::Prefix | PathType::ImplementationSpecific => {
                 let mut node = &mut self.prefix;
                 for segment in path.split('/').filter(|s| !s.is_empty()) {
-                    node = node.children.entry(segment.into()).or_default();
+                    node = node.children.get_or_insert(segment);
                 }
                 match node.route {
                     Some(held) => Insert::Taken(held),
@@ -134,8 +205,10 @@ impl PathTable {
     /// prefix, then the host's fallback.
     #[inline]
     pub fn lookup(&self, path: &str) -> Option<RouteId> {
-        if let Some(&route) = self.exact.get(path) {
-            return Some(route);
+        if self.exact_lengths & (1u64 << (path.len() % 64)) != 0 {
+            if let Some(&route) = self.exact.as_ref().and_then(|m| m.get(path)) {
+                return Some(route);
+            }
         }
         let mut node = &self.prefix;
         let mut best = node.route;
@@ -156,9 +229,9 @@ impl PathTable {
     /// Number of distinct paths (for the check output and metrics).
     pub fn len(&self) -> usize {
         fn count(node: &PrefixNode) -> usize {
-            usize::from(node.route.is_some()) + node.children.values().map(count).sum::<usize>()
+            usize::from(node.route.is_some()) + node.children.nodes().map(count).sum::<usize>()
         }
-        self.exact.len() + count(&self.prefix)
+        self.exact.as_ref().map_or(0, |m| m.len()) + count(&self.prefix)
     }
 
     pub fn is_empty(&self) -> bool {

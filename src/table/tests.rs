@@ -115,3 +115,28 @@ fn duplicate_paths_report_the_holder() {
         Insert::Added
     );
 }
+
+#[test]
+fn many_children_and_long_exact_paths_still_match() {
+    // More children than the inline vector holds: the node switches to a map.
+    let mut entries: Vec<(String, String, PathType)> = (0..20)
+        .map(|i| ("h".to_string(), format!("/svc{i}"), PathType::Prefix))
+        .collect();
+    // Exact paths whose lengths collide modulo 64.
+    let long = format!("/{}", "x".repeat(64));
+    entries.push(("h".into(), "/y".into(), PathType::Exact));
+    entries.push(("h".into(), long.clone(), PathType::Exact));
+    let refs: Vec<(&str, &str, PathType)> = entries
+        .iter()
+        .map(|(h, p, t)| (h.as_str(), p.as_str(), *t))
+        .collect();
+    let mut t = table(&refs);
+    for i in 0..20u32 {
+        assert_eq!(t.lookup("h", &format!("/svc{i}/deeper")), Some(i));
+    }
+    assert_eq!(t.lookup("h", "/svc20"), None);
+    assert_eq!(t.lookup("h", "/y"), Some(20));
+    assert_eq!(t.lookup("h", &long), Some(21));
+    assert_eq!(t.lookup("h", &format!("/{}", "z".repeat(64))), None);
+    assert_eq!(t.host_mut("h").len(), 22);
+}

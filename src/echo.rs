@@ -3,8 +3,13 @@
 //! a JSON description of the request it received and the service it plays.
 //! Examples, tests and benchmarks share it.
 //!
+//! A query parameter `bytes=N` (`GET /x?bytes=1073741824`) answers N zero
+//! bytes instead, streamed in 64 KiB chunks: the download side of streaming
+//! tests and benchmarks.
+//!
 //! Invariant: request bodies are counted while streaming, never buffered,
-//! so uploads of any size keep memory flat.
+//! and downloads are generated while streaming, so transfers of any size
+//! keep memory flat.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -57,10 +62,69 @@ struct Identity {
     fixed: bool,
 }
 
+/// N zero bytes in 64 KiB chunks.
+struct Zeros {
+    remaining: u64,
+}
+
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl http_body::Body for Zeros {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.remaining.min(ZEROS.len() as u64);
+        self.remaining -= n;
+        let chunk = Bytes::from_static(ZEROS.get(..n as usize).unwrap_or_default());
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+type EchoBody = http_body_util::Either<Full<Bytes>, Zeros>;
+
+fn download_size(uri: &http::Uri) -> Option<u64> {
+    uri.query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("bytes="))
+        .and_then(|n| n.parse().ok())
+}
+
 async fn handle(
     req: Request<Incoming>,
     id: Arc<Identity>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<EchoBody>, Infallible> {
+    if let Some(n) = download_size(req.uri()) {
+        let mut body = req.into_body();
+        while let Some(Ok(_)) = body.frame().await {}
+        let mut response = Response::new(EchoBody::Right(Zeros { remaining: n }));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        response
+            .headers_mut()
+            .insert(header::SERVER, HeaderValue::from_static("tollgate-echo"));
+        return Ok(response);
+    }
+    Ok(echo(req, id).await.map(EchoBody::Left))
+}
+
+async fn echo(req: Request<Incoming>, id: Arc<Identity>) -> Response<Full<Bytes>> {
     let mut response = if id.fixed {
         // Drain the body so the connection stays reusable.
         let mut body = req.into_body();
@@ -122,7 +186,7 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&id.service) {
         response.headers_mut().insert("x-echo-service", v);
     }
-    Ok(response)
+    response
 }
 
 /// Serves one echo listener forever.

@@ -13,9 +13,14 @@
 //!   EndpointSlice change never recompiles routes) and pickers.
 //! - [`runtime`]: turns compiled output into the published state (one
 //!   `ArcSwap`) and applies endpoint-only changes through the fast path.
-//! - [`proxy`]: the data plane: listeners, the hyper service, forwarding,
-//!   the upstream connection pool, error → status mapping.
+//! - [`proxy`]: the data plane: listeners (one single-threaded runtime per
+//!   worker, `SO_REUSEPORT`), the hyper service, header rewriting, the
+//!   framing check, thread-local upstream connection pools, error → status.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: the Prometheus registry; per-route handles resolved when a
+//!   table is published, so requests only touch atomics.
+//! - [`check`]: `tollgate check`, the same provider and compiler as `run`.
+//! - [`settings`]: the command line (clap), each flag with an env variable.
 //! - [`echo`]: the built-in echo backend shared by examples, tests and benches.
 //!
 //! The data plane never sees a k8s-openapi type: everything it reads was

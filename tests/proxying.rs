@@ -443,6 +443,43 @@ async fn content_length_with_transfer_encoding_gets_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http11_needs_exactly_one_host_header() {
+    let echo = Echo::services(&["hosts", "anyhost"]).await;
+    let mut docs = route("hosts.test", "hosts", &echo.ports("hosts"));
+    // A hostless rule, which a request without a usable host would reach.
+    docs.push(ingress(NS, "anyhost-ing", &simple_spec("", "anyhost")));
+    docs.extend(backend(NS, "anyhost", &echo.ports("anyhost")));
+    let tg = Tollgate::with_docs(&docs).await;
+
+    let missing = raw(tg.http_addr(), b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .expect("raw request");
+    assert_eq!(
+        missing.status,
+        400,
+        "HTTP/1.1 without Host: {}",
+        missing.text()
+    );
+    let twice = raw(
+        tg.http_addr(),
+        b"GET / HTTP/1.1\r\nHost: hosts.test\r\nHost: other.test\r\n\r\n",
+    )
+    .await
+    .expect("raw request");
+    assert_eq!(twice.status, 400, "two Host headers: {}", twice.text());
+    // HTTP/1.0 may omit Host: the hostless rules serve it.
+    let old = raw(tg.http_addr(), b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .expect("raw request");
+    assert_eq!(old.status, 200, "HTTP/1.0 without Host: {}", old.text());
+    assert!(
+        old.text().contains("\"service\": \"anyhost\""),
+        "{}",
+        old.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_prior_knowledge_is_routed() {
     let echo = Echo::services(&["h2"]).await;
     let tg = Tollgate::with_docs(&route("h2.test", "h2", &echo.ports("h2"))).await;

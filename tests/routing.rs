@@ -933,3 +933,31 @@ async fn deleting_a_file_removes_its_objects() {
     let r = tg.get("keep.test", "/").await;
     assert_eq!(r.service().as_deref(), Some("keep"), "{}", r.summary());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_name_service_is_resolved_by_dns() {
+    let ns = "routing";
+    let echo = Echo::services(&["outside"]).await;
+    let port = echo.port("outside");
+    let external = serde_yaml::from_str::<Value>(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: outside, namespace: {ns}}}\nspec:\n  type: ExternalName\n  externalName: localhost\n  ports: [{{name: http, port: {port}}}]\n"
+    ))
+    .unwrap();
+    let docs = vec![
+        ingress_class("tollgate", false),
+        ingress(
+            ns,
+            "external",
+            &spec(&[rule(
+                "external.test",
+                &[path("/by-number", "Prefix", "outside")
+                    .replace("number: 8080", &format!("number: {port}"))],
+            )]),
+        ),
+        external,
+    ];
+    let tg = Tollgate::with_docs(&docs).await;
+    let mut f = Failures::default();
+    expect_route(&mut f, &tg, "external.test", "/by-number", Some("outside")).await;
+    f.assert_none();
+}

@@ -105,13 +105,16 @@ pub async fn handle(
     let request_id = headers::ensure_request_id(req.headers_mut());
 
     let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
-    let raw_host = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => req
-            .headers()
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or(""),
+    let raw_host = match request_host(&req) {
+        Ok(h) => h,
+        Err(e) => {
+            let response = e.response();
+            state
+                .metrics
+                .unrouted
+                .record(response.status().as_u16(), started.elapsed());
+            return Ok(response.map(|b| b.with_active(active)));
+        }
     };
     let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
     let matched_path = path::normalize(req.uri().path());
@@ -162,6 +165,28 @@ pub async fn handle(
         log.emit(response.status(), route, endpoint.as_deref(), started);
     }
     Ok(response.map(|b| b.with_active(active)))
+}
+
+/// The request's host: the authority of an absolute-form target or
+/// `:authority`, else the Host header. HTTP/1.1 requires exactly one Host
+/// (RFC 9112 §3.2): none, several, or an unreadable one is a 400.
+fn request_host(req: &Request<Incoming>) -> Result<&str, ProxyError> {
+    if let Some(authority) = req.uri().authority() {
+        return Ok(authority.as_str());
+    }
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("more than one Host header"));
+    }
+    match first.map(|h| h.to_str()) {
+        Some(Ok(h)) => Ok(h),
+        Some(Err(_)) => Err(ProxyError::BadRequest("unreadable Host header")),
+        None if req.version() == Version::HTTP_11 => {
+            Err(ProxyError::BadRequest("missing Host header"))
+        }
+        None => Ok(""),
+    }
 }
 
 /// The fields of one access-log line.

@@ -142,7 +142,9 @@ wait_http() {
 
 # status_kb PID KEY: a kB field of /proc/PID/status (VmRSS, VmHWM, RssAnon...).
 status_kb() { awk -v k="$2" '$1 == k":" { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-# io_field PID KEY: a field of /proc/PID/io (rchar / wchar count socket reads/writes too).
+# io_field PID KEY: a field of /proc/PID/io. wchar counts bytes passed to
+# write(2)/writev(2), which is how tokio writes to sockets (its reads use
+# recv(2), which rchar does not count).
 io_field() { awk -v k="$2" '$1 == k":" { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/io" 2>/dev/null || echo 0; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
@@ -303,7 +305,7 @@ run_phase() {
     alive "$ECHO_PID" || die "echo backend died before phase $name"
     PHASE_BEFORE=$(status_kb "$TG_PID" VmRSS)
     if (( HWM_OK )); then reset_hwm "$TG_PID" || true; fi
-    ECHO_W0=$(io_field "$ECHO_PID" wchar); ECHO_R0=$(io_field "$ECHO_PID" rchar)
+    ECHO_W0=$(io_field "$ECHO_PID" wchar)
     start_sampler "$TG_PID" "$TMP/rss-$name.txt"
     local t_pid
     "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
@@ -312,7 +314,7 @@ run_phase() {
     wait "$t_pid" || PHASE_RC=$?
     stop_sampler
     PHASE_HWM=$( (( HWM_OK )) && status_kb "$TG_PID" VmHWM || echo 0 )
-    ECHO_W1=$(io_field "$ECHO_PID" wchar); ECHO_R1=$(io_field "$ECHO_PID" rchar)
+    ECHO_W1=$(io_field "$ECHO_PID" wchar)
     read -r PHASE_SAMPLES PHASE_PEAK < <(samples_stat "$TMP/rss-$name.txt")
     # the exact peak is the larger of the sampled maximum and VmHWM
     (( PHASE_HWM > PHASE_PEAK )) && PHASE_PEAK=$PHASE_HWM
@@ -363,7 +365,6 @@ elif [[ "$got" != "$SIZE" ]]; then
     status=FAIL; note="echo counted bodyBytes=$got, expected $SIZE (curl sent ${sent:-?})"
 fi
 record upload "$SIZE" "${got}" "${secs:-0}" "$status" "$note"
-UP_ECHO_READ=$(( ECHO_R1 - ECHO_R0 ))
 
 # ---------------------------------------------------------------- 2: download
 log "download: $SIZE bytes through the proxy"
@@ -404,7 +405,6 @@ after_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $HOST
 open_conns=$(curl -s --max-time 5 "http://127.0.0.1:$TG_ADMIN/metrics" | awk '$1 == "tollgate_open_connections" { print $2 }' || true)
 AFTER_RSS=$(status_kb "$TG_PID" VmRSS)
 AFTER_ANON=$(status_kb "$TG_PID" RssAnon)
-LIFE_HWM=$(status_kb "$TG_PID" VmHWM)
 alive "$TG_PID" || die "tollgate died"
 
 # ---------------------------------------------------------------- report
@@ -421,11 +421,10 @@ echo
 echo "  tollgate VmRSS: idle $IDLE_RSS kB | peak upload $(awk -F'\t' '$1=="upload"{print $6}' "$RESULTS") kB" \
      "| peak download $(awk -F'\t' '$1=="download"{print $6}' "$RESULTS") kB" \
      "| peak slow reader $(awk -F'\t' '$1=="slow"{print $6}' "$RESULTS") kB | after $AFTER_RSS kB"
-echo "  RssAnon (heap+stacks): idle $IDLE_ANON kB, after $AFTER_ANON kB; lifetime VmHWM $LIFE_HWM kB" \
-     "$([[ $HWM_OK == 1 ]] && echo "(peaks include per-phase VmHWM, reset via clear_refs)" || echo "(peaks are sampled only)")"
+echo "  RssAnon (heap+stacks): idle $IDLE_ANON kB, after $AFTER_ANON kB;" \
+     "$([[ $HWM_OK == 1 ]] && echo "peaks = max(samples, per-phase VmHWM reset via clear_refs)" || echo "peaks are sampled only")"
 echo "  bound: peak - idle <= $BOUND_KB kB ($RSS_BOUND_MB MB)"
 echo "  after the aborted download: request -> HTTP ${after_code:-none}, tollgate_open_connections ${open_conns:-?}"
-echo "  echo backend read $(mib "$UP_ECHO_READ") MiB from sockets during the upload"
 
 if grep -qiE 'error|panic|warn' "$TMP/tollgate.log"; then
     echo "note: tollgate log contains warnings/errors (first 10):"

@@ -16,6 +16,8 @@
 //! handle drops, and its temporary directory is removed unless the test
 //! panicked (then the logs are printed to help diagnosis).
 #![allow(dead_code)]
+// Test scaffolding, not the data plane: a lock guarding the port registry is fine.
+#![allow(clippy::disallowed_types)]
 
 use std::collections::HashSet;
 use std::convert::Infallible;

@@ -1334,3 +1334,68 @@ async fn admin_health_and_request_metrics() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// Upload timing: the response timeout does not count upload time
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upload_longer_than_response_timeout_succeeds() {
+    let echo = Echo::services(&["slowup"]).await;
+    let tg = Tollgate::builder()
+        .docs(
+            "m.yaml",
+            &route("slowup.test", "slowup", &echo.ports("slowup")),
+        )
+        .args(&["--upstream-response-timeout", "300ms"])
+        .start()
+        .await;
+    let mut s = TcpStream::connect(tg.http_addr()).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: slowup.test\r\nContent-Length: 60\r\n\r\n")
+        .await
+        .unwrap();
+    // 60 bytes over ~1 s, in steps shorter than the timeout: the whole
+    // upload outlasts the response timeout more than three times.
+    for _ in 0..6 {
+        s.write_all(&[b'x'; 10]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(170)).await;
+    }
+    let r = tokio::time::timeout(Duration::from_secs(5), read_response(&mut s))
+        .await
+        .expect("response in time")
+        .expect("response");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("\"bodyBytes\": 60"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_upload_gets_408() {
+    let echo = Echo::services(&["stall"]).await;
+    let tg = Tollgate::builder()
+        .docs(
+            "m.yaml",
+            &route("stall.test", "stall", &echo.ports("stall")),
+        )
+        .args(&["--upstream-response-timeout", "300ms"])
+        .start()
+        .await;
+    let mut s = TcpStream::connect(tg.http_addr()).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: stall.test\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(5), read_response(&mut s))
+        .await
+        .expect("response in time")
+        .expect("response");
+    assert_eq!(r.status, 408, "{}", String::from_utf8_lossy(&r.body));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "408 after {waited:?}"
+    );
+}

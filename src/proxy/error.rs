@@ -27,9 +27,13 @@ pub enum ProxyError {
     /// Upstream: the connection failed after the request was sent.
     #[error("upstream: {0}")]
     Upstream(#[source] hyper::Error),
-    /// Upstream: no response headers within the response timeout.
+    /// Upstream: no response headers within the response timeout (or it
+    /// stopped reading the request body).
     #[error("upstream response timed out")]
     Timeout,
+    /// Downstream: the client stopped sending its request body.
+    #[error("client request body timed out")]
+    ClientTimeout,
 }
 
 impl ProxyError {
@@ -40,6 +44,7 @@ impl ProxyError {
             ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -50,6 +55,7 @@ impl ProxyError {
             ProxyError::NoEndpoints => "503 Service Unavailable\n",
             ProxyError::Connect(_) | ProxyError::Upstream(_) => "502 Bad Gateway\n",
             ProxyError::Timeout => "504 Gateway Timeout\n",
+            ProxyError::ClientTimeout => "408 Request Timeout\n",
         }
     }
 
@@ -61,7 +67,7 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(self, ProxyError::BadRequest(_)) {
+        if matches!(self, ProxyError::BadRequest(_) | ProxyError::ClientTimeout) {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -16,6 +16,7 @@ pub mod framing;
 pub mod headers;
 pub mod listener;
 pub mod pool;
+pub mod upload;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -273,6 +274,9 @@ async fn forward(
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare(ctx, &mut req, upgrade);
+    let (parts, body) = req.into_parts();
+    let (body, upload) = upload::UploadBody::new(body);
+    let mut req = Request::from_parts(parts, body);
 
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
@@ -317,13 +321,13 @@ async fn forward(
             let inflight = endpoint.start_request();
             // Latency feeds only the p2c-ewma picker: no clock read otherwise.
             let sent = (upstream.key.lb == LbAlgorithm::P2cEwma).then(Instant::now);
+            let exchange = sender.try_send_request(req);
             let response =
-                match tokio::time::timeout(settings.response_timeout, sender.try_send_request(req))
-                    .await
+                match upload::with_timeouts(exchange, upload.as_deref(), settings.response_timeout)
+                    .await?
                 {
-                    Err(_) => return Err(ProxyError::Timeout),
-                    Ok(Ok(response)) => response,
-                    Ok(Err(mut e)) => match e.take_message() {
+                    Ok(response) => response,
+                    Err(mut e) => match e.take_message() {
                         Some(unsent) if reused => {
                             req = unsent;
                             continue;

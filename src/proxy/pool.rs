@@ -19,18 +19,18 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::upload::UploadBody;
 use crate::lb::clock;
 use crate::table::upstream::EndpointAddr;
 
 /// Most idle keep-alive connections kept per endpoint (per worker).
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
-pub type Sender = http1::SendRequest<Incoming>;
+pub type Sender = http1::SendRequest<UploadBody>;
 
 #[derive(Debug)]
 struct Idle {

@@ -147,7 +147,8 @@ pub struct RunArgs {
     /// Time to establish a connection to an upstream endpoint.
     #[arg(long, env = "TOLLGATE_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub upstream_connect_timeout: Duration,
-    /// Time from sending a request upstream to its response headers.
+    /// Time from sending a request upstream to its response headers (and the
+    /// longest pause allowed between chunks of a request body).
     #[arg(long, env = "TOLLGATE_UPSTREAM_RESPONSE_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub upstream_response_timeout: Duration,
     /// Idle upstream keep-alive connections are closed after this long.

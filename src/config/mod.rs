@@ -134,6 +134,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
     if let Some((service, port)) = &opts.default_backend {
         builder.add_default_backend_flag(service, port.as_ref());
     }
+    out.table = out.table.compacted();
     out
 }
 

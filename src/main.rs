@@ -1,6 +1,7 @@
 //! The `tollgate` binary: command line → settings, tracing, and the run loop
 //! until SIGTERM. (anyhow lives only here; the library has typed errors.)
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +11,8 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use std::net::SocketAddr;
 use tollgate::metrics::{Metrics, SourceLabels};
 use tollgate::provider::files::FileSource;
-
 use tollgate::proxy::listener::{self, ConnSettings, ConnTracker};
 use tollgate::proxy::pool;
 use tollgate::proxy::{ProxySettings, ProxyState};

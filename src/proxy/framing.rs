@@ -248,3 +248,50 @@ mod tests {
         assert!(check.is_off());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::FramingCheck;
+
+    /// However a valid stream of requests is split into reads, the check
+    /// reaches the same verdict.
+    #[test]
+    fn verdict_does_not_depend_on_read_boundaries() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for round in 0..2_000 {
+            let mut stream = Vec::new();
+            let mut expected = None;
+            for i in 1..=rng.u64(1..6) {
+                let body = rng.usize(0..40);
+                let bad = rng.u8(..10) == 0;
+                stream.extend_from_slice(
+                    format!("POST /{i} HTTP/1.1\r\nHost: h\r\nContent-Length: {body}\r\n")
+                        .as_bytes(),
+                );
+                if bad {
+                    stream.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    expected.get_or_insert(i);
+                }
+                stream.extend_from_slice(b"\r\n");
+                stream.extend(std::iter::repeat_n(b'x', body));
+                if bad {
+                    break; // the connection is closed after a bad head
+                }
+            }
+            let mut check = FramingCheck::default();
+            let mut rest = stream.as_slice();
+            while !rest.is_empty() {
+                let take = rng.usize(1..=rest.len().min(50));
+                let (head, tail) = rest.split_at(take);
+                check.feed(head);
+                rest = tail;
+            }
+            assert_eq!(
+                check.bad_head(),
+                expected,
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&stream)
+            );
+        }
+    }
+}

@@ -162,9 +162,12 @@ pub enum Insert {
 }
 
 impl PathTable {
-    /// Adds `path` (already validated: absolute, no dot segments) for `route`.
+    /// Adds `path` (validated: absolute, no dot segments) for `route`.
     /// The first route inserted for a (path, type) keeps it.
     pub fn insert(&mut self, path: &str, path_type: PathType, route: RouteId) -> Insert {
+        // Rule paths get the same normalization as request paths (e.g. an
+        // escaped unreserved character), so that equal paths compare equal.
+        let path = &*path::normalize(path);
         match path_type {
             PathType::Exact => match self.exact.get_or_insert_with(Box::default).get(path) {
                 Some(&held) => Insert::Taken(held),

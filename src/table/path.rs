@@ -5,8 +5,10 @@
 //!   its original target. So `/public/../admin` is matched as `/admin` and
 //!   can never reach a `/public` backend.
 //! - Normalization decodes percent-encoded *unreserved* characters only
-//!   (`%2E` becomes `.`, `%2F` stays encoded), then removes dot segments
-//!   (RFC 3986 §5.2.4) and merges repeated slashes.
+//!   (`%2E` becomes `.`, `%2F` stays encoded, escapes are uppercased, a bare
+//!   `%` becomes `%25`), then removes dot segments (RFC 3986 §5.2.4) and
+//!   merges repeated slashes. It decodes once: normalizing a normalized path
+//!   changes nothing.
 //! - The common case (nothing to normalize) borrows and does not allocate.
 
 use std::borrow::Cow;
@@ -82,7 +84,14 @@ fn decode_unreserved(path: &str) -> String {
                     i += 3;
                     continue;
                 }
-                None => {}
+                None => {
+                    // A bare `%` (not a valid escape) becomes `%25`, so the
+                    // normalized form never holds a `%` that a second pass
+                    // could read as an escape.
+                    out.extend_from_slice(b"%25");
+                    i += 1;
+                    continue;
+                }
             }
         }
         out.push(b);
@@ -146,8 +155,56 @@ mod tests {
         assert_eq!(normalize("/public/%2E%2E/admin"), "/admin");
         assert_eq!(normalize("/%61bc"), "/abc");
         assert_eq!(normalize("/a%2fb"), "/a%2Fb");
-        assert_eq!(normalize("/a%zz"), "/a%zz");
-        assert_eq!(normalize("/a%2"), "/a%2");
-        assert_eq!(normalize("/%"), "/%");
+        assert_eq!(normalize("/a%zz"), "/a%25zz");
+        assert_eq!(normalize("/a%2"), "/a%252");
+        assert_eq!(normalize("/%"), "/%25");
+        assert_eq!(normalize("/%%41"), "/%25A");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::normalize;
+
+    /// Random paths built from the pieces that matter to normalization.
+    fn random_path(rng: &mut fastrand::Rng) -> String {
+        const PIECES: [&str; 14] = [
+            "/", "//", "a", "b", ".", "..", "%2e", "%2E", "%2f", "%41", "%", "%zz", "~x", "/./",
+        ];
+        let n = rng.usize(0..12);
+        (0..n).map(|_| PIECES[rng.usize(..PIECES.len())]).collect()
+    }
+
+    #[test]
+    fn normalized_paths_are_clean_and_stable() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let raw = random_path(&mut rng);
+            let once = normalize(&raw).into_owned();
+            assert!(once.starts_with('/'), "{raw:?} -> {once:?}");
+            assert!(!once.contains("//"), "{raw:?} -> {once:?}");
+            for segment in once.split('/') {
+                assert!(segment != "." && segment != "..", "{raw:?} -> {once:?}");
+                assert!(!segment.eq_ignore_ascii_case("%2e"), "{raw:?} -> {once:?}");
+            }
+            assert_eq!(normalize(&once), once, "not idempotent for {raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_path_under_a_prefix_never_escapes_it_by_dot_segments() {
+        // `/public/<anything>` normalizes to something under `/public` unless
+        // it climbs out with `..`, in which case it must not still look like
+        // `/public/...` from a different directory.
+        let mut rng = fastrand::Rng::with_seed(11);
+        for _ in 0..20_000 {
+            let tail = random_path(&mut rng);
+            let raw = format!("/public/{tail}");
+            let n = normalize(&raw);
+            let climbs = raw.contains("..") || raw.to_ascii_lowercase().contains("%2e");
+            if !climbs {
+                assert!(n.starts_with("/public"), "{raw:?} -> {n:?}");
+            }
+        }
     }
 }

@@ -140,3 +140,14 @@ fn many_children_and_long_exact_paths_still_match() {
     assert_eq!(t.lookup("h", &format!("/{}", "z".repeat(64))), None);
     assert_eq!(t.host_mut("h").len(), 22);
 }
+
+#[test]
+fn rule_paths_are_normalized_like_requests() {
+    let t = table(&[
+        ("h", "/%61pi", PathType::Prefix),
+        ("h", "/%7Ex", PathType::Exact),
+    ]);
+    assert_eq!(t.lookup("h", &path::normalize("/api/v1")), Some(0));
+    assert_eq!(t.lookup("h", &path::normalize("/%61pi")), Some(0));
+    assert_eq!(t.lookup("h", &path::normalize("/~x")), Some(1));
+}

@@ -1399,3 +1399,52 @@ async fn stalled_upload_gets_408() {
         "408 after {waited:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_log_has_one_line_per_request() {
+    let echo = Echo::services(&["logged"]).await;
+    let tg = Tollgate::builder()
+        .docs(
+            "m.yaml",
+            &route("logged.test", "logged", &echo.ports("logged")),
+        )
+        .args(&["--log-format", "json"])
+        .start()
+        .await;
+    let mut s = TcpStream::connect(tg.http_addr()).await.unwrap();
+    s.write_all(
+        b"GET /seen?x=1 HTTP/1.1\r\nHost: logged.test\r\nX-Request-Id: log-test-42\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let r = read_response(&mut s).await.expect("response");
+    assert_eq!(r.status, 200);
+
+    // The log is written off the request path; wait for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let out = tg.proc_.stdout_text();
+        if let Some(line) = out.lines().find(|l| l.contains("log-test-42")) {
+            break line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access log line for the request:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["target"], "access", "{line}");
+    assert_eq!(v["request_id"], "log-test-42", "{line}");
+    assert_eq!(v["status"], 200, "{line}");
+    assert_eq!(v["host"], "logged.test", "{line}");
+    assert_eq!(v["path"], "/seen?x=1", "{line}");
+    assert_eq!(v["ingress"], format!("{NS}/logged-ing"), "{line}");
+    assert!(
+        v["upstream"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("127.0.0.1:")),
+        "{line}"
+    );
+    assert!(v["duration_ms"].as_f64().is_some(), "{line}");
+}

@@ -961,3 +961,54 @@ async fn external_name_service_is_resolved_by_dns() {
     expect_route(&mut f, &tg, "external.test", "/by-number", Some("outside")).await;
     f.assert_none();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_namespace_limits_what_is_served() {
+    let echo = Echo::services(&["in-a", "in-b"]).await;
+    let mut docs = vec![ingress_class("tollgate", false)];
+    docs.push(ingress(
+        "team-a",
+        "a",
+        &spec(&[rule("a.test", &[path("/", "Prefix", "in-a")])]),
+    ));
+    docs.extend(backend("team-a", "in-a", &echo.ports("in-a")));
+    docs.push(ingress(
+        "team-b",
+        "b",
+        &spec(&[rule("b.test", &[path("/", "Prefix", "in-b")])]),
+    ));
+    docs.extend(backend("team-b", "in-b", &echo.ports("in-b")));
+    let tg = Tollgate::builder()
+        .docs("m.yaml", &docs)
+        .args(&["--watch-namespace", "team-a"])
+        .start()
+        .await;
+    let mut f = Failures::default();
+    expect_route(&mut f, &tg, "a.test", "/", Some("in-a")).await;
+    expect_route(&mut f, &tg, "b.test", "/", None).await;
+    f.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_backend_service_flag_serves_unmatched_requests() {
+    let echo = Echo::services(&["known", "fallback"]).await;
+    let mut docs = vec![ingress_class("tollgate", false)];
+    docs.push(ingress(
+        "web",
+        "known",
+        &spec(&[rule("known.test", &[path("/app", "Prefix", "known")])]),
+    ));
+    docs.extend(backend("web", "known", &echo.ports("known")));
+    docs.extend(backend("infra", "fallback", &echo.ports("fallback")));
+    let tg = Tollgate::builder()
+        .docs("m.yaml", &docs)
+        .args(&["--default-backend-service", "infra/fallback"])
+        .start()
+        .await;
+    let mut f = Failures::default();
+    expect_route(&mut f, &tg, "known.test", "/app", Some("known")).await;
+    // An unknown host, and an unmatched path of a known host.
+    expect_route(&mut f, &tg, "nobody.test", "/", Some("fallback")).await;
+    expect_route(&mut f, &tg, "known.test", "/elsewhere", Some("fallback")).await;
+    f.assert_none();
+}

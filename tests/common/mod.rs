@@ -211,6 +211,11 @@ impl Proc {
     }
 
     /// The last bytes of the process's stdout and stderr.
+    /// Everything the child wrote to stdout so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
     pub fn logs(&self) -> String {
         let tail = |p: &Path| {
             let s = std::fs::read_to_string(p).unwrap_or_default();

@@ -38,11 +38,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     );
     source.reload();
     let (snapshot, mut diagnostics) = source.snapshot();
-    let compiled = config::compile(
-        &snapshot,
-        &args.selection.compile_options(),
-        &LastGood::new(),
-    );
+    let mut opts = args.selection.compile_options();
+    opts.now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok());
+    let compiled = config::compile(&snapshot, &opts, &LastGood::new());
     diagnostics.extend(compiled.diagnostics.iter().cloned());
 
     let mut routes: Vec<RouteRow> = compiled

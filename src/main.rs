@@ -11,10 +11,11 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use tokio_rustls::TlsAcceptor;
 use tollgate::metrics::{Metrics, SourceLabels};
 use tollgate::provider::files::FileSource;
 use tollgate::proxy::listener::{self, ConnSettings, ConnTracker};
-use tollgate::proxy::pool;
+use tollgate::proxy::{pool, tls};
 use tollgate::proxy::{ProxySettings, ProxyState};
 use tollgate::runtime::{Health, Runtime};
 use tollgate::settings::{Cli, Command, LogFormat, RunArgs};
@@ -115,6 +116,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             upstream_idle_timeout: args.upstream_idle_timeout,
             trusted_proxies: args.trusted_proxies.clone(),
             access_log: args.access_log,
+            https_redirect_port: args.https_redirect_port,
+            hsts: args.hsts.clone(),
         },
         metrics: metrics.clone(),
     });
@@ -129,6 +132,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|_| bind(args.http_addr, threads > 1))
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("binding --http-addr {}", args.http_addr))?;
+    let https_listeners = (0..threads)
+        .map(|_| bind(args.https_addr, threads > 1))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("binding --https-addr {}", args.https_addr))?;
+    let default_certificate = tls::generate_default_certificate().context("TLS")?;
+    let tls_acceptor = TlsAcceptor::from(
+        tls::server_config(state.published.clone(), default_certificate).context("TLS")?,
+    );
     let admin_listener = bind(args.admin_addr, false)
         .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
 
@@ -142,13 +153,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     // workers): a connection, its requests and its upstream connections
     // stay on one thread.
     let mut workers = Vec::with_capacity(threads);
-    for (i, std_listener) in http_listeners.into_iter().enumerate() {
+    for (i, (std_listener, std_tls_listener)) in
+        http_listeners.into_iter().zip(https_listeners).enumerate()
+    {
         let (state, settings, tracker, drain) = (
             state.clone(),
             conn_settings.clone(),
             tracker.clone(),
             drain_rx.clone(),
         );
+        let acceptor = tls_acceptor.clone();
         let worker = std::thread::Builder::new()
             .name(format!("tollgate-worker-{i}"))
             .spawn(move || {
@@ -157,6 +171,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     .build()?;
                 rt.block_on(async move {
                     let listener = TcpListener::from_std(std_listener)?;
+                    let tls_listener = TcpListener::from_std(std_tls_listener)?;
                     let sweeper = tokio::spawn(async move {
                         let mut tick = tokio::time::interval(
                             (upstream_idle / 2).max(Duration::from_millis(100)),
@@ -166,8 +181,24 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                             pool::sweep(upstream_idle);
                         }
                     });
-                    listener::serve(listener, state, settings, "http", tracker.clone(), drain)
-                        .await;
+                    tokio::join!(
+                        listener::serve(
+                            listener,
+                            state.clone(),
+                            settings.clone(),
+                            None,
+                            tracker.clone(),
+                            drain.clone()
+                        ),
+                        listener::serve(
+                            tls_listener,
+                            state,
+                            settings,
+                            Some(acceptor),
+                            tracker.clone(),
+                            drain
+                        ),
+                    );
                     // Connections of this worker run on this runtime: keep it
                     // alive until every connection has drained or grace ends.
                     let _ = tokio::time::timeout(grace, tracker.wait_idle()).await;
@@ -187,7 +218,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let admin_task = tokio::spawn(tollgate::admin::serve(admin, health.clone(), metrics.clone(), admin_stop_rx));
         health.listeners_up.store(true, Ordering::Release);
-        tracing::info!(http = %args.http_addr, admin = %args.admin_addr, threads, "tollgate listening");
+        tracing::info!(http = %args.http_addr, https = %args.https_addr, admin = %args.admin_addr, threads, "tollgate listening");
 
         shutdown_signal().await;
         tracing::info!(grace = ?grace, open = tracker.open(), "draining");

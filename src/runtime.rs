@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use crate::config::{self, CompileOptions, Diagnostic, LastGood, ObjectKey, Snapshot};
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::table::tls::TlsTable;
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;
 
@@ -28,6 +29,8 @@ use crate::table::RoutingTable;
 pub struct Published {
     pub generation: u64,
     pub table: RoutingTable,
+    /// Certificates by TLS host (the certificate resolver reads this).
+    pub tls: TlsTable,
     /// Indexed by `UpstreamId`.
     pub upstreams: Vec<Arc<Upstream>>,
     /// Indexed by `RouteId`.
@@ -115,7 +118,12 @@ impl Runtime {
 
     fn recompile(&mut self, source_diagnostics: &[Diagnostic]) -> u64 {
         let started = Instant::now();
-        let compiled = config::compile(&self.snapshot, &self.opts, &self.last_good);
+        let mut opts = self.opts.clone();
+        opts.now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok());
+        let compiled = config::compile(&self.snapshot, &opts, &self.last_good);
         self.metrics.compile_seconds.observe(started.elapsed());
 
         let mut upstreams = HashMap::with_capacity(compiled.upstreams.len());
@@ -179,6 +187,7 @@ impl Runtime {
         self.published.store(Arc::new(Published {
             generation: self.generation,
             table: compiled.table,
+            tls: compiled.tls,
             upstreams: live,
             route_metrics,
         }));

@@ -54,6 +54,13 @@ fn duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{s}` is not a duration like 5s or 250ms: {e}"))
 }
 
+fn hsts(s: &str) -> Result<http::HeaderValue, String> {
+    if !s.trim_start().starts_with("max-age=") {
+        return Err(format!("`{s}` must start with max-age=SECONDS"));
+    }
+    http::HeaderValue::from_str(s).map_err(|_| format!("`{s}` is not a valid header value"))
+}
+
 fn cidr(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
@@ -108,6 +115,20 @@ pub struct SelectionArgs {
     /// Service (namespace/name[:port]) that serves requests no rule matches.
     #[arg(long, env = "TOLLGATE_DEFAULT_BACKEND_SERVICE", value_parser = service_ref)]
     pub default_backend_service: Option<(ObjectKey, Option<PortRef>)>,
+    /// TLS Secret (namespace/name) served for unknown or missing SNI names;
+    /// default: a self-signed certificate generated at start-up.
+    #[arg(long, env = "TOLLGATE_DEFAULT_CERTIFICATE", value_parser = object_ref)]
+    pub default_certificate: Option<ObjectKey>,
+}
+
+/// `namespace/name`.
+fn object_ref(s: &str) -> Result<ObjectKey, String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(ObjectKey::new(ns, name))
+        }
+        _ => Err(format!("`{s}` is not namespace/name")),
+    }
 }
 
 impl SelectionArgs {
@@ -116,6 +137,8 @@ impl SelectionArgs {
             ingress_class: self.ingress_class.clone(),
             controller_name: self.controller_name.clone(),
             default_backend: self.default_backend_service.clone(),
+            default_certificate: self.default_certificate.clone(),
+            now: None,
         }
     }
 }
@@ -127,9 +150,17 @@ pub struct RunArgs {
     /// Plain-HTTP listener (HTTP/1.1 and h2c prior knowledge).
     #[arg(long, env = "TOLLGATE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
-    /// HTTPS listener (used once TLS is configured).
+    /// HTTPS listener (TLS 1.2/1.3, ALPN h2 and http/1.1).
     #[arg(long, env = "TOLLGATE_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
     pub https_addr: SocketAddr,
+    /// Port written into HTTP → HTTPS redirects (omitted when 443): the port
+    /// clients reach the HTTPS listener on, e.g. through a LoadBalancer.
+    #[arg(long, env = "TOLLGATE_HTTPS_REDIRECT_PORT", default_value_t = 443)]
+    pub https_redirect_port: u16,
+    /// Strict-Transport-Security value for HTTPS responses, e.g.
+    /// `max-age=31536000; includeSubDomains` (default: none).
+    #[arg(long, env = "TOLLGATE_HSTS", value_parser = hsts)]
+    pub hsts: Option<http::HeaderValue>,
     /// Admin listener: /healthz, /readyz, /metrics.
     #[arg(long, env = "TOLLGATE_ADMIN_ADDR", default_value = "0.0.0.0:9180")]
     pub admin_addr: SocketAddr,

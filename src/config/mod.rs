@@ -17,6 +17,7 @@ pub mod class;
 pub mod diagnostic;
 pub mod endpoints;
 pub mod snapshot;
+pub mod tls;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +28,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 pub use diagnostic::{Diagnostic, Severity};
 pub use snapshot::{Changes, Entry, Object, ObjectKey, Snapshot};
 
+use crate::table::tls::{CertId, TlsTable};
 use crate::table::upstream::{EndpointAddr, LbAlgorithm, PortRef, UpstreamKey, UpstreamSpec};
 use crate::table::{Insert, PathType, Route, RoutingTable, UpstreamId};
 
@@ -34,6 +36,12 @@ use crate::table::{Insert, PathType, Route, RoutingTable, UpstreamId};
 pub const LOAD_BALANCE_ANNOTATION: &str = "tollgate.dev/load-balance";
 /// ingress-nginx's equivalent, honoured for migrated Ingresses.
 pub const NGINX_LOAD_BALANCE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/load-balance";
+/// `"false"` turns off the HTTP → HTTPS redirect of an Ingress's TLS hosts.
+pub const SSL_REDIRECT_ANNOTATION: &str = "tollgate.dev/ssl-redirect";
+pub const NGINX_SSL_REDIRECT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+/// `"true"` redirects to HTTPS even without a `spec.tls` section.
+pub const NGINX_FORCE_SSL_REDIRECT_ANNOTATION: &str =
+    "nginx.ingress.kubernetes.io/force-ssl-redirect";
 
 /// Settings the compiler reads (from flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +50,11 @@ pub struct CompileOptions {
     pub controller_name: String,
     /// `--default-backend-service`: served when nothing else matches.
     pub default_backend: Option<(ObjectKey, Option<PortRef>)>,
+    /// `--default-certificate`: the TLS Secret for unknown names.
+    pub default_certificate: Option<ObjectKey>,
+    /// Current time (seconds since the Unix epoch) for certificate expiry
+    /// warnings; `None` skips them. Passed in: the compiler has no clock.
+    pub now: Option<i64>,
 }
 
 impl Default for CompileOptions {
@@ -50,17 +63,34 @@ impl Default for CompileOptions {
             ingress_class: "tollgate".into(),
             controller_name: "tollgate.dev/ingress-controller".into(),
             default_backend: None,
+            default_certificate: None,
+            now: None,
         }
     }
 }
 
-/// The last version of each Ingress that compiled without rejection.
-pub type LastGood = BTreeMap<ObjectKey, Arc<Ingress>>;
+/// What kept working, fed back into the next compile so that bad input
+/// never replaces good configuration.
+#[derive(Debug, Default, Clone)]
+pub struct LastGood {
+    /// The last version of each Ingress that compiled without rejection.
+    pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
+    /// The last certificate each TLS Secret yielded.
+    pub certificates: BTreeMap<ObjectKey, Arc<tls::Certificate>>,
+}
+
+impl LastGood {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
 
 /// Everything one compile produces.
 #[derive(Debug, Default)]
 pub struct Compiled {
     pub table: RoutingTable,
+    /// Certificates by TLS host.
+    pub tls: TlsTable,
     pub upstreams: Vec<UpstreamSpec>,
     pub diagnostics: Vec<Diagnostic>,
     /// Feed back into the next compile.
@@ -91,9 +121,13 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
 
     let mut builder = Builder {
         snapshot,
+        opts,
+        last_good,
         out: &mut out,
         upstreams: HashMap::new(),
+        certs: HashMap::new(),
     };
+    let mut served = Vec::with_capacity(ours.len());
     for (key, entry) in ours {
         let origin = Some(entry.origin.clone());
         let problems = validate_ingress(&entry.object);
@@ -110,7 +144,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
                     reason,
                 ));
             }
-            let previous = last_good.get(key).cloned();
+            let previous = last_good.ingresses.get(key).cloned();
             let reason = match &previous {
                 Some(_) => "the Ingress is rejected; its last good version keeps serving",
                 None => "the Ingress is rejected and not served",
@@ -126,13 +160,31 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
             previous
         };
         if let Some(ingress) = chosen {
-            builder.out.last_good.insert(key.clone(), ingress.clone());
-            builder.add_ingress(key, origin, &ingress);
-            builder.out.ingresses += 1;
+            builder
+                .out
+                .last_good
+                .ingresses
+                .insert(key.clone(), ingress.clone());
+            served.push((key, origin, ingress));
         }
+    }
+    // Certificates first, for every Ingress: whether a host redirects to
+    // HTTPS depends on it having a certificate, whichever Ingress gave it.
+    for (key, origin, ingress) in &served {
+        builder.add_tls(key, origin, ingress);
+    }
+    for (key, origin, ingress) in served {
+        builder.add_ingress(key, origin, &ingress);
+        builder.out.ingresses += 1;
     }
     if let Some((service, port)) = &opts.default_backend {
         builder.add_default_backend_flag(service, port.as_ref());
+    }
+    if let Some(secret) = &opts.default_certificate {
+        let origin: Option<Arc<str>> = Some("--default-certificate".into());
+        if let Some(id) = builder.certificate(secret, &origin) {
+            builder.out.tls.set_default(id);
+        }
     }
     out.table = out.table.compacted();
     out
@@ -236,8 +288,21 @@ fn lb_algorithm(ingress: &Ingress) -> Result<LbAlgorithm, (String, String)> {
 
 struct Builder<'a> {
     snapshot: &'a Snapshot,
+    opts: &'a CompileOptions,
+    last_good: &'a LastGood,
     out: &'a mut Compiled,
     upstreams: HashMap<UpstreamKey, UpstreamId>,
+    /// TLS Secrets already resolved in this compile (`None`: unusable).
+    certs: HashMap<ObjectKey, Option<(CertId, Arc<tls::Certificate>)>>,
+}
+
+fn annotation<'a>(ingress: &'a Ingress, name: &str) -> Option<&'a str> {
+    ingress
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(name)
+        .map(|v| v.trim())
 }
 
 impl Builder<'_> {
@@ -306,8 +371,152 @@ impl Builder<'_> {
         id
     }
 
+    /// The certificate of a TLS Secret, parsed once per compile. A Secret
+    /// that fails gets a diagnostic and falls back to its last good
+    /// certificate, if any.
+    fn certificate(&mut self, secret: &ObjectKey, origin: &Option<Arc<str>>) -> Option<CertId> {
+        if let Some(done) = self.certs.get(secret) {
+            return done.as_ref().map(|(id, _)| *id);
+        }
+        let entry = self.snapshot.secrets.get(secret);
+        let parsed = match entry {
+            None => Err(("metadata.name", format!("TLS Secret {secret} not found"))),
+            Some(e) => tls::parse_secret(&e.object),
+        };
+        let secret_origin = entry.map(|e| e.origin.clone()).or_else(|| origin.clone());
+        let certificate = match parsed {
+            Ok(c) => {
+                if let (Some(now), true) = (
+                    self.opts.now,
+                    c.not_after < self.opts.now.unwrap_or(i64::MIN),
+                ) {
+                    self.out.diagnostics.push(Diagnostic::new(
+                        Severity::Warning,
+                        "Secret",
+                        secret,
+                        secret_origin.clone(),
+                        "data[tls.crt]",
+                        format!(
+                            "the certificate expired {} days ago; it is still served",
+                            (now - c.not_after) / 86_400
+                        ),
+                    ));
+                }
+                Some(Arc::new(c))
+            }
+            Err((field, reason)) => {
+                let fallback = self.last_good.certificates.get(secret).cloned();
+                let what = match (&fallback, entry.is_some()) {
+                    (Some(_), _) => "its hosts keep the Secret's last good certificate",
+                    (None, _) => "its hosts get the default certificate",
+                };
+                self.out.diagnostics.push(Diagnostic::new(
+                    Severity::Rejected,
+                    "Secret",
+                    secret,
+                    secret_origin,
+                    field,
+                    format!("{reason}; {what}"),
+                ));
+                fallback
+            }
+        };
+        let resolved = certificate.map(|c| {
+            self.out
+                .last_good
+                .certificates
+                .insert(secret.clone(), c.clone());
+            (self.out.tls.push_cert(c.key.clone()), c)
+        });
+        let id = resolved.as_ref().map(|(id, _)| *id);
+        self.certs.insert(secret.clone(), resolved);
+        id
+    }
+
+    /// `spec.tls`: certificates for the listed hosts.
+    fn add_tls(&mut self, key: &ObjectKey, origin: &Option<Arc<str>>, ingress: &Ingress) {
+        let Some(spec) = &ingress.spec else {
+            return;
+        };
+        let rule_hosts: Vec<String> = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.host.clone())
+            .filter(|h| !h.is_empty())
+            .collect();
+        for (i, entry) in spec.tls.iter().flatten().enumerate() {
+            let hosts: Vec<String> = match &entry.hosts {
+                Some(h) if !h.is_empty() => h.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                _ => rule_hosts.clone(),
+            };
+            let Some(secret_name) = entry.secret_name.as_deref().filter(|n| !n.is_empty()) else {
+                self.warn(
+                    key,
+                    origin,
+                    format!("spec.tls[{i}].secretName"),
+                    "no secretName: these hosts get the default certificate".into(),
+                );
+                continue;
+            };
+            let secret = ObjectKey::new(key.namespace.clone(), secret_name);
+            let Some(id) = self.certificate(&secret, origin) else {
+                continue;
+            };
+            let names = self
+                .certs
+                .get(&secret)
+                .and_then(|c| c.as_ref())
+                .map(|(_, c)| c.names.clone())
+                .unwrap_or_default();
+            for host in &hosts {
+                if !names.iter().any(|n| tls::covers(n, host)) {
+                    self.warn(
+                        key,
+                        origin,
+                        format!("spec.tls[{i}].hosts"),
+                        format!(
+                            "Secret {secret}'s certificate does not cover `{host}` (it names {}); `{host}` gets the default certificate",
+                            names.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+                if self.out.tls.insert_host(host, id) != id {
+                    self.warn(
+                        key,
+                        origin,
+                        format!("spec.tls[{i}].hosts"),
+                        format!("`{host}` already has a certificate from an older Ingress; that one is used"),
+                    );
+                }
+            }
+        }
+    }
+
     fn add_ingress(&mut self, key: &ObjectKey, origin: Option<Arc<str>>, ingress: &Ingress) {
         let Some(spec) = &ingress.spec else { return };
+        let ssl_redirect = ![SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION]
+            .iter()
+            .any(|a| annotation(ingress, a) == Some("false"));
+        let force_redirect =
+            annotation(ingress, NGINX_FORCE_SSL_REDIRECT_ANNOTATION) == Some("true");
+        // Like ingress-nginx: hosts redirect to HTTPS when they have a
+        // certificate of their own (not when their Secret is missing, where
+        // HTTPS could only offer the default certificate).
+        let tls = &self.out.tls;
+        let redirects: Vec<(String, bool)> = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.host.clone())
+            .map(|h| {
+                let r = force_redirect || (ssl_redirect && tls.lookup(&h).is_some());
+                (h, r)
+            })
+            .collect();
+        let redirects =
+            |host: &str| force_redirect || redirects.iter().any(|(h, r)| *r && h == host);
         let ingress_label: Arc<str> = key.to_string().into();
         let lb = match lb_algorithm(ingress) {
             Ok(lb) => lb,
@@ -331,6 +540,7 @@ impl Builder<'_> {
                     path_type: None,
                     service,
                     upstream,
+                    redirect_https: force_redirect,
                 })
             });
 
@@ -360,6 +570,7 @@ impl Builder<'_> {
                     path_type: Some(path_type),
                     service,
                     upstream,
+                    redirect_https: redirects(host),
                 });
                 if let Insert::Taken(holder) = self
                     .out
@@ -477,6 +688,7 @@ impl Builder<'_> {
             path_type: None,
             service: label,
             upstream: id,
+            redirect_https: false,
         });
         self.out.table.set_default_route(route);
     }

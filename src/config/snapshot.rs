@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
@@ -68,6 +68,8 @@ pub enum Object {
     Ingress(Ingress),
     Service(Service),
     EndpointSlice(EndpointSlice),
+    /// Only Secrets of type `kubernetes.io/tls` are ever held.
+    Secret(Secret),
 }
 
 impl Object {
@@ -77,6 +79,7 @@ impl Object {
             Object::Ingress(_) => "Ingress",
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
+            Object::Secret(_) => "Secret",
         }
     }
 
@@ -86,6 +89,7 @@ impl Object {
             Object::Ingress(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
         };
         let namespace = match self {
             Object::IngressClass(_) => String::new(),
@@ -120,6 +124,8 @@ pub struct Snapshot {
     pub ingresses: BTreeMap<ObjectKey, Entry<Ingress>>,
     pub services: BTreeMap<ObjectKey, Entry<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Entry<EndpointSlice>>,
+    /// TLS Secrets (type `kubernetes.io/tls`) only.
+    pub secrets: BTreeMap<ObjectKey, Entry<Secret>>,
     slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
 }
 
@@ -164,6 +170,16 @@ impl Snapshot {
                     },
                 )
                 .map(|e| e.origin),
+            Object::Secret(o) => self
+                .secrets
+                .insert(
+                    key,
+                    Entry {
+                        origin,
+                        object: Arc::new(o),
+                    },
+                )
+                .map(|e| e.origin),
             Object::EndpointSlice(o) => {
                 let old = self.remove_slice(&key);
                 if let Some(svc) = slice_service(&o, &key.namespace) {
@@ -191,6 +207,7 @@ impl Snapshot {
             "Ingress" => self.ingresses.remove(key).is_some(),
             "Service" => self.services.remove(key).is_some(),
             "EndpointSlice" => self.remove_slice(key).is_some(),
+            "Secret" => self.secrets.remove(key).is_some(),
             _ => false,
         }
     }
@@ -234,7 +251,8 @@ impl Snapshot {
         }
         let routes = !same(&self.ingress_classes, &old.ingress_classes)
             || !same(&self.ingresses, &old.ingresses)
-            || !same(&self.services, &old.services);
+            || !same(&self.services, &old.services)
+            || !same(&self.secrets, &old.secrets);
         let mut endpoints = BTreeSet::new();
         let keys: BTreeSet<&ObjectKey> = self
             .endpoint_slices

@@ -692,7 +692,10 @@ fn rejected(bad: Ing, field: &str, reason: &str) {
         "{:#?}",
         problems(&c)
     );
-    assert!(!c.last_good.contains_key(&ObjectKey::new("ns", "bad")));
+    assert!(!c
+        .last_good
+        .ingresses
+        .contains_key(&ObjectKey::new("ns", "bad")));
 }
 
 fn bad_path(path_yaml: &str) -> Ing {
@@ -848,7 +851,7 @@ fn ingress_invalid_from_the_start_is_not_served() {
     let bad = ing("a").rule("Foo.com", &[("/", "Prefix", "web")]);
     let c = compile_docs(&[bad.yaml()]);
     assert_eq!(c.ingresses, 0);
-    assert!(c.last_good.is_empty());
+    assert!(c.last_good.ingresses.is_empty());
     assert_eq!(c.table.host_count(), 0);
     diagnostic(&c, Severity::Rejected, "a", "metadata", "not served");
 }

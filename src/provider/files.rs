@@ -18,6 +18,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use serde::Deserialize;
 
+use crate::config::tls::TLS_SECRET_TYPE;
 use crate::config::{Diagnostic, Object, ObjectKey, Severity, Snapshot};
 
 /// Why a manifest file could not be read.
@@ -194,6 +195,8 @@ fn collect_objects(
         "Ingress" | "IngressClass" => "networking.k8s.io/v1",
         "Service" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
+        // Only TLS Secrets are read; any other Secret is never held.
+        "Secret" if value.get("type").and_then(|t| t.as_str()) == Some(TLS_SECRET_TYPE) => "v1",
         _ => return Ok(()), // not a kind tollgate reads
     };
     if api_version != expected {
@@ -217,6 +220,7 @@ fn collect_objects(
             Object::IngressClass(serde_path_to_error::deserialize(value).map_err(schema)?)
         }
         "Service" => Object::Service(serde_path_to_error::deserialize(value).map_err(schema)?),
+        "Secret" => Object::Secret(serde_path_to_error::deserialize(value).map_err(schema)?),
         _ => Object::EndpointSlice(serde_path_to_error::deserialize(value).map_err(schema)?),
     };
     out.push((origin, object));

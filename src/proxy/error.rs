@@ -31,6 +31,10 @@ pub enum ProxyError {
     /// stopped reading the request body).
     #[error("upstream response timed out")]
     Timeout,
+    /// Downstream: the request's host belongs to another certificate than
+    /// the one this TLS connection negotiated.
+    #[error("misdirected request")]
+    Misdirected,
     /// Downstream: the client stopped sending its request body.
     #[error("client request body timed out")]
     ClientTimeout,
@@ -45,6 +49,7 @@ impl ProxyError {
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 
@@ -56,6 +61,7 @@ impl ProxyError {
             ProxyError::Connect(_) | ProxyError::Upstream(_) => "502 Bad Gateway\n",
             ProxyError::Timeout => "504 Gateway Timeout\n",
             ProxyError::ClientTimeout => "408 Request Timeout\n",
+            ProxyError::Misdirected => "421 Misdirected Request\n",
         }
     }
 

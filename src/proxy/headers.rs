@@ -29,6 +29,10 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// built once per connection.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
+    /// The connection is TLS (HTTPS listener).
+    pub tls: bool,
+    /// The server name the TLS client asked for (lowercase).
+    pub sni: Option<smol_str::SmolStr>,
     pub peer_ip: HeaderValue,
     pub trusted: bool,
     pub proto: HeaderValue,
@@ -196,6 +200,8 @@ mod tests {
 
     fn client(trusted: bool) -> ClientInfo {
         ClientInfo {
+            tls: false,
+            sni: None,
             peer_ip: HeaderValue::from_static("127.0.0.9"),
             trusted,
             proto: HeaderValue::from_static("http"),

@@ -25,8 +25,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
 
 use super::framing::FramingCheck;
 use super::headers::ClientInfo;
@@ -332,7 +333,7 @@ pub async fn serve(
     listener: TcpListener,
     state: Arc<ProxyState>,
     settings: ConnSettings,
-    proto: &'static str,
+    tls: Option<TlsAcceptor>,
     tracker: Arc<ConnTracker>,
     mut drain: watch::Receiver<bool>,
 ) {
@@ -367,22 +368,60 @@ pub async fn serve(
                 continue;
             }
         };
+        // Small requests and responses must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
         tracker.open.fetch_add(1, Ordering::AcqRel);
         state.metrics.open_connections.inc();
         let guard = ConnGuard {
             tracker: tracker.clone(),
             state: state.clone(),
         };
-        let client = state.client_info(peer, local_port, proto);
         let activity = Arc::new(Activity::default());
         watched.push(Watched::new(activity.clone()));
-        let ctx = ConnCtx {
-            state: state.clone(),
-            client,
-            peer,
-            activity,
-        };
-        tokio::spawn(serve_connection(stream, ctx, builder.clone(), guard));
+        let (state, builder) = (state.clone(), builder.clone());
+        match &tls {
+            None => {
+                let client = state.client_info(peer, local_port, "http", None);
+                let ctx = ConnCtx {
+                    state,
+                    client,
+                    peer,
+                    activity,
+                };
+                tokio::spawn(serve_connection(stream, ctx, builder, guard));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let handshake_timeout = settings.header_timeout;
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(
+                        handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                    let client = state.client_info(peer, local_port, "https", sni.as_deref());
+                    let ctx = ConnCtx {
+                        state,
+                        client,
+                        peer,
+                        activity,
+                    };
+                    serve_connection(stream, ctx, builder, guard).await;
+                });
+            }
+        }
     }
     // Draining: every connection finishes its in-flight requests and closes.
     for w in &watched {
@@ -390,13 +429,14 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<I>(
+    stream: I,
     ctx: ConnCtx,
     builder: Arc<auto::Builder<TokioExecutor>>,
     _guard: ConnGuard,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = ctx.activity.clone();
     let peer = ctx.peer;
     let ctx = Arc::new(ctx);

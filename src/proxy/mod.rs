@@ -16,6 +16,7 @@ pub mod framing;
 pub mod headers;
 pub mod listener;
 pub mod pool;
+pub mod tls;
 pub mod upload;
 
 use std::convert::Infallible;
@@ -52,6 +53,10 @@ pub struct ProxySettings {
     pub upstream_idle_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: bool,
+    /// Port in HTTP → HTTPS redirects (omitted when 443).
+    pub https_redirect_port: u16,
+    /// `Strict-Transport-Security` value for HTTPS responses.
+    pub hsts: Option<HeaderValue>,
 }
 
 /// Shared by every connection of every listener.
@@ -69,9 +74,12 @@ impl ProxyState {
         peer: std::net::SocketAddr,
         local_port: u16,
         proto: &'static str,
+        sni: Option<&str>,
     ) -> ClientInfo {
         let ip = peer.ip().to_canonical();
         ClientInfo {
+            tls: proto == "https",
+            sni: sni.map(|s| s.to_ascii_lowercase().into()),
             peer_ip: HeaderValue::from_str(&ip.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("")),
             trusted: self
@@ -146,8 +154,21 @@ pub async fn handle(
             (response, None, None)
         }
         Some((route, upstream, metrics)) => {
-            let (response, endpoint) = match forward(&ctx, upstream, req).await {
-                Ok((response, endpoint)) => (response, Some(endpoint)),
+            let client = &ctx.client;
+            let outcome = if !client.tls && route.redirect_https {
+                Ok((
+                    redirect_to_https(host, &req, state.settings.https_redirect_port),
+                    None,
+                ))
+            } else if client.tls && misdirected(&published, host, client.sni.as_deref()) {
+                Err(ProxyError::Misdirected)
+            } else {
+                forward(&ctx, upstream, req)
+                    .await
+                    .map(|(r, e)| (r, Some(e)))
+            };
+            let (mut response, endpoint) = match outcome {
+                Ok((response, endpoint)) => (response, endpoint),
                 Err(e) => {
                     if matches!(
                         e,
@@ -158,6 +179,11 @@ pub async fn handle(
                     (e.response(), None)
                 }
             };
+            if let (true, Some(hsts)) = (client.tls, &state.settings.hsts) {
+                response
+                    .headers_mut()
+                    .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
             metrics.record(response.status().as_u16(), started.elapsed());
             (response, Some(route), endpoint)
         }
@@ -166,6 +192,39 @@ pub async fn handle(
         log.emit(response.status(), route, endpoint.as_deref(), started);
     }
     Ok(response.map(|b| b.with_active(active)))
+}
+
+/// 308 to the same host and target over HTTPS.
+fn redirect_to_https(host: &str, req: &Request<Incoming>, port: u16) -> Response<ProxyBody> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = if port == 443 {
+        format!("https://{host}{target}")
+    } else {
+        format!("https://{host}:{port}{target}")
+    };
+    let mut response = Response::new(ProxyBody::fixed(bytes::Bytes::from_static(
+        b"308 Permanent Redirect\n",
+    )));
+    *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(http::header::LOCATION, v);
+    }
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// HTTP/2 connection coalescing guard: a request whose host has its own
+/// certificate, other than the one this connection's SNI selected.
+fn misdirected(published: &Published, host: &str, sni: Option<&str>) -> bool {
+    let wanted = published.tls.lookup(host);
+    wanted.is_some() && wanted != sni.and_then(|name| published.tls.lookup(name))
 }
 
 /// The request's host: the authority of an absolute-form target or

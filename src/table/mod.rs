@@ -14,6 +14,7 @@
 
 pub mod host;
 pub mod path;
+pub mod tls;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct Route {
     /// `namespace/service:port`, the label used in metrics and logs.
     pub service: Arc<str>,
     pub upstream: UpstreamId,
+    /// Plain-HTTP requests get a 308 to HTTPS instead of being proxied.
+    pub redirect_https: bool,
 }
 
 /// The routes of one host (or of the hostless rules).

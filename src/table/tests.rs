@@ -8,6 +8,7 @@ fn route(id: u32) -> Route {
         path_type: None,
         service: format!("ns/svc{id}:80").into(),
         upstream: id,
+        redirect_https: false,
     }
 }
 

@@ -1236,3 +1236,655 @@ impl Failures {
         );
     }
 }
+
+// --- TLS helpers ---
+//
+// Certificates are made in the test with rcgen (a self-signed test CA that
+// signs P-256 leaf certificates); the client is rustls over tokio-rustls.
+// The client accepts whatever certificate it is shown (the handshake
+// signature is still checked, so the server must hold the matching key) and
+// tests look at the presented leaf to see which certificate was selected.
+
+use std::sync::Arc;
+
+/// Subject common name of the certificate tollgate generates at start-up
+/// when no `--default-certificate` is given.
+pub const DEFAULT_CERT_CN: &str = "tollgate default certificate";
+
+impl Tollgate {
+    pub fn https_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.https_port))
+    }
+}
+
+/// A self-signed certificate authority for one test.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    pub pem: String,
+}
+
+/// A leaf certificate with its key, as PEM.
+pub struct TestCert {
+    /// The leaf alone.
+    pub cert_pem: String,
+    /// The leaf followed by the CA certificate (what `tls.crt` usually holds).
+    pub chain_pem: String,
+    /// PKCS#8 private key.
+    pub key_pem: String,
+    /// DER of the leaf, to compare with what the server presents.
+    pub der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(cn: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
+        let pem = issuer.pem();
+        TestCa { issuer, pem }
+    }
+
+    pub fn der(&self) -> Vec<u8> {
+        self.issuer.der().to_vec()
+    }
+
+    /// A leaf for `sans` (DNS names, wildcards allowed) with subject CN
+    /// `cn`, signed by this CA with a fresh P-256 key.
+    pub fn leaf(&self, cn: &str, sans: &[&str]) -> TestCert {
+        self.leaf_with(cn, sans, |_| {})
+    }
+
+    /// Like [`TestCa::leaf`], letting the test adjust the parameters
+    /// (validity, for example) before signing.
+    pub fn leaf_with(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        edit: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> TestCert {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let key_pem = key.serialize_pem();
+        self.leaf_for_key(cn, sans, &key, key_pem, edit)
+    }
+
+    /// A leaf for an existing key; `key_pem` is what ends up in
+    /// [`TestCert::key_pem`] (any encoding of `key`).
+    pub fn leaf_for_key(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        key: &rcgen::KeyPair,
+        key_pem: String,
+        edit: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> TestCert {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        edit(&mut params);
+        let cert = params.signed_by(key, &self.issuer).unwrap();
+        let cert_pem = cert.pem();
+        TestCert {
+            chain_pem: format!("{cert_pem}{}", self.pem),
+            cert_pem,
+            key_pem,
+            der: cert.der().to_vec(),
+        }
+    }
+}
+
+/// A `kubernetes.io/tls` Secret with PEM text in `stringData`.
+pub fn tls_secret(ns: &str, name: &str, crt: &str, key: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": crt, "tls.key": key},
+    })
+}
+
+/// A `kubernetes.io/tls` Secret with base64 `data`, as `kubectl get -o yaml`
+/// shows it.
+pub fn tls_secret_b64(ns: &str, name: &str, crt: &str, key: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "type": "kubernetes.io/tls",
+        "data": {
+            "tls.crt": base64_encode(crt.as_bytes()),
+            "tls.key": base64_encode(key.as_bytes()),
+        },
+    })
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+pub fn base64_encode(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Accepts any server certificate, but still checks the handshake
+/// signatures against the presented certificate's key.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// How the test client connects.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// ALPN protocols offered, in order (empty: no ALPN extension).
+    pub alpn: Vec<&'static str>,
+    /// Protocol versions offered (empty: rustls' defaults, 1.2 and 1.3).
+    pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    /// Verify the chain and name against this CA (PEM) instead of
+    /// accepting anything.
+    pub trust: Option<String>,
+}
+
+impl Default for TlsClient {
+    fn default() -> Self {
+        TlsClient {
+            alpn: vec!["http/1.1"],
+            versions: Vec::new(),
+            trust: None,
+        }
+    }
+}
+
+impl TlsClient {
+    pub fn alpn(alpn: &[&'static str]) -> TlsClient {
+        TlsClient {
+            alpn: alpn.to_vec(),
+            ..TlsClient::default()
+        }
+    }
+
+    pub fn config(&self) -> Arc<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = if self.versions.is_empty() {
+            rustls::DEFAULT_VERSIONS.to_vec()
+        } else {
+            self.versions.clone()
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions)
+            .expect("rustls protocol versions");
+        let mut config = match &self.trust {
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+                .with_no_client_auth(),
+            Some(ca_pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(
+                        pem_blocks(ca_pem)[0].clone(),
+                    ))
+                    .expect("test CA as trust anchor");
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+        };
+        config.alpn_protocols = self.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// TLS handshake with `addr`. `sni: None` connects with the IP address
+    /// as server name, for which rustls sends no SNI extension.
+    pub async fn connect(&self, addr: SocketAddr, sni: Option<&str>) -> Result<TlsStream, String> {
+        let name = match sni {
+            Some(s) => rustls::pki_types::ServerName::try_from(s.to_string())
+                .map_err(|e| format!("bad server name {s:?}: {e}"))?,
+            None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+        };
+        let connector = tokio_rustls::TlsConnector::from(self.config());
+        tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect {addr}: {e}"))?;
+            connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake with {addr} (SNI {sni:?}): {e}"))
+        })
+        .await
+        .map_err(|_| format!("TLS handshake with {addr} (SNI {sni:?}) timed out"))?
+    }
+}
+
+pub type TlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// The leaf certificate a TLS server presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert {
+    pub der: Vec<u8>,
+    pub cn: Option<String>,
+    pub sans: Vec<String>,
+}
+
+impl PeerCert {
+    pub fn of(stream: &TlsStream) -> PeerCert {
+        let certs = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .expect("server presented no certificate");
+        PeerCert::from_der(certs[0].as_ref())
+    }
+
+    pub fn from_der(der: &[u8]) -> PeerCert {
+        let (cn, sans) = cert_names(der).unwrap_or_default();
+        PeerCert {
+            der: der.to_vec(),
+            cn,
+            sans,
+        }
+    }
+
+    /// Whether this is the certificate tollgate generated at start-up.
+    pub fn is_generated_default(&self) -> bool {
+        self.cn.as_deref() == Some(DEFAULT_CERT_CN)
+    }
+
+    pub fn is(&self, cert: &TestCert) -> bool {
+        self.der == cert.der
+    }
+
+    /// "CN=… SANs=[…]" for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "CN={} SANs={:?}",
+            self.cn.as_deref().unwrap_or("<none>"),
+            self.sans
+        )
+    }
+}
+
+/// Handshakes with `sni` and returns the presented leaf.
+pub async fn served_cert(addr: SocketAddr, sni: Option<&str>) -> Result<PeerCert, String> {
+    let s = TlsClient::default().connect(addr, sni).await?;
+    Ok(PeerCert::of(&s))
+}
+
+/// Polls new handshakes with `sni` until `pred` holds for the presented
+/// certificate or `timeout` passes; returns the last certificate seen.
+pub async fn eventually_cert<F: Fn(&PeerCert) -> bool>(
+    addr: SocketAddr,
+    sni: &str,
+    timeout: Duration,
+    pred: F,
+) -> Result<PeerCert, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = served_cert(addr, Some(sni)).await?;
+        if pred(&c) || Instant::now() >= deadline {
+            return Ok(c);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+enum HttpsSender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+/// An HTTP connection over TLS: HTTP/2 when ALPN chose `h2`, else HTTP/1.1.
+pub struct HttpsConn {
+    sender: HttpsSender,
+    pub cert: PeerCert,
+    /// The ALPN protocol the server selected, if any.
+    pub alpn: Option<String>,
+    pub tls_version: Option<rustls::ProtocolVersion>,
+}
+
+impl HttpsConn {
+    /// Default client (ALPN `http/1.1` only).
+    pub async fn open(addr: SocketAddr, sni: Option<&str>) -> Result<HttpsConn, String> {
+        HttpsConn::open_with(&TlsClient::default(), addr, sni).await
+    }
+
+    pub async fn open_with(
+        client: &TlsClient,
+        addr: SocketAddr,
+        sni: Option<&str>,
+    ) -> Result<HttpsConn, String> {
+        let stream = client.connect(addr, sni).await?;
+        let cert = PeerCert::of(&stream);
+        let conn = stream.get_ref().1;
+        let alpn = conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
+        let tls_version = conn.protocol_version();
+        let io = TokioIo::new(stream);
+        let sender = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            if alpn.as_deref() == Some("h2") {
+                let (sender, conn) = hyper::client::conn::http2::handshake(executor(), io)
+                    .await
+                    .map_err(|e| format!("h2 handshake: {e}"))?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok::<_, String>(HttpsSender::H2(sender))
+            } else {
+                let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(|e| format!("http1 handshake: {e}"))?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(HttpsSender::H1(sender))
+            }
+        })
+        .await
+        .map_err(|_| "HTTP handshake over TLS timed out".to_string())??;
+        Ok(HttpsConn {
+            sender,
+            cert,
+            alpn,
+            tls_version,
+        })
+    }
+
+    /// Sends `req` as is (for HTTP/2 the URI must carry the authority).
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Resp, String> {
+        tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let resp = match &mut self.sender {
+                HttpsSender::H1(s) => {
+                    s.ready()
+                        .await
+                        .map_err(|e| format!("connection not ready: {e}"))?;
+                    s.send_request(req).await
+                }
+                HttpsSender::H2(s) => {
+                    s.ready()
+                        .await
+                        .map_err(|e| format!("connection not ready: {e}"))?;
+                    s.send_request(req).await
+                }
+            }
+            .map_err(|e| format!("send: {e}"))?;
+            collect(resp).await
+        })
+        .await
+        .map_err(|_| "request over TLS timed out".to_string())?
+    }
+
+    /// GET `path` for `host`: a Host header on HTTP/1.1, the `:authority`
+    /// on HTTP/2.
+    pub async fn get(&mut self, host: &str, path: &str) -> Result<Resp, String> {
+        let r = match self.sender {
+            HttpsSender::H1(_) => req("GET", host, path).body(Full::default()).unwrap(),
+            HttpsSender::H2(_) => Request::builder()
+                .method("GET")
+                .uri(format!("https://{host}{path}"))
+                .header("user-agent", "tollgate-tls-test")
+                .body(Full::default())
+                .unwrap(),
+        };
+        self.send(r).await
+    }
+}
+
+/// One GET over a fresh TLS connection with SNI `sni`, Host `host`.
+pub async fn https_get(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    host: &str,
+    path: &str,
+) -> Result<(Resp, PeerCert), String> {
+    let mut c = HttpsConn::open(addr, sni).await?;
+    let r = c.get(host, path).await?;
+    Ok((r, c.cert))
+}
+
+/// Runs an external program with a bound on its run time; `None` if it
+/// could not be started (not installed), panics if it overruns.
+pub fn run_external(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Option<std::process::Output> {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{program} {args:?} did not finish in {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the `openssl` command-line tool can be run.
+pub fn have_openssl() -> bool {
+    run_external("openssl", &["version"], &[], Duration::from_secs(10))
+        .is_some_and(|o| o.status.success())
+}
+
+/// The DER contents of every PEM block in `text`.
+pub fn pem_blocks(text: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN ") {
+            cur = Some(String::new());
+        } else if line.starts_with("-----END ") {
+            if let Some(b64) = cur.take() {
+                out.push(base64_decode(&b64).expect("valid base64 in PEM"));
+            }
+        } else if let Some(c) = cur.as_mut() {
+            c.push_str(line);
+        }
+    }
+    out
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            n |= val(*c)? << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
+}
+
+/// One DER element: (tag, contents, rest).
+fn der_next(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&len0, mut rest) = rest.split_first()?;
+    let len = if len0 < 0x80 {
+        len0 as usize
+    } else {
+        let n = (len0 & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let l = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        rest = &rest[n..];
+        l
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// Subject CN and SAN DNS names / IP addresses of a DER certificate.
+fn cert_names(der: &[u8]) -> Option<(Option<String>, Vec<String>)> {
+    const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
+    const OID_SAN: &[u8] = &[0x55, 0x1d, 0x11];
+    let (_, cert, _) = der_next(der)?;
+    let (_, tbs, _) = der_next(cert)?;
+    let mut rest = tbs;
+    let (tag, _, r) = der_next(rest)?;
+    if tag == 0xa0 {
+        rest = r; // explicit version
+    }
+    // serial, signature algorithm, issuer, validity
+    for _ in 0..4 {
+        rest = der_next(rest)?.2;
+    }
+    let (_, subject, r) = der_next(rest)?;
+    rest = der_next(r)?.2; // subject public key info
+    let mut cn = None;
+    let mut rdns = subject;
+    while let Some((_, set, r)) = der_next(rdns) {
+        rdns = r;
+        let mut atvs = set;
+        while let Some((_, atv, r)) = der_next(atvs) {
+            atvs = r;
+            let (_, oid, v) = der_next(atv)?;
+            if oid == OID_CN {
+                let (_, value, _) = der_next(v)?;
+                cn = Some(String::from_utf8_lossy(value).into_owned());
+            }
+        }
+    }
+    let mut sans = Vec::new();
+    while let Some((tag, content, r)) = der_next(rest) {
+        rest = r;
+        if tag != 0xa3 {
+            continue;
+        }
+        let (_, exts, _) = der_next(content)?;
+        let mut exts = exts;
+        while let Some((_, ext, r)) = der_next(exts) {
+            exts = r;
+            let (_, oid, v) = der_next(ext)?;
+            if oid != OID_SAN {
+                continue;
+            }
+            // An optional BOOLEAN (critical) precedes the OCTET STRING.
+            let (tag, first, r) = der_next(v)?;
+            let octets = if tag == 0x01 { der_next(r)?.1 } else { first };
+            let (_, names, _) = der_next(octets)?;
+            let mut names = names;
+            while let Some((tag, name, r)) = der_next(names) {
+                names = r;
+                match tag {
+                    0x82 => sans.push(String::from_utf8_lossy(name).into_owned()),
+                    0x87 if name.len() == 4 => sans.push(
+                        std::net::Ipv4Addr::new(name[0], name[1], name[2], name[3]).to_string(),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some((cn, sans))
+}

@@ -1,0 +1,134 @@
+//! TLS Secrets → certificates, and `spec.tls` → certificates per host.
+//!
+//! Invariants:
+//! - Pure: parsing PEM and X.509 is computation; the current time comes in
+//!   as an argument (for the expiry check), never from a clock.
+//! - A Secret that does not parse, or whose key does not match its
+//!   certificate, is rejected with a diagnostic naming it; its hosts keep
+//!   the last good certificate of that Secret if there was one, else they
+//!   get the default certificate. Other hosts are never affected.
+//! - A certificate is used only for hosts its names (SANs, else CN) cover;
+//!   an expired certificate is still served, with a warning.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The only Secret type tollgate reads.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// A parsed, usable certificate with what the compiler checks against.
+#[derive(Debug)]
+pub struct Certificate {
+    pub key: Arc<CertifiedKey>,
+    /// DNS names the certificate is valid for (SANs, else the subject CN).
+    pub names: Vec<String>,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+fn field<'a>(secret: &'a Secret, name: &str) -> Option<&'a [u8]> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(name))
+        .map(|b| b.0.as_slice())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(name))
+                .map(|s| s.as_bytes())
+        })
+}
+
+/// Parses a `kubernetes.io/tls` Secret. `Err` carries (field, reason).
+pub fn parse_secret(secret: &Secret) -> Result<Certificate, (&'static str, String)> {
+    let crt = field(secret, "tls.crt").ok_or(("data[tls.crt]", "missing".to_string()))?;
+    let key = field(secret, "tls.key").ok_or(("data[tls.key]", "missing".to_string()))?;
+    let chain = CertificateDer::pem_slice_iter(crt)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ("data[tls.crt]", format!("not a PEM certificate chain: {e}")))?;
+    let Some(leaf) = chain.first() else {
+        return Err(("data[tls.crt]", "no certificate in the PEM data".into()));
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| ("data[tls.crt]", format!("not an X.509 certificate: {e}")))?;
+    let mut names: Vec<String> = parsed
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        Some(d.to_ascii_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.extend(
+            parsed
+                .subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    let not_after = parsed.validity().not_after.timestamp();
+    let private = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
+        (
+            "data[tls.key]",
+            format!("not a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
+        )
+    })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&private)
+        .map_err(|e| ("data[tls.key]", format!("unsupported private key: {e}")))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|_| {
+        (
+            "data[tls.key]",
+            "the private key does not match the certificate".to_string(),
+        )
+    })?;
+    Ok(Certificate {
+        key: Arc::new(certified),
+        names,
+        not_after,
+    })
+}
+
+/// Whether a certificate name (possibly `*.suffix`) covers `host` (which may
+/// itself be a `*.suffix` TLS host).
+pub fn covers(name: &str, host: &str) -> bool {
+    if name == host {
+        return true;
+    }
+    match (name.strip_prefix("*."), host.split_once('.')) {
+        (Some(suffix), Some((label, rest))) => label != "*" && !label.is_empty() && rest == suffix,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn names_cover_hosts() {
+        assert!(covers("a.example.com", "a.example.com"));
+        assert!(covers("*.example.com", "a.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(!covers("*.example.com", "a.b.example.com"));
+        assert!(covers("*.example.com", "*.example.com"));
+        assert!(!covers("a.example.com", "*.example.com"));
+    }
+}

@@ -1,0 +1,77 @@
+//! Certificates by host name: the TLS half of the published state.
+//!
+//! Invariants:
+//! - Immutable once compiled, swapped with the routing table, so a changed
+//!   Secret reaches new handshakes as soon as the table is published while
+//!   open connections keep the certificate they negotiated.
+//! - Lookup takes a normalized (lowercase) name: an exact TLS host first,
+//!   then a wildcard TLS host covering exactly one extra label. No match
+//!   means the default certificate.
+
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+use smol_str::SmolStr;
+
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Index of a certificate in [`TlsTable`].
+pub type CertId = u32;
+
+#[derive(Debug, Default, Clone)]
+pub struct TlsTable {
+    exact: Map<SmolStr, CertId>,
+    wildcard: Map<SmolStr, CertId>,
+    certs: Vec<Arc<CertifiedKey>>,
+    /// `--default-certificate`, when given and valid.
+    default: Option<CertId>,
+}
+
+impl TlsTable {
+    pub fn push_cert(&mut self, cert: Arc<CertifiedKey>) -> CertId {
+        self.certs.push(cert);
+        CertId::try_from(self.certs.len() - 1).unwrap_or(CertId::MAX)
+    }
+
+    /// Serves `host` (as written in `spec.tls[].hosts`, lowercase; may be
+    /// `*.suffix`) with `cert`, unless the host already has one. Returns the
+    /// certificate the host ends up with.
+    pub fn insert_host(&mut self, host: &str, cert: CertId) -> CertId {
+        let (map, key) = match host.strip_prefix("*.") {
+            Some(suffix) => (&mut self.wildcard, suffix),
+            None => (&mut self.exact, host),
+        };
+        *map.entry(key.into()).or_insert(cert)
+    }
+
+    pub fn set_default(&mut self, cert: CertId) {
+        self.default = Some(cert);
+    }
+
+    /// The certificate of a (normalized) host, if it has its own.
+    #[inline]
+    pub fn lookup(&self, host: &str) -> Option<CertId> {
+        if let Some(&id) = self.exact.get(host) {
+            return Some(id);
+        }
+        let (_, suffix) = host.split_once('.')?;
+        self.wildcard.get(suffix).copied()
+    }
+
+    pub fn cert(&self, id: CertId) -> Option<&Arc<CertifiedKey>> {
+        self.certs.get(id as usize)
+    }
+
+    /// The certificate for a handshake: the host's own, else the
+    /// configured default (the caller falls back to the generated one).
+    pub fn resolve(&self, server_name: Option<&str>) -> Option<&Arc<CertifiedKey>> {
+        server_name
+            .and_then(|name| self.lookup(name))
+            .or(self.default)
+            .and_then(|id| self.cert(id))
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+}

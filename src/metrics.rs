@@ -42,6 +42,18 @@ pub struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SecretLabels {
+    /// `namespace/name` of the TLS Secret.
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    /// `ok`, `timeout` or `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
     pub source: String,
 }
@@ -142,6 +154,11 @@ pub struct Metrics {
     pub compile_failures: Counter,
     pub compile_seconds: AtomicHistogram,
     pub source_errors: Family<SourceLabels, Counter>,
+    /// End of validity (Unix seconds) of each TLS Secret's certificate.
+    pub certificate_expiry: Family<SecretLabels, Gauge>,
+    /// TLS handshakes by result, resolved once so a handshake only
+    /// increments an atomic: `[ok, error, timeout]`.
+    pub tls_handshakes: [Counter; 3],
     /// Requests that matched no route (404 from the built-in default backend).
     pub unrouted: RouteMetrics,
 }
@@ -217,6 +234,23 @@ impl Metrics {
             "Objects or files a source could not read (the last good version keeps serving)",
             source_errors.clone(),
         );
+        let certificate_expiry = Family::<SecretLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_seconds",
+            "End of validity of each TLS Secret's certificate, in seconds since the Unix epoch",
+            certificate_expiry.clone(),
+        );
+        let tls_handshakes = Family::<HandshakeLabels, Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes on the HTTPS listener by result (ok, timeout, error)",
+            tls_handshakes.clone(),
+        );
+        let tls_handshakes = ["ok", "error", "timeout"].map(|result| {
+            tls_handshakes
+                .get_or_create(&HandshakeLabels { result })
+                .clone()
+        });
         let unrouted = Self::route_metrics_from(&requests, &durations, "", "");
         Self {
             registry,
@@ -230,6 +264,8 @@ impl Metrics {
             compile_failures,
             compile_seconds,
             source_errors,
+            certificate_expiry,
+            tls_handshakes,
             unrouted,
         }
     }

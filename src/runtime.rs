@@ -181,6 +181,15 @@ impl Runtime {
             seen.insert(line);
         }
         self.diagnostics = seen;
+        self.metrics.certificate_expiry.clear();
+        for (secret, cert) in &compiled.last_good.certificates {
+            self.metrics
+                .certificate_expiry
+                .get_or_create(&crate::metrics::SecretLabels {
+                    secret: secret.to_string(),
+                })
+                .set(cert.not_after);
+        }
         self.last_good = compiled.last_good;
         let hosts = compiled.table.host_count();
         let routes = compiled.table.routes().len();

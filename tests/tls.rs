@@ -67,14 +67,36 @@ async fn sni_selects_the_certificate_of_each_host() {
     let ca = TestCa::new("tollgate test CA");
     let cert_a = ca.leaf("leaf a.test", &["a.test"]);
     let cert_b = ca.leaf("leaf b.test", &["b.test"]);
-    let echo = Echo::services(&["svc-a", "svc-b"]).await;
+    let cert_c = ca.leaf("leaf c.test", &["c.test"]);
+    let echo = Echo::services(&["svc-a", "svc-b", "svc-c"]).await;
     let mut docs = base_docs(&echo);
     docs.extend([
-        tls_ingress("a", "a.test", "svc-a", &["a.test"], "secret-a"),
-        tls_ingress("b", "b.test", "svc-b", &["b.test"], "secret-b"),
+        // One Ingress with two tls entries, one with a single entry.
+        ingress(
+            NS,
+            "ab",
+            "ingressClassName: tollgate
+tls:
+  - hosts: [a.test]
+    secretName: secret-a
+  - hosts: [b.test]
+    secretName: secret-b
+rules:
+  - host: a.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: svc-a, port: {number: 8080}}}}
+  - host: b.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: svc-b, port: {number: 8080}}}}
+",
+        ),
+        tls_ingress("c", "c.test", "svc-c", &["c.test"], "secret-c"),
         // stringData with the full chain; base64 data with the leaf alone.
         tls_secret(NS, "secret-a", &cert_a.chain_pem, &cert_a.key_pem),
         tls_secret_b64(NS, "secret-b", &cert_b.cert_pem, &cert_b.key_pem),
+        tls_secret(NS, "secret-c", &cert_c.chain_pem, &cert_c.key_pem),
     ]);
     let tg = Tollgate::builder().docs("m.yaml", &docs).start().await;
 
@@ -84,7 +106,11 @@ async fn sni_selects_the_certificate_of_each_host() {
         ..TlsClient::default()
     };
     let mut f = Failures::default();
-    for (host, cert, svc) in [("a.test", &cert_a, "svc-a"), ("b.test", &cert_b, "svc-b")] {
+    for (host, cert, svc) in [
+        ("a.test", &cert_a, "svc-a"),
+        ("b.test", &cert_b, "svc-b"),
+        ("c.test", &cert_c, "svc-c"),
+    ] {
         let mut c = match HttpsConn::open_with(&verifying, tg.https_addr(), Some(host)).await {
             Ok(c) => c,
             Err(e) => {
@@ -253,9 +279,13 @@ async fn certificate_not_covering_a_tls_host_is_not_used_for_it() {
     let ca = TestCa::new("tollgate test CA");
     let cert_a = ca.leaf("leaf a.test", &["a.test"]);
     let elsewhere = ca.leaf("leaf x.test", &["x.test"]);
-    let echo = Echo::services(&["svc-a", "svc-o", "svc-x"]).await;
+    let wild = ca.leaf("leaf wildcard", &["*.w.test"]);
+    let echo = Echo::services(&["svc-a", "svc-o", "svc-x", "svc-w"]).await;
     let mut docs = base_docs(&echo);
     docs.extend([
+        // An exact TLS host is covered by a wildcard SAN.
+        tls_ingress("w", "api.w.test", "svc-w", &["api.w.test"], "secret-w"),
+        tls_secret(NS, "secret-w", &wild.chain_pem, &wild.key_pem),
         // other.test is listed but the certificate's SANs do not cover it.
         tls_ingress(
             "a",
@@ -278,8 +308,10 @@ async fn certificate_not_covering_a_tls_host_is_not_used_for_it() {
     let tg = Tollgate::builder().docs("m.yaml", &docs).start().await;
 
     let mut f = Failures::default();
-    let c = cert_for(&tg, Some("a.test")).await;
-    f.check(c.is(&cert_a), || format!("SNI a.test: {}", c.describe()));
+    for (sni, cert) in [("a.test", &cert_a), ("api.w.test", &wild)] {
+        let c = cert_for(&tg, Some(sni)).await;
+        f.check(c.is(cert), || format!("SNI {sni}: {}", c.describe()));
+    }
     for sni in ["other.test", "x.test"] {
         let c = cert_for(&tg, Some(sni)).await;
         f.check(c.is_generated_default(), || {
@@ -557,6 +589,15 @@ async fn hsts_is_sent_on_https_responses_only() {
             format!("https://{host}/: Strict-Transport-Security {hsts:?}")
         });
     }
+    // Error responses over HTTPS carry it too (no rule for this host).
+    let (r, _) = https(&tg, "none.test", "/").await;
+    f.check(r.status == 404, || {
+        format!("https://none.test/: {}", r.summary())
+    });
+    let hsts = r.header("strict-transport-security");
+    f.check(hsts.as_deref() == Some("max-age=31536000"), || {
+        format!("HTTPS 404: Strict-Transport-Security {hsts:?}")
+    });
     let r = tg.get("h.test", "/").await;
     f.check(r.status == 200, || {
         format!("http://h.test/: {}", r.summary())
@@ -735,7 +776,12 @@ async fn request_for_a_host_with_another_certificate_gets_421() {
             .unwrap_or_else(|e| panic!("TLS connection ({offer:?}): {e}"));
         assert!(c.cert.is(&cert_a), "SNI a.test: {}", c.cert.describe());
         let a_port = format!("a.test:{}", tg.https_port);
-        for (host, want) in [("a.test", 200), (a_port.as_str(), 200), ("b.test", 421)] {
+        let mut asks = vec![("a.test", 200), (a_port.as_str(), 200), ("b.test", 421)];
+        if offer == ["h2"] {
+            // A 421 answers one stream; the connection goes on.
+            asks.push(("a.test", 200));
+        }
+        for (host, want) in asks {
             match c.get(host, "/m").await {
                 Ok(r) => f.check(r.status == want, || {
                     format!(
@@ -903,6 +949,39 @@ async fn rotated_secret_reaches_new_handshakes_and_open_connections_keep_working
     let (r, c) = https(&tg, "rot.test", "/new").await;
     assert!(c.is(&new), "{}", c.describe());
     assert_eq!(r.status, 200, "{}", r.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_added_after_start_is_picked_up() {
+    let ca = TestCa::new("tollgate test CA");
+    let cert = ca.leaf("leaf late", &["late.test"]);
+    let echo = Echo::services(&["svc"]).await;
+    let mut docs = base_docs(&echo);
+    docs.push(tls_ingress(
+        "late",
+        "late.test",
+        "svc",
+        &["late.test"],
+        "late",
+    ));
+    let tg = Tollgate::builder().docs("m.yaml", &docs).start().await;
+
+    let c = cert_for(&tg, Some("late.test")).await;
+    assert!(
+        c.is_generated_default(),
+        "Secret missing: served {}, want the default certificate",
+        c.describe()
+    );
+    tg.write(
+        "secret.yaml",
+        &yaml_docs(&[tls_secret(NS, "late", &cert.chain_pem, &cert.key_pem)]),
+    );
+    let c = eventually_cert(tg.https_addr(), "late.test", ROTATION_TIMEOUT, |c| {
+        c.is(&cert)
+    })
+    .await
+    .unwrap();
+    assert!(c.is(&cert), "added Secret not served: {}", c.describe());
 }
 
 /// A Secret whose `tls.crt`/`tls.key` are not PEM at all.

@@ -394,12 +394,15 @@ pub async fn serve(
                 let acceptor = acceptor.clone();
                 let handshake_timeout = settings.header_timeout;
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+                    let [ok, error, timeout] = &state.metrics.tls_handshakes;
+                    match &handshake {
+                        Ok(Ok(_)) => ok.inc(),
+                        Ok(Err(_)) => error.inc(),
+                        Err(_) => timeout.inc(),
+                    };
+                    let stream = match handshake {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, %peer, "TLS handshake failed");

@@ -809,6 +809,47 @@ async fn request_for_a_host_with_another_certificate_gets_421() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_for_a_host_with_the_same_certificate_is_served() {
+    // Legitimate HTTP/2 coalescing: the connection's certificate is also
+    // the one of the requested host.
+    let ca = TestCa::new("tollgate test CA");
+    let wild = ca.leaf("leaf wildcard", &["*.w.test"]);
+    let shared = ca.leaf("leaf shared", &["s1.test", "s2.test"]);
+    let echo = Echo::services(&["svc-w", "svc-s1", "svc-s2"]).await;
+    let mut docs = base_docs(&echo);
+    docs.extend([
+        tls_ingress("w", "*.w.test", "svc-w", &["*.w.test"], "wild"),
+        // Two Ingresses naming the same Secret.
+        tls_ingress("s1", "s1.test", "svc-s1", &["s1.test"], "shared"),
+        tls_ingress("s2", "s2.test", "svc-s2", &["s2.test"], "shared"),
+        tls_secret(NS, "wild", &wild.chain_pem, &wild.key_pem),
+        tls_secret(NS, "shared", &shared.chain_pem, &shared.key_pem),
+    ]);
+    let tg = Tollgate::builder().docs("m.yaml", &docs).start().await;
+
+    let mut f = Failures::default();
+    for (sni, host, svc) in [
+        ("x.w.test", "y.w.test", "svc-w"),
+        ("s1.test", "s2.test", "svc-s2"),
+    ] {
+        let client = TlsClient::alpn(&["h2"]);
+        let mut c = HttpsConn::open_with(&client, tg.https_addr(), Some(sni))
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection (SNI {sni}): {e}"));
+        match c.get(host, "/c").await {
+            Ok(r) => f.check(r.service().as_deref() == Some(svc), || {
+                format!(
+                    "h2, SNI {sni}, :authority {host} (same certificate): {} (want 200 from {svc})",
+                    r.summary()
+                )
+            }),
+            Err(e) => f.push(format!("h2, SNI {sni}, :authority {host}: {e}")),
+        }
+    }
+    f.assert_none();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_1_2_and_1_3_are_served_and_1_1_is_refused() {
     let ca = TestCa::new("tollgate test CA");
     let cert = ca.leaf("leaf", &["v.test"]);

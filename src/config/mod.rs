@@ -29,13 +29,18 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use snapshot::{Changes, Entry, Object, ObjectKey, Snapshot};
 
 use crate::table::tls::{CertId, TlsTable};
-use crate::table::upstream::{EndpointAddr, LbAlgorithm, PortRef, UpstreamKey, UpstreamSpec};
+use crate::table::upstream::{
+    BackendProtocol, EndpointAddr, LbAlgorithm, PortRef, UpstreamKey, UpstreamSpec,
+};
 use crate::table::{Insert, PathType, Route, RoutingTable, UpstreamId};
 
 /// Annotation selecting the load-balancing algorithm of an Ingress's backends.
 pub const LOAD_BALANCE_ANNOTATION: &str = "tollgate.dev/load-balance";
 /// ingress-nginx's equivalent, honoured for migrated Ingresses.
 pub const NGINX_LOAD_BALANCE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/load-balance";
+/// `HTTP | HTTPS | H2C | GRPC | GRPCS`: the protocol spoken to the backends.
+pub const BACKEND_PROTOCOL_ANNOTATION: &str = "tollgate.dev/backend-protocol";
+pub const NGINX_BACKEND_PROTOCOL_ANNOTATION: &str = "nginx.ingress.kubernetes.io/backend-protocol";
 /// `"false"` turns off the HTTP → HTTPS redirect of an Ingress's TLS hosts.
 pub const SSL_REDIRECT_ANNOTATION: &str = "tollgate.dev/ssl-redirect";
 pub const NGINX_SSL_REDIRECT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
@@ -269,6 +274,29 @@ fn port_ref(backend: &IngressBackend) -> Option<(&str, PortRef)> {
     Some((svc.name.as_str(), port))
 }
 
+/// `backend-protocol`: how to speak to this Ingress's backends.
+fn backend_protocol(ingress: &Ingress) -> Result<BackendProtocol, (String, String)> {
+    for name in [
+        BACKEND_PROTOCOL_ANNOTATION,
+        NGINX_BACKEND_PROTOCOL_ANNOTATION,
+    ] {
+        if let Some(value) = annotation(ingress, name) {
+            return match value.to_ascii_uppercase().as_str() {
+                "HTTP" => Ok(BackendProtocol::Http),
+                "HTTPS" => Ok(BackendProtocol::Https),
+                "H2C" => Ok(BackendProtocol::H2c),
+                "GRPC" => Ok(BackendProtocol::Grpc),
+                "GRPCS" => Ok(BackendProtocol::Grpcs),
+                other => Err((
+                    format!("metadata.annotations[{name}]"),
+                    format!("`{other}` is not one of HTTP, HTTPS, H2C, GRPC, GRPCS; using HTTP"),
+                )),
+            };
+        }
+    }
+    Ok(BackendProtocol::Http)
+}
+
 fn lb_algorithm(ingress: &Ingress) -> Result<LbAlgorithm, (String, String)> {
     let annotations = ingress.metadata.annotations.as_ref();
     for name in [LOAD_BALANCE_ANNOTATION, NGINX_LOAD_BALANCE_ANNOTATION] {
@@ -343,13 +371,14 @@ impl Builder<'_> {
         field: &str,
         service: &str,
         port: PortRef,
-        lb: LbAlgorithm,
+        (lb, protocol): (LbAlgorithm, BackendProtocol),
     ) -> UpstreamId {
         let key = UpstreamKey {
             namespace: ingress.namespace.clone(),
             service: service.to_string(),
             port,
             lb,
+            protocol,
         };
         if let Some(&id) = self.upstreams.get(&key) {
             return id;
@@ -525,6 +554,14 @@ impl Builder<'_> {
                 LbAlgorithm::RoundRobin
             }
         };
+        let protocol = match backend_protocol(ingress) {
+            Ok(p) => p,
+            Err((field, reason)) => {
+                self.warn(key, &origin, field, reason);
+                BackendProtocol::Http
+            }
+        };
+        let lb = (lb, protocol);
 
         let default_route = spec
             .default_backend
@@ -659,6 +696,7 @@ impl Builder<'_> {
             service: service.name.clone(),
             port,
             lb: LbAlgorithm::RoundRobin,
+            protocol: BackendProtocol::Http,
         };
         let endpoints = match resolve_upstream(self.snapshot, &key) {
             Ok(e) => e,

@@ -25,6 +25,7 @@ fn upstream(lb: LbAlgorithm, n: u8) -> Upstream {
             service: "web".into(),
             port: PortRef::Number(80),
             lb,
+            protocol: Default::default(),
         },
         label: "ns/web:80".into(),
         endpoints: (1..=n).map(addr).collect(),

@@ -167,7 +167,7 @@ pub async fn handle(
                     .await
                     .map(|(r, e)| (r, Some(e)))
             };
-            let (mut response, endpoint) = match outcome {
+            let (response, endpoint) = match outcome {
                 Ok((response, endpoint)) => (response, endpoint),
                 Err(e) => {
                     if matches!(
@@ -179,17 +179,18 @@ pub async fn handle(
                     (e.response(), None)
                 }
             };
-            if let (true, Some(hsts)) = (client.tls, &state.settings.hsts) {
-                response
-                    .headers_mut()
-                    .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
-            }
             metrics.record(response.status().as_u16(), started.elapsed());
             (response, Some(route), endpoint)
         }
     };
     if let Some(log) = log {
         log.emit(response.status(), route, endpoint.as_deref(), started);
+    }
+    let mut response = response;
+    if let (true, Some(hsts)) = (ctx.client.tls, &state.settings.hsts) {
+        response
+            .headers_mut()
+            .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     Ok(response.map(|b| b.with_active(active)))
 }

@@ -25,6 +25,44 @@ impl LbAlgorithm {
     }
 }
 
+/// The protocol spoken to an upstream (`backend-protocol` annotation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum BackendProtocol {
+    #[default]
+    Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// HTTP/2 with prior knowledge, cleartext.
+    H2c,
+    /// gRPC: HTTP/2 cleartext.
+    Grpc,
+    /// gRPC over TLS (ALPN h2).
+    Grpcs,
+}
+
+impl BackendProtocol {
+    pub fn is_tls(self) -> bool {
+        matches!(self, BackendProtocol::Https | BackendProtocol::Grpcs)
+    }
+
+    pub fn is_http2(self) -> bool {
+        matches!(
+            self,
+            BackendProtocol::H2c | BackendProtocol::Grpc | BackendProtocol::Grpcs
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendProtocol::Http => "HTTP",
+            BackendProtocol::Https => "HTTPS",
+            BackendProtocol::H2c => "H2C",
+            BackendProtocol::Grpc => "GRPC",
+            BackendProtocol::Grpcs => "GRPCS",
+        }
+    }
+}
+
 /// How an Ingress backend names its Service port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortRef {
@@ -49,6 +87,7 @@ pub struct UpstreamKey {
     pub service: String,
     pub port: PortRef,
     pub lb: LbAlgorithm,
+    pub protocol: BackendProtocol,
 }
 
 impl fmt::Display for UpstreamKey {

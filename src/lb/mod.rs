@@ -23,7 +23,9 @@ use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::proxy::pool::Pool;
-use crate::table::upstream::{EndpointAddr, LbAlgorithm, UpstreamKey, UpstreamSpec};
+use crate::table::upstream::{
+    BackendProtocol, EndpointAddr, LbAlgorithm, UpstreamKey, UpstreamSpec,
+};
 
 /// First passive-health backoff; doubles per consecutive failure.
 const BACKOFF_BASE_MS: u64 = 1_000;
@@ -75,9 +77,9 @@ impl Drop for InFlight {
 }
 
 impl Endpoint {
-    pub fn new(addr: EndpointAddr) -> Self {
+    pub fn new(addr: EndpointAddr, protocol: BackendProtocol) -> Self {
         Self {
-            pool: Pool::new(addr.clone()),
+            pool: Pool::new(addr.clone(), protocol),
             addr,
             inflight: AtomicU32::new(0),
             ewma_ns: AtomicU64::new(0),
@@ -154,7 +156,7 @@ impl Upstream {
                 .endpoints
                 .iter()
                 .cloned()
-                .map(|a| Arc::new(Endpoint::new(a)))
+                .map(|a| Arc::new(Endpoint::new(a, spec.key.protocol)))
                 .collect(),
         };
         Self {
@@ -185,7 +187,7 @@ impl Upstream {
             .iter()
             .map(|a| match existing.remove(a) {
                 Some(e) => e.clone(),
-                None => Arc::new(Endpoint::new(a.clone())),
+                None => Arc::new(Endpoint::new(a.clone(), self.key.protocol)),
             })
             .collect();
         self.endpoints.store(Arc::new(EndpointSet { endpoints }));

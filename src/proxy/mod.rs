@@ -337,6 +337,9 @@ async fn forward(
     let (parts, body) = req.into_parts();
     let (body, upload) = upload::UploadBody::new(body);
     let mut req = Request::from_parts(parts, body);
+    if upstream.key.protocol.is_http2() && client_upgrade.is_none() {
+        return forward_h2(ctx, upstream, req, upload.as_deref()).await;
+    }
 
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
@@ -364,9 +367,7 @@ async fn forward(
                         s
                     }
                     Err(e) => {
-                        endpoint.mark_failed();
-                        upstream.connect_errors.inc();
-                        tracing::debug!(error = %e, upstream = %upstream.label, "connect failed");
+                        connect_failed(upstream, &endpoint, &e);
                         last_error = Some(e);
                         break;
                     }
@@ -410,6 +411,105 @@ async fn forward(
         Some(e) => Err(ProxyError::Connect(e)),
         None => Err(ProxyError::NoEndpoints),
     }
+}
+
+/// Forwarding to an HTTP/2 upstream (`H2C`, `GRPC`, `GRPCS`): one shared
+/// connection per endpoint and worker; streams, trailers and all.
+async fn forward_h2(
+    ctx: &ConnCtx,
+    upstream: &Arc<Upstream>,
+    mut req: Request<upload::UploadBody>,
+    upload: Option<&upload::Upload>,
+) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
+    let settings = &ctx.state.settings;
+    *req.version_mut() = Version::HTTP_2;
+    // HTTP/2 carries the authority in the request target.
+    let scheme = if upstream.key.protocol.is_tls() {
+        "https"
+    } else {
+        "http"
+    };
+    let authority = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut last_error = None;
+    while tried.len() < MAX_ENDPOINT_ATTEMPTS {
+        let endpoint = {
+            let set = upstream.endpoints();
+            if set.endpoints.is_empty() {
+                return Err(ProxyError::NoEndpoints);
+            }
+            let exclude: Vec<&Endpoint> = tried.iter().map(|e| e.as_ref()).collect();
+            upstream.pick(&set, &exclude)
+        };
+        let Some(endpoint) = endpoint else { break };
+        let mut sender = match endpoint.pool.h2(settings.connect_timeout).await {
+            Ok(s) => {
+                endpoint.mark_ok();
+                s
+            }
+            Err(e) => {
+                connect_failed(upstream, &endpoint, &e);
+                last_error = Some(e);
+                tried.push(endpoint);
+                continue;
+            }
+        };
+        if sender.ready().await.is_err() {
+            tried.push(endpoint);
+            continue;
+        }
+        let authority = authority
+            .clone()
+            .unwrap_or_else(|| endpoint.addr.to_string());
+        match Uri::builder()
+            .scheme(scheme)
+            .authority(authority.as_str())
+            .path_and_query(target.as_str())
+            .build()
+        {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return Err(ProxyError::BadRequest(
+                    "request target not valid for HTTP/2",
+                ))
+            }
+        }
+        let inflight = endpoint.start_request();
+        let mut response = match upload::with_timeouts(
+            sender.send_request(req),
+            upload,
+            settings.response_timeout,
+        )
+        .await?
+        {
+            Ok(response) => response,
+            Err(e) => return Err(ProxyError::Upstream(e)),
+        };
+        headers::strip_hop_by_hop(response.headers_mut(), false);
+        return Ok((
+            response.map(|body| ProxyBody::upstream(body, None, inflight)),
+            endpoint,
+        ));
+    }
+    match last_error {
+        Some(e) => Err(ProxyError::Connect(e)),
+        None => Err(ProxyError::NoEndpoints),
+    }
+}
+
+fn connect_failed(upstream: &Upstream, endpoint: &Endpoint, error: &pool::ConnectError) {
+    endpoint.mark_failed();
+    upstream.connect_errors.inc();
+    tracing::debug!(%error, upstream = %upstream.label, "connect failed");
 }
 
 /// Turns the upstream response into the client response: hop-by-hop headers

@@ -19,12 +19,15 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use super::upload::UploadBody;
 use crate::lb::clock;
+use crate::table::upstream::BackendProtocol;
 use crate::table::upstream::EndpointAddr;
 
 /// Most idle keep-alive connections kept per endpoint (per worker).
@@ -40,9 +43,15 @@ struct Idle {
 
 type IdleMap = HashMap<u64, Vec<Idle>, foldhash::fast::RandomState>;
 
+/// An HTTP/2 upstream connection: one per endpoint and worker, shared by
+/// every request (streams multiplex).
+pub type H2Sender = http2::SendRequest<UploadBody>;
+
 thread_local! {
     /// This worker's idle connections, by endpoint id.
     static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
+    /// This worker's HTTP/2 connections, by endpoint id.
+    static H2: RefCell<HashMap<u64, H2Sender, foldhash::fast::RandomState>> = RefCell::new(HashMap::default());
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -52,6 +61,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub struct Pool {
     id: u64,
     addr: EndpointAddr,
+    protocol: BackendProtocol,
 }
 
 /// Drops this worker's idle connections that are closed or idle longer than
@@ -82,7 +92,9 @@ pub enum ConnectError {
         #[source]
         source: io::Error,
     },
-    #[error("HTTP/1.1 handshake with {addr}: {source}")]
+    #[error("TLS handshake with {addr}: {reason}")]
+    Tls { addr: String, reason: String },
+    #[error("HTTP handshake with {addr}: {source}")]
     Handshake {
         addr: String,
         #[source]
@@ -91,11 +103,16 @@ pub enum ConnectError {
 }
 
 impl Pool {
-    pub fn new(addr: EndpointAddr) -> Self {
+    pub fn new(addr: EndpointAddr, protocol: BackendProtocol) -> Self {
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr,
+            protocol,
         }
+    }
+
+    pub fn protocol(&self) -> BackendProtocol {
+        self.protocol
     }
 
     /// An idle connection of this worker that is still open and not older
@@ -149,7 +166,7 @@ impl Pool {
     }
 
     /// Opens a new connection (with upgrades enabled, for WebSocket).
-    pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
+    async fn tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let addr = || self.addr.to_string();
         let connect = async {
             match &self.addr {
@@ -171,12 +188,57 @@ impl Pool {
         };
         // Small requests and responses must not wait for Nagle.
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn tls(
+        &self,
+        stream: TcpStream,
+        timeout: Duration,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
+        let addr = || self.addr.to_string();
+        let name = match &self.addr {
+            EndpointAddr::Socket(a) => ServerName::IpAddress(a.ip().into()),
+            EndpointAddr::Dns { host, .. } => {
+                ServerName::try_from(host.to_string()).map_err(|e| ConnectError::Tls {
+                    addr: addr(),
+                    reason: e.to_string(),
+                })?
+            }
+        };
+        let connector = upstream_tls::connector(self.protocol.is_http2());
+        match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+            Err(_) => Err(ConnectError::Timeout { addr: addr() }),
+            Ok(Err(e)) => Err(ConnectError::Tls {
+                addr: addr(),
+                reason: e.to_string(),
+            }),
+            Ok(Ok(s)) => Ok(s),
+        }
+    }
+
+    /// Opens a new HTTP/1.1 connection (over TLS for `HTTPS` backends); its
+    /// task runs with upgrades enabled, for WebSocket.
+    pub async fn connect(&self, timeout: Duration) -> Result<Sender, ConnectError> {
+        let stream = self.tcp(timeout).await?;
+        if self.protocol.is_tls() {
+            let stream = self.tls(stream, timeout).await?;
+            self.handshake_h1(TokioIo::new(stream)).await
+        } else {
+            self.handshake_h1(TokioIo::new(stream)).await
+        }
+    }
+
+    async fn handshake_h1<I>(&self, io: I) -> Result<Sender, ConnectError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let (sender, conn) = http1::Builder::new()
             .writev(false)
-            .handshake(TokioIo::new(stream))
+            .handshake(io)
             .await
             .map_err(|source| ConnectError::Handshake {
-                addr: addr(),
+                addr: self.addr.to_string(),
                 source,
             })?;
         tokio::spawn(async move {
@@ -185,5 +247,146 @@ impl Pool {
             }
         });
         Ok(sender)
+    }
+
+    /// This worker's HTTP/2 connection to the endpoint (`H2C`, `GRPC`,
+    /// `GRPCS` backends), opened on first use and after it closes.
+    pub async fn h2(&self, timeout: Duration) -> Result<H2Sender, ConnectError> {
+        let existing = H2.with(|map| {
+            map.try_borrow()
+                .ok()
+                .and_then(|m| m.get(&self.id).filter(|s| !s.is_closed()).cloned())
+        });
+        if let Some(sender) = existing {
+            return Ok(sender);
+        }
+        let stream = self.tcp(timeout).await?;
+        let sender = if self.protocol.is_tls() {
+            let stream = self.tls(stream, timeout).await?;
+            self.handshake_h2(TokioIo::new(stream)).await?
+        } else {
+            self.handshake_h2(TokioIo::new(stream)).await?
+        };
+        H2.with(|map| {
+            if let Ok(mut m) = map.try_borrow_mut() {
+                m.insert(self.id, sender.clone());
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn handshake_h2<I>(&self, io: I) -> Result<H2Sender, ConnectError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|source| ConnectError::Handshake {
+                addr: self.addr.to_string(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// TLS to upstreams (`HTTPS`, `GRPCS`).
+mod upstream_tls {
+    use std::sync::{Arc, OnceLock};
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use tokio_rustls::TlsConnector;
+
+    /// Like ingress-nginx's default (`proxy_ssl_verify off`), the upstream
+    /// certificate is not verified against a CA: backends inside a cluster
+    /// commonly use self-signed certificates. Handshake signatures are
+    /// still checked, so the peer does hold the certificate's key.
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    fn build(alpn: &[u8]) -> TlsConnector {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = match rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        {
+            Ok(builder) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth(),
+            // The ring provider supports both versions; this cannot fail.
+            Err(_) => rustls::ClientConfig::builder()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))))
+                .with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![alpn.to_vec()];
+        TlsConnector::from(Arc::new(config))
+    }
+
+    /// The connector for HTTP/1.1 (`http2 == false`) or HTTP/2 upstreams.
+    pub fn connector(http2: bool) -> TlsConnector {
+        static H1: OnceLock<TlsConnector> = OnceLock::new();
+        static H2: OnceLock<TlsConnector> = OnceLock::new();
+        if http2 {
+            H2.get_or_init(|| build(b"h2")).clone()
+        } else {
+            H1.get_or_init(|| build(b"http/1.1")).clone()
+        }
     }
 }

@@ -50,8 +50,9 @@ pub type H2Sender = http2::SendRequest<UploadBody>;
 thread_local! {
     /// This worker's idle connections, by endpoint id.
     static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
-    /// This worker's HTTP/2 connections, by endpoint id.
-    static H2: RefCell<HashMap<u64, H2Sender, foldhash::fast::RandomState>> = RefCell::new(HashMap::default());
+    /// This worker's HTTP/2 connections, by endpoint id, with the time
+    /// (ms) they were last used.
+    static H2: RefCell<HashMap<u64, (H2Sender, u64), foldhash::fast::RandomState>> = RefCell::new(HashMap::default());
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -76,6 +77,14 @@ pub fn sweep(max_idle: Duration) {
                     !c.sender.is_closed() && now.saturating_sub(c.since_ms) <= max_idle_ms
                 });
                 !conns.is_empty()
+            });
+        }
+    });
+    // HTTP/2 connections unused for as long (removed endpoints included).
+    H2.with(|h2| {
+        if let Ok(mut map) = h2.try_borrow_mut() {
+            map.retain(|_, (sender, used)| {
+                !sender.is_closed() && now.saturating_sub(*used) <= max_idle_ms
             });
         }
     });
@@ -253,9 +262,10 @@ impl Pool {
     /// `GRPCS` backends), opened on first use and after it closes.
     pub async fn h2(&self, timeout: Duration) -> Result<H2Sender, ConnectError> {
         let existing = H2.with(|map| {
-            map.try_borrow()
-                .ok()
-                .and_then(|m| m.get(&self.id).filter(|s| !s.is_closed()).cloned())
+            let mut map = map.try_borrow_mut().ok()?;
+            let (sender, used) = map.get_mut(&self.id).filter(|(s, _)| !s.is_closed())?;
+            *used = clock::now_ms();
+            Some(sender.clone())
         });
         if let Some(sender) = existing {
             return Ok(sender);
@@ -269,7 +279,7 @@ impl Pool {
         };
         H2.with(|map| {
             if let Ok(mut m) = map.try_borrow_mut() {
-                m.insert(self.id, sender.clone());
+                m.insert(self.id, (sender.clone(), clock::now_ms()));
             }
         });
         Ok(sender)

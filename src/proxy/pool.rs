@@ -47,12 +47,43 @@ type IdleMap = HashMap<u64, Vec<Idle>, foldhash::fast::RandomState>;
 /// every request (streams multiplex).
 pub type H2Sender = http2::SendRequest<UploadBody>;
 
+/// A worker's HTTP/2 connection to one endpoint.
+enum H2Slot {
+    /// Open; with the time (ms) it was last used.
+    Ready(H2Sender, u64),
+    /// Being opened by one request; the others wait for it instead of
+    /// opening connections of their own.
+    Connecting(Vec<tokio::sync::oneshot::Sender<H2Sender>>),
+}
+
+/// What a request does to get an HTTP/2 connection.
+enum H2Plan {
+    Use(H2Sender),
+    Wait(tokio::sync::oneshot::Receiver<H2Sender>),
+    Open,
+}
+
+/// Clears a `Connecting` slot if the opening request goes away without
+/// finishing (its waiters then open connections themselves).
+struct Opening(u64);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        H2.with(|map| {
+            if let Ok(mut m) = map.try_borrow_mut() {
+                if matches!(m.get(&self.0), Some(H2Slot::Connecting(_))) {
+                    m.remove(&self.0);
+                }
+            }
+        });
+    }
+}
+
 thread_local! {
     /// This worker's idle connections, by endpoint id.
     static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
-    /// This worker's HTTP/2 connections, by endpoint id, with the time
-    /// (ms) they were last used.
-    static H2: RefCell<HashMap<u64, (H2Sender, u64), foldhash::fast::RandomState>> = RefCell::new(HashMap::default());
+    /// This worker's HTTP/2 connections, by endpoint id.
+    static H2: RefCell<HashMap<u64, H2Slot, foldhash::fast::RandomState>> = RefCell::new(HashMap::default());
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -83,8 +114,11 @@ pub fn sweep(max_idle: Duration) {
     // HTTP/2 connections unused for as long (removed endpoints included).
     H2.with(|h2| {
         if let Ok(mut map) = h2.try_borrow_mut() {
-            map.retain(|_, (sender, used)| {
-                !sender.is_closed() && now.saturating_sub(*used) <= max_idle_ms
+            map.retain(|_, slot| match slot {
+                H2Slot::Ready(sender, used) => {
+                    !sender.is_closed() && now.saturating_sub(*used) <= max_idle_ms
+                }
+                H2Slot::Connecting(_) => true,
             });
         }
     });
@@ -261,28 +295,70 @@ impl Pool {
     /// This worker's HTTP/2 connection to the endpoint (`H2C`, `GRPC`,
     /// `GRPCS` backends), opened on first use and after it closes.
     pub async fn h2(&self, timeout: Duration) -> Result<H2Sender, ConnectError> {
-        let existing = H2.with(|map| {
-            let mut map = map.try_borrow_mut().ok()?;
-            let (sender, used) = map.get_mut(&self.id).filter(|(s, _)| !s.is_closed())?;
-            *used = clock::now_ms();
-            Some(sender.clone())
-        });
-        if let Some(sender) = existing {
-            return Ok(sender);
-        }
-        let stream = self.tcp(timeout).await?;
-        let sender = if self.protocol.is_tls() {
-            let stream = self.tls(stream, timeout).await?;
-            self.handshake_h2(TokioIo::new(stream)).await?
-        } else {
-            self.handshake_h2(TokioIo::new(stream)).await?
-        };
-        H2.with(|map| {
-            if let Ok(mut m) = map.try_borrow_mut() {
-                m.insert(self.id, (sender.clone(), clock::now_ms()));
+        let plan = H2.with(|map| {
+            let Ok(mut m) = map.try_borrow_mut() else {
+                return H2Plan::Open;
+            };
+            match m.get_mut(&self.id) {
+                Some(H2Slot::Ready(sender, used)) if !sender.is_closed() => {
+                    *used = clock::now_ms();
+                    H2Plan::Use(sender.clone())
+                }
+                Some(H2Slot::Connecting(waiters)) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    waiters.push(tx);
+                    H2Plan::Wait(rx)
+                }
+                _ => {
+                    m.insert(self.id, H2Slot::Connecting(Vec::new()));
+                    H2Plan::Open
+                }
             }
         });
-        Ok(sender)
+        match plan {
+            H2Plan::Use(sender) => Ok(sender),
+            // The opener failed or went away: open one ourselves.
+            H2Plan::Wait(rx) => match rx.await {
+                Ok(sender) => Ok(sender),
+                Err(_) => self.open_h2(timeout).await,
+            },
+            H2Plan::Open => {
+                let opening = Opening(self.id);
+                let result = self.open_h2(timeout).await;
+                let waiters = H2.with(|map| {
+                    let Ok(mut m) = map.try_borrow_mut() else {
+                        return Vec::new();
+                    };
+                    let previous = match &result {
+                        Ok(sender) => {
+                            m.insert(self.id, H2Slot::Ready(sender.clone(), clock::now_ms()))
+                        }
+                        Err(_) => m.remove(&self.id),
+                    };
+                    match previous {
+                        Some(H2Slot::Connecting(waiters)) => waiters,
+                        _ => Vec::new(),
+                    }
+                });
+                drop(opening);
+                if let Ok(sender) = &result {
+                    for waiter in waiters {
+                        let _ = waiter.send(sender.clone());
+                    }
+                }
+                result
+            }
+        }
+    }
+
+    async fn open_h2(&self, timeout: Duration) -> Result<H2Sender, ConnectError> {
+        let stream = self.tcp(timeout).await?;
+        if self.protocol.is_tls() {
+            let stream = self.tls(stream, timeout).await?;
+            self.handshake_h2(TokioIo::new(stream)).await
+        } else {
+            self.handshake_h2(TokioIo::new(stream)).await
+        }
     }
 
     async fn handshake_h2<I>(&self, io: I) -> Result<H2Sender, ConnectError>

@@ -1888,3 +1888,417 @@ fn cert_names(der: &[u8]) -> Option<(Option<String>, Vec<String>)> {
     }
     Some((cn, sans))
 }
+
+// --- backend protocol helpers ---
+//
+// In-test backends for the `backend-protocol` annotation: HTTP/1.1 inside
+// TLS, cleartext HTTP/2 only, and HTTP/2 inside TLS. Each speaks exactly one
+// protocol (anything else fails on its socket), and records what it saw on
+// the wire, so a test can prove how tollgate talked to it. gRPC is framed by
+// hand: a 5-byte prefix (compressed flag, big-endian length) per message,
+// the status in trailers.
+
+/// How an in-test protocol backend speaks on its socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// HTTP/1.1 inside TLS; the server offers ALPN `http/1.1` only.
+    Https,
+    /// HTTP/2 with prior knowledge in cleartext; HTTP/1.1 fails the preface.
+    H2c,
+    /// HTTP/2 inside TLS; the server offers ALPN `h2` only.
+    H2Tls,
+}
+
+/// One completed TLS handshake, as the backend saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handshake {
+    /// The SNI the client sent.
+    pub sni: Option<String>,
+    /// The ALPN protocol agreed on.
+    pub alpn: Option<String>,
+}
+
+/// What a protocol backend observed; written by its connection tasks.
+#[derive(Default)]
+pub struct Observed {
+    /// TCP connections accepted.
+    pub connections: AtomicUsize,
+    /// Completed TLS handshakes (TLS wires only).
+    pub handshakes: Mutex<Vec<Handshake>>,
+    /// Failed handshakes and connection errors, for assertion messages.
+    pub errors: Mutex<Vec<String>>,
+}
+
+/// An in-test backend speaking one [`Wire`]; aborted on drop.
+pub struct ProtoBackend {
+    pub port: u16,
+    pub wire: Wire,
+    pub seen: Arc<Observed>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ProtoBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ProtoBackend {
+    pub fn connections(&self) -> usize {
+        self.seen.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn handshakes(&self) -> Vec<Handshake> {
+        self.seen.handshakes.lock().unwrap().clone()
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.seen.errors.lock().unwrap().clone()
+    }
+
+    /// "WIRE: N connections, handshakes [...], errors [...]" for assertion
+    /// messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:?} backend: {} connection(s), handshakes {:?}, errors {:?}",
+            self.wire,
+            self.connections(),
+            self.handshakes(),
+            self.errors()
+        )
+    }
+}
+
+/// A rustls server configuration with a fresh self-signed certificate for
+/// `backend.test` (which matches no name tollgate could ask for: a
+/// verifying client would refuse it) offering `alpn`.
+pub fn backend_tls_config(alpn: &[&str]) -> Arc<rustls::ServerConfig> {
+    let ck = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("rustls protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key.into())
+        .expect("backend certificate");
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Serves `handler` on a new 127.0.0.1 port speaking `wire` only.
+pub async fn serve_proto<F, Fut>(wire: Wire, handler: F) -> ProtoBackend
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = match wire {
+        Wire::H2c => None,
+        Wire::Https => Some(tokio_rustls::TlsAcceptor::from(backend_tls_config(&[
+            "http/1.1",
+        ]))),
+        Wire::H2Tls => Some(tokio_rustls::TlsAcceptor::from(backend_tls_config(&["h2"]))),
+    };
+    let seen = Arc::new(Observed::default());
+    let observed = seen.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            observed.connections.fetch_add(1, Ordering::SeqCst);
+            let (h, observed, acceptor) = (handler.clone(), observed.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |r| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(r).await) }
+                });
+                let served = match acceptor {
+                    None => {
+                        hyper::server::conn::http2::Builder::new(executor())
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await
+                    }
+                    Some(acceptor) => {
+                        let tls = match acceptor.accept(stream).await {
+                            Ok(tls) => tls,
+                            Err(e) => {
+                                observed
+                                    .errors
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("TLS handshake: {e}"));
+                                return;
+                            }
+                        };
+                        let conn = tls.get_ref().1;
+                        observed.handshakes.lock().unwrap().push(Handshake {
+                            sni: conn.server_name().map(str::to_string),
+                            alpn: conn
+                                .alpn_protocol()
+                                .map(|p| String::from_utf8_lossy(p).into_owned()),
+                        });
+                        if wire == Wire::Https {
+                            hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(tls), svc)
+                                .with_upgrades()
+                                .await
+                        } else {
+                            hyper::server::conn::http2::Builder::new(executor())
+                                .serve_connection(TokioIo::new(tls), svc)
+                                .await
+                        }
+                    }
+                };
+                if let Err(e) = served {
+                    observed
+                        .errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("serving {wire:?}: {e}"));
+                }
+            });
+        }
+    });
+    ProtoBackend {
+        port,
+        wire,
+        seen,
+        task,
+    }
+}
+
+/// One gRPC message with its 5-byte length prefix (not compressed).
+pub fn grpc_frame(msg: &[u8]) -> Bytes {
+    let len = u32::try_from(msg.len()).expect("gRPC message under 4 GiB");
+    let mut out = Vec::with_capacity(5 + msg.len());
+    out.push(0);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(msg);
+    Bytes::from(out)
+}
+
+/// Splits complete length-prefixed messages off the front of `buf`,
+/// leaving an incomplete tail in place.
+pub fn grpc_take_messages(buf: &mut Vec<u8>) -> Result<Vec<Bytes>, String> {
+    let mut out = Vec::new();
+    loop {
+        if buf.len() < 5 {
+            return Ok(out);
+        }
+        if buf[0] != 0 {
+            return Err(format!("compressed flag {} on a gRPC message", buf[0]));
+        }
+        let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if buf.len() < 5 + len {
+            return Ok(out);
+        }
+        out.push(Bytes::copy_from_slice(&buf[5..5 + len]));
+        buf.drain(..5 + len);
+    }
+}
+
+/// All messages of a complete gRPC body; an incomplete tail is an error.
+pub fn grpc_messages(body: &[u8]) -> Result<Vec<Bytes>, String> {
+    let mut buf = body.to_vec();
+    let out = grpc_take_messages(&mut buf)?;
+    if !buf.is_empty() {
+        return Err(format!(
+            "{} trailing bytes after the last gRPC message",
+            buf.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// `(name, value)` pairs as a header map (trailers, usually).
+pub fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in pairs {
+        map.append(*k, http::HeaderValue::from_static(v));
+    }
+    map
+}
+
+/// A gRPC response body: each of `messages` framed, `gap` before every
+/// message but the first, then `trailers`.
+pub fn grpc_body(messages: Vec<Bytes>, gap: Duration, trailers: HeaderMap) -> Body {
+    let state = (messages.into_iter(), Some(trailers), true);
+    let frames =
+        futures_util::stream::unfold(state, move |(mut msgs, mut trailers, first)| async move {
+            if let Some(m) = msgs.next() {
+                if !first {
+                    tokio::time::sleep(gap).await;
+                }
+                let frame = hyper::body::Frame::data(grpc_frame(&m));
+                return Some((Ok::<_, BoxError>(frame), (msgs, trailers, false)));
+            }
+            let t = trailers.take()?;
+            Some((Ok(hyper::body::Frame::trailers(t)), (msgs, None, false)))
+        });
+    BodyExt::boxed(http_body_util::StreamBody::new(frames))
+}
+
+/// A gRPC response: `content-type: application/grpc` and `body`.
+pub fn grpc_response(body: Body) -> Response<Body> {
+    Response::builder()
+        .header("content-type", "application/grpc")
+        .body(body)
+        .unwrap()
+}
+
+pub type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+/// An HTTP/2 prior-knowledge (h2c) client connection to `addr`.
+pub async fn h2c_connect(addr: SocketAddr) -> Result<H2Sender, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        h2_handshake(TokioIo::new(stream)).await
+    })
+    .await
+    .map_err(|_| format!("h2c handshake with {addr} timed out"))?
+}
+
+/// An HTTP/2 client connection over TLS (ALPN `h2` only) with `client`'s
+/// trust settings; fails unless the server selected `h2`.
+pub async fn h2_tls_connect(
+    client: &TlsClient,
+    addr: SocketAddr,
+    sni: &str,
+) -> Result<H2Sender, String> {
+    let client = TlsClient {
+        alpn: vec!["h2"],
+        ..client.clone()
+    };
+    let stream = client.connect(addr, Some(sni)).await?;
+    let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    if alpn.as_deref() != Some(b"h2".as_slice()) {
+        return Err(format!(
+            "server selected ALPN {:?}, want h2",
+            alpn.map(|a| String::from_utf8_lossy(&a).into_owned())
+        ));
+    }
+    tokio::time::timeout(REQUEST_TIMEOUT, h2_handshake(TokioIo::new(stream)))
+        .await
+        .map_err(|_| format!("h2 handshake over TLS with {addr} timed out"))?
+}
+
+async fn h2_handshake<T>(io: T) -> Result<H2Sender, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(executor(), io)
+        .await
+        .map_err(|e| format!("h2 handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// A gRPC response as the client received it.
+#[derive(Debug)]
+pub struct GrpcReply {
+    pub status: u16,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// Each message with the time it was complete, since the request was sent.
+    pub messages: Vec<(Duration, Bytes)>,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl GrpcReply {
+    pub fn bodies(&self) -> Vec<Bytes> {
+        self.messages.iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    pub fn trailer(&self, name: &str) -> Option<String> {
+        self.trailers
+            .as_ref()?
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    /// `grpc-status` from the trailers or, for a trailers-only response,
+    /// from the headers.
+    pub fn grpc_status(&self) -> Option<String> {
+        self.trailer("grpc-status")
+            .or_else(|| self.header("grpc-status"))
+    }
+
+    pub fn grpc_message(&self) -> Option<String> {
+        self.trailer("grpc-message")
+            .or_else(|| self.header("grpc-message"))
+    }
+}
+
+/// One gRPC call on `sender`: POST `uri` (absolute: scheme, authority,
+/// `/package.Service/Method`) with one message; reads the whole response,
+/// timing each message (bounded by [`REQUEST_TIMEOUT`]).
+pub async fn grpc_call(sender: &mut H2Sender, uri: &str, msg: &[u8]) -> Result<GrpcReply, String> {
+    let req = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("user-agent", "grpc-tollgate-test/1.0")
+        .body(Full::new(grpc_frame(msg)))
+        .unwrap();
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection not ready: {e}"))?;
+        let sent = Instant::now();
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send {uri}: {e}"))?;
+        let (parts, mut body) = resp.into_parts();
+        let mut buf = Vec::new();
+        let mut messages = Vec::new();
+        let mut trailers = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                format!(
+                    "reading body of {uri} after {} message(s): {e}",
+                    messages.len()
+                )
+            })?;
+            match frame.into_data() {
+                Ok(data) => {
+                    buf.extend_from_slice(&data);
+                    let at = sent.elapsed();
+                    messages.extend(grpc_take_messages(&mut buf)?.into_iter().map(|m| (at, m)));
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers = Some(t);
+                    }
+                }
+            }
+        }
+        if !buf.is_empty() {
+            return Err(format!("{} bytes of an incomplete gRPC message", buf.len()));
+        }
+        Ok(GrpcReply {
+            status: parts.status.as_u16(),
+            version: parts.version,
+            headers: parts.headers,
+            messages,
+            trailers,
+        })
+    })
+    .await
+    .map_err(|_| format!("gRPC call {uri} timed out after {REQUEST_TIMEOUT:?}"))?
+}

@@ -47,10 +47,36 @@ pub struct SecretLabels {
     pub secret: String,
 }
 
+/// Results of a TLS handshake: `ok`, or why it failed.
+pub const HANDSHAKE_RESULTS: [&str; 9] = [
+    "ok",
+    "timeout",
+    "io",
+    "incompatible",
+    "invalid_message",
+    "alert",
+    "misbehaved",
+    "no_alpn",
+    "other",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeLabels {
-    /// `ok`, `timeout` or `error`.
+    /// One of [`HANDSHAKE_RESULTS`].
     pub result: &'static str,
+}
+
+impl Metrics {
+    /// Counts a handshake under `result` (one of [`HANDSHAKE_RESULTS`]).
+    pub fn handshake(&self, result: &str) {
+        let at = HANDSHAKE_RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(HANDSHAKE_RESULTS.len() - 1);
+        if let Some(counter) = self.tls_handshakes.get(at) {
+            counter.inc();
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -156,9 +182,9 @@ pub struct Metrics {
     pub source_errors: Family<SourceLabels, Counter>,
     /// End of validity (Unix seconds) of each TLS Secret's certificate.
     pub certificate_expiry: Family<SecretLabels, Gauge>,
-    /// TLS handshakes by result, resolved once so a handshake only
-    /// increments an atomic: `[ok, error, timeout]`.
-    pub tls_handshakes: [Counter; 3],
+    /// TLS handshakes by result (see [`HANDSHAKE_RESULTS`]), resolved once
+    /// so a handshake only increments an atomic.
+    pub tls_handshakes: [Counter; HANDSHAKE_RESULTS.len()],
     /// Requests that matched no route (404 from the built-in default backend).
     pub unrouted: RouteMetrics,
 }
@@ -243,10 +269,10 @@ impl Metrics {
         let tls_handshakes = Family::<HandshakeLabels, Counter>::default();
         registry.register(
             "tls_handshakes",
-            "TLS handshakes on the HTTPS listener by result (ok, timeout, error)",
+            "TLS handshakes on the HTTPS listener by result: ok, or the reason it failed",
             tls_handshakes.clone(),
         );
-        let tls_handshakes = ["ok", "error", "timeout"].map(|result| {
+        let tls_handshakes = HANDSHAKE_RESULTS.map(|result| {
             tls_handshakes
                 .get_or_create(&HandshakeLabels { result })
                 .clone()

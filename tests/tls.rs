@@ -1228,3 +1228,57 @@ async fn expired_certificate_is_still_served_with_a_warning() {
         "check should warn about the Secret tls/expired:\n{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_and_expiry_metrics() {
+    let ca = TestCa::new("tollgate test CA");
+    let leaf = ca.leaf("leaf m", &["m.test"]);
+    let echo = Echo::services(&["svc"]).await;
+    let mut docs = base_docs(&echo);
+    docs.extend([
+        tls_ingress("m", "m.test", "svc", &["m.test"], "m-tls"),
+        tls_secret(NS, "m-tls", &leaf.chain_pem, &leaf.key_pem),
+    ]);
+    let tg = Tollgate::builder().docs("m.yaml", &docs).start().await;
+
+    let (r, _) = https(&tg, "m.test", "/").await;
+    assert_eq!(r.status, 200, "{}", r.summary());
+    // A client that offers only an application protocol we do not speak.
+    let refused = TlsClient::alpn(&["spdy/1"])
+        .connect(tg.https_addr(), Some("m.test"))
+        .await;
+    assert!(refused.is_err(), "ALPN mismatch must fail the handshake");
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let metrics = tg.metrics().await;
+        let handshakes = |result| {
+            metric_sum(
+                &metrics,
+                "tollgate_tls_handshakes_total",
+                &[("result", result)],
+            )
+            .unwrap_or(0.0)
+        };
+        let (ok, no_alpn) = (handshakes("ok"), handshakes("no_alpn"));
+        let secret = format!("{NS}/m-tls");
+        let expiry = metric_sum(
+            &metrics,
+            "tollgate_certificate_expiry_seconds",
+            &[("secret", &secret)],
+        )
+        .unwrap_or(0.0);
+        if ok >= 1.0 && no_alpn >= 1.0 {
+            assert!(
+                expiry > 1.7e9,
+                "expiry gauge should be the certificate's notAfter:\n{metrics}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "handshake metrics missing:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -396,12 +396,11 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let handshake =
                         tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
-                    let [ok, error, timeout] = &state.metrics.tls_handshakes;
-                    match &handshake {
-                        Ok(Ok(_)) => ok.inc(),
-                        Ok(Err(_)) => error.inc(),
-                        Err(_) => timeout.inc(),
-                    };
+                    state.metrics.handshake(match &handshake {
+                        Ok(Ok(_)) => "ok",
+                        Ok(Err(e)) => super::tls::failure_reason(e),
+                        Err(_) => "timeout",
+                    });
                     let stream = match handshake {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {

@@ -72,6 +72,24 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// Why a server handshake failed, as a metric label.
+pub fn failure_reason(error: &std::io::Error) -> &'static str {
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
+        return "io";
+    };
+    match tls {
+        rustls::Error::PeerIncompatible(_) => "incompatible",
+        rustls::Error::InvalidMessage(_) => "invalid_message",
+        rustls::Error::AlertReceived(_) => "alert",
+        rustls::Error::PeerMisbehaved(_) => "misbehaved",
+        rustls::Error::NoApplicationProtocol => "no_alpn",
+        _ => "other",
+    }
+}
+
 /// The server configuration of the HTTPS listener.
 pub fn server_config(
     published: Arc<ArcSwap<Published>>,

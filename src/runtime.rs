@@ -131,7 +131,11 @@ impl Runtime {
             .upstreams
             .iter()
             .map(|spec| {
-                let upstream = match self.upstreams.remove(&spec.key) {
+                let upstream = match self
+                    .upstreams
+                    .remove(&spec.key)
+                    .filter(|u| u.trust == spec.trust)
+                {
                     Some(existing) => {
                         existing.set_endpoints(&spec.endpoints);
                         existing

@@ -749,3 +749,101 @@ async fn unknown_backend_protocol_warns_and_falls_back_to_http() {
     assert_eq!(e.service(), "odd");
     assert_eq!(e.proto(), "HTTP/1.1", "fallback must speak HTTP/1.1");
 }
+
+/// An HTTPS backend presenting `leaf` (issued by a test CA); answers
+/// "verified backend".
+async fn https_backend_with(leaf: &TestCert) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+                        b"verified backend",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_backend_verified_against_a_ca_secret_fails_closed() {
+    let ca = TestCa::new("backend CA");
+    let leaf = ca.leaf("backend", &["api.internal.test"]);
+    let port = https_backend_with(&leaf).await;
+    let mut docs = vec![ingress_class("tollgate", false)];
+    for (host, svc, ca_secret, name) in [
+        ("ok.test", "ok", "backend-ca", "api.internal.test"),
+        (
+            "badname.test",
+            "badname",
+            "backend-ca",
+            "other.internal.test",
+        ),
+        ("missing.test", "missing", "no-such-ca", "api.internal.test"),
+    ] {
+        let mut ing = ingress(NS, &format!("{svc}-ing"), &simple_spec(host, svc));
+        ing["metadata"]["annotations"] = json!({
+            ANNOTATION: "HTTPS",
+            "tollgate.dev/backend-ca-secret": ca_secret,
+            "tollgate.dev/backend-tls-name": name,
+        });
+        docs.push(ing);
+        docs.extend(backend(NS, svc, &[port]));
+    }
+    let mut ca_secret = tls_secret(NS, "backend-ca", &leaf.chain_pem, &leaf.key_pem);
+    ca_secret["stringData"]["ca.crt"] = json!(ca.pem);
+    docs.push(ca_secret);
+    let tg = Tollgate::with_docs(&docs).await;
+
+    let r = tg.get("ok.test", "/").await;
+    assert_eq!(r.status, 200, "verified backend: {}", r.summary());
+    assert_eq!(r.text(), "verified backend");
+    // The certificate is not valid for the configured name: no connection.
+    let r = tg.get("badname.test", "/").await;
+    assert_eq!(
+        r.status,
+        502,
+        "name mismatch must not connect: {}",
+        r.summary()
+    );
+    // The CA cannot be loaded: fail closed (503), never unverified.
+    let r = tg.get("missing.test", "/").await;
+    assert_eq!(
+        r.status,
+        503,
+        "missing CA must fail closed: {}",
+        r.summary()
+    );
+
+    let (code, out, err) = check(&tg.manifests_dir(), &[]).await;
+    assert_eq!(code, 1, "a missing CA Secret is a rejection:\n{out}\n{err}");
+    assert!(
+        out.contains("no-such-ca"),
+        "check should name the CA Secret:\n{out}"
+    );
+}

@@ -30,7 +30,8 @@ pub use snapshot::{Changes, Entry, Object, ObjectKey, Snapshot};
 
 use crate::table::tls::{CertId, TlsTable};
 use crate::table::upstream::{
-    BackendProtocol, EndpointAddr, LbAlgorithm, PortRef, UpstreamKey, UpstreamSpec,
+    BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
+    UpstreamSpec,
 };
 use crate::table::{Insert, PathType, Route, RoutingTable, UpstreamId};
 
@@ -41,6 +42,14 @@ pub const NGINX_LOAD_BALANCE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/loa
 /// `HTTP | HTTPS | H2C | GRPC | GRPCS`: the protocol spoken to the backends.
 pub const BACKEND_PROTOCOL_ANNOTATION: &str = "tollgate.dev/backend-protocol";
 pub const NGINX_BACKEND_PROTOCOL_ANNOTATION: &str = "nginx.ingress.kubernetes.io/backend-protocol";
+/// A TLS Secret (in the Ingress's namespace) whose `ca.crt` verifies
+/// HTTPS/GRPCS backends; `backend-tls-name` is the name they must present
+/// (default `<service>.<namespace>.svc`).
+pub const BACKEND_CA_ANNOTATION: &str = "tollgate.dev/backend-ca-secret";
+pub const BACKEND_TLS_NAME_ANNOTATION: &str = "tollgate.dev/backend-tls-name";
+pub const NGINX_PROXY_SSL_SECRET: &str = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
+pub const NGINX_PROXY_SSL_VERIFY: &str = "nginx.ingress.kubernetes.io/proxy-ssl-verify";
+pub const NGINX_PROXY_SSL_NAME: &str = "nginx.ingress.kubernetes.io/proxy-ssl-name";
 /// `"false"` turns off the HTTP → HTTPS redirect of an Ingress's TLS hosts.
 pub const SSL_REDIRECT_ANNOTATION: &str = "tollgate.dev/ssl-redirect";
 pub const NGINX_SSL_REDIRECT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
@@ -131,6 +140,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         out: &mut out,
         upstreams: HashMap::new(),
         certs: HashMap::new(),
+        roots: HashMap::new(),
     };
     let mut served = Vec::with_capacity(ours.len());
     for (key, entry) in ours {
@@ -322,6 +332,16 @@ struct Builder<'a> {
     upstreams: HashMap<UpstreamKey, UpstreamId>,
     /// TLS Secrets already resolved in this compile (`None`: unusable).
     certs: HashMap<ObjectKey, Option<(CertId, Arc<tls::Certificate>)>>,
+    /// CA bundles already resolved in this compile.
+    roots: HashMap<ObjectKey, TrustAnchors>,
+}
+
+/// How an Ingress's backends are spoken to.
+struct BackendPolicy {
+    lb: LbAlgorithm,
+    protocol: BackendProtocol,
+    /// CA Secret and server name to verify TLS backends with.
+    verify: Option<(ObjectKey, Option<String>)>,
 }
 
 fn annotation<'a>(ingress: &'a Ingress, name: &str) -> Option<&'a str> {
@@ -371,18 +391,29 @@ impl Builder<'_> {
         field: &str,
         service: &str,
         port: PortRef,
-        (lb, protocol): (LbAlgorithm, BackendProtocol),
+        policy: &BackendPolicy,
     ) -> UpstreamId {
+        let verify = policy.verify.as_ref().map(|(ca, name)| BackendVerify {
+            ca_secret: ca.to_string(),
+            server_name: name
+                .clone()
+                .unwrap_or_else(|| format!("{service}.{}.svc", ingress.namespace)),
+        });
         let key = UpstreamKey {
             namespace: ingress.namespace.clone(),
             service: service.to_string(),
             port,
-            lb,
-            protocol,
+            lb: policy.lb,
+            protocol: policy.protocol,
+            verify,
         };
         if let Some(&id) = self.upstreams.get(&key) {
             return id;
         }
+        let trust = match &policy.verify {
+            None => TrustAnchors::Unverified,
+            Some((ca, _)) => self.trust_anchors(ca, ingress, origin),
+        };
         let endpoints = match resolve_upstream(self.snapshot, &key) {
             Ok(endpoints) => endpoints,
             Err(reason) => {
@@ -395,9 +426,45 @@ impl Builder<'_> {
             label: key.to_string().into(),
             key: key.clone(),
             endpoints,
+            trust,
         });
         self.upstreams.insert(key, id);
         id
+    }
+
+    /// The CAs in a TLS Secret's `ca.crt`, for verifying HTTPS backends.
+    /// Fails closed: an unusable CA blocks the upstream (503), it never
+    /// falls back to an unverified connection.
+    fn trust_anchors(
+        &mut self,
+        ca: &ObjectKey,
+        ingress: &ObjectKey,
+        origin: &Option<Arc<str>>,
+    ) -> TrustAnchors {
+        if let Some(roots) = self.roots.get(ca) {
+            return roots.clone();
+        }
+        let entry = self.snapshot.secrets.get(ca);
+        let parsed = match entry {
+            None => Err(format!("TLS Secret {ca} (with ca.crt) not found")),
+            Some(e) => tls::parse_ca(&e.object),
+        };
+        let anchors = match parsed {
+            Ok(roots) => TrustAnchors::Roots(Arc::new(roots)),
+            Err(reason) => {
+                self.out.diagnostics.push(Diagnostic::new(
+                    Severity::Rejected,
+                    "Ingress",
+                    ingress,
+                    origin.clone(),
+                    format!("metadata.annotations[{BACKEND_CA_ANNOTATION}]"),
+                    format!("{reason}; backends that must be verified with it get 503 (never an unverified connection)"),
+                ));
+                TrustAnchors::Unusable
+            }
+        };
+        self.roots.insert(ca.clone(), anchors.clone());
+        anchors
     }
 
     /// The certificate of a TLS Secret, parsed once per compile. A Secret
@@ -523,6 +590,65 @@ impl Builder<'_> {
         }
     }
 
+    /// Backend certificate verification from the annotations:
+    /// `tollgate.dev/backend-ca-secret` (+ `tollgate.dev/backend-tls-name`),
+    /// or ingress-nginx's `proxy-ssl-secret` with `proxy-ssl-verify: "on"`
+    /// (+ `proxy-ssl-name`). The CA Secret must be in the Ingress's
+    /// namespace; anything else fails closed.
+    fn backend_verify(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        ingress: &Ingress,
+        protocol: BackendProtocol,
+    ) -> Option<(ObjectKey, Option<String>)> {
+        let (field, reference) = match annotation(ingress, BACKEND_CA_ANNOTATION) {
+            Some(name) => (BACKEND_CA_ANNOTATION, name.to_string()),
+            None => match (
+                annotation(ingress, NGINX_PROXY_SSL_SECRET),
+                annotation(ingress, NGINX_PROXY_SSL_VERIFY),
+            ) {
+                (Some(secret), Some("on")) => (NGINX_PROXY_SSL_SECRET, secret.to_string()),
+                _ => return None,
+            },
+        };
+        let name = annotation(ingress, BACKEND_TLS_NAME_ANNOTATION)
+            .or_else(|| annotation(ingress, NGINX_PROXY_SSL_NAME))
+            .map(str::to_string);
+        if !protocol.is_tls() {
+            self.warn(
+                key,
+                origin,
+                format!("metadata.annotations[{field}]"),
+                format!(
+                    "backend-protocol is {}: there is no backend TLS to verify",
+                    protocol.as_str()
+                ),
+            );
+            return None;
+        }
+        let secret = match reference.split_once('/') {
+            None => ObjectKey::new(key.namespace.clone(), reference),
+            Some((ns, name)) if ns == key.namespace => ObjectKey::new(ns, name),
+            Some(_) => {
+                // Fail closed: point verification at a Secret that cannot
+                // exist here, so the backends get 503, not an unverified
+                // connection.
+                self.reject(
+                    key,
+                    origin,
+                    format!("metadata.annotations[{field}]"),
+                    format!(
+                        "`{reference}`: the CA Secret must be in the Ingress's namespace `{}`",
+                        key.namespace
+                    ),
+                );
+                ObjectKey::new(key.namespace.clone(), "")
+            }
+        };
+        Some((secret, name))
+    }
+
     fn add_ingress(&mut self, key: &ObjectKey, origin: Option<Arc<str>>, ingress: &Ingress) {
         let Some(spec) = &ingress.spec else { return };
         let ssl_redirect = ![SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION]
@@ -561,14 +687,19 @@ impl Builder<'_> {
                 BackendProtocol::Http
             }
         };
-        let lb = (lb, protocol);
+        let verify = self.backend_verify(key, &origin, ingress, protocol);
+        let lb = BackendPolicy {
+            lb,
+            protocol,
+            verify,
+        };
 
         let default_route = spec
             .default_backend
             .as_ref()
             .and_then(port_ref)
             .map(|(svc, port)| {
-                let upstream = self.upstream(key, &origin, "spec.defaultBackend", svc, port, lb);
+                let upstream = self.upstream(key, &origin, "spec.defaultBackend", svc, port, &lb);
                 let service = self.out.upstreams[upstream as usize].label.clone();
                 self.out.table.push_route(Route {
                     ingress: ingress_label.clone(),
@@ -598,7 +729,7 @@ impl Builder<'_> {
                     _ => PathType::ImplementationSpecific,
                 };
                 let path_str = path.path.as_deref().unwrap_or("/");
-                let upstream = self.upstream(key, &origin, &field, svc, port, lb);
+                let upstream = self.upstream(key, &origin, &field, svc, port, &lb);
                 let service = self.out.upstreams[upstream as usize].label.clone();
                 let route = self.out.table.push_route(Route {
                     ingress: ingress_label.clone(),
@@ -697,6 +828,7 @@ impl Builder<'_> {
             port,
             lb: LbAlgorithm::RoundRobin,
             protocol: BackendProtocol::Http,
+            verify: None,
         };
         let endpoints = match resolve_upstream(self.snapshot, &key) {
             Ok(e) => e,
@@ -718,6 +850,7 @@ impl Builder<'_> {
             key,
             label: label.clone(),
             endpoints,
+            trust: TrustAnchors::Unverified,
         });
         let route = self.out.table.push_route(Route {
             ingress: "".into(),

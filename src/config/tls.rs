@@ -106,6 +106,20 @@ pub fn parse_secret(secret: &Secret) -> Result<Certificate, (&'static str, Strin
     })
 }
 
+/// The CA certificates in a Secret's `ca.crt`, as trust anchors.
+pub fn parse_ca(secret: &Secret) -> Result<rustls::RootCertStore, String> {
+    let pem = field(secret, "ca.crt").ok_or_else(|| "the Secret has no ca.crt".to_string())?;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ca.crt is not PEM certificates: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err("ca.crt holds no usable CA certificate".into());
+    }
+    Ok(roots)
+}
+
 /// Whether a certificate name (possibly `*.suffix`) covers `host` (which may
 /// itself be a `*.suffix` TLS host).
 pub fn covers(name: &str, host: &str) -> bool {

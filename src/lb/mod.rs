@@ -15,6 +15,7 @@
 
 pub mod clock;
 
+use crate::table::upstream::TrustAnchors;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::proxy::pool::Pool;
+use crate::proxy::pool::{Pool, VerifiedTls};
 use crate::table::upstream::{
     BackendProtocol, EndpointAddr, LbAlgorithm, UpstreamKey, UpstreamSpec,
 };
@@ -63,6 +64,11 @@ pub struct Upstream {
     next: AtomicUsize,
     /// Failed connection attempts to this upstream's endpoints.
     pub connect_errors: Counter,
+    verified: Option<Arc<VerifiedTls>>,
+    /// The CAs `verified` was built from (a change rebuilds the upstream).
+    pub trust: TrustAnchors,
+    /// Verification was required but is impossible: never connect (503).
+    pub blocked: bool,
 }
 
 /// Tracks one in-flight request on an endpoint (for p2c-ewma); dropping it
@@ -77,9 +83,13 @@ impl Drop for InFlight {
 }
 
 impl Endpoint {
-    pub fn new(addr: EndpointAddr, protocol: BackendProtocol) -> Self {
+    pub fn new(
+        addr: EndpointAddr,
+        protocol: BackendProtocol,
+        verified: Option<Arc<VerifiedTls>>,
+    ) -> Self {
         Self {
-            pool: Pool::new(addr.clone(), protocol),
+            pool: Pool::new(addr.clone(), protocol, verified),
             addr,
             inflight: AtomicU32::new(0),
             ewma_ns: AtomicU64::new(0),
@@ -151,12 +161,23 @@ impl Endpoint {
 
 impl Upstream {
     pub fn new(spec: &UpstreamSpec, connect_errors: Counter) -> Self {
+        let (verified, blocked) = match (&spec.trust, &spec.key.verify) {
+            (TrustAnchors::Roots(roots), Some(v)) => {
+                match VerifiedTls::new(roots.clone(), spec.key.protocol.is_http2(), &v.server_name)
+                {
+                    Some(verified) => (Some(verified), false),
+                    None => (None, true),
+                }
+            }
+            (TrustAnchors::Unusable, _) | (TrustAnchors::Roots(_), None) => (None, true),
+            (TrustAnchors::Unverified, _) => (None, false),
+        };
         let set = EndpointSet {
             endpoints: spec
                 .endpoints
                 .iter()
                 .cloned()
-                .map(|a| Arc::new(Endpoint::new(a, spec.key.protocol)))
+                .map(|a| Arc::new(Endpoint::new(a, spec.key.protocol, verified.clone())))
                 .collect(),
         };
         Self {
@@ -165,6 +186,9 @@ impl Upstream {
             endpoints: ArcSwap::from_pointee(set),
             next: AtomicUsize::new(fastrand::usize(..1024)),
             connect_errors,
+            verified,
+            trust: spec.trust.clone(),
+            blocked,
         }
     }
 
@@ -187,7 +211,11 @@ impl Upstream {
             .iter()
             .map(|a| match existing.remove(a) {
                 Some(e) => e.clone(),
-                None => Arc::new(Endpoint::new(a.clone(), self.key.protocol)),
+                None => Arc::new(Endpoint::new(
+                    a.clone(),
+                    self.key.protocol,
+                    self.verified.clone(),
+                )),
             })
             .collect();
         self.endpoints.store(Arc::new(EndpointSet { endpoints }));

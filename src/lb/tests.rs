@@ -26,9 +26,11 @@ fn upstream(lb: LbAlgorithm, n: u8) -> Upstream {
             port: PortRef::Number(80),
             lb,
             protocol: Default::default(),
+            verify: None,
         },
         label: "ns/web:80".into(),
         endpoints: (1..=n).map(addr).collect(),
+        trust: Default::default(),
     };
     Upstream::new(&spec, Counter::default())
 }

@@ -331,6 +331,9 @@ async fn forward(
     mut req: Request<Incoming>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
     let settings = &ctx.state.settings;
+    if upstream.blocked {
+        return Err(ProxyError::NoEndpoints);
+    }
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare(ctx, &mut req, upgrade);

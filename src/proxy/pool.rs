@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
@@ -94,6 +95,48 @@ pub struct Pool {
     id: u64,
     addr: EndpointAddr,
     protocol: BackendProtocol,
+    /// Verification settings when the backend certificate is checked.
+    verified: Option<Arc<VerifiedTls>>,
+}
+
+/// A TLS connector that verifies backends against configured CAs.
+pub struct VerifiedTls {
+    connector: tokio_rustls::TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for VerifiedTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedTls {
+    /// `None` when `server_name` is not a valid DNS name or IP address.
+    pub fn new(
+        roots: Arc<rustls::RootCertStore>,
+        http2: bool,
+        server_name: &str,
+    ) -> Option<Arc<Self>> {
+        let server_name = ServerName::try_from(server_name.to_string()).ok()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .ok()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![if http2 {
+            b"h2".to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        }];
+        Some(Arc::new(Self {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name,
+        }))
+    }
 }
 
 /// Drops this worker's idle connections that are closed or idle longer than
@@ -146,11 +189,16 @@ pub enum ConnectError {
 }
 
 impl Pool {
-    pub fn new(addr: EndpointAddr, protocol: BackendProtocol) -> Self {
+    pub fn new(
+        addr: EndpointAddr,
+        protocol: BackendProtocol,
+        verified: Option<Arc<VerifiedTls>>,
+    ) -> Self {
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             addr,
             protocol,
+            verified,
         }
     }
 
@@ -240,16 +288,20 @@ impl Pool {
         timeout: Duration,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
         let addr = || self.addr.to_string();
-        let name = match &self.addr {
-            EndpointAddr::Socket(a) => ServerName::IpAddress(a.ip().into()),
-            EndpointAddr::Dns { host, .. } => {
-                ServerName::try_from(host.to_string()).map_err(|e| ConnectError::Tls {
-                    addr: addr(),
-                    reason: e.to_string(),
-                })?
+        let (connector, name) = match &self.verified {
+            Some(v) => (v.connector.clone(), v.server_name.clone()),
+            None => {
+                let name = match &self.addr {
+                    EndpointAddr::Socket(a) => ServerName::IpAddress(a.ip().into()),
+                    EndpointAddr::Dns { host, .. } => ServerName::try_from(host.to_string())
+                        .map_err(|e| ConnectError::Tls {
+                            addr: addr(),
+                            reason: e.to_string(),
+                        })?,
+                };
+                (upstream_tls::connector(self.protocol.is_http2()), name)
             }
         };
-        let connector = upstream_tls::connector(self.protocol.is_http2());
         match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
             Err(_) => Err(ConnectError::Timeout { addr: addr() }),
             Ok(Err(e)) => Err(ConnectError::Tls {

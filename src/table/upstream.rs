@@ -63,6 +63,40 @@ impl BackendProtocol {
     }
 }
 
+/// Verification of an HTTPS/GRPCS backend's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendVerify {
+    /// `namespace/name` of the TLS Secret whose `ca.crt` holds the CAs.
+    pub ca_secret: String,
+    /// The name the backend certificate must be valid for (also sent as SNI).
+    pub server_name: String,
+}
+
+/// The trust anchors an upstream's TLS connections are verified against.
+#[derive(Debug, Clone, Default)]
+pub enum TrustAnchors {
+    /// Not verified (ingress-nginx's `proxy_ssl_verify off` default).
+    #[default]
+    Unverified,
+    Roots(Arc<rustls::RootCertStore>),
+    /// Verification was asked for but the CA is unusable: fail closed, the
+    /// upstream is never connected to.
+    Unusable,
+}
+
+impl PartialEq for TrustAnchors {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TrustAnchors::Unverified, TrustAnchors::Unverified) => true,
+            (TrustAnchors::Unusable, TrustAnchors::Unusable) => true,
+            (TrustAnchors::Roots(a), TrustAnchors::Roots(b)) => {
+                Arc::ptr_eq(a, b) || a.roots == b.roots
+            }
+            _ => false,
+        }
+    }
+}
+
 /// How an Ingress backend names its Service port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortRef {
@@ -88,6 +122,7 @@ pub struct UpstreamKey {
     pub port: PortRef,
     pub lb: LbAlgorithm,
     pub protocol: BackendProtocol,
+    pub verify: Option<BackendVerify>,
 }
 
 impl fmt::Display for UpstreamKey {
@@ -124,4 +159,5 @@ pub struct UpstreamSpec {
     /// `namespace/service:port`, for metrics and logs.
     pub label: Arc<str>,
     pub endpoints: Vec<EndpointAddr>,
+    pub trust: TrustAnchors,
 }

@@ -1282,3 +1282,37 @@ async fn handshake_and_expiry_metrics() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_resume() {
+    let echo = Echo::services(&["svc"]).await;
+    let tg = Tollgate::builder()
+        .docs("m.yaml", &base_docs(&echo))
+        .start()
+        .await;
+    // One client configuration (one session store) for both connections.
+    let connector = tokio_rustls::TlsConnector::from(TlsClient::default().config());
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(tg.https_addr())
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("resume.test").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("handshake");
+        // TLS 1.3 tickets arrive after the handshake: read until the
+        // server's first flight is processed (a request/response does it).
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: resume.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut buf)).await;
+        kinds.push(tls.get_ref().1.handshake_kind());
+    }
+    assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full), "{kinds:?}");
+    assert_eq!(
+        kinds[1],
+        Some(rustls::HandshakeKind::Resumed),
+        "second handshake should resume: {kinds:?}"
+    );
+}

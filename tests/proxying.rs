@@ -1448,3 +1448,55 @@ async fn json_access_log_has_one_line_per_request() {
     );
     assert!(v["duration_ms"].as_f64().is_some(), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_churn_does_not_grow_memory() {
+    let echo = Echo::services(&["churn"]).await;
+    // Long timeouts: the watchdog ticks rarely, so nothing but eager
+    // cleanup can release finished connections during the test.
+    let tg = Tollgate::builder()
+        .docs(
+            "m.yaml",
+            &route("churn.test", "churn", &echo.ports("churn")),
+        )
+        .args(&["--client-header-timeout", "60s", "--idle-timeout", "600s"])
+        .start()
+        .await;
+    let warm = async {
+        for _ in 0..200 {
+            let r = raw(
+                tg.http_addr(),
+                b"GET / HTTP/1.1\r\nHost: churn.test\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            assert_eq!(r.expect("response").status, 200);
+        }
+    };
+    warm.await;
+    let before = vm_rss_kb(tg.pid()).expect("VmRSS");
+    // 12,000 short connections (bounded: 4 at a time, at most 60 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut done = 0;
+    while done < 12_000 && Instant::now() < deadline {
+        let batch: Vec<_> = (0..4)
+            .map(|_| {
+                raw(
+                    tg.http_addr(),
+                    b"GET / HTTP/1.1\r\nHost: churn.test\r\nConnection: close\r\n\r\n",
+                )
+            })
+            .collect();
+        for r in futures_util::future::join_all(batch).await {
+            assert_eq!(r.expect("response").status, 200);
+        }
+        done += 4;
+    }
+    assert_eq!(done, 12_000, "churn did not finish in time");
+    let after = vm_rss_kb(tg.pid()).expect("VmRSS");
+    // Finished connections must not keep their memory until the watchdog
+    // tick (a waker kept each finished connection task alive).
+    assert!(
+        after < before + 2_500,
+        "RSS grew from {before} kB to {after} kB over 12,000 connections"
+    );
+}

@@ -346,6 +346,7 @@ pub async fn serve(
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watched: Vec<Watched> = Vec::new();
+    let mut prune_at = 64;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -377,6 +378,12 @@ pub async fn serve(
             state: state.clone(),
         };
         let activity = Arc::new(Activity::default());
+        // Under connection churn, prune finished connections as the list
+        // grows rather than only once per tick.
+        if watched.len() >= prune_at {
+            watched.retain(|w| Arc::strong_count(&w.activity) > 1);
+            prune_at = (watched.len() * 2).max(64);
+        }
         watched.push(Watched::new(activity.clone()));
         let (state, builder) = (state.clone(), builder.clone());
         match &tls {
@@ -467,6 +474,10 @@ async fn serve_connection<I>(
         conn.as_mut().poll(cx).map(Some)
     })
     .await;
+    // The waker refers to this task: drop it now, or the accept loop's
+    // reference to `activity` would keep the finished task's memory alive
+    // until the next prune.
+    drop(activity.waker.take());
     match result {
         None => tracing::debug!(%peer, "connection closed by its watchdog"),
         Some(Err(e)) => tracing::debug!(error = %e, %peer, "client connection ended with an error"),

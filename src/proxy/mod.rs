@@ -347,15 +347,9 @@ async fn forward(
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
     while tried.len() < MAX_ENDPOINT_ATTEMPTS {
-        let endpoint = {
-            let set = upstream.endpoints();
-            if set.endpoints.is_empty() {
-                return Err(ProxyError::NoEndpoints);
-            }
-            let exclude: Vec<&Endpoint> = tried.iter().map(|e| e.as_ref()).collect();
-            upstream.pick(&set, &exclude)
+        let Some(endpoint) = next_endpoint(upstream, &tried)? else {
+            break;
         };
-        let Some(endpoint) = endpoint else { break };
 
         // A pooled connection first; if it turns out closed before taking
         // the request, one fresh connection to the same endpoint.
@@ -445,15 +439,9 @@ async fn forward_h2(
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
     while tried.len() < MAX_ENDPOINT_ATTEMPTS {
-        let endpoint = {
-            let set = upstream.endpoints();
-            if set.endpoints.is_empty() {
-                return Err(ProxyError::NoEndpoints);
-            }
-            let exclude: Vec<&Endpoint> = tried.iter().map(|e| e.as_ref()).collect();
-            upstream.pick(&set, &exclude)
+        let Some(endpoint) = next_endpoint(upstream, &tried)? else {
+            break;
         };
-        let Some(endpoint) = endpoint else { break };
         let mut sender = match endpoint.pool.h2(settings.connect_timeout).await {
             Ok(s) => {
                 endpoint.mark_ok();
@@ -507,6 +495,20 @@ async fn forward_h2(
         Some(e) => Err(ProxyError::Connect(e)),
         None => Err(ProxyError::NoEndpoints),
     }
+}
+
+/// The next endpoint to try, skipping those already tried; `Err` (503)
+/// when the upstream has no endpoint at all.
+fn next_endpoint(
+    upstream: &Upstream,
+    tried: &[Arc<Endpoint>],
+) -> Result<Option<Arc<Endpoint>>, ProxyError> {
+    let set = upstream.endpoints();
+    if set.endpoints.is_empty() {
+        return Err(ProxyError::NoEndpoints);
+    }
+    let exclude: Vec<&Endpoint> = tried.iter().map(|e| e.as_ref()).collect();
+    Ok(upstream.pick(&set, &exclude))
 }
 
 fn connect_failed(upstream: &Upstream, endpoint: &Endpoint, error: &pool::ConnectError) {

@@ -138,48 +138,27 @@ impl Snapshot {
     /// Inserts or replaces an object. Returns the origin of the object it
     /// replaced, if any (the caller reports duplicates).
     pub fn insert(&mut self, origin: Arc<str>, object: Object) -> Option<Arc<str>> {
+        fn put<K: Ord, T>(
+            map: &mut BTreeMap<K, Entry<T>>,
+            key: K,
+            origin: Arc<str>,
+            object: T,
+        ) -> Option<Arc<str>> {
+            map.insert(
+                key,
+                Entry {
+                    origin,
+                    object: Arc::new(object),
+                },
+            )
+            .map(|e| e.origin)
+        }
         let key = object.key();
         match object {
-            Object::IngressClass(o) => self
-                .ingress_classes
-                .insert(
-                    key.name,
-                    Entry {
-                        origin,
-                        object: Arc::new(o),
-                    },
-                )
-                .map(|e| e.origin),
-            Object::Ingress(o) => self
-                .ingresses
-                .insert(
-                    key,
-                    Entry {
-                        origin,
-                        object: Arc::new(o),
-                    },
-                )
-                .map(|e| e.origin),
-            Object::Service(o) => self
-                .services
-                .insert(
-                    key,
-                    Entry {
-                        origin,
-                        object: Arc::new(o),
-                    },
-                )
-                .map(|e| e.origin),
-            Object::Secret(o) => self
-                .secrets
-                .insert(
-                    key,
-                    Entry {
-                        origin,
-                        object: Arc::new(o),
-                    },
-                )
-                .map(|e| e.origin),
+            Object::IngressClass(o) => put(&mut self.ingress_classes, key.name, origin, o),
+            Object::Ingress(o) => put(&mut self.ingresses, key, origin, o),
+            Object::Service(o) => put(&mut self.services, key, origin, o),
+            Object::Secret(o) => put(&mut self.secrets, key, origin, o),
             Object::EndpointSlice(o) => {
                 let old = self.remove_slice(&key);
                 if let Some(svc) = slice_service(&o, &key.namespace) {

@@ -40,7 +40,7 @@ use crate::table::{host, path};
 use body::{Checkin, ProxyBody};
 use error::ProxyError;
 use headers::ClientInfo;
-use listener::ConnCtx;
+use listener::{ActiveRequest, ConnCtx};
 
 /// Most distinct endpoints tried for one request when connections fail.
 const MAX_ENDPOINT_ATTEMPTS: usize = 3;
@@ -102,13 +102,12 @@ pub async fn handle(
     let active = ctx.activity.begin();
     let state = &ctx.state;
     if active.has_bad_framing() {
-        let response =
-            ProxyError::BadRequest("both Content-Length and Transfer-Encoding").response();
-        state
-            .metrics
-            .unrouted
-            .record(response.status().as_u16(), started.elapsed());
-        return Ok(response.map(|b| b.with_active(active)));
+        let error = ProxyError::BadRequest("both Content-Length and Transfer-Encoding");
+        return Ok(finish_response(
+            &ctx,
+            unrouted(state, error, started),
+            active,
+        ));
     }
     let published = state.published.load_full();
     let request_id = headers::ensure_request_id(req.headers_mut());
@@ -116,14 +115,7 @@ pub async fn handle(
     let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
     let raw_host = match request_host(&req) {
         Ok(h) => h,
-        Err(e) => {
-            let response = e.response();
-            state
-                .metrics
-                .unrouted
-                .record(response.status().as_u16(), started.elapsed());
-            return Ok(response.map(|b| b.with_active(active)));
-        }
+        Err(e) => return Ok(finish_response(&ctx, unrouted(state, e, started), active)),
     };
     let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
     let matched_path = path::normalize(req.uri().path());
@@ -145,14 +137,7 @@ pub async fn handle(
         Some((route, upstream, metrics))
     });
     let (response, route, endpoint) = match routed {
-        None => {
-            let response = ProxyError::NoRoute.response();
-            state
-                .metrics
-                .unrouted
-                .record(response.status().as_u16(), started.elapsed());
-            (response, None, None)
-        }
+        None => (unrouted(state, ProxyError::NoRoute, started), None, None),
         Some((route, upstream, metrics)) => {
             let client = &ctx.client;
             let outcome = if !client.tls && route.redirect_https {
@@ -186,13 +171,32 @@ pub async fn handle(
     if let Some(log) = log {
         log.emit(response.status(), route, endpoint.as_deref(), started);
     }
-    let mut response = response;
-    if let (true, Some(hsts)) = (ctx.client.tls, &state.settings.hsts) {
+    Ok(finish_response(&ctx, response, active))
+}
+
+/// An error answered before or instead of routing, counted as unrouted.
+fn unrouted(state: &ProxyState, error: ProxyError, started: Instant) -> Response<ProxyBody> {
+    let response = error.response();
+    state
+        .metrics
+        .unrouted
+        .record(response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// What every response gets on its way out: HSTS on HTTPS, and the
+/// connection's in-flight accounting tied to the body.
+fn finish_response(
+    ctx: &ConnCtx,
+    mut response: Response<ProxyBody>,
+    active: ActiveRequest,
+) -> Response<ProxyBody> {
+    if let (true, Some(hsts)) = (ctx.client.tls, &ctx.state.settings.hsts) {
         response
             .headers_mut()
             .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
-    Ok(response.map(|b| b.with_active(active)))
+    response.map(|b| b.with_active(active))
 }
 
 /// 308 to the same host and target over HTTPS.

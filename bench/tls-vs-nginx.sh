@@ -49,6 +49,15 @@
 #   ECHO_FIXED=1               backend answers a fixed 3-byte body (0 = JSON echo)
 #   PROXY_CPU=0 LOAD_CPU=1     core pinning
 #   PROBE=1 PROBE_S=1          handshake census before the rounds (0 = skip)
+#   PROXY_QUOTA=50             give each proxy the same CPU budget, this percent of
+#                              one core (cgroup v1 cpu.cfs_quota_us; needs root and
+#                              /sys/fs/cgroup/cpu). For the handshake modes: one
+#                              client core cannot saturate a whole server core
+#                              (the client's half of a handshake costs about as
+#                              much), so without a quota both proxies run at the
+#                              client's pace and the rate ratio says nothing about
+#                              the proxies; with an equal quota the proxy is the
+#                              bottleneck and the rate ratio is the efficiency ratio.
 #   KEEP_TMP=1                 keep the temp dir (certs, configs, logs, raw wrk output)
 #
 # Exit status: 0 = all rounds clean; 1 = something failed to start / died;
@@ -73,6 +82,8 @@ LOAD_CPU=${LOAD_CPU:-1}
 PROBE=${PROBE:-1}
 PROBE_S=${PROBE_S:-1}
 MODES=${MODES:-keepalive handshake}
+PROXY_QUOTA=${PROXY_QUOTA:-}
+CGROUPS=()       # cgroup dirs we created (PROXY_QUOTA)
 TLS_HOST=bench.local
 START_TIMEOUT_S=30   # per process, bounded
 
@@ -130,6 +141,7 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+    for i in "${CGROUPS[@]}"; do rmdir "$i" 2>/dev/null || true; done
     if [[ "${KEEP_TMP:-0}" == 1 ]]; then
         echo "temp dir kept: $TMP" >&2
     else
@@ -140,6 +152,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# limit_cpu NAME PID...: with PROXY_QUOTA, moves the processes into a cgroup
+# allowed PROXY_QUOTA% of one core (the same budget for every proxy).
+limit_cpu() {
+    [[ -n "$PROXY_QUOTA" ]] || return 0
+    local name=$1 dir pid; shift
+    dir="/sys/fs/cgroup/cpu/tollgate-bench-$$-$name"
+    mkdir -p "$dir" || die "PROXY_QUOTA: cannot create $dir (needs root and cgroup v1 cpu)"
+    CGROUPS+=("$dir")
+    echo 100000 >"$dir/cpu.cfs_period_us"
+    echo $(( PROXY_QUOTA * 1000 )) >"$dir/cpu.cfs_quota_us"
+    for pid in "$@"; do echo "$pid" >"$dir/cgroup.procs"; done
+    log "$name limited to $PROXY_QUOTA% of one core ($dir)"
+}
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -368,6 +394,7 @@ EOF
         --admin-addr "127.0.0.1:$TG_ADMIN" --threads 1 --access-log false \
         >"$TMP/tollgate.log" 2>&1 &
     TG_PID=$!; PIDS+=("$TG_PID")
+    limit_cpu tollgate "$TG_PID"
     wait_url "tollgate (readyz)" "$TG_PID" "http://127.0.0.1:$TG_ADMIN/readyz"
     # shellcheck disable=SC2046
     wait_url "tollgate (https route)" "$TG_PID" "$(https_url "$TG_HTTPS")" $(https_args "$TG_HTTPS")
@@ -457,6 +484,7 @@ EOF
     mapfile -t NG_WORKERS < <(pgrep -P "$NG_PID" || true)
     (( ${#NG_WORKERS[@]} >= 1 )) || die "nginx has no worker process"
     NG_PIDS=("$NG_PID" "${NG_WORKERS[@]}")
+    limit_cpu nginx "${NG_PIDS[@]}"
     log "nginx master $NG_PID worker(s) ${NG_WORKERS[*]} https 127.0.0.1:$NG_PORT (CPU $PROXY_CPU)"
 fi
 

@@ -4,7 +4,9 @@
 //! Objects flow one way: `provider → config → table ← proxy`.
 //!
 //! - [`provider`]: the only sources of Kubernetes objects. `files` reads
-//!   manifests from disk and watches them; it produces a [`config::Snapshot`].
+//!   manifests from disk and watches them, producing [`config::Snapshot`]s;
+//!   `kubernetes` watches the API server and feeds the runtime changes one
+//!   object at a time, and writes Ingress status and Events as the leader.
 //! - [`config`]: the pure compiler. `Snapshot → (RoutingTable, upstream specs,
 //!   diagnostics)`. No IO, no async, no clock: all Ingress semantics live here.
 //! - [`table`]: the immutable routing table (hosts → paths → routes). Looked up

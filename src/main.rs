@@ -2,7 +2,7 @@
 //! until SIGTERM. (anyhow lives only here; the library has typed errors.)
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tollgate::metrics::{Metrics, SourceLabels};
 use tollgate::provider::files::FileSource;
+use tollgate::provider::kubernetes::{self, status::Publish, KubeSettings};
 use tollgate::proxy::listener::{self, ConnSettings, ConnTracker};
 use tollgate::proxy::{pool, tls};
 use tollgate::proxy::{ProxySettings, ProxyState};
@@ -47,6 +48,13 @@ fn main() -> anyhow::Result<()> {
             let code = tollgate::check::run(&args)?;
             std::process::exit(code);
         }
+        Command::Rbac(args) => {
+            print!(
+                "{}",
+                kubernetes::rbac_manifests(&args.name, &args.namespace)
+            );
+            Ok(())
+        }
         Command::Echo(args) => {
             let _guard = init_tracing(LogFormat::Text);
             tokio::runtime::Builder::new_multi_thread()
@@ -71,44 +79,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let mut runtime = Runtime::new(
+    let runtime = Runtime::new(
         args.selection.compile_options(),
         metrics.clone(),
         health.clone(),
     );
     let published = runtime.published();
 
-    // The control plane runs on its own thread: parsing and compiling never
-    // take a data-plane worker.
-    let stop = Arc::new(AtomicBool::new(false));
-    let source = FileSource::new(
-        args.selection.manifests.clone(),
-        args.selection.watch_namespaces.clone(),
-    );
-    let control = {
-        let stop = stop.clone();
-        let metrics = metrics.clone();
-        let debounce = args.reload_debounce;
-        std::thread::Builder::new()
-            .name("tollgate-control".into())
-            .spawn(move || {
-                source.watch(
-                    debounce,
-                    |snapshot, diagnostics| {
-                        for d in diagnostics.iter().filter(|d| d.kind == "File") {
-                            metrics
-                                .source_errors
-                                .get_or_create(&SourceLabels {
-                                    source: d.name.clone(),
-                                })
-                                .inc();
-                        }
-                        runtime.apply(snapshot, &diagnostics);
-                    },
-                    || stop.load(Ordering::Relaxed),
-                )
-            })?
-    };
+    // The control plane runs on its own thread: parsing, watching and
+    // compiling never take a data-plane worker.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let control = spawn_control(&args, runtime, metrics.clone(), stop_rx)?;
 
     let state = Arc::new(ProxyState {
         published,
@@ -242,10 +223,108 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(_) => tracing::error!("worker thread panicked"),
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    let _ = stop_tx.send(true);
     let _ = control.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the control plane: the file watcher with `--manifests`, else
+/// Kubernetes mode (which must connect to the API first: a missing
+/// configuration fails start-up here, with a clear error).
+fn spawn_control(
+    args: &RunArgs,
+    mut runtime: Runtime,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let builder = std::thread::Builder::new().name("tollgate-control".into());
+    if !args.selection.manifests.is_empty() {
+        let source = FileSource::new(
+            args.selection.manifests.clone(),
+            args.selection.watch_namespaces.clone(),
+        );
+        let debounce = args.reload_debounce;
+        return Ok(builder.spawn(move || {
+            source.watch(
+                debounce,
+                |snapshot, diagnostics| {
+                    for d in diagnostics.iter().filter(|d| d.kind == "File") {
+                        metrics
+                            .source_errors
+                            .get_or_create(&SourceLabels {
+                                source: d.name.clone(),
+                            })
+                            .inc();
+                    }
+                    runtime.apply(snapshot, &diagnostics);
+                },
+                || *stop.borrow(),
+            )
+        })?);
+    }
+    let publish = match (&args.publish_service, args.publish_address.is_empty()) {
+        (Some(service), _) => Publish::Service(service.clone()),
+        (None, false) => Publish::Addresses(args.publish_address.clone()),
+        (None, true) => Publish::Nothing,
+    };
+    let settings = KubeSettings {
+        namespaces: args.selection.watch_namespaces.clone(),
+        debounce: args.reload_debounce,
+        publish,
+        election_id: args.election_id.clone(),
+        election_namespace: std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        identity: identity(),
+        lease_duration: args.election_lease_duration,
+    };
+    let (connected_tx, connected_rx) = std::sync::mpsc::channel();
+    let handle = builder.spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = connected_tx.send(Err(anyhow::anyhow!(e)));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let client = match kubernetes::connect().await {
+                Ok(client) => client,
+                Err(e) => {
+                    let _ = connected_tx.send(Err(anyhow::anyhow!(e)));
+                    return;
+                }
+            };
+            tracing::info!(namespace = %client.default_namespace(), "Kubernetes mode: watching the API server");
+            let _ = connected_tx.send(Ok(()));
+            kubernetes::run(client, settings, &mut runtime, metrics, stop).await;
+        });
+    })?;
+    match connected_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(e),
+        Err(_) => anyhow::bail!("the control-plane thread ended before connecting"),
+    }
+}
+
+/// This replica's name in the leader Lease and Events: the pod name (or
+/// host name) plus a random suffix, so two processes never share one.
+fn identity() -> String {
+    let base = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "tollgate".into());
+    format!("{base}_{:08x}", fastrand::u32(..))
 }
 
 /// A non-blocking listening socket; with `reuse_port`, one of several

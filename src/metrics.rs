@@ -187,6 +187,27 @@ pub struct Metrics {
     pub tls_handshakes: [Counter; HANDSHAKE_RESULTS.len()],
     /// Requests that matched no route (404 from the built-in default backend).
     pub unrouted: RouteMetrics,
+    /// Kubernetes mode: watch failures by kind (the watcher retries with
+    /// backoff; the last good table keeps serving).
+    pub kube_watch_errors: Family<KindLabels, Counter>,
+    /// Kubernetes mode: 1 once a kind's initial list has completed.
+    pub kube_watch_synced: Family<KindLabels, Gauge>,
+    /// Kubernetes mode: 1 while this replica holds the leader Lease.
+    pub leader: Gauge,
+    /// Ingress status writes by result (`ok`, `error`).
+    pub status_updates: Family<ResultLabels, Counter>,
+    /// Kubernetes Events published for diagnostics, by result.
+    pub events_published: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -278,6 +299,36 @@ impl Metrics {
                 .clone()
         });
         let unrouted = Self::route_metrics_from(&requests, &durations, "", "");
+        let kube_watch_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "kube_watch_errors",
+            "Kubernetes API watch failures by kind (retried with backoff; the last good table keeps serving)",
+            kube_watch_errors.clone(),
+        );
+        let kube_watch_synced = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "kube_watch_synced",
+            "1 once the initial list of a kind has completed (readiness waits for every kind)",
+            kube_watch_synced.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (writes Ingress status and Events)",
+            leader.clone(),
+        );
+        let status_updates = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "status_updates",
+            "Ingress status writes by result",
+            status_updates.clone(),
+        );
+        let events_published = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "events_published",
+            "Kubernetes Events published for configuration diagnostics, by result",
+            events_published.clone(),
+        );
         Self {
             registry,
             requests,
@@ -293,6 +344,11 @@ impl Metrics {
             certificate_expiry,
             tls_handshakes,
             unrouted,
+            kube_watch_errors,
+            kube_watch_synced,
+            leader,
+            status_updates,
+            events_published,
         }
     }
 

@@ -17,7 +17,9 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, CompileOptions, Diagnostic, LastGood, ObjectKey, Snapshot};
+use crate::config::{
+    self, Changes, CompileOptions, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
+};
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::table::tls::TlsTable;
@@ -74,6 +76,12 @@ pub struct Runtime {
     generation: u64,
     /// Diagnostics of the last compile, so only new ones are logged.
     diagnostics: BTreeSet<String>,
+    /// The diagnostics of the last compile, as values (for Kubernetes Events).
+    last_diagnostics: Vec<Diagnostic>,
+    /// The Ingresses served at the last compile (their status is ours).
+    served: Vec<ObjectKey>,
+    /// Incremental changes (`upsert`/`delete`) not yet committed.
+    pending: Changes,
 }
 
 impl Runtime {
@@ -89,7 +97,61 @@ impl Runtime {
             by_service: HashMap::new(),
             generation: 0,
             diagnostics: BTreeSet::new(),
+            last_diagnostics: Vec::new(),
+            served: Vec::new(),
+            pending: Changes::default(),
         }
+    }
+
+    /// Incremental input (Kubernetes mode): inserts or replaces one object.
+    /// Nothing is published until [`Self::commit`].
+    pub fn upsert(&mut self, origin: Arc<str>, object: Object) {
+        let changes = self.snapshot.upsert(origin, object);
+        self.pending.merge(changes);
+    }
+
+    /// Incremental input: removes one object (see [`Self::upsert`]).
+    pub fn delete(&mut self, kind: &str, key: &ObjectKey) {
+        let changes = self.snapshot.delete(kind, key);
+        self.pending.merge(changes);
+    }
+
+    /// What `upsert`/`delete` changed since the last commit.
+    pub fn pending(&self) -> &Changes {
+        &self.pending
+    }
+
+    /// The objects as they stand (including uncommitted changes).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Publishes the pending incremental changes: a recompile when routes
+    /// may have changed (or nothing was published yet), else the endpoint
+    /// fast path for the Services whose EndpointSlices changed.
+    pub fn commit(&mut self, source_diagnostics: &[Diagnostic]) -> Applied {
+        let changes = std::mem::take(&mut self.pending);
+        if self.generation == 0 || changes.routes {
+            let generation = self.recompile(source_diagnostics);
+            Applied::Recompiled { generation }
+        } else if !changes.endpoints.is_empty() {
+            self.update_endpoints(&changes.endpoints);
+            Applied::Endpoints {
+                services: changes.endpoints.len(),
+            }
+        } else {
+            Applied::Nothing
+        }
+    }
+
+    /// The Ingresses served at the last compile, sorted.
+    pub fn served(&self) -> &[ObjectKey] {
+        &self.served
+    }
+
+    /// The diagnostics of the last compile (compiler and source).
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.last_diagnostics
     }
 
     /// The handle the proxy reads from.
@@ -103,6 +165,7 @@ impl Runtime {
         let changes = snapshot.changes_from(&self.snapshot);
         let first = self.generation == 0;
         self.snapshot = snapshot;
+        self.pending = Changes::default();
         if first || changes.routes {
             let generation = self.recompile(source_diagnostics);
             Applied::Recompiled { generation }
@@ -185,6 +248,12 @@ impl Runtime {
             seen.insert(line);
         }
         self.diagnostics = seen;
+        self.last_diagnostics = source_diagnostics
+            .iter()
+            .chain(compiled.diagnostics.iter())
+            .cloned()
+            .collect();
+        self.served = compiled.served;
         self.metrics.certificate_expiry.clear();
         for (secret, cert) in &compiled.last_good.certificates {
             self.metrics
@@ -230,7 +299,7 @@ impl Runtime {
             let endpoints =
                 config::resolve_upstream(&self.snapshot, &upstream.key).unwrap_or_default();
             if upstream.set_endpoints(&endpoints) {
-                tracing::info!(upstream = %upstream.label, endpoints = endpoints.len(), "endpoints updated");
+                tracing::debug!(upstream = %upstream.label, endpoints = endpoints.len(), "endpoints updated");
             }
         }
         self.metrics.endpoint_updates.inc();

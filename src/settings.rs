@@ -29,12 +29,26 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve traffic: from manifest files (standalone) with --manifests.
+    /// Serve traffic: from manifest files with --manifests (standalone), else
+    /// from the Kubernetes API (in-cluster config, KUBECONFIG or ~/.kube/config).
     Run(RunArgs),
     /// Compile manifests once; print the routing table and diagnostics.
     Check(CheckArgs),
     /// Run the built-in echo backend (for examples, tests and benchmarks).
     Echo(EchoArgs),
+    /// Print the RBAC rules Kubernetes mode needs (a ClusterRole and a Role
+    /// for the leader Lease) as YAML.
+    Rbac(RbacArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RbacArgs {
+    /// Name of the ClusterRole and Role.
+    #[arg(long, default_value = "tollgate")]
+    pub name: String,
+    /// Namespace of the Role (where the controller and its Lease live).
+    #[arg(long, default_value = "tollgate")]
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,7 +136,7 @@ pub struct SelectionArgs {
 }
 
 /// `namespace/name`.
-fn object_ref(s: &str) -> Result<ObjectKey, String> {
+pub fn object_ref(s: &str) -> Result<ObjectKey, String> {
     match s.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Ok(ObjectKey::new(ns, name))
@@ -197,19 +211,57 @@ pub struct RunArgs {
     /// On SIGTERM, time to let in-flight requests finish.
     #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration)]
     pub shutdown_grace: Duration,
-    /// Wait this long after a manifest change before reloading (coalesces bursts).
+    /// Coalesces bursts of changes: files are re-read this long after a
+    /// change; in Kubernetes mode routes recompile at most once per window
+    /// (the first change after a quiet window at once).
     #[arg(long, env = "TOLLGATE_RELOAD_DEBOUNCE", default_value = "100ms", value_parser = duration)]
     pub reload_debounce: Duration,
+    /// Kubernetes mode: LoadBalancer Service (namespace/name) whose
+    /// status.loadBalancer.ingress is copied into the status of every
+    /// Ingress served.
+    #[arg(long, env = "TOLLGATE_PUBLISH_SERVICE", value_parser = object_ref, conflicts_with = "publish_address", help_heading = "Kubernetes mode")]
+    pub publish_service: Option<ObjectKey>,
+    /// Kubernetes mode: addresses (IPs or hostnames) written into the status
+    /// of every Ingress served.
+    #[arg(
+        long,
+        env = "TOLLGATE_PUBLISH_ADDRESS",
+        value_delimiter = ',',
+        help_heading = "Kubernetes mode"
+    )]
+    pub publish_address: Vec<String>,
+    /// Kubernetes mode: name of the leader-election Lease, in the pod's
+    /// namespace (POD_NAMESPACE, else the service account's or kubeconfig's).
+    /// Only the leader writes Ingress status and Events.
+    #[arg(
+        long,
+        env = "TOLLGATE_ELECTION_ID",
+        default_value = "tollgate-leader",
+        help_heading = "Kubernetes mode"
+    )]
+    pub election_id: String,
+    /// Kubernetes mode: how long the leader's Lease lasts without renewal
+    /// (another replica takes over after this when the leader dies).
+    #[arg(long, env = "TOLLGATE_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration, help_heading = "Kubernetes mode")]
+    pub election_lease_duration: Duration,
 }
 
 impl RunArgs {
     pub fn validate(&self) -> Result<(), String> {
-        if self.selection.manifests.is_empty() {
+        if !self.selection.manifests.is_empty()
+            && (self.publish_service.is_some() || !self.publish_address.is_empty())
+        {
             return Err(
-                "--manifests is required: Kubernetes API mode is not available in this build; \
-                        pass manifest files or directories to run standalone"
+                "--publish-service and --publish-address apply to Kubernetes mode only \
+                 (without --manifests)"
                     .into(),
             );
+        }
+        if self.election_id.is_empty() {
+            return Err("--election-id must not be empty".into());
+        }
+        if self.election_lease_duration < Duration::from_secs(2) {
+            return Err("--election-lease-duration must be at least 2s".into());
         }
         if self.threads == Some(0) {
             return Err("--threads must be at least 1".into());

@@ -111,6 +111,9 @@ pub struct Compiled {
     pub last_good: LastGood,
     /// Ingresses served (ours and accepted, or served from last good).
     pub ingresses: usize,
+    /// The Ingresses served (as written or from their last good version),
+    /// sorted: the ones whose status gets our addresses.
+    pub served: Vec<ObjectKey>,
 }
 
 impl Compiled {
@@ -188,10 +191,14 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
     for (key, origin, ingress) in &served {
         builder.add_tls(key, origin, ingress);
     }
+    let mut served_keys = Vec::with_capacity(served.len());
     for (key, origin, ingress) in served {
         builder.add_ingress(key, origin, &ingress);
         builder.out.ingresses += 1;
+        served_keys.push(key.clone());
     }
+    served_keys.sort();
+    builder.out.served = served_keys;
     if let Some((service, port)) = &opts.default_backend {
         builder.add_default_backend_flag(service, port.as_ref());
     }

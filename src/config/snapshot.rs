@@ -115,6 +115,12 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         !self.routes && self.endpoints.is_empty()
     }
+
+    /// Adds `other` to `self`.
+    pub fn merge(&mut self, other: Changes) {
+        self.routes |= other.routes;
+        self.endpoints.extend(other.endpoints);
+    }
 }
 
 /// The objects a routing table is compiled from.
@@ -176,6 +182,82 @@ impl Snapshot {
                 );
                 old
             }
+        }
+    }
+
+    /// Inserts or replaces an object and says what that changed: nothing
+    /// when an equal object is already there (a resync, or a change only to
+    /// fields a provider strips), the endpoints of the Services an
+    /// EndpointSlice belongs to (before and after), or routes.
+    pub fn upsert(&mut self, origin: Arc<str>, object: Object) -> Changes {
+        let key = object.key();
+        let mut changes = Changes::default();
+        match &object {
+            Object::EndpointSlice(new) => {
+                let old = self.endpoint_slices.get(&key);
+                if old.is_some_and(|e| *e.object == *new) {
+                    return changes;
+                }
+                for slice in old.map(|e| e.object.as_ref()).into_iter().chain([new]) {
+                    if let Some(svc) = slice_service(slice, &key.namespace) {
+                        changes.endpoints.insert(svc);
+                    }
+                }
+            }
+            Object::IngressClass(new) => {
+                changes.routes = self
+                    .ingress_classes
+                    .get(&key.name)
+                    .is_none_or(|e| *e.object != *new)
+            }
+            Object::Ingress(new) => {
+                changes.routes = self.ingresses.get(&key).is_none_or(|e| *e.object != *new)
+            }
+            Object::Service(new) => {
+                changes.routes = self.services.get(&key).is_none_or(|e| *e.object != *new)
+            }
+            Object::Secret(new) => {
+                changes.routes = self.secrets.get(&key).is_none_or(|e| *e.object != *new)
+            }
+        }
+        if !changes.is_empty() {
+            self.insert(origin, object);
+        }
+        changes
+    }
+
+    /// Removes an object and says what that changed (see [`Self::upsert`]).
+    pub fn delete(&mut self, kind: &str, key: &ObjectKey) -> Changes {
+        let mut changes = Changes::default();
+        if kind == "EndpointSlice" {
+            let service = self
+                .endpoint_slices
+                .get(key)
+                .and_then(|e| slice_service(&e.object, &key.namespace));
+            if self.remove_slice(key).is_some() {
+                changes.endpoints.extend(service);
+            }
+        } else {
+            changes.routes = self.remove(kind, key);
+        }
+        changes
+    }
+
+    /// Keys of the objects of one kind (for a provider's re-list).
+    pub fn keys_of(&self, kind: &str) -> Vec<ObjectKey> {
+        fn keys<K: Clone, T>(
+            map: &BTreeMap<K, Entry<T>>,
+            f: impl Fn(&K) -> ObjectKey,
+        ) -> Vec<ObjectKey> {
+            map.keys().map(f).collect()
+        }
+        match kind {
+            "IngressClass" => keys(&self.ingress_classes, |n| ObjectKey::new("", n.clone())),
+            "Ingress" => keys(&self.ingresses, ObjectKey::clone),
+            "Service" => keys(&self.services, ObjectKey::clone),
+            "EndpointSlice" => keys(&self.endpoint_slices, ObjectKey::clone),
+            "Secret" => keys(&self.secrets, ObjectKey::clone),
+            _ => Vec::new(),
         }
     }
 

@@ -1292,3 +1292,86 @@ fn ingress_or_service_change_recompiles_routes() {
     add(&mut new, &[service("web", "[{name: http, port: 8080}]")]);
     assert!(new.changes_from(&old).routes);
 }
+
+/// Parses one manifest into its object (for the incremental API).
+fn object(doc: &str) -> Object {
+    parse_manifests("test.yaml", doc)
+        .expect("test manifest parses")
+        .pop()
+        .expect("one object")
+        .1
+}
+
+#[test]
+fn incremental_upsert_reports_what_changed() {
+    let origin: Arc<str> = "kubernetes".into();
+    let mut s = Snapshot::default();
+    let svc = object(&service("web", "[{port: 80}]"));
+    let ep = |ip: &str| {
+        object(&slice(
+            "web-1",
+            "web",
+            "IPv4",
+            "[{port: 8080}]",
+            &format!("[{{addresses: [{ip}]}}]"),
+        ))
+    };
+    let ingress = object(&ing("a").rule("a.example", &[("/", "Prefix", "web")]).yaml());
+
+    let c = s.upsert(origin.clone(), svc.clone());
+    assert!(c.routes, "a new Service can change routes");
+    assert!(
+        !s.upsert(origin.clone(), svc).routes,
+        "an equal Service changes nothing"
+    );
+    assert!(s.upsert(origin.clone(), ingress.clone()).routes);
+    assert!(
+        s.upsert(origin.clone(), ingress).is_empty(),
+        "a resync changes nothing"
+    );
+
+    // EndpointSlices only ever touch their Service's endpoints.
+    let c = s.upsert(origin.clone(), ep("10.0.0.1"));
+    assert!(!c.routes);
+    assert_eq!(
+        c.endpoints.into_iter().collect::<Vec<_>>(),
+        vec![ObjectKey::new("ns", "web")]
+    );
+    assert!(s.upsert(origin.clone(), ep("10.0.0.1")).is_empty());
+    assert_eq!(s.upsert(origin.clone(), ep("10.0.0.2")).endpoints.len(), 1);
+    assert_eq!(s.slices_of(&ObjectKey::new("ns", "web")).count(), 1);
+
+    let c = s.delete("EndpointSlice", &ObjectKey::new("ns", "web-1"));
+    assert!(!c.routes && c.endpoints.len() == 1);
+    assert_eq!(s.slices_of(&ObjectKey::new("ns", "web")).count(), 0);
+    assert!(s
+        .delete("EndpointSlice", &ObjectKey::new("ns", "web-1"))
+        .is_empty());
+    assert!(s.delete("Ingress", &ObjectKey::new("ns", "a")).routes);
+    assert!(s.delete("Ingress", &ObjectKey::new("ns", "a")).is_empty());
+    assert_eq!(s.keys_of("Service"), vec![ObjectKey::new("ns", "web")]);
+}
+
+#[test]
+fn served_lists_ingresses_served_including_last_good() {
+    let good = ing("a").rule("a.example", &[("/", "Prefix", "web")]).yaml();
+    let bad = ing("a").rule("a.example", &[("/", "Bogus", "web")]).yaml();
+    let never = ing("b").rule("b.example", &[("/", "Bogus", "web")]).yaml();
+    let foreign = ing("c")
+        .class(Some("other"))
+        .rule("c.example", &[("/", "Prefix", "web")])
+        .yaml();
+    let first = compile(
+        &snapshot(&[good, never.clone(), foreign.clone()]),
+        &CompileOptions::default(),
+        &LastGood::new(),
+    );
+    assert_eq!(first.served, vec![ObjectKey::new("ns", "a")]);
+    // A broken update keeps serving the last good version: still served.
+    let second = compile(
+        &snapshot(&[bad, never, foreign]),
+        &CompileOptions::default(),
+        &first.last_good,
+    );
+    assert_eq!(second.served, vec![ObjectKey::new("ns", "a")]);
+}

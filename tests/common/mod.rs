@@ -19,6 +19,8 @@
 // Test scaffolding, not the data plane: a lock guarding the port registry is fine.
 #![allow(clippy::disallowed_types)]
 
+pub mod fakeapi;
+
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
@@ -156,10 +158,16 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, dir: &Path, args: &[String]) -> Proc {
+        Proc::spawn_env(name, dir, args, &[])
+    }
+
+    /// Like [`Proc::spawn`], with extra environment variables.
+    pub fn spawn_env(name: &str, dir: &Path, args: &[String], env: &[(String, String)]) -> Proc {
         let stdout = dir.join(format!("{name}.stdout.log"));
         let stderr = dir.join(format!("{name}.stderr.log"));
         let child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -354,6 +362,9 @@ pub struct TollgateBuilder {
     extra_files: Vec<(String, String)>,
     args: Vec<String>,
     wait_ready: bool,
+    /// Kubernetes mode: the kubeconfig to use (no `--manifests`).
+    kubeconfig: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl Tollgate {
@@ -363,6 +374,8 @@ impl Tollgate {
             extra_files: Vec::new(),
             args: Vec::new(),
             wait_ready: true,
+            kubeconfig: None,
+            env: Vec::new(),
         }
     }
 
@@ -427,7 +440,19 @@ impl Tollgate {
     /// Polls `host``path` until `pred` holds for the response (bounded by
     /// [`RELOAD_TIMEOUT`]); returns the last response.
     pub async fn eventually<F: Fn(&Resp) -> bool>(&self, host: &str, path: &str, pred: F) -> Resp {
-        let deadline = Instant::now() + RELOAD_TIMEOUT;
+        self.eventually_within(host, path, RELOAD_TIMEOUT, pred)
+            .await
+    }
+
+    /// [`Tollgate::eventually`] with an explicit bound.
+    pub async fn eventually_within<F: Fn(&Resp) -> bool>(
+        &self,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+        pred: F,
+    ) -> Resp {
+        let deadline = Instant::now() + timeout;
         loop {
             let r = self.get(host, path).await;
             if pred(&r) || Instant::now() >= deadline {
@@ -472,6 +497,19 @@ impl TollgateBuilder {
         self
     }
 
+    /// Kubernetes mode against the API server this kubeconfig names
+    /// (`KUBECONFIG`; no `--manifests`).
+    pub fn kubeconfig(mut self, path: &Path) -> Self {
+        self.kubeconfig = Some(path.to_path_buf());
+        self
+    }
+
+    /// An environment variable for the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     pub async fn start(self) -> Tollgate {
         let dir = TempDir::new("tollgate");
         let manifests = dir.path().join("manifests");
@@ -480,17 +518,25 @@ impl TollgateBuilder {
             write_atomic(&manifests.join(name), content);
         }
         let (http_port, https_port, admin_port) = (free_port(), free_port(), free_port());
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--manifests".into(),
-            manifests.to_string_lossy().into_owned(),
+        let mut args: Vec<String> = vec!["run".into()];
+        let mut env = self.env;
+        match &self.kubeconfig {
+            Some(path) => {
+                env.push(("KUBECONFIG".into(), path.to_string_lossy().into_owned()));
+            }
+            None => {
+                args.push("--manifests".into());
+                args.push(manifests.to_string_lossy().into_owned());
+            }
+        }
+        args.extend([
             "--http-addr".into(),
             format!("127.0.0.1:{http_port}"),
             "--https-addr".into(),
             format!("127.0.0.1:{https_port}"),
             "--admin-addr".into(),
             format!("127.0.0.1:{admin_port}"),
-        ];
+        ]);
         for (name, content) in &self.extra_files {
             let path = dir.path().join("extra").join(name);
             write_atomic(&path, content);
@@ -498,7 +544,7 @@ impl TollgateBuilder {
             args.push(path.to_string_lossy().into_owned());
         }
         args.extend(self.args);
-        let mut proc_ = Proc::spawn("tollgate", dir.path(), &args);
+        let mut proc_ = Proc::spawn_env("tollgate", dir.path(), &args, &env);
         if self.wait_ready {
             wait_ready(admin_port, &mut proc_).await;
         }

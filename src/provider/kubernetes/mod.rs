@@ -1,0 +1,458 @@
+//! Kubernetes mode: objects from the API server, watched, fed to the same
+//! compiler and runtime as standalone mode; plus the writers a controller
+//! owes the cluster (Ingress status, Events) behind a leader Lease.
+//!
+//! Invariants:
+//! - Nothing is published before the initial list of every watched kind
+//!   has synced; readiness follows the first publish.
+//! - A failing watch, an unreachable API server or a re-list (410 Gone)
+//!   never blanks the table: objects are replaced only by a completed list,
+//!   and the last good table keeps serving meanwhile.
+//! - Bursts are coalesced: at most one recompile per debounce window, and
+//!   the first change after a quiet window compiles at once. Changes that
+//!   only touch EndpointSlices are published at once through the endpoint
+//!   fast path (no recompile).
+//! - Runs on the control-plane thread's own runtime, never on a worker.
+
+pub mod events;
+pub mod leader;
+pub mod status;
+pub mod watch;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
+use kube::Client;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{mpsc, watch as channel};
+use tokio::time::Instant;
+
+use crate::config::{Diagnostic, Object, ObjectKey, Snapshot};
+use crate::metrics::{KindLabels, Metrics};
+use crate::runtime::{Applied, Runtime};
+use status::{Observed, Publish};
+
+/// The controller name in Events and the default field manager.
+pub const CONTROLLER: &str = "tollgate";
+
+/// Where a permission applies: cluster-wide (ClusterRole) or in the
+/// controller's own namespace (Role).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Cluster,
+    OwnNamespace,
+}
+
+/// One RBAC rule the controller needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+    pub scope: Scope,
+}
+
+/// Every API call Kubernetes mode makes, as RBAC rules: the watches
+/// (list, watch), the status writer, the Event recorder and the leader
+/// election. Nothing else is called (the integration tests check every
+/// request against this table), and no Secret is ever written.
+pub const PERMISSIONS: &[Permission] = &[
+    Permission {
+        group: "networking.k8s.io",
+        resource: "ingressclasses",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "networking.k8s.io",
+        resource: "ingresses",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "networking.k8s.io",
+        resource: "ingresses/status",
+        verbs: &["patch"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "",
+        resource: "services",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "discovery.k8s.io",
+        resource: "endpointslices",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "",
+        resource: "secrets",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "update"],
+        scope: Scope::OwnNamespace,
+    },
+];
+
+/// [`PERMISSIONS`] as a ClusterRole and a Role (for `tollgate rbac`, the
+/// Helm chart and the docs), named `name`, the Role in `namespace`.
+pub fn rbac_manifests(name: &str, namespace: &str) -> String {
+    let rules = |scope: Scope| -> Vec<serde_json::Value> {
+        PERMISSIONS
+            .iter()
+            .filter(|p| p.scope == scope)
+            .map(|p| {
+                serde_json::json!({
+                    "apiGroups": [p.group],
+                    "resources": [p.resource],
+                    "verbs": p.verbs,
+                })
+            })
+            .collect()
+    };
+    let cluster_role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": rules(Scope::Cluster),
+    });
+    let role = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": rules(Scope::OwnNamespace),
+    });
+    [cluster_role, role]
+        .iter()
+        .filter_map(|doc| serde_yaml::to_string(doc).ok())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Why Kubernetes mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error(
+        "no Kubernetes API configuration (not in a cluster, and no usable KUBECONFIG or \
+         ~/.kube/config); pass --manifests to run standalone"
+    )]
+    Config(#[source] kube::Error),
+}
+
+/// Settings of Kubernetes mode (from flags).
+#[derive(Debug, Clone)]
+pub struct KubeSettings {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// At most one recompile per window.
+    pub debounce: Duration,
+    pub publish: Publish,
+    /// Lease name (`--election-id`).
+    pub election_id: String,
+    /// Lease namespace; `None`: the pod's (in-cluster) or the kubeconfig's.
+    pub election_namespace: Option<String>,
+    /// This replica's name in the Lease and in Events.
+    pub identity: String,
+    pub lease_duration: Duration,
+}
+
+/// Connects with the in-cluster service account when present, else
+/// `KUBECONFIG` / `~/.kube/config`.
+pub async fn connect() -> Result<Client, KubeError> {
+    Client::try_default().await.map_err(KubeError::Config)
+}
+
+/// Per-stream state of the merged watch.
+struct StreamState {
+    /// The initial list (or a re-list) completed at least once.
+    synced: bool,
+    /// Objects of a list in progress, applied together at `InitDone`.
+    relist: Option<Vec<Object>>,
+    /// `tollgate_kube_watch_synced` of the kind.
+    synced_gauge: Gauge,
+}
+
+/// The object references of diagnostics about namespaced or cluster
+/// objects the API knows (not files), for Events.
+fn regarding(snapshot: &Snapshot, diagnostics: &[Diagnostic]) -> Vec<events::Regarding> {
+    diagnostics
+        .iter()
+        .filter_map(|d| {
+            let key = ObjectKey::new(d.namespace.clone(), d.name.clone());
+            let (api_version, uid) = match d.kind {
+                "Ingress" => (
+                    "networking.k8s.io/v1",
+                    snapshot.ingresses.get(&key)?.object.metadata.uid.clone(),
+                ),
+                "IngressClass" => (
+                    "networking.k8s.io/v1",
+                    snapshot
+                        .ingress_classes
+                        .get(&key.name)?
+                        .object
+                        .metadata
+                        .uid
+                        .clone(),
+                ),
+                "Service" => (
+                    "v1",
+                    snapshot.services.get(&key)?.object.metadata.uid.clone(),
+                ),
+                "Secret" => (
+                    "v1",
+                    snapshot.secrets.get(&key)?.object.metadata.uid.clone(),
+                ),
+                _ => return None,
+            };
+            let reference = ObjectReference {
+                api_version: Some(api_version.into()),
+                kind: Some(d.kind.into()),
+                name: Some(d.name.clone()),
+                namespace: (!d.namespace.is_empty()).then(|| d.namespace.clone()),
+                uid,
+                ..Default::default()
+            };
+            Some((reference, d.clone()))
+        })
+        .collect()
+}
+
+/// Runs Kubernetes mode until `stop` turns true.
+pub async fn run(
+    client: Client,
+    settings: KubeSettings,
+    runtime: &mut Runtime,
+    metrics: Arc<Metrics>,
+    mut stop: channel::Receiver<bool>,
+) {
+    let origin: Arc<str> = "kubernetes".into();
+    let (infos, mut streams) = watch::start(&client, &settings.namespaces);
+    let mut states: Vec<StreamState> = infos
+        .iter()
+        .map(|info| {
+            let synced_gauge = metrics
+                .kube_watch_synced
+                .get_or_create(&KindLabels { kind: info.kind })
+                .clone();
+            StreamState {
+                synced: false,
+                relist: None,
+                synced_gauge,
+            }
+        })
+        .collect();
+
+    let (observed_tx, observed_rx) = mpsc::unbounded_channel::<Observed>();
+    let (served_tx, served_rx) = channel::channel(Arc::new(Vec::<ObjectKey>::new()));
+    let (diag_tx, diag_rx) = channel::channel(Arc::new(Vec::<events::Regarding>::new()));
+    let (leader_tx, leader_rx) = channel::channel(false);
+
+    let election = leader::Election {
+        lease: settings.election_id.clone(),
+        namespace: settings
+            .election_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        identity: settings.identity.clone(),
+        duration: settings.lease_duration,
+    };
+    tracing::info!(lease = %format!("{}/{}", election.namespace, election.lease), identity = %election.identity, "joining leader election");
+    let mut tasks = vec![
+        tokio::spawn(leader::run(
+            client.clone(),
+            election,
+            leader_tx,
+            stop.clone(),
+        )),
+        tokio::spawn(status::run(
+            client.clone(),
+            settings.publish.clone(),
+            observed_rx,
+            served_rx,
+            leader_rx.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(events::run(
+            client.clone(),
+            Reporter {
+                controller: CONTROLLER.into(),
+                instance: Some(settings.identity.clone()),
+            },
+            diag_rx,
+            leader_rx.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )),
+    ];
+    {
+        let mut leader_rx = leader_rx;
+        let gauge = metrics.leader.clone();
+        tasks.push(tokio::spawn(async move {
+            while leader_rx.changed().await.is_ok() {
+                gauge.set(i64::from(*leader_rx.borrow_and_update()));
+            }
+        }));
+    }
+
+    let mut committed = false;
+    let mut dirty_since: Option<Instant> = None;
+    let mut last_recompile: Option<Instant> = None;
+    let mut last_diagnostics: Vec<Diagnostic> = Vec::new();
+    loop {
+        let synced = states.iter().all(|s| s.synced);
+        let pending = runtime.pending();
+        let deadline = if !synced || (committed && pending.is_empty()) {
+            None
+        } else if !committed || !pending.routes {
+            Some(Instant::now())
+        } else {
+            let dirty = dirty_since.unwrap_or_else(Instant::now);
+            let window = last_recompile.map_or(dirty, |t| t + settings.debounce);
+            Some(dirty.max(window))
+        };
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            update = streams.next() => {
+                let Some(update) = update else { break };
+                let (Some(info), Some(state)) =
+                    (infos.get(update.stream), states.get_mut(update.stream))
+                else {
+                    continue;
+                };
+                handle(info, state, update.event, runtime, &origin, &observed_tx, &metrics);
+                if dirty_since.is_none() && !runtime.pending().is_empty() {
+                    dirty_since = Some(Instant::now());
+                }
+            }
+            _ = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let applied = runtime.commit(&[]);
+                if !committed {
+                    tracing::info!("initial sync complete; routing table published");
+                }
+                committed = true;
+                dirty_since = None;
+                if let Applied::Recompiled { .. } = applied {
+                    last_recompile = Some(Instant::now());
+                    let served = runtime.served();
+                    served_tx.send_if_modified(|current| {
+                        if current.as_slice() == served {
+                            false
+                        } else {
+                            *current = Arc::new(served.to_vec());
+                            true
+                        }
+                    });
+                    if runtime.diagnostics() != last_diagnostics.as_slice() {
+                        last_diagnostics = runtime.diagnostics().to_vec();
+                        let _ = diag_tx.send(Arc::new(regarding(runtime.snapshot(), &last_diagnostics)));
+                    }
+                }
+            }
+        }
+    }
+    for task in tasks {
+        // The leader task releases the Lease on stop; give it a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
+}
+
+fn in_scope(info: &watch::StreamInfo, key: &ObjectKey) -> bool {
+    info.namespace
+        .as_deref()
+        .is_none_or(|ns| ns == key.namespace)
+}
+
+fn handle(
+    info: &watch::StreamInfo,
+    state: &mut StreamState,
+    event: Result<watcher::Event<Object>, watcher::Error>,
+    runtime: &mut Runtime,
+    origin: &Arc<str>,
+    observed: &mpsc::UnboundedSender<Observed>,
+    metrics: &Metrics,
+) {
+    let upsert = |mut object: Object, runtime: &mut Runtime| {
+        if let Some(status) = watch::trim(&mut object) {
+            let _ = observed.send(Observed::Status(object.key(), status));
+        }
+        runtime.upsert(origin.clone(), object);
+    };
+    let event = match event {
+        Ok(event) => event,
+        Err(e) => {
+            // No gauge flips back to "up" here: the watcher reconnects
+            // silently (no event marks it), so failures are a counter.
+            metrics
+                .kube_watch_errors
+                .get_or_create(&KindLabels { kind: info.kind })
+                .inc();
+            tracing::warn!(kind = info.kind, namespace = info.namespace.as_deref().unwrap_or("*"), error = %e, "watch failed; retrying with backoff, the last good table keeps serving");
+            return;
+        }
+    };
+    match event {
+        watcher::Event::Init => state.relist = Some(Vec::new()),
+        watcher::Event::InitApply(object) => state.relist.get_or_insert_default().push(object),
+        watcher::Event::InitDone => {
+            let listed = state.relist.take().unwrap_or_default();
+            let keys: HashSet<ObjectKey> = listed.iter().map(Object::key).collect();
+            // What the list no longer has was deleted while we were not
+            // watching; everything else is replaced by its listed version.
+            for key in runtime.snapshot().keys_of(info.kind) {
+                if in_scope(info, &key) && !keys.contains(&key) {
+                    runtime.delete(info.kind, &key);
+                    if info.kind == "Ingress" {
+                        let _ = observed.send(Observed::Deleted(key));
+                    }
+                }
+            }
+            let count = listed.len();
+            for object in listed {
+                upsert(object, runtime);
+            }
+            if !state.synced {
+                tracing::info!(
+                    kind = info.kind,
+                    namespace = info.namespace.as_deref().unwrap_or("*"),
+                    objects = count,
+                    "watch synced"
+                );
+            }
+            state.synced = true;
+            state.synced_gauge.set(1);
+        }
+        watcher::Event::Apply(object) => upsert(object, runtime),
+        watcher::Event::Delete(object) => {
+            let key = object.key();
+            runtime.delete(info.kind, &key);
+            if info.kind == "Ingress" {
+                let _ = observed.send(Observed::Deleted(key));
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The watches: one kube-runtime `watcher` per kind (per namespace with
+//! `--watch-namespace`), merged into one stream of [`Update`]s.
+//!
+//! Invariants:
+//! - Secrets are only ever listed and watched with the field selector
+//!   `type=kubernetes.io/tls`: no other Secret reaches this process.
+//! - Objects are trimmed before they are kept ([`trim`]): fields that change
+//!   without changing routing (resourceVersion, managedFields, status,
+//!   `last-applied-configuration`) are dropped, so a status write or a
+//!   no-op update compares equal and triggers nothing.
+//! - Failures are yielded as `Err` items; the watcher retries on its own
+//!   with backoff (`default_backoff`), re-listing after a 410 Gone.
+
+use std::fmt::Debug;
+
+use futures_util::stream::{BoxStream, SelectAll, StreamExt};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::config::tls::TLS_SECRET_TYPE;
+use crate::config::Object;
+
+/// The kinds tollgate watches, in the order their streams are created.
+pub const KINDS: [&str; 5] = [
+    "IngressClass",
+    "Ingress",
+    "Service",
+    "EndpointSlice",
+    "Secret",
+];
+
+/// The field selector that keeps every Secret but TLS ones out.
+pub fn secret_field_selector() -> String {
+    format!("type={TLS_SECRET_TYPE}")
+}
+
+/// One watch stream: a kind, in one namespace or all.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    pub kind: &'static str,
+    /// `None`: all namespaces (or a cluster-scoped kind).
+    pub namespace: Option<String>,
+}
+
+/// One item of the merged stream.
+pub struct Update {
+    /// Index into the [`StreamInfo`] list.
+    pub stream: usize,
+    pub event: Result<watcher::Event<Object>, watcher::Error>,
+}
+
+/// An Ingress's `status.loadBalancer.ingress`, taken off the object by
+/// [`trim`] for the status writer.
+pub type LbStatus = Vec<IngressLoadBalancerIngress>;
+
+fn trim_meta(meta: &mut ObjectMeta) {
+    meta.resource_version = None;
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Drops what does not affect routing (see the module invariants). Returns
+/// an Ingress's published status.
+pub fn trim(object: &mut Object) -> Option<LbStatus> {
+    match object {
+        Object::IngressClass(o) => trim_meta(&mut o.metadata),
+        Object::Service(o) => {
+            trim_meta(&mut o.metadata);
+            o.status = None;
+        }
+        Object::EndpointSlice(o) => trim_meta(&mut o.metadata),
+        Object::Secret(o) => trim_meta(&mut o.metadata),
+        Object::Ingress(o) => {
+            trim_meta(&mut o.metadata);
+            let status = o
+                .status
+                .take()
+                .and_then(|s| s.load_balancer)
+                .and_then(|lb| lb.ingress)
+                .unwrap_or_default();
+            return Some(status);
+        }
+    }
+    None
+}
+
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    stream: usize,
+    wrap: fn(K) -> Object,
+) -> BoxStream<'static, Update>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    watcher(api, config)
+        .default_backoff()
+        .map(move |event| Update {
+            stream,
+            event: event.map(|e| match e {
+                watcher::Event::Apply(o) => watcher::Event::Apply(wrap(o)),
+                watcher::Event::Delete(o) => watcher::Event::Delete(wrap(o)),
+                watcher::Event::Init => watcher::Event::Init,
+                watcher::Event::InitApply(o) => watcher::Event::InitApply(wrap(o)),
+                watcher::Event::InitDone => watcher::Event::InitDone,
+            }),
+        })
+        .boxed()
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Starts every watch. `namespaces` empty means all namespaces.
+pub fn start(
+    client: &Client,
+    namespaces: &[String],
+) -> (Vec<StreamInfo>, SelectAll<BoxStream<'static, Update>>) {
+    let mut infos = Vec::new();
+    let mut streams = SelectAll::new();
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    for kind in KINDS {
+        let kind_scopes: &[Option<&str>] = if kind == "IngressClass" {
+            &[None]
+        } else {
+            &scopes
+        };
+        for scope in kind_scopes {
+            let index = infos.len();
+            let config = watcher::Config::default();
+            let stream = match kind {
+                "IngressClass" => watch(
+                    Api::<IngressClass>::all(client.clone()),
+                    config,
+                    index,
+                    Object::IngressClass,
+                ),
+                "Ingress" => watch(
+                    api::<Ingress>(client, *scope),
+                    config,
+                    index,
+                    Object::Ingress,
+                ),
+                "Service" => watch(
+                    api::<Service>(client, *scope),
+                    config,
+                    index,
+                    Object::Service,
+                ),
+                "EndpointSlice" => watch(
+                    api::<EndpointSlice>(client, *scope),
+                    config,
+                    index,
+                    Object::EndpointSlice,
+                ),
+                _ => watch(
+                    api::<Secret>(client, *scope),
+                    config.fields(&secret_field_selector()),
+                    index,
+                    Object::Secret,
+                ),
+            };
+            infos.push(StreamInfo {
+                kind,
+                namespace: scope.map(str::to_string),
+            });
+            streams.push(stream);
+        }
+    }
+    (infos, streams)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::networking::v1::{IngressLoadBalancerStatus, IngressStatus};
+
+    #[test]
+    fn trim_takes_status_and_volatile_metadata() {
+        let mut ingress = Ingress {
+            metadata: ObjectMeta {
+                name: Some("a".into()),
+                resource_version: Some("12".into()),
+                annotations: Some(
+                    [
+                        (
+                            "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                            "{...}".to_string(),
+                        ),
+                        ("keep".to_string(), "me".to_string()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            status: Some(IngressStatus {
+                load_balancer: Some(IngressLoadBalancerStatus {
+                    ingress: Some(vec![IngressLoadBalancerIngress {
+                        ip: Some("10.0.0.1".into()),
+                        ..Default::default()
+                    }]),
+                }),
+            }),
+            ..Default::default()
+        };
+        let mut object = Object::Ingress(ingress.clone());
+        let status = trim(&mut object).unwrap_or_default();
+        assert_eq!(status.len(), 1);
+        let Object::Ingress(trimmed) = object else {
+            panic!("kind changed")
+        };
+        assert!(trimmed.status.is_none());
+        assert!(trimmed.metadata.resource_version.is_none());
+        let annotations = trimmed.metadata.annotations.unwrap_or_default();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations.get("keep").map(String::as_str), Some("me"));
+
+        // Two versions differing only in status and resourceVersion compare
+        // equal once trimmed: a status write triggers no recompile.
+        ingress.metadata.resource_version = Some("13".into());
+        ingress.status = None;
+        let mut other = Object::Ingress(ingress);
+        trim(&mut other);
+        let Object::Ingress(other) = other else {
+            panic!("kind changed")
+        };
+        assert_eq!(other.metadata.name, Some("a".into()));
+        assert_eq!(other.status, None);
+    }
+}

@@ -1,0 +1,304 @@
+//! Packaging: the Helm chart, the examples and the Dockerfile.
+//!
+//! The chart and example checks are Python scripts in `tests/packaging/`,
+//! because the tools that judge them are Python packages: helm-python-sdk
+//! (Helm's own Go code, to render and lint the chart offline) and
+//! kubernetes-validate (the Kubernetes schemas). `.ci/run` installs them with
+//! pinned versions; without them these tests fail and print the `pip
+//! install` line to run. Each script gets this build's binary, so the chart
+//! is checked against the code it deploys (RBAC rules, flags, defaults).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// Upper bound for one script (they take a few seconds).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn root() -> PathBuf {
+    PathBuf::from(ROOT)
+}
+
+/// Runs `python3 tests/packaging/<script> <binary>` and fails the test,
+/// with the script's output, unless it exits 0.
+fn python(script: &str) {
+    let path = root().join("tests/packaging").join(script);
+    let mut child = match Command::new("python3")
+        .arg(&path)
+        .arg(BIN)
+        .current_dir(root())
+        // No __pycache__ left in tests/packaging.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => panic!(
+            "cannot run python3 ({e}): the packaging tests need Python 3.10+ and the packages \
+             .ci/run installs with pip (see the `pip install` line there)"
+        ),
+    };
+    // Drain the pipes on threads so a chatty script cannot block on a full pipe.
+    let mut out_pipe = child.stdout.take().expect("stdout");
+    let mut err_pipe = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for python3") {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    match status {
+        Some(status) if status.success() => print!("{stdout}"),
+        Some(status) => panic!(
+            "tests/packaging/{script} failed ({status})\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        ),
+        None => panic!(
+            "tests/packaging/{script} did not finish within {SCRIPT_TIMEOUT:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        ),
+    }
+}
+
+/// Helm chart: rendered and linted with Helm (default values and a matrix
+/// of others), every object valid for Kubernetes 1.33, RBAC equal to
+/// `tollgate rbac`, container arguments accepted by the binary, IngressClass
+/// controller and defaults equal to the binary's, security settings,
+/// probes, the schema rejecting bad values.
+#[test]
+fn helm_chart_renders_lints_and_matches_the_binary() {
+    python("chart.py");
+}
+
+/// Examples: every manifest valid for Kubernetes, standalone examples
+/// compile cleanly, the migration example's classes, and the TLS example
+/// served to curl over HTTPS.
+#[test]
+fn examples_are_valid_and_the_tls_example_serves_https() {
+    python("examples.py");
+}
+
+// ---------------------------------------------------------------------------
+// Dockerfile
+// ---------------------------------------------------------------------------
+
+/// Dockerfile instructions: comments dropped, continuation lines joined;
+/// (INSTRUCTION uppercased, arguments).
+fn instructions(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if current.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')) {
+            continue;
+        }
+        if trimmed.starts_with('#') {
+            continue; // a comment inside a continued instruction
+        }
+        if let Some(cont) = trimmed.strip_suffix('\\') {
+            current.push_str(cont);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(trimmed);
+        let (inst, args) = current
+            .split_once(char::is_whitespace)
+            .unwrap_or((&current, ""));
+        out.push((inst.to_ascii_uppercase(), args.trim().to_string()));
+        current.clear();
+    }
+    out
+}
+
+/// `ARG NAME=default` values declared before the first FROM.
+fn global_args(insts: &[(String, String)]) -> Vec<(String, String)> {
+    insts
+        .iter()
+        .take_while(|(i, _)| i != "FROM")
+        .filter(|(i, _)| i == "ARG")
+        .filter_map(|(_, a)| a.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+        .collect()
+}
+
+fn expand(s: &str, args: &[(String, String)]) -> String {
+    let mut s = s.to_string();
+    for (k, v) in args {
+        s = s
+            .replace(&format!("${{{k}}}"), v)
+            .replace(&format!("${k}"), v);
+    }
+    s
+}
+
+fn version_tuple(v: &str) -> Vec<u32> {
+    v.split('.').map(|p| p.parse().unwrap_or(0)).collect()
+}
+
+/// The highest `rust-version` among the locked dependencies of a Linux
+/// build, and whose it is.
+fn locked_dependencies_rust_version() -> (String, String) {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version=1",
+            "--locked",
+            "--filter-platform=x86_64-unknown-linux-gnu",
+        ])
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("cargo metadata JSON");
+    metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| Some((p["rust_version"].as_str()?, p["name"].as_str()?)))
+        .max_by_key(|(v, _)| version_tuple(v))
+        .map(|(v, n)| (v.to_string(), n.to_string()))
+        .unwrap_or_else(|| ("1.0".into(), "(none)".into()))
+}
+
+#[test]
+fn dockerfile_builds_a_minimal_nonroot_image() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).expect("read Dockerfile");
+    let insts = instructions(&text);
+    let args = global_args(&insts);
+    let froms: Vec<usize> = insts
+        .iter()
+        .enumerate()
+        .filter(|(_, (i, _))| i == "FROM")
+        .map(|(n, _)| n)
+        .collect();
+    assert!(froms.len() >= 2, "multi-stage build expected: {froms:?}");
+
+    // Build stage: a release build from the committed lock file, with a
+    // toolchain no older than the crate's rust-version.
+    let build_stage = &insts[froms[0]..froms[froms.len() - 1]];
+    assert!(
+        build_stage
+            .iter()
+            .any(|(i, a)| i == "RUN" && a.contains("cargo build --release --locked")),
+        "the build stage must run `cargo build --release --locked`"
+    );
+    let builder = expand(&insts[froms[0]].1, &args);
+    let rust_image = builder.split_whitespace().next().unwrap_or_default();
+    let tag = rust_image
+        .strip_prefix("rust:")
+        .unwrap_or_else(|| panic!("the build stage should use the official rust image: {builder}"));
+    let toolchain = tag.split('-').next().unwrap_or_default();
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+    let rust_version = manifest
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("rust-version"))
+        .and_then(|l| l.split('"').nth(1))
+        .expect("Cargo.toml rust-version");
+    assert!(
+        version_tuple(toolchain) >= version_tuple(rust_version),
+        "build image {rust_image} is older than Cargo.toml's rust-version {rust_version}"
+    );
+    // `cargo build --locked` refuses a dependency whose rust-version is
+    // newer than the toolchain: the image must be at least the newest one.
+    let (newest, package) = locked_dependencies_rust_version();
+    assert!(
+        version_tuple(toolchain) >= version_tuple(&newest),
+        "build image {rust_image} is older than {package}'s rust-version {newest} \
+         (Cargo.lock): the image build would fail"
+    );
+
+    // Final stage: distroless (or scratch), numeric non-root user, the
+    // binary as entrypoint, `run` by default.
+    let final_stage = &insts[froms[froms.len() - 1]..];
+    let base = expand(&final_stage[0].1, &args);
+    let base = base.split_whitespace().next().unwrap_or_default();
+    assert!(
+        base.starts_with("gcr.io/distroless/") || base == "scratch",
+        "final stage must be distroless or scratch: {base}"
+    );
+    let last = |name: &str| {
+        final_stage
+            .iter()
+            .rev()
+            .find(|(i, _)| i == name)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| panic!("no {name} in the final stage"))
+    };
+    let user = last("USER");
+    let ids: Vec<&str> = user.split(':').collect();
+    assert!(
+        ids.iter()
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())),
+        "USER must be numeric (uid[:gid]) so runAsNonRoot can verify it: {user}"
+    );
+    assert_ne!(ids[0], "0", "USER must not be root");
+    assert_eq!(last("ENTRYPOINT"), r#"["tollgate"]"#);
+    assert_eq!(last("CMD"), r#"["run"]"#);
+    assert!(
+        final_stage.iter().any(|(i, a)| i == "COPY"
+            && a.contains("--from=")
+            && a.ends_with("/usr/local/bin/tollgate")),
+        "the final stage copies the binary to /usr/local/bin/tollgate"
+    );
+    let exposed: Vec<&str> = final_stage
+        .iter()
+        .filter(|(i, _)| i == "EXPOSE")
+        .flat_map(|(_, a)| a.split_whitespace())
+        .collect();
+    for port in ["8080", "8443", "9180"] {
+        assert!(
+            exposed.contains(&port),
+            "EXPOSE {port} expected: {exposed:?}"
+        );
+    }
+
+    // .dockerignore keeps target/ (gigabytes) out of the build context but
+    // not what the build needs.
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).expect("read .dockerignore");
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let excluded = |path: &str| {
+        patterns.iter().any(|p| {
+            let p = p.trim_start_matches('/').trim_end_matches('/');
+            p == path || (p.starts_with("*.") && path.ends_with(&p[1..]) && !path.contains('/'))
+        })
+    };
+    assert!(excluded("target"), ".dockerignore must exclude target/");
+    assert!(excluded(".git"), ".dockerignore should exclude .git");
+    for needed in ["Cargo.toml", "Cargo.lock", "src", "benches"] {
+        assert!(
+            Path::new(ROOT).join(needed).exists() && !excluded(needed),
+            ".dockerignore must not exclude {needed} (the build needs it)"
+        );
+    }
+}

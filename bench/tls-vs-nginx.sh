@@ -82,7 +82,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 PROBE=${PROBE:-1}
 PROBE_S=${PROBE_S:-1}
 MODES=${MODES:-keepalive handshake}
-PROXY_QUOTA=${PROXY_QUOTA:-}
+PROXY_QUOTA=${PROXY_QUOTA:-}; export PROXY_QUOTA
 CGROUPS=()       # cgroup dirs we created (PROXY_QUOTA)
 TLS_HOST=bench.local
 START_TIMEOUT_S=30   # per process, bounded
@@ -857,7 +857,7 @@ print_header
 for m in "${MODE_LIST[@]}"; do awk -F'\t' -v m="$m" '$1 == m' "$RESULTS" | print_row; done
 
 python3 - "$RESULTS" "$CLK_TCK" "$CONNS" "$CENSUS_FULL_OK" "${MODE_LIST[@]}" <<'EOF'
-import statistics, sys
+import os, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 hz, conns, full_ok, modes = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 LABEL = {"keepalive": ("req/s", "CPU/req", "request"),
@@ -907,9 +907,14 @@ for mode in modes:
         if pc:
             print(f"    per-round {cpu} ratios: {' '.join(f'{x:.3f}' for x in pc)}  (median {statistics.median(pc):.3f})")
     for p, m in med.items():
-        if m["util"] < 85 and m["lcore"] > 90:
-            notes.append(f"  note: [{mode}] {p} was not saturated (prx% {m['util']:.0f}) while the load core was busy "
-                         f"({m['lcore']:.0f}%): the rate is load-generator-bound, compare CPU µs.")
+        # With PROXY_QUOTA the proxy's ceiling is the quota, not a core.
+        budget = float(os.environ.get("PROXY_QUOTA") or 100)
+        if m["util"] >= 0.85 * budget:
+            notes.append(f"  note: [{mode}] {p} used its CPU budget (prx% {m['util']:.0f} of {budget:.0f}): "
+                         f"its rate is proxy-bound.")
+        elif m["lcore"] > 90:
+            notes.append(f"  note: [{mode}] {p} was not saturated (prx% {m['util']:.0f} of {budget:.0f}) while the load core was busy "
+                         f"({m['lcore']:.0f}%): its rate is load-generator-bound, compare CPU µs.")
         if m["other"] > 15:
             notes.append(f"  warning: [{mode}] ~{m['other']:.0f}% of the proxy core went to something other than {p} "
                          f"(other processes / softirq): the machine was noisy, treat rates and p99 with care.")

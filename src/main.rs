@@ -21,6 +21,13 @@ use tollgate::proxy::{ProxySettings, ProxyState};
 use tollgate::runtime::{Health, Runtime};
 use tollgate::settings::{Cli, Command, LogFormat, RunArgs};
 
+/// jemalloc instead of glibc's malloc: a 10,000-Ingress recompile spent a
+/// quarter of its time in glibc's allocator (consolidating fastbins on a
+/// fragmented heap); see docs/benchmarks.md.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

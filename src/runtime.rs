@@ -10,7 +10,7 @@
 //!   upstreams and nothing else: no compile, no new table.
 //! - Runs on the control-plane thread, never on the data plane's workers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +25,10 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::table::tls::TlsTable;
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;
+
+/// Control-plane maps: foldhash (randomly seeded), as the data plane's
+/// tables; SipHash was a tenth of a 10,000-Ingress recompile.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The state a request reads: swapped as one.
 #[derive(Debug, Default)]
@@ -73,6 +77,8 @@ pub struct Runtime {
     upstreams: HashMap<UpstreamKey, Arc<Upstream>>,
     /// Upstreams by Service, for the endpoint fast path.
     by_service: HashMap<ObjectKey, Vec<Arc<Upstream>>>,
+    /// Metric handles by (ingress, service) of the published routes.
+    route_metric_handles: HashMap<(Arc<str>, Arc<str>), RouteMetrics>,
     generation: u64,
     /// Diagnostics of the last compile, so only new ones are logged.
     diagnostics: BTreeSet<String>,
@@ -93,8 +99,9 @@ impl Runtime {
             health,
             snapshot: Snapshot::default(),
             last_good: LastGood::new(),
-            upstreams: HashMap::new(),
-            by_service: HashMap::new(),
+            upstreams: HashMap::default(),
+            by_service: HashMap::default(),
+            route_metric_handles: HashMap::default(),
             generation: 0,
             diagnostics: BTreeSet::new(),
             last_diagnostics: Vec::new(),
@@ -186,32 +193,74 @@ impl Runtime {
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .and_then(|d| i64::try_from(d.as_secs()).ok());
-        let compiled = config::compile(&self.snapshot, &opts, &self.last_good);
+        let mut compiled = config::compile(&self.snapshot, &opts, &self.last_good);
         self.metrics.compile_seconds.observe(started.elapsed());
 
-        let mut upstreams = HashMap::with_capacity(compiled.upstreams.len());
-        let live: Vec<Arc<Upstream>> = compiled
-            .upstreams
-            .iter()
+        let mut previous = std::mem::take(&mut self.upstreams);
+        let mut upstreams =
+            HashMap::with_capacity_and_hasher(compiled.upstreams.len(), Default::default());
+        let live: Vec<Arc<Upstream>> = std::mem::take(&mut compiled.upstreams)
+            .into_iter()
             .map(|spec| {
-                let upstream = match self
-                    .upstreams
-                    .remove(&spec.key)
-                    .filter(|u| u.trust == spec.trust)
-                {
+                let upstream = match previous.remove(&spec.key).filter(|u| u.trust == spec.trust) {
                     Some(existing) => {
                         existing.set_endpoints(&spec.endpoints);
                         existing
                     }
-                    None => Arc::new(Upstream::new(spec, self.metrics.connect_error(&spec.label))),
+                    None => Arc::new(Upstream::new(
+                        &spec,
+                        self.metrics.connect_error(&spec.label),
+                    )),
                 };
-                upstreams.insert(spec.key.clone(), upstream.clone());
+                upstreams.insert(spec.key, upstream.clone());
                 upstream
             })
             .collect();
         self.upstreams = upstreams;
+        // Metric handles of routes that stay are reused: resolving them
+        // takes the registry's locks and allocates the label strings.
+        let mut metric_handles =
+            HashMap::with_capacity_and_hasher(compiled.table.routes().len(), Default::default());
+        let route_metrics: Vec<RouteMetrics> = compiled
+            .table
+            .routes()
+            .iter()
+            .map(|r| {
+                let key = (r.ingress.clone(), r.service.clone());
+                let handles = self
+                    .route_metric_handles
+                    .remove(&key)
+                    .unwrap_or_else(|| self.metrics.route(&r.ingress, &r.service));
+                metric_handles.insert(key, handles.clone());
+                handles
+            })
+            .collect();
+        let stale_metric_handles =
+            std::mem::replace(&mut self.route_metric_handles, metric_handles);
+
+        let rejected =
+            compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
+        // Publish first; everything below is bookkeeping that requests do
+        // not wait for (dropping the previous state included).
+        self.generation += 1;
+        let hosts = compiled.table.host_count();
+        let routes = compiled.table.routes().len();
+        let replaced = self.published.swap(Arc::new(Published {
+            generation: self.generation,
+            table: compiled.table,
+            tls: compiled.tls,
+            upstreams: live,
+            route_metrics,
+        }));
+        let publish_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.metrics.reloads.inc();
+        self.metrics
+            .table_generation
+            .set(i64::try_from(self.generation).unwrap_or(i64::MAX));
+        self.health.table_installed.store(true, Ordering::Release);
+
         self.by_service.clear();
-        for upstream in &live {
+        for upstream in self.upstreams.values() {
             let service =
                 ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
             self.by_service
@@ -219,16 +268,6 @@ impl Runtime {
                 .or_default()
                 .push(upstream.clone());
         }
-        let route_metrics = compiled
-            .table
-            .routes()
-            .iter()
-            .map(|r| self.metrics.route(&r.ingress, &r.service))
-            .collect();
-
-        self.generation += 1;
-        let rejected =
-            compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
         if rejected {
             self.metrics.compile_failures.inc();
         }
@@ -264,25 +303,13 @@ impl Runtime {
                 .set(cert.not_after);
         }
         self.last_good = compiled.last_good;
-        let hosts = compiled.table.host_count();
-        let routes = compiled.table.routes().len();
-        self.published.store(Arc::new(Published {
-            generation: self.generation,
-            table: compiled.table,
-            tls: compiled.tls,
-            upstreams: live,
-            route_metrics,
-        }));
-        self.metrics.reloads.inc();
-        self.metrics
-            .table_generation
-            .set(i64::try_from(self.generation).unwrap_or(i64::MAX));
-        self.health.table_installed.store(true, Ordering::Release);
+        drop((replaced, previous, stale_metric_handles));
         tracing::info!(
             generation = self.generation,
             ingresses = compiled.ingresses,
             hosts,
             routes,
+            publish_ms,
             compile_ms = started.elapsed().as_secs_f64() * 1000.0,
             "routing table installed"
         );

@@ -20,7 +20,7 @@ pub mod snapshot;
 pub mod tls;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
@@ -34,6 +34,10 @@ use crate::table::upstream::{
     UpstreamSpec,
 };
 use crate::table::{Insert, PathType, Route, RoutingTable, UpstreamId};
+
+/// Control-plane maps: foldhash (randomly seeded), as the data plane's
+/// tables; SipHash was a tenth of a 10,000-Ingress recompile.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Annotation selecting the load-balancing algorithm of an Ingress's backends.
 pub const LOAD_BALANCE_ANNOTATION: &str = "tollgate.dev/load-balance";
@@ -91,6 +95,18 @@ pub struct LastGood {
     pub ingresses: BTreeMap<ObjectKey, Arc<Ingress>>,
     /// The last certificate each TLS Secret yielded.
     pub certificates: BTreeMap<ObjectKey, Arc<tls::Certificate>>,
+    /// Endpoint resolutions, reused while the Service and EndpointSlice
+    /// objects they were computed from are the same objects (`Arc`
+    /// identity): a recompile then skips re-parsing unchanged endpoints.
+    pub endpoints: HashMap<UpstreamKey, Arc<Resolved>>,
+}
+
+/// One memoized endpoint resolution and the objects it came from.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    service: Arc<k8s_openapi::api::core::v1::Service>,
+    slices: Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+    endpoints: Vec<EndpointAddr>,
 }
 
 impl LastGood {
@@ -141,14 +157,23 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         opts,
         last_good,
         out: &mut out,
-        upstreams: HashMap::new(),
-        certs: HashMap::new(),
-        roots: HashMap::new(),
+        upstreams: HashMap::default(),
+        certs: HashMap::default(),
+        roots: HashMap::default(),
     };
     let mut served = Vec::with_capacity(ours.len());
     for (key, entry) in ours {
         let origin = Some(entry.origin.clone());
-        let problems = validate_ingress(&entry.object);
+        // The very object that was last good passed validation then.
+        let validated = last_good
+            .ingresses
+            .get(key)
+            .is_some_and(|good| Arc::ptr_eq(good, &entry.object));
+        let problems = if validated {
+            Vec::new()
+        } else {
+            validate_ingress(&entry.object)
+        };
         let chosen = if problems.is_empty() {
             Some(entry.object.clone())
         } else {
@@ -361,6 +386,47 @@ fn annotation<'a>(ingress: &'a Ingress, name: &str) -> Option<&'a str> {
 }
 
 impl Builder<'_> {
+    /// [`resolve_upstream`], memoized across compiles by object identity.
+    fn resolve(&mut self, key: &UpstreamKey) -> Result<Vec<EndpointAddr>, String> {
+        let svc_key = ObjectKey::new(key.namespace.clone(), key.service.clone());
+        let Some(service) = self.snapshot.services.get(&svc_key) else {
+            return resolve_upstream(self.snapshot, key);
+        };
+        let slices = self.snapshot.slice_entries_of(&svc_key);
+        if let Some(memo) = self.last_good.endpoints.get(key) {
+            let mut same = Arc::ptr_eq(&memo.service, &service.object);
+            let mut remembered = memo.slices.iter();
+            for entry in slices {
+                same &= remembered
+                    .next()
+                    .is_some_and(|s| Arc::ptr_eq(s, &entry.object));
+                if !same {
+                    break;
+                }
+            }
+            if same && remembered.next().is_none() {
+                let endpoints = memo.endpoints.clone();
+                self.out
+                    .last_good
+                    .endpoints
+                    .insert(key.clone(), memo.clone());
+                return Ok(endpoints);
+            }
+        }
+        let endpoints = resolve_upstream(self.snapshot, key)?;
+        let memo = Arc::new(Resolved {
+            service: service.object.clone(),
+            slices: self
+                .snapshot
+                .slice_entries_of(&svc_key)
+                .map(|e| e.object.clone())
+                .collect(),
+            endpoints: endpoints.clone(),
+        });
+        self.out.last_good.endpoints.insert(key.clone(), memo);
+        Ok(endpoints)
+    }
+
     fn warn(&mut self, key: &ObjectKey, origin: &Option<Arc<str>>, field: String, reason: String) {
         self.out.diagnostics.push(Diagnostic::new(
             Severity::Warning,
@@ -421,7 +487,7 @@ impl Builder<'_> {
             None => TrustAnchors::Unverified,
             Some((ca, _)) => self.trust_anchors(ca, ingress, origin),
         };
-        let endpoints = match resolve_upstream(self.snapshot, &key) {
+        let endpoints = match self.resolve(&key) {
             Ok(endpoints) => endpoints,
             Err(reason) => {
                 self.warn(ingress, origin, format!("{field}.service"), reason);
@@ -837,7 +903,7 @@ impl Builder<'_> {
             protocol: BackendProtocol::Http,
             verify: None,
         };
-        let endpoints = match resolve_upstream(self.snapshot, &key) {
+        let endpoints = match self.resolve(&key) {
             Ok(e) => e,
             Err(reason) => {
                 self.out.diagnostics.push(Diagnostic::new(

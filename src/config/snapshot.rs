@@ -299,6 +299,19 @@ impl Snapshot {
             .map(|e| e.object.as_ref())
     }
 
+    /// The entries (with their `Arc`s, whose identity says "unchanged") of
+    /// one Service's EndpointSlices, in key order.
+    pub fn slice_entries_of<'a>(
+        &'a self,
+        service: &ObjectKey,
+    ) -> impl Iterator<Item = &'a Entry<EndpointSlice>> + 'a {
+        self.slices_by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.endpoint_slices.get(k))
+    }
+
     /// Compares `self` (new) against `old`.
     pub fn changes_from(&self, old: &Snapshot) -> Changes {
         fn same<K: Ord, T: PartialEq>(

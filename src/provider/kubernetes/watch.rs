@@ -7,15 +7,16 @@
 //! - Objects are trimmed before they are kept ([`trim`]): fields that change
 //!   without changing routing (resourceVersion, managedFields, status,
 //!   `last-applied-configuration`) are dropped, so a status write or a
-//!   no-op update compares equal and triggers nothing.
+//!   no-op update compares equal and triggers nothing. Services and
+//!   EndpointSlices keep only the fields the compiler reads.
 //! - Failures are yielded as `Err` items; the watcher retries on its own
 //!   with backoff (`default_backoff`), re-listing after a 410 Gone.
 
 use std::fmt::Debug;
 
 use futures_util::stream::{BoxStream, SelectAll, StreamExt};
-use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::{self, watcher};
@@ -23,6 +24,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
+use crate::config::snapshot::SERVICE_NAME_LABEL;
 use crate::config::tls::TLS_SECRET_TYPE;
 use crate::config::Object;
 
@@ -69,14 +71,42 @@ fn trim_meta(meta: &mut ObjectMeta) {
 
 /// Drops what does not affect routing (see the module invariants). Returns
 /// an Ingress's published status.
+///
+/// Services and EndpointSlices are most of a large cluster's objects, so
+/// they keep only what the compiler reads (ports, type, externalName;
+/// addresses and conditions): that is most of the memory tollgate holds.
 pub fn trim(object: &mut Object) -> Option<LbStatus> {
     match object {
         Object::IngressClass(o) => trim_meta(&mut o.metadata),
         Object::Service(o) => {
             trim_meta(&mut o.metadata);
+            o.metadata.owner_references = None;
             o.status = None;
+            if let Some(spec) = o.spec.take() {
+                o.spec = Some(ServiceSpec {
+                    ports: spec.ports,
+                    type_: spec.type_,
+                    external_name: spec.external_name,
+                    ..Default::default()
+                });
+            }
         }
-        Object::EndpointSlice(o) => trim_meta(&mut o.metadata),
+        Object::EndpointSlice(o) => {
+            trim_meta(&mut o.metadata);
+            o.metadata.owner_references = None;
+            o.metadata.annotations = None;
+            o.metadata.generate_name = None;
+            if let Some(labels) = o.metadata.labels.as_mut() {
+                labels.retain(|k, _| k == SERVICE_NAME_LABEL);
+            }
+            for endpoint in &mut o.endpoints {
+                *endpoint = Endpoint {
+                    addresses: std::mem::take(&mut endpoint.addresses),
+                    conditions: endpoint.conditions.take(),
+                    ..Default::default()
+                };
+            }
+        }
         Object::Secret(o) => trim_meta(&mut o.metadata),
         Object::Ingress(o) => {
             trim_meta(&mut o.metadata);
@@ -194,6 +224,60 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::discovery::v1::EndpointConditions;
+
+    #[test]
+    fn trim_keeps_what_endpoint_resolution_reads() {
+        let slice = EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some("web-abc".into()),
+                labels: Some(
+                    [
+                        (SERVICE_NAME_LABEL.to_string(), "web".to_string()),
+                        ("app".to_string(), "web".to_string()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: vec![Endpoint {
+                addresses: vec!["10.0.0.1".into()],
+                conditions: Some(EndpointConditions {
+                    ready: Some(false),
+                    serving: Some(true),
+                    terminating: Some(true),
+                }),
+                node_name: Some("node-1".into()),
+                target_ref: Some(ObjectReference {
+                    name: Some("web-abc-123".into()),
+                    ..Default::default()
+                }),
+                zone: Some("z1".into()),
+                ..Default::default()
+            }],
+            ports: None,
+        };
+        let mut object = Object::EndpointSlice(slice);
+        assert!(trim(&mut object).is_none());
+        let Object::EndpointSlice(trimmed) = object else {
+            panic!("kind changed")
+        };
+        let labels = trimmed.metadata.labels.unwrap_or_default();
+        assert_eq!(labels.len(), 1);
+        assert_eq!(
+            labels.get(SERVICE_NAME_LABEL).map(String::as_str),
+            Some("web")
+        );
+        let endpoint = &trimmed.endpoints[0];
+        assert_eq!(endpoint.addresses, vec!["10.0.0.1".to_string()]);
+        assert_eq!(
+            endpoint.conditions.as_ref().and_then(|c| c.terminating),
+            Some(true)
+        );
+        assert!(endpoint.node_name.is_none() && endpoint.target_ref.is_none());
+    }
     use k8s_openapi::api::networking::v1::{IngressLoadBalancerStatus, IngressStatus};
 
     #[test]

@@ -3,17 +3,24 @@
 //! The chart and example checks are Python scripts in `tests/packaging/`,
 //! because the tools that judge them are Python packages: helm-python-sdk
 //! (Helm's own Go code, to render and lint the chart offline) and
-//! kubernetes-validate (the Kubernetes schemas). `.ci/run` installs them with
-//! pinned versions; without them these tests fail and print the `pip
-//! install` line to run. Each script gets this build's binary, so the chart
+//! kubernetes-validate (the Kubernetes schemas), pinned in
+//! `tests/packaging/requirements.txt`. When they are not installed, the
+//! first test installs them (pip, from PyPI) into the target directory, so
+//! `cargo test` alone works on a fresh machine; `.ci/run` installs them up
+//! front. Each script gets this build's binary, so the chart
 //! is checked against the code it deploys (RBAC rules, flags, defaults).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+/// Where missing Python packages are installed (`target/tmp/...`).
+const PYDEPS: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/packaging-pydeps");
+/// Upper bound for installing the Python packages (a ~80 MB download).
+const PIP_TIMEOUT: Duration = Duration::from_secs(600);
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Upper bound for one script (they take a few seconds).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -22,13 +29,86 @@ fn root() -> PathBuf {
     PathBuf::from(ROOT)
 }
 
+/// The `PYTHONPATH` under which the packaging tools import: empty when
+/// they are installed already, else [`PYDEPS`] after installing them there
+/// (once per test process; concurrent callers wait for the first).
+fn python_path() -> &'static str {
+    static PATH: OnceLock<Result<String, String>> = OnceLock::new();
+    let result = PATH.get_or_init(|| {
+        let probe = "import helm_python, kubernetes_validate, yaml, jsonschema";
+        let importable = |pythonpath: &str| {
+            Command::new("python3")
+                .args(["-c", probe])
+                .env("PYTHONPATH", pythonpath)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if importable("") {
+            return Ok(String::new());
+        }
+        if importable(PYDEPS) {
+            return Ok(PYDEPS.to_string());
+        }
+        let requirements = root().join("tests/packaging/requirements.txt");
+        let mut child = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--target", PYDEPS, "-r"])
+            .arg(&requirements)
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run python3 -m pip: {e}"))?;
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => break,
+                Ok(Some(status)) => {
+                    return Err(format!(
+                        "pip install -r {} failed ({status})",
+                        requirements.display()
+                    ))
+                }
+                Ok(None) if started.elapsed() > PIP_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!("pip install did not finish within {PIP_TIMEOUT:?}"));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) => return Err(format!("waiting for pip: {e}")),
+            }
+        }
+        if importable(PYDEPS) {
+            Ok(PYDEPS.to_string())
+        } else {
+            Err(format!(
+                "installed into {PYDEPS}, but `{probe}` still fails"
+            ))
+        }
+    });
+    match result {
+        Ok(path) => path,
+        Err(e) => panic!(
+            "the packaging tests need the Python packages of tests/packaging/requirements.txt: {e}"
+        ),
+    }
+}
+
 /// Runs `python3 tests/packaging/<script> <binary>` and fails the test,
 /// with the script's output, unless it exits 0.
 fn python(script: &str) {
     let path = root().join("tests/packaging").join(script);
+    let pythonpath = python_path();
     let mut child = match Command::new("python3")
         .arg(&path)
         .arg(BIN)
+        .env("PYTHONPATH", pythonpath)
         .current_dir(root())
         // No __pycache__ left in tests/packaging.
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -40,7 +120,7 @@ fn python(script: &str) {
         Ok(child) => child,
         Err(e) => panic!(
             "cannot run python3 ({e}): the packaging tests need Python 3.10+ and the packages \
-             .ci/run installs with pip (see the `pip install` line there)"
+             of tests/packaging/requirements.txt"
         ),
     };
     // Drain the pipes on threads so a chatty script cannot block on a full pipe.

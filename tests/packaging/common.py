@@ -3,8 +3,9 @@
 The tests need two PyPI packages: helm-python-sdk (Helm's own Go code,
 bundled as a shared library, renders and lints the chart offline) and
 kubernetes-validate (the Kubernetes OpenAPI schemas as JSON Schema).
-.ci/run installs them with pinned versions; when they are missing the tests
-fail and say which command installs them.
+They are pinned in tests/packaging/requirements.txt; tests/packaging.rs
+installs them into target/ when they are missing (so `cargo test` alone
+works on a fresh machine), and .ci/run installs them up front.
 """
 
 from __future__ import annotations
@@ -25,19 +26,20 @@ CHART = ROOT / "helm" / "tollgate"
 KUBE_VERSION = "1.33"
 
 
+REQUIREMENTS = ROOT / "tests" / "packaging" / "requirements.txt"
+
+
 def _pip_line() -> str:
-    """The `pip install` line of .ci/run: the one place the pins live."""
-    try:
-        for line in (ROOT / ".ci" / "run").read_text().splitlines():
-            if "pip install" in line and not line.lstrip().startswith("#"):
-                return line.strip()
-    except OSError:
-        pass
-    return "python3 -m pip install helm-python-sdk kubernetes-validate PyYAML"
+    """How to install the pinned packages (tests/packaging/requirements.txt)."""
+    return f"python3 -m pip install -r {REQUIREMENTS.relative_to(ROOT)}"
 
 
 def _pins() -> dict[str, str]:
-    return dict(re.findall(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+-]+)", _pip_line()))
+    try:
+        text = REQUIREMENTS.read_text()
+    except OSError:
+        return {}
+    return dict(re.findall(r"^([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+-]+)", text, re.M))
 
 
 try:
@@ -47,13 +49,13 @@ try:
 except ImportError as missing:  # pragma: no cover - the message is the point
     sys.stderr.write(
         f"\nThe packaging tests need Python packages that are not installed ({missing}).\n"
-        f"Install them with the line from .ci/run:\n\n    {_pip_line()}\n\n"
+        f"Install them with:\n\n    {_pip_line()}\n\n"
     )
     sys.exit(3)
 
 
 def warn_on_version_drift() -> None:
-    """Different versions than .ci/run pins still run, with a note."""
+    """Different versions than the pinned ones still run, with a note."""
     from importlib.metadata import PackageNotFoundError, version
 
     for name, pinned in _pins().items():
@@ -62,7 +64,7 @@ def warn_on_version_drift() -> None:
         except PackageNotFoundError:
             continue
         if got != pinned:
-            sys.stderr.write(f"note: {name} {got} is installed; .ci/run pins {pinned}\n")
+            sys.stderr.write(f"note: {name} {got} is installed; requirements.txt pins {pinned}\n")
 
 
 # ---------------------------------------------------------------------------

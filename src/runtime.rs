@@ -166,24 +166,12 @@ impl Runtime {
         self.published.clone()
     }
 
-    /// Applies a new snapshot: recompiles when routes may have changed,
-    /// otherwise takes the endpoint fast path.
+    /// Applies a whole new snapshot (standalone mode): its difference from
+    /// the current one is committed like incremental changes.
     pub fn apply(&mut self, snapshot: Snapshot, source_diagnostics: &[Diagnostic]) -> Applied {
-        let changes = snapshot.changes_from(&self.snapshot);
-        let first = self.generation == 0;
+        self.pending = snapshot.changes_from(&self.snapshot);
         self.snapshot = snapshot;
-        self.pending = Changes::default();
-        if first || changes.routes {
-            let generation = self.recompile(source_diagnostics);
-            Applied::Recompiled { generation }
-        } else if !changes.endpoints.is_empty() {
-            self.update_endpoints(&changes.endpoints);
-            Applied::Endpoints {
-                services: changes.endpoints.len(),
-            }
-        } else {
-            Applied::Nothing
-        }
+        self.commit(source_diagnostics)
     }
 
     fn recompile(&mut self, source_diagnostics: &[Diagnostic]) -> u64 {

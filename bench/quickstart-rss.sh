@@ -65,43 +65,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "error: $*"
-    local f
-    for f in "$TMP"/*.log; do
-        [[ -s "$f" ]] || continue
-        echo "---- last lines of $(basename "$f") ----" >&2
-        tail -n 20 "$f" >&2
-    done
-    exit 1
-}
-alive() { kill -0 "$1" 2>/dev/null; }
-rss_kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status" 2>/dev/null || echo "?"; }
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
-# wait_http NAME PID URL [HOST]: poll until 200 (bounded).
-wait_http() {
-    local name=$1 pid=$2 url=$3 host=${4:-} code="" i
-    local -a hdr=()
-    [[ -n "$host" ]] && hdr=(-H "Host: $host")
-    for (( i=0; i < START_TIMEOUT_S*10; i++ )); do
-        alive "$pid" || die "$name (pid $pid) exited during start-up"
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "${hdr[@]}" "$url" 2>/dev/null || true)
-        [[ "$code" == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$name did not answer 200 on $url within ${START_TIMEOUT_S}s (last status: ${code:-none})"
-}
 
 [[ -d "$QS_DIR" ]] || die "quick start directory $QS_DIR does not exist (yet)"
 

@@ -103,45 +103,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-    log "error: $*"
-    local f
-    for f in "$TMP"/*.log; do
-        [[ -s "$f" ]] || continue
-        echo "---- last lines of $(basename "$f") ----" >&2
-        tail -n 20 "$f" >&2
-    done
-    exit 1
-}
-alive() { kill -0 "$1" 2>/dev/null; }
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
-# wait_http NAME PID URL [HOST]: poll until URL answers 200, bounded by START_TIMEOUT_S.
-wait_http() {
-    local name=$1 pid=$2 url=$3 host=${4:-} code="" i
-    local -a hdr=()
-    [[ -n "$host" ]] && hdr=(-H "Host: $host")
-    for (( i=0; i < START_TIMEOUT_S*10; i++ )); do
-        alive "$pid" || die "$name (pid $pid) exited during start-up"
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "${hdr[@]}" "$url" 2>/dev/null || true)
-        [[ "$code" == 200 ]] && return 0
-        sleep 0.1
-    done
-    die "$name did not answer 200 on $url within ${START_TIMEOUT_S}s (last status: ${code:-none})"
-}
 
-# status_kb PID KEY: a kB field of /proc/PID/status (VmRSS, VmHWM, RssAnon...).
-status_kb() { awk -v k="$2" '$1 == k":" { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 # io_field PID KEY: a field of /proc/PID/io. wchar counts bytes passed to
 # write(2)/writev(2), which is how tokio writes to sockets (its reads use
 # recv(2), which rchar does not count).
@@ -279,8 +245,8 @@ BASE="http://127.0.0.1:$TG_HTTP"
 HWM_OK=1
 reset_hwm "$TG_PID" || { HWM_OK=0; log "note: cannot reset VmHWM (/proc/PID/clear_refs); peaks come from samples only"; }
 sleep 0.5
-IDLE_RSS=$(status_kb "$TG_PID" VmRSS)
-IDLE_ANON=$(status_kb "$TG_PID" RssAnon)
+IDLE_RSS=$(rss_kb "$TG_PID" VmRSS)
+IDLE_ANON=$(rss_kb "$TG_PID" RssAnon)
 BOUND_KB=$(( RSS_BOUND_MB * 1024 ))
 
 echo
@@ -303,7 +269,7 @@ run_phase() {
     local name=$1; shift
     alive "$TG_PID" || die "tollgate died before phase $name"
     alive "$ECHO_PID" || die "echo backend died before phase $name"
-    PHASE_BEFORE=$(status_kb "$TG_PID" VmRSS)
+    PHASE_BEFORE=$(rss_kb "$TG_PID" VmRSS)
     if (( HWM_OK )); then reset_hwm "$TG_PID" || true; fi
     ECHO_W0=$(io_field "$ECHO_PID" wchar)
     start_sampler "$TG_PID" "$TMP/rss-$name.txt"
@@ -313,7 +279,7 @@ run_phase() {
     PHASE_RC=0
     wait "$t_pid" || PHASE_RC=$?
     stop_sampler
-    PHASE_HWM=$( (( HWM_OK )) && status_kb "$TG_PID" VmHWM || echo 0 )
+    PHASE_HWM=$( (( HWM_OK )) && rss_kb "$TG_PID" VmHWM || echo 0 )
     ECHO_W1=$(io_field "$ECHO_PID" wchar)
     read -r PHASE_SAMPLES PHASE_PEAK < <(samples_stat "$TMP/rss-$name.txt")
     # the exact peak is the larger of the sampled maximum and VmHWM
@@ -341,7 +307,7 @@ for (( i=0; i<3; i++ )); do
         || die "warm-up upload failed"
     curl -sS --max-time 10 -H "Host: $HOST_HEADER" -o /dev/null "$BASE/warm?bytes=1048576" || die "warm-up download failed"
 done
-WARM_RSS=$(status_kb "$TG_PID" VmRSS)
+WARM_RSS=$(rss_kb "$TG_PID" VmRSS)
 echo "tollgate after warm-up (3 x 1 MiB each way): VmRSS $WARM_RSS kB"
 
 # ---------------------------------------------------------------- 1: upload
@@ -403,8 +369,8 @@ sleep 1
 after_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $HOST_HEADER" "$BASE/after?bytes=1024" || true)
 [[ "$after_code" == 200 ]] || { log "request after the aborted download answered ${after_code:-nothing}"; FAILS=$(( FAILS + 1 )); }
 open_conns=$(curl -s --max-time 5 "http://127.0.0.1:$TG_ADMIN/metrics" | awk '$1 == "tollgate_open_connections" { print $2 }' || true)
-AFTER_RSS=$(status_kb "$TG_PID" VmRSS)
-AFTER_ANON=$(status_kb "$TG_PID" RssAnon)
+AFTER_RSS=$(rss_kb "$TG_PID" VmRSS)
+AFTER_ANON=$(rss_kb "$TG_PID" RssAnon)
 alive "$TG_PID" || die "tollgate died"
 
 # ---------------------------------------------------------------- report

@@ -130,6 +130,25 @@ async fn metric(tg: &Tollgate, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric_sum(&tg.metrics().await, name, labels).unwrap_or(0.0)
 }
 
+/// Polls `/metrics` (bounded by `CHANGE_TIMEOUT`) until the metric reaches `at_least`.
+async fn until_metric_at_least(
+    what: &str,
+    tg: &Tollgate,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) {
+    until(what, CHANGE_TIMEOUT, || async move {
+        let value = metric(tg, name, labels).await;
+        if value >= at_least {
+            Ok(())
+        } else {
+            Err(format!("{value}"))
+        }
+    })
+    .await;
+}
+
 /// An EndpointSlice of Service `svc` with one endpoint 127.0.0.1:`port`
 /// (port named `http`) and explicit conditions.
 fn endpoint_slice(
@@ -1031,18 +1050,12 @@ async fn publish_address_sets_and_clears_status() {
         "the status of another class's Ingress was written"
     );
     // Set twice, cleared once: each counted once its PATCH has returned.
-    let tgr = &tg;
-    until(
+    until_metric_at_least(
         "three status writes counted",
-        CHANGE_TIMEOUT,
-        || async move {
-            let ok = metric(tgr, "tollgate_status_updates_total", &[("result", "ok")]).await;
-            if ok >= 3.0 {
-                Ok(())
-            } else {
-                Err(format!("{ok}"))
-            }
-        },
+        &tg,
+        "tollgate_status_updates_total",
+        &[("result", "ok")],
+        3.0,
     )
     .await;
 }
@@ -1159,22 +1172,12 @@ async fn only_the_leader_writes_status_and_a_replica_takes_over() {
         }
     })
     .await;
-    until(
+    until_metric_at_least(
         "the leader's status write counted",
-        CHANGE_TIMEOUT,
-        || async move {
-            let ok = metric(
-                &t[leader],
-                "tollgate_status_updates_total",
-                &[("result", "ok")],
-            )
-            .await;
-            if ok > 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{ok}"))
-            }
-        },
+        &tgs[leader],
+        "tollgate_status_updates_total",
+        &[("result", "ok")],
+        1.0,
     )
     .await;
     // Stable for a second: one leader, the follower writes nothing.
@@ -1236,23 +1239,12 @@ async fn only_the_leader_writes_status_and_a_replica_takes_over() {
     })
     .await;
     expect_route(&tgs[follower], "second.example", "/", 200, Some("web")).await;
-    let t = &tgs;
-    until(
+    until_metric_at_least(
         "the new leader's status write counted",
-        CHANGE_TIMEOUT,
-        || async move {
-            let ok = metric(
-                &t[follower],
-                "tollgate_status_updates_total",
-                &[("result", "ok")],
-            )
-            .await;
-            if ok > 0.0 {
-                Ok(())
-            } else {
-                Err(format!("{ok}"))
-            }
-        },
+        &tgs[follower],
+        "tollgate_status_updates_total",
+        &[("result", "ok")],
+        1.0,
     )
     .await;
 }

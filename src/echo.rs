@@ -5,7 +5,9 @@
 //!
 //! A query parameter `bytes=N` (`GET /x?bytes=1073741824`) answers N zero
 //! bytes instead, streamed in 64 KiB chunks: the download side of streaming
-//! tests and benchmarks.
+//! tests and benchmarks. `status=NNN` answers with that status (the JSON
+//! body unchanged) and `delay=MS` waits that long (at most 60 s) before
+//! answering: failing and slow backends for tests.
 //!
 //! Invariant: request bodies are counted while streaming, never buffered,
 //! and downloads are generated while streaming, so transfers of any size
@@ -97,11 +99,15 @@ impl http_body::Body for Zeros {
 
 type EchoBody = http_body_util::Either<Full<Bytes>, Zeros>;
 
-fn download_size(uri: &http::Uri) -> Option<u64> {
+fn query_number(uri: &http::Uri, key: &str) -> Option<u64> {
     uri.query()?
         .split('&')
-        .find_map(|kv| kv.strip_prefix("bytes="))
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .and_then(|n| n.parse().ok())
+}
+
+fn download_size(uri: &http::Uri) -> Option<u64> {
+    query_number(uri, "bytes")
 }
 
 async fn handle(
@@ -121,7 +127,17 @@ async fn handle(
             .insert(header::SERVER, HeaderValue::from_static("tollgate-echo"));
         return Ok(response);
     }
-    Ok(echo(req, id).await.map(EchoBody::Left))
+    let status = query_number(req.uri(), "status")
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| http::StatusCode::from_u16(s).ok());
+    if let Some(ms) = query_number(req.uri(), "delay") {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.min(60_000))).await;
+    }
+    let mut response = echo(req, id).await.map(EchoBody::Left);
+    if let Some(status) = status {
+        *response.status_mut() = status;
+    }
+    Ok(response)
 }
 
 async fn echo(req: Request<Incoming>, id: Arc<Identity>) -> Response<Full<Bytes>> {

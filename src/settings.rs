@@ -133,6 +133,21 @@ pub struct SelectionArgs {
     /// default: a self-signed certificate generated at start-up.
     #[arg(long, env = "TOLLGATE_DEFAULT_CERTIFICATE", value_parser = object_ref)]
     pub default_certificate: Option<ObjectKey>,
+    /// Status answered when a `tollgate.dev/limit-*` limit (or a
+    /// TrafficPolicy rateLimit) rejects a request (with Retry-After).
+    #[arg(long, env = "TOLLGATE_LIMIT_STATUS", default_value_t = 429, value_parser = limit_status)]
+    pub limit_status: u16,
+    /// Status answered when a `nginx.ingress.kubernetes.io/limit-*` limit
+    /// rejects a request (ingress-nginx's default is 503).
+    #[arg(long, env = "TOLLGATE_NGINX_LIMIT_STATUS", default_value_t = 503, value_parser = limit_status)]
+    pub nginx_limit_status: u16,
+}
+
+fn limit_status(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(code) if (400..=599).contains(&code) => Ok(code),
+        _ => Err(format!("`{s}` is not a 4xx or 5xx status code")),
+    }
 }
 
 /// `namespace/name`.
@@ -153,6 +168,12 @@ impl SelectionArgs {
             default_backend: self.default_backend_service.clone(),
             default_certificate: self.default_certificate.clone(),
             now: None,
+            limit_statuses: crate::config::annotations::LimitStatuses {
+                tollgate: http::StatusCode::from_u16(self.limit_status)
+                    .unwrap_or(http::StatusCode::TOO_MANY_REQUESTS),
+                nginx: http::StatusCode::from_u16(self.nginx_limit_status)
+                    .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
+            },
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - A problem confined to one backend (missing Service, missing port) does
 //!   not reject the Ingress: its routes answer 503 and a warning says why.
 
+pub mod annotations;
 pub mod class;
 pub mod diagnostic;
 pub mod endpoints;
@@ -33,7 +34,8 @@ use crate::table::upstream::{
     BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
     UpstreamSpec,
 };
-use crate::table::{Insert, PathType, Route, RoutingTable, UpstreamId};
+use crate::table::policy::{Canary, CanaryHeader, CustomErrors, RoutePolicy};
+use crate::table::{Insert, PathType, Route, RouteId, RoutingTable, UpstreamId};
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
 /// tables; SipHash was a tenth of a 10,000-Ingress recompile.
@@ -73,6 +75,8 @@ pub struct CompileOptions {
     /// Current time (seconds since the Unix epoch) for certificate expiry
     /// warnings; `None` skips them. Passed in: the compiler has no clock.
     pub now: Option<i64>,
+    /// Rejection statuses of the rate and connection limits.
+    pub limit_statuses: annotations::LimitStatuses,
 }
 
 impl Default for CompileOptions {
@@ -83,6 +87,7 @@ impl Default for CompileOptions {
             default_backend: None,
             default_certificate: None,
             now: None,
+            limit_statuses: annotations::LimitStatuses::default(),
         }
     }
 }
@@ -160,6 +165,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         upstreams: HashMap::default(),
         certs: HashMap::default(),
         roots: HashMap::default(),
+        paths: HashMap::default(),
     };
     let mut served = Vec::with_capacity(ours.len());
     for (key, entry) in ours {
@@ -172,7 +178,9 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         let problems = if validated {
             Vec::new()
         } else {
-            validate_ingress(&entry.object)
+            let mut problems = validate_ingress(&entry.object);
+            problems.extend(validate_annotations(&entry.object, opts));
+            problems
         };
         let chosen = if problems.is_empty() {
             Some(entry.object.clone())
@@ -217,8 +225,17 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         builder.add_tls(key, origin, ingress);
     }
     let mut served_keys = Vec::with_capacity(served.len());
-    for (key, origin, ingress) in served {
+    // Canary Ingresses attach to the routes of the others: those first.
+    let (canaries, mains): (Vec<_>, Vec<_>) = served
+        .into_iter()
+        .partition(|(_, _, ingress)| is_canary(ingress));
+    for (key, origin, ingress) in mains {
         builder.add_ingress(key, origin, &ingress);
+        builder.out.ingresses += 1;
+        served_keys.push(key.clone());
+    }
+    for (key, origin, ingress) in canaries {
+        builder.add_canary(key, origin, &ingress);
         builder.out.ingresses += 1;
         served_keys.push(key.clone());
     }
@@ -235,6 +252,47 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
     }
     out.table = out.table.compacted();
     out
+}
+
+/// Whether an Ingress is a canary (`nginx.ingress.kubernetes.io/canary`).
+fn is_canary(ingress: &Ingress) -> bool {
+    annotation(ingress, "nginx.ingress.kubernetes.io/canary") == Some("true")
+}
+
+/// Annotation problems that reject an Ingress (fail closed), and regular
+/// expression paths that do not compile.
+fn validate_annotations(ingress: &Ingress, opts: &CompileOptions) -> Vec<(String, String)> {
+    let (parsed, problems) =
+        annotations::parse(ingress.metadata.annotations.as_ref(), opts.limit_statuses);
+    let mut out: Vec<(String, String)> = problems
+        .into_iter()
+        .filter(|p| p.reject)
+        .map(|p| (p.field, p.reason))
+        .collect();
+    if parsed.use_regex {
+        let spec = ingress.spec.as_ref();
+        for (i, rule) in spec.and_then(|s| s.rules.as_ref()).into_iter().flatten().enumerate() {
+            for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+                if path.path_type == "Exact" {
+                    continue;
+                }
+                if let Err(reason) = path_regex(path.path.as_deref().unwrap_or("/")) {
+                    out.push((format!("spec.rules[{i}].http.paths[{j}].path"), reason));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The regex of a `use-regex` path: case-insensitive, anchored at the start
+/// (ingress-nginx's `location ~* "^PATH"`), size-limited.
+fn path_regex(path: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(&format!("^(?:{path})"))
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("`{path}` is not a valid regular expression: {e}"))
 }
 
 /// Structural problems that reject an Ingress, as (field, reason).
@@ -267,8 +325,14 @@ fn validate_ingress(ingress: &Ingress) -> Vec<(String, String)> {
                 )),
             }
             let p = path.path.as_deref().unwrap_or("/");
-            if let Err(reason) = validate::path(p) {
-                problems.push((format!("{field}.path"), reason));
+            // `use-regex` paths are regular expressions, checked as such.
+            let regex_path = path.path_type != "Exact" && uses_regex(ingress);
+            if !regex_path {
+                if let Err(reason) = validate::path(p) {
+                    problems.push((format!("{field}.path"), reason));
+                }
+            } else if !p.starts_with('/') {
+                problems.push((format!("{field}.path"), format!("`{p}` must start with `/`")));
             }
             if let Err(reason) = validate_backend(&path.backend) {
                 problems.push((format!("{field}.backend"), reason));
@@ -276,6 +340,13 @@ fn validate_ingress(ingress: &Ingress) -> Vec<(String, String)> {
         }
     }
     problems
+}
+
+/// `use-regex: "true"`, or `rewrite-target` (which implies it, as in
+/// ingress-nginx).
+fn uses_regex(ingress: &Ingress) -> bool {
+    annotation(ingress, "nginx.ingress.kubernetes.io/use-regex") == Some("true")
+        || annotation(ingress, "nginx.ingress.kubernetes.io/rewrite-target").is_some()
 }
 
 fn validate_backend(backend: &IngressBackend) -> Result<(), String> {
@@ -366,6 +437,8 @@ struct Builder<'a> {
     certs: HashMap<ObjectKey, Option<(CertId, Arc<tls::Certificate>)>>,
     /// CA bundles already resolved in this compile.
     roots: HashMap<ObjectKey, TrustAnchors>,
+    /// Routes by (host, path, pathType), for attaching canaries.
+    paths: HashMap<(String, String, PathType), RouteId>,
 }
 
 /// How an Ingress's backends are spoken to.
@@ -722,8 +795,113 @@ impl Builder<'_> {
         Some((secret, name))
     }
 
+    /// The route policy of an Ingress from its parsed annotations; reports
+    /// the annotation warnings (rejections were handled by validation).
+    fn route_policy(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        parsed: &annotations::Annotations,
+        backend: &BackendPolicy,
+    ) -> RoutePolicy {
+        let mut policy = RoutePolicy {
+            access: parsed.access.clone(),
+            rate: parsed.rate,
+            connections: parsed.connections,
+            limit_exempt: parsed.limit_exempt.clone(),
+            redirect: parsed.redirect.clone(),
+            app_root: parsed.app_root.clone(),
+            rewrite: None,
+            max_body: parsed.max_body,
+            timeouts: parsed.timeouts,
+            retry: parsed.retry.clone(),
+            affinity: parsed.affinity.clone(),
+            hash_by: parsed.hash_by.clone(),
+            cors: parsed.cors.clone(),
+            forwarded_prefix: parsed.forwarded_prefix.clone(),
+            upstream_vhost: parsed.upstream_vhost.clone(),
+            custom_errors: None,
+            fallback: None,
+        };
+        if let Some(name) = &parsed.default_backend {
+            let field = "metadata.annotations[nginx.ingress.kubernetes.io/default-backend]";
+            match self.named_service_upstream(key, origin, field, name, backend) {
+                Some(id) => policy.fallback = Some(id),
+                None => {}
+            }
+        }
+        if !parsed.custom_errors.is_empty() {
+            let upstream = policy.fallback.or_else(|| {
+                let route = self.out.table.default_route()?;
+                self.out.table.route(route).map(|r| r.upstream)
+            });
+            match upstream {
+                Some(upstream) => {
+                    policy.custom_errors = Some(CustomErrors {
+                        codes: parsed.custom_errors.clone(),
+                        upstream,
+                    })
+                }
+                None => self.warn(
+                    key,
+                    origin,
+                    "metadata.annotations[nginx.ingress.kubernetes.io/custom-http-errors]".into(),
+                    "needs a default backend (the default-backend annotation or --default-backend-service); ignored".into(),
+                ),
+            }
+        }
+        policy
+    }
+
+    /// The upstream of a Service named by an annotation, in the Ingress's
+    /// namespace, on its first port.
+    fn named_service_upstream(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        field: &str,
+        name: &str,
+        backend: &BackendPolicy,
+    ) -> Option<UpstreamId> {
+        if name.contains('/') {
+            self.warn(
+                key,
+                origin,
+                field.into(),
+                format!("`{name}`: the Service must be in the Ingress's namespace; ignored"),
+            );
+            return None;
+        }
+        let svc = ObjectKey::new(key.namespace.clone(), name);
+        let first = self.snapshot.services.get(&svc).and_then(|s| {
+            s.object.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port)
+        });
+        let Some(port) = first else {
+            self.warn(
+                key,
+                origin,
+                field.into(),
+                format!("Service {svc} does not exist or has no ports; ignored"),
+            );
+            return None;
+        };
+        let plain = BackendPolicy {
+            lb: LbAlgorithm::RoundRobin,
+            protocol: backend.protocol,
+            verify: backend.verify.clone(),
+        };
+        Some(self.upstream(key, origin, field, name, PortRef::Number(port), &plain))
+    }
+
     fn add_ingress(&mut self, key: &ObjectKey, origin: Option<Arc<str>>, ingress: &Ingress) {
         let Some(spec) = &ingress.spec else { return };
+        let (parsed, problems) = annotations::parse(
+            ingress.metadata.annotations.as_ref(),
+            self.opts.limit_statuses,
+        );
+        for problem in problems.into_iter().filter(|p| !p.reject) {
+            self.warn(key, &origin, problem.field, problem.reason);
+        }
         let ssl_redirect = ![SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION]
             .iter()
             .any(|a| annotation(ingress, a) == Some("false"));
@@ -738,6 +916,7 @@ impl Builder<'_> {
             .iter()
             .flatten()
             .filter_map(|r| r.host.clone())
+            .chain(parsed.aliases.iter().cloned())
             .map(|h| {
                 let r = force_redirect || (ssl_redirect && tls.lookup(&h).is_some());
                 (h, r)
@@ -746,13 +925,21 @@ impl Builder<'_> {
         let redirects =
             |host: &str| force_redirect || redirects.iter().any(|(h, r)| *r && h == host);
         let ingress_label: Arc<str> = key.to_string().into();
-        let lb = match lb_algorithm(ingress) {
+        let mut lb = match lb_algorithm(ingress) {
             Ok(lb) => lb,
             Err((field, reason)) => {
                 self.warn(key, &origin, field, reason);
                 LbAlgorithm::RoundRobin
             }
         };
+        // Hash-based picking needs the ring on the upstream.
+        let balanced_affinity = parsed
+            .affinity
+            .as_ref()
+            .is_some_and(|a| a.mode == crate::table::policy::AffinityMode::Balanced);
+        if parsed.hash_by.is_some() || balanced_affinity {
+            lb = LbAlgorithm::ConsistentHash;
+        }
         let protocol = match backend_protocol(ingress) {
             Ok(p) => p,
             Err((field, reason)) => {
@@ -766,6 +953,7 @@ impl Builder<'_> {
             protocol,
             verify,
         };
+        let policy = Arc::new(self.route_policy(key, &origin, &parsed, &lb));
 
         let default_route = spec
             .default_backend
@@ -782,11 +970,29 @@ impl Builder<'_> {
                     service,
                     upstream,
                     redirect_https: force_redirect,
+                    plain: policy.is_plain(),
+                    policy: policy.clone(),
+                    canary: None,
                 })
             });
 
+        // `server-alias` hosts serve the paths of every rule with a host.
+        let mut hosts: Vec<(usize, String)> = Vec::new();
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
-            let host = rule.host.as_deref().unwrap_or("");
+            let host = rule.host.clone().unwrap_or_default();
+            let named = !host.is_empty();
+            hosts.push((i, host));
+            if named {
+                for alias in &parsed.aliases {
+                    hosts.push((i, alias.clone()));
+                }
+            }
+        }
+        for (i, host) in hosts {
+            let Some(rule) = spec.rules.as_ref().and_then(|r| r.get(i)) else {
+                continue;
+            };
+            let host = host.as_str();
             let host_label: Arc<str> = host.into();
             // Make sure the host exists even without paths, so that its
             // default backend (or a 404) answers rather than hostless rules.
@@ -802,6 +1008,19 @@ impl Builder<'_> {
                     _ => PathType::ImplementationSpecific,
                 };
                 let path_str = path.path.as_deref().unwrap_or("/");
+                let regex = (parsed.use_regex && path_type != PathType::Exact)
+                    .then(|| path_regex(path_str).ok().map(Arc::new))
+                    .flatten();
+                let route_policy = match (&parsed.rewrite_target, &regex) {
+                    (Some(target), Some(pattern)) => Arc::new(RoutePolicy {
+                        rewrite: Some(crate::table::policy::Rewrite {
+                            pattern: pattern.clone(),
+                            target: target.as_str().into(),
+                        }),
+                        ..(*policy).clone()
+                    }),
+                    _ => policy.clone(),
+                };
                 let upstream = self.upstream(key, &origin, &field, svc, port, &lb);
                 let service = self.out.upstreams[upstream as usize].label.clone();
                 let route = self.out.table.push_route(Route {
@@ -812,13 +1031,16 @@ impl Builder<'_> {
                     service,
                     upstream,
                     redirect_https: redirects(host),
+                    plain: route_policy.is_plain(),
+                    policy: route_policy,
+                    canary: None,
                 });
-                if let Insert::Taken(holder) = self
-                    .out
-                    .table
-                    .host_mut(host)
-                    .insert(path_str, path_type, route)
-                {
+                let table = self.out.table.host_mut(host);
+                let inserted = match &regex {
+                    Some(pattern) => table.insert_regex(path_str, pattern.clone(), route),
+                    None => table.insert(path_str, path_type, route),
+                };
+                if let Insert::Taken(holder) = inserted {
                     self.out.table.pop_route();
                     let holder = self
                         .out
@@ -844,6 +1066,9 @@ impl Builder<'_> {
                         format!("spec.rules[{i}].http.paths[{j}]"),
                         reason,
                     );
+                } else {
+                    self.paths
+                        .insert((host.to_string(), path_str.to_string(), path_type), route);
                 }
             }
             // Hostless rules share the catch-all table; it gets the default
@@ -861,6 +1086,88 @@ impl Builder<'_> {
                     "spec.defaultBackend".into(),
                     "an older Ingress already provides the default backend for unmatched hosts; this one serves only its own hosts".into(),
                 );
+            }
+        }
+    }
+
+    /// A canary Ingress: each of its paths becomes the canary of the route
+    /// another Ingress serves for the same host, path and pathType (as in
+    /// ingress-nginx, a canary without such a route serves nothing).
+    fn add_canary(&mut self, key: &ObjectKey, origin: Option<Arc<str>>, ingress: &Ingress) {
+        let Some(spec) = &ingress.spec else { return };
+        let (parsed, problems) = annotations::parse(
+            ingress.metadata.annotations.as_ref(),
+            self.opts.limit_statuses,
+        );
+        for problem in problems.into_iter().filter(|p| !p.reject) {
+            self.warn(key, &origin, problem.field, problem.reason);
+        }
+        let Some(canary) = parsed.canary else { return };
+        let protocol = backend_protocol(ingress).unwrap_or(BackendProtocol::Http);
+        let verify = self.backend_verify(key, &origin, ingress, protocol);
+        let lb = BackendPolicy {
+            lb: lb_algorithm(ingress).unwrap_or(LbAlgorithm::RoundRobin),
+            protocol,
+            verify,
+        };
+        let ingress_label: Arc<str> = key.to_string().into();
+        for (i, rule) in spec.rules.iter().flatten().enumerate() {
+            let host = rule.host.as_deref().unwrap_or("");
+            for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+                let Some((svc, port)) = port_ref(&path.backend) else {
+                    continue;
+                };
+                let path_type = match path.path_type.as_str() {
+                    "Exact" => PathType::Exact,
+                    "Prefix" => PathType::Prefix,
+                    _ => PathType::ImplementationSpecific,
+                };
+                let path_str = path.path.as_deref().unwrap_or("/");
+                let field = format!("spec.rules[{i}].http.paths[{j}]");
+                let Some(&main) =
+                    self.paths
+                        .get(&(host.to_string(), path_str.to_string(), path_type))
+                else {
+                    self.warn(
+                        key,
+                        &origin,
+                        field,
+                        format!(
+                            "canary: no other Ingress serves host `{}` path `{path_str}` ({}); this path serves nothing",
+                            if host.is_empty() { "*" } else { host },
+                            path_type.as_str()
+                        ),
+                    );
+                    continue;
+                };
+                if self.out.table.route(main).is_some_and(|r| r.canary.is_some()) {
+                    self.warn(
+                        key,
+                        &origin,
+                        field,
+                        "canary: an older canary Ingress already serves this path; ignored".into(),
+                    );
+                    continue;
+                }
+                let upstream =
+                    self.upstream(key, &origin, &format!("{field}.backend"), svc, port, &lb);
+                let service = self.out.upstreams[upstream as usize].label.clone();
+                let canary = Canary {
+                    upstream,
+                    service,
+                    ingress: ingress_label.clone(),
+                    header: canary.header.clone().map(|(name, matcher)| CanaryHeader {
+                        name,
+                        matcher,
+                    }),
+                    cookie: canary.cookie.clone(),
+                    weight: canary.weight,
+                    weight_total: canary.weight_total,
+                };
+                if let Some(route) = self.out.table.route_mut(main) {
+                    route.canary = Some(Box::new(canary));
+                    route.plain = false;
+                }
             }
         }
     }
@@ -933,6 +1240,9 @@ impl Builder<'_> {
             service: label,
             upstream: id,
             redirect_https: false,
+            policy: Default::default(),
+            canary: None,
+            plain: true,
         });
         self.out.table.set_default_route(route);
     }

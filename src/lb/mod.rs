@@ -41,6 +41,9 @@ const EWMA_DEFAULT_NS: u64 = 1_000_000;
 #[derive(Debug)]
 pub struct Endpoint {
     pub addr: EndpointAddr,
+    /// Stable identity of the address, as named by persistent-affinity
+    /// cookies (the same on every replica).
+    pub sticky_id: u64,
     pub pool: Pool,
     inflight: AtomicU32,
     ewma_ns: AtomicU64,
@@ -49,10 +52,51 @@ pub struct Endpoint {
     failures: AtomicU32,
 }
 
+/// Points per endpoint on a consistent-hash ring (ketama uses 160).
+const RING_POINTS: u32 = 160;
+
 /// The current endpoints of an upstream; replaced as a whole.
 #[derive(Debug, Default)]
 pub struct EndpointSet {
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// Consistent-hash upstreams only: (point, index into `endpoints`),
+    /// sorted by point. Built with the set, off the request path.
+    ring: Vec<(u64, u32)>,
+}
+
+impl EndpointSet {
+    fn new(endpoints: Vec<Arc<Endpoint>>, lb: LbAlgorithm) -> Self {
+        let mut ring = Vec::new();
+        if lb == LbAlgorithm::ConsistentHash {
+            ring.reserve(endpoints.len() * RING_POINTS as usize);
+            for (i, e) in endpoints.iter().enumerate() {
+                let id = e.addr.to_string();
+                for point in 0..RING_POINTS {
+                    let h = stable_hash(&[id.as_bytes(), b"#", &point.to_le_bytes()]);
+                    ring.push((h, u32::try_from(i).unwrap_or(u32::MAX)));
+                }
+            }
+            ring.sort_unstable();
+        }
+        Self { endpoints, ring }
+    }
+}
+
+/// FNV-1a (64-bit) over the concatenated parts: stable across processes
+/// and versions, so every replica maps a key to the same endpoint.
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // FNV's low bits mix poorly; a final avalanche spreads them on the ring.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
 }
 
 /// A live upstream: identity, picker state and a swappable endpoint set.
@@ -69,6 +113,73 @@ pub struct Upstream {
     pub trust: TrustAnchors,
     /// Verification was required but is impossible: never connect (503).
     pub blocked: bool,
+}
+
+impl Upstream {
+    /// The endpoint a hash key maps to on the ring: the first point at or
+    /// after `hash`, walking on past endpoints that are excluded or down
+    /// (falling back to a down one when every other is). Without a ring
+    /// (not a consistent-hash upstream), `hash` picks by modulo.
+    pub fn pick_hashed(
+        &self,
+        set: &EndpointSet,
+        hash: u64,
+        exclude: &[&Endpoint],
+    ) -> Option<Arc<Endpoint>> {
+        let eps = &set.endpoints;
+        let excluded = |e: &Endpoint| exclude.iter().any(|x| std::ptr::eq(*x, e));
+        if set.ring.is_empty() {
+            let n = eps.len();
+            if n == 0 {
+                return None;
+            }
+            let start = (hash % n as u64) as usize;
+            let mut fallback = None;
+            for i in 0..n {
+                let e = eps.get((start + i) % n)?;
+                if excluded(e) {
+                    continue;
+                }
+                if !e.is_down() {
+                    return Some(e.clone());
+                }
+                fallback.get_or_insert(e);
+            }
+            return fallback.cloned();
+        }
+        let start = set.ring.partition_point(|(point, _)| *point < hash);
+        let mut fallback = None;
+        let len = set.ring.len();
+        for i in 0..len {
+            let (_, at) = set.ring.get((start + i) % len)?;
+            let e = eps.get(*at as usize)?;
+            if excluded(e) {
+                continue;
+            }
+            if !e.is_down() {
+                return Some(e.clone());
+            }
+            fallback.get_or_insert(e);
+        }
+        fallback.cloned()
+    }
+
+    /// The endpoint whose [`Endpoint::sticky_id`] is `id`, if it is in the
+    /// set, not excluded and not down.
+    pub fn pick_sticky(
+        &self,
+        set: &EndpointSet,
+        id: u64,
+        exclude: &[&Endpoint],
+    ) -> Option<Arc<Endpoint>> {
+        set.endpoints
+            .iter()
+            .find(|e| {
+                e.sticky_id == id && !exclude.iter().any(|x| std::ptr::eq(*x, e.as_ref()))
+            })
+            .filter(|e| !e.is_down())
+            .cloned()
+    }
 }
 
 /// Tracks one in-flight request on an endpoint (for p2c-ewma); dropping it
@@ -90,6 +201,7 @@ impl Endpoint {
     ) -> Self {
         Self {
             pool: Pool::new(addr.clone(), protocol, verified),
+            sticky_id: stable_hash(&[addr.to_string().as_bytes()]),
             addr,
             inflight: AtomicU32::new(0),
             ewma_ns: AtomicU64::new(0),
@@ -172,14 +284,14 @@ impl Upstream {
             (TrustAnchors::Unusable, _) | (TrustAnchors::Roots(_), None) => (None, true),
             (TrustAnchors::Unverified, _) => (None, false),
         };
-        let set = EndpointSet {
-            endpoints: spec
-                .endpoints
+        let set = EndpointSet::new(
+            spec.endpoints
                 .iter()
                 .cloned()
                 .map(|a| Arc::new(Endpoint::new(a, spec.key.protocol, verified.clone())))
                 .collect(),
-        };
+            spec.key.lb,
+        );
         Self {
             key: spec.key.clone(),
             label: spec.label.clone(),
@@ -218,7 +330,8 @@ impl Upstream {
                 )),
             })
             .collect();
-        self.endpoints.store(Arc::new(EndpointSet { endpoints }));
+        self.endpoints
+            .store(Arc::new(EndpointSet::new(endpoints, self.key.lb)));
         true
     }
 
@@ -243,7 +356,7 @@ impl Upstream {
             _ => {}
         }
         match self.key.lb {
-            LbAlgorithm::RoundRobin => {
+            LbAlgorithm::RoundRobin | LbAlgorithm::ConsistentHash => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 let mut fallback = None;
                 for i in 0..eps.len() {

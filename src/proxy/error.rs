@@ -38,6 +38,16 @@ pub enum ProxyError {
     /// Downstream: the client stopped sending its request body.
     #[error("client request body timed out")]
     ClientTimeout,
+    /// Downstream: the client's address is not allowed on this route.
+    #[error("client address not allowed")]
+    Forbidden,
+    /// Downstream: the request body is larger than the route allows.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// Internal: a policy step could not complete (external
+    /// authentication failed to answer); never treated as allowed.
+    #[error("internal: {0}")]
+    Internal(&'static str),
 }
 
 impl ProxyError {
@@ -50,6 +60,9 @@ impl ProxyError {
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
+            ProxyError::Forbidden => StatusCode::FORBIDDEN,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -62,6 +75,9 @@ impl ProxyError {
             ProxyError::Timeout => "504 Gateway Timeout\n",
             ProxyError::ClientTimeout => "408 Request Timeout\n",
             ProxyError::Misdirected => "421 Misdirected Request\n",
+            ProxyError::Forbidden => "403 Forbidden\n",
+            ProxyError::PayloadTooLarge => "413 Content Too Large\n",
+            ProxyError::Internal(_) => "500 Internal Server Error\n",
         }
     }
 
@@ -73,7 +89,10 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if matches!(self, ProxyError::BadRequest(_) | ProxyError::ClientTimeout) {
+        if matches!(
+            self,
+            ProxyError::BadRequest(_) | ProxyError::ClientTimeout | ProxyError::PayloadTooLarge
+        ) {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

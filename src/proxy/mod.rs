@@ -15,6 +15,7 @@ pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod listener;
+pub mod policy;
 pub mod pool;
 pub mod tls;
 pub mod upload;
@@ -35,6 +36,7 @@ use tokio::time::Instant;
 use crate::lb::{Endpoint, Upstream};
 use crate::metrics::Metrics;
 use crate::runtime::Published;
+use crate::table::policy::Retry;
 use crate::table::upstream::LbAlgorithm;
 use crate::table::{host, path};
 use body::{Checkin, ProxyBody};
@@ -134,11 +136,11 @@ pub async fn handle(
         let route = published.table.route(id)?;
         let upstream = published.upstreams.get(route.upstream as usize)?;
         let metrics = published.route_metrics.get(id as usize)?;
-        Some((route, upstream, metrics))
+        Some((id, route, upstream, metrics))
     });
     let (response, route, endpoint) = match routed {
         None => (unrouted(state, ProxyError::NoRoute, started), None, None),
-        Some((route, upstream, metrics)) => {
+        Some((id, route, upstream, metrics)) => {
             let client = &ctx.client;
             let outcome = if !client.tls && route.redirect_https {
                 Ok((
@@ -147,8 +149,13 @@ pub async fn handle(
                 ))
             } else if client.tls && misdirected(&published, host, client.sni.as_deref()) {
                 Err(ProxyError::Misdirected)
+            } else if !route.plain {
+                policy::serve(&ctx, &published, id, route, req)
+                    .await
+                    .map(|served| (served.response, served.endpoint))
             } else {
-                forward(&ctx, upstream, req)
+                let plan = Plan::from_settings(&state.settings);
+                forward(&ctx, upstream, req, &plan)
                     .await
                     .map(|(r, e)| (r, Some(e)))
             };
@@ -327,50 +334,161 @@ fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
     }
 }
 
+/// How one request is forwarded: the route's policy over the global flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan<'a> {
+    pub connect_timeout: Duration,
+    /// Pooled upstream connections idle longer are not reused.
+    pub idle_timeout: Duration,
+    /// Waiting for response headers.
+    pub read_timeout: Duration,
+    /// Longest pause while the request body streams.
+    pub send_timeout: Duration,
+    pub max_body: Option<u64>,
+    pub retry: Option<&'a Retry>,
+    /// How the first endpoint is chosen.
+    pub pick: Pick,
+    /// Host header sent upstream instead of the client's (`upstream-vhost`).
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// How the first endpoint of a request is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// The upstream's algorithm.
+    Balanced,
+    /// Consistent hashing of this key hash.
+    Hash(u64),
+    /// The endpoint with this sticky id, while it is available; else the
+    /// upstream's algorithm.
+    Sticky(u64),
+}
+
+impl<'a> Plan<'a> {
+    /// The global flags, nothing per route.
+    pub fn from_settings(settings: &ProxySettings) -> Self {
+        Plan {
+            connect_timeout: settings.connect_timeout,
+            idle_timeout: settings.upstream_idle_timeout,
+            read_timeout: settings.response_timeout,
+            send_timeout: settings.response_timeout,
+            max_body: None,
+            retry: None,
+            pick: Pick::Balanced,
+            host: None,
+        }
+    }
+}
+
 /// Sends the request to an endpoint of `upstream`; see the module invariants
 /// for when it retries.
 async fn forward(
     ctx: &ConnCtx,
     upstream: &Arc<Upstream>,
     mut req: Request<Incoming>,
+    plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
-    let settings = &ctx.state.settings;
     if upstream.blocked {
         return Err(ProxyError::NoEndpoints);
+    }
+    if let Some(max) = plan.max_body {
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(ProxyError::PayloadTooLarge);
+        }
     }
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade_request(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare(ctx, &mut req, upgrade);
-    let (parts, body) = req.into_parts();
-    let (body, upload) = upload::UploadBody::new(body);
-    let mut req = Request::from_parts(parts, body);
-    if upstream.key.protocol.is_http2() && client_upgrade.is_none() {
-        return forward_h2(ctx, upstream, req, upload.as_deref()).await;
+    if let Some(host) = plan.host {
+        req.headers_mut().insert(HOST, host.clone());
     }
+    let (parts, body) = req.into_parts();
+    let (body, upload) = upload::UploadBody::limited(body, plan.max_body);
+    let req = Request::from_parts(parts, body);
+    if upstream.key.protocol.is_http2() && client_upgrade.is_none() {
+        return forward_h2(ctx, upstream, req, upload.as_deref(), plan).await;
+    }
+    send(upstream, req, upload, client_upgrade, plan).await
+}
 
+/// The head of a request without a body, kept to send it again.
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn request(&self) -> Request<upload::UploadBody> {
+        let mut req = Request::new(upload::UploadBody::empty());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Sends a prepared HTTP/1.1 request to an endpoint of `upstream`.
+/// Connection failures move on to another endpoint; with a retry policy,
+/// so do (for requests without a body) broken connections, timeouts and
+/// the listed statuses, up to its number of tries.
+pub(crate) async fn send(
+    upstream: &Arc<Upstream>,
+    req: Request<upload::UploadBody>,
+    upload: Option<Arc<upload::Upload>>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    plan: &Plan<'_>,
+) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
+    let retry = plan.retry;
+    let max_attempts = retry.map_or(MAX_ENDPOINT_ATTEMPTS, |r| usize::from(r.tries.max(1)));
+    // Only a request without a body can be sent again once it was sent;
+    // non-idempotent ones only when the policy says so (nginx's rule).
+    let replay = retry
+        .filter(|r| {
+            upload.is_none()
+                && client_upgrade.is_none()
+                && r.tries > 1
+                && (r.non_idempotent || idempotent(req.method()))
+        })
+        .map(|_| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        });
+    let retries_on_connect = retry.is_none_or(|r| r.on_error || r.tries > 1);
+    let mut client_upgrade = client_upgrade;
+    // `None` once sent (and not handed back).
+    let mut pending = Some(req);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
-    while tried.len() < MAX_ENDPOINT_ATTEMPTS {
-        let Some(endpoint) = next_endpoint(upstream, &tried)? else {
+    let mut pick = plan.pick;
+    while tried.len() < max_attempts {
+        let Some(endpoint) = next_endpoint(upstream, &tried, pick)? else {
             break;
         };
+        pick = Pick::Balanced;
 
         // A pooled connection first; if it turns out closed before taking
         // the request, one fresh connection to the same endpoint.
-        let mut pooled = endpoint.pool.take_idle(settings.upstream_idle_timeout);
-        loop {
+        let mut pooled = endpoint.pool.take_idle(plan.idle_timeout);
+        let outcome = loop {
             let reused = pooled.is_some();
             let mut sender = match pooled.take() {
                 Some(s) => s,
-                None => match endpoint.pool.connect(settings.connect_timeout).await {
+                None => match endpoint.pool.connect(plan.connect_timeout).await {
                     Ok(s) => {
                         endpoint.mark_ok();
                         s
                     }
                     Err(e) => {
                         connect_failed(upstream, &endpoint, &e);
-                        last_error = Some(e);
-                        break;
+                        last_error = Some(ProxyError::Connect(e));
+                        break None;
                     }
                 },
             };
@@ -378,40 +496,92 @@ async fn forward(
                 if reused {
                     continue;
                 }
-                break;
+                break None;
             }
+            let Some(req) = pending.take() else {
+                break None;
+            };
             let inflight = endpoint.start_request();
             // Latency feeds only the p2c-ewma picker: no clock read otherwise.
             let sent = (upstream.key.lb == LbAlgorithm::P2cEwma).then(Instant::now);
             let exchange = sender.try_send_request(req);
-            let response =
-                match upload::with_timeouts(exchange, upload.as_deref(), settings.response_timeout)
-                    .await?
-                {
-                    Ok(response) => response,
-                    Err(mut e) => match e.take_message() {
-                        Some(unsent) if reused => {
-                            req = unsent;
-                            continue;
+            let result = upload::with_timeouts(
+                exchange,
+                upload.as_deref(),
+                plan.send_timeout,
+                plan.read_timeout,
+            )
+            .await;
+            let response = match result {
+                Err(ProxyError::Timeout) if replay.is_some() && retry.is_some_and(|r| r.on_timeout) => {
+                    last_error = Some(ProxyError::Timeout);
+                    break None;
+                }
+                Err(e) => return Err(e),
+                Ok(Ok(response)) => response,
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if reused => {
+                        pending = Some(unsent);
+                        continue;
+                    }
+                    _ => {
+                        if upload.as_deref().is_some_and(|u| u.too_large()) {
+                            return Err(ProxyError::PayloadTooLarge);
                         }
-                        _ => return Err(ProxyError::Upstream(e.into_error())),
-                    },
-                };
+                        let error = ProxyError::Upstream(e.into_error());
+                        if replay.is_some() && retry.is_some_and(|r| r.on_error) {
+                            last_error = Some(error);
+                            break None;
+                        }
+                        return Err(error);
+                    }
+                },
+            };
             if let Some(sent) = sent {
                 endpoint
                     .observe_latency(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
             }
-            return Ok((
-                finish(response, sender, &endpoint, inflight, client_upgrade),
-                endpoint,
+            let status = response.status().as_u16();
+            let again = replay.is_some()
+                && tried.len() + 1 < max_attempts
+                && retry.is_some_and(|r| r.on_status.contains(&status));
+            if again {
+                // Dropping the unread response closes that connection.
+                break None;
+            }
+            break Some(finish(
+                response,
+                sender,
+                &endpoint,
+                inflight,
+                client_upgrade.take(),
             ));
+        };
+        if let Some(response) = outcome {
+            return Ok((response, endpoint));
+        }
+        if !retries_on_connect && matches!(last_error, Some(ProxyError::Connect(_))) {
+            break;
         }
         tried.push(endpoint);
+        if pending.is_none() {
+            // Sent: only a replayable head can go elsewhere.
+            match &replay {
+                Some(replay) => pending = Some(replay.request()),
+                None => break,
+            }
+        }
     }
-    match last_error {
-        Some(e) => Err(ProxyError::Connect(e)),
-        None => Err(ProxyError::NoEndpoints),
-    }
+    Err(last_error.unwrap_or(ProxyError::NoEndpoints))
+}
+
+/// Methods that may be sent twice (RFC 9110 §9.2.2).
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 /// Forwarding to an HTTP/2 upstream (`H2C`, `GRPC`, `GRPCS`): one shared
@@ -421,8 +591,9 @@ async fn forward_h2(
     upstream: &Arc<Upstream>,
     mut req: Request<upload::UploadBody>,
     upload: Option<&upload::Upload>,
+    plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
-    let settings = &ctx.state.settings;
+    let _ = ctx;
     *req.version_mut() = Version::HTTP_2;
     // HTTP/2 carries the authority in the request target.
     let scheme = if upstream.key.protocol.is_tls() {
@@ -442,11 +613,13 @@ async fn forward_h2(
         .unwrap_or_else(|| "/".into());
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
+    let mut pick = plan.pick;
     while tried.len() < MAX_ENDPOINT_ATTEMPTS {
-        let Some(endpoint) = next_endpoint(upstream, &tried)? else {
+        let Some(endpoint) = next_endpoint(upstream, &tried, pick)? else {
             break;
         };
-        let mut sender = match endpoint.pool.h2(settings.connect_timeout).await {
+        pick = Pick::Balanced;
+        let mut sender = match endpoint.pool.h2(plan.connect_timeout).await {
             Ok(s) => {
                 endpoint.mark_ok();
                 s
@@ -482,11 +655,15 @@ async fn forward_h2(
         let mut response = match upload::with_timeouts(
             sender.send_request(req),
             upload,
-            settings.response_timeout,
+            plan.send_timeout,
+            plan.read_timeout,
         )
         .await?
         {
             Ok(response) => response,
+            Err(_) if upload.is_some_and(|u| u.too_large()) => {
+                return Err(ProxyError::PayloadTooLarge)
+            }
             Err(e) => return Err(ProxyError::Upstream(e)),
         };
         headers::strip_hop_by_hop(response.headers_mut(), false);
@@ -506,13 +683,20 @@ async fn forward_h2(
 fn next_endpoint(
     upstream: &Upstream,
     tried: &[Arc<Endpoint>],
+    pick: Pick,
 ) -> Result<Option<Arc<Endpoint>>, ProxyError> {
     let set = upstream.endpoints();
     if set.endpoints.is_empty() {
         return Err(ProxyError::NoEndpoints);
     }
     let exclude: Vec<&Endpoint> = tried.iter().map(|e| e.as_ref()).collect();
-    Ok(upstream.pick(&set, &exclude))
+    Ok(match pick {
+        Pick::Balanced => upstream.pick(&set, &exclude),
+        Pick::Hash(hash) => upstream.pick_hashed(&set, hash, &exclude),
+        Pick::Sticky(id) => upstream
+            .pick_sticky(&set, id, &exclude)
+            .or_else(|| upstream.pick(&set, &exclude)),
+    })
 }
 
 fn connect_failed(upstream: &Upstream, endpoint: &Endpoint, error: &pool::ConnectError) {

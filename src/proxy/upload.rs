@@ -34,43 +34,97 @@ pub struct Upload {
     done: AtomicBool,
     /// The upstream asked for more and the client had nothing yet.
     waiting_on_client: AtomicBool,
+    /// The body passed its route's size limit (`proxy-body-size`): 413.
+    too_large: AtomicBool,
     waker: AtomicWaker,
+}
+
+impl Upload {
+    /// Whether the body was cut off for passing its size limit.
+    pub fn too_large(&self) -> bool {
+        self.too_large.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a request body stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("client body: {0}")]
+    Client(#[from] hyper::Error),
+    #[error("request body larger than the route allows")]
+    TooLarge,
 }
 
 /// The client's request body, forwarded upstream, reporting its progress.
 #[derive(Debug)]
 pub struct UploadBody {
-    inner: Incoming,
+    /// `None`: an empty body (a retried request without one).
+    inner: Option<Incoming>,
     upload: Option<Arc<Upload>>,
+    /// Bytes still allowed (`proxy-body-size`); `u64::MAX` when unlimited.
+    remaining: u64,
 }
 
 impl UploadBody {
     /// Wraps a request body; returns the tracker when there is a body.
     pub fn new(inner: Incoming) -> (Self, Option<Arc<Upload>>) {
+        Self::limited(inner, None)
+    }
+
+    /// As [`Self::new`], cutting the body off (413) after `limit` bytes.
+    pub fn limited(inner: Incoming, limit: Option<u64>) -> (Self, Option<Arc<Upload>>) {
         let upload = (!inner.is_end_stream()).then(Arc::<Upload>::default);
         (
             Self {
-                inner,
+                inner: Some(inner),
                 upload: upload.clone(),
+                remaining: limit.unwrap_or(u64::MAX),
             },
             upload,
         )
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            upload: None,
+            remaining: u64::MAX,
+        }
     }
 }
 
 impl Body for UploadBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UploadError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+    ) -> Poll<Option<Result<Frame<Bytes>, UploadError>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        let end = inner.is_end_stream();
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let len = data.len() as u64;
+                if len > self.remaining {
+                    if let Some(upload) = &self.upload {
+                        upload.too_large.store(true, Ordering::Relaxed);
+                        upload.done.store(true, Ordering::Release);
+                        upload.waker.wake();
+                    }
+                    return Poll::Ready(Some(Err(UploadError::TooLarge)));
+                }
+                self.remaining -= len;
+            }
+        }
         if let Some(upload) = &self.upload {
             match &polled {
                 Poll::Pending => upload.waiting_on_client.store(true, Ordering::Relaxed),
-                Poll::Ready(Some(Ok(_))) if !self.inner.is_end_stream() => {
+                Poll::Ready(Some(Ok(_))) if !end => {
                     upload.waiting_on_client.store(false, Ordering::Relaxed);
                     upload.chunks.fetch_add(1, Ordering::Relaxed);
                 }
@@ -82,15 +136,18 @@ impl Body for UploadBody {
                 }
             }
         }
-        polled
+        polled.map(|frame| frame.map(|f| f.map_err(UploadError::Client)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(|i| i.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Some(i) => i.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
     }
 }
 
@@ -111,14 +168,16 @@ impl Future for Sent<'_> {
 }
 
 /// Awaits `response` under the two-phase timeout described in the module
-/// documentation (a single timeout when there is no body).
+/// documentation (a single timeout when there is no body): `send` bounds
+/// pauses while the body streams, `read` the wait for response headers.
 pub async fn with_timeouts<F: Future>(
     response: F,
     upload: Option<&Upload>,
-    timeout: Duration,
+    send: Duration,
+    read: Duration,
 ) -> Result<F::Output, ProxyError> {
     let Some(upload) = upload else {
-        return tokio::time::timeout(timeout, response)
+        return tokio::time::timeout(read, response)
             .await
             .map_err(|_| ProxyError::Timeout);
     };
@@ -129,7 +188,7 @@ pub async fn with_timeouts<F: Future>(
             biased;
             output = response.as_mut() => return Ok(output),
             _ = Sent(upload) => break,
-            _ = tokio::time::sleep(timeout) => {
+            _ = tokio::time::sleep(send) => {
                 let now = upload.chunks.load(Ordering::Relaxed);
                 if now == seen {
                     return Err(if upload.waiting_on_client.load(Ordering::Relaxed) {
@@ -142,7 +201,10 @@ pub async fn with_timeouts<F: Future>(
             }
         }
     }
-    tokio::time::timeout(timeout, response)
+    if upload.too_large() {
+        return Err(ProxyError::PayloadTooLarge);
+    }
+    tokio::time::timeout(read, response)
         .await
         .map_err(|_| ProxyError::Timeout)
 }

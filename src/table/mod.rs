@@ -14,6 +14,7 @@
 
 pub mod host;
 pub mod path;
+pub mod policy;
 pub mod tls;
 pub mod upstream;
 
@@ -48,7 +49,7 @@ impl PathType {
 
 /// One routable destination: where a matched request goes, and the labels
 /// it is accounted under.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Route {
     /// `namespace/name` of the Ingress this route came from.
     pub ingress: Arc<str>,
@@ -62,6 +63,13 @@ pub struct Route {
     pub upstream: UpstreamId,
     /// Plain-HTTP requests get a 308 to HTTPS instead of being proxied.
     pub redirect_https: bool,
+    /// What the Ingress's annotations and TrafficPolicy ask (shared by the
+    /// routes of one Ingress).
+    pub policy: Arc<policy::RoutePolicy>,
+    /// A canary Ingress's backend for the same host and path.
+    pub canary: Option<Box<policy::Canary>>,
+    /// No policy and no canary: the request path's fast path.
+    pub plain: bool,
 }
 
 /// The routes of one host (or of the hostless rules).
@@ -81,6 +89,19 @@ pub struct PathTable {
     prefix: PrefixNode,
     /// The Ingress `defaultBackend` for this host: serves unmatched paths.
     fallback: Option<RouteId>,
+    /// Regular-expression paths (`use-regex`), longest pattern first; the
+    /// first match wins, after exact paths and before prefixes (as nginx's
+    /// regex locations).
+    regex: Vec<RegexPath>,
+}
+
+/// A `use-regex` path: matched case-insensitively from the path's start.
+#[derive(Debug, Clone)]
+struct RegexPath {
+    pattern: Arc<regex::Regex>,
+    /// The pattern as written (for ordering and duplicate checks).
+    source: SmolStr,
+    route: RouteId,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -198,6 +219,33 @@ impl PathTable {
         }
     }
 
+    /// Adds a regular-expression path (already compiled, anchored at the
+    /// start). Longer patterns are tried first; an equal pattern is taken.
+    pub fn insert_regex(
+        &mut self,
+        source: &str,
+        pattern: Arc<regex::Regex>,
+        route: RouteId,
+    ) -> Insert {
+        if let Some(held) = self.regex.iter().find(|r| r.source == source) {
+            return Insert::Taken(held.route);
+        }
+        let at = self
+            .regex
+            .iter()
+            .position(|r| r.source.len() < source.len())
+            .unwrap_or(self.regex.len());
+        self.regex.insert(
+            at,
+            RegexPath {
+                pattern,
+                source: source.into(),
+                route,
+            },
+        );
+        Insert::Added
+    }
+
     /// Sets the fallback unless one is set; returns false when it was taken.
     pub fn set_fallback(&mut self, route: RouteId) -> bool {
         if self.fallback.is_some() {
@@ -215,6 +263,9 @@ impl PathTable {
             if let Some(&route) = self.exact.as_ref().and_then(|m| m.get(path)) {
                 return Some(route);
             }
+        }
+        if let Some(r) = self.regex.iter().find(|r| r.pattern.is_match(path)) {
+            return Some(r.route);
         }
         let mut node = &self.prefix;
         let mut best = node.route;
@@ -237,7 +288,7 @@ impl PathTable {
         fn count(node: &PrefixNode) -> usize {
             usize::from(node.route.is_some()) + node.children.nodes().map(count).sum::<usize>()
         }
-        self.exact.as_ref().map_or(0, |m| m.len()) + count(&self.prefix)
+        self.exact.as_ref().map_or(0, |m| m.len()) + count(&self.prefix) + self.regex.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -272,6 +323,15 @@ impl RoutingTable {
 
     pub fn set_default_route(&mut self, route: RouteId) {
         self.default_route = Some(route);
+    }
+
+    pub fn route_mut(&mut self, id: RouteId) -> Option<&mut Route> {
+        self.routes.get_mut(id as usize)
+    }
+
+    /// The route of `--default-backend-service`, if any.
+    pub fn default_route(&self) -> Option<RouteId> {
+        self.default_route
     }
 
     pub fn route(&self, id: RouteId) -> Option<&Route> {

@@ -9,6 +9,9 @@ fn route(id: u32) -> Route {
         service: format!("ns/svc{id}:80").into(),
         upstream: id,
         redirect_https: false,
+        policy: Default::default(),
+        canary: None,
+        plain: true,
     }
 }
 

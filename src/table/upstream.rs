@@ -14,6 +14,10 @@ pub enum LbAlgorithm {
     RoundRobin,
     /// Power of two choices over peak-EWMA latency and in-flight requests.
     P2cEwma,
+    /// A hash ring over the endpoints: requests with the same key (see
+    /// [`crate::table::policy::HashKey`]) go to the same endpoint, and an
+    /// endpoint change moves only the keys of the endpoints that changed.
+    ConsistentHash,
 }
 
 impl LbAlgorithm {
@@ -21,6 +25,7 @@ impl LbAlgorithm {
         match self {
             LbAlgorithm::RoundRobin => "round-robin",
             LbAlgorithm::P2cEwma => "p2c-ewma",
+            LbAlgorithm::ConsistentHash => "consistent-hash",
         }
     }
 }

@@ -1,0 +1,158 @@
+use super::*;
+
+fn parse_map(pairs: &[(&str, &str)]) -> (Annotations, Vec<Problem>) {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    parse(Some(&map), LimitStatuses::default())
+}
+
+fn n(suffix: &str) -> String {
+    format!("{NGINX}{suffix}")
+}
+
+#[test]
+fn snippets_and_lua_are_refused() {
+    for name in [
+        "configuration-snippet",
+        "server-snippet",
+        "auth-snippet",
+        "some-future-snippet",
+        "lua-resty-waf-debug",
+    ] {
+        let (_, problems) = parse_map(&[(&n(name), "more_set_headers x;")]);
+        assert!(
+            problems.iter().any(|p| p.reject && p.field.contains(name)),
+            "{name}: {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_and_ignored_annotations_warn_and_serve() {
+    let (_, problems) = parse_map(&[(&n("frobnicate"), "1"), (&n("proxy-buffering"), "on")]);
+    assert!(problems.iter().all(|p| !p.reject), "{problems:?}");
+    assert!(problems.iter().any(|p| p.reason.contains("frobnicate")));
+    assert!(problems.iter().any(|p| p.reason.contains("proxy-buffering")));
+}
+
+#[test]
+fn access_lists_fail_closed() {
+    let (a, problems) = parse_map(&[(&n("whitelist-source-range"), "10.0.0.0/8, 127.0.0.1")]);
+    assert!(problems.is_empty());
+    let access = a.access.unwrap();
+    assert_eq!(access.allow.len(), 2);
+    for bad in ["10.0.0.0/33", "banana", ""] {
+        let (_, problems) = parse_map(&[(&n("whitelist-source-range"), bad)]);
+        assert!(problems.iter().any(|p| p.reject), "{bad}: {problems:?}");
+    }
+    let (_, problems) = parse_map(&[(&n("denylist-source-range"), "1.2.3.4/40")]);
+    assert!(problems.iter().any(|p| p.reject));
+}
+
+#[test]
+fn nginx_limits_use_the_burst_multiplier_and_503() {
+    let (a, _) = parse_map(&[(&n("limit-rps"), "10")]);
+    let rate = a.rate.unwrap();
+    assert_eq!(rate.requests.get(), 10);
+    assert_eq!(rate.burst.get(), 51);
+    assert_eq!(rate.status, StatusCode::SERVICE_UNAVAILABLE);
+    let (a, _) = parse_map(&[(&n("limit-rpm"), "60"), (&n("limit-burst-multiplier"), "2")]);
+    let rate = a.rate.unwrap();
+    assert_eq!(rate.per, Duration::from_secs(60));
+    assert_eq!(rate.burst.get(), 121);
+}
+
+#[test]
+fn tollgate_limits_are_absolute_and_429() {
+    let (a, _) = parse_map(&[
+        ("tollgate.dev/limit-rps", "100"),
+        ("tollgate.dev/limit-burst", "7"),
+        ("tollgate.dev/limit-connections", "2"),
+    ]);
+    let rate = a.rate.unwrap();
+    assert_eq!((rate.requests.get(), rate.burst.get()), (100, 7));
+    assert_eq!(rate.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.connections.unwrap().max.get(), 2);
+    let (a, problems) = parse_map(&[("tollgate.dev/limit-rps", "0")]);
+    assert!(a.rate.is_none());
+    assert!(problems.iter().any(|p| !p.reject));
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("8m"), Some(8 << 20));
+    assert_eq!(parse_size("512K"), Some(512 << 10));
+    assert_eq!(parse_size("100"), Some(100));
+    assert_eq!(parse_size("1g"), Some(1 << 30));
+    assert_eq!(parse_size("1x"), None);
+    assert_eq!(parse_size(""), None);
+    assert_eq!(parse_size("m"), None);
+}
+
+#[test]
+fn hash_keys_take_only_whitelisted_variables() {
+    let key = parse_hash_key("$request_uri").unwrap();
+    assert_eq!(key.parts, vec![HashPart::RequestUri]);
+    let key = parse_hash_key("u-$http_x_user-${cookie_sid}").unwrap();
+    assert_eq!(key.parts.len(), 4);
+    assert!(parse_hash_key("$host").is_err());
+    assert!(parse_hash_key("$arg_id").is_err());
+    assert!(parse_hash_key("${request_uri").is_err());
+}
+
+#[test]
+fn retries() {
+    let (a, _) = parse_map(&[
+        (&n("proxy-next-upstream"), "error timeout http_503"),
+        (&n("proxy-next-upstream-tries"), "2"),
+    ]);
+    let r = a.retry.unwrap();
+    assert!(r.on_error && r.on_timeout);
+    assert_eq!(r.on_status, vec![503]);
+    assert_eq!(r.tries, 2);
+    let (a, _) = parse_map(&[(&n("proxy-next-upstream"), "off")]);
+    assert_eq!(a.retry.unwrap().tries, 1);
+}
+
+#[test]
+fn redirects_and_canary() {
+    let (a, _) = parse_map(&[
+        (&n("permanent-redirect"), "https://new.example/"),
+        (&n("permanent-redirect-code"), "308"),
+    ]);
+    assert_eq!(a.redirect.unwrap().status, StatusCode::PERMANENT_REDIRECT);
+    let (a, _) = parse_map(&[(&n("temporal-redirect"), "https://t.example/")]);
+    assert_eq!(a.redirect.unwrap().status, StatusCode::FOUND);
+    let (a, _) = parse_map(&[
+        (&n("canary"), "true"),
+        (&n("canary-weight"), "30"),
+        (&n("canary-by-header"), "X-Canary"),
+    ]);
+    let c = a.canary.unwrap();
+    assert_eq!((c.weight, c.weight_total), (30, 100));
+    assert!(c.header.is_some());
+}
+
+#[test]
+fn unsupported_auth_fails_closed() {
+    let (_, problems) = parse_map(&[(&n("auth-type"), "digest"), (&n("auth-secret"), "s")]);
+    assert!(problems.iter().any(|p| p.reject));
+    let (_, problems) = parse_map(&[(&n("auth-type"), "basic")]);
+    assert!(problems.iter().any(|p| p.reject), "basic without a secret");
+    let (_, problems) = parse_map(&[(&n("auth-tls-verify-client"), "on")]);
+    assert!(problems.iter().any(|p| p.reject));
+}
+
+#[test]
+fn every_known_annotation_is_in_the_docs() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/annotations.md"))
+        .expect("docs/annotations.md");
+    for (suffix, _) in KNOWN {
+        assert!(
+            docs.contains(&format!("`{suffix}`")),
+            "docs/annotations.md does not mention `{suffix}`"
+        );
+    }
+}

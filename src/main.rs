@@ -115,6 +115,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         header_timeout: args.client_header_timeout,
         idle_timeout: args.idle_timeout,
         max_header_bytes: args.max_header_bytes,
+        proxy_protocol: args.proxy_protocol,
     };
 
     // Bind everything before starting anything, so a taken port fails fast.

@@ -208,8 +208,16 @@ pub struct RunArgs {
     #[arg(long, env = "TOLLGATE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
     /// CIDRs whose X-Forwarded-For (and X-Forwarded-*) headers are trusted.
+    /// The request's client IP (X-Real-IP, allow/deny lists, rate limits) is
+    /// then the right-most X-Forwarded-For address not in these CIDRs.
     #[arg(long, env = "TOLLGATE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = cidr)]
     pub trusted_proxies: Vec<IpNet>,
+    /// Every connection to the HTTP and HTTPS listeners must start with a
+    /// PROXY protocol (v1 or v2) header, whose source address becomes the
+    /// client address; connections without one are closed. For load
+    /// balancers that send it (e.g. AWS NLB with proxy protocol enabled).
+    #[arg(long, env = "TOLLGATE_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
     /// Time to establish a connection to an upstream endpoint.
     #[arg(long, env = "TOLLGATE_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub upstream_connect_timeout: Duration,

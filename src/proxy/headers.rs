@@ -8,8 +8,14 @@
 //!   peer appended) only when the peer is a trusted proxy; otherwise it is
 //!   replaced by the peer address. The same trust decides whether incoming
 //!   X-Forwarded-Proto/Host/Port are kept.
+//! - X-Real-IP is the request's client IP (see [`super::client_ip`]), the
+//!   same address allow/deny lists and rate limits see.
+//! - The peer is the connection's client address after the PROXY protocol
+//!   header, when `--proxy-protocol` is on.
 //! - Header names are static (`from_static`); per-connection values (peer
 //!   address, port) are built once per connection, not per request.
+
+use std::net::IpAddr;
 
 use bytes::{BufMut, BytesMut};
 use http::header::{
@@ -33,7 +39,12 @@ pub struct ClientInfo {
     pub tls: bool,
     /// The server name the TLS client asked for (lowercase).
     pub sni: Option<smol_str::SmolStr>,
+    /// The peer's address (after PROXY protocol), canonical (IPv4-mapped
+    /// IPv6 as IPv4).
+    pub peer: IpAddr,
+    /// `peer` as a header value.
     pub peer_ip: HeaderValue,
+    /// `peer` is in `--trusted-proxies`.
     pub trusted: bool,
     pub proto: HeaderValue,
     pub port: HeaderValue,
@@ -103,27 +114,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Sets X-Forwarded-* and X-Real-IP on a request going
-/// upstream. `host` is the request's Host (or `:authority`).
-pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<HeaderValue>) {
+/// Sets X-Forwarded-* and X-Real-IP on a request going upstream.
+/// `client_ip` is the request's client IP ([`super::client_ip`], computed
+/// from these headers before the call); `host` is the request's Host (or
+/// `:authority`).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    client_ip: IpAddr,
+    host: Option<HeaderValue>,
+) {
     // Grow the map once rather than once per header added below.
     headers.reserve(6);
     let incoming_xff = client.trusted && headers.contains_key(X_FORWARDED_FOR);
     if incoming_xff {
         let mut buf = BytesMut::with_capacity(64);
-        let mut first_hop = None;
         for value in headers.get_all(X_FORWARDED_FOR) {
             if !buf.is_empty() {
                 buf.put_slice(b", ");
             }
             buf.put_slice(value.as_bytes());
-            if first_hop.is_none() {
-                first_hop = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.split(',').next())
-                    .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok());
-            }
         }
         buf.put_slice(b", ");
         buf.put_slice(client.peer_ip.as_bytes());
@@ -135,14 +145,17 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<
                 headers.insert(X_FORWARDED_FOR, client.peer_ip.clone());
             }
         }
-        let real = first_hop
-            .and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok())
-            .unwrap_or_else(|| client.peer_ip.clone());
-        headers.insert(X_REAL_IP, real);
     } else {
         headers.insert(X_FORWARDED_FOR, client.peer_ip.clone());
-        headers.insert(X_REAL_IP, client.peer_ip.clone());
     }
+    // The peer's value is pre-built; only a client named by a trusted
+    // proxy's X-Forwarded-For is formatted here.
+    let real = if client_ip == client.peer {
+        client.peer_ip.clone()
+    } else {
+        HeaderValue::from_str(&client_ip.to_string()).unwrap_or_else(|_| client.peer_ip.clone())
+    };
+    headers.insert(X_REAL_IP, real);
     if !client.trusted || !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, client.proto.clone());
     }
@@ -197,11 +210,21 @@ pub fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::client_ip::client_ip;
+
+    /// Loopback (the test peer) and 10/8 are trusted proxies.
+    fn trusted() -> Vec<ipnet::IpNet> {
+        vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ]
+    }
 
     fn client(trusted: bool) -> ClientInfo {
         ClientInfo {
             tls: false,
             sni: None,
+            peer: IpAddr::from([127, 0, 0, 9]),
             peer_ip: HeaderValue::from_static("127.0.0.9"),
             trusted,
             proto: HeaderValue::from_static("http"),
@@ -241,11 +264,9 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        set_forwarded(
-            &mut h,
-            &client(false),
-            Some(HeaderValue::from_static("a.com")),
-        );
+        let c = client(false);
+        let ip = client_ip(c.peer, &[], &h);
+        set_forwarded(&mut h, &c, ip, Some(HeaderValue::from_static("a.com")));
         assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "127.0.0.9");
         assert_eq!(h.get(X_REAL_IP).unwrap(), "127.0.0.9");
         assert_eq!(h.get(X_FORWARDED_PROTO).unwrap(), "http");
@@ -260,17 +281,31 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(
             X_FORWARDED_FOR,
-            HeaderValue::from_static("1.2.3.4, 10.0.0.1"),
+            HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.1"),
         );
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
         h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123"));
-        set_forwarded(&mut h, &client(true), None);
+        let c = client(true);
+        let ip = client_ip(c.peer, &trusted(), &h);
+        set_forwarded(&mut h, &c, ip, None);
         assert_eq!(
             h.get(X_FORWARDED_FOR).unwrap(),
-            "1.2.3.4, 10.0.0.1, 10.0.0.2, 127.0.0.9"
+            "6.6.6.6, 1.2.3.4, 10.0.0.1, 10.0.0.2, 127.0.0.9"
         );
+        // The right-most address no trusted proxy vouches for, not the
+        // left-most (which the client wrote itself).
         assert_eq!(h.get(X_REAL_IP).unwrap(), "1.2.3.4");
         assert_eq!(ensure_request_id(&mut h), "abc-123");
+    }
+
+    #[test]
+    fn trusted_peer_without_forwarded_for_is_the_real_ip() {
+        let mut h = HeaderMap::new();
+        let c = client(true);
+        let ip = client_ip(c.peer, &trusted(), &h);
+        set_forwarded(&mut h, &c, ip, None);
+        assert_eq!(h.get(X_FORWARDED_FOR).unwrap(), "127.0.0.9");
+        assert_eq!(h.get(X_REAL_IP).unwrap(), "127.0.0.9");
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //! - Idle keep-alive connections close after `--idle-timeout`: a connection
 //!   is idle when no request is in flight and no byte moved for that long.
 //!   hyper's header-read timeout guards slow request heads (slowloris).
+//! - With `--proxy-protocol`, a connection first yields its PROXY protocol
+//!   header (see [`super::proxy_protocol`]); its source address is the
+//!   connection's peer from then on. The header, the TLS handshake and the
+//!   first request head share one `--client-header-timeout` from accept.
 //! - On drain, the accept loop stops (new connections are refused once the
 //!   listener is dropped) and every connection gets a graceful shutdown:
 //!   in-flight requests finish, then the connection closes.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -25,13 +29,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio_rustls::TlsAcceptor;
 
 use super::framing::FramingCheck;
 use super::headers::ClientInfo;
-use super::ProxyState;
+use super::{proxy_protocol, ProxyState};
 
 /// Settings of client connections.
 #[derive(Debug, Clone)]
@@ -39,6 +43,8 @@ pub struct ConnSettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Every connection starts with a PROXY protocol header (v1 or v2).
+    pub proxy_protocol: bool,
 }
 
 /// What a request handler knows about its connection.
@@ -46,8 +52,27 @@ pub struct ConnSettings {
 pub struct ConnCtx {
     pub state: Arc<ProxyState>,
     pub client: ClientInfo,
+    /// The client end of the connection: the PROXY protocol source address
+    /// with `--proxy-protocol`, else the TCP peer.
     pub peer: SocketAddr,
     pub activity: Arc<Activity>,
+}
+
+impl ConnCtx {
+    /// The request's client IP: the peer, or when the peer is a trusted
+    /// proxy, the right-most untrusted X-Forwarded-For entry (see
+    /// [`super::client_ip`]). No allocation; for an untrusted peer, no
+    /// header is read.
+    pub fn client_ip(&self, headers: &http::HeaderMap) -> IpAddr {
+        if !self.client.trusted {
+            return self.client.peer;
+        }
+        super::client_ip::forwarded_client(
+            self.client.peer,
+            &self.state.settings.trusted_proxies,
+            headers,
+        )
+    }
 }
 
 /// Activity of one client connection, read by its watchdog.
@@ -385,56 +410,133 @@ pub async fn serve(
             prune_at = (watched.len() * 2).max(64);
         }
         watched.push(Watched::new(activity.clone()));
-        let (state, builder) = (state.clone(), builder.clone());
-        match &tls {
-            None => {
-                let client = state.client_info(peer, local_port, "http", None);
-                let ctx = ConnCtx {
-                    state,
-                    client,
-                    peer,
-                    activity,
-                };
-                tokio::spawn(serve_connection(stream, ctx, builder, guard));
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let handshake_timeout = settings.header_timeout;
-                tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
-                    state.metrics.handshake(match &handshake {
-                        Ok(Ok(_)) => "ok",
-                        Ok(Err(e)) => super::tls::failure_reason(e),
-                        Err(_) => "timeout",
-                    });
-                    let stream = match handshake {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let sni = stream.get_ref().1.server_name().map(str::to_owned);
-                    let client = state.client_info(peer, local_port, "https", sni.as_deref());
-                    let ctx = ConnCtx {
-                        state,
-                        client,
-                        peer,
-                        activity,
-                    };
-                    serve_connection(stream, ctx, builder, guard).await;
-                });
-            }
-        }
+        let accepted = Accepted {
+            stream,
+            tcp_peer: peer,
+            local_port,
+            deadline: tokio::time::Instant::now() + settings.header_timeout,
+            proxy_protocol: settings.proxy_protocol,
+            tls: tls.clone(),
+            state: state.clone(),
+            builder: builder.clone(),
+            activity,
+            guard,
+        };
+        tokio::spawn(accepted.serve());
     }
     // Draining: every connection finishes its in-flight requests and closes.
     for w in &watched {
         w.activity.signal(GRACEFUL);
+    }
+}
+
+/// A connection just accepted, before its PROXY header and TLS handshake.
+struct Accepted {
+    stream: TcpStream,
+    tcp_peer: SocketAddr,
+    local_port: u16,
+    /// Accept time + `--client-header-timeout`: the PROXY header and the
+    /// TLS handshake must be done by then.
+    deadline: tokio::time::Instant,
+    proxy_protocol: bool,
+    tls: Option<TlsAcceptor>,
+    state: Arc<ProxyState>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    activity: Arc<Activity>,
+    guard: ConnGuard,
+}
+
+impl Accepted {
+    /// Reads the PROXY header (when configured), completes the TLS
+    /// handshake (on the HTTPS listener) and serves HTTP; a failure at any
+    /// step closes the connection without a response.
+    async fn serve(mut self) {
+        let peer = if self.proxy_protocol {
+            let header = tokio::time::timeout_at(
+                self.deadline,
+                proxy_protocol::read_header(&mut self.stream),
+            )
+            .await;
+            match header {
+                Ok(Ok(source)) => source.unwrap_or(self.tcp_peer),
+                Ok(Err(error)) => {
+                    proxy_header_failed(self.tcp_peer, &error);
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(tcp_peer = %self.tcp_peer, "PROXY protocol header timed out");
+                    return;
+                }
+            }
+        } else {
+            self.tcp_peer
+        };
+        let Accepted {
+            stream,
+            local_port,
+            deadline,
+            tls,
+            state,
+            builder,
+            activity,
+            guard,
+            ..
+        } = self;
+        let Some(acceptor) = tls else {
+            let client = state.client_info(peer, local_port, "http", None);
+            let ctx = ConnCtx {
+                state,
+                client,
+                peer,
+                activity,
+            };
+            return serve_connection(stream, ctx, builder, guard).await;
+        };
+        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
+        state.metrics.handshake(match &handshake {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(e)) => super::tls::failure_reason(e),
+            Err(_) => "timeout",
+        });
+        let stream = match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let sni = stream.get_ref().1.server_name().map(str::to_owned);
+        let client = state.client_info(peer, local_port, "https", sni.as_deref());
+        let ctx = ConnCtx {
+            state,
+            client,
+            peer,
+            activity,
+        };
+        serve_connection(stream, ctx, builder, guard).await;
+    }
+}
+
+/// Logs a refused PROXY header: the first one at warn (a load balancer
+/// that does not send the header is a configuration error that would
+/// otherwise be invisible), later ones at debug (a scanner must not flood
+/// the log).
+fn proxy_header_failed(tcp_peer: SocketAddr, error: &proxy_protocol::ProxyHeaderError) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            %error,
+            %tcp_peer,
+            "closed a connection without a valid PROXY protocol header \
+             (--proxy-protocol is on: the load balancer must send it); \
+             further ones are logged at debug level"
+        );
+    } else {
+        tracing::debug!(%error, %tcp_peer, "closed a connection without a valid PROXY protocol header");
     }
 }
 

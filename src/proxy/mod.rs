@@ -11,12 +11,14 @@
 //!   closed before taking the request (hyper hands the request back).
 
 pub mod body;
+pub mod client_ip;
 pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod listener;
 pub mod policy;
 pub mod pool;
+pub mod proxy_protocol;
 pub mod tls;
 pub mod upload;
 
@@ -71,6 +73,7 @@ pub struct ProxyState {
 
 impl ProxyState {
     /// Per-connection forwarding info: built once per accepted connection.
+    /// `peer` is the client address after the PROXY protocol header.
     pub fn client_info(
         &self,
         peer: std::net::SocketAddr,
@@ -82,13 +85,10 @@ impl ProxyState {
         ClientInfo {
             tls: proto == "https",
             sni: sni.map(|s| s.to_ascii_lowercase().into()),
+            peer: ip,
             peer_ip: HeaderValue::from_str(&ip.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("")),
-            trusted: self
-                .settings
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&ip)),
+            trusted: client_ip::is_trusted(ip, &self.settings.trusted_proxies),
             proto: HeaderValue::from_static(proto),
             port: HeaderValue::from(local_port),
         }
@@ -130,6 +130,7 @@ pub async fn handle(
         uri: req.uri().clone(),
         host: raw_host.to_string(),
         request_id,
+        client: ctx.client_ip(req.headers()),
     });
 
     let routed = route_id.and_then(|id| {
@@ -267,6 +268,8 @@ struct AccessLog {
     uri: Uri,
     host: String,
     request_id: HeaderValue,
+    /// The request's client IP ([`client_ip`]).
+    client: std::net::IpAddr,
 }
 
 impl AccessLog {
@@ -280,6 +283,7 @@ impl AccessLog {
         tracing::info!(
             target: "access",
             request_id = %String::from_utf8_lossy(self.request_id.as_bytes()),
+            client = %self.client,
             method = %self.method,
             host = %self.host,
             path = %self.uri,
@@ -322,7 +326,8 @@ fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
             }
         }
     }
-    headers::set_forwarded(headers, &ctx.client, host_value);
+    let client_ip = ctx.client_ip(headers);
+    headers::set_forwarded(headers, &ctx.client, client_ip, host_value);
     *req.version_mut() = Version::HTTP_11;
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
         let pq = req

@@ -67,13 +67,15 @@ CASES: dict[str, tuple[dict, str, str]] = {
         "tollgate",
         "tollgate",
     ),
-    "Local traffic policy, LB annotations and ranges, port 8443": (
+    "Local traffic policy, LB annotations and ranges, port 8443, PROXY protocol": (
         {
+            "proxyProtocol": True,
             "service": {
                 "externalTrafficPolicy": "Local",
                 "annotations": {
                     "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
                     "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+                    "service.beta.kubernetes.io/aws-load-balancer-proxy-protocol": "*",
                 },
                 "loadBalancerSourceRanges": ["203.0.113.0/24"],
                 "ports": {"https": 8443},
@@ -110,6 +112,7 @@ BAD_VALUES = [
     {"image": {"pullPolicy": "Sometimes"}},
     {"shutdownGraceSeconds": -5},
     {"hsts": "includeSubDomains"},
+    {"proxyProtocol": "yes"},
     {"defaultCertificate": "no-namespace"},
     {"extraArgs": ["run"]},
     {"ingressClass": {"nmae": "typo"}},
@@ -366,6 +369,7 @@ def check_release(name: str, values: dict, release: str, namespace: str, chart: 
     check(flag_value(args, "--watch-namespace") == (",".join(merged["watchNamespaces"]) or None), f"[{name}] --watch-namespace {flag_value(args, '--watch-namespace')}")
     check(flag_value(args, "--default-certificate") == (merged["defaultCertificate"] or None), f"[{name}] --default-certificate")
     check(flag_value(args, "--hsts") == (merged["hsts"] or None), f"[{name}] --hsts")
+    check(("--proxy-protocol" in args) == merged["proxyProtocol"], f"[{name}] --proxy-protocol iff proxyProtocol")
     https_port = merged["service"]["ports"]["https"]
     check(
         flag_value(args, "--https-redirect-port") == (None if https_port == 443 else str(https_port)),

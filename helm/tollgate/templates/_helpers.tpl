@@ -73,6 +73,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - {{ printf "--election-id=%s" .Values.electionId | quote }}
 - {{ printf "--shutdown-grace=%ds" (int .Values.shutdownGraceSeconds) | quote }}
 - {{ printf "--log-format=%s" .Values.logFormat | quote }}
+{{- if .Values.proxyProtocol }}
+- "--proxy-protocol"
+{{- end }}
 {{- if ne (int .Values.service.ports.https) 443 }}
 - {{ printf "--https-redirect-port=%d" (int .Values.service.ports.https) | quote }}
 {{- end }}

@@ -19,6 +19,9 @@
 //!   worker, `SO_REUSEPORT`), the hyper service, header rewriting, the
 //!   framing check, thread-local upstream connection pools, error → status.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`auth`]: authentication building blocks the compiler builds from the
+//!   auth annotations and the proxy calls: htpasswd Basic auth, URL
+//!   templates, external auth (`auth-url`) sub-requests.
 //! - [`metrics`]: the Prometheus registry; per-route handles resolved when a
 //!   table is published, so requests only touch atomics.
 //! - [`check`]: `tollgate check`, the same provider and compiler as `run`.
@@ -30,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod check;
 pub mod config;
 pub mod echo;

@@ -1,0 +1,524 @@
+//! External authentication (`auth-url`) as ingress-nginx does it.
+//!
+//! Owns the sub-request to the auth service and the mapping of its answer
+//! to a [`Decision`], plus the one shared HTTP client ([`AuthClient`]) all
+//! routes use.
+//!
+//! The sub-request: method `auth-method` (default GET), URL the rendered
+//! `auth-url` template, no body; the original request's headers minus
+//! hop-by-hop ones, `Content-Length`, `Transfer-Encoding`, `TE` and
+//! `Expect`; `Host` set to the auth URL's authority; and, overwriting
+//! anything the client sent under those names, `X-Original-URL`
+//! (`scheme://host/request-uri` of the original request; host as the client
+//! sent it, port included), `X-Original-Method`, `X-Auth-Request-Redirect`
+//! (the request URI) and `X-Sent-From: tollgate`.
+//!
+//! The answer:
+//! - 2xx: [`Decision::Allow`] with the `auth-response-headers` the auth
+//!   service returned (see [`ExternalAuth::apply_allowed`] for how they
+//!   replace the client's);
+//! - 401: a 302 to the rendered `auth-signin` with `rd=<original URL,
+//!   percent-encoded>` appended unless the template has an `rd` argument;
+//!   without `auth-signin`, a 401 carrying the service's `WWW-Authenticate`;
+//! - 403: 403;
+//! - anything else, a connection error, an unusable URL or no answer within
+//!   the timeout: 500.
+//!
+//! Invariants:
+//! - Fail closed: [`Decision::Allow`] comes only from a 2xx answer received
+//!   within the timeout. Every other path is a `Deny`.
+//! - `auth-response-headers` can never name framing or routing headers
+//!   (Host, Content-Length, Transfer-Encoding, hop-by-hop): an auth service
+//!   must not be able to smuggle a request to the backend.
+//! - Rendered URLs and credentials are not logged; failures are logged with
+//!   the auth service's authority and the reason.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT,
+    HOST, LOCATION, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, WWW_AUTHENTICATE,
+};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use percent_encoding::utf8_percent_encode;
+use tokio::time::Instant;
+
+use super::template::{Template, Var, Vars, COMPONENT};
+use crate::proxy::headers::strip_hop_by_hop;
+
+/// Timeout of a whole check when the compiler has no better value.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connection attempts give up after this (the check's own timeout may be
+/// shorter and then wins).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle keep-alive connections to auth services are closed after this.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most idle connections kept per auth service.
+const POOL_MAX_IDLE_PER_HOST: usize = 32;
+/// After deciding, the auth response's body is read (so the connection can
+/// be reused) for at most this long and this many bytes, else dropped.
+const DRAIN_TIME: Duration = Duration::from_millis(50);
+const DRAIN_BYTES: usize = 64 * 1024;
+
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_AUTH_REQUEST_REDIRECT: HeaderName = HeaderName::from_static("x-auth-request-redirect");
+const X_SENT_FROM: HeaderName = HeaderName::from_static("x-sent-from");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Names `auth-response-headers` may not list.
+const FORBIDDEN_RESPONSE_HEADERS: [HeaderName; 10] = [
+    HOST,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    TE,
+    TRAILER,
+    UPGRADE,
+    PROXY_AUTHENTICATE,
+];
+
+/// The outcome of an external auth check.
+#[derive(Debug)]
+pub enum Decision {
+    /// Forward the request; the map holds the `auth-response-headers` the
+    /// auth service returned (pass it to [`ExternalAuth::apply_allowed`]).
+    Allow(HeaderMap),
+    /// Answer the client with this response instead.
+    Deny(Response<Bytes>),
+}
+
+/// Why an `auth-*` annotation set cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExternalAuthError {
+    #[error("auth-url: {0}")]
+    UrlTemplate(String),
+    #[error("auth-url {0:?} must start with http://, https:// or $scheme://")]
+    NotHttp(String),
+    #[error("auth-signin: {0}")]
+    SigninTemplate(String),
+    #[error("auth-method {0:?} is not an HTTP method")]
+    Method(String),
+    #[error("auth-response-headers: {0:?} is not a valid header name")]
+    HeaderName(String),
+    #[error("auth-response-headers: {0} cannot be set from an auth response")]
+    ForbiddenHeader(HeaderName),
+}
+
+/// Why the shared auth client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthClientError {
+    #[error("building the TLS client configuration")]
+    Tls(#[source] rustls::Error),
+}
+
+/// Why one check failed closed (logged; the client gets a 500).
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("the rendered auth URL is not an absolute http(s) URL")]
+    Url,
+    #[error("a header of the auth request would be invalid")]
+    RequestHeader,
+    #[error("the auth request failed")]
+    Request(#[source] hyper_util::client::legacy::Error),
+    #[error("the auth service answered {0}, expected 2xx, 401 or 403")]
+    Status(StatusCode),
+    #[error("the auth service did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the rendered auth-signin URL is not a valid Location")]
+    Signin,
+}
+
+/// The external authentication of one route (compiled from its
+/// annotations; immutable, shared by all requests).
+#[derive(Debug, Clone)]
+pub struct ExternalAuth {
+    url: Template,
+    method: Method,
+    response_headers: Vec<HeaderName>,
+    signin: Option<Template>,
+    timeout: Duration,
+}
+
+/// The HTTP/1.1 client shared by every external auth check: keep-alive
+/// pooled per auth service, `http://` and `https://` (verified against the
+/// OS roots, rustls with ring). Cheap to clone.
+///
+/// Connections are driven by tasks spawned on the runtime of the request
+/// that opened them; any runtime may then reuse them.
+#[derive(Clone)]
+pub struct AuthClient {
+    inner: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+impl fmt::Debug for AuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthClient").finish_non_exhaustive()
+    }
+}
+
+impl AuthClient {
+    /// A client trusting the OS root certificates. With none found (a
+    /// scratch image), it is still built — `http://` auth URLs work and
+    /// `https://` ones fail closed — and a warning is logged.
+    pub fn new() -> Result<AuthClient, AuthClientError> {
+        let native = rustls_native_certs::load_native_certs();
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _unparsable) = roots.add_parsable_certificates(native.certs);
+        if added == 0 {
+            tracing::warn!(
+                errors = ?native.errors,
+                "no OS root certificates found: https auth-url checks will fail"
+            );
+        }
+        AuthClient::with_roots(roots)
+    }
+
+    /// A client trusting exactly `roots` (a private CA, tests).
+    pub fn with_roots(roots: rustls::RootCertStore) -> Result<AuthClient, AuthClientError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(AuthClientError::Tls)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(connector);
+        Ok(AuthClient { inner })
+    }
+}
+
+impl ExternalAuth {
+    /// Builds from parsed parts. `url` must start with `http://`,
+    /// `https://` (any case) or `$scheme://`; `response_headers` may not
+    /// name framing or hop-by-hop headers.
+    pub fn new(
+        url: Template,
+        method: Method,
+        response_headers: Vec<HeaderName>,
+        signin: Option<Template>,
+        timeout: Duration,
+    ) -> Result<ExternalAuth, ExternalAuthError> {
+        let source = url.as_str();
+        let http = ["http://", "https://", "$scheme://", "${scheme}://"]
+            .iter()
+            .any(|prefix| {
+                source
+                    .get(..prefix.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+            });
+        if !http {
+            return Err(ExternalAuthError::NotHttp(source.to_string()));
+        }
+        if let Some(name) = response_headers
+            .iter()
+            .find(|name| FORBIDDEN_RESPONSE_HEADERS.contains(name))
+        {
+            return Err(ExternalAuthError::ForbiddenHeader(name.clone()));
+        }
+        Ok(ExternalAuth {
+            url,
+            method,
+            response_headers,
+            signin,
+            timeout,
+        })
+    }
+
+    /// Builds from annotation values as written: `auth-url`, `auth-method`
+    /// (default GET), `auth-response-headers` (comma-separated),
+    /// `auth-signin`.
+    pub fn from_annotations(
+        url: &str,
+        method: Option<&str>,
+        response_headers: Option<&str>,
+        signin: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ExternalAuth, ExternalAuthError> {
+        let url = Template::parse(url.trim()).map_err(ExternalAuthError::UrlTemplate)?;
+        let method = match method.map(str::trim).filter(|m| !m.is_empty()) {
+            None => Method::GET,
+            Some(m) => Method::from_bytes(m.as_bytes())
+                .map_err(|_| ExternalAuthError::Method(m.to_string()))?,
+        };
+        let response_headers = response_headers
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ExternalAuthError::HeaderName(name.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let signin = signin
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Template::parse)
+            .transpose()
+            .map_err(ExternalAuthError::SigninTemplate)?;
+        ExternalAuth::new(url, method, response_headers, signin, timeout)
+    }
+
+    /// The `auth-response-headers`.
+    pub fn response_headers(&self) -> &[HeaderName] {
+        &self.response_headers
+    }
+
+    /// Asks the auth service about `req`. `vars` must describe the same
+    /// request. Pass the request as it will go upstream (forwarding
+    /// headers already set) so the auth service sees the X-Forwarded-*
+    /// values the backend would.
+    pub async fn check(&self, client: &AuthClient, req: &Parts, vars: &dyn Vars) -> Decision {
+        let deadline = Instant::now() + self.timeout;
+        let original = original_url(req, vars);
+        let mut authority = String::new();
+        let result = match self.sub_request(req, vars, &original, &mut authority) {
+            Err(failure) => Err(failure),
+            Ok(sub) => match tokio::time::timeout_at(deadline, client.inner.request(sub)).await {
+                Err(_) => Err(Failure::Timeout(self.timeout)),
+                Ok(Err(error)) => Err(Failure::Request(error)),
+                Ok(Ok(response)) => {
+                    let (head, body) = response.into_parts();
+                    let decision = self.decide(&head, vars, &original);
+                    let drain_until = deadline.min(Instant::now() + DRAIN_TIME);
+                    let _ = tokio::time::timeout_at(drain_until, drain(body)).await;
+                    decision
+                }
+            },
+        };
+        result.unwrap_or_else(|failure| {
+            tracing::warn!(
+                auth_service = %authority,
+                error = %failure,
+                cause = ?std::error::Error::source(&failure).map(ToString::to_string),
+                "external authentication failed closed"
+            );
+            Decision::Deny(plain(StatusCode::INTERNAL_SERVER_ERROR))
+        })
+    }
+
+    /// Sets the headers of an [`Decision::Allow`] on the upstream request:
+    /// every `auth-response-headers` name is first removed from `upstream`
+    /// — a client cannot supply a value the auth service did not vouch
+    /// for — then the auth service's values are added.
+    pub fn apply_allowed(&self, allowed: HeaderMap, upstream: &mut HeaderMap) {
+        for name in &self.response_headers {
+            upstream.remove(name);
+        }
+        let mut last = None;
+        for (name, value) in allowed {
+            if let Some(name) = name {
+                last = Some(name);
+            }
+            if let Some(name) = &last {
+                if self.response_headers.contains(name) {
+                    upstream.append(name.clone(), value);
+                }
+            }
+        }
+    }
+
+    /// The request to the auth service (its authority noted for logs).
+    fn sub_request(
+        &self,
+        req: &Parts,
+        vars: &dyn Vars,
+        original: &str,
+        authority: &mut String,
+    ) -> Result<Request<Empty<Bytes>>, Failure> {
+        let uri: Uri = self.url.render(vars).parse().map_err(|_| Failure::Url)?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(Failure::Url);
+        }
+        let host = uri.authority().ok_or(Failure::Url)?.as_str();
+        authority.push_str(host);
+        // A percent-encoded authority only comes from an escaped variable
+        // value (a hostile Host, say): never resolve such a name.
+        if host.contains('%') {
+            return Err(Failure::Url);
+        }
+        let host = HeaderValue::from_str(host).map_err(|_| Failure::Url)?;
+
+        let mut headers = req.headers.clone();
+        strip_hop_by_hop(&mut headers, false);
+        for name in [CONTENT_LENGTH, TRANSFER_ENCODING, TE, EXPECT] {
+            headers.remove(name);
+        }
+        join_cookies(&mut headers);
+        headers.insert(HOST, host);
+        let header = |s: &str| HeaderValue::from_str(s).map_err(|_| Failure::RequestHeader);
+        headers.insert(X_ORIGINAL_URL, header(original)?);
+        headers.insert(X_ORIGINAL_METHOD, header(req.method.as_str())?);
+        headers.insert(X_AUTH_REQUEST_REDIRECT, header(&request_uri(req, vars))?);
+        headers.insert(X_SENT_FROM, HeaderValue::from_static("tollgate"));
+
+        let mut sub = Request::new(Empty::new());
+        *sub.method_mut() = self.method.clone();
+        *sub.uri_mut() = uri;
+        *sub.headers_mut() = headers;
+        Ok(sub)
+    }
+
+    /// Maps the auth service's answer to a decision.
+    fn decide(
+        &self,
+        head: &http::response::Parts,
+        vars: &dyn Vars,
+        original: &str,
+    ) -> Result<Decision, Failure> {
+        let status = head.status;
+        if status.is_success() {
+            let mut allowed = HeaderMap::new();
+            for name in &self.response_headers {
+                for value in head.headers.get_all(name) {
+                    allowed.append(name.clone(), value.clone());
+                }
+            }
+            return Ok(Decision::Allow(allowed));
+        }
+        match status {
+            StatusCode::UNAUTHORIZED => match &self.signin {
+                Some(signin) => {
+                    let location = signin_location(signin, vars, original);
+                    let location = HeaderValue::try_from(location).map_err(|_| Failure::Signin)?;
+                    let mut response = plain(StatusCode::FOUND);
+                    response.headers_mut().insert(LOCATION, location);
+                    Ok(Decision::Deny(response))
+                }
+                None => {
+                    let mut response = plain(StatusCode::UNAUTHORIZED);
+                    for value in head.headers.get_all(WWW_AUTHENTICATE) {
+                        response
+                            .headers_mut()
+                            .append(WWW_AUTHENTICATE, value.clone());
+                    }
+                    Ok(Decision::Deny(response))
+                }
+            },
+            StatusCode::FORBIDDEN => Ok(Decision::Deny(plain(StatusCode::FORBIDDEN))),
+            other => Err(Failure::Status(other)),
+        }
+    }
+}
+
+/// The rendered signin URL with `rd=<original>` added unless the template
+/// has its own `rd` argument; the fragment (if any) stays last.
+fn signin_location(signin: &Template, vars: &dyn Vars, original: &str) -> String {
+    let mut url = signin.render(vars);
+    if signin.has_query_arg("rd") {
+        return url;
+    }
+    let fragment = url.find('#').map(|i| url.split_off(i));
+    if !(url.ends_with('?') || url.ends_with('&')) {
+        url.push(if url.contains('?') { '&' } else { '?' });
+    }
+    url.push_str("rd=");
+    url.extend(utf8_percent_encode(original, COMPONENT));
+    if let Some(fragment) = fragment {
+        url.push_str(&fragment);
+    }
+    url
+}
+
+/// `scheme://host/request-uri` of the original request, host as sent
+/// (Host header, else the target's authority, else `$host`).
+fn original_url(req: &Parts, vars: &dyn Vars) -> String {
+    let scheme = vars.get(&Var::Scheme);
+    let host = req
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| req.uri.authority().map(|a| a.as_str().into()))
+        .or_else(|| vars.get(&Var::Host));
+    let uri = request_uri(req, vars);
+    let mut url = String::with_capacity(uri.len() + 64);
+    url.push_str(scheme.as_deref().unwrap_or("http"));
+    url.push_str("://");
+    url.push_str(host.as_deref().unwrap_or_default());
+    url.push_str(&uri);
+    url
+}
+
+fn request_uri<'a>(req: &'a Parts, vars: &'a dyn Vars) -> std::borrow::Cow<'a, str> {
+    vars.get(&Var::RequestUri).unwrap_or_else(|| {
+        req.uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .into()
+    })
+}
+
+/// HTTP/2 clients may split Cookie over several fields; HTTP/1.1 wants one.
+fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
+/// Reads and discards a body, up to [`DRAIN_BYTES`].
+async fn drain(mut body: Incoming) {
+    let mut read = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            read = read.saturating_add(data.len());
+            if read > DRAIN_BYTES {
+                return;
+            }
+        }
+    }
+}
+
+/// A short plain-text response with `status`.
+fn plain(status: StatusCode) -> Response<Bytes> {
+    let body = match status {
+        StatusCode::FOUND => Bytes::new(),
+        StatusCode::UNAUTHORIZED => Bytes::from_static(b"401 Unauthorized\n"),
+        StatusCode::FORBIDDEN => Bytes::from_static(b"403 Forbidden\n"),
+        _ => Bytes::from_static(b"500 Internal Server Error\n"),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -41,6 +41,7 @@ pub mod lb;
 pub mod metrics;
 pub mod provider;
 pub mod proxy;
+pub mod ratelimit;
 pub mod runtime;
 pub mod settings;
 pub mod table;

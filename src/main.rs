@@ -110,6 +110,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             hsts: args.hsts.clone(),
         },
         metrics: metrics.clone(),
+        auth_client: match tollgate::auth::external::AuthClient::new() {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(error = %e, "no client for auth-url; routes using it answer 500");
+                None
+            }
+        },
     });
     let conn_settings = ConnSettings {
         header_timeout: args.client_header_timeout,
@@ -208,10 +215,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let admin = TcpListener::from_std(admin_listener)?;
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let admin_task = tokio::spawn(tollgate::admin::serve(admin, health.clone(), metrics.clone(), admin_stop_rx));
+        // Limiter state of clients whose budget is full again is dropped
+        // every second: memory stays bounded by recently active clients.
+        let limits = state.published.clone();
+        let pruner = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                limits.load().prune_limiters();
+            }
+        });
         health.listeners_up.store(true, Ordering::Release);
         tracing::info!(http = %args.http_addr, https = %args.https_addr, admin = %args.admin_addr, threads, "tollgate listening");
 
         shutdown_signal().await;
+        pruner.abort();
         tracing::info!(grace = ?grace, open = tracker.open(), "draining");
         // Readiness fails first; the admin listener keeps answering (503)
         // until the end so probes see the drain.

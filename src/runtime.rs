@@ -22,6 +22,8 @@ use crate::config::{
 };
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::ratelimit::{ConnLimiter, RateSpec, RequestLimiter};
+use crate::table::policy::{ConnLimit, RateLimit};
 use crate::table::tls::TlsTable;
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;
@@ -41,6 +43,33 @@ pub struct Published {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Indexed by `RouteId`.
     pub route_metrics: Vec<RouteMetrics>,
+    /// Indexed by `RouteId`: the live limiters of routes with limits.
+    pub route_limits: Vec<RouteLimits>,
+}
+
+/// The limiters of one route: shared by the routes of one Ingress (limits
+/// are per client IP, per Ingress) and kept across recompiles while the
+/// Ingress's limit stays the same, so a reload never resets a client's
+/// budget.
+#[derive(Debug, Default, Clone)]
+pub struct RouteLimits {
+    pub rate: Option<Arc<RequestLimiter>>,
+    pub connections: Option<Arc<ConnLimiter>>,
+}
+
+impl Published {
+    /// Drops limiter state of clients whose budget is full again (bounded
+    /// memory under many distinct clients). Control plane, periodically.
+    pub fn prune_limiters(&self) {
+        let mut seen: Vec<*const RequestLimiter> = Vec::new();
+        for limiter in self.route_limits.iter().filter_map(|l| l.rate.as_ref()) {
+            let ptr = Arc::as_ptr(limiter);
+            if !seen.contains(&ptr) {
+                seen.push(ptr);
+                limiter.prune();
+            }
+        }
+    }
 }
 
 /// Process health as the admin endpoints report it.
@@ -79,6 +108,9 @@ pub struct Runtime {
     by_service: HashMap<ObjectKey, Vec<Arc<Upstream>>>,
     /// Metric handles by (ingress, service) of the published routes.
     route_metric_handles: HashMap<(Arc<str>, Arc<str>), RouteMetrics>,
+    /// Live limiters by (ingress, limit), kept while the limit stays.
+    rate_limiters: HashMap<(Arc<str>, RateLimit), Arc<RequestLimiter>>,
+    conn_limiters: HashMap<(Arc<str>, ConnLimit), Arc<ConnLimiter>>,
     generation: u64,
     /// Diagnostics of the last compile, so only new ones are logged.
     diagnostics: BTreeSet<String>,
@@ -102,6 +134,8 @@ impl Runtime {
             upstreams: HashMap::default(),
             by_service: HashMap::default(),
             route_metric_handles: HashMap::default(),
+            rate_limiters: HashMap::default(),
+            conn_limiters: HashMap::default(),
             generation: 0,
             diagnostics: BTreeSet::new(),
             last_diagnostics: Vec::new(),
@@ -225,6 +259,7 @@ impl Runtime {
             .collect();
         let stale_metric_handles =
             std::mem::replace(&mut self.route_metric_handles, metric_handles);
+        let route_limits = self.route_limits(&compiled.table);
 
         let rejected =
             compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
@@ -239,6 +274,7 @@ impl Runtime {
             tls: compiled.tls,
             upstreams: live,
             route_metrics,
+            route_limits,
         }));
         let publish_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.metrics.reloads.inc();
@@ -302,6 +338,57 @@ impl Runtime {
             "routing table installed"
         );
         self.generation
+    }
+
+    /// The limiters of every route, reusing those whose (Ingress, limit)
+    /// is unchanged; empty when no route has limits.
+    fn route_limits(&mut self, table: &RoutingTable) -> Vec<RouteLimits> {
+        let mut rate = HashMap::default();
+        let mut conns = HashMap::default();
+        let mut out = Vec::new();
+        for (i, route) in table.routes().iter().enumerate() {
+            let policy = &route.policy;
+            if policy.rate.is_none() && policy.connections.is_none() {
+                continue;
+            }
+            if out.is_empty() {
+                out = vec![RouteLimits::default(); table.routes().len()];
+            }
+            let limits = RouteLimits {
+                rate: policy.rate.map(|spec| {
+                    let key = (route.ingress.clone(), spec);
+                    let limiter = rate
+                        .get(&key)
+                        .cloned()
+                        .or_else(|| self.rate_limiters.remove(&key))
+                        .unwrap_or_else(|| {
+                            Arc::new(RequestLimiter::new(RateSpec {
+                                requests: spec.requests,
+                                per: spec.per,
+                                burst: spec.burst,
+                            }))
+                        });
+                    rate.insert(key, limiter.clone());
+                    limiter
+                }),
+                connections: policy.connections.map(|spec| {
+                    let key = (route.ingress.clone(), spec);
+                    let limiter = conns
+                        .get(&key)
+                        .cloned()
+                        .or_else(|| self.conn_limiters.remove(&key))
+                        .unwrap_or_else(|| Arc::new(ConnLimiter::new(spec.max)));
+                    conns.insert(key, limiter.clone());
+                    limiter
+                }),
+            };
+            if let Some(slot) = out.get_mut(i) {
+                *slot = limits;
+            }
+        }
+        self.rate_limiters = rate;
+        self.conn_limiters = conns;
+        out
     }
 
     /// The fast path: O(endpoints of the changed Services).

@@ -295,7 +295,12 @@ impl ExternalAuth {
     /// request. Pass the request as it will go upstream (forwarding
     /// headers already set) so the auth service sees the X-Forwarded-*
     /// values the backend would.
-    pub async fn check(&self, client: &AuthClient, req: &Parts, vars: &dyn Vars) -> Decision {
+    pub async fn check(
+        &self,
+        client: &AuthClient,
+        req: &Parts,
+        vars: &(dyn Vars + Sync),
+    ) -> Decision {
         let deadline = Instant::now() + self.timeout;
         let original = original_url(req, vars);
         let mut authority = String::new();
@@ -349,7 +354,7 @@ impl ExternalAuth {
     fn sub_request(
         &self,
         req: &Parts,
-        vars: &dyn Vars,
+        vars: &(dyn Vars + Sync),
         original: &str,
         authority: &mut String,
     ) -> Result<Request<Empty<Bytes>>, Failure> {
@@ -390,7 +395,7 @@ impl ExternalAuth {
     fn decide(
         &self,
         head: &http::response::Parts,
-        vars: &dyn Vars,
+        vars: &(dyn Vars + Sync),
         original: &str,
     ) -> Result<Decision, Failure> {
         let status = head.status;

@@ -166,6 +166,16 @@ impl fmt::Display for Location {
     }
 }
 
+/// No users: every request is refused (the fail-closed value).
+impl Default for Htpasswd {
+    fn default() -> Self {
+        Htpasswd {
+            users: HashMap::new(),
+            cache: SuccessCache::new(CACHE_SLOTS),
+        }
+    }
+}
+
 impl fmt::Debug for Htpasswd {
     // Never print hashes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -126,7 +126,10 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("auth-tls-verify-client", Support::RefusedSecurity),
     ("auth-tls-verify-depth", Support::RefusedSecurity),
     ("auth-tls-error-page", Support::RefusedSecurity),
-    ("auth-tls-pass-certificate-to-upstream", Support::RefusedSecurity),
+    (
+        "auth-tls-pass-certificate-to-upstream",
+        Support::RefusedSecurity,
+    ),
     ("auth-tls-match-cn", Support::RefusedSecurity),
     ("satisfy", Support::RefusedSecurity),
     ("enable-modsecurity", Support::RefusedSecurity),
@@ -495,13 +498,8 @@ impl<'a> Parser<'a> {
                 requests,
                 per,
                 // nginx `limit_req ... burst=B nodelay` passes B + 1 at once.
-                burst: NonZeroU32::new(
-                    requests
-                        .get()
-                        .saturating_mul(multiplier)
-                        .saturating_add(1),
-                )
-                .unwrap_or(requests),
+                burst: NonZeroU32::new(requests.get().saturating_mul(multiplier).saturating_add(1))
+                    .unwrap_or(requests),
                 status: statuses.nginx,
             });
         if tollgate.is_some() && nginx.is_some() {
@@ -525,9 +523,10 @@ impl<'a> Parser<'a> {
             None => {}
             Some(Ok(nets)) => out.limit_exempt = nets,
             // Ignoring a broken exemption list limits everyone: closed.
-            Some(Err(reason)) => {
-                self.warn(&exempt, format!("{reason}; no client is exempt from limits"))
-            }
+            Some(Err(reason)) => self.warn(
+                &exempt,
+                format!("{reason}; no client is exempt from limits"),
+            ),
         }
     }
 
@@ -576,7 +575,10 @@ impl<'a> Parser<'a> {
         let name = format!("{NGINX}app-root");
         let value = self.get(&name)?;
         if !value.starts_with('/') || value.contains("://") {
-            self.warn(&name, format!("`{value}` must be a path starting with /; ignored"));
+            self.warn(
+                &name,
+                format!("`{value}` must be a path starting with /; ignored"),
+            );
             return None;
         }
         match HeaderValue::from_str(value) {
@@ -658,7 +660,10 @@ impl<'a> Parser<'a> {
                 }
             }
             if !bad.is_empty() {
-                self.warn(&name, format!("unknown conditions ignored: {}", bad.join(" ")));
+                self.warn(
+                    &name,
+                    format!("unknown conditions ignored: {}", bad.join(" ")),
+                );
             }
         }
         if let Some(value) = tries {
@@ -666,10 +671,7 @@ impl<'a> Parser<'a> {
                 // 0 means unlimited in nginx; we cap at 10 attempts.
                 Ok(0) => retry.tries = 10,
                 Ok(n) => retry.tries = u8::try_from(n.min(10)).unwrap_or(10),
-                Err(_) => self.warn(
-                    &tries_name,
-                    format!("`{value}` is not a number; using 3"),
-                ),
+                Err(_) => self.warn(&tries_name, format!("`{value}` is not a number; using 3")),
             }
         }
         Some(retry)
@@ -723,11 +725,16 @@ impl<'a> Parser<'a> {
         let path_name = format!("{NGINX}session-cookie-path");
         let path = match self.get(&path_name) {
             None => None,
-            Some(p) if p.starts_with('/') && p.bytes().all(|b| b.is_ascii_graphic() && b != b';') => {
+            Some(p)
+                if p.starts_with('/') && p.bytes().all(|b| b.is_ascii_graphic() && b != b';') =>
+            {
                 Some(p.into())
             }
             Some(p) => {
-                self.warn(&path_name, format!("`{p}` is not a cookie path; using the default"));
+                self.warn(
+                    &path_name,
+                    format!("`{p}` is not a cookie path; using the default"),
+                );
                 None
             }
         };
@@ -745,7 +752,10 @@ impl<'a> Parser<'a> {
         match parse_hash_key(value) {
             Ok(key) => Some(key),
             Err(reason) => {
-                self.warn(&name, format!("{reason}; the default load balancing applies"));
+                self.warn(
+                    &name,
+                    format!("{reason}; the default load balancing applies"),
+                );
                 None
             }
         }
@@ -766,7 +776,10 @@ impl<'a> Parser<'a> {
                         break;
                     }
                     if !(o.starts_with("http://") || o.starts_with("https://")) {
-                        self.warn(&origin_name, format!("`{o}` is not an origin like https://example.com; skipped"));
+                        self.warn(
+                            &origin_name,
+                            format!("`{o}` is not an origin like https://example.com; skipped"),
+                        );
                         continue;
                     }
                     origins.push(Arc::from(o.trim_end_matches('/').to_ascii_lowercase()));
@@ -785,13 +798,19 @@ impl<'a> Parser<'a> {
                 Some(v) => match HeaderValue::from_str(v) {
                     Ok(h) => h,
                     Err(_) => {
-                        self.warn(&name, format!("`{v}` is not a valid header value; using the default"));
+                        self.warn(
+                            &name,
+                            format!("`{v}` is not a valid header value; using the default"),
+                        );
                         HeaderValue::from_static(default)
                     }
                 },
             }
         };
-        let allow_methods = header("cors-allow-methods", "GET, PUT, POST, DELETE, PATCH, OPTIONS");
+        let allow_methods = header(
+            "cors-allow-methods",
+            "GET, PUT, POST, DELETE, PATCH, OPTIONS",
+        );
         let allow_headers = header(
             "cors-allow-headers",
             "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization",
@@ -874,7 +893,10 @@ impl<'a> Parser<'a> {
         match HeaderValue::from_str(value) {
             Ok(v) if !value.is_empty() => Some(v),
             _ => {
-                self.warn(&name, format!("`{value}` is not a valid header value; ignored"));
+                self.warn(
+                    &name,
+                    format!("`{value}` is not a valid header value; ignored"),
+                );
                 None
             }
         }
@@ -886,7 +908,11 @@ impl<'a> Parser<'a> {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for host in value.split([',', ' ']).map(str::trim).filter(|h| !h.is_empty()) {
+        for host in value
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+        {
             let host = host.to_ascii_lowercase();
             match super::validate::host(&host) {
                 Ok(()) => out.push(host),
@@ -905,7 +931,10 @@ impl<'a> Parser<'a> {
         for code in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             match code.parse::<u16>() {
                 Ok(c) if (400..=599).contains(&c) => codes.push(c),
-                _ => self.warn(&name, format!("`{code}` is not a 4xx or 5xx status; skipped")),
+                _ => self.warn(
+                    &name,
+                    format!("`{code}` is not a 4xx or 5xx status; skipped"),
+                ),
             }
         }
         codes
@@ -926,7 +955,10 @@ impl<'a> Parser<'a> {
                         match HeaderValue::from_str(v) {
                             Ok(v) => CanaryMatch::Value(v),
                             Err(_) => {
-                                self.warn(&value_name, format!("`{v}` is not a header value; using always/never"));
+                                self.warn(
+                                    &value_name,
+                                    format!("`{v}` is not a header value; using always/never"),
+                                );
                                 CanaryMatch::AlwaysNever
                             }
                         }
@@ -956,7 +988,10 @@ impl<'a> Parser<'a> {
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if n > 0 => n,
                 _ => {
-                    self.warn(&total_name, format!("`{v}` is not a whole number ≥ 1; using 100"));
+                    self.warn(
+                        &total_name,
+                        format!("`{v}` is not a whole number ≥ 1; using 100"),
+                    );
                     100
                 }
             },
@@ -1038,7 +1073,10 @@ pub fn parse_hash_key(value: &str) -> Result<HashKey, String> {
                 let end = after
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                     .unwrap_or(after.len());
-                (after.get(..end).unwrap_or_default(), after.get(end..).unwrap_or_default())
+                (
+                    after.get(..end).unwrap_or_default(),
+                    after.get(end..).unwrap_or_default(),
+                )
             }
         };
         let part = match var {
@@ -1072,9 +1110,9 @@ pub fn parse_hash_key(value: &str) -> Result<HashKey, String> {
 /// RFC 6265 cookie-name: a token.
 pub fn valid_cookie_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

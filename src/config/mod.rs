@@ -24,17 +24,18 @@ pub mod validate;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use http::HeaderValue;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 pub use diagnostic::{Diagnostic, Severity};
 pub use snapshot::{Changes, Entry, Object, ObjectKey, Snapshot};
 
+use crate::table::policy::{Canary, CanaryHeader, CustomErrors, RoutePolicy};
 use crate::table::tls::{CertId, TlsTable};
 use crate::table::upstream::{
     BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
     UpstreamSpec,
 };
-use crate::table::policy::{Canary, CanaryHeader, CustomErrors, RoutePolicy};
 use crate::table::{Insert, PathType, Route, RouteId, RoutingTable, UpstreamId};
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
@@ -179,7 +180,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
             Vec::new()
         } else {
             let mut problems = validate_ingress(&entry.object);
-            problems.extend(validate_annotations(&entry.object, opts));
+            problems.extend(validate_annotations(snapshot, key, &entry.object, opts));
             problems
         };
         let chosen = if problems.is_empty() {
@@ -261,7 +262,12 @@ fn is_canary(ingress: &Ingress) -> bool {
 
 /// Annotation problems that reject an Ingress (fail closed), and regular
 /// expression paths that do not compile.
-fn validate_annotations(ingress: &Ingress, opts: &CompileOptions) -> Vec<(String, String)> {
+fn validate_annotations(
+    snapshot: &Snapshot,
+    key: &ObjectKey,
+    ingress: &Ingress,
+    opts: &CompileOptions,
+) -> Vec<(String, String)> {
     let (parsed, problems) =
         annotations::parse(ingress.metadata.annotations.as_ref(), opts.limit_statuses);
     let mut out: Vec<(String, String)> = problems
@@ -269,9 +275,31 @@ fn validate_annotations(ingress: &Ingress, opts: &CompileOptions) -> Vec<(String
         .filter(|p| p.reject)
         .map(|p| (p.field, p.reason))
         .collect();
+    // Authentication that cannot be set up fails closed.
+    if let Some(spec) = &parsed.basic_auth {
+        if let Err(reason) = basic_auth_users(snapshot, &key.namespace, spec) {
+            out.push((
+                "metadata.annotations[nginx.ingress.kubernetes.io/auth-secret]".into(),
+                reason,
+            ));
+        }
+    }
+    if let Some(spec) = &parsed.external_auth {
+        if let Err(reason) = external_auth(spec) {
+            out.push((
+                "metadata.annotations[nginx.ingress.kubernetes.io/auth-url]".into(),
+                reason,
+            ));
+        }
+    }
     if parsed.use_regex {
         let spec = ingress.spec.as_ref();
-        for (i, rule) in spec.and_then(|s| s.rules.as_ref()).into_iter().flatten().enumerate() {
+        for (i, rule) in spec
+            .and_then(|s| s.rules.as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
                 if path.path_type == "Exact" {
                     continue;
@@ -283,6 +311,68 @@ fn validate_annotations(ingress: &Ingress, opts: &CompileOptions) -> Vec<(String
         }
     }
     out
+}
+
+/// The users of an Ingress's basic authentication, from its Secret (in
+/// the Ingress's namespace): key `auth` holds an htpasswd file, or with
+/// `auth-map` every key is a user.
+fn basic_auth_users(
+    snapshot: &Snapshot,
+    namespace: &str,
+    spec: &annotations::BasicAuthSpec,
+) -> Result<crate::auth::htpasswd::Htpasswd, String> {
+    use crate::auth::htpasswd::Htpasswd;
+    let name = match spec.secret.split_once('/') {
+        None => spec.secret.as_str(),
+        Some((ns, name)) if ns == namespace => name,
+        Some(_) => {
+            return Err(format!(
+                "`{}`: the Secret must be in the Ingress's namespace `{namespace}`",
+                spec.secret
+            ))
+        }
+    };
+    let key = ObjectKey::new(namespace, name);
+    let Some(entry) = snapshot.secrets.get(&key) else {
+        return Err(format!(
+            "Secret {key} not found; requests are not served without their authentication"
+        ));
+    };
+    let secret = &entry.object;
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in secret.data.iter().flatten() {
+        fields.insert(k.clone(), String::from_utf8_lossy(&v.0).into_owned());
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        fields.insert(k.clone(), v.clone());
+    }
+    let users = if spec.map {
+        Htpasswd::from_pairs(fields.iter())
+    } else {
+        let Some(file) = fields.get("auth") else {
+            return Err(format!("Secret {key} has no `auth` key (an htpasswd file)"));
+        };
+        Htpasswd::parse(file)
+    };
+    let users = users.map_err(|e| format!("Secret {key}: {e}"))?;
+    if users.is_empty() {
+        return Err(format!("Secret {key} lists no users"));
+    }
+    Ok(users)
+}
+
+/// External authentication from its annotations.
+fn external_auth(
+    spec: &annotations::ExternalAuthSpec,
+) -> Result<crate::auth::external::ExternalAuth, String> {
+    crate::auth::external::ExternalAuth::from_annotations(
+        &spec.url,
+        Some(spec.method.as_str()),
+        Some(spec.response_headers.join(",").as_str()),
+        spec.signin.as_deref(),
+        crate::auth::external::DEFAULT_TIMEOUT,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// The regex of a `use-regex` path: case-insensitive, anchored at the start
@@ -332,7 +422,10 @@ fn validate_ingress(ingress: &Ingress) -> Vec<(String, String)> {
                     problems.push((format!("{field}.path"), reason));
                 }
             } else if !p.starts_with('/') {
-                problems.push((format!("{field}.path"), format!("`{p}` must start with `/`")));
+                problems.push((
+                    format!("{field}.path"),
+                    format!("`{p}` must start with `/`"),
+                ));
             }
             if let Err(reason) = validate_backend(&path.backend) {
                 problems.push((format!("{field}.backend"), reason));
@@ -822,13 +915,41 @@ impl Builder<'_> {
             upstream_vhost: parsed.upstream_vhost.clone(),
             custom_errors: None,
             fallback: None,
+            basic_auth: None,
+            external_auth: None,
         };
+        // Validation already rejected an Ingress whose authentication does
+        // not resolve; if it fails here anyway, refuse every request.
+        if let Some(spec) = &parsed.basic_auth {
+            let challenge = format!("Basic realm=\"{}\"", spec.realm.replace(['"', '\\'], ""));
+            policy.basic_auth = Some(crate::table::policy::BasicAuth {
+                users: Arc::new(
+                    basic_auth_users(self.snapshot, &key.namespace, spec).unwrap_or_default(),
+                ),
+                challenge: HeaderValue::from_str(&challenge)
+                    .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
+            });
+        }
+        if let Some(spec) = &parsed.external_auth {
+            match external_auth(spec) {
+                Ok(auth) => policy.external_auth = Some(Arc::new(auth)),
+                Err(reason) => {
+                    self.reject(
+                        key,
+                        origin,
+                        "metadata.annotations[nginx.ingress.kubernetes.io/auth-url]".into(),
+                        format!("{reason}; every request is refused"),
+                    );
+                    policy.basic_auth = Some(crate::table::policy::BasicAuth {
+                        users: Arc::default(),
+                        challenge: HeaderValue::from_static("Basic"),
+                    });
+                }
+            }
+        }
         if let Some(name) = &parsed.default_backend {
             let field = "metadata.annotations[nginx.ingress.kubernetes.io/default-backend]";
-            match self.named_service_upstream(key, origin, field, name, backend) {
-                Some(id) => policy.fallback = Some(id),
-                None => {}
-            }
+            policy.fallback = self.named_service_upstream(key, origin, field, name, backend);
         }
         if !parsed.custom_errors.is_empty() {
             let upstream = policy.fallback.or_else(|| {
@@ -874,7 +995,13 @@ impl Builder<'_> {
         }
         let svc = ObjectKey::new(key.namespace.clone(), name);
         let first = self.snapshot.services.get(&svc).and_then(|s| {
-            s.object.spec.as_ref()?.ports.as_ref()?.first().map(|p| p.port)
+            s.object
+                .spec
+                .as_ref()?
+                .ports
+                .as_ref()?
+                .first()
+                .map(|p| p.port)
         });
         let Some(port) = first else {
             self.warn(
@@ -1140,7 +1267,12 @@ impl Builder<'_> {
                     );
                     continue;
                 };
-                if self.out.table.route(main).is_some_and(|r| r.canary.is_some()) {
+                if self
+                    .out
+                    .table
+                    .route(main)
+                    .is_some_and(|r| r.canary.is_some())
+                {
                     self.warn(
                         key,
                         &origin,
@@ -1156,10 +1288,10 @@ impl Builder<'_> {
                     upstream,
                     service,
                     ingress: ingress_label.clone(),
-                    header: canary.header.clone().map(|(name, matcher)| CanaryHeader {
-                        name,
-                        matcher,
-                    }),
+                    header: canary
+                        .header
+                        .clone()
+                        .map(|(name, matcher)| CanaryHeader { name, matcher }),
                     cookie: canary.cookie.clone(),
                     weight: canary.weight,
                     weight_total: canary.weight_total,

@@ -174,9 +174,7 @@ impl Upstream {
     ) -> Option<Arc<Endpoint>> {
         set.endpoints
             .iter()
-            .find(|e| {
-                e.sticky_id == id && !exclude.iter().any(|x| std::ptr::eq(*x, e.as_ref()))
-            })
+            .find(|e| e.sticky_id == id && !exclude.iter().any(|x| std::ptr::eq(*x, e.as_ref())))
             .filter(|e| !e.is_down())
             .cloned()
     }

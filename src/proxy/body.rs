@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use super::listener::ActiveRequest;
 use super::pool::Sender;
 use crate::lb::{Endpoint, InFlight};
+use crate::ratelimit::ConnPermit;
 
 /// A connection to return to its endpoint's pool at end of body.
 #[derive(Debug)]
@@ -48,6 +49,8 @@ enum Kind {
 pub struct ProxyBody {
     kind: Kind,
     _active: Option<ActiveRequest>,
+    /// A `limit-connections` slot, held until the response ends.
+    _permit: Option<ConnPermit>,
 }
 
 impl ProxyBody {
@@ -55,6 +58,7 @@ impl ProxyBody {
         Self {
             kind: Kind::Static(Some(bytes)),
             _active: None,
+            _permit: None,
         }
     }
 
@@ -62,6 +66,7 @@ impl ProxyBody {
         Self {
             kind: Kind::Static(None),
             _active: None,
+            _permit: None,
         }
     }
 
@@ -73,9 +78,16 @@ impl ProxyBody {
                 _inflight: inflight,
             },
             _active: None,
+            _permit: None,
         };
         this.release_if_done();
         this
+    }
+
+    /// Holds a connection-limit slot until the body is done.
+    pub fn with_permit(mut self, permit: ConnPermit) -> Self {
+        self._permit = Some(permit);
+        self
     }
 
     pub fn with_active(mut self, active: ActiveRequest) -> Self {

@@ -69,6 +69,9 @@ pub struct ProxyState {
     pub published: Arc<ArcSwap<Published>>,
     pub settings: ProxySettings,
     pub metrics: Arc<Metrics>,
+    /// The client of external authentication (`auth-url`) sub-requests;
+    /// `None` when it could not be built (such routes then refuse: 500).
+    pub auth_client: Option<crate::auth::external::AuthClient>,
 }
 
 impl ProxyState {
@@ -390,12 +393,27 @@ impl<'a> Plan<'a> {
 async fn forward(
     ctx: &ConnCtx,
     upstream: &Arc<Upstream>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
-    if upstream.blocked {
-        return Err(ProxyError::NoEndpoints);
-    }
+    let prepared = prepare_upstream(ctx, req, plan)?;
+    dispatch(ctx, upstream, prepared, plan).await
+}
+
+/// A request rewritten for its upstream, not yet sent.
+pub(crate) struct Prepared {
+    pub req: Request<upload::UploadBody>,
+    upload: Option<Arc<upload::Upload>>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// Checks the declared body size, rewrites the head for the upstream
+/// ([`prepare`]) and wraps the body.
+pub(crate) fn prepare_upstream(
+    ctx: &ConnCtx,
+    mut req: Request<Incoming>,
+    plan: &Plan<'_>,
+) -> Result<Prepared, ProxyError> {
     if let Some(max) = plan.max_body {
         let declared = req
             .headers()
@@ -414,7 +432,28 @@ async fn forward(
     }
     let (parts, body) = req.into_parts();
     let (body, upload) = upload::UploadBody::limited(body, plan.max_body);
-    let req = Request::from_parts(parts, body);
+    Ok(Prepared {
+        req: Request::from_parts(parts, body),
+        upload,
+        client_upgrade,
+    })
+}
+
+/// Sends a prepared request (HTTP/1.1 or HTTP/2 by the upstream's protocol).
+pub(crate) async fn dispatch(
+    ctx: &ConnCtx,
+    upstream: &Arc<Upstream>,
+    prepared: Prepared,
+    plan: &Plan<'_>,
+) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
+    if upstream.blocked {
+        return Err(ProxyError::NoEndpoints);
+    }
+    let Prepared {
+        req,
+        upload,
+        client_upgrade,
+    } = prepared;
     if upstream.key.protocol.is_http2() && client_upgrade.is_none() {
         return forward_h2(ctx, upstream, req, upload.as_deref(), plan).await;
     }
@@ -518,7 +557,9 @@ pub(crate) async fn send(
             )
             .await;
             let response = match result {
-                Err(ProxyError::Timeout) if replay.is_some() && retry.is_some_and(|r| r.on_timeout) => {
+                Err(ProxyError::Timeout)
+                    if replay.is_some() && retry.is_some_and(|r| r.on_timeout) =>
+                {
                     last_error = Some(ProxyError::Timeout);
                     break None;
                 }

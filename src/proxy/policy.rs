@@ -25,10 +25,15 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::listener::ConnCtx;
-use super::{forward, send, Pick, Plan};
+use super::{dispatch, prepare_upstream, send, Pick, Plan};
+use crate::auth::external::Decision;
+use crate::auth::htpasswd::CachedCheck;
+use crate::auth::template::RequestVars;
 use crate::lb::{stable_hash, Endpoint, Upstream};
 use crate::runtime::Published;
-use crate::table::policy::{AffinityMode, Canary, CanaryMatch, Cors, HashPart, RoutePolicy};
+use crate::table::policy::{
+    AffinityMode, BasicAuth, Canary, CanaryMatch, Cors, HashPart, RoutePolicy,
+};
 use crate::table::{path, Route, RouteId};
 
 const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
@@ -82,6 +87,16 @@ pub async fn serve(
         {
             let mut served = fixed(StatusCode::NO_CONTENT, None);
             preflight_headers(cors, origin, served.response.headers_mut());
+            return Ok(served);
+        }
+    }
+    if let Some(basic) = &policy.basic_auth {
+        if !basic_auth_ok(basic, req.headers()).await {
+            let mut served = fixed(StatusCode::UNAUTHORIZED, None);
+            served
+                .response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, basic.challenge.clone());
             return Ok(served);
         }
     }
@@ -145,7 +160,31 @@ pub async fn serve(
         pick,
         host: policy.upstream_vhost.as_ref(),
     };
-    let (mut response, endpoint) = forward(ctx, upstream, req, &plan).await?;
+    let mut prepared = prepare_upstream(ctx, req, &plan)?;
+    if let Some(auth) = &policy.external_auth {
+        let Some(auth_client) = &ctx.state.auth_client else {
+            return Err(ProxyError::Internal(
+                "no client for external authentication",
+            ));
+        };
+        let (mut parts, body) = prepared.req.into_parts();
+        let scheme = if ctx.client.tls { "https" } else { "http" };
+        let decision = {
+            let vars = RequestVars::new(&parts, scheme, client);
+            auth.check(auth_client, &parts, &vars).await
+        };
+        match decision {
+            Decision::Allow(headers) => auth.apply_allowed(headers, &mut parts.headers),
+            Decision::Deny(response) => {
+                return Ok(Served {
+                    response: response.map(ProxyBody::fixed),
+                    endpoint: None,
+                })
+            }
+        }
+        prepared.req = Request::from_parts(parts, body);
+    }
+    let (mut response, endpoint) = dispatch(ctx, upstream, prepared, &plan).await?;
 
     if let (Some(errors), Some(info)) = (&policy.custom_errors, &error_page) {
         let status = response.status();
@@ -194,6 +233,23 @@ pub async fn serve(
         response,
         endpoint: Some(endpoint),
     })
+}
+
+/// Checks Basic credentials. A bcrypt verification not in the success
+/// cache runs on the blocking pool: it costs milliseconds and must not
+/// stall the worker's other connections.
+async fn basic_auth_ok(basic: &BasicAuth, headers: &HeaderMap) -> bool {
+    let authorization = headers.get(header::AUTHORIZATION);
+    match basic.users.check_header_cached(authorization) {
+        CachedCheck::Decided(ok) => ok,
+        CachedCheck::Slow => {
+            let users = basic.users.clone();
+            let value = authorization.cloned();
+            tokio::task::spawn_blocking(move || users.check_header(value.as_ref()))
+                .await
+                .unwrap_or(false)
+        }
+    }
 }
 
 /// The client IP limits and access lists apply to.
@@ -301,11 +357,12 @@ fn choose(
     if let Some(affinity) = &policy.affinity {
         let existing = cookie(req.headers(), &affinity.cookie);
         return match affinity.mode {
-            AffinityMode::Persistent => match existing.and_then(|v| u64::from_str_radix(v, 16).ok())
-            {
-                Some(id) => (Pick::Sticky(id), None),
-                None => (Pick::Balanced, None),
-            },
+            AffinityMode::Persistent => {
+                match existing.and_then(|v| u64::from_str_radix(v, 16).ok()) {
+                    Some(id) => (Pick::Sticky(id), None),
+                    None => (Pick::Balanced, None),
+                }
+            }
             AffinityMode::Balanced => match existing.filter(|v| !v.is_empty() && v.len() <= 64) {
                 Some(key) => (Pick::Hash(stable_hash(&[key.as_bytes()])), None),
                 None => {
@@ -317,11 +374,11 @@ fn choose(
     }
     let _ = upstream;
     if let Some(key) = &policy.hash_by {
-        let ip = key
-            .parts
-            .contains(&HashPart::RemoteAddr)
-            .then(|| client.to_string())
-            .unwrap_or_default();
+        let ip = if key.parts.contains(&HashPart::RemoteAddr) {
+            client.to_string()
+        } else {
+            String::new()
+        };
         let mut parts: Vec<&[u8]> = Vec::with_capacity(key.parts.len());
         for part in &key.parts {
             match part {
@@ -332,9 +389,11 @@ fn choose(
                         .path_and_query()
                         .map_or(b"/".as_slice(), |p| p.as_str().as_bytes()),
                 ),
-                HashPart::Header(name) => {
-                    parts.push(req.headers().get(name).map_or(b"".as_slice(), |v| v.as_bytes()))
-                }
+                HashPart::Header(name) => parts.push(
+                    req.headers()
+                        .get(name)
+                        .map_or(b"".as_slice(), |v| v.as_bytes()),
+                ),
                 HashPart::Cookie(name) => {
                     parts.push(cookie(req.headers(), name).unwrap_or("").as_bytes())
                 }
@@ -500,7 +559,10 @@ async fn error_page_response(
     if let Some(id) = &info.request_id {
         h.insert(super::headers::X_REQUEST_ID, id.clone());
     }
-    h.insert(http::header::HOST, HeaderValue::from_static("default-backend"));
+    h.insert(
+        http::header::HOST,
+        HeaderValue::from_static("default-backend"),
+    );
     let plan = Plan {
         retry: None,
         pick: Pick::Balanced,
@@ -508,7 +570,10 @@ async fn error_page_response(
         max_body: None,
         ..*plan
     };
-    send(page, req, None, None, &plan).await.ok().map(|(r, _)| r)
+    send(page, req, None, None, &plan)
+        .await
+        .ok()
+        .map(|(r, _)| r)
 }
 
 #[cfg(test)]

@@ -50,6 +50,10 @@ pub struct RoutePolicy {
     /// Consistent hashing of a request key over the endpoints.
     pub hash_by: Option<HashKey>,
     pub cors: Option<Cors>,
+    /// Basic authentication against an htpasswd Secret.
+    pub basic_auth: Option<BasicAuth>,
+    /// External authentication sub-request (`auth-url`).
+    pub external_auth: Option<Arc<crate::auth::external::ExternalAuth>>,
     /// `X-Forwarded-Prefix` sent upstream.
     pub forwarded_prefix: Option<HeaderValue>,
     /// Host header sent upstream (`upstream-vhost`).
@@ -76,6 +80,8 @@ impl RoutePolicy {
             && self.affinity.is_none()
             && self.hash_by.is_none()
             && self.cors.is_none()
+            && self.basic_auth.is_none()
+            && self.external_auth.is_none()
             && self.forwarded_prefix.is_none()
             && self.upstream_vhost.is_none()
             && self.custom_errors.is_none()
@@ -247,10 +253,20 @@ fn origin_matches(allowed: &str, origin: &str) -> bool {
             }
             let cut = rest.len() - suffix.len();
             rest.is_char_boundary(cut)
-                && rest.get(cut..).is_some_and(|s| s.eq_ignore_ascii_case(suffix))
+                && rest
+                    .get(cut..)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(suffix))
                 && rest.get(..cut).is_some_and(|s| s.ends_with('.'))
         }
     }
+}
+
+/// Basic authentication: the users, and the challenge sent without them.
+#[derive(Debug, Clone)]
+pub struct BasicAuth {
+    pub users: Arc<crate::auth::htpasswd::Htpasswd>,
+    /// The whole `WWW-Authenticate` value (`Basic realm="..."`).
+    pub challenge: HeaderValue,
 }
 
 /// `custom-http-errors`: statuses answered by the default backend.

@@ -34,7 +34,9 @@ fn unknown_and_ignored_annotations_warn_and_serve() {
     let (_, problems) = parse_map(&[(&n("frobnicate"), "1"), (&n("proxy-buffering"), "on")]);
     assert!(problems.iter().all(|p| !p.reject), "{problems:?}");
     assert!(problems.iter().any(|p| p.reason.contains("frobnicate")));
-    assert!(problems.iter().any(|p| p.reason.contains("proxy-buffering")));
+    assert!(problems
+        .iter()
+        .any(|p| p.reason.contains("proxy-buffering")));
 }
 
 #[test]

@@ -32,6 +32,7 @@
 pub mod admin;
 pub mod check;
 pub mod config;
+pub mod crd;
 pub mod echo;
 pub mod lb;
 pub mod metrics;

@@ -50,7 +50,7 @@ pub const CONDITION_ACCEPTED: &str = "Accepted";
 pub const ALGORITHMS: [&str; 3] = ["round-robin", "p2c-ewma", "consistent-hash"];
 /// Session affinity modes (`sessionAffinity.mode`).
 pub const AFFINITY_MODES: [&str; 2] = ["balanced", "persistent"];
-/// Retry conditions (`retries.on[]`).
+/// Retry conditions (`retries.retryOn[]`).
 pub const RETRY_ON: [&str; 3] = ["connect-failure", "5xx", "timeout"];
 /// Most retry attempts (`retries.attempts`).
 pub const MAX_RETRY_ATTEMPTS: i64 = 10;
@@ -311,10 +311,12 @@ pub struct Retries {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = MAX_RETRY_ATTEMPTS))]
     pub attempts: Option<i64>,
-    /// What is retried: `connect-failure`, `5xx`, `timeout`.
+    /// What is retried: `connect-failure`, `5xx`, `timeout`. (Not `on`:
+    /// YAML 1.1 parsers, kubectl's included, read an unquoted `on` key as
+    /// the boolean `true`.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "retry_on_schema")]
-    pub on: Vec<String>,
+    pub retry_on: Vec<String>,
     /// Percent of requests that may be retries (0..100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
@@ -470,7 +472,7 @@ pub enum AffinityMode {
     Persistent,
 }
 
-/// One of `retries.on`.
+/// One of `retries.retryOn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryOn {
     ConnectFailure,
@@ -685,9 +687,9 @@ impl Retries {
             .and_then(|a| u32::try_from(a).ok())
     }
 
-    /// `on`, parsed (unknown entries are left out).
+    /// `retryOn`, parsed (unknown entries are left out).
     pub fn conditions(&self) -> Vec<RetryOn> {
-        self.on
+        self.retry_on
             .iter()
             .filter_map(|c| match c.as_str() {
                 "connect-failure" => Some(RetryOn::ConnectFailure),
@@ -914,10 +916,13 @@ pub fn validate(spec: &TrafficPolicySpec) -> Vec<(String, String)> {
     if let Some(r) = &spec.retries {
         p.range("spec.retries.attempts", r.attempts, 0, MAX_RETRY_ATTEMPTS);
         p.range("spec.retries.budget", r.budget, 0, 100);
-        for (i, on) in r.on.iter().enumerate() {
-            p.one_of(format!("spec.retries.on[{i}]"), on, &RETRY_ON);
-            if r.on[..i].contains(on) {
-                p.push(format!("spec.retries.on[{i}]"), format!("duplicate `{on}`"));
+        for (i, on) in r.retry_on.iter().enumerate() {
+            p.one_of(format!("spec.retries.retryOn[{i}]"), on, &RETRY_ON);
+            if r.retry_on[..i].contains(on) {
+                p.push(
+                    format!("spec.retries.retryOn[{i}]"),
+                    format!("duplicate `{on}`"),
+                );
             }
         }
     }
@@ -967,10 +972,17 @@ pub fn validate(spec: &TrafficPolicySpec) -> Vec<(String, String)> {
     p.0
 }
 
-/// The CustomResourceDefinition, as `tollgate crd` prints it.
+/// The command that regenerates the committed CRD.
+pub const REGENERATE: &str = "cargo run -- crd > crds/trafficpolicy.yaml";
+
+/// The CustomResourceDefinition, as `tollgate crd` prints it (and
+/// `crds/trafficpolicy.yaml` holds it).
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&TrafficPolicy::crd())
+    let body = serde_yaml::to_string(&TrafficPolicy::crd())?;
+    Ok(format!(
+        "# Generated from src/crd.rs by `tollgate crd`; do not edit.\n# Regenerate: {REGENERATE}\n{body}"
+    ))
 }
 
 #[cfg(test)]

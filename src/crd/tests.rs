@@ -14,7 +14,7 @@ rateLimit: {requestsPerSecond: 10, burst: 20, connections: 5}
 loadBalancer: {algorithm: consistent-hash, hashBy: {header: X-User}}
 sessionAffinity: {maxAge: 1h30m, path: /app, mode: persistent}
 timeouts: {connect: 1.5s, responseHeaders: 250ms, idle: 2m}
-retries: {attempts: 3, on: [connect-failure, 5xx], budget: 20}
+retries: {attempts: 3, retryOn: [connect-failure, 5xx], budget: 20}
 cors: {allowOrigins: ["https://*.example.com", "http://[::1]:8080"], allowMethods: [GET, POST],
        allowHeaders: [Authorization], exposeHeaders: [X-Trace], allowCredentials: true, maxAge: 600}
 ipAllow: [10.0.0.0/8, "2001:db8::/32", 192.168.1.7]
@@ -149,8 +149,14 @@ fn each_bad_value_is_reported_at_its_field() {
         ("timeouts: {connect: 3000000h}", &["spec.timeouts.connect"]),
         ("retries: {attempts: 11}", &["spec.retries.attempts"]),
         ("retries: {budget: 101}", &["spec.retries.budget"]),
-        ("retries: {on: [5xx, reset]}", &["spec.retries.on[1]"]),
-        ("retries: {on: [5xx, 5xx]}", &["spec.retries.on[1]"]),
+        (
+            "retries: {retryOn: [5xx, reset]}",
+            &["spec.retries.retryOn[1]"],
+        ),
+        (
+            "retries: {retryOn: [5xx, 5xx]}",
+            &["spec.retries.retryOn[1]"],
+        ),
         (
             "cors: {allowOrigins: ['example.com']}",
             &["spec.cors.allowOrigins[0]"],
@@ -309,7 +315,7 @@ fn schema_uses_the_validated_constants() {
         serde_json::json!(ALGORITHMS)
     );
     assert_eq!(
-        spec["retries"]["properties"]["on"]["items"]["enum"],
+        spec["retries"]["properties"]["retryOn"]["items"]["enum"],
         serde_json::json!(RETRY_ON)
     );
     assert_eq!(

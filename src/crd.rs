@@ -122,6 +122,9 @@ fn matches(pattern: &Pattern, text: &str) -> bool {
 /// Traffic settings for the Ingresses it targets (in its own namespace):
 /// rate limits, load balancing, session affinity, timeouts, retries, CORS,
 /// IP allow/deny lists and a request body limit. Every section is optional.
+// Clippy reads the two printcolumns' equal `type_ = "string"` as a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "tollgate.dev",

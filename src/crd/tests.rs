@@ -215,7 +215,7 @@ fn reasons_say_what_is_wrong() {
 #[test]
 fn durations_parse_like_go_for_the_pattern_subset() {
     let ok = [
-        ("1h30m", 5400_000),
+        ("1h30m", 5_400_000),
         ("1.5s", 1500),
         ("250ms", 250),
         ("2m", 120_000),

@@ -1592,6 +1592,27 @@ async fn traffic_policy_conditions_follow_the_compile() {
         "names the older policy: {late}"
     );
     assert_eq!(good["observedGeneration"], 1);
+    // The invalid policy's problems are Events about it, too.
+    let cl = &c;
+    until(
+        "an Event about the invalid policy",
+        CHANGE_TIMEOUT,
+        || async move {
+            let events = cl.events_about("bad");
+            if events.iter().any(|e| {
+                e["regarding"]["kind"] == "TrafficPolicy"
+                    && e["regarding"]["apiVersion"] == POLICIES
+                    && e["note"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("spec.rateLimit.requestsPerSecond"))
+            }) {
+                Ok(())
+            } else {
+                Err(format!("{events:?}"))
+            }
+        },
+    )
+    .await;
     // Policies never get in the way of routing.
     expect_route(&tg, "web.example", "/", 200, Some("web")).await;
 

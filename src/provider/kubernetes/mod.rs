@@ -209,9 +209,13 @@ struct StreamState {
     absent: bool,
 }
 
-/// Where the watch sends the statuses it takes off objects.
+/// Where the watch sends the statuses it takes off objects (the status
+/// writers compare them with what they should be; the snapshot never
+/// holds a status).
 struct StatusSinks {
+    /// To the Ingress status writer ([`status::run`]).
     ingresses: mpsc::UnboundedSender<Observed>,
+    /// To the TrafficPolicy status writer ([`policy_status::run`]).
     policies: mpsc::UnboundedSender<policy_status::Observed>,
 }
 

@@ -9,6 +9,9 @@
 //!   object at a time, and writes Ingress status and Events as the leader.
 //! - [`config`]: the pure compiler. `Snapshot → (RoutingTable, upstream specs,
 //!   diagnostics)`. No IO, no async, no clock: all Ingress semantics live here.
+//! - [`crd`]: the `TrafficPolicy` custom resource: its types, the CRD
+//!   generated from them (`tollgate crd`), and `validate`, which re-checks
+//!   everything the CRD schema checks (standalone mode has no API server).
 //! - [`table`]: the immutable routing table (hosts → paths → routes). Looked up
 //!   per request without locks and without allocating.
 //! - [`lb`]: upstreams, endpoint sets (swapped on their own, so an
@@ -36,6 +39,7 @@ pub mod admin;
 pub mod auth;
 pub mod check;
 pub mod config;
+pub mod crd;
 pub mod echo;
 pub mod lb;
 pub mod metrics;

@@ -62,6 +62,13 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Crd => {
+            print!(
+                "{}",
+                tollgate::crd::crd_yaml().context("serializing the CRD")?
+            );
+            Ok(())
+        }
         Command::Echo(args) => {
             let _guard = init_tracing(LogFormat::Text);
             tokio::runtime::Builder::new_multi_thread()

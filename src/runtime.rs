@@ -10,13 +10,14 @@
 //!   upstreams and nothing else: no compile, no new table.
 //! - Runs on the control-plane thread, never on the data plane's workers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::config::traffic_policy::PolicyStatus;
 use crate::config::{
     self, Changes, CompileOptions, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
 };
@@ -118,6 +119,8 @@ pub struct Runtime {
     last_diagnostics: Vec<Diagnostic>,
     /// The Ingresses served at the last compile (their status is ours).
     served: Vec<ObjectKey>,
+    /// The TrafficPolicy conditions of the last compile.
+    policy_status: BTreeMap<ObjectKey, PolicyStatus>,
     /// Incremental changes (`upsert`/`delete`) not yet committed.
     pending: Changes,
 }
@@ -140,6 +143,7 @@ impl Runtime {
             diagnostics: BTreeSet::new(),
             last_diagnostics: Vec::new(),
             served: Vec::new(),
+            policy_status: BTreeMap::new(),
             pending: Changes::default(),
         }
     }
@@ -188,6 +192,11 @@ impl Runtime {
     /// The Ingresses served at the last compile, sorted.
     pub fn served(&self) -> &[ObjectKey] {
         &self.served
+    }
+
+    /// The TrafficPolicy conditions of the last compile.
+    pub fn policy_status(&self) -> &BTreeMap<ObjectKey, PolicyStatus> {
+        &self.policy_status
     }
 
     /// The diagnostics of the last compile (compiler and source).
@@ -317,6 +326,7 @@ impl Runtime {
             .cloned()
             .collect();
         self.served = compiled.served;
+        self.policy_status = compiled.policy_status;
         self.metrics.certificate_expiry.clear();
         for (secret, cert) in &compiled.last_good.certificates {
             self.metrics

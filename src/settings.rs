@@ -39,6 +39,9 @@ pub enum Command {
     /// Print the RBAC rules Kubernetes mode needs (a ClusterRole and a Role
     /// for the leader Lease) as YAML.
     Rbac(RbacArgs),
+    /// Print the TrafficPolicy CustomResourceDefinition (generated from the
+    /// types; committed as crds/trafficpolicy.yaml) as YAML.
+    Crd,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -704,12 +704,43 @@ async fn raw_patches_discovery_and_failures() {
     // Injected failures.
     fake.fail_resource(Some("ingresses"));
     assert_eq!(api_error(api.list(&ListParams::default()).await).0, 500);
-    let services: Api<Service> = Api::all(client);
+    let services: Api<Service> = Api::all(client.clone());
     assert!(services.list(&ListParams::default()).await.is_ok());
     fake.fail_resource(None);
     assert_eq!(
         api.list(&ListParams::default()).await.unwrap().items.len(),
         2
+    );
+
+    // A CRD that is not installed: 404 for its resource, gone from
+    // discovery; installing it again brings its objects back.
+    fake.apply(
+        json!({"apiVersion": "tollgate.dev/v1alpha1", "kind": "TrafficPolicy",
+        "metadata": {"name": "p", "namespace": "default"}, "spec": {"targetRefs": []}}),
+    );
+    let policies: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource::from_gvk_with_plural(&gvk, "trafficpolicies"),
+    );
+    fake.set_installed("trafficpolicies", false);
+    assert_eq!(
+        api_error(policies.list(&ListParams::default()).await).0,
+        404
+    );
+    assert!(kube::discovery::pinned_kind(&client, &gvk).await.is_err());
+    assert!(
+        api.list(&ListParams::default()).await.is_ok(),
+        "others unaffected"
+    );
+    fake.set_installed("trafficpolicies", true);
+    assert_eq!(
+        policies
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
     );
 }
 

@@ -29,6 +29,7 @@ const NS: &str = "default";
 const NETWORKING: &str = "networking.k8s.io/v1";
 const EVENTS: &str = "events.k8s.io/v1";
 const COORDINATION: &str = "coordination.k8s.io/v1";
+const POLICIES: &str = "tollgate.dev/v1alpha1";
 
 /// Upper bound for a change in the fake to show in routing, status or
 /// Events (about 100 ms expected).
@@ -74,6 +75,73 @@ impl Cluster {
     /// `status.loadBalancer.ingress` of an Ingress (`null` when absent).
     fn lb_status(&self, ns: &str, name: &str) -> Value {
         self.ingress(ns, name)["status"]["loadBalancer"]["ingress"].clone()
+    }
+
+    /// The `Accepted` condition of a TrafficPolicy (`null` when absent).
+    fn accepted(&self, name: &str) -> Value {
+        self.api
+            .get(POLICIES, "TrafficPolicy", NS, name)
+            .and_then(|p| {
+                p["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Accepted")
+                    .cloned()
+            })
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until a policy's `Accepted` condition has this status and
+    /// reason and describes the policy's current generation; returns it.
+    async fn until_accepted(
+        &self,
+        name: &str,
+        status: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> Value {
+        until(
+            &format!("TrafficPolicy {name}: Accepted={status} {reason}"),
+            timeout,
+            || async move {
+                let generation = self
+                    .api
+                    .get(POLICIES, "TrafficPolicy", NS, name)
+                    .map(|p| p["metadata"]["generation"].clone());
+                let c = self.accepted(name);
+                if c["status"] == status
+                    && c["reason"] == reason
+                    && Some(&c["observedGeneration"]) == generation.as_ref()
+                {
+                    Ok(c)
+                } else {
+                    Err(format!("{c} (generation {generation:?})"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Replaces a policy's spec the way `kubectl apply` does: its status
+    /// (a subresource) stays. (The fake's `apply` stores the status given.)
+    fn edit_policy(&self, name: &str, targets: &[&str], extra: Value) {
+        let mut current = self
+            .api
+            .get(POLICIES, "TrafficPolicy", NS, name)
+            .unwrap_or_else(|| panic!("TrafficPolicy {name} not in the fake"));
+        current["spec"] = policy(name, "", targets, extra)["spec"].clone();
+        self.api.apply(current);
+    }
+
+    /// Status writes made to TrafficPolicies so far.
+    fn policy_status_patches(&self) -> usize {
+        self.api
+            .requests()
+            .iter()
+            .filter(|(m, p, _)| {
+                m == "PATCH" && p.contains("/trafficpolicies/") && p.ends_with("/status")
+            })
+            .count()
     }
 
     /// Events (`events.k8s.io/v1`) regarding the named object.
@@ -163,6 +231,25 @@ fn endpoint_slice(
     s["endpoints"][0]["conditions"] =
         json!({"ready": ready, "serving": serving, "terminating": terminating});
     s
+}
+
+/// A TrafficPolicy in [`NS`] targeting the named Ingresses, created at
+/// `created` (RFC 3339), with `extra` merged into its spec.
+fn policy(name: &str, created: &str, targets: &[&str], extra: Value) -> Value {
+    let refs: Vec<Value> = targets
+        .iter()
+        .map(|t| json!({"group": "networking.k8s.io", "kind": "Ingress", "name": t}))
+        .collect();
+    let mut spec = json!({"targetRefs": refs});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": POLICIES,
+        "kind": "TrafficPolicy",
+        "metadata": {"name": name, "namespace": NS, "creationTimestamp": created},
+        "spec": spec,
+    })
 }
 
 /// An Ingress for `host` (Prefix /) to `svc` port 8080 of IngressClass
@@ -640,8 +727,9 @@ async fn ingress_class_changes_flip_serving() {
 }
 
 /// TLS Secrets are watched: adding one and rotating it change the served
-/// certificate. A Secret of another type is never seen, even when the
-/// Ingress names it.
+/// certificate. An Opaque Secret is watched too (basic-auth files) but is
+/// never used as a certificate, even when the Ingress names it: the Event
+/// about it (only possible for a Secret in the snapshot) says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_secret_added_and_rotated_changes_the_certificate() {
     let c = Cluster::new();
@@ -666,6 +754,25 @@ async fn tls_secret_added_and_rotated_changes_the_certificate() {
         "an Opaque Secret was used: {}",
         served.describe()
     );
+    let cl = &c;
+    until(
+        "an Event about the Opaque Secret",
+        CHANGE_TIMEOUT,
+        || async move {
+            let events = cl.events_about("site-tls");
+            if events.iter().any(|e| {
+                e["regarding"]["kind"] == "Secret"
+                    && e["note"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("of type `Opaque`"))
+            }) {
+                Ok(())
+            } else {
+                Err(format!("{events:?}"))
+            }
+        },
+    )
+    .await;
 
     assert!(c.api.delete("v1", "Secret", NS, "site-tls"));
     c.api.apply(tls_secret_b64(
@@ -1421,6 +1528,194 @@ async fn broken_ingress_publishes_events_once_per_appearance() {
 }
 
 // ---------------------------------------------------------------------------
+// TrafficPolicy
+// ---------------------------------------------------------------------------
+
+/// The leader writes every policy's `Accepted` condition: True for the
+/// oldest valid policy of an Ingress we serve, False with reason Invalid,
+/// TargetNotFound or Conflicted otherwise; `observedGeneration` follows
+/// the spec, `lastTransitionTime` moves only when the status flips, and a
+/// converged status is not written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_policy_conditions_follow_the_compile() {
+    let c = Cluster::new();
+    let echo = Echo::services(&["web"]).await;
+    c.api.apply_many(echo.backends(NS));
+    c.api.apply_many(vec![
+        ingress(NS, "web", &simple_spec("web.example", "web")),
+        policy(
+            "good",
+            "2024-01-01T00:00:00Z",
+            &["web"],
+            json!({"rateLimit": {"requestsPerSecond": 100}}),
+        ),
+        policy(
+            "bad",
+            "2023-01-01T00:00:00Z",
+            &["web"],
+            json!({"rateLimit": {"requestsPerSecond": 0}, "timeouts": {"connect": "soon"}}),
+        ),
+        policy("lost", "2024-01-01T00:00:00Z", &["gone"], json!({})),
+        policy("late", "2024-06-01T00:00:00Z", &["web"], json!({})),
+    ]);
+    let tg = c.tollgate().start().await;
+    let good = c
+        .until_accepted("good", "True", "Accepted", CHANGE_TIMEOUT)
+        .await;
+    let bad = c
+        .until_accepted("bad", "False", "Invalid", CHANGE_TIMEOUT)
+        .await;
+    let message = bad["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.rateLimit.requestsPerSecond")
+            && message.contains("spec.timeouts.connect"),
+        "{bad}"
+    );
+    let lost = c
+        .until_accepted("lost", "False", "TargetNotFound", CHANGE_TIMEOUT)
+        .await;
+    assert!(
+        lost["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gone"),
+        "{lost}"
+    );
+    let late = c
+        .until_accepted("late", "False", "Conflicted", CHANGE_TIMEOUT)
+        .await;
+    assert!(
+        late["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("good"),
+        "names the older policy: {late}"
+    );
+    assert_eq!(good["observedGeneration"], 1);
+    // The invalid policy's problems are Events about it, too.
+    let cl = &c;
+    until(
+        "an Event about the invalid policy",
+        CHANGE_TIMEOUT,
+        || async move {
+            let events = cl.events_about("bad");
+            if events.iter().any(|e| {
+                e["regarding"]["kind"] == "TrafficPolicy"
+                    && e["regarding"]["apiVersion"] == POLICIES
+                    && e["note"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("spec.rateLimit.requestsPerSecond"))
+            }) {
+                Ok(())
+            } else {
+                Err(format!("{events:?}"))
+            }
+        },
+    )
+    .await;
+    // Policies never get in the way of routing.
+    expect_route(&tg, "web.example", "/", 200, Some("web")).await;
+
+    // Converged: nothing more is written (the watch echoes each write
+    // back; that must not trigger another).
+    let writes = c.policy_status_patches();
+    assert_eq!(writes, 4, "one write per policy");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        c.policy_status_patches(),
+        writes,
+        "a converged status was written again"
+    );
+
+    // A spec change: a new generation, same status, same transition time.
+    c.edit_policy(
+        "good",
+        &["web"],
+        json!({"rateLimit": {"requestsPerSecond": 200}}),
+    );
+    let edited = c
+        .until_accepted("good", "True", "Accepted", CHANGE_TIMEOUT)
+        .await;
+    assert_eq!(edited["observedGeneration"], 2);
+    assert_eq!(edited["lastTransitionTime"], good["lastTransitionTime"]);
+
+    // Broken: the status flips (times have one-second resolution), and
+    // the newer policy, no longer conflicted, takes over.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.edit_policy("good", &["web"], json!({"ipAllow": ["10.0.0.0/33"]}));
+    let broken = c
+        .until_accepted("good", "False", "Invalid", CHANGE_TIMEOUT)
+        .await;
+    assert_eq!(broken["observedGeneration"], 3);
+    assert_ne!(broken["lastTransitionTime"], good["lastTransitionTime"]);
+    assert!(
+        broken["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("spec.ipAllow[0]"),
+        "{broken}"
+    );
+    c.until_accepted("late", "True", "Accepted", CHANGE_TIMEOUT)
+        .await;
+}
+
+/// Without the TrafficPolicy CRD, tollgate still syncs, becomes ready and
+/// serves Ingresses; installing the CRD later brings policies in (the
+/// watch keeps retrying in the background).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_crd_tollgate_is_ready_and_picks_policies_up_later() {
+    let c = Cluster::new();
+    c.api.set_installed("trafficpolicies", false);
+    let echo = Echo::services(&["web"]).await;
+    c.api.apply_many(echo.backends(NS));
+    c.api
+        .apply(ingress(NS, "web", &simple_spec("web.example", "web")));
+    // `start` waits for /readyz 200.
+    let tg = c.tollgate().start().await;
+    expect_route(&tg, "web.example", "/", 200, Some("web")).await;
+    assert_eq!(
+        metric(
+            &tg,
+            "tollgate_kube_watch_synced",
+            &[("kind", "TrafficPolicy")]
+        )
+        .await,
+        1.0
+    );
+    let api = &c.api;
+    until(
+        "a TrafficPolicy list answered 404",
+        CHANGE_TIMEOUT,
+        || async move {
+            let lists = api
+                .requests()
+                .iter()
+                .filter(|(m, p, q)| {
+                    m == "GET" && p.ends_with("/trafficpolicies") && !q.contains("watch=true")
+                })
+                .count();
+            if lists >= 1 {
+                Ok(())
+            } else {
+                Err("no list yet".to_string())
+            }
+        },
+    )
+    .await;
+
+    c.api.set_installed("trafficpolicies", true);
+    c.api.apply(policy(
+        "p",
+        "2024-01-01T00:00:00Z",
+        &["web"],
+        json!({"timeouts": {"connect": "1s"}}),
+    ));
+    c.until_accepted("p", "True", "Accepted", BACKOFF_TIMEOUT)
+        .await;
+    expect_route(&tg, "web.example", "/", 200, Some("web")).await;
+}
+
+// ---------------------------------------------------------------------------
 // RBAC
 // ---------------------------------------------------------------------------
 
@@ -1535,10 +1830,11 @@ async fn printed_rules() -> Vec<Rule> {
     rules
 }
 
-/// Every request a run makes (watches, status, Events, the Lease, a
-/// shutdown) is allowed by the printed roles; every permission there is
-/// used (except Event patch, only for Event series); Secrets are only ever
-/// listed and watched with the TLS type selector.
+/// Every request a run makes (watches, Ingress and TrafficPolicy status,
+/// Events, the Lease, a shutdown) is allowed by the printed roles; every
+/// permission there is used (except Event patch, only for Event series);
+/// Secrets are only ever listed and watched with the TLS or the Opaque
+/// type selector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_is_covered_by_the_printed_rbac() {
     let c = Cluster::new();
@@ -1557,6 +1853,7 @@ async fn every_request_is_covered_by_the_printed_rbac() {
         tls_secret_b64(NS, "site-tls", &cert.chain_pem, &cert.key_pem),
         opaque,
         ingress(NS, "bad", BOGUS),
+        policy("site-policy", "2024-01-01T00:00:00Z", &["site"], json!({})),
     ]);
     let mut tg = c
         .tollgate()
@@ -1580,11 +1877,16 @@ async fn every_request_is_covered_by_the_printed_rbac() {
                 .requests()
                 .iter()
                 .any(|(m, p, _)| m == "PUT" && p.contains("/leases/"));
-            if status == json!([{"ip": "203.0.113.9"}]) && events > 0 && renewed {
+            let policy = cl.accepted("site-policy");
+            if status == json!([{"ip": "203.0.113.9"}])
+                && events > 0
+                && renewed
+                && policy["status"] == "True"
+            {
                 Ok(())
             } else {
                 Err(format!(
-                    "status {status}, {events} Events, renewed {renewed}"
+                    "status {status}, {events} Events, renewed {renewed}, policy {policy}"
                 ))
             }
         },
@@ -1606,6 +1908,7 @@ async fn every_request_is_covered_by_the_printed_rbac() {
     let requests = c.api.requests();
     let mut f = Failures::default();
     let mut seen = std::collections::BTreeSet::new();
+    let mut secret_selectors = std::collections::BTreeSet::new();
     for (method, path, query) in &requests {
         let call = match classify(method, path, query) {
             Ok(call) => call,
@@ -1621,10 +1924,15 @@ async fn every_request_is_covered_by_the_printed_rbac() {
             f.check(method == "GET" && call.verb != "get", || {
                 format!("Secret request other than list/watch: {method} {path}")
             });
-            f.check(
-                query.contains("fieldSelector=type%3Dkubernetes.io%2Ftls"),
-                || format!("Secret request without the TLS type selector: {method} {path}?{query}"),
-            );
+            let selector = ["kubernetes.io%2Ftls", "Opaque"]
+                .into_iter()
+                .find(|t| query.contains(&format!("fieldSelector=type%3D{t}")));
+            f.check(selector.is_some(), || {
+                format!(
+                    "Secret request without a TLS or Opaque type selector: {method} {path}?{query}"
+                )
+            });
+            secret_selectors.extend(selector);
         }
         seen.insert((
             call.group.clone(),
@@ -1632,6 +1940,9 @@ async fn every_request_is_covered_by_the_printed_rbac() {
             call.verb.to_string(),
         ));
     }
+    f.check(secret_selectors.len() == 2, || {
+        format!("Secrets are watched with both type selectors: {secret_selectors:?}")
+    });
     for r in &rules {
         for g in &r.groups {
             for res in &r.resources {

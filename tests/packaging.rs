@@ -179,6 +179,49 @@ fn examples_are_valid_and_the_tls_example_serves_https() {
     python("examples.py");
 }
 
+/// The TrafficPolicy CRD: a valid Kubernetes object; example policies
+/// against its schema (jsonschema); the binary's validation refusing the
+/// same bad values at the same fields.
+#[test]
+fn trafficpolicy_crd_is_valid_and_agrees_with_the_binary() {
+    python("crd.py");
+}
+
+/// `crds/trafficpolicy.yaml` is exactly what `tollgate crd` prints: the
+/// CRD is generated from the Rust types, never edited by hand.
+#[test]
+fn committed_crd_matches_the_generated_one() {
+    let output = Command::new(BIN)
+        .arg("crd")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tollgate crd");
+    assert!(
+        output.status.success(),
+        "tollgate crd failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated = String::from_utf8(output.stdout).expect("UTF-8 CRD");
+    let path = root().join("crds/trafficpolicy.yaml");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        let line = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .map_or_else(
+                || committed.lines().count().min(generated.lines().count()) + 1,
+                |i| i + 1,
+            );
+        panic!(
+            "{} differs from `tollgate crd` (first at line {line}); the CRD is generated from \
+             src/crd.rs. Regenerate it with:\n\n    {}\n",
+            path.display(),
+            tollgate::crd::REGENERATE
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Dockerfile
 // ---------------------------------------------------------------------------

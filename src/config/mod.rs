@@ -19,6 +19,7 @@ pub mod diagnostic;
 pub mod endpoints;
 pub mod snapshot;
 pub mod tls;
+pub mod traffic_policy;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -136,6 +137,8 @@ pub struct Compiled {
     /// The Ingresses served (as written or from their last good version),
     /// sorted: the ones whose status gets our addresses.
     pub served: Vec<ObjectKey>,
+    /// The `Accepted` condition of every TrafficPolicy.
+    pub policy_status: BTreeMap<ObjectKey, traffic_policy::PolicyStatus>,
 }
 
 impl Compiled {
@@ -251,6 +254,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
             builder.out.tls.set_default(id);
         }
     }
+    traffic_policy::apply(snapshot, &mut out);
     out.table = out.table.compacted();
     out
 }

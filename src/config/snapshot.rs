@@ -3,7 +3,9 @@
 //! Invariants: a snapshot is plain data (cheap to clone: objects sit behind
 //! `Arc`), indexed by object key; EndpointSlices are also indexed by the
 //! Service they belong to (label `kubernetes.io/service-name`) so resolving a
-//! Service's endpoints costs O(its slices), not O(all slices).
+//! Service's endpoints costs O(its slices), not O(all slices). Secrets are
+//! only ever of type `kubernetes.io/tls` or `Opaque` (basic-auth files):
+//! providers never let another type in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,8 +15,13 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+use crate::crd::TrafficPolicy;
+
 /// Label on an EndpointSlice naming its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The other Secret type held (basic-auth files); a Secret without a type
+/// is of this type.
+pub const OPAQUE_SECRET_TYPE: &str = "Opaque";
 
 /// `namespace/name`; the namespace is empty for cluster-scoped objects.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -68,8 +75,9 @@ pub enum Object {
     Ingress(Ingress),
     Service(Service),
     EndpointSlice(EndpointSlice),
-    /// Only Secrets of type `kubernetes.io/tls` are ever held.
+    /// Only Secrets of type `kubernetes.io/tls` or `Opaque` are ever held.
     Secret(Secret),
+    TrafficPolicy(TrafficPolicy),
 }
 
 impl Object {
@@ -80,6 +88,7 @@ impl Object {
             Object::Service(_) => "Service",
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Secret(_) => "Secret",
+            Object::TrafficPolicy(_) => "TrafficPolicy",
         }
     }
 
@@ -90,6 +99,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::TrafficPolicy(o) => &o.metadata,
         };
         let namespace = match self {
             Object::IngressClass(_) => String::new(),
@@ -105,7 +115,8 @@ impl Object {
 /// What changed between two snapshots, as the runtime needs to know it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Anything but EndpointSlices changed: recompile routes.
+    /// Anything but EndpointSlices changed (TrafficPolicies included):
+    /// recompile routes.
     pub routes: bool,
     /// Services whose EndpointSlices changed: swap their endpoint sets.
     pub endpoints: BTreeSet<ObjectKey>,
@@ -130,8 +141,9 @@ pub struct Snapshot {
     pub ingresses: BTreeMap<ObjectKey, Entry<Ingress>>,
     pub services: BTreeMap<ObjectKey, Entry<Service>>,
     pub endpoint_slices: BTreeMap<ObjectKey, Entry<EndpointSlice>>,
-    /// TLS Secrets (type `kubernetes.io/tls`) only.
+    /// Secrets of type `kubernetes.io/tls` and `Opaque` only.
     pub secrets: BTreeMap<ObjectKey, Entry<Secret>>,
+    pub traffic_policies: BTreeMap<ObjectKey, Entry<TrafficPolicy>>,
     slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
 }
 
@@ -165,6 +177,7 @@ impl Snapshot {
             Object::Ingress(o) => put(&mut self.ingresses, key, origin, o),
             Object::Service(o) => put(&mut self.services, key, origin, o),
             Object::Secret(o) => put(&mut self.secrets, key, origin, o),
+            Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, origin, o),
             Object::EndpointSlice(o) => {
                 let old = self.remove_slice(&key);
                 if let Some(svc) = slice_service(&o, &key.namespace) {
@@ -219,6 +232,12 @@ impl Snapshot {
             Object::Secret(new) => {
                 changes.routes = self.secrets.get(&key).is_none_or(|e| *e.object != *new)
             }
+            Object::TrafficPolicy(new) => {
+                changes.routes = self
+                    .traffic_policies
+                    .get(&key)
+                    .is_none_or(|e| *e.object != *new)
+            }
         }
         if !changes.is_empty() {
             self.insert(origin, object);
@@ -257,6 +276,7 @@ impl Snapshot {
             "Service" => keys(&self.services, ObjectKey::clone),
             "EndpointSlice" => keys(&self.endpoint_slices, ObjectKey::clone),
             "Secret" => keys(&self.secrets, ObjectKey::clone),
+            "TrafficPolicy" => keys(&self.traffic_policies, ObjectKey::clone),
             _ => Vec::new(),
         }
     }
@@ -269,6 +289,7 @@ impl Snapshot {
             "Service" => self.services.remove(key).is_some(),
             "EndpointSlice" => self.remove_slice(key).is_some(),
             "Secret" => self.secrets.remove(key).is_some(),
+            "TrafficPolicy" => self.traffic_policies.remove(key).is_some(),
             _ => false,
         }
     }
@@ -326,7 +347,8 @@ impl Snapshot {
         let routes = !same(&self.ingress_classes, &old.ingress_classes)
             || !same(&self.ingresses, &old.ingresses)
             || !same(&self.services, &old.services)
-            || !same(&self.secrets, &old.secrets);
+            || !same(&self.secrets, &old.secrets)
+            || !same(&self.traffic_policies, &old.traffic_policies);
         let mut endpoints = BTreeSet::new();
         let keys: BTreeSet<&ObjectKey> = self
             .endpoint_slices

@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// The only Secret type tollgate reads.
+/// The Secret type certificates come from.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 /// A parsed, usable certificate with what the compiler checks against.
@@ -45,8 +45,21 @@ fn field<'a>(secret: &'a Secret, name: &str) -> Option<&'a [u8]> {
         })
 }
 
+/// Only `kubernetes.io/tls` Secrets hold certificates and backend CAs
+/// (the snapshot also holds `Opaque` ones, for basic auth).
+fn check_type(secret: &Secret) -> Result<(), String> {
+    match secret.type_.as_deref() {
+        Some(TLS_SECRET_TYPE) => Ok(()),
+        other => Err(format!(
+            "the Secret is of type `{}`, not {TLS_SECRET_TYPE}",
+            other.unwrap_or("Opaque")
+        )),
+    }
+}
+
 /// Parses a `kubernetes.io/tls` Secret. `Err` carries (field, reason).
 pub fn parse_secret(secret: &Secret) -> Result<Certificate, (&'static str, String)> {
+    check_type(secret).map_err(|reason| ("type", reason))?;
     let crt = field(secret, "tls.crt").ok_or(("data[tls.crt]", "missing".to_string()))?;
     let key = field(secret, "tls.key").ok_or(("data[tls.key]", "missing".to_string()))?;
     let chain = CertificateDer::pem_slice_iter(crt)
@@ -108,6 +121,7 @@ pub fn parse_secret(secret: &Secret) -> Result<Certificate, (&'static str, Strin
 
 /// The CA certificates in a Secret's `ca.crt`, as trust anchors.
 pub fn parse_ca(secret: &Secret) -> Result<rustls::RootCertStore, String> {
+    check_type(secret)?;
     let pem = field(secret, "ca.crt").ok_or_else(|| "the Secret has no ca.crt".to_string())?;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()

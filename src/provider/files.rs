@@ -3,7 +3,12 @@
 //! Invariants:
 //! - Paths are files or directories (recursive); `*.yaml`, `*.yml` and
 //!   `*.json`; multi-document YAML and `kind: List` are accepted. Kinds
-//!   tollgate does not read (Deployments, ConfigMaps...) are skipped.
+//!   tollgate does not read (Deployments, ConfigMaps...) are skipped, and
+//!   so are Secrets of types other than `kubernetes.io/tls` and `Opaque`
+//!   (a Secret without a type is `Opaque`, as the API server defaults it).
+//! - TrafficPolicies are read strictly: an unknown field is a schema error
+//!   (as `kubectl apply` with strict field validation would refuse it);
+//!   values the CRD schema refuses are reported by the compiler.
 //! - A file is the unit of failure: a file that no longer parses (syntax or
 //!   schema) keeps its last good objects and yields a diagnostic naming the
 //!   file, line and field, while changes to other files apply.
@@ -18,8 +23,10 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use serde::Deserialize;
 
+use crate::config::snapshot::OPAQUE_SECRET_TYPE;
 use crate::config::tls::TLS_SECRET_TYPE;
 use crate::config::{Diagnostic, Object, ObjectKey, Severity, Snapshot};
+use crate::crd;
 
 /// Why a manifest file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -195,8 +202,16 @@ fn collect_objects(
         "Ingress" | "IngressClass" => "networking.k8s.io/v1",
         "Service" => "v1",
         "EndpointSlice" => "discovery.k8s.io/v1",
-        // Only TLS Secrets are read; any other Secret is never held.
-        "Secret" if value.get("type").and_then(|t| t.as_str()) == Some(TLS_SECRET_TYPE) => "v1",
+        // Only TLS and Opaque Secrets are read; no other Secret is held.
+        "Secret"
+            if matches!(
+                value.get("type").map(|t| t.as_str()),
+                None | Some(Some(TLS_SECRET_TYPE | OPAQUE_SECRET_TYPE))
+            ) =>
+        {
+            "v1"
+        }
+        crd::KIND => crd::API_VERSION,
         _ => return Ok(()), // not a kind tollgate reads
     };
     if api_version != expected {
@@ -220,11 +235,59 @@ fn collect_objects(
             Object::IngressClass(serde_path_to_error::deserialize(value).map_err(schema)?)
         }
         "Service" => Object::Service(serde_path_to_error::deserialize(value).map_err(schema)?),
-        "Secret" => Object::Secret(serde_path_to_error::deserialize(value).map_err(schema)?),
+        "Secret" => {
+            let mut secret: k8s_openapi::api::core::v1::Secret =
+                serde_path_to_error::deserialize(value).map_err(schema)?;
+            secret
+                .type_
+                .get_or_insert_with(|| OPAQUE_SECRET_TYPE.to_string());
+            Object::Secret(secret)
+        }
+        crd::KIND => {
+            // Unknown fields are collected on the way (apiVersion and kind
+            // are not fields of the Rust type, but known).
+            let mut unknown = Vec::new();
+            let mut note = |field: serde_ignored::Path<'_>| {
+                let field = field_path(&field);
+                if field != "apiVersion" && field != "kind" {
+                    unknown.push(field);
+                }
+            };
+            let policy = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+                value, &mut note,
+            ))
+            .map_err(schema)?;
+            if let Some(field) = unknown.into_iter().next() {
+                return Err(FileError::Schema {
+                    path: path.to_string(),
+                    line,
+                    object: format!("{kind} {name}"),
+                    field,
+                    message: "unknown field".into(),
+                });
+            }
+            Object::TrafficPolicy(policy)
+        }
         _ => Object::EndpointSlice(serde_path_to_error::deserialize(value).map_err(schema)?),
     };
     out.push((origin, object));
     Ok(())
+}
+
+/// A field path as the schema errors write it (`spec.ipAllow[2]`).
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => match field_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
 }
 
 impl FileSource {

@@ -43,6 +43,10 @@
 //!   change only `status`.
 //! - Discovery (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/{g}[/{v}]`,
 //!   legacy non-aggregated format) and `/healthz`, `/livez`, `/readyz`.
+//! - A custom resource whose CRD is not installed
+//!   ([`FakeApi::set_installed`]): every request for it answers `404` with
+//!   the apiserver's "could not find the requested resource" Status, and it
+//!   leaves discovery; its stored objects stay, hidden, until installed again.
 //!
 //! # Limits
 //!
@@ -396,6 +400,8 @@ struct Shared {
     changes: tokio::sync::watch::Sender<u64>,
     requests: Mutex<Vec<(String, String, String)>>,
     fail: Mutex<Option<String>>,
+    /// Plurals of resources that are "not installed" (404).
+    absent: Mutex<Vec<String>>,
     names: AtomicU64,
 }
 
@@ -456,6 +462,7 @@ impl FakeApi {
             changes,
             requests: Mutex::new(Vec::new()),
             fail: Mutex::new(None),
+            absent: Mutex::new(Vec::new()),
             names: AtomicU64::new(0),
         });
         let mut fake = FakeApi {
@@ -625,6 +632,17 @@ impl FakeApi {
     /// fail with `500 InternalError` until cleared with `None`.
     pub fn fail_resource(&self, plural: Option<&str>) {
         *self.shared.fail.lock().unwrap_or_else(|e| e.into_inner()) = plural.map(str::to_string);
+    }
+
+    /// Installs or uninstalls a resource (plural, e.g. `"trafficpolicies"`),
+    /// as installing or deleting its CRD would: while uninstalled, every
+    /// request for it gets `404 NotFound` and discovery leaves it out.
+    pub fn set_installed(&self, plural: &str, installed: bool) {
+        let mut absent = self.shared.absent.lock().unwrap_or_else(|e| e.into_inner());
+        absent.retain(|p| p != plural);
+        if !installed {
+            absent.push(plural.to_string());
+        }
     }
 
     fn listen(&self, addr: SocketAddr) -> (Listening, SocketAddr) {
@@ -1043,6 +1061,18 @@ async fn dispatch(
         Route::Collection { res, .. } | Route::Object { res, .. } => Some(*res),
         _ => None,
     };
+    let absent = shared
+        .absent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if res.is_some_and(|res| absent.iter().any(|p| p == RESOURCES[res].plural)) {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
     if let Some(res) = res {
         let failing = shared
             .fail
@@ -1099,11 +1129,14 @@ async fn dispatch(
             &json!({"kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:443"}]}),
         )),
-        (Route::GroupList, &Method::GET) => Ok(value_response(StatusCode::OK, &group_list())),
-        (Route::Group(g), &Method::GET) => Ok(value_response(StatusCode::OK, &api_group(&g))),
-        (Route::ResourceList(g, v), &Method::GET) => {
-            Ok(value_response(StatusCode::OK, &resource_list(&g, &v)))
+        (Route::GroupList, &Method::GET) => {
+            Ok(value_response(StatusCode::OK, &group_list(&absent)))
         }
+        (Route::Group(g), &Method::GET) => Ok(value_response(StatusCode::OK, &api_group(&g))),
+        (Route::ResourceList(g, v), &Method::GET) => Ok(value_response(
+            StatusCode::OK,
+            &resource_list(&g, &v, &absent),
+        )),
         (Route::Collection { res, ns }, &Method::GET) => {
             if q.flag("watch") {
                 ctx.watch(res, ns)
@@ -1185,9 +1218,10 @@ fn api_group(group: &str) -> Value {
     })
 }
 
-fn group_list() -> Value {
+fn group_list(absent: &[String]) -> Value {
     let mut groups: Vec<&str> = RESOURCES
         .iter()
+        .filter(|r| !absent.iter().any(|p| p == r.plural))
         .map(|r| r.group)
         .filter(|g| !g.is_empty())
         .collect();
@@ -1206,11 +1240,12 @@ fn group_list() -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-fn resource_list(group: &str, version: &str) -> Value {
+fn resource_list(group: &str, version: &str, absent: &[String]) -> Value {
     let mut resources = Vec::new();
     for r in RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
+        .filter(|r| !absent.iter().any(|p| p == r.plural))
     {
         resources.push(json!({
             "name": r.plural,

@@ -364,3 +364,79 @@ fn namespace_filter_keeps_cluster_scoped_objects() {
     assert!(snapshot.services.is_empty());
     assert!(snapshot.ingress_classes.contains_key("tollgate"));
 }
+
+// ------------------------------------------------------------ TrafficPolicy
+
+const POLICY: &str = "apiVersion: tollgate.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: limits, namespace: ns}\n\
+                      spec:\n  targetRefs: [{group: networking.k8s.io, kind: Ingress, name: web}]\n  rateLimit: {requestsPerSecond: 5}\n";
+
+#[test]
+fn traffic_policies_are_read() {
+    let objects = parse_manifests("f.yaml", POLICY).expect("valid policy");
+    let [(_, Object::TrafficPolicy(p))] = objects.as_slice() else {
+        panic!("{objects:?}")
+    };
+    assert_eq!(p.metadata.name.as_deref(), Some("limits"));
+    assert_eq!(
+        p.spec.rate_limit.as_ref().and_then(|r| r.rate()),
+        Some(crate::crd::Rate::PerSecond(5))
+    );
+}
+
+#[test]
+fn unknown_traffic_policy_fields_name_their_path() {
+    let typo = POLICY.replace("requestsPerSecond", "requestPerSecond");
+    let FileError::Schema { field, message, .. } = parse_error(&typo) else {
+        panic!("expected a schema error")
+    };
+    assert_eq!(
+        (field.as_str(), message.as_str()),
+        ("spec.rateLimit.requestPerSecond", "unknown field")
+    );
+    let in_list = POLICY.replace("name: web}", "name: web, namespace: other}");
+    let FileError::Schema { field, .. } = parse_error(&in_list) else {
+        panic!("expected a schema error")
+    };
+    assert_eq!(field, "spec.targetRefs[0].namespace");
+    let old = POLICY.replace("tollgate.dev/v1alpha1", "tollgate.dev/v1");
+    assert!(parse_error(&old)
+        .to_string()
+        .contains("tollgate.dev/v1alpha1"));
+    // A value of the wrong type is a schema error too, at its path.
+    let FileError::Schema { field, .. } = parse_error(&POLICY.replace("5}", "fast}")) else {
+        panic!("expected a schema error")
+    };
+    assert_eq!(field, "spec.rateLimit.requestsPerSecond");
+}
+
+#[test]
+fn tls_and_opaque_secrets_are_held_and_other_types_skipped() {
+    let secret = |name: &str, ty: Option<&str>| {
+        let ty = ty.map(|t| format!("type: {t}\n")).unwrap_or_default();
+        format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: ns}}\n{ty}data: {{auth: Zm9v}}\n")
+    };
+    let text = [
+        secret("tls", Some("kubernetes.io/tls")),
+        secret("opaque", Some("Opaque")),
+        secret("untyped", None),
+        secret("token", Some("kubernetes.io/service-account-token")),
+        secret("docker", Some("kubernetes.io/dockerconfigjson")),
+    ]
+    .join("---\n");
+    let types: Vec<(String, Option<String>)> = parse_manifests("f.yaml", &text)
+        .expect("valid")
+        .into_iter()
+        .map(|(_, o)| match o {
+            Object::Secret(s) => (s.metadata.name.unwrap_or_default(), s.type_),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("tls".to_string(), Some("kubernetes.io/tls".to_string())),
+            ("opaque".to_string(), Some("Opaque".to_string())),
+            ("untyped".to_string(), Some("Opaque".to_string())),
+        ]
+    );
+}

@@ -4,7 +4,10 @@
 //!
 //! Invariants:
 //! - Nothing is published before the initial list of every watched kind
-//!   has synced; readiness follows the first publish.
+//!   has synced; readiness follows the first publish. A kind whose CRD is
+//!   not installed (its list answers 404: TrafficPolicy) counts as synced
+//!   with no objects, so it never blocks readiness; its watch keeps
+//!   retrying, and installing the CRD later brings its objects in.
 //! - A failing watch, an unreachable API server or a re-list (410 Gone)
 //!   never blanks the table: objects are replaced only by a completed list,
 //!   and the last good table keeps serving meanwhile.
@@ -16,6 +19,7 @@
 
 pub mod events;
 pub mod leader;
+pub mod policy_status;
 pub mod status;
 pub mod watch;
 
@@ -33,6 +37,7 @@ use tokio::sync::{mpsc, watch as channel};
 use tokio::time::Instant;
 
 use crate::config::{Diagnostic, Object, ObjectKey, Snapshot};
+use crate::crd;
 use crate::metrics::{KindLabels, Metrics};
 use crate::runtime::{Applied, Runtime};
 use status::{Observed, Publish};
@@ -96,6 +101,18 @@ pub const PERMISSIONS: &[Permission] = &[
         group: "",
         resource: "secrets",
         verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "tollgate.dev",
+        resource: "trafficpolicies",
+        verbs: &["list", "watch"],
+        scope: Scope::Cluster,
+    },
+    Permission {
+        group: "tollgate.dev",
+        resource: "trafficpolicies/status",
+        verbs: &["patch"],
         scope: Scope::Cluster,
     },
     Permission {
@@ -188,6 +205,18 @@ struct StreamState {
     relist: Option<Vec<Object>>,
     /// `tollgate_kube_watch_synced` of the kind.
     synced_gauge: Gauge,
+    /// The kind's list answered 404 (CRD not installed) last time.
+    absent: bool,
+}
+
+/// Where the watch sends the statuses it takes off objects (the status
+/// writers compare them with what they should be; the snapshot never
+/// holds a status).
+struct StatusSinks {
+    /// To the Ingress status writer ([`status::run`]).
+    ingresses: mpsc::UnboundedSender<Observed>,
+    /// To the TrafficPolicy status writer ([`policy_status::run`]).
+    policies: mpsc::UnboundedSender<policy_status::Observed>,
 }
 
 /// The object references of diagnostics about namespaced or cluster
@@ -219,6 +248,16 @@ fn regarding(snapshot: &Snapshot, diagnostics: &[Diagnostic]) -> Vec<events::Reg
                 "Secret" => (
                     "v1",
                     snapshot.secrets.get(&key)?.object.metadata.uid.clone(),
+                ),
+                "TrafficPolicy" => (
+                    crd::API_VERSION,
+                    snapshot
+                        .traffic_policies
+                        .get(&key)?
+                        .object
+                        .metadata
+                        .uid
+                        .clone(),
                 ),
                 _ => return None,
             };
@@ -256,11 +295,22 @@ pub async fn run(
                 synced: false,
                 relist: None,
                 synced_gauge,
+                absent: false,
             }
         })
         .collect();
 
     let (observed_tx, observed_rx) = mpsc::unbounded_channel::<Observed>();
+    let (policy_observed_tx, policy_observed_rx) =
+        mpsc::unbounded_channel::<policy_status::Observed>();
+    let (policy_tx, policy_rx) = channel::channel(Arc::new(std::collections::BTreeMap::<
+        ObjectKey,
+        policy_status::Desired,
+    >::new()));
+    let sinks = StatusSinks {
+        ingresses: observed_tx,
+        policies: policy_observed_tx,
+    };
     let (served_tx, served_rx) = channel::channel(Arc::new(Vec::<ObjectKey>::new()));
     let (diag_tx, diag_rx) = channel::channel(Arc::new(Vec::<events::Regarding>::new()));
     let (leader_tx, leader_rx) = channel::channel(false);
@@ -287,6 +337,14 @@ pub async fn run(
             settings.publish.clone(),
             observed_rx,
             served_rx,
+            leader_rx.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(policy_status::run(
+            client.clone(),
+            policy_observed_rx,
+            policy_rx,
             leader_rx.clone(),
             metrics.clone(),
             stop.clone(),
@@ -339,7 +397,7 @@ pub async fn run(
                 else {
                     continue;
                 };
-                handle(info, state, update.event, runtime, &origin, &observed_tx, &metrics);
+                handle(info, state, update.event, runtime, &origin, &sinks, &metrics);
                 if dirty_since.is_none() && !runtime.pending().is_empty() {
                     dirty_since = Some(Instant::now());
                 }
@@ -367,6 +425,15 @@ pub async fn run(
                             true
                         }
                     });
+                    let desired = policy_status::desired(runtime.snapshot(), runtime.policy_status());
+                    policy_tx.send_if_modified(|current| {
+                        if **current == desired {
+                            false
+                        } else {
+                            *current = Arc::new(desired);
+                            true
+                        }
+                    });
                     if runtime.diagnostics() != last_diagnostics.as_slice() {
                         last_diagnostics = runtime.diagnostics().to_vec();
                         let _ = diag_tx.send(Arc::new(regarding(runtime.snapshot(), &last_diagnostics)));
@@ -381,10 +448,50 @@ pub async fn run(
     }
 }
 
-fn in_scope(info: &watch::StreamInfo, key: &ObjectKey) -> bool {
-    info.namespace
-        .as_deref()
-        .is_none_or(|ns| ns == key.namespace)
+/// A 404 from the API server: the resource type does not exist there.
+fn is_not_found(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
+        watcher::Error::WatchError(s) => s.code == 404,
+        _ => false,
+    }
+}
+
+/// Tells the status writers that an object is gone.
+fn forget(kind: &str, key: ObjectKey, sinks: &StatusSinks) {
+    match kind {
+        "Ingress" => {
+            let _ = sinks.ingresses.send(Observed::Deleted(key));
+        }
+        "TrafficPolicy" => {
+            let _ = sinks.policies.send(policy_status::Observed::Deleted(key));
+        }
+        _ => {}
+    }
+}
+
+/// Replaces what one stream covers with a completed list.
+fn replace_all(
+    info: &watch::StreamInfo,
+    listed: Vec<Object>,
+    runtime: &mut Runtime,
+    upsert: impl Fn(Object, &mut Runtime),
+    sinks: &StatusSinks,
+) {
+    let keys: HashSet<ObjectKey> = listed.iter().map(Object::key).collect();
+    // What the list no longer has was deleted while we were not
+    // watching; everything else is replaced by its listed version.
+    for key in runtime.snapshot().keys_of(info.kind) {
+        if info.covers(runtime.snapshot(), &key) && !keys.contains(&key) {
+            runtime.delete(info.kind, &key);
+            forget(info.kind, key, sinks);
+        }
+    }
+    for object in listed {
+        upsert(object, runtime);
+    }
 }
 
 fn handle(
@@ -393,17 +500,39 @@ fn handle(
     event: Result<watcher::Event<Object>, watcher::Error>,
     runtime: &mut Runtime,
     origin: &Arc<str>,
-    observed: &mpsc::UnboundedSender<Observed>,
+    sinks: &StatusSinks,
     metrics: &Metrics,
 ) {
     let upsert = |mut object: Object, runtime: &mut Runtime| {
-        if let Some(status) = watch::trim(&mut object) {
-            let _ = observed.send(Observed::Status(object.key(), status));
+        match watch::trim(&mut object) {
+            Some(watch::Taken::Ingress(status)) => {
+                let _ = sinks.ingresses.send(Observed::Status(object.key(), status));
+            }
+            Some(watch::Taken::TrafficPolicy(status)) => {
+                let _ = sinks
+                    .policies
+                    .send(policy_status::Observed::Status(object.key(), status));
+            }
+            None => {}
         }
         runtime.upsert(origin.clone(), object);
     };
     let event = match event {
         Ok(event) => event,
+        Err(e) if info.optional && is_not_found(&e) => {
+            // The CRD is not installed: no objects of this kind exist. The
+            // watcher keeps retrying (with backoff), so installing the CRD
+            // later starts the watch.
+            if !state.absent {
+                tracing::warn!(kind = info.kind, namespace = info.namespace.as_deref().unwrap_or("*"), "the API server does not know this kind (CRD not installed?); treating it as empty and retrying in the background");
+            }
+            state.absent = true;
+            state.relist = None;
+            replace_all(info, Vec::new(), runtime, upsert, sinks);
+            state.synced = true;
+            state.synced_gauge.set(1);
+            return;
+        }
         Err(e) => {
             // No gauge flips back to "up" here: the watcher reconnects
             // silently (no event marks it), so failures are a counter.
@@ -420,29 +549,18 @@ fn handle(
         watcher::Event::InitApply(object) => state.relist.get_or_insert_default().push(object),
         watcher::Event::InitDone => {
             let listed = state.relist.take().unwrap_or_default();
-            let keys: HashSet<ObjectKey> = listed.iter().map(Object::key).collect();
-            // What the list no longer has was deleted while we were not
-            // watching; everything else is replaced by its listed version.
-            for key in runtime.snapshot().keys_of(info.kind) {
-                if in_scope(info, &key) && !keys.contains(&key) {
-                    runtime.delete(info.kind, &key);
-                    if info.kind == "Ingress" {
-                        let _ = observed.send(Observed::Deleted(key));
-                    }
-                }
-            }
             let count = listed.len();
-            for object in listed {
-                upsert(object, runtime);
-            }
-            if !state.synced {
+            replace_all(info, listed, runtime, upsert, sinks);
+            if !state.synced || state.absent {
                 tracing::info!(
                     kind = info.kind,
                     namespace = info.namespace.as_deref().unwrap_or("*"),
+                    secret_type = info.secret_type.unwrap_or(""),
                     objects = count,
                     "watch synced"
                 );
             }
+            state.absent = false;
             state.synced = true;
             state.synced_gauge.set(1);
         }
@@ -450,9 +568,7 @@ fn handle(
         watcher::Event::Delete(object) => {
             let key = object.key();
             runtime.delete(info.kind, &key);
-            if info.kind == "Ingress" {
-                let _ = observed.send(Observed::Deleted(key));
-            }
+            forget(info.kind, key, sinks);
         }
     }
 }

@@ -2,13 +2,18 @@
 //! `--watch-namespace`), merged into one stream of [`Update`]s.
 //!
 //! Invariants:
-//! - Secrets are only ever listed and watched with the field selector
-//!   `type=kubernetes.io/tls`: no other Secret reaches this process.
+//! - Secrets are only ever listed and watched with a field selector on
+//!   their type, one stream per type of [`SECRET_TYPES`]
+//!   (`kubernetes.io/tls`, `Opaque`; field selectors cannot OR): no other
+//!   Secret reaches this process.
 //! - Objects are trimmed before they are kept ([`trim`]): fields that change
 //!   without changing routing (resourceVersion, managedFields, status,
 //!   `last-applied-configuration`) are dropped, so a status write or a
 //!   no-op update compares equal and triggers nothing. Services and
 //!   EndpointSlices keep only the fields the compiler reads.
+//!   `metadata.generation` is kept (TrafficPolicy conditions report it).
+//! - TrafficPolicy is [`StreamInfo::optional`]: its CRD may not be
+//!   installed, and the caller treats a 404 as an empty list.
 //! - Failures are yielded as `Err` items; the watcher retries on its own
 //!   with backoff (`default_backoff`), re-listing after a 410 Gone.
 
@@ -24,22 +29,27 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::config::snapshot::SERVICE_NAME_LABEL;
+use crate::config::snapshot::{OPAQUE_SECRET_TYPE, SERVICE_NAME_LABEL};
 use crate::config::tls::TLS_SECRET_TYPE;
-use crate::config::Object;
+use crate::config::{Object, Snapshot};
+use crate::crd::{TrafficPolicy, TrafficPolicyStatus};
 
 /// The kinds tollgate watches, in the order their streams are created.
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 6] = [
     "IngressClass",
     "Ingress",
     "Service",
     "EndpointSlice",
     "Secret",
+    "TrafficPolicy",
 ];
 
-/// The field selector that keeps every Secret but TLS ones out.
-pub fn secret_field_selector() -> String {
-    format!("type={TLS_SECRET_TYPE}")
+/// The Secret types watched, one stream each.
+pub const SECRET_TYPES: [&str; 2] = [TLS_SECRET_TYPE, OPAQUE_SECRET_TYPE];
+
+/// The field selector that keeps every Secret but those of one type out.
+pub fn secret_field_selector(secret_type: &str) -> String {
+    format!("type={secret_type}")
 }
 
 /// One watch stream: a kind, in one namespace or all.
@@ -48,6 +58,32 @@ pub struct StreamInfo {
     pub kind: &'static str,
     /// `None`: all namespaces (or a cluster-scoped kind).
     pub namespace: Option<String>,
+    /// Secrets: the one type this stream lists.
+    pub secret_type: Option<&'static str>,
+    /// The kind may not exist on the server (a CRD not installed): a 404
+    /// means "no objects", not a failure.
+    pub optional: bool,
+}
+
+impl StreamInfo {
+    /// Whether an object of the snapshot is one this stream lists (what a
+    /// completed re-list replaces).
+    pub fn covers(&self, snapshot: &Snapshot, key: &crate::config::ObjectKey) -> bool {
+        if self
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| ns != key.namespace)
+        {
+            return false;
+        }
+        match self.secret_type {
+            None => true,
+            Some(t) => snapshot
+                .secrets
+                .get(key)
+                .is_some_and(|e| e.object.type_.as_deref() == Some(t)),
+        }
+    }
 }
 
 /// One item of the merged stream.
@@ -61,6 +97,13 @@ pub struct Update {
 /// [`trim`] for the status writer.
 pub type LbStatus = Vec<IngressLoadBalancerIngress>;
 
+/// A status [`trim`] took off an object, for its status writer.
+#[derive(Debug, PartialEq)]
+pub enum Taken {
+    Ingress(LbStatus),
+    TrafficPolicy(TrafficPolicyStatus),
+}
+
 fn trim_meta(meta: &mut ObjectMeta) {
     meta.resource_version = None;
     meta.managed_fields = None;
@@ -70,12 +113,12 @@ fn trim_meta(meta: &mut ObjectMeta) {
 }
 
 /// Drops what does not affect routing (see the module invariants). Returns
-/// an Ingress's published status.
+/// the status of an Ingress or a TrafficPolicy.
 ///
 /// Services and EndpointSlices are most of a large cluster's objects, so
 /// they keep only what the compiler reads (ports, type, externalName;
 /// addresses and conditions): that is most of the memory tollgate holds.
-pub fn trim(object: &mut Object) -> Option<LbStatus> {
+pub fn trim(object: &mut Object) -> Option<Taken> {
     match object {
         Object::IngressClass(o) => trim_meta(&mut o.metadata),
         Object::Service(o) => {
@@ -116,7 +159,11 @@ pub fn trim(object: &mut Object) -> Option<LbStatus> {
                 .and_then(|s| s.load_balancer)
                 .and_then(|lb| lb.ingress)
                 .unwrap_or_default();
-            return Some(status);
+            return Some(Taken::Ingress(status));
+        }
+        Object::TrafficPolicy(o) => {
+            trim_meta(&mut o.metadata);
+            return Some(Taken::TrafficPolicy(o.status.take().unwrap_or_default()));
         }
     }
     None
@@ -170,13 +217,22 @@ pub fn start(
     } else {
         namespaces.iter().map(|n| Some(n.as_str())).collect()
     };
+    let streams_of_kind = |kind: &str| -> Vec<Option<&'static str>> {
+        match kind {
+            "Secret" => SECRET_TYPES.iter().copied().map(Some).collect(),
+            _ => vec![None],
+        }
+    };
     for kind in KINDS {
         let kind_scopes: &[Option<&str>] = if kind == "IngressClass" {
             &[None]
         } else {
             &scopes
         };
-        for scope in kind_scopes {
+        for (scope, secret_type) in kind_scopes
+            .iter()
+            .flat_map(|s| streams_of_kind(kind).into_iter().map(move |t| (s, t)))
+        {
             let index = infos.len();
             let config = watcher::Config::default();
             let stream = match kind {
@@ -204,9 +260,17 @@ pub fn start(
                     index,
                     Object::EndpointSlice,
                 ),
+                "TrafficPolicy" => watch(
+                    api::<TrafficPolicy>(client, *scope),
+                    config,
+                    index,
+                    Object::TrafficPolicy,
+                ),
                 _ => watch(
                     api::<Secret>(client, *scope),
-                    config.fields(&secret_field_selector()),
+                    config.fields(&secret_field_selector(
+                        secret_type.unwrap_or(TLS_SECRET_TYPE),
+                    )),
                     index,
                     Object::Secret,
                 ),
@@ -214,6 +278,8 @@ pub fn start(
             infos.push(StreamInfo {
                 kind,
                 namespace: scope.map(str::to_string),
+                secret_type,
+                optional: kind == "TrafficPolicy",
             });
             streams.push(stream);
         }
@@ -309,7 +375,9 @@ mod tests {
             ..Default::default()
         };
         let mut object = Object::Ingress(ingress.clone());
-        let status = trim(&mut object).unwrap_or_default();
+        let Some(Taken::Ingress(status)) = trim(&mut object) else {
+            panic!("no Ingress status taken")
+        };
         assert_eq!(status.len(), 1);
         let Object::Ingress(trimmed) = object else {
             panic!("kind changed")
@@ -331,5 +399,60 @@ mod tests {
         };
         assert_eq!(other.metadata.name, Some("a".into()));
         assert_eq!(other.status, None);
+    }
+
+    #[test]
+    fn trim_takes_policy_status_and_keeps_the_generation() {
+        let spec: crate::crd::TrafficPolicySpec = serde_yaml::from_str(
+            "targetRefs: [{group: networking.k8s.io, kind: Ingress, name: web}]",
+        )
+        .unwrap();
+        let mut policy = TrafficPolicy::new("p", spec);
+        policy.metadata.generation = Some(7);
+        policy.metadata.resource_version = Some("42".into());
+        policy.status = Some(TrafficPolicyStatus::default());
+        let mut object = Object::TrafficPolicy(policy);
+        assert_eq!(
+            trim(&mut object),
+            Some(Taken::TrafficPolicy(TrafficPolicyStatus::default()))
+        );
+        let Object::TrafficPolicy(trimmed) = object else {
+            panic!("kind changed")
+        };
+        assert_eq!(trimmed.metadata.generation, Some(7));
+        assert!(trimmed.status.is_none() && trimmed.metadata.resource_version.is_none());
+    }
+
+    #[test]
+    fn a_secret_stream_covers_only_its_type() {
+        let mut snapshot = Snapshot::default();
+        for (name, ty) in [("cert", TLS_SECRET_TYPE), ("auth", OPAQUE_SECRET_TYPE)] {
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    namespace: Some("ns".into()),
+                    ..Default::default()
+                },
+                type_: Some(ty.into()),
+                ..Default::default()
+            };
+            snapshot.insert("test".into(), Object::Secret(secret));
+        }
+        let stream = |secret_type| StreamInfo {
+            kind: "Secret",
+            namespace: None,
+            secret_type: Some(secret_type),
+            optional: false,
+        };
+        let cert = crate::config::ObjectKey::new("ns", "cert");
+        let auth = crate::config::ObjectKey::new("ns", "auth");
+        assert!(stream(TLS_SECRET_TYPE).covers(&snapshot, &cert));
+        assert!(!stream(TLS_SECRET_TYPE).covers(&snapshot, &auth));
+        assert!(stream(OPAQUE_SECRET_TYPE).covers(&snapshot, &auth));
+        let scoped = StreamInfo {
+            namespace: Some("other".into()),
+            ..stream(OPAQUE_SECRET_TYPE)
+        };
+        assert!(!scoped.covers(&snapshot, &auth));
     }
 }

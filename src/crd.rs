@@ -218,7 +218,8 @@ pub struct RateLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MAX_RATE))]
     pub requests_per_minute: Option<i64>,
-    /// Requests allowed above the rate in a burst.
+    /// Requests allowed at once from a client whose budget is full
+    /// (default: the rate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MAX_RATE))]
     pub burst: Option<i64>,
@@ -277,7 +278,7 @@ pub struct SessionAffinity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "duration_schema")]
     pub max_age: Option<String>,
-    /// The cookie's `Path` (default: the matched Ingress path).
+    /// The cookie's `Path` (default `/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024), regex(pattern = COOKIE_PATH_PATTERN))]
     pub path: Option<String>,

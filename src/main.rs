@@ -222,14 +222,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let admin = TcpListener::from_std(admin_listener)?;
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let admin_task = tokio::spawn(tollgate::admin::serve(admin, health.clone(), metrics.clone(), admin_stop_rx));
-        // Limiter state of clients whose budget is full again is dropped
-        // every second: memory stays bounded by recently active clients.
+        // Every second: limiter state of clients whose budget is full again
+        // is dropped (memory stays bounded by recently active clients), and
+        // retry budgets age.
         let limits = state.published.clone();
         let pruner = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                limits.load().prune_limiters();
+                limits.load().housekeeping();
             }
         });
         health.listeners_up.store(true, Ordering::Release);

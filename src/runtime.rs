@@ -59,9 +59,13 @@ pub struct RouteLimits {
 }
 
 impl Published {
-    /// Drops limiter state of clients whose budget is full again (bounded
-    /// memory under many distinct clients). Control plane, periodically.
-    pub fn prune_limiters(&self) {
+    /// Periodic upkeep (control plane, every second): drops limiter state
+    /// of clients whose budget is full again (bounded memory under many
+    /// distinct clients) and ages the retry budgets.
+    pub fn housekeeping(&self) {
+        for upstream in &self.upstreams {
+            upstream.decay_retry_budget();
+        }
         let mut seen: Vec<*const RequestLimiter> = Vec::new();
         for limiter in self.route_limits.iter().filter_map(|l| l.rate.as_ref()) {
             let ptr = Arc::as_ptr(limiter);

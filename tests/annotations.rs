@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http::Request;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 
 const NS: &str = "default";
 
@@ -65,37 +63,6 @@ async fn start(echo: &Echo, ingresses: Vec<Value>, args: &[&str]) -> Tollgate {
         .args(args)
         .start()
         .await
-}
-
-/// One request on a fresh connection from source address `src`.
-async fn send_from(
-    src: IpAddr,
-    addr: SocketAddr,
-    req: Request<Full<Bytes>>,
-) -> Result<Resp, String> {
-    tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-        socket
-            .bind(SocketAddr::new(src, 0))
-            .map_err(|e| format!("bind {src}: {e}"))?;
-        let stream = socket
-            .connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        collect(resp).await
-    })
-    .await
-    .map_err(|_| "timed out".to_string())?
 }
 
 /// Waits (bounded) until the process log mentions `needle`.
@@ -1163,5 +1130,302 @@ async fn limit_connections_caps_concurrent_requests_per_client() {
         get_from(&tg, "127.0.0.2", "lc.test", "/").await.status,
         200,
         "released"
+    );
+}
+
+/// An Opaque Secret with `data` (values as given, base64-encoded here).
+fn opaque_secret(name: &str, data: &[(&str, &str)]) -> Value {
+    use base64::Engine;
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                json!(base64::engine::general_purpose::STANDARD.encode(v)),
+            )
+        })
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "namespace": NS},
+        "data": data,
+    })
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test]
+async fn basic_auth_with_bcrypt_sha1_and_apr1_users() {
+    use sha1::Digest;
+    let echo = Echo::services(&["app"]).await;
+    let bcrypt_hash = bcrypt::hash("b-pass", 4).unwrap();
+    let sha = {
+        use base64::Engine;
+        let digest = sha1::Sha1::digest(b"s-pass");
+        format!(
+            "{{SHA}}{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    };
+    // `openssl passwd -apr1 -salt tollgate s3cret`
+    let apr1 = "$apr1$tollgate$Ho2fslnWul1eeb2bmhg5b.";
+    let htpasswd = format!("# users\nbob:{bcrypt_hash}\nsam:{sha}\nann:{apr1}\n");
+    let mut docs = echo.backends(NS);
+    docs.push(opaque_secret("users", &[("auth", &htpasswd)]));
+    docs.push(opaque_secret("map", &[("zoe", apr1)]));
+    docs.push(annotated(
+        "auth",
+        "auth.test",
+        "/",
+        "app",
+        &[
+            ("auth-type", "basic"),
+            ("auth-secret", "users"),
+            ("auth-realm", "Staff only"),
+        ],
+    ));
+    docs.push(annotated(
+        "map",
+        "map.test",
+        "/",
+        "app",
+        &[
+            ("auth-type", "basic"),
+            ("auth-secret", "map"),
+            ("auth-secret-type", "auth-map"),
+        ],
+    ));
+    // Fail closed: a missing Secret or an unsupported scheme is not served.
+    docs.push(annotated(
+        "missing",
+        "missing.test",
+        "/",
+        "app",
+        &[("auth-type", "basic"), ("auth-secret", "nope")],
+    ));
+    docs.push(opaque_secret("plain", &[("auth", "eve:plaintext\n")]));
+    docs.push(annotated(
+        "plain",
+        "plain.test",
+        "/",
+        "app",
+        &[("auth-type", "basic"), ("auth-secret", "plain")],
+    ));
+    let tg = Tollgate::builder()
+        .file("m.yaml", &yaml_docs(&docs))
+        .start()
+        .await;
+
+    let none = tg.get("auth.test", "/").await;
+    assert_eq!(none.status, 401);
+    assert_eq!(
+        none.header("www-authenticate").as_deref(),
+        Some("Basic realm=\"Staff only\"")
+    );
+    for (user, pass) in [("bob", "b-pass"), ("sam", "s-pass"), ("ann", "s3cret")] {
+        let r = get_with(
+            &tg,
+            "auth.test",
+            "/",
+            &[("authorization", &basic(user, pass))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{user}: {}", r.summary());
+        // Twice: the second is answered from the success cache.
+        let r = get_with(
+            &tg,
+            "auth.test",
+            "/",
+            &[("authorization", &basic(user, pass))],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{user} again");
+        let wrong = get_with(
+            &tg,
+            "auth.test",
+            "/",
+            &[("authorization", &basic(user, "wrong"))],
+        )
+        .await;
+        assert_eq!(wrong.status, 401, "{user} with a wrong password");
+    }
+    assert_eq!(
+        get_with(
+            &tg,
+            "map.test",
+            "/",
+            &[("authorization", &basic("zoe", "s3cret"))]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        get_with(&tg, "auth.test", "/", &[("authorization", "Basic !!!")])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        tg.get("missing.test", "/").await.status,
+        404,
+        "never served without its Secret"
+    );
+    assert_eq!(
+        tg.get("plain.test", "/").await.status,
+        404,
+        "plain-text passwords are refused"
+    );
+}
+
+/// An external auth service: allows `Authorization: Bearer good` (with an
+/// `X-Auth-User` header), answers 403 for `Bearer forbidden`, else 401.
+/// Records the original URL it was asked about.
+async fn auth_service(seen: tokio::sync::mpsc::UnboundedSender<String>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let h = req.headers();
+                            if let Some(url) = h.get("x-original-url") {
+                                let _ = seen.send(url.to_str().unwrap_or("").to_string());
+                            }
+                            let auth = h
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            let (status, user) = match auth {
+                                "Bearer good" => (200, Some("alice")),
+                                "Bearer forbidden" => (403, None),
+                                _ => (401, None),
+                            };
+                            let mut r = http::Response::new(Full::new(Bytes::new()));
+                            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            if let Some(user) = user {
+                                r.headers_mut()
+                                    .insert("x-auth-user", http::HeaderValue::from_static(user));
+                                r.headers_mut()
+                                    .insert("x-not-listed", http::HeaderValue::from_static("leak"));
+                            }
+                            Ok::<_, std::convert::Infallible>(r)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn external_auth_allows_denies_and_redirects_to_signin() {
+    let echo = Echo::services(&["app"]).await;
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let auth = auth_service(seen_tx).await;
+    let url = format!("http://{auth}/check?host=$host");
+    let tg = start(
+        &echo,
+        vec![
+            annotated(
+                "ext",
+                "ext.test",
+                "/",
+                "app",
+                &[("auth-url", &url), ("auth-response-headers", "X-Auth-User")],
+            ),
+            annotated(
+                "signin",
+                "signin.test",
+                "/",
+                "app",
+                &[
+                    ("auth-url", &url),
+                    ("auth-signin", "https://login.example/start"),
+                ],
+            ),
+            annotated(
+                "down",
+                "down.test",
+                "/",
+                "app",
+                &[("auth-url", "http://127.0.0.1:9/check")],
+            ),
+            annotated(
+                "badvar",
+                "badvar.test",
+                "/",
+                "app",
+                &[("auth-url", "http://127.0.0.1:9/$document_root")],
+            ),
+        ],
+        &[],
+    )
+    .await;
+    let ok = get_with(
+        &tg,
+        "ext.test",
+        "/page?q=1",
+        &[("authorization", "Bearer good"), ("x-auth-user", "mallory")],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.summary());
+    let e = ok.echo();
+    assert_eq!(
+        e.header("X-Auth-User").as_deref(),
+        Some("alice"),
+        "the auth service's value, not the client's"
+    );
+    assert_eq!(e.header("X-Not-Listed"), None);
+    let mut seen = Vec::new();
+    while let Ok(url) = seen_rx.try_recv() {
+        seen.push(url);
+    }
+    assert!(
+        seen.iter().any(|u| u == "http://ext.test/page?q=1"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        get_with(
+            &tg,
+            "ext.test",
+            "/",
+            &[("authorization", "Bearer forbidden")]
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(tg.get("ext.test", "/").await.status, 401);
+    let r = tg.get("signin.test", "/deep?x=1").await;
+    assert_eq!(r.status, 302);
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with("https://login.example/start?rd="),
+        "{location}"
+    );
+    assert!(location.contains("signin.test"), "{location}");
+    assert_eq!(
+        tg.get("down.test", "/").await.status,
+        500,
+        "an unreachable auth service fails closed"
+    );
+    assert_eq!(
+        tg.get("badvar.test", "/").await.status,
+        404,
+        "a variable outside the whitelist rejects the Ingress"
     );
 }

@@ -136,3 +136,171 @@ async fn an_opaque_secret_is_read_but_never_used_as_a_certificate() {
     );
     assert!(!all.contains("not found"), "{all}");
 }
+
+/// An Ingress `name` for `host` → `/` → `svc`:8080 with annotations.
+fn annotated_ingress(name: &str, host: &str, svc: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
+        "spec": {"ingressClassName": "tollgate", "rules": [{"host": host, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": svc, "port": {"number": 8080}}}
+        }]}}]}
+    })
+}
+
+async fn get_from(tg: &Tollgate, src: &str, host: &str, target: &str) -> Resp {
+    send_from(
+        src.parse().unwrap(),
+        tg.http_addr(),
+        req("GET", host, target)
+            .body(http_body_util::Full::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("GET http://{host}{target} from {src}: {e}"))
+}
+
+#[tokio::test]
+async fn a_policy_applies_on_the_request_path_and_wins_over_annotations() {
+    let echo = Echo::replicas("app", 3).await;
+    let mut docs = echo.backends(NS);
+    docs.push(annotated_ingress(
+        "web",
+        "web.test",
+        "app",
+        json!({
+            "nginx.ingress.kubernetes.io/whitelist-source-range": "127.0.0.9",
+            "nginx.ingress.kubernetes.io/proxy-body-size": "1m",
+        }),
+    ));
+    docs.push(policy(
+        "web-policy",
+        &["web"],
+        json!({
+            "ipAllow": ["127.0.0.0/30"],
+            "ipDeny": ["127.0.0.3"],
+            "maxRequestBodyBytes": 16,
+            "rateLimit": {"requestsPerSecond": 1, "burst": 4},
+            "loadBalancer": {"algorithm": "consistent-hash", "hashBy": {"header": "X-User"}},
+            "cors": {"allowOrigins": ["https://ui.example"], "allowCredentials": false},
+            "timeouts": {"responseHeaders": "1s"},
+        }),
+    ));
+    let dir = TempDir::new("check");
+    dir.write("m.yaml", &yaml_docs(&docs));
+    let (_, out, err) = check(dir.path(), &[]).await;
+    assert!(
+        format!("{out}{err}").contains("TrafficPolicy shop/web-policy overrides these annotations"),
+        "{out}{err}"
+    );
+
+    let tg = Tollgate::builder()
+        .file("m.yaml", &yaml_docs(&docs))
+        .start()
+        .await;
+    // ipAllow replaced the annotation's allow list; ipDeny refuses .3.
+    assert_eq!(
+        get_from(&tg, "127.0.0.9", "web.test", "/").await.status,
+        403
+    );
+    assert_eq!(
+        get_from(&tg, "127.0.0.3", "web.test", "/").await.status,
+        403
+    );
+    // The body limit is the policy's 16 bytes, not the annotation's 1m.
+    let big = send_from(
+        "127.0.0.2".parse().unwrap(),
+        tg.http_addr(),
+        req("POST", "web.test", "/")
+            .body(http_body_util::Full::new(bytes::Bytes::from(vec![
+                b'x';
+                17
+            ])))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(big.status, 413);
+    // Consistent hashing by X-User, CORS, the response timeout.
+    let mut b = req("GET", "web.test", "/a")
+        .header("x-user", "alice")
+        .header("origin", "https://ui.example");
+    let first = send_from(
+        "127.0.0.1".parse().unwrap(),
+        tg.http_addr(),
+        b.body(Default::default()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status, 200, "{}", first.summary());
+    assert_eq!(
+        first.header("access-control-allow-origin").as_deref(),
+        Some("https://ui.example")
+    );
+    for i in 0..3 {
+        b = req("GET", "web.test", &format!("/{i}")).header("x-user", "alice");
+        let r = send_from(
+            "127.0.0.1".parse().unwrap(),
+            tg.http_addr(),
+            b.body(Default::default()).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.echo().pod(), first.echo().pod(), "hashed by X-User");
+    }
+    // Rate: client .1 has used 4 (its burst): the next is 429.
+    let r = get_from(&tg, "127.0.0.1", "web.test", "/").await;
+    assert_eq!(r.status, 429, "{}", r.summary());
+    assert!(r.header("retry-after").is_some());
+    let slow = get_from(&tg, "127.0.0.2", "web.test", "/?delay=2500").await;
+    assert_eq!(slow.status, 504, "responseHeaders 1s");
+}
+
+#[tokio::test]
+async fn an_invalid_edit_keeps_the_last_valid_policy_applying() {
+    let echo = Echo::services(&["app"]).await;
+    let mut docs = echo.backends(NS);
+    docs.push(annotated_ingress("web", "web.test", "app", json!({})));
+    let valid = policy("guard", &["web"], json!({"ipAllow": ["127.0.0.2"]}));
+    let tg = Tollgate::builder()
+        .file("m.yaml", &yaml_docs(&docs))
+        .file("p.yaml", &yaml_docs(&[valid]))
+        .start()
+        .await;
+    assert_eq!(
+        get_from(&tg, "127.0.0.5", "web.test", "/").await.status,
+        403
+    );
+    // The edit is invalid (a bad CIDR): the allow list must not open.
+    let broken = policy("guard", &["web"], json!({"ipAllow": ["127.0.0.2/99"]}));
+    tg.write("p.yaml", &yaml_docs(&[broken]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !tg
+        .proc_
+        .logs()
+        .contains("its last valid version keeps applying")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", tg.proc_.logs());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        get_from(&tg, "127.0.0.5", "web.test", "/").await.status,
+        403
+    );
+    assert_eq!(
+        get_from(&tg, "127.0.0.2", "web.test", "/").await.status,
+        200
+    );
+    // Deleting the policy is an explicit choice: the Ingress opens.
+    tg.write("p.yaml", "");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while get_from(&tg, "127.0.0.5", "web.test", "/").await.status != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never applied the deletion"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

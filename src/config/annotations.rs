@@ -298,6 +298,7 @@ pub fn parse(
         connect: p.seconds("proxy-connect-timeout"),
         read: p.seconds("proxy-read-timeout"),
         send: p.seconds("proxy-send-timeout"),
+        idle: None,
     };
     out.retry = p.retry();
     out.affinity = p.affinity();
@@ -639,6 +640,7 @@ impl<'a> Parser<'a> {
             on_timeout: true,
             on_status: Vec::new(),
             non_idempotent: false,
+            budget: None,
         };
         if let Some(tokens) = tokens {
             retry.on_error = false;

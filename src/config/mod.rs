@@ -17,6 +17,7 @@ pub mod annotations;
 pub mod class;
 pub mod diagnostic;
 pub mod endpoints;
+pub mod overlay;
 pub mod snapshot;
 pub mod tls;
 pub mod traffic_policy;
@@ -106,6 +107,9 @@ pub struct LastGood {
     /// objects they were computed from are the same objects (`Arc`
     /// identity): a recompile then skips re-parsing unchanged endpoints.
     pub endpoints: HashMap<UpstreamKey, Arc<Resolved>>,
+    /// The last valid version of each TrafficPolicy: an edit that makes a
+    /// policy invalid keeps this one applying (an allow list never opens).
+    pub policies: BTreeMap<ObjectKey, Arc<crate::crd::TrafficPolicy>>,
 }
 
 /// One memoized endpoint resolution and the objects it came from.
@@ -170,7 +174,9 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         certs: HashMap::default(),
         roots: HashMap::default(),
         paths: HashMap::default(),
+        policies: HashMap::default(),
     };
+    builder.policies = effective_policies(snapshot, last_good, builder.out);
     let mut served = Vec::with_capacity(ours.len());
     for (key, entry) in ours {
         let origin = Some(entry.origin.clone());
@@ -536,6 +542,53 @@ struct Builder<'a> {
     roots: HashMap<ObjectKey, TrustAnchors>,
     /// Routes by (host, path, pathType), for attaching canaries.
     paths: HashMap<(String, String, PathType), RouteId>,
+    /// The TrafficPolicy applying to each Ingress: (policy, its spec).
+    policies: HashMap<ObjectKey, (ObjectKey, Arc<crate::crd::TrafficPolicy>)>,
+}
+
+/// The TrafficPolicy that applies to each Ingress: of the policies targeting
+/// it, the oldest. A policy that is invalid now applies in its last valid
+/// version (a diagnostic says so); one never valid applies nowhere.
+fn effective_policies(
+    snapshot: &Snapshot,
+    last_good: &LastGood,
+    out: &mut Compiled,
+) -> HashMap<ObjectKey, (ObjectKey, Arc<crate::crd::TrafficPolicy>)> {
+    let mut effective: Vec<(&ObjectKey, Arc<crate::crd::TrafficPolicy>)> = Vec::new();
+    for (key, entry) in &snapshot.traffic_policies {
+        if crate::crd::validate(&entry.object.spec).is_empty() {
+            effective.push((key, entry.object.clone()));
+        } else if let Some(good) = last_good.policies.get(key) {
+            out.diagnostics.push(Diagnostic::new(
+                Severity::Warning,
+                "TrafficPolicy",
+                key,
+                Some(entry.origin.clone()),
+                "spec",
+                "this version is invalid; its last valid version keeps applying",
+            ));
+            effective.push((key, good.clone()));
+        }
+    }
+    effective.sort_by(|(ka, a), (kb, b)| {
+        let ta = a.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+        let tb = b.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+        ta.cmp(&tb).then_with(|| ka.cmp(kb))
+    });
+    let mut by_ingress = HashMap::default();
+    for (key, policy) in effective {
+        out.last_good.policies.insert(key.clone(), policy.clone());
+        for target in &policy.spec.target_refs {
+            if !policy.spec.targets(&target.name) {
+                continue;
+            }
+            let ingress = ObjectKey::new(key.namespace.clone(), target.name.clone());
+            by_ingress
+                .entry(ingress)
+                .or_insert_with(|| (key.clone(), policy.clone()));
+        }
+    }
+    by_ingress
 }
 
 /// How an Ingress's backends are spoken to.
@@ -1026,12 +1079,37 @@ impl Builder<'_> {
 
     fn add_ingress(&mut self, key: &ObjectKey, origin: Option<Arc<str>>, ingress: &Ingress) {
         let Some(spec) = &ingress.spec else { return };
-        let (parsed, problems) = annotations::parse(
+        let (mut parsed, problems) = annotations::parse(
             ingress.metadata.annotations.as_ref(),
             self.opts.limit_statuses,
         );
         for problem in problems.into_iter().filter(|p| !p.reject) {
             self.warn(key, &origin, problem.field, problem.reason);
+        }
+        // A TrafficPolicy wins over the annotations, section by section.
+        let mut policy_lb = None;
+        if let Some((policy_key, policy)) = self.policies.get(key).cloned() {
+            let annotation_lb = [LOAD_BALANCE_ANNOTATION, NGINX_LOAD_BALANCE_ANNOTATION]
+                .iter()
+                .any(|a| annotation(ingress, a).is_some());
+            let applied = overlay::apply(
+                &mut parsed,
+                &policy.spec,
+                self.opts.limit_statuses,
+                annotation_lb,
+            );
+            policy_lb = applied.lb;
+            if !applied.overridden.is_empty() {
+                self.warn(
+                    key,
+                    &origin,
+                    "metadata.annotations".into(),
+                    format!(
+                        "TrafficPolicy {policy_key} overrides these annotations: {}",
+                        applied.overridden.join(", ")
+                    ),
+                );
+            }
         }
         let ssl_redirect = ![SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION]
             .iter()
@@ -1056,9 +1134,9 @@ impl Builder<'_> {
         let redirects =
             |host: &str| force_redirect || redirects.iter().any(|(h, r)| *r && h == host);
         let ingress_label: Arc<str> = key.to_string().into();
-        let mut lb = match lb_algorithm(ingress) {
-            Ok(lb) => lb,
-            Err((field, reason)) => {
+        let mut lb = match (policy_lb, lb_algorithm(ingress)) {
+            (Some(lb), _) | (None, Ok(lb)) => lb,
+            (None, Err((field, reason))) => {
                 self.warn(key, &origin, field, reason);
                 LbAlgorithm::RoundRobin
             }

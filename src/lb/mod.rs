@@ -113,6 +113,10 @@ pub struct Upstream {
     pub trust: TrustAnchors,
     /// Verification was required but is impossible: never connect (503).
     pub blocked: bool,
+    /// Requests and retries of routes with a retry budget, halved every
+    /// second ([`Upstream::decay_retry_budget`]): a moving window.
+    budget_requests: AtomicU64,
+    budget_retries: AtomicU64,
 }
 
 impl Upstream {
@@ -162,6 +166,34 @@ impl Upstream {
             fallback.get_or_insert(e);
         }
         fallback.cloned()
+    }
+
+    /// Counts a request against the retry budget.
+    pub fn note_budgeted_request(&self) {
+        self.budget_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one retry from a budget of `percent` of recent requests; one
+    /// retry is always allowed per window so a lone failure can retry.
+    pub fn take_retry(&self, percent: u8) -> bool {
+        let requests = self.budget_requests.load(Ordering::Relaxed);
+        let retries = self.budget_retries.load(Ordering::Relaxed);
+        let allowed = requests.saturating_mul(u64::from(percent)) / 100;
+        if retries > allowed.max(1) {
+            return false;
+        }
+        self.budget_retries.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Halves the budget counters (control plane, every second).
+    pub fn decay_retry_budget(&self) {
+        for counter in [&self.budget_requests, &self.budget_retries] {
+            let v = counter.load(Ordering::Relaxed);
+            if v != 0 {
+                counter.store(v / 2, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The endpoint whose [`Endpoint::sticky_id`] is `id`, if it is in the
@@ -299,6 +331,8 @@ impl Upstream {
             verified,
             trust: spec.trust.clone(),
             blocked,
+            budget_requests: AtomicU64::new(0),
+            budget_retries: AtomicU64::new(0),
         }
     }
 

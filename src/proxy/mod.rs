@@ -505,6 +505,9 @@ pub(crate) async fn send(
             headers: req.headers().clone(),
         });
     let retries_on_connect = retry.is_none_or(|r| r.on_error || r.tries > 1);
+    if retry.is_some_and(|r| r.budget.is_some()) {
+        upstream.note_budgeted_request();
+    }
     let mut client_upgrade = client_upgrade;
     // `None` once sent (and not handed back).
     let mut pending = Some(req);
@@ -611,10 +614,14 @@ pub(crate) async fn send(
         }
         tried.push(endpoint);
         if pending.is_none() {
-            // Sent: only a replayable head can go elsewhere.
+            // Sent: only a replayable head can go elsewhere, within the
+            // retry budget if there is one.
+            let budget_ok = retry
+                .and_then(|r| r.budget)
+                .is_none_or(|percent| upstream.take_retry(percent));
             match &replay {
-                Some(replay) => pending = Some(replay.request()),
-                None => break,
+                Some(replay) if budget_ok => pending = Some(replay.request()),
+                _ => break,
             }
         }
     }

@@ -152,7 +152,10 @@ pub async fn serve(
     let settings = &ctx.state.settings;
     let plan = Plan {
         connect_timeout: policy.timeouts.connect.unwrap_or(settings.connect_timeout),
-        idle_timeout: settings.upstream_idle_timeout,
+        idle_timeout: policy
+            .timeouts
+            .idle
+            .unwrap_or(settings.upstream_idle_timeout),
         read_timeout: policy.timeouts.read.unwrap_or(settings.response_timeout),
         send_timeout: policy.timeouts.send.unwrap_or(settings.response_timeout),
         max_body: policy.max_body,

@@ -152,6 +152,8 @@ pub struct Timeouts {
     pub read: Option<Duration>,
     /// Longest pause while sending the request body (`proxy-send-timeout`).
     pub send: Option<Duration>,
+    /// Pooled upstream connections idle longer are not reused.
+    pub idle: Option<Duration>,
 }
 
 /// `proxy-next-upstream`: what sends a request to another endpoint.
@@ -167,6 +169,9 @@ pub struct Retry {
     pub on_status: Vec<u16>,
     /// Retry requests that are not idempotent (POST, PATCH) too.
     pub non_idempotent: bool,
+    /// At most this percent of an upstream's recent requests may be
+    /// retries (TrafficPolicy `retries.budget`); `None`: no budget.
+    pub budget: Option<u8>,
 }
 
 /// Sticky sessions (`affinity: cookie`).

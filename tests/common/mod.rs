@@ -783,6 +783,37 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Resp, S
     .map_err(|_| format!("request to {addr} timed out after {REQUEST_TIMEOUT:?}"))?
 }
 
+/// One request on a fresh connection from source address `src`.
+pub async fn send_from(
+    src: std::net::IpAddr,
+    addr: SocketAddr,
+    req: Request<Full<Bytes>>,
+) -> Result<Resp, String> {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket
+            .bind(SocketAddr::new(src, 0))
+            .map_err(|e| format!("bind {src}: {e}"))?;
+        let stream = socket
+            .connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        collect(resp).await
+    })
+    .await
+    .map_err(|_| "timed out".to_string())?
+}
+
 pub async fn collect<B>(resp: Response<B>) -> Result<Resp, String>
 where
     B: hyper::body::Body,

@@ -1,0 +1,183 @@
+//! A TrafficPolicy over an Ingress's annotations: every section the policy
+//! sets replaces what the annotations asked for that section.
+//!
+//! Invariants:
+//! - Pure: the parsed annotations and a *validated* policy spec in, the
+//!   merged settings out, plus the names of the annotations overridden (so
+//!   a diagnostic can say the policy won).
+//! - Only sections the policy sets are touched: an annotation whose
+//!   section the policy leaves out keeps working.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+
+use super::annotations::{Annotations, LimitStatuses};
+use crate::crd::{self, TrafficPolicySpec};
+use crate::table::policy::{
+    AccessList, Affinity, AffinityMode, ConnLimit, Cors, CorsOrigins, HashKey, HashPart, RateLimit,
+    Retry,
+};
+use crate::table::upstream::LbAlgorithm;
+
+/// What the overlay decided beyond the annotations' fields.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    /// The policy's load-balancing algorithm, if it sets one.
+    pub lb: Option<LbAlgorithm>,
+    /// Annotation settings the policy replaced (for the diagnostic).
+    pub overridden: Vec<&'static str>,
+}
+
+/// Applies `spec` over `a`.
+pub fn apply(
+    a: &mut Annotations,
+    spec: &TrafficPolicySpec,
+    statuses: LimitStatuses,
+    annotation_lb: bool,
+) -> Overlay {
+    let mut out = Overlay::default();
+    let mut note = |set: bool, what: &'static str| {
+        if set {
+            out.overridden.push(what);
+        }
+    };
+    if let Some(rl) = &spec.rate_limit {
+        note(a.rate.is_some() || a.connections.is_some(), "limit-*");
+        a.rate = rl.rate().map(|rate| {
+            let (requests, per) = match rate {
+                crd::Rate::PerSecond(n) => (n, Duration::from_secs(1)),
+                crd::Rate::PerMinute(n) => (n, Duration::from_secs(60)),
+            };
+            let requests = NonZeroU32::new(requests).unwrap_or(NonZeroU32::MIN);
+            RateLimit {
+                requests,
+                per,
+                burst: rl.burst().and_then(NonZeroU32::new).unwrap_or(requests),
+                status: statuses.tollgate,
+            }
+        });
+        a.connections = rl
+            .connections()
+            .and_then(NonZeroU32::new)
+            .map(|max| ConnLimit {
+                max,
+                status: statuses.tollgate,
+            });
+    }
+    if let Some(lb) = &spec.load_balancer {
+        note(
+            annotation_lb || a.hash_by.is_some(),
+            "load-balance / upstream-hash-by",
+        );
+        out.lb = lb.algorithm().map(|alg| match alg {
+            crd::Algorithm::RoundRobin => LbAlgorithm::RoundRobin,
+            crd::Algorithm::P2cEwma => LbAlgorithm::P2cEwma,
+            crd::Algorithm::ConsistentHash => LbAlgorithm::ConsistentHash,
+        });
+        a.hash_by = lb.hash_key().and_then(|key| {
+            let part = match key {
+                crd::HashKey::Header(name) => {
+                    HashPart::Header(http::HeaderName::from_bytes(name.as_bytes()).ok()?)
+                }
+                crd::HashKey::Cookie(name) => HashPart::Cookie(name.into()),
+                crd::HashKey::ClientIp => HashPart::RemoteAddr,
+            };
+            Some(HashKey { parts: vec![part] })
+        });
+    }
+    if let Some(sa) = &spec.session_affinity {
+        note(a.affinity.is_some(), "affinity / session-cookie-*");
+        a.affinity = Some(Affinity {
+            cookie: sa.cookie_name.as_str().into(),
+            mode: match sa.mode() {
+                Some(crd::AffinityMode::Persistent) => AffinityMode::Persistent,
+                _ => AffinityMode::Balanced,
+            },
+            max_age: sa.max_age().map(|d| d.as_secs()),
+            path: sa.path.as_deref().map(Arc::from),
+        });
+    }
+    if let Some(t) = &spec.timeouts {
+        note(
+            a.timeouts.connect.is_some() || a.timeouts.read.is_some(),
+            "proxy-connect-timeout / proxy-read-timeout",
+        );
+        if let Some(d) = t.connect() {
+            a.timeouts.connect = Some(d);
+        }
+        if let Some(d) = t.response_headers() {
+            a.timeouts.read = Some(d);
+        }
+        if let Some(d) = t.idle() {
+            a.timeouts.idle = Some(d);
+        }
+    }
+    if let Some(r) = &spec.retries {
+        note(a.retry.is_some(), "proxy-next-upstream*");
+        let on = r.conditions();
+        a.retry = Some(Retry {
+            tries: u8::try_from(r.attempts().unwrap_or(2).saturating_add(1)).unwrap_or(u8::MAX),
+            on_error: on.is_empty() || on.contains(&crd::RetryOn::ConnectFailure),
+            on_timeout: on.contains(&crd::RetryOn::Timeout),
+            on_status: if on.contains(&crd::RetryOn::Status5xx) {
+                vec![500, 502, 503, 504]
+            } else {
+                Vec::new()
+            },
+            non_idempotent: false,
+            budget: r.budget(),
+        });
+    }
+    if let Some(c) = &spec.cors {
+        note(a.cors.is_some(), "enable-cors / cors-*");
+        let list = |items: &[String], default: &'static str| {
+            if items.is_empty() {
+                HeaderValue::from_static(default)
+            } else {
+                HeaderValue::from_str(&items.join(", "))
+                    .unwrap_or_else(|_| HeaderValue::from_static(default))
+            }
+        };
+        let origins = if c.allow_origins.is_empty() || c.allow_origins.iter().any(|o| o == "*") {
+            CorsOrigins::Any
+        } else {
+            CorsOrigins::List(
+                c.allow_origins
+                    .iter()
+                    .map(|o| Arc::from(o.trim_end_matches('/').to_ascii_lowercase()))
+                    .collect(),
+            )
+        };
+        a.cors = Some(Cors {
+            origins,
+            allow_methods: list(&c.allow_methods, "GET, PUT, POST, DELETE, PATCH, OPTIONS"),
+            allow_headers: list(
+                &c.allow_headers,
+                "DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization",
+            ),
+            expose_headers: (!c.expose_headers.is_empty())
+                .then(|| HeaderValue::from_str(&c.expose_headers.join(", ")).ok())
+                .flatten(),
+            allow_credentials: c.allow_credentials.unwrap_or(true),
+            max_age: HeaderValue::from(c.max_age.unwrap_or(1_728_000).max(0)),
+        });
+    }
+    if !spec.ip_allow.is_empty() || !spec.ip_deny.is_empty() {
+        note(
+            a.access.is_some(),
+            "whitelist-source-range / denylist-source-range",
+        );
+        a.access = Some(AccessList {
+            allow: spec.ip_allow(),
+            deny: spec.ip_deny(),
+        });
+    }
+    if let Some(max) = spec.max_request_body_bytes {
+        note(a.max_body.is_some(), "proxy-body-size");
+        a.max_body = u64::try_from(max).ok().filter(|n| *n > 0);
+    }
+    out
+}

@@ -567,8 +567,13 @@ fn handle(
         watcher::Event::Apply(object) => upsert(object, runtime),
         watcher::Event::Delete(object) => {
             let key = object.key();
-            runtime.delete(info.kind, &key);
-            forget(info.kind, key, sinks);
+            // Two Secret streams (one per type) can see one name: a delete
+            // from one must not remove the other's newer object (an Opaque
+            // Secret replaced by a TLS Secret of the same name).
+            if info.covers(runtime.snapshot(), &key) {
+                runtime.delete(info.kind, &key);
+                forget(info.kind, key, sinks);
+            }
         }
     }
 }

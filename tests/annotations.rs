@@ -1282,6 +1282,29 @@ async fn basic_auth_with_bcrypt_sha1_and_apr1_users() {
         404,
         "plain-text passwords are refused"
     );
+
+    // A broken edit of the Secret: its last good users keep working.
+    let broken: Vec<Value> = docs
+        .iter()
+        .map(|d| {
+            if d["metadata"]["name"] == "users" && d["kind"] == "Secret" {
+                opaque_secret("users", &[("auth", "bob:not-a-hash\n")])
+            } else {
+                d.clone()
+            }
+        })
+        .collect();
+    tg.write("m.yaml", &yaml_docs(&broken));
+    wait_for_log(&tg, "Secret default/users: line 1").await;
+    let r = get_with(
+        &tg,
+        "auth.test",
+        "/",
+        &[("authorization", &basic("bob", "b-pass"))],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(tg.get("auth.test", "/").await.status, 401);
 }
 
 /// An external auth service: allows `Authorization: Bearer good` (with an

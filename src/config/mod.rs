@@ -110,6 +110,9 @@ pub struct LastGood {
     /// The last valid version of each TrafficPolicy: an edit that makes a
     /// policy invalid keeps this one applying (an allow list never opens).
     pub policies: BTreeMap<ObjectKey, Arc<crate::crd::TrafficPolicy>>,
+    /// The last users each basic-auth Secret yielded (by Secret and
+    /// whether it is an `auth-map`): a broken edit keeps them.
+    pub auth_users: BTreeMap<(ObjectKey, bool), Arc<crate::auth::htpasswd::Htpasswd>>,
 }
 
 /// One memoized endpoint resolution and the objects it came from.
@@ -979,10 +982,21 @@ impl Builder<'_> {
         // not resolve; if it fails here anyway, refuse every request.
         if let Some(spec) = &parsed.basic_auth {
             let challenge = format!("Basic realm=\"{}\"", spec.realm.replace(['"', '\\'], ""));
+            let secret = (
+                ObjectKey::new(key.namespace.clone(), spec.secret.clone()),
+                spec.map,
+            );
+            let users = match basic_auth_users(self.snapshot, &key.namespace, spec) {
+                Ok(users) => Some(Arc::new(users)),
+                // Served from its last good version: the Secret's last good
+                // users keep working; with none, nobody gets in.
+                Err(_) => self.last_good.auth_users.get(&secret).cloned(),
+            };
+            if let Some(users) = &users {
+                self.out.last_good.auth_users.insert(secret, users.clone());
+            }
             policy.basic_auth = Some(crate::table::policy::BasicAuth {
-                users: Arc::new(
-                    basic_auth_users(self.snapshot, &key.namespace, spec).unwrap_or_default(),
-                ),
+                users: users.unwrap_or_default(),
                 challenge: HeaderValue::from_str(&challenge)
                     .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
             });

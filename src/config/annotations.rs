@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
-use regex::Regex;
 
 use crate::table::policy::{
     AccessList, Affinity, AffinityMode, CanaryMatch, ConnLimit, Cors, CorsOrigins, HashKey,
@@ -965,7 +964,7 @@ impl<'a> Parser<'a> {
                             }
                         }
                     } else if let Some(p) = self.get(&pattern_name) {
-                        match Regex::new(p) {
+                        match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
                             Ok(r) => CanaryMatch::Pattern(Arc::new(r)),
                             Err(e) => {
                                 self.warn(&pattern_name, format!("`{p}` is not a regular expression ({e}); using always/never"));

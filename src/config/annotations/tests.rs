@@ -158,3 +158,43 @@ fn every_known_annotation_is_in_the_docs() {
         );
     }
 }
+
+/// Arbitrary values for every annotation never panic the parser (a
+/// bounded, seeded fuzz loop; annotations are untrusted input).
+#[test]
+fn arbitrary_values_never_panic() {
+    let alphabet: Vec<char> = "$/{}()[]*?.,:;=-_ \t09azAZ%\"'\\\u{0}\u{7f}é字\n"
+        .chars()
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(0x7011_6a7e);
+    let names: Vec<String> = KNOWN
+        .iter()
+        .map(|(s, _)| n(s))
+        .chain(
+            ["limit-rps", "limit-rpm", "limit-burst", "limit-connections"]
+                .iter()
+                .map(|s| format!("{TOLLGATE}{s}")),
+        )
+        .collect();
+    for _ in 0..3_000 {
+        let mut map = BTreeMap::new();
+        for _ in 0..rng.usize(1..6) {
+            let name = names[rng.usize(..names.len())].clone();
+            let len = rng.usize(0..24);
+            let value: String = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            map.insert(name, value);
+        }
+        let _ = parse(Some(&map), LimitStatuses::default());
+    }
+    for _ in 0..3_000 {
+        let len = rng.usize(0..32);
+        let value: String = (0..len)
+            .map(|_| alphabet[rng.usize(..alphabet.len())])
+            .collect();
+        let _ = parse_hash_key(&value);
+        let _ = parse_size(&value);
+        let _ = parse_cidrs(&value);
+    }
+}

@@ -2077,3 +2077,42 @@ fn startup_without_api_configuration_fails_fast() {
     );
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snippet_annotation_is_refused_with_an_event_and_never_served() {
+    let c = Cluster::new();
+    let echo = Echo::services(&["web"]).await;
+    c.api.apply_many(echo.backends(NS));
+    let mut snippet = ingress(NS, "snippet", &simple_spec("snippet.example", "web"));
+    snippet["metadata"]["annotations"] = json!({
+        "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"X: 1\";",
+        "nginx.ingress.kubernetes.io/made-up-thing": "1",
+    });
+    let mut fine = ingress(NS, "fine", &simple_spec("fine.example", "web"));
+    fine["metadata"]["annotations"] = json!({"nginx.ingress.kubernetes.io/made-up-thing": "1"});
+    c.api.apply_many(vec![snippet, fine]);
+    let tg = c.tollgate().start().await;
+    let cl = &c;
+    until(
+        "an Event refusing the snippet",
+        CHANGE_TIMEOUT,
+        || async move { check_events(cl, "snippet", "configuration-snippet") },
+    )
+    .await;
+    let events = c.events_about("snippet");
+    assert!(
+        events.iter().any(|e| e["reason"] == "Rejected"
+            && e["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("never executed"))),
+        "{events:?}"
+    );
+    until(
+        "a warning listing the unknown annotation",
+        CHANGE_TIMEOUT,
+        || async move { check_events(cl, "fine", "made-up-thing") },
+    )
+    .await;
+    expect_route(&tg, "snippet.example", "/", 404, None).await;
+    expect_route(&tg, "fine.example", "/", 200, Some("web")).await;
+}

@@ -397,7 +397,7 @@ async fn forward(
     plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
     let prepared = prepare_upstream(ctx, req, plan)?;
-    dispatch(ctx, upstream, prepared, plan).await
+    dispatch(upstream, prepared, plan).await
 }
 
 /// A request rewritten for its upstream, not yet sent.
@@ -441,7 +441,6 @@ pub(crate) fn prepare_upstream(
 
 /// Sends a prepared request (HTTP/1.1 or HTTP/2 by the upstream's protocol).
 pub(crate) async fn dispatch(
-    ctx: &ConnCtx,
     upstream: &Arc<Upstream>,
     prepared: Prepared,
     plan: &Plan<'_>,
@@ -455,7 +454,7 @@ pub(crate) async fn dispatch(
         client_upgrade,
     } = prepared;
     if upstream.key.protocol.is_http2() && client_upgrade.is_none() {
-        return forward_h2(ctx, upstream, req, upload.as_deref(), plan).await;
+        return forward_h2(upstream, req, upload.as_deref(), plan).await;
     }
     send(upstream, req, upload, client_upgrade, plan).await
 }
@@ -640,13 +639,11 @@ fn idempotent(method: &http::Method) -> bool {
 /// Forwarding to an HTTP/2 upstream (`H2C`, `GRPC`, `GRPCS`): one shared
 /// connection per endpoint and worker; streams, trailers and all.
 async fn forward_h2(
-    ctx: &ConnCtx,
     upstream: &Arc<Upstream>,
     mut req: Request<upload::UploadBody>,
     upload: Option<&upload::Upload>,
     plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
-    let _ = ctx;
     *req.version_mut() = Version::HTTP_2;
     // HTTP/2 carries the authority in the request target.
     let scheme = if upstream.key.protocol.is_tls() {

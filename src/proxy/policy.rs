@@ -148,7 +148,7 @@ pub async fn serve(
         request_id: req.headers().get(super::headers::X_REQUEST_ID).cloned(),
     });
 
-    let (pick, new_cookie) = choose(policy, upstream, client, &req);
+    let (pick, new_cookie) = choose(policy, client, &req);
     let settings = &ctx.state.settings;
     let plan = Plan {
         connect_timeout: policy.timeouts.connect.unwrap_or(settings.connect_timeout),
@@ -187,7 +187,7 @@ pub async fn serve(
         }
         prepared.req = Request::from_parts(parts, body);
     }
-    let (mut response, endpoint) = dispatch(ctx, upstream, prepared, &plan).await?;
+    let (mut response, endpoint) = dispatch(upstream, prepared, &plan).await?;
 
     if let (Some(errors), Some(info)) = (&policy.custom_errors, &error_page) {
         let status = response.status();
@@ -351,12 +351,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// How the first endpoint is chosen: affinity cookie, hash key, or the
 /// upstream's algorithm. Returns a new balanced-affinity key to set as the
 /// cookie when the request had none.
-fn choose(
-    policy: &RoutePolicy,
-    upstream: &Upstream,
-    client: IpAddr,
-    req: &Request<Incoming>,
-) -> (Pick, Option<String>) {
+fn choose(policy: &RoutePolicy, client: IpAddr, req: &Request<Incoming>) -> (Pick, Option<String>) {
     if let Some(affinity) = &policy.affinity {
         let existing = cookie(req.headers(), &affinity.cookie);
         return match affinity.mode {
@@ -375,7 +370,6 @@ fn choose(
             },
         };
     }
-    let _ = upstream;
     if let Some(key) = &policy.hash_by {
         let ip = if key.parts.contains(&HashPart::RemoteAddr) {
             client.to_string()

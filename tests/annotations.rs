@@ -1452,3 +1452,41 @@ async fn external_auth_allows_denies_and_redirects_to_signin() {
         "a variable outside the whitelist rejects the Ingress"
     );
 }
+
+#[tokio::test]
+async fn limits_run_before_authentication_so_password_guessing_is_limited() {
+    let echo = Echo::services(&["app"]).await;
+    let hash = bcrypt::hash("right", 4).unwrap();
+    let mut docs = echo.backends(NS);
+    docs.push(opaque_secret(
+        "users",
+        &[("auth", &format!("bob:{hash}\n"))],
+    ));
+    docs.push(annotated(
+        "guarded",
+        "guarded.test",
+        "/",
+        "app",
+        &[
+            ("auth-type", "basic"),
+            ("auth-secret", "users"),
+            ("tollgate.dev/limit-rpm", "3"),
+        ],
+    ));
+    let tg = Tollgate::builder()
+        .file("m.yaml", &yaml_docs(&docs))
+        .start()
+        .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = get_with(
+            &tg,
+            "guarded.test",
+            "/",
+            &[("authorization", &basic("bob", "guess"))],
+        )
+        .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
+}

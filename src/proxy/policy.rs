@@ -1,11 +1,13 @@
 //! The request path of routes with a policy (annotations, TrafficPolicy):
 //! the steps between routing and forwarding, and after the response.
 //!
-//! Order, as ingress-nginx's phases: access lists (403) → fixed redirects
-//! and `app-root` → CORS preflight → authentication (401/403) → limits
-//! (429/503) → canary choice → rewrite and request headers → forward (with
-//! the route's timeouts, retries, body limit, affinity or hashing) →
-//! custom error pages, CORS and affinity headers on the response.
+//! Order, as nginx's phases run ingress-nginx's configuration: fixed
+//! redirects, `app-root` and CORS preflights (rewrite phase) → rate and
+//! connection limits (preaccess: they also slow down password guessing) →
+//! access lists (403) → authentication (401/403) → canary choice → rewrite
+//! and request headers → forward (with the route's timeouts, retries, body
+//! limit, affinity or hashing) → custom error pages, CORS and affinity
+//! headers on the response.
 //!
 //! Invariants:
 //! - Only routes whose policy is not plain come here; the plain path in
@@ -62,11 +64,6 @@ pub async fn serve(
     let policy = &*route.policy;
     let client = client_ip(ctx, req.headers());
 
-    if let Some(access) = &policy.access {
-        if !access.permits(client) {
-            return Err(ProxyError::Forbidden);
-        }
-    }
     if let Some(redirect) = &policy.redirect {
         return Ok(fixed(redirect.status, Some(&redirect.location)));
     }
@@ -90,18 +87,8 @@ pub async fn serve(
             return Ok(served);
         }
     }
-    if let Some(basic) = &policy.basic_auth {
-        if !basic_auth_ok(basic, req.headers()).await {
-            let mut served = fixed(StatusCode::UNAUTHORIZED, None);
-            served
-                .response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, basic.challenge.clone());
-            return Ok(served);
-        }
-    }
     let limits = published.route_limits.get(route_id as usize);
-    let _permit = match limits {
+    let permit = match limits {
         Some(limits) if !policy.limit_exempt.iter().any(|n| n.contains(&client)) => {
             if let (Some(limiter), Some(spec)) = (&limits.rate, &policy.rate) {
                 if let Err(wait) = limiter.check(client) {
@@ -119,6 +106,21 @@ pub async fn serve(
         _ => None,
     };
 
+    if let Some(access) = &policy.access {
+        if !access.permits(client) {
+            return Err(ProxyError::Forbidden);
+        }
+    }
+    if let Some(basic) = &policy.basic_auth {
+        if !basic_auth_ok(basic, req.headers()).await {
+            let mut served = fixed(StatusCode::UNAUTHORIZED, None);
+            served
+                .response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, basic.challenge.clone());
+            return Ok(served);
+        }
+    }
     // The canary takes the request when its header, cookie or weight say so.
     let (upstream_id, canary) = match route.canary.as_deref() {
         Some(canary) if use_canary(canary, req.headers()) => (canary.upstream, Some(canary)),
@@ -229,7 +231,7 @@ pub async fn serve(
             }
         }
     }
-    if let Some(permit) = _permit {
+    if let Some(permit) = permit {
         response = response.map(|b| b.with_permit(permit));
     }
     Ok(Served {

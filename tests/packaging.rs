@@ -171,9 +171,12 @@ fn helm_chart_renders_lints_and_matches_the_binary() {
     python("chart.py");
 }
 
-/// Examples: every manifest valid for Kubernetes, standalone examples
-/// compile cleanly, the migration example's classes, and the TLS example
-/// served to curl over HTTPS.
+/// Examples: every manifest valid for Kubernetes (a TrafficPolicy for its
+/// CRD's schema), standalone examples compile cleanly and their READMEs
+/// start the backends their EndpointSlices name, the migration example's
+/// classes, and the TLS (HTTPS), rate-limit (429/503), canary (by header
+/// and weight) and TrafficPolicy (hashing, CORS, timeout, allow list)
+/// examples served to curl as their READMEs show.
 #[test]
 fn examples_are_valid_and_the_tls_example_serves_https() {
     python("examples.py");

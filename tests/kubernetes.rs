@@ -1639,8 +1639,9 @@ async fn traffic_policy_conditions_follow_the_compile() {
     assert_eq!(edited["observedGeneration"], 2);
     assert_eq!(edited["lastTransitionTime"], good["lastTransitionTime"]);
 
-    // Broken: the status flips (times have one-second resolution), and
-    // the newer policy, no longer conflicted, takes over.
+    // Broken: the status flips (times have one-second resolution); the
+    // last valid version keeps applying (an edit never opens an allow
+    // list), so the newer policy stays conflicted.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     c.edit_policy("good", &["web"], json!({"ipAllow": ["10.0.0.0/33"]}));
     let broken = c
@@ -1655,7 +1656,14 @@ async fn traffic_policy_conditions_follow_the_compile() {
             .contains("spec.ipAllow[0]"),
         "{broken}"
     );
-    c.until_accepted("late", "True", "Accepted", CHANGE_TIMEOUT)
+    assert!(
+        broken["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("last valid version keeps applying"),
+        "{broken}"
+    );
+    c.until_accepted("late", "False", "Conflicted", CHANGE_TIMEOUT)
         .await;
 }
 

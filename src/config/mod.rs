@@ -179,7 +179,13 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         paths: HashMap::default(),
         policies: HashMap::default(),
     };
-    builder.policies = effective_policies(snapshot, last_good, builder.out);
+    // The version of each TrafficPolicy in force (current, or last valid
+    // while the current one is invalid), and which applies to which Ingress.
+    builder.out.last_good.policies =
+        traffic_policy::versions_in_force(snapshot, &last_good.policies);
+    builder.policies = traffic_policy::owners(snapshot, &last_good.policies)
+        .into_iter()
+        .collect();
     let mut served = Vec::with_capacity(ours.len());
     for (key, entry) in ours {
         let origin = Some(entry.origin.clone());
@@ -263,7 +269,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
             builder.out.tls.set_default(id);
         }
     }
-    traffic_policy::apply(snapshot, &mut out);
+    traffic_policy::apply(snapshot, &mut out, &last_good.policies);
     out.table = out.table.compacted();
     out
 }
@@ -547,51 +553,6 @@ struct Builder<'a> {
     paths: HashMap<(String, String, PathType), RouteId>,
     /// The TrafficPolicy applying to each Ingress: (policy, its spec).
     policies: HashMap<ObjectKey, (ObjectKey, Arc<crate::crd::TrafficPolicy>)>,
-}
-
-/// The TrafficPolicy that applies to each Ingress: of the policies targeting
-/// it, the oldest. A policy that is invalid now applies in its last valid
-/// version (a diagnostic says so); one never valid applies nowhere.
-fn effective_policies(
-    snapshot: &Snapshot,
-    last_good: &LastGood,
-    out: &mut Compiled,
-) -> HashMap<ObjectKey, (ObjectKey, Arc<crate::crd::TrafficPolicy>)> {
-    let mut effective: Vec<(&ObjectKey, Arc<crate::crd::TrafficPolicy>)> = Vec::new();
-    for (key, entry) in &snapshot.traffic_policies {
-        if crate::crd::validate(&entry.object.spec).is_empty() {
-            effective.push((key, entry.object.clone()));
-        } else if let Some(good) = last_good.policies.get(key) {
-            out.diagnostics.push(Diagnostic::new(
-                Severity::Warning,
-                "TrafficPolicy",
-                key,
-                Some(entry.origin.clone()),
-                "spec",
-                "this version is invalid; its last valid version keeps applying",
-            ));
-            effective.push((key, good.clone()));
-        }
-    }
-    effective.sort_by(|(ka, a), (kb, b)| {
-        let ta = a.metadata.creation_timestamp.as_ref().map(|t| &t.0);
-        let tb = b.metadata.creation_timestamp.as_ref().map(|t| &t.0);
-        ta.cmp(&tb).then_with(|| ka.cmp(kb))
-    });
-    let mut by_ingress = HashMap::default();
-    for (key, policy) in effective {
-        out.last_good.policies.insert(key.clone(), policy.clone());
-        for target in &policy.spec.target_refs {
-            if !policy.spec.targets(&target.name) {
-                continue;
-            }
-            let ingress = ObjectKey::new(key.namespace.clone(), target.name.clone());
-            by_ingress
-                .entry(ingress)
-                .or_insert_with(|| (key.clone(), policy.clone()));
-        }
-    }
-    by_ingress
 }
 
 /// How an Ingress's backends are spoken to.

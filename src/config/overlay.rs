@@ -6,7 +6,8 @@
 //!   merged settings out, plus the names of the annotations overridden (so
 //!   a diagnostic can say the policy won).
 //! - Only sections the policy sets are touched: an annotation whose
-//!   section the policy leaves out keeps working.
+//!   section the policy leaves out keeps working. Timeouts go field by
+//!   field (a policy setting only `idle` keeps `proxy-read-timeout`).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -101,14 +102,14 @@ pub fn apply(
         });
     }
     if let Some(t) = &spec.timeouts {
-        note(
-            a.timeouts.connect.is_some() || a.timeouts.read.is_some(),
-            "proxy-connect-timeout / proxy-read-timeout",
-        );
+        // Field by field: a timeout the policy leaves out keeps the
+        // annotation's value.
         if let Some(d) = t.connect() {
+            note(a.timeouts.connect.is_some(), "proxy-connect-timeout");
             a.timeouts.connect = Some(d);
         }
         if let Some(d) = t.response_headers() {
+            note(a.timeouts.read.is_some(), "proxy-read-timeout");
             a.timeouts.read = Some(d);
         }
         if let Some(d) = t.idle() {

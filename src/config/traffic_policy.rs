@@ -4,18 +4,21 @@
 //! Invariants:
 //! - Pure (no IO, no clock), like the rest of the compiler.
 //! - A policy applies only to Ingresses in its own namespace that it names
-//!   in `targetRefs`, and only if [`crate::crd::validate`] finds nothing
-//!   wrong: an invalid policy claims no Ingress (it is reported, not
-//!   half-applied).
+//!   in `targetRefs`, and only in a version [`crate::crd::validate`] finds
+//!   nothing wrong with: the current one, or, while the current one is
+//!   invalid, the last valid one ([`Fallback`], so a broken edit never
+//!   opens an allow list). A policy never valid claims no Ingress. Invalid
+//!   versions are reported, never half-applied.
 //! - One policy per Ingress: when several valid policies target the same
 //!   Ingress, the oldest (creationTimestamp, then name; a missing timestamp
 //!   counts as oldest, as for Ingresses) applies and the others are
-//!   Conflicted there. [`for_ingress`] and [`statuses`] use the same rule.
+//!   Conflicted there. [`owners`] and [`statuses`] use the same rule.
 //! - A policy is Accepted when it applies to at least one Ingress this
 //!   controller serves; its message names the targets it does not apply to.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::{Compiled, Diagnostic, Entry, ObjectKey, Severity, Snapshot};
 use crate::crd::{self, TrafficPolicy};
@@ -38,7 +41,10 @@ pub struct PolicyStatus {
     pub message: String,
 }
 
-type Policy<'a> = (&'a ObjectKey, &'a Entry<TrafficPolicy>);
+/// The last valid version of each policy (from the previous compile).
+pub type Fallback = BTreeMap<ObjectKey, Arc<TrafficPolicy>>;
+
+type Policy<'a> = (&'a ObjectKey, Entry<TrafficPolicy>);
 
 /// Oldest first: creationTimestamp (missing = oldest), then key.
 fn older(a: &Policy<'_>, b: &Policy<'_>) -> Ordering {
@@ -57,39 +63,79 @@ fn older(a: &Policy<'_>, b: &Policy<'_>) -> Ordering {
     ta.cmp(&tb).then_with(|| a.0.cmp(b.0))
 }
 
-/// The policies of one namespace (a range of the key-ordered map).
-fn in_namespace<'a>(snapshot: &'a Snapshot, namespace: &str) -> impl Iterator<Item = Policy<'a>> {
-    let namespace = namespace.to_string();
-    snapshot
-        .traffic_policies
-        .range(ObjectKey::new(namespace.clone(), "")..)
-        .take_while(move |(k, _)| k.namespace == namespace)
+/// The version of each policy in force: the current one when valid, else
+/// its last valid one; each with the problems of the current version
+/// (empty when it is the one in force). Policies never valid are left out.
+fn in_force<'a>(
+    snapshot: &'a Snapshot,
+    fallback: &Fallback,
+) -> Vec<(Policy<'a>, Vec<(String, String)>)> {
+    let mut out = Vec::new();
+    for (key, entry) in &snapshot.traffic_policies {
+        let problems = crd::validate(&entry.object.spec);
+        if problems.is_empty() {
+            out.push(((key, entry.clone()), problems));
+        } else if let Some(good) = fallback.get(key) {
+            let version = Entry {
+                origin: entry.origin.clone(),
+                object: good.clone(),
+            };
+            out.push(((key, version), problems));
+        }
+    }
+    out
 }
 
-/// The policy that applies to an Ingress: the oldest valid policy of its
-/// namespace that targets it. O(policies in the namespace).
-pub fn for_ingress<'a>(
-    snapshot: &'a Snapshot,
-    ingress: &ObjectKey,
-) -> Option<(&'a ObjectKey, &'a Entry<TrafficPolicy>)> {
-    let name = ingress.name.as_str();
-    in_namespace(snapshot, &ingress.namespace)
-        .filter(|(_, e)| e.object.spec.targets(name))
-        .filter(|(_, e)| crd::validate(&e.object.spec).is_empty())
-        .min_by(older)
+/// The versions in force by policy, to remember as the next compile's
+/// [`Fallback`].
+pub fn versions_in_force(snapshot: &Snapshot, fallback: &Fallback) -> Fallback {
+    in_force(snapshot, fallback)
+        .into_iter()
+        .map(|((key, entry), _)| (key.clone(), entry.object))
+        .collect()
+}
+
+/// The policy applying to each Ingress it targets (`namespace/name` of the
+/// Ingress → the policy's key and the version in force): of the policies
+/// targeting an Ingress, the oldest.
+pub fn owners(
+    snapshot: &Snapshot,
+    fallback: &Fallback,
+) -> BTreeMap<ObjectKey, (ObjectKey, Arc<TrafficPolicy>)> {
+    let mut policies: Vec<Policy<'_>> = in_force(snapshot, fallback)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    policies.sort_by(older);
+    let mut out = BTreeMap::new();
+    for (key, entry) in policies {
+        for target in &entry.object.spec.target_refs {
+            if !entry.object.spec.targets(&target.name) {
+                continue;
+            }
+            out.entry(ObjectKey::new(key.namespace.clone(), target.name.clone()))
+                .or_insert_with(|| (key.clone(), entry.object.clone()));
+        }
+    }
+    out
 }
 
 /// The status of every policy in the snapshot. `served`: the Ingresses
 /// this controller serves ([`Compiled::served`]).
-pub fn statuses(snapshot: &Snapshot, served: &[ObjectKey]) -> BTreeMap<ObjectKey, PolicyStatus> {
-    evaluate(snapshot, served).0
+pub fn statuses(
+    snapshot: &Snapshot,
+    served: &[ObjectKey],
+    fallback: &Fallback,
+) -> BTreeMap<ObjectKey, PolicyStatus> {
+    evaluate(snapshot, served, fallback).0
 }
 
 /// Fills [`Compiled::policy_status`] and adds a diagnostic per problem of
 /// an invalid policy (rejected) and per policy that applies nowhere
-/// (warning), so `tollgate check` and Events show them.
-pub fn apply(snapshot: &Snapshot, out: &mut Compiled) {
-    let (statuses, diagnostics) = evaluate(snapshot, &out.served);
+/// (warning), so `tollgate check` and Events show them. `fallback`: the
+/// previous compile's versions in force.
+pub fn apply(snapshot: &Snapshot, out: &mut Compiled, fallback: &Fallback) {
+    let (statuses, diagnostics) = evaluate(snapshot, &out.served, fallback);
     out.policy_status = statuses;
     out.diagnostics.extend(diagnostics);
 }
@@ -97,17 +143,30 @@ pub fn apply(snapshot: &Snapshot, out: &mut Compiled) {
 fn evaluate(
     snapshot: &Snapshot,
     served: &[ObjectKey],
+    fallback: &Fallback,
 ) -> (BTreeMap<ObjectKey, PolicyStatus>, Vec<Diagnostic>) {
     let served: BTreeSet<&ObjectKey> = served.iter().collect();
     let mut out = BTreeMap::new();
     let mut diagnostics = Vec::new();
     let mut valid: Vec<Policy<'_>> = Vec::new();
+    // Policies whose current version is invalid but whose last valid one
+    // applies: they claim Ingresses, and their status stays Invalid.
+    let mut stale: BTreeSet<&ObjectKey> = BTreeSet::new();
+    let in_force: BTreeMap<&ObjectKey, Entry<TrafficPolicy>> = in_force(snapshot, fallback)
+        .into_iter()
+        .map(|((key, entry), _)| (key, entry))
+        .collect();
     for (key, entry) in &snapshot.traffic_policies {
         let problems = crd::validate(&entry.object.spec);
         if problems.is_empty() {
-            valid.push((key, entry));
+            valid.push((key, entry.clone()));
             continue;
         }
+        let kept = in_force.get(key).cloned();
+        let consequence = match &kept {
+            Some(_) => "its last valid version keeps applying",
+            None => "the policy is not applied",
+        };
         let mut listed: Vec<String> = problems
             .iter()
             .take(MAX_LISTED_PROBLEMS)
@@ -121,7 +180,10 @@ fn evaluate(
             PolicyStatus {
                 accepted: false,
                 reason: INVALID,
-                message: format!("the policy is not applied: {}", listed.join("; ")),
+                message: format!(
+                    "this version is invalid ({consequence}): {}",
+                    listed.join("; ")
+                ),
             },
         );
         for (field, reason) in problems {
@@ -131,8 +193,12 @@ fn evaluate(
                 key,
                 Some(entry.origin.clone()),
                 field,
-                format!("{reason}; the policy is not applied"),
+                format!("{reason}; {consequence}"),
             ));
+        }
+        if let Some(version) = kept {
+            stale.insert(key);
+            valid.push((key, version));
         }
     }
     // Oldest first, so the first policy to claim an Ingress keeps it.
@@ -147,6 +213,10 @@ fn evaluate(
         }
     }
     for (key, entry) in valid {
+        if stale.contains(key) {
+            // Its status says Invalid (set above); it claimed its targets.
+            continue;
+        }
         let mut applies = Vec::new();
         let mut conflicts = Vec::new();
         let mut missing = Vec::new();
@@ -262,16 +332,20 @@ mod tests {
         ]);
         let served = [key("ns", "api"), key("ns", "web"), key("other", "web")];
         assert_eq!(
-            for_ingress(&s, &key("ns", "web")).map(|(k, _)| k.name.as_str()),
+            owners(&s, &Fallback::new())
+                .get(&key("ns", "web"))
+                .map(|(k, _)| k.name.as_str()),
             Some("old")
         );
         assert_eq!(
-            for_ingress(&s, &key("other", "web")).map(|(k, _)| k.to_string()),
+            owners(&s, &Fallback::new())
+                .get(&key("other", "web"))
+                .map(|(k, _)| k.to_string()),
             Some("other/x".into())
         );
-        assert!(for_ingress(&s, &key("ns", "nothing")).is_none());
+        assert!(!owners(&s, &Fallback::new()).contains_key(&key("ns", "nothing")));
 
-        let st = statuses(&s, &served);
+        let st = statuses(&s, &served, &Fallback::new());
         let old = &st[&key("ns", "old")];
         assert_eq!((old.accepted, old.reason), (true, ACCEPTED));
         assert!(old.message.contains("web, api"), "{}", old.message);
@@ -298,7 +372,7 @@ mod tests {
             policy("ns", "lost", Some(0), &targets(&["gone"])),
             policy("ns", "part", Some(0), &targets(&["web", "gone"])),
         ]);
-        let st = statuses(&s, &[key("ns", "web")]);
+        let st = statuses(&s, &[key("ns", "web")], &Fallback::new());
         let lost = &st[&key("ns", "lost")];
         assert_eq!((lost.accepted, lost.reason), (false, TARGET_NOT_FOUND));
         assert!(lost.message.contains("gone"), "{}", lost.message);
@@ -332,7 +406,9 @@ mod tests {
             policy("ns", "c", None, &targets(&["web"])),
         ]);
         assert_eq!(
-            for_ingress(&s, &key("ns", "web")).map(|(k, _)| k.name.as_str()),
+            owners(&s, &Fallback::new())
+                .get(&key("ns", "web"))
+                .map(|(k, _)| k.name.as_str()),
             Some("b")
         );
     }
@@ -352,7 +428,7 @@ mod tests {
             served: vec![key("ns", "web")],
             ..Default::default()
         };
-        apply(&s, &mut out);
+        apply(&s, &mut out, &Fallback::new());
         assert_eq!(out.policy_status.len(), 2);
         let d: Vec<(Severity, &str, &str)> = out
             .diagnostics
@@ -367,5 +443,42 @@ mod tests {
             ]
         );
         assert_eq!(out.diagnostics[0].kind, "TrafficPolicy");
+    }
+
+    #[test]
+    fn an_invalid_version_keeps_its_last_valid_one_in_force_and_says_so() {
+        let valid = snapshot(vec![policy("ns", "guard", Some(0), &targets(&["web"]))]);
+        let fallback = versions_in_force(&valid, &Fallback::new());
+        let broken = snapshot(vec![
+            policy(
+                "ns",
+                "guard",
+                Some(0),
+                &format!("{}\nipAllow: [10.0.0.0/99]", targets(&["web", "api"])),
+            ),
+            // Younger, valid, same target: the stale version still owns it.
+            policy("ns", "younger", Some(5), &targets(&["web"])),
+        ]);
+        let owners = owners(&broken, &fallback);
+        assert_eq!(
+            owners.get(&key("ns", "web")).map(|(k, _)| k.name.as_str()),
+            Some("guard")
+        );
+        assert!(
+            !owners.contains_key(&key("ns", "api")),
+            "the invalid version's new target is not claimed"
+        );
+        let st = statuses(&broken, &[key("ns", "web")], &fallback);
+        let guard = &st[&key("ns", "guard")];
+        assert_eq!((guard.accepted, guard.reason), (false, INVALID));
+        assert!(
+            guard.message.contains("last valid version keeps applying"),
+            "{}",
+            guard.message
+        );
+        assert_eq!(st[&key("ns", "younger")].reason, CONFLICTED);
+        // Never valid: nothing in force.
+        assert!(versions_in_force(&broken, &Fallback::new()).contains_key(&key("ns", "younger")));
+        assert!(!versions_in_force(&broken, &Fallback::new()).contains_key(&key("ns", "guard")));
     }
 }

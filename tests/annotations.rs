@@ -1490,3 +1490,142 @@ async fn limits_run_before_authentication_so_password_guessing_is_limited() {
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
 }
+
+#[tokio::test]
+async fn send_timeout_cookie_path_header_pattern_weight_total_and_redirect_code() {
+    let echo = Echo::replicas("app", 3).await;
+    let mut docs = echo.backends(NS);
+    let canary = Echo::services(&["canary"]).await;
+    docs.extend(canary.backends(NS));
+    docs.push(annotated(
+        "send",
+        "send.test",
+        "/",
+        "app",
+        &[("proxy-send-timeout", "1")],
+    ));
+    docs.push(annotated(
+        "path",
+        "path.test",
+        "/",
+        "app",
+        &[("affinity", "cookie"), ("session-cookie-path", "/shop")],
+    ));
+    docs.push(annotated("main", "pat.test", "/", "app", &[]));
+    docs.push(annotated(
+        "pat",
+        "pat.test",
+        "/",
+        "canary",
+        &[
+            ("canary", "true"),
+            ("canary-by-header", "X-Build"),
+            ("canary-by-header-pattern", "^v2\\.[0-9]+$"),
+            ("canary-weight", "1"),
+            ("canary-weight-total", "1"),
+        ],
+    ));
+    docs.push(annotated(
+        "tmp",
+        "tmp.test",
+        "/",
+        "app",
+        &[
+            ("temporal-redirect", "https://elsewhere.example/"),
+            ("temporal-redirect-code", "307"),
+        ],
+    ));
+    docs.push(annotated(
+        "hashc",
+        "hashc.test",
+        "/",
+        "app",
+        &[("upstream-hash-by", "$cookie_sid")],
+    ));
+    docs.push(annotated(
+        "haship",
+        "haship.test",
+        "/",
+        "app",
+        &[("upstream-hash-by", "$remote_addr")],
+    ));
+    let tg = Tollgate::builder()
+        .file("m.yaml", &yaml_docs(&docs))
+        .start()
+        .await;
+
+    // proxy-send-timeout: a client pausing 2.5 s mid-body gets 408.
+    let started = std::time::Instant::now();
+    let stalled =
+        chunked_post_pausing(tg.http_addr(), "send.test", Duration::from_millis(2500)).await;
+    assert!(stalled.starts_with("HTTP/1.1 408"), "{stalled}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let r = tg.get("path.test", "/").await;
+    assert!(
+        r.header("set-cookie").unwrap().contains("Path=/shop"),
+        "{:?}",
+        r.header("set-cookie")
+    );
+
+    // Pattern match → canary; weight 1 of 1 → everything else too.
+    let svc = |r: Resp| r.service().unwrap_or_default();
+    assert_eq!(
+        svc(get_with(&tg, "pat.test", "/", &[("x-build", "v2.17")]).await),
+        "canary"
+    );
+    assert_eq!(
+        svc(tg.get("pat.test", "/").await),
+        "canary",
+        "weight 1 of total 1"
+    );
+
+    let r = tg.get("tmp.test", "/").await;
+    assert_eq!(
+        (r.status, r.header("location").as_deref()),
+        (307, Some("https://elsewhere.example/"))
+    );
+
+    let pod = get_with(&tg, "hashc.test", "/a", &[("cookie", "sid=s-1")])
+        .await
+        .echo()
+        .pod();
+    for target in ["/b", "/c", "/d"] {
+        assert_eq!(
+            get_with(&tg, "hashc.test", target, &[("cookie", "sid=s-1")])
+                .await
+                .echo()
+                .pod(),
+            pod
+        );
+    }
+    let mut pods = std::collections::HashSet::new();
+    for i in 2..14 {
+        let src = format!("127.0.0.{i}");
+        let a = get_from(&tg, &src, "haship.test", "/x").await.echo().pod();
+        let b = get_from(&tg, &src, "haship.test", "/y").await.echo().pod();
+        assert_eq!(a, b, "{src} sticks");
+        pods.insert(a);
+    }
+    assert!(pods.len() > 1, "client addresses spread: {pods:?}");
+}
+
+/// A chunked POST that sends one chunk, pauses, then finishes; returns the
+/// response text.
+async fn chunked_post_pausing(addr: SocketAddr, host: &str, pause: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(pause, s.read_to_end(&mut out)).await;
+    if read.is_err() {
+        let _ = s.write_all(b"0\r\n\r\n").await;
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, s.read_to_end(&mut out)).await;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -304,3 +304,161 @@ async fn an_invalid_edit_keeps_the_last_valid_policy_applying() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A Service `svc` whose one EndpointSlice lists `addresses` on `port`.
+fn multi_address_backend(svc: &str, port: u16, addresses: &[&str]) -> Vec<Value> {
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .map(|a| json!({"addresses": [a], "conditions": {"ready": true}}))
+        .collect();
+    vec![
+        service(NS, svc, &[("http", 8080)]),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{svc}-0"), "namespace": NS, "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": endpoints,
+        }),
+    ]
+}
+
+#[tokio::test]
+async fn policy_affinity_retries_connections_and_hashing() {
+    let echo = Echo::replicas("app", 3).await;
+    let mut docs = echo.backends(NS);
+    // `flaky`: 127.0.0.1 is the echo, 127.0.0.2 on the same port refuses
+    // nothing but answers 503 (a tiny server below).
+    let port = echo.ports("app")[0];
+    let listener = tokio::net::TcpListener::bind(("127.0.0.2", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    docs.extend(multi_address_backend(
+        "flaky",
+        port,
+        &["127.0.0.1", "127.0.0.2"],
+    ));
+    for (name, host, svc) in [
+        ("sticky", "sticky.test", "app"),
+        ("retry", "retry.test", "flaky"),
+        ("conns", "conns.test", "app"),
+        ("ckhash", "ckhash.test", "app"),
+        ("iphash", "iphash.test", "app"),
+    ] {
+        docs.push(annotated_ingress(name, host, svc, json!({})));
+    }
+    docs.push(policy(
+        "sticky",
+        &["sticky"],
+        json!({"sessionAffinity": {"cookieName": "SRV", "mode": "persistent", "maxAge": "1h"}}),
+    ));
+    docs.push(policy(
+        "retry",
+        &["retry"],
+        json!({"retries": {"attempts": 2, "retryOn": ["5xx", "connect-failure"]}}),
+    ));
+    docs.push(policy(
+        "conns",
+        &["conns"],
+        json!({"rateLimit": {"connections": 1}}),
+    ));
+    docs.push(policy(
+        "ckhash",
+        &["ckhash"],
+        json!({"loadBalancer": {"algorithm": "consistent-hash", "hashBy": {"cookie": "sid"}}}),
+    ));
+    docs.push(policy(
+        "iphash",
+        &["iphash"],
+        json!({"loadBalancer": {"algorithm": "consistent-hash", "hashBy": {"clientIP": true}}}),
+    ));
+    let tg = Tollgate::builder()
+        .file("m.yaml", &yaml_docs(&docs))
+        .start()
+        .await;
+
+    let first = tg.get("sticky.test", "/").await;
+    let cookie = first.header("set-cookie").expect("SRV cookie");
+    assert!(
+        cookie.starts_with("SRV=") && cookie.contains("Max-Age=3600"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    for _ in 0..6 {
+        let mut b = req("GET", "sticky.test", "/");
+        b = b.header("cookie", pair.as_str());
+        let r = send(tg.http_addr(), b.body(Default::default()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.echo().pod(), first.echo().pod());
+    }
+
+    for i in 0..12 {
+        let r = tg.get("retry.test", &format!("/{i}")).await;
+        assert_eq!(
+            r.status,
+            200,
+            "5xx retried on the other endpoint: {}",
+            r.summary()
+        );
+    }
+
+    let addr = tg.http_addr();
+    let held = tokio::spawn(async move {
+        send(
+            addr,
+            req("GET", "conns.test", "/?delay=700")
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .map(|r| r.status)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        tg.get("conns.test", "/").await.status,
+        429,
+        "a second concurrent request"
+    );
+    assert_eq!(held.await.unwrap(), Ok(200));
+
+    let with_cookie = |target: &str| {
+        req("GET", "ckhash.test", target)
+            .header("cookie", "sid=abc")
+            .body(http_body_util::Full::default())
+            .unwrap()
+    };
+    let pod = send(addr, with_cookie("/1")).await.unwrap().echo().pod();
+    for t in ["/2", "/3", "/4"] {
+        assert_eq!(send(addr, with_cookie(t)).await.unwrap().echo().pod(), pod);
+    }
+    let pod = get_from(&tg, "127.0.0.7", "iphash.test", "/1")
+        .await
+        .echo()
+        .pod();
+    for t in ["/2", "/3"] {
+        assert_eq!(
+            get_from(&tg, "127.0.0.7", "iphash.test", t)
+                .await
+                .echo()
+                .pod(),
+            pod
+        );
+    }
+}

@@ -304,3 +304,67 @@ fn set_endpoints_with_the_same_addresses_changes_nothing() {
     assert!(up.set_endpoints(&[]));
     assert_eq!(pick_index(&up, &up.endpoints(), &[]), None);
 }
+
+/// The addresses the ring sends each of `keys` to.
+fn ring_owners(up: &Upstream, keys: u64) -> Vec<EndpointAddr> {
+    let set = up.endpoints();
+    (0..keys)
+        .map(|k| {
+            up.pick_hashed(&set, stable_hash(&[&k.to_le_bytes()]), &[])
+                .expect("an endpoint")
+                .addr
+                .clone()
+        })
+        .collect()
+}
+
+#[test]
+fn consistent_hashing_spreads_keys_and_moves_few_on_change() {
+    let up = upstream(LbAlgorithm::ConsistentHash, 4);
+    let before = ring_owners(&up, 4000);
+    for i in 1..=4 {
+        let share = before.iter().filter(|a| **a == addr(i)).count();
+        assert!(
+            (600..=1400).contains(&share),
+            "endpoint {i}: {share} of 4000"
+        );
+    }
+    // A fifth endpoint takes about a fifth of the keys, all from the others.
+    up.set_endpoints(&(1..=5).map(addr).collect::<Vec<_>>());
+    let after = ring_owners(&up, 4000);
+    let moved: Vec<usize> = (0..4000).filter(|&k| before[k] != after[k]).collect();
+    assert!(
+        (500..=1300).contains(&moved.len()),
+        "{} of 4000 keys moved",
+        moved.len()
+    );
+    assert!(
+        moved.iter().all(|&k| after[k] == addr(5)),
+        "keys move only to the new endpoint"
+    );
+    // Removing it sends exactly those keys back.
+    up.set_endpoints(&(1..=4).map(addr).collect::<Vec<_>>());
+    assert_eq!(ring_owners(&up, 4000), before);
+}
+
+#[test]
+fn hashing_skips_excluded_and_down_endpoints_and_sticky_ids_find_theirs() {
+    let up = upstream(LbAlgorithm::ConsistentHash, 3);
+    let set = up.endpoints();
+    let hash = stable_hash(&[b"key"]);
+    let first = up.pick_hashed(&set, hash, &[]).unwrap();
+    let second = up.pick_hashed(&set, hash, &[first.as_ref()]).unwrap();
+    assert!(!Arc::ptr_eq(&first, &second), "a retry goes elsewhere");
+    first.mark_failed();
+    let while_down = up.pick_hashed(&set, hash, &[]).unwrap();
+    assert!(!Arc::ptr_eq(&first, &while_down));
+    for e in &set.endpoints {
+        let found = up.pick_sticky(&set, e.sticky_id, &[]);
+        if e.is_down() {
+            assert!(found.is_none());
+        } else {
+            assert!(Arc::ptr_eq(&found.unwrap(), e));
+        }
+    }
+    assert!(up.pick_sticky(&set, 42, &[]).is_none());
+}

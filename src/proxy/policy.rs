@@ -31,7 +31,7 @@ use super::{dispatch, prepare_upstream, send, Pick, Plan};
 use crate::auth::external::Decision;
 use crate::auth::htpasswd::CachedCheck;
 use crate::auth::template::RequestVars;
-use crate::lb::{stable_hash, Endpoint, Upstream};
+use crate::lb::{stable_hash, Endpoint, StableHasher, Upstream};
 use crate::runtime::Published;
 use crate::table::policy::{
     AffinityMode, BasicAuth, Canary, CanaryMatch, Cors, HashPart, RoutePolicy,
@@ -373,32 +373,30 @@ fn choose(policy: &RoutePolicy, client: IpAddr, req: &Request<Incoming>) -> (Pic
         };
     }
     if let Some(key) = &policy.hash_by {
-        let ip = if key.parts.contains(&HashPart::RemoteAddr) {
-            client.to_string()
-        } else {
-            String::new()
-        };
-        let mut parts: Vec<&[u8]> = Vec::with_capacity(key.parts.len());
+        let mut h = StableHasher::new();
         for part in &key.parts {
             match part {
-                HashPart::Literal(s) => parts.push(s.as_bytes()),
-                HashPart::RemoteAddr => parts.push(ip.as_bytes()),
-                HashPart::RequestUri => parts.push(
+                HashPart::Literal(s) => h.write(s.as_bytes()),
+                HashPart::RemoteAddr => match client {
+                    IpAddr::V4(ip) => h.write(&ip.octets()),
+                    IpAddr::V6(ip) => h.write(&ip.octets()),
+                },
+                HashPart::RequestUri => h.write(
                     req.uri()
                         .path_and_query()
                         .map_or(b"/".as_slice(), |p| p.as_str().as_bytes()),
                 ),
-                HashPart::Header(name) => parts.push(
+                HashPart::Header(name) => h.write(
                     req.headers()
                         .get(name)
                         .map_or(b"".as_slice(), |v| v.as_bytes()),
                 ),
                 HashPart::Cookie(name) => {
-                    parts.push(cookie(req.headers(), name).unwrap_or("").as_bytes())
+                    h.write(cookie(req.headers(), name).unwrap_or("").as_bytes())
                 }
             }
         }
-        return (Pick::Hash(stable_hash(&parts)), None);
+        return (Pick::Hash(h.finish()), None);
     }
     (Pick::Balanced, None)
 }

@@ -8,7 +8,10 @@
 //!   `kubernetes` watches the API server and feeds the runtime changes one
 //!   object at a time, and writes Ingress status and Events as the leader.
 //! - [`config`]: the pure compiler. `Snapshot → (RoutingTable, upstream specs,
-//!   diagnostics)`. No IO, no async, no clock: all Ingress semantics live here.
+//!   diagnostics)`. No IO, no async, no clock: all Ingress semantics live here,
+//!   including the annotations (`config::annotations`) and TrafficPolicies
+//!   laid over them (`config::overlay`), compiled into each route's
+//!   [`table::policy::RoutePolicy`].
 //! - [`crd`]: the `TrafficPolicy` custom resource: its types, the CRD
 //!   generated from them (`tollgate crd`), and `validate`, which re-checks
 //!   everything the CRD schema checks (standalone mode has no API server).
@@ -22,8 +25,11 @@
 //! - [`runtime`]: turns compiled output into the published state (one
 //!   `ArcSwap`) and applies endpoint-only changes through the fast path.
 //! - [`proxy`]: the data plane: listeners (one single-threaded runtime per
-//!   worker, `SO_REUSEPORT`), the hyper service, header rewriting, the
-//!   framing check, thread-local upstream connection pools, error → status.
+//!   worker, `SO_REUSEPORT`, optional PROXY protocol), the hyper service,
+//!   header rewriting, the framing check, thread-local upstream connection
+//!   pools, error → status. Routes with a policy go through `proxy::policy`
+//!   (limits, access lists, auth, canary, rewrite, retries, CORS...); plain
+//!   routes skip it with one branch.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`auth`]: authentication building blocks the compiler builds from the
 //!   auth annotations and the proxy calls: htpasswd Basic auth, URL

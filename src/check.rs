@@ -18,6 +18,8 @@ struct RouteRow {
     service: String,
     endpoints: Vec<String>,
     ingress: String,
+    /// What the annotations and TrafficPolicy ask of this route.
+    policy: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -76,6 +78,16 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             } else {
                 r.ingress.to_string()
             },
+            policy: {
+                let mut p = r.policy.summary();
+                if let Some(c) = &r.canary {
+                    p.push(format!(
+                        "canary {} ({} of {})",
+                        c.service, c.weight, c.weight_total
+                    ));
+                }
+                p
+            },
         })
         .collect();
     routes.sort_by(|a, b| (&a.host, &a.path, &a.path_type).cmp(&(&b.host, &b.path, &b.path_type)));
@@ -94,8 +106,16 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
 }
 
 fn print_text(report: &Report) {
-    let headers = ["HOST", "PATH", "TYPE", "SERVICE", "ENDPOINTS", "INGRESS"];
-    let rows: Vec<[String; 6]> = report
+    let headers = [
+        "HOST",
+        "PATH",
+        "TYPE",
+        "SERVICE",
+        "ENDPOINTS",
+        "INGRESS",
+        "POLICY",
+    ];
+    let rows: Vec<[String; 7]> = report
         .routes
         .iter()
         .map(|r| {
@@ -111,6 +131,11 @@ fn print_text(report: &Report) {
                 r.service.clone(),
                 endpoints,
                 r.ingress.clone(),
+                if r.policy.is_empty() {
+                    "-".to_string()
+                } else {
+                    r.policy.join("; ")
+                },
             ]
         })
         .collect();
@@ -120,7 +145,7 @@ fn print_text(report: &Report) {
             *w = (*w).max(cell.len());
         }
     }
-    let line = |cells: [&str; 6]| {
+    let line = |cells: [&str; 7]| {
         let mut out = String::new();
         for (cell, w) in cells.iter().zip(widths) {
             out.push_str(&format!("{cell:<w$}  "));
@@ -129,7 +154,9 @@ fn print_text(report: &Report) {
     };
     line(headers);
     for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+        line([
+            &row[0], &row[1], &row[2], &row[3], &row[4], &row[5], &row[6],
+        ]);
     }
     if report.routes.is_empty() {
         println!("(no routes)");

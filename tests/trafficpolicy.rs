@@ -195,6 +195,13 @@ async fn a_policy_applies_on_the_request_path_and_wins_over_annotations() {
         format!("{out}{err}").contains("TrafficPolicy shop/web-policy overrides these annotations"),
         "{out}{err}"
     );
+    // The route's POLICY column shows what took effect.
+    assert!(
+        out.contains("rate 1/s burst 4 (429)")
+            && out.contains("allow 127.0.0.0/30")
+            && out.contains("max-body 16"),
+        "{out}"
+    );
 
     let tg = Tollgate::builder()
         .file("m.yaml", &yaml_docs(&docs))

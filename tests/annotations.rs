@@ -678,31 +678,13 @@ async fn status_server(addr: SocketAddr, status: u16) -> Arc<AtomicUsize> {
     hits
 }
 
-/// A Service `svc` whose one EndpointSlice lists `addresses` on `port`.
-fn multi_address_backend(svc: &str, port: u16, addresses: &[&str]) -> Vec<Value> {
-    let endpoints: Vec<Value> = addresses
-        .iter()
-        .map(|a| json!({"addresses": [a], "conditions": {"ready": true}}))
-        .collect();
-    vec![
-        service(NS, svc, &[("http", 8080)]),
-        json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": format!("{svc}-0"), "namespace": NS, "labels": {"kubernetes.io/service-name": svc}},
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-            "endpoints": endpoints,
-        }),
-    ]
-}
-
 #[tokio::test]
 async fn next_upstream_retries_listed_statuses_on_another_endpoint() {
     // Endpoint 127.0.0.1 is the echo; 127.0.0.2 on the same port answers 503.
     let echo = Echo::services(&["app"]).await;
     let port = echo.port("app");
     let failing = status_server(SocketAddr::from(([127, 0, 0, 2], port)), 503).await;
-    let mut docs = multi_address_backend("mixed", port, &["127.0.0.1", "127.0.0.2"]);
+    let mut docs = multi_address_backend(NS, "mixed", port, &["127.0.0.1", "127.0.0.2"]);
     docs.push(annotated(
         "retry",
         "retry.test",

@@ -236,20 +236,10 @@ fn endpoint_slice(
 /// A TrafficPolicy in [`NS`] targeting the named Ingresses, created at
 /// `created` (RFC 3339), with `extra` merged into its spec.
 fn policy(name: &str, created: &str, targets: &[&str], extra: Value) -> Value {
-    let refs: Vec<Value> = targets
-        .iter()
-        .map(|t| json!({"group": "networking.k8s.io", "kind": "Ingress", "name": t}))
-        .collect();
-    let mut spec = json!({"targetRefs": refs});
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        spec.extend(extra.clone());
-    }
-    json!({
-        "apiVersion": POLICIES,
-        "kind": "TrafficPolicy",
-        "metadata": {"name": name, "namespace": NS, "creationTimestamp": created},
-        "spec": spec,
-    })
+    let mut p = traffic_policy(NS, name, targets, extra);
+    p["apiVersion"] = json!(POLICIES);
+    p["metadata"]["creationTimestamp"] = json!(created);
+    p
 }
 
 /// An Ingress for `host` (Prefix /) to `svc` port 8080 of IngressClass

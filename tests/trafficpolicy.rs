@@ -10,23 +10,6 @@ use serde_json::{json, Value};
 
 const NS: &str = "shop";
 
-fn policy(name: &str, targets: &[&str], extra: Value) -> Value {
-    let refs: Vec<Value> = targets
-        .iter()
-        .map(|t| json!({"group": "networking.k8s.io", "kind": "Ingress", "name": t}))
-        .collect();
-    let mut spec = json!({"targetRefs": refs});
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        spec.extend(extra.clone());
-    }
-    json!({
-        "apiVersion": "tollgate.dev/v1alpha1",
-        "kind": "TrafficPolicy",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": spec,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_names_the_invalid_policy_field_and_exits_1() {
     let echo = Echo::services(&["web"]).await;
@@ -138,6 +121,10 @@ async fn an_opaque_secret_is_read_but_never_used_as_a_certificate() {
 }
 
 /// An Ingress `name` for `host` → `/` → `svc`:8080 with annotations.
+fn policy(name: &str, targets: &[&str], extra: Value) -> Value {
+    traffic_policy(NS, name, targets, extra)
+}
+
 fn annotated_ingress(name: &str, host: &str, svc: &str, annotations: Value) -> Value {
     json!({
         "apiVersion": "networking.k8s.io/v1",
@@ -312,24 +299,6 @@ async fn an_invalid_edit_keeps_the_last_valid_policy_applying() {
     }
 }
 
-/// A Service `svc` whose one EndpointSlice lists `addresses` on `port`.
-fn multi_address_backend(svc: &str, port: u16, addresses: &[&str]) -> Vec<Value> {
-    let endpoints: Vec<Value> = addresses
-        .iter()
-        .map(|a| json!({"addresses": [a], "conditions": {"ready": true}}))
-        .collect();
-    vec![
-        service(NS, svc, &[("http", 8080)]),
-        json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": format!("{svc}-0"), "namespace": NS, "labels": {"kubernetes.io/service-name": svc}},
-            "addressType": "IPv4",
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-            "endpoints": endpoints,
-        }),
-    ]
-}
-
 #[tokio::test]
 async fn policy_affinity_retries_connections_and_hashing() {
     let echo = Echo::replicas("app", 3).await;
@@ -357,6 +326,7 @@ async fn policy_affinity_retries_connections_and_hashing() {
         }
     });
     docs.extend(multi_address_backend(
+        NS,
         "flaky",
         port,
         &["127.0.0.1", "127.0.0.2"],

@@ -1026,16 +1026,7 @@ impl Builder<'_> {
             return None;
         }
         let svc = ObjectKey::new(key.namespace.clone(), name);
-        let first = self.snapshot.services.get(&svc).and_then(|s| {
-            s.object
-                .spec
-                .as_ref()?
-                .ports
-                .as_ref()?
-                .first()
-                .map(|p| p.port)
-        });
-        let Some(port) = first else {
+        let Some(port) = self.first_port(&svc) else {
             self.warn(
                 key,
                 origin,
@@ -1361,24 +1352,28 @@ impl Builder<'_> {
         }
     }
 
+    /// The first port of a Service, for backends named without one.
+    fn first_port(&self, service: &ObjectKey) -> Option<i32> {
+        self.snapshot
+            .services
+            .get(service)?
+            .object
+            .spec
+            .as_ref()?
+            .ports
+            .as_ref()?
+            .first()
+            .map(|p| p.port)
+    }
+
     fn add_default_backend_flag(&mut self, service: &ObjectKey, port: Option<&PortRef>) {
         let origin: Option<Arc<str>> = Some("--default-backend-service".into());
         let port = match port {
             Some(p) => p.clone(),
-            None => {
-                let first = self.snapshot.services.get(service).and_then(|s| {
-                    s.object
-                        .spec
-                        .as_ref()?
-                        .ports
-                        .as_ref()?
-                        .first()
-                        .map(|p| p.port)
-                });
-                match first {
-                    Some(n) => PortRef::Number(n),
-                    None => {
-                        self.out.diagnostics.push(Diagnostic::new(
+            None => match self.first_port(service) {
+                Some(n) => PortRef::Number(n),
+                None => {
+                    self.out.diagnostics.push(Diagnostic::new(
                             Severity::Warning,
                             "Service",
                             service,
@@ -1386,10 +1381,9 @@ impl Builder<'_> {
                             "spec.ports",
                             "the default backend Service does not exist or has no ports; unmatched requests get 404",
                         ));
-                        return;
-                    }
+                    return;
                 }
-            }
+            },
         };
         let key = UpstreamKey {
             namespace: service.namespace.clone(),

@@ -751,6 +751,44 @@ impl Echoed {
     }
 }
 
+/// A Service `svc` (port 8080 named `http`) in `ns` whose one EndpointSlice
+/// lists `addresses` (127.0.0.x) on `port`.
+pub fn multi_address_backend(ns: &str, svc: &str, port: u16, addresses: &[&str]) -> Vec<Value> {
+    let endpoints: Vec<Value> = addresses
+        .iter()
+        .map(|a| json!({"addresses": [a], "conditions": {"ready": true}}))
+        .collect();
+    vec![
+        service(ns, svc, &[("http", 8080)]),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{svc}-0"), "namespace": ns, "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": endpoints,
+        }),
+    ]
+}
+
+/// A TrafficPolicy `name` in `ns` targeting the named Ingresses, with
+/// `extra` merged into its spec.
+pub fn traffic_policy(ns: &str, name: &str, targets: &[&str], extra: Value) -> Value {
+    let refs: Vec<Value> = targets
+        .iter()
+        .map(|t| json!({"group": "networking.k8s.io", "kind": "Ingress", "name": t}))
+        .collect();
+    let mut spec = json!({"targetRefs": refs});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "tollgate.dev/v1alpha1",
+        "kind": "TrafficPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    })
+}
+
 /// A request builder with method, Host header and origin-form target.
 pub fn req(method: &str, host: &str, target: &str) -> http::request::Builder {
     Request::builder()
@@ -763,10 +801,36 @@ pub fn req(method: &str, host: &str, target: &str) -> http::request::Builder {
 /// Sends one request on a fresh HTTP/1.1 connection (bounded by
 /// [`REQUEST_TIMEOUT`]) and reads the whole response.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Resp, String> {
+    send_over(None, addr, req).await
+}
+
+/// As [`send`], from source address `src` (any 127.0.0.0/8 address: a
+/// distinct client for limits and access lists).
+pub async fn send_from(
+    src: std::net::IpAddr,
+    addr: SocketAddr,
+    req: Request<Full<Bytes>>,
+) -> Result<Resp, String> {
+    send_over(Some(src), addr, req).await
+}
+
+async fn send_over(
+    src: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    req: Request<Full<Bytes>>,
+) -> Result<Resp, String> {
     tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let stream = match src {
+            None => TcpStream::connect(addr).await,
+            Some(src) => {
+                let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                socket
+                    .bind(SocketAddr::new(src, 0))
+                    .map_err(|e| format!("bind {src}: {e}"))?;
+                socket.connect(addr).await
+            }
+        }
+        .map_err(|e| format!("connect {addr}: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
@@ -781,37 +845,6 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Resp, S
     })
     .await
     .map_err(|_| format!("request to {addr} timed out after {REQUEST_TIMEOUT:?}"))?
-}
-
-/// One request on a fresh connection from source address `src`.
-pub async fn send_from(
-    src: std::net::IpAddr,
-    addr: SocketAddr,
-    req: Request<Full<Bytes>>,
-) -> Result<Resp, String> {
-    tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-        socket
-            .bind(SocketAddr::new(src, 0))
-            .map_err(|e| format!("bind {src}: {e}"))?;
-        let stream = socket
-            .connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        collect(resp).await
-    })
-    .await
-    .map_err(|_| "timed out".to_string())?
 }
 
 pub async fn collect<B>(resp: Response<B>) -> Result<Resp, String>

@@ -274,6 +274,16 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
     out
 }
 
+/// A validated `pathType` (anything but Exact and Prefix is
+/// ImplementationSpecific).
+fn path_type_of(path_type: &str) -> PathType {
+    match path_type {
+        "Exact" => PathType::Exact,
+        "Prefix" => PathType::Prefix,
+        _ => PathType::ImplementationSpecific,
+    }
+}
+
 /// Whether an Ingress is a canary (`nginx.ingress.kubernetes.io/canary`).
 fn is_canary(ingress: &Ingress) -> bool {
     annotation(ingress, "nginx.ingress.kubernetes.io/canary") == Some("true")
@@ -1177,11 +1187,7 @@ impl Builder<'_> {
                 let Some((svc, port)) = port_ref(&path.backend) else {
                     continue;
                 };
-                let path_type = match path.path_type.as_str() {
-                    "Exact" => PathType::Exact,
-                    "Prefix" => PathType::Prefix,
-                    _ => PathType::ImplementationSpecific,
-                };
+                let path_type = path_type_of(&path.path_type);
                 let path_str = path.path.as_deref().unwrap_or("/");
                 let regex = (parsed.use_regex && path_type != PathType::Exact)
                     .then(|| path_regex(path_str).ok().map(Arc::new))
@@ -1292,11 +1298,7 @@ impl Builder<'_> {
                 let Some((svc, port)) = port_ref(&path.backend) else {
                     continue;
                 };
-                let path_type = match path.path_type.as_str() {
-                    "Exact" => PathType::Exact,
-                    "Prefix" => PathType::Prefix,
-                    _ => PathType::ImplementationSpecific,
-                };
+                let path_type = path_type_of(&path.path_type);
                 let path_str = path.path.as_deref().unwrap_or("/");
                 let field = format!("spec.rules[{i}].http.paths[{j}]");
                 let Some(&main) =

@@ -156,41 +156,22 @@ impl Upstream {
         exclude: &[&Endpoint],
     ) -> Option<Arc<Endpoint>> {
         let eps = &set.endpoints;
-        let excluded = |e: &Endpoint| exclude.iter().any(|x| std::ptr::eq(*x, e));
         if set.ring.is_empty() {
             let n = eps.len();
             if n == 0 {
                 return None;
             }
             let start = (hash % n as u64) as usize;
-            let mut fallback = None;
-            for i in 0..n {
-                let e = eps.get((start + i) % n)?;
-                if excluded(e) {
-                    continue;
-                }
-                if !e.is_down() {
-                    return Some(e.clone());
-                }
-                fallback.get_or_insert(e);
-            }
-            return fallback.cloned();
+            return first_usable((0..n).filter_map(|i| eps.get((start + i) % n)), exclude);
         }
         let start = set.ring.partition_point(|(point, _)| *point < hash);
-        let mut fallback = None;
         let len = set.ring.len();
-        for i in 0..len {
-            let (_, at) = set.ring.get((start + i) % len)?;
-            let e = eps.get(*at as usize)?;
-            if excluded(e) {
-                continue;
-            }
-            if !e.is_down() {
-                return Some(e.clone());
-            }
-            fallback.get_or_insert(e);
-        }
-        fallback.cloned()
+        first_usable(
+            (0..len)
+                .filter_map(|i| set.ring.get((start + i) % len))
+                .filter_map(|(_, at)| eps.get(*at as usize)),
+            exclude,
+        )
     }
 
     /// Counts a request against the retry budget.
@@ -235,6 +216,26 @@ impl Upstream {
             .filter(|e| !e.is_down())
             .cloned()
     }
+}
+
+/// The first endpoint of `order` not excluded and not in backoff; else the
+/// first not excluded (when all are down we try anyway: failing open here
+/// only costs the 502 we would answer).
+fn first_usable<'a>(
+    order: impl Iterator<Item = &'a Arc<Endpoint>>,
+    exclude: &[&Endpoint],
+) -> Option<Arc<Endpoint>> {
+    let mut fallback = None;
+    for e in order {
+        if exclude.iter().any(|x| std::ptr::eq(*x, e.as_ref())) {
+            continue;
+        }
+        if !e.is_down() {
+            return Some(e.clone());
+        }
+        fallback.get_or_insert(e);
+    }
+    fallback.cloned()
 }
 
 /// Tracks one in-flight request on an endpoint (for p2c-ewma); dropping it
@@ -415,20 +416,11 @@ impl Upstream {
         match self.key.lb {
             LbAlgorithm::RoundRobin | LbAlgorithm::ConsistentHash => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                let mut fallback = None;
-                for i in 0..eps.len() {
-                    let Some(e) = eps.get(start.wrapping_add(i) % eps.len()) else {
-                        continue;
-                    };
-                    if excluded(e) {
-                        continue;
-                    }
-                    if !e.is_down() {
-                        return Some(e.clone());
-                    }
-                    fallback.get_or_insert(e);
-                }
-                fallback.cloned()
+                let n = eps.len();
+                first_usable(
+                    (0..n).filter_map(|i| eps.get(start.wrapping_add(i) % n)),
+                    exclude,
+                )
             }
             LbAlgorithm::P2cEwma => {
                 let usable = |e: &&Arc<Endpoint>| !excluded(e) && !e.is_down();

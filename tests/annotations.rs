@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 const NS: &str = "default";
@@ -653,29 +652,19 @@ async fn upstream_hash_by_keeps_a_key_on_one_endpoint() {
 }
 
 /// A server on `addr` answering every request with `status`; counts them.
-async fn status_server(addr: SocketAddr, status: u16) -> Arc<AtomicUsize> {
+async fn status_server(addr: SocketAddr, status: u16) -> (Backend, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let counter = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        let mut r = http::Response::new(Full::new(Bytes::from_static(b"down\n")));
-                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let backend = serve_on(addr, move |_req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut r = http::Response::new(full(Bytes::from_static(b"down\n")));
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            r
         }
-    });
-    hits
+    })
+    .await;
+    (backend, hits)
 }
 
 #[tokio::test]
@@ -683,7 +672,8 @@ async fn next_upstream_retries_listed_statuses_on_another_endpoint() {
     // Endpoint 127.0.0.1 is the echo; 127.0.0.2 on the same port answers 503.
     let echo = Echo::services(&["app"]).await;
     let port = echo.port("app");
-    let failing = status_server(SocketAddr::from(([127, 0, 0, 2], port)), 503).await;
+    let (_failing_server, failing) =
+        status_server(SocketAddr::from(([127, 0, 0, 2], port)), 503).await;
     let mut docs = multi_address_backend(NS, "mixed", port, &["127.0.0.1", "127.0.0.2"]);
     docs.push(annotated(
         "retry",
@@ -1291,49 +1281,33 @@ async fn basic_auth_with_bcrypt_sha1_and_apr1_users() {
 
 /// An external auth service: allows `Authorization: Bearer good` (with an
 /// `X-Auth-User` header), answers 403 for `Bearer forbidden`, else 401.
-/// Records the original URL it was asked about.
-async fn auth_service(seen: tokio::sync::mpsc::UnboundedSender<String>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let h = req.headers();
-                            if let Some(url) = h.get("x-original-url") {
-                                let _ = seen.send(url.to_str().unwrap_or("").to_string());
-                            }
-                            let auth = h
-                                .get("authorization")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("");
-                            let (status, user) = match auth {
-                                "Bearer good" => (200, Some("alice")),
-                                "Bearer forbidden" => (403, None),
-                                _ => (401, None),
-                            };
-                            let mut r = http::Response::new(Full::new(Bytes::new()));
-                            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                            if let Some(user) = user {
-                                r.headers_mut()
-                                    .insert("x-auth-user", http::HeaderValue::from_static(user));
-                                r.headers_mut()
-                                    .insert("x-not-listed", http::HeaderValue::from_static("leak"));
-                            }
-                            Ok::<_, std::convert::Infallible>(r)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+/// Reports the original URL it was asked about on `seen`.
+async fn auth_service(seen: tokio::sync::mpsc::UnboundedSender<String>) -> Backend {
+    serve(move |req: http::Request<hyper::body::Incoming>| {
+        let h = req.headers();
+        if let Some(url) = h.get("x-original-url") {
+            let _ = seen.send(url.to_str().unwrap_or("").to_string());
         }
-    });
-    addr
+        let auth = h
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let (status, user) = match auth {
+            "Bearer good" => (200, Some("alice")),
+            "Bearer forbidden" => (403, None),
+            _ => (401, None),
+        };
+        let mut r = http::Response::new(full(Bytes::new()));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        if let Some(user) = user {
+            r.headers_mut()
+                .insert("x-auth-user", http::HeaderValue::from_static(user));
+            r.headers_mut()
+                .insert("x-not-listed", http::HeaderValue::from_static("leak"));
+        }
+        async move { r }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -1341,7 +1315,7 @@ async fn external_auth_allows_denies_and_redirects_to_signin() {
     let echo = Echo::services(&["app"]).await;
     let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
     let auth = auth_service(seen_tx).await;
-    let url = format!("http://{auth}/check?host=$host");
+    let url = format!("http://127.0.0.1:{}/check?host=$host", auth.port);
     let tg = start(
         &echo,
         vec![

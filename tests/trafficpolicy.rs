@@ -303,28 +303,18 @@ async fn an_invalid_edit_keeps_the_last_valid_policy_applying() {
 async fn policy_affinity_retries_connections_and_hashing() {
     let echo = Echo::replicas("app", 3).await;
     let mut docs = echo.backends(NS);
-    // `flaky`: 127.0.0.1 is the echo, 127.0.0.2 on the same port refuses
-    // nothing but answers 503 (a tiny server below).
+    // `flaky`: 127.0.0.1 is the echo, 127.0.0.2 on the same port answers
+    // every request with 503.
     let port = echo.ports("app")[0];
-    let listener = tokio::net::TcpListener::bind(("127.0.0.2", port))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let _ = s
-                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
-                        .await;
-                }
-            });
-        }
-    });
+    let _flaky = serve_on(
+        std::net::SocketAddr::from(([127, 0, 0, 2], port)),
+        |_req| async {
+            let mut r = http::Response::new(full(bytes::Bytes::new()));
+            *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            r
+        },
+    )
+    .await;
     docs.extend(multi_address_backend(
         NS,
         "flaky",

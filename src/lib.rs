@@ -16,6 +16,9 @@
 //!   per request without locks and without allocating.
 //! - [`lb`]: upstreams, endpoint sets (swapped on their own, so an
 //!   EndpointSlice change never recompiles routes) and pickers.
+//! - [`ratelimit`]: per-client limiters built from compiled specs: request
+//!   rate (GCRA) and concurrent requests per client IP, lock-free, with a
+//!   prune that keeps memory bounded by recent clients.
 //! - [`runtime`]: turns compiled output into the published state (one
 //!   `ArcSwap`) and applies endpoint-only changes through the fast path.
 //! - [`proxy`]: the data plane: listeners (one single-threaded runtime per

@@ -21,7 +21,7 @@ use super::RateSpec;
 /// `spec.burst` at once. One per Ingress that has a rate limit; shared by
 /// every worker (`Sync`).
 ///
-/// `C` is the time source; [`DefaultClock`] (TSC-backed) outside tests.
+/// `C` is the time source; [`DefaultClock`] (quanta: TSC where available) outside tests.
 pub struct RequestLimiter<C = DefaultClock>
 where
     C: Clock,

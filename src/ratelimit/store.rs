@@ -37,6 +37,13 @@ pub struct ClientStateStore {
 /// One client's GCRA state. `RETIRED` marks a cell on its way out of the map.
 struct Tat(AtomicU64);
 
+/// Keys a prune pass collects before it removes them (17 bytes each).
+const PRUNE_CHUNK: usize = 65_536;
+/// Removals under one guard (what may await reclamation at once).
+const REMOVE_BATCH: usize = 1_024;
+/// Passes of one prune: up to 4 Mi entries removed per call.
+const PRUNE_MAX_PASSES: usize = 64;
+
 /// A value no theoretical arrival time reaches (that would be 584 years
 /// after the limiter was built).
 const RETIRED: u64 = u64::MAX;
@@ -143,11 +150,46 @@ impl StateStore for ClientStateStore {
 }
 
 impl ShrinkableKeyedStateStore<IpAddr> for ClientStateStore {
+    /// Retires and removes every cell at or before `drop_below`, in chunks.
+    ///
+    /// Not papaya's `retain`: memory of removed entries is reclaimed only
+    /// once the removing thread holds no guard, and `retain` holds one for
+    /// the whole sweep, so pruning a million entries would keep them all
+    /// (plus 32 bytes of reclamation bookkeeping each) alive until it ends,
+    /// doubling the peak. Instead a pass collects up to [`PRUNE_CHUNK`] keys
+    /// (retiring their cells as it goes) and drops its guard; the keys are
+    /// then removed [`REMOVE_BATCH`] at a time, each batch under its own
+    /// guard; passes repeat while the last one filled its chunk, at most
+    /// [`PRUNE_MAX_PASSES`] times (anything left waits for the next prune).
     fn retain_recent(&self, drop_below: Nanos) {
         let drop_below = drop_below.as_u64();
-        self.map
-            .pin()
-            .retain(|_, cell| !cell.retire_if_older(drop_below));
+        let mut stale: Vec<IpAddr> = Vec::with_capacity(PRUNE_CHUNK.min(self.map.len()));
+        for _ in 0..PRUNE_MAX_PASSES {
+            {
+                let map = self.map.pin();
+                for (key, cell) in map.iter() {
+                    if cell.retire_if_older(drop_below) {
+                        stale.push(*key);
+                        if stale.len() == PRUNE_CHUNK {
+                            break;
+                        }
+                    }
+                }
+            }
+            for batch in stale.chunks(REMOVE_BATCH) {
+                let map = self.map.pin();
+                for key in batch {
+                    // A request may have replaced the retired cell with a
+                    // fresh one already; that one stays.
+                    let _ = map.remove_if(key, |_, cell| cell.is_retired());
+                }
+            }
+            let more = stale.len() == PRUNE_CHUNK;
+            stale.clear();
+            if !more {
+                break;
+            }
+        }
     }
 
     /// papaya shrinks its table itself (to half when a resize finds it at
@@ -304,6 +346,20 @@ mod tests {
         assert_eq!(ShrinkableKeyedStateStore::len(&store), 1);
         assert!(store.map.pin().get(&new).is_some());
         store.retain_recent(Nanos::new(3));
+        assert!(ShrinkableKeyedStateStore::is_empty(&store));
+    }
+
+    /// More stale entries than one pass collects: all go in one prune.
+    #[test]
+    fn retain_recent_removes_more_than_one_chunk() {
+        let store = ClientStateStore::new();
+        let n = PRUNE_CHUNK + PRUNE_CHUNK / 2;
+        for i in 0..n {
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 + i as u32));
+            assert_eq!(store.measure_and_replace(&ip, bump), Ok(()));
+        }
+        assert_eq!(ShrinkableKeyedStateStore::len(&store), n);
+        store.retain_recent(Nanos::new(1));
         assert!(ShrinkableKeyedStateStore::is_empty(&store));
     }
 

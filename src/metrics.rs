@@ -61,6 +61,12 @@ pub const HANDSHAKE_RESULTS: [&str; 9] = [
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `rate` or `connections`.
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeLabels {
     /// One of [`HANDSHAKE_RESULTS`].
     pub result: &'static str,
@@ -185,6 +191,13 @@ pub struct Metrics {
     /// TLS handshakes by result (see [`HANDSHAKE_RESULTS`]), resolved once
     /// so a handshake only increments an atomic.
     pub tls_handshakes: [Counter; HANDSHAKE_RESULTS.len()],
+    /// Requests refused by a rate limit (`limit="rate"`) or a concurrency
+    /// limit (`limit="connections"`), resolved once so a request only
+    /// increments an atomic.
+    pub limited_rate: Counter,
+    pub limited_connections: Counter,
+    /// Connections closed for a missing or invalid PROXY protocol header.
+    pub proxy_protocol_refused: Counter,
     /// Requests that matched no route (404 from the built-in default backend).
     pub unrouted: RouteMetrics,
     /// Kubernetes mode: watch failures by kind (the watcher retries with
@@ -293,6 +306,26 @@ impl Metrics {
             "TLS handshakes on the HTTPS listener by result: ok, or the reason it failed",
             tls_handshakes.clone(),
         );
+        let limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "limited_requests",
+            "Requests refused by a per-client limit, by limit (rate or connections)",
+            limited.clone(),
+        );
+        let limited_rate = limited
+            .get_or_create(&LimitLabels { limit: "rate" })
+            .clone();
+        let limited_connections = limited
+            .get_or_create(&LimitLabels {
+                limit: "connections",
+            })
+            .clone();
+        let proxy_protocol_refused = Counter::default();
+        registry.register(
+            "proxy_protocol_refused",
+            "Connections closed for a missing or invalid PROXY protocol header",
+            proxy_protocol_refused.clone(),
+        );
         let tls_handshakes = HANDSHAKE_RESULTS.map(|result| {
             tls_handshakes
                 .get_or_create(&HandshakeLabels { result })
@@ -343,6 +376,9 @@ impl Metrics {
             source_errors,
             certificate_expiry,
             tls_handshakes,
+            limited_rate,
+            limited_connections,
+            proxy_protocol_refused,
             unrouted,
             kube_watch_errors,
             kube_watch_synced,

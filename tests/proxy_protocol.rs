@@ -406,6 +406,14 @@ async fn connections_without_a_valid_header_are_closed() {
         }
     }
     f.assert_none();
+    // 4 refused at once, the TLS client, 2 timed out: all counted.
+    let metrics = tg.metrics().await;
+    let refused: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tollgate_proxy_protocol_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(refused, 7.0, "{metrics}");
     // The listener still serves well-formed connections.
     let r = plain(&tg, &v1(sa("203.0.113.9:1"), sa("192.0.2.1:80")), "")
         .await

@@ -460,10 +460,12 @@ impl Accepted {
             match header {
                 Ok(Ok(source)) => source.unwrap_or(self.tcp_peer),
                 Ok(Err(error)) => {
+                    self.state.metrics.proxy_protocol_refused.inc();
                     proxy_header_failed(self.tcp_peer, &error);
                     return;
                 }
                 Err(_) => {
+                    self.state.metrics.proxy_protocol_refused.inc();
                     tracing::debug!(tcp_peer = %self.tcp_peer, "PROXY protocol header timed out");
                     return;
                 }

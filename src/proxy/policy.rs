@@ -92,13 +92,17 @@ pub async fn serve(
         Some(limits) if !policy.limit_exempt.iter().any(|n| n.contains(&client)) => {
             if let (Some(limiter), Some(spec)) = (&limits.rate, &policy.rate) {
                 if let Err(wait) = limiter.check(client) {
+                    ctx.state.metrics.limited_rate.inc();
                     return Ok(limited(spec.status, Some(wait)));
                 }
             }
             match (&limits.connections, &policy.connections) {
                 (Some(limiter), Some(spec)) => match limiter.acquire(client) {
                     Some(permit) => Some(permit),
-                    None => return Ok(limited(spec.status, None)),
+                    None => {
+                        ctx.state.metrics.limited_connections.inc();
+                        return Ok(limited(spec.status, None));
+                    }
                 },
                 _ => None,
             }

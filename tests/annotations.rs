@@ -1350,6 +1350,17 @@ async fn external_auth_allows_denies_and_redirects_to_signin() {
                 ],
             ),
             annotated(
+                "extrw",
+                "extrw.test",
+                "/app",
+                "app",
+                &[
+                    ("auth-url", &url),
+                    ("rewrite-target", "/"),
+                    ("auth-response-headers", "X-Auth-User"),
+                ],
+            ),
+            annotated(
                 "down",
                 "down.test",
                 "/",
@@ -1382,10 +1393,25 @@ async fn external_auth_allows_denies_and_redirects_to_signin() {
         "the auth service's value, not the client's"
     );
     assert_eq!(e.header("X-Not-Listed"), None);
+    // With a rewrite, the auth service sees the URL as the client sent it
+    // and the upstream the rewritten path.
+    let rw = get_with(
+        &tg,
+        "extrw.test",
+        "/app/deep?q=2",
+        &[("authorization", "Bearer good")],
+    )
+    .await;
+    assert_eq!(rw.status, 200, "{}", rw.summary());
+    assert_eq!(rw.echo().path(), "/?q=2");
     let mut seen = Vec::new();
     while let Ok(url) = seen_rx.try_recv() {
         seen.push(url);
     }
+    assert!(
+        seen.iter().any(|u| u == "http://extrw.test/app/deep?q=2"),
+        "{seen:?}"
+    );
     assert!(
         seen.iter().any(|u| u == "http://ext.test/page?q=1"),
         "{seen:?}"

@@ -141,9 +141,6 @@ pub async fn serve(
         }
     }
 
-    if let Some(rewrite) = &policy.rewrite {
-        rewrite_path(&mut req, &rewrite.pattern, &rewrite.target)?;
-    }
     if let Some(prefix) = &policy.forwarded_prefix {
         req.headers_mut().insert(X_FORWARDED_PREFIX, prefix.clone());
     }
@@ -192,6 +189,11 @@ pub async fn serve(
             }
         }
         prepared.req = Request::from_parts(parts, body);
+    }
+    // Last: the auth service, error pages and hashing see the request as
+    // the client sent it (`$request_uri`), the upstream the rewritten one.
+    if let Some(rewrite) = &policy.rewrite {
+        rewrite_path(&mut prepared.req, &rewrite.pattern, &rewrite.target)?;
     }
     let (mut response, endpoint) = dispatch(upstream, prepared, &plan).await?;
 
@@ -407,8 +409,8 @@ fn choose(policy: &RoutePolicy, client: IpAddr, req: &Request<Incoming>) -> (Pic
 
 /// nginx `rewrite PATTERN TARGET break`: the whole path becomes the target
 /// with `$N` replaced by capture N; the query string is kept.
-fn rewrite_path(
-    req: &mut Request<Incoming>,
+fn rewrite_path<B>(
+    req: &mut Request<B>,
     pattern: &regex::Regex,
     target: &str,
 ) -> Result<(), ProxyError> {

@@ -4,10 +4,11 @@
 //! Order, as nginx's phases run ingress-nginx's configuration: fixed
 //! redirects, `app-root` and CORS preflights (rewrite phase) → rate and
 //! connection limits (preaccess: they also slow down password guessing) →
-//! access lists (403) → authentication (401/403) → canary choice → rewrite
-//! and request headers → forward (with the route's timeouts, retries, body
-//! limit, affinity or hashing) → custom error pages, CORS and affinity
-//! headers on the response.
+//! access lists (403) → basic authentication (401) → canary choice and
+//! request headers → external authentication (sees the request as sent) →
+//! rewrite → forward (with the route's timeouts, retries, body limit,
+//! affinity or hashing) → custom error pages, CORS and affinity headers on
+//! the response.
 //!
 //! Invariants:
 //! - Only routes whose policy is not plain come here; the plain path in

@@ -66,3 +66,95 @@ core_jiffies() {
 
 # rss_kb PID KEY: a kB field of /proc/PID/status (VmRSS, VmHWM, RssAnon...), 0 if absent.
 rss_kb() { awk -v k="$2" '$1 == k":" { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# build_tollgate BIN DEFAULT: `cargo build --release` when BIN is the default
+# build output and NO_BUILD is not 1 (a no-op when up to date); then BIN must
+# exist.
+build_tollgate() {
+    if [[ "${NO_BUILD:-0}" != 1 && "$1" == "$2" ]]; then
+        log "cargo build --release (no-op if up to date)"
+        (cd "$REPO_ROOT" && cargo build --release --bin tollgate) >"$TMP/cargo-build.out" 2>&1 \
+            || { tail -n 40 "$TMP/cargo-build.out" >&2; die "cargo build --release failed"; }
+    fi
+    [[ -x "$1" ]] || die "tollgate binary not found at $1"
+}
+
+# echo_backend_yaml PORT: the IngressClass `tollgate`, Service default/echo
+# (port 80 named http) and its EndpointSlice at 127.0.0.1:PORT, as YAML
+# documents (no trailing separator).
+echo_backend_yaml() {
+    cat <<YAML
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: tollgate
+spec:
+  controller: tollgate.dev/ingress-controller
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  namespace: default
+spec:
+  selector:
+    app: echo
+  ports:
+    - name: http
+      port: 80
+      protocol: TCP
+      targetPort: http
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-bench
+  namespace: default
+  labels:
+    kubernetes.io/service-name: echo
+addressType: IPv4
+endpoints:
+  - addresses: ["127.0.0.1"]
+    conditions:
+      ready: true
+ports:
+  - name: http
+    port: $1
+    protocol: TCP
+YAML
+}
+
+# to_ms VALUE-WITH-UNIT  (wrk prints us / ms / s / m / h)
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000;
+        else if (u == "m") n *= 60000; else if (u == "h") n *= 3600000;
+        else if (u != "ms") n = -1;
+        printf "%.3f", n }'
+}
+
+# Resets VmHWM (peak RSS) of a process to its current RSS ("5" in clear_refs,
+# Linux >= 4.0), so VmHWM afterwards is the exact peak of the next phase,
+# including spikes between two samples. Returns non-zero if not permitted.
+reset_hwm() { { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null; }
+
+# rss_sampler PID OUT MAX: every SAMPLE_MS append "elapsed_ms VmRSS_kB" to
+# OUT, until killed, PID exits, or MAX samples (so it never outlives a run
+# by much). Only builtins and sleep per sample.
+rss_sampler() {
+    local pid=$1 out=$2 max=$3 n k v _ t0 now interval
+    interval=$(awk -v ms="$SAMPLE_MS" 'BEGIN { printf "%.3f", ms / 1000 }')
+    t0=$(date +%s%N)
+    for (( n=0; n < max; n++ )); do
+        [[ -r /proc/$pid/status ]] || break
+        while read -r k v _; do
+            if [[ "$k" == VmRSS: ]]; then
+                now=$(date +%s%N)
+                echo "$(( (now - t0) / 1000000 )) $v" >>"$out"
+                break
+            fi
+        done <"/proc/$pid/status" || true
+        sleep "$interval"
+    done
+}

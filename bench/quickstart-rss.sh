@@ -118,10 +118,8 @@ log "quick start: ${#ROUTES[@]} route(s), ${#BACKENDS[@]} backend endpoint(s) in
 # (run.sh mode: run.sh is responsible for building whatever it runs.)
 USE_RUN_SH=0
 [[ -f "$QS_DIR/run.sh" && "${QS_DIRECT:-0}" != 1 ]] && USE_RUN_SH=1
-if (( ! USE_RUN_SH )) && [[ "${NO_BUILD:-0}" != 1 && "$TOLLGATE_BIN" == "$REPO_ROOT/target/release/tollgate" ]]; then
-    log "cargo build --release (no-op if up to date)"
-    (cd "$REPO_ROOT" && cargo build --release --bin tollgate) >"$TMP/cargo-build.out" 2>&1 \
-        || { tail -n 40 "$TMP/cargo-build.out" >&2; die "cargo build --release failed"; }
+if (( ! USE_RUN_SH )); then
+    build_tollgate "$TOLLGATE_BIN" "$REPO_ROOT/target/release/tollgate"
 fi
 
 # ---------------------------------------------------------------- start

@@ -236,12 +236,7 @@ wait_quiet() {
 # ---------------------------------------------------------------- build
 DEFAULT_BIN=${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/tollgate
 TOLLGATE_BIN=${TOLLGATE_BIN:-$DEFAULT_BIN}
-if [[ "${NO_BUILD:-0}" != 1 && "$TOLLGATE_BIN" == "$DEFAULT_BIN" ]]; then
-    log "cargo build --release (no-op if up to date)"
-    (cd "$REPO_ROOT" && cargo build --release --bin tollgate) >"$TMP/cargo-build.out" 2>&1 \
-        || { tail -n 40 "$TMP/cargo-build.out" >&2; die "cargo build --release failed"; }
-fi
-[[ -x "$TOLLGATE_BIN" ]] || die "tollgate binary not found at $TOLLGATE_BIN"
+build_tollgate "$TOLLGATE_BIN" "$DEFAULT_BIN"
 "$TOLLGATE_BIN" run --help 2>/dev/null | grep -q -- '--trusted-proxies' \
     || die "$TOLLGATE_BIN has no --trusted-proxies (built before client IPs / limits); rebuild it"
 
@@ -257,45 +252,7 @@ log "echo backend (--fixed) pid $ECHO_PID on 127.0.0.1:$ECHO_PORT (CPU $LOAD_CPU
 # base_manifests DIR: IngressClass, Service `echo`, its EndpointSlice.
 base_manifests() {
     mkdir -p "$1"
-    cat >"$1/base.yaml" <<EOF
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata:
-  name: tollgate
-spec:
-  controller: tollgate.dev/ingress-controller
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: echo
-  namespace: default
-spec:
-  selector:
-    app: echo
-  ports:
-    - name: http
-      port: 80
-      protocol: TCP
-      targetPort: http
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: echo-bench
-  namespace: default
-  labels:
-    kubernetes.io/service-name: echo
-addressType: IPv4
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions:
-      ready: true
-ports:
-  - name: http
-    port: $ECHO_PORT
-    protocol: TCP
-EOF
+    echo_backend_yaml "$ECHO_PORT" >"$1/base.yaml"
 }
 
 # add_ingress DIR NAME HOST [ANNOTATION VALUE]...: Ingress NAME, HOST / -> echo.
@@ -375,15 +332,6 @@ wrk_wait() {
     (( rc == 0 )) || { cat "$2" >&2; die "wrk failed ($3), exit $rc"; }
 }
 
-# to_ms VALUE-WITH-UNIT  (wrk prints us / ms / s / m / h)
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000;
-        else if (u == "m") n *= 60000; else if (u == "h") n *= 3600000;
-        else if (u != "ms") n = -1;
-        printf "%.3f", n }'
-}
 busy_pct() {   # busy_pct "BUSY0 TOTAL0" "BUSY1 TOTAL1"
     awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
         d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
@@ -769,26 +717,9 @@ part_accuracy() {
 }
 
 # ================================================================ 3: memory
-# sampler PID OUT: "elapsed_ms VmRSS_kB" every SAMPLE_MS until killed, or
-# for at most MEM_TIMEOUT_S + MEM_SETTLE_S + 60 s.
-sampler() {
-    local pid=$1 out=$2 n k v _ t0 now interval max
-    max=$(( (MEM_TIMEOUT_S + MEM_SETTLE_S + 60) * 1000 / SAMPLE_MS ))
-    interval=$(awk -v ms="$SAMPLE_MS" 'BEGIN { printf "%.3f", ms / 1000 }')
-    t0=$(date +%s%N)
-    for (( n=0; n < max; n++ )); do
-        [[ -r /proc/$pid/status ]] || break
-        while read -r k v _; do
-            if [[ "$k" == VmRSS: ]]; then
-                now=$(date +%s%N)
-                echo "$(( (now - t0) / 1000000 )) $v" >>"$out"
-                break
-            fi
-        done <"/proc/$pid/status" || true
-        sleep "$interval"
-    done
-}
-reset_hwm() { { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null; }
+# sampler PID OUT: rss_sampler (bench/lib.sh) for at most
+# MEM_TIMEOUT_S + MEM_SETTLE_S + 60 s.
+sampler() { rss_sampler "$1" "$2" $(( (MEM_TIMEOUT_S + MEM_SETTLE_S + 60) * 1000 / SAMPLE_MS )); }
 
 part_memory() {
     local rows="$TMP/memory.tsv" v

@@ -158,12 +158,7 @@ wait_version() {
 
 # ---------------------------------------------------------------- build
 TOLLGATE_BIN=${TOLLGATE_BIN:-$REPO_ROOT/target/release/tollgate}
-if [[ "${NO_BUILD:-0}" != 1 && "$TOLLGATE_BIN" == "$REPO_ROOT/target/release/tollgate" ]]; then
-    log "cargo build --release (no-op if up to date)"
-    (cd "$REPO_ROOT" && cargo build --release --bin tollgate) >"$TMP/cargo-build.out" 2>&1 \
-        || { tail -n 40 "$TMP/cargo-build.out" >&2; die "cargo build --release failed"; }
-fi
-[[ -x "$TOLLGATE_BIN" ]] || die "tollgate binary not found at $TOLLGATE_BIN"
+build_tollgate "$TOLLGATE_BIN" "$REPO_ROOT/target/release/tollgate"
 
 read -r ECHO_PORT ECHOV_PORT TG_HTTP TG_HTTPS TG_ADMIN NG_PORT <<<"$(free_ports 6)"
 

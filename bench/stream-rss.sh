@@ -114,32 +114,8 @@ source "$SCRIPT_DIR/lib.sh"
 io_field() { awk -v k="$2" '$1 == k":" { print $2; f = 1 } END { if (!f) print 0 }' "/proc/$1/io" 2>/dev/null || echo 0; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
-# Resets VmHWM (peak RSS) of a process to its current RSS ("5" in clear_refs,
-# Linux >= 4.0), so VmHWM afterwards is the exact peak of the next phase,
-# including spikes between two samples. Returns non-zero if not permitted.
-reset_hwm() { { echo 5 >"/proc/$1/clear_refs"; } 2>/dev/null; }
-
-# sampler PID OUT: every SAMPLE_MS append "elapsed_ms VmRSS_kB" to OUT, until
-# killed or after MAX_SAMPLES samples (so it can never outlive the run by much).
-# Uses only builtins and sleep (no awk per sample).
-sampler() {
-    local pid=$1 out=$2 n k v _ t0 now
-    local max=$(( (TRANSFER_TIMEOUT_S + 30) * 1000 / SAMPLE_MS ))
-    local interval
-    interval=$(awk -v ms="$SAMPLE_MS" 'BEGIN { printf "%.3f", ms / 1000 }')
-    t0=$(date +%s%N)
-    for (( n=0; n < max; n++ )); do
-        [[ -r /proc/$pid/status ]] || break
-        while read -r k v _; do
-            if [[ "$k" == VmRSS: ]]; then
-                now=$(date +%s%N)
-                echo "$(( (now - t0) / 1000000 )) $v" >>"$out"
-                break
-            fi
-        done <"/proc/$pid/status" || true
-        sleep "$interval"
-    done
-}
+# sampler PID OUT: rss_sampler (bench/lib.sh) bounded by the transfer timeout.
+sampler() { rss_sampler "$1" "$2" $(( (TRANSFER_TIMEOUT_S + 30) * 1000 / SAMPLE_MS )); }
 SAMPLER_PID=""
 start_sampler() { : >"$2"; sampler "$1" "$2" & SAMPLER_PID=$!; AUX_PIDS+=("$SAMPLER_PID"); }
 stop_sampler() {
@@ -153,12 +129,7 @@ samples_stat() { awk 'BEGIN { m = 0 } { n++; if ($2 > m) m = $2 } END { print n 
 
 # ---------------------------------------------------------------- build
 TOLLGATE_BIN=${TOLLGATE_BIN:-$REPO_ROOT/target/release/tollgate}
-if [[ "${NO_BUILD:-0}" != 1 && "$TOLLGATE_BIN" == "$REPO_ROOT/target/release/tollgate" ]]; then
-    log "cargo build --release (no-op if up to date)"
-    (cd "$REPO_ROOT" && cargo build --release --bin tollgate) >"$TMP/cargo-build.out" 2>&1 \
-        || { tail -n 40 "$TMP/cargo-build.out" >&2; die "cargo build --release failed"; }
-fi
-[[ -x "$TOLLGATE_BIN" ]] || die "tollgate binary not found at $TOLLGATE_BIN"
+build_tollgate "$TOLLGATE_BIN" "$REPO_ROOT/target/release/tollgate"
 
 read -r ECHO_PORT TG_HTTP TG_HTTPS TG_ADMIN <<<"$(free_ports 4)"
 
@@ -174,44 +145,7 @@ log "echo backend pid $ECHO_PID on 127.0.0.1:$ECHO_PORT"
 
 # ---------------------------------------------------------------- tollgate
 M="$TMP/manifests"; mkdir -p "$M"
-cat >"$M/bench.yaml" <<EOF
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata:
-  name: tollgate
-spec:
-  controller: tollgate.dev/ingress-controller
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: echo
-  namespace: default
-spec:
-  selector:
-    app: echo
-  ports:
-    - name: http
-      port: 80
-      protocol: TCP
-      targetPort: http
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: echo-bench
-  namespace: default
-  labels:
-    kubernetes.io/service-name: echo
-addressType: IPv4
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions:
-      ready: true
-ports:
-  - name: http
-    port: $ECHO_PORT
-    protocol: TCP
+{ echo_backend_yaml "$ECHO_PORT"; cat <<EOF
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -232,6 +166,7 @@ spec:
                 port:
                   name: http
 EOF
+} >"$M/bench.yaml"
 "${ON_PROXY[@]}" "$TOLLGATE_BIN" run --manifests "$M" \
     --http-addr "127.0.0.1:$TG_HTTP" --https-addr "127.0.0.1:$TG_HTTPS" \
     --admin-addr "127.0.0.1:$TG_ADMIN" --threads 1 --access-log false \

@@ -190,12 +190,7 @@ served_fp() {
 
 # ---------------------------------------------------------------- build
 TOLLGATE_BIN=${TOLLGATE_BIN:-$REPO_ROOT/target/release/tollgate}
-if [[ "${NO_BUILD:-0}" != 1 && "$TOLLGATE_BIN" == "$REPO_ROOT/target/release/tollgate" ]]; then
-    log "cargo build --release (no-op if up to date)"
-    (cd "$REPO_ROOT" && cargo build --release --bin tollgate) >"$TMP/cargo-build.out" 2>&1 \
-        || { tail -n 40 "$TMP/cargo-build.out" >&2; die "cargo build --release failed"; }
-fi
-[[ -x "$TOLLGATE_BIN" ]] || die "tollgate binary not found at $TOLLGATE_BIN"
+build_tollgate "$TOLLGATE_BIN" "$REPO_ROOT/target/release/tollgate"
 # A binary from before TLS termination still has --https-addr but never listens on it.
 # (Output captured first: `cmd | grep -q` can fail under pipefail when grep exits early.)
 tg_help=$("$TOLLGATE_BIN" run --help 2>/dev/null || true)
@@ -463,15 +458,6 @@ conn_counters() {
     fi
 }
 
-# to_ms VALUE-WITH-UNIT  (wrk prints us / ms / s / m / h)
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000;
-        else if (u == "m") n *= 60000; else if (u == "h") n *= 3600000;
-        else if (u != "ms") n = -1;
-        printf "%.3f", n }'
-}
 
 # wrk_cmd MODE PROXY DURATION CONNS: the wrk command line for one run, pinned to LOAD_CPU.
 wrk_cmd() {

@@ -107,12 +107,7 @@ TOLLGATE_BIN=${TOLLGATE_BIN:-$REPO_ROOT/target/release/tollgate}
 need_tollgate=0
 { want tollgate || [[ -z "${BACKEND_ADDR:-}" ]]; } && need_tollgate=1
 if (( need_tollgate )); then
-    if [[ "${NO_BUILD:-0}" != 1 && "$TOLLGATE_BIN" == "$REPO_ROOT/target/release/tollgate" ]]; then
-        log "cargo build --release (no-op if up to date)"
-        (cd "$REPO_ROOT" && cargo build --release --bin tollgate) >"$TMP/cargo-build.out" 2>&1 \
-            || { tail -n 40 "$TMP/cargo-build.out" >&2; die "cargo build --release failed"; }
-    fi
-    [[ -x "$TOLLGATE_BIN" ]] || die "tollgate binary not found at $TOLLGATE_BIN"
+    build_tollgate "$TOLLGATE_BIN" "$REPO_ROOT/target/release/tollgate"
 fi
 
 read -r ECHO_PORT TG_HTTP TG_HTTPS TG_ADMIN NG_PORT <<<"$(free_ports 5)"
@@ -238,15 +233,6 @@ check_alive() {
     for p in "${PIDS[@]}"; do alive "$p" || die "process $p died (see logs)"; done
 }
 
-# to_ms VALUE-WITH-UNIT  (wrk prints us / ms / s / m / h)
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000;
-        else if (u == "m") n *= 60000; else if (u == "h") n *= 3600000;
-        else if (u != "ms") n = -1;
-        printf "%.3f", n }'
-}
 
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"

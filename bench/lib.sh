@@ -158,3 +158,29 @@ rss_sampler() {
         sleep "$interval"
     done
 }
+
+# stop_pids: TERM every process in PIDS (newest first), give each up to 5 s,
+# then KILL; all reaped. For the scripts' EXIT traps.
+stop_pids() {
+    local pid i
+    for (( i=${#PIDS[@]}-1; i>=0; i-- )); do
+        kill -TERM "${PIDS[i]}" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+# remove_tmp: removes TMP, or keeps it (and says where) with KEEP_TMP=1.
+remove_tmp() {
+    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
+        echo "temp dir kept: $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}

@@ -58,7 +58,7 @@ cleanup() {
     done
     for p in "${PGIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    if [[ "${KEEP_TMP:-0}" == 1 ]]; then echo "temp dir kept: $TMP" >&2; else rm -rf "$TMP"; fi
+    remove_tmp
     exit "$rc"
 }
 trap cleanup EXIT

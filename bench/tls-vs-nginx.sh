@@ -129,24 +129,9 @@ cleanup() {
         [[ -n "$pid" ]] || continue
         kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
     done
-    for (( i=${#PIDS[@]}-1; i>=0; i-- )); do
-        pid=${PIDS[i]}
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 50); do            # ≤5 s per process
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids
     for i in "${CGROUPS[@]}"; do rmdir "$i" 2>/dev/null || true; done
-    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
-        echo "temp dir kept: $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
+    remove_tmp
     exit "$rc"
 }
 trap cleanup EXIT

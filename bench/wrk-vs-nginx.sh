@@ -70,23 +70,8 @@ cleanup() {
     local rc=$? pid i
     trap - EXIT INT TERM
     if [[ -n "$WRK_PID" ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; wait "$WRK_PID" 2>/dev/null || true; fi
-    for (( i=${#PIDS[@]}-1; i>=0; i-- )); do
-        pid=${PIDS[i]}
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 50); do            # ≤5 s per process
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ "${KEEP_TMP:-0}" == 1 ]]; then
-        echo "temp dir kept: $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
+    stop_pids
+    remove_tmp
     exit "$rc"
 }
 trap cleanup EXIT

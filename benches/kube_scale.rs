@@ -33,7 +33,7 @@
 //! are twice that), `KUBE_SCALE_INGRESS_N` (50), `KUBE_SCALE_ENDPOINT_N`
 //! (100), `KUBE_SCALE_CHURN_RATE` (100/s), `KUBE_SCALE_CHURN_SECS` (15),
 //! `KUBE_SCALE_TOLLGATE_LOG` (tollgate's `RUST_LOG`; default
-//! `info,rustls=error,tollgate::runtime=debug`, which adds one log line per
+//! `info,rustls=error,tollgate::publisher=debug`, which adds one log line per
 //! endpoint change so the endpoint path can be timed from the log).
 //! `KUBE_SCALE_PERF=1` also profiles tollgate during each phase
 //! (`perf record -e cpu-clock --call-graph dwarf`, into
@@ -119,7 +119,7 @@ impl Config {
             churn_rate: env_num("KUBE_SCALE_CHURN_RATE", 100).clamp(1, 10_000),
             churn_secs: env_num("KUBE_SCALE_CHURN_SECS", 15).clamp(1, 120),
             tollgate_log: std::env::var("KUBE_SCALE_TOLLGATE_LOG")
-                .unwrap_or_else(|_| "info,rustls=error,tollgate::runtime=debug".into()),
+                .unwrap_or_else(|_| "info,rustls=error,tollgate::publisher=debug".into()),
             perf: env_num("KUBE_SCALE_PERF", 0) != 0,
         }
     }

@@ -16,10 +16,12 @@ use tollgate::metrics::{Metrics, SourceLabels};
 use tollgate::provider::files::FileSource;
 use tollgate::provider::kubernetes::{self, status::Publish, KubeSettings};
 use tollgate::proxy::listener::{self, ConnSettings, ConnTracker};
-use tollgate::proxy::{pool, tls};
+use tollgate::proxy::pool;
 use tollgate::proxy::{ProxySettings, ProxyState};
-use tollgate::runtime::{Health, Runtime};
+use tollgate::publisher::Publisher;
 use tollgate::settings::{Cli, Command, LogFormat, RunArgs};
+use tollgate::state::Health;
+use tollgate::tls;
 
 /// jemalloc instead of glibc's malloc: a 10,000-Ingress recompile spent a
 /// quarter of its time in glibc's allocator (consolidating fastbins on a
@@ -93,17 +95,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let runtime = Runtime::new(
+    let publisher = Publisher::new(
         args.selection.compile_options(),
         metrics.clone(),
         health.clone(),
     );
-    let published = runtime.published();
+    let published = publisher.published();
 
     // The control plane runs on its own thread: parsing, watching and
     // compiling never take a data-plane worker.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let control = spawn_control(&args, runtime, metrics.clone(), stop_rx)?;
+    let control = spawn_control(&args, publisher, metrics.clone(), stop_rx)?;
 
     let state = Arc::new(ProxyState {
         published,
@@ -141,9 +143,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|_| bind(args.https_addr, threads > 1))
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("binding --https-addr {}", args.https_addr))?;
-    let default_certificate = tls::generate_default_certificate().context("TLS")?;
+    let default_certificate = tls::server::generate_default_certificate().context("TLS")?;
     let tls_acceptor = TlsAcceptor::from(
-        tls::server_config(state.published.clone(), default_certificate).context("TLS")?,
+        tls::server::server_config(state.published.clone(), default_certificate).context("TLS")?,
     );
     let admin_listener = bind(args.admin_addr, false)
         .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
@@ -268,7 +270,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 /// configuration fails start-up here, with a clear error).
 fn spawn_control(
     args: &RunArgs,
-    mut runtime: Runtime,
+    mut publisher: Publisher,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
@@ -291,7 +293,7 @@ fn spawn_control(
                             })
                             .inc();
                     }
-                    runtime.apply(snapshot, &diagnostics);
+                    publisher.apply(snapshot, &diagnostics);
                 },
                 || *stop.borrow(),
             )
@@ -335,7 +337,7 @@ fn spawn_control(
             };
             tracing::info!(namespace = %client.default_namespace(), "Kubernetes mode: watching the API server");
             let _ = connected_tx.send(Ok(()));
-            kubernetes::run(client, settings, &mut runtime, metrics, stop).await;
+            kubernetes::run(client, settings, &mut publisher, metrics, stop).await;
         });
     })?;
     match connected_rx.recv() {

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::runtime::Health;
+use crate::state::Health;
 
 fn respond(
     status: StatusCode,

@@ -497,7 +497,7 @@ impl Accepted {
         let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
         state.metrics.handshake(match &handshake {
             Ok(Ok(_)) => "ok",
-            Ok(Err(e)) => super::tls::failure_reason(e),
+            Ok(Err(e)) => crate::tls::server::failure_reason(e),
             Err(_) => "timeout",
         });
         let stream = match handshake {

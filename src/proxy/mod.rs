@@ -19,7 +19,6 @@ pub mod listener;
 pub mod policy;
 pub mod pool;
 pub mod proxy_protocol;
-pub mod tls;
 pub mod upload;
 
 use std::convert::Infallible;
@@ -37,7 +36,7 @@ use tokio::time::Instant;
 
 use crate::lb::{Endpoint, Upstream};
 use crate::metrics::Metrics;
-use crate::runtime::Published;
+use crate::state::Published;
 use crate::table::policy::Retry;
 use crate::table::upstream::LbAlgorithm;
 use crate::table::{host, path};

@@ -33,7 +33,7 @@ use crate::auth::external::Decision;
 use crate::auth::htpasswd::CachedCheck;
 use crate::auth::template::RequestVars;
 use crate::lb::{stable_hash, Endpoint, StableHasher, Upstream};
-use crate::runtime::Published;
+use crate::state::Published;
 use crate::table::policy::{
     AffinityMode, BasicAuth, Canary, CanaryMatch, Cors, HashPart, RoutePolicy,
 };

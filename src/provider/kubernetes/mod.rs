@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use crate::config::{Diagnostic, Object, ObjectKey, Snapshot};
 use crate::crd;
 use crate::metrics::{KindLabels, Metrics};
-use crate::runtime::{Applied, Runtime};
+use crate::publisher::{Applied, Publisher};
 use status::{Observed, Publish};
 
 /// The controller name in Events and the default field manager.
@@ -278,7 +278,7 @@ fn regarding(snapshot: &Snapshot, diagnostics: &[Diagnostic]) -> Vec<events::Reg
 pub async fn run(
     client: Client,
     settings: KubeSettings,
-    runtime: &mut Runtime,
+    runtime: &mut Publisher,
     metrics: Arc<Metrics>,
     mut stop: channel::Receiver<bool>,
 ) {
@@ -476,8 +476,8 @@ fn forget(kind: &str, key: ObjectKey, sinks: &StatusSinks) {
 fn replace_all(
     info: &watch::StreamInfo,
     listed: Vec<Object>,
-    runtime: &mut Runtime,
-    upsert: impl Fn(Object, &mut Runtime),
+    runtime: &mut Publisher,
+    upsert: impl Fn(Object, &mut Publisher),
     sinks: &StatusSinks,
 ) {
     let keys: HashSet<ObjectKey> = listed.iter().map(Object::key).collect();
@@ -498,12 +498,12 @@ fn handle(
     info: &watch::StreamInfo,
     state: &mut StreamState,
     event: Result<watcher::Event<Object>, watcher::Error>,
-    runtime: &mut Runtime,
+    runtime: &mut Publisher,
     origin: &Arc<str>,
     sinks: &StatusSinks,
     metrics: &Metrics,
 ) {
-    let upsert = |mut object: Object, runtime: &mut Runtime| {
+    let upsert = |mut object: Object, runtime: &mut Publisher| {
         match watch::trim(&mut object) {
             Some(watch::Taken::Ingress(status)) => {
                 let _ = sinks.ingresses.send(Observed::Status(object.key(), status));

@@ -1,17 +1,21 @@
-//! The runtime: turns compiled output into the published state, and applies
-//! endpoint-only changes without recompiling.
+//! The publisher: turns compiled output into the published state
+//! ([`crate::state::Published`]), and applies endpoint-only changes without
+//! recompiling.
 //!
 //! Invariants:
-//! - Everything a request needs (table, upstreams, per-route metrics) is
+//! - The only writer of the data plane's state: everything a request needs
+//!   (table, certificates, upstreams, per-route metrics and limiters) is
 //!   published together with one `ArcSwap::store`; requests `load` it once.
 //! - Upstreams keep their identity across recompiles (keyed by
-//!   [`UpstreamKey`]), so pools and health state survive a reload.
+//!   [`UpstreamKey`]), so pools and health state survive a reload; so do
+//!   limiters whose (Ingress, limit) is unchanged, and metric handles.
 //! - An EndpointSlice-only change swaps the endpoint sets of the affected
 //!   upstreams and nothing else: no compile, no new table.
-//! - Runs on the control-plane thread, never on the data plane's workers.
+//! - Runs on the control-plane thread, never on the data plane's workers;
+//!   the data plane never imports this module.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,74 +28,14 @@ use crate::config::{
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::ratelimit::{ConnLimiter, RateSpec, RequestLimiter};
+use crate::state::{Health, Published, RouteLimits};
 use crate::table::policy::{ConnLimit, RateLimit};
-use crate::table::tls::TlsTable;
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
 /// tables; SipHash was a tenth of a 10,000-Ingress recompile.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
-/// The state a request reads: swapped as one.
-#[derive(Debug, Default)]
-pub struct Published {
-    pub generation: u64,
-    pub table: RoutingTable,
-    /// Certificates by TLS host (the certificate resolver reads this).
-    pub tls: TlsTable,
-    /// Indexed by `UpstreamId`.
-    pub upstreams: Vec<Arc<Upstream>>,
-    /// Indexed by `RouteId`.
-    pub route_metrics: Vec<RouteMetrics>,
-    /// Indexed by `RouteId`: the live limiters of routes with limits.
-    pub route_limits: Vec<RouteLimits>,
-}
-
-/// The limiters of one route: shared by the routes of one Ingress (limits
-/// are per client IP, per Ingress) and kept across recompiles while the
-/// Ingress's limit stays the same, so a reload never resets a client's
-/// budget.
-#[derive(Debug, Default, Clone)]
-pub struct RouteLimits {
-    pub rate: Option<Arc<RequestLimiter>>,
-    pub connections: Option<Arc<ConnLimiter>>,
-}
-
-impl Published {
-    /// Periodic upkeep (control plane, every second): drops limiter state
-    /// of clients whose budget is full again (bounded memory under many
-    /// distinct clients) and ages the retry budgets.
-    pub fn housekeeping(&self) {
-        for upstream in &self.upstreams {
-            upstream.decay_retry_budget();
-        }
-        let mut seen: Vec<*const RequestLimiter> = Vec::new();
-        for limiter in self.route_limits.iter().filter_map(|l| l.rate.as_ref()) {
-            let ptr = Arc::as_ptr(limiter);
-            if !seen.contains(&ptr) {
-                seen.push(ptr);
-                limiter.prune();
-            }
-        }
-    }
-}
-
-/// Process health as the admin endpoints report it.
-#[derive(Debug, Default)]
-pub struct Health {
-    pub table_installed: AtomicBool,
-    pub listeners_up: AtomicBool,
-    pub draining: AtomicBool,
-}
-
-impl Health {
-    pub fn ready(&self) -> bool {
-        self.table_installed.load(Ordering::Acquire)
-            && self.listeners_up.load(Ordering::Acquire)
-            && !self.draining.load(Ordering::Acquire)
-    }
-}
 
 /// What one `apply` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -101,7 +45,9 @@ pub enum Applied {
     Recompiled { generation: u64 },
 }
 
-pub struct Runtime {
+/// The control plane's end of the published state: owns the snapshot of
+/// objects, compiles it and publishes the result.
+pub struct Publisher {
     opts: CompileOptions,
     published: Arc<ArcSwap<Published>>,
     metrics: Arc<Metrics>,
@@ -129,7 +75,7 @@ pub struct Runtime {
     pending: Changes,
 }
 
-impl Runtime {
+impl Publisher {
     pub fn new(opts: CompileOptions, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
         Self {
             opts,

@@ -1,5 +1,5 @@
-//! TLS termination: the rustls server configuration and the certificate
-//! resolver over the published table.
+//! TLS termination: the rustls server configuration of the HTTPS listener
+//! and the certificate resolver over the published table.
 //!
 //! Invariants:
 //! - TLS 1.2 and 1.3 only (rustls's safe defaults, ring provider), ALPN
@@ -8,7 +8,10 @@
 //!   `ArcSwap` load, no lock), so a rotated Secret reaches new handshakes as
 //!   soon as its table is published; open connections are not touched.
 //! - Unknown or missing SNI: `--default-certificate`, else the certificate
-//!   generated at start-up (like ingress-nginx's fake certificate).
+//!   generated at start-up (like ingress-nginx's fake certificate). A
+//!   handshake always gets a certificate; the resolver never fails it.
+//! - Failure reasons are a fixed set of static labels (bounded metric
+//!   cardinality, no allocation per failed handshake).
 
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::runtime::Published;
+use crate::state::Published;
 
 /// Subject of the generated default certificate.
 pub const DEFAULT_CERTIFICATE_CN: &str = "tollgate default certificate";

@@ -50,6 +50,7 @@ pub mod check;
 pub mod config;
 pub mod crd;
 pub mod echo;
+pub mod hop_by_hop;
 pub mod lb;
 pub mod metrics;
 pub mod provider;

@@ -119,7 +119,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             hsts: args.hsts.clone(),
         },
         metrics: metrics.clone(),
-        auth_client: match tollgate::auth::external::AuthClient::new() {
+        auth_client: match tollgate::auth::external::client::AuthClient::new() {
             Ok(client) => Some(client),
             Err(e) => {
                 tracing::warn!(error = %e, "no client for auth-url; routes using it answer 500");

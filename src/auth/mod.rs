@@ -7,8 +7,10 @@
 //!   `auth-map`). Pure: parsing and verifying credentials, no IO.
 //! - [`template`]: the URL templates of `auth-url` / `auth-signin` with a
 //!   fixed whitelist of nginx-style variables. Pure.
-//! - [`external`]: `auth-url` sub-requests (with `auth-method`,
-//!   `auth-response-headers`, `auth-signin`) over one shared HTTP client.
+//! - [`external`]: `auth-url` (with `auth-method`, `auth-response-headers`,
+//!   `auth-signin`). The module itself is the pure spec the compiler builds
+//!   and the table holds; [`external::client`] sends the sub-requests over
+//!   one shared HTTP client and is used by the proxy only.
 //!
 //! Invariants shared by all three:
 //! - Every failure to authenticate denies: malformed credentials, an
@@ -22,6 +24,7 @@ pub mod external;
 pub mod htpasswd;
 pub mod template;
 
-pub use external::{AuthClient, AuthClientError, Decision, ExternalAuth, ExternalAuthError};
+pub use external::client::{AuthClient, AuthClientError, Decision};
+pub use external::{ExternalAuth, ExternalAuthError};
 pub use htpasswd::{CachedCheck, Htpasswd, HtpasswdError};
 pub use template::{RequestVars, Template, Var, Vars};

@@ -1,9 +1,8 @@
 //! Header rewriting between client and upstream.
 //!
 //! Invariants:
-//! - Hop-by-hop headers never cross the proxy: Connection and every header
-//!   it names, Keep-Alive, Proxy-Connection, TE (except `trailers`),
-//!   Transfer-Encoding, and Upgrade unless the request is an upgrade.
+//! - Hop-by-hop headers never cross the proxy: requests and responses go
+//!   through [`crate::hop_by_hop`] (re-exported here), which owns the rules.
 //! - X-Forwarded-For is the client chain: an incoming value is kept (and the
 //!   peer appended) only when the peer is a trusted proxy; otherwise it is
 //!   replaced by the peer address. The same trust decides whether incoming
@@ -18,9 +17,9 @@
 use std::net::IpAddr;
 
 use bytes::{BufMut, BytesMut};
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub use crate::hop_by_hop::{is_upgrade_request, strip_hop_by_hop};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -28,8 +27,6 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// What the forwarding headers need to know about the client connection;
 /// built once per connection.
@@ -48,70 +45,6 @@ pub struct ClientInfo {
     pub trusted: bool,
     pub proto: HeaderValue,
     pub port: HeaderValue,
-}
-
-/// Whether a request asks for a protocol upgrade (WebSocket...).
-pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE) && connection_has(headers, "upgrade")
-}
-
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers.get_all(CONNECTION).iter().any(|v| {
-        v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
-    })
-}
-
-/// Removes hop-by-hop headers; with `upgrade`, keeps `Upgrade` and sets
-/// `Connection: upgrade`.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // One pass over the names (cheap comparisons of standard headers)
-    // instead of a hash probe per hop-by-hop name: most messages have none.
-    let present = headers.keys().any(|name| {
-        name == CONNECTION
-            || name == TE
-            || name == TRANSFER_ENCODING
-            || name == UPGRADE
-            || name == KEEP_ALIVE
-            || name == PROXY_CONNECTION
-    });
-    if !present {
-        return;
-    }
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderValue> = headers.get_all(CONNECTION).iter().cloned().collect();
-        headers.remove(CONNECTION);
-        for value in &named {
-            let Ok(value) = value.to_str() else { continue };
-            for token in value.split(',').map(str::trim) {
-                if token.is_empty() || (upgrade && token.eq_ignore_ascii_case("upgrade")) {
-                    continue;
-                }
-                // `remove` ignores names that are not valid header names.
-                headers.remove(token);
-            }
-        }
-    }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
-    headers.remove(TRANSFER_ENCODING);
-    if let Some(te) = headers.get(TE) {
-        let trailers = te.to_str().map(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-        if trailers.unwrap_or(false) {
-            headers.insert(TE, HeaderValue::from_static("trailers"));
-        } else {
-            headers.remove(TE);
-        }
-    }
-    if upgrade {
-        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
-    }
 }
 
 /// Sets X-Forwarded-* and X-Real-IP on a request going upstream.
@@ -230,33 +163,6 @@ mod tests {
             proto: HeaderValue::from_static("http"),
             port: HeaderValue::from_static("8080"),
         }
-    }
-
-    #[test]
-    fn hop_by_hop_headers_are_removed() {
-        let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(TE, HeaderValue::from_static("gzip"));
-        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h, false);
-        assert_eq!(h.len(), 1, "{h:?}");
-        assert!(h.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn te_trailers_and_upgrade_survive_when_meant() {
-        let mut h = HeaderMap::new();
-        h.insert(TE, HeaderValue::from_static("trailers, deflate"));
-        h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(is_upgrade_request(&h));
-        strip_hop_by_hop(&mut h, true);
-        assert_eq!(h.get(TE).unwrap(), "trailers");
-        assert_eq!(h.get(UPGRADE).unwrap(), "websocket");
-        assert_eq!(h.get(CONNECTION).unwrap(), "upgrade");
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub struct ProxyState {
     pub metrics: Arc<Metrics>,
     /// The client of external authentication (`auth-url`) sub-requests;
     /// `None` when it could not be built (such routes then refuse: 500).
-    pub auth_client: Option<crate::auth::external::AuthClient>,
+    pub auth_client: Option<crate::auth::external::client::AuthClient>,
 }
 
 impl ProxyState {

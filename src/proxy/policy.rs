@@ -29,7 +29,7 @@ use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::listener::ConnCtx;
 use super::{dispatch, prepare_upstream, send, Pick, Plan};
-use crate::auth::external::Decision;
+use crate::auth::external::client::Decision;
 use crate::auth::htpasswd::CachedCheck;
 use crate::auth::template::RequestVars;
 use crate::lb::{stable_hash, Endpoint, StableHasher, Upstream};

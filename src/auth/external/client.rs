@@ -1,8 +1,8 @@
-//! External authentication (`auth-url`) as ingress-nginx does it.
-//!
-//! Owns the sub-request to the auth service and the mapping of its answer
-//! to a [`Decision`], plus the one shared HTTP client ([`AuthClient`]) all
-//! routes use.
+//! External authentication (`auth-url`) as ingress-nginx does it: the
+//! sub-request to the auth service, the mapping of its answer to a
+//! [`Decision`], and the one shared HTTP client ([`AuthClient`]) all routes
+//! use. The proxy calls it; the compiler and the table never import it
+//! (they hold the pure [`ExternalAuth`] of the parent module).
 //!
 //! The sub-request: method `auth-method` (default GET), URL the rendered
 //! `auth-url` template, no body; the original request's headers minus
@@ -27,9 +27,11 @@
 //! Invariants:
 //! - Fail closed: [`Decision::Allow`] comes only from a 2xx answer received
 //!   within the timeout. Every other path is a `Deny`.
-//! - `auth-response-headers` can never name framing or routing headers
-//!   (Host, Content-Length, Transfer-Encoding, hop-by-hop): an auth service
-//!   must not be able to smuggle a request to the backend.
+//! - An allowing answer carries only the `auth-response-headers` names,
+//!   which the spec keeps free of framing and routing headers (see
+//!   [`super`]): an auth service cannot smuggle a request to the backend.
+//! - Hop-by-hop headers never reach the auth service
+//!   ([`crate::hop_by_hop`], the same rules as the proxy's).
 //! - Rendered URLs and credentials are not logged; failures are logged with
 //!   the auth service's authority and the reason.
 
@@ -39,11 +41,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT,
-    HOST, LOCATION, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, WWW_AUTHENTICATE,
+    HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST,
+    LOCATION, TE, TRANSFER_ENCODING, WWW_AUTHENTICATE,
 };
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -53,11 +55,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::utf8_percent_encode;
 use tokio::time::Instant;
 
-use super::template::{Template, Var, Vars, COMPONENT};
-use crate::proxy::headers::strip_hop_by_hop;
-
-/// Timeout of a whole check when the compiler has no better value.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+use super::ExternalAuth;
+use crate::auth::template::{Template, Var, Vars, COMPONENT};
+use crate::hop_by_hop::strip_hop_by_hop;
 
 /// Connection attempts give up after this (the check's own timeout may be
 /// shorter and then wins).
@@ -75,22 +75,6 @@ const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
 const X_AUTH_REQUEST_REDIRECT: HeaderName = HeaderName::from_static("x-auth-request-redirect");
 const X_SENT_FROM: HeaderName = HeaderName::from_static("x-sent-from");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Names `auth-response-headers` may not list.
-const FORBIDDEN_RESPONSE_HEADERS: [HeaderName; 10] = [
-    HOST,
-    CONTENT_LENGTH,
-    TRANSFER_ENCODING,
-    CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    TE,
-    TRAILER,
-    UPGRADE,
-    PROXY_AUTHENTICATE,
-];
 
 /// The outcome of an external auth check.
 #[derive(Debug)]
@@ -100,23 +84,6 @@ pub enum Decision {
     Allow(HeaderMap),
     /// Answer the client with this response instead.
     Deny(Response<Bytes>),
-}
-
-/// Why an `auth-*` annotation set cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ExternalAuthError {
-    #[error("auth-url: {0}")]
-    UrlTemplate(String),
-    #[error("auth-url {0:?} must start with http://, https:// or $scheme://")]
-    NotHttp(String),
-    #[error("auth-signin: {0}")]
-    SigninTemplate(String),
-    #[error("auth-method {0:?} is not an HTTP method")]
-    Method(String),
-    #[error("auth-response-headers: {0:?} is not a valid header name")]
-    HeaderName(String),
-    #[error("auth-response-headers: {0} cannot be set from an auth response")]
-    ForbiddenHeader(HeaderName),
 }
 
 /// Why the shared auth client could not be built.
@@ -141,17 +108,6 @@ enum Failure {
     Timeout(Duration),
     #[error("the rendered auth-signin URL is not a valid Location")]
     Signin,
-}
-
-/// The external authentication of one route (compiled from its
-/// annotations; immutable, shared by all requests).
-#[derive(Debug, Clone)]
-pub struct ExternalAuth {
-    url: Template,
-    method: Method,
-    response_headers: Vec<HeaderName>,
-    signin: Option<Template>,
-    timeout: Duration,
 }
 
 /// The HTTP/1.1 client shared by every external auth check: keep-alive
@@ -214,83 +170,9 @@ impl AuthClient {
     }
 }
 
+/// The IO half of [`ExternalAuth`]: implemented here so the spec's module
+/// stays free of hyper and tokio.
 impl ExternalAuth {
-    /// Builds from parsed parts. `url` must start with `http://`,
-    /// `https://` (any case) or `$scheme://`; `response_headers` may not
-    /// name framing or hop-by-hop headers.
-    pub fn new(
-        url: Template,
-        method: Method,
-        response_headers: Vec<HeaderName>,
-        signin: Option<Template>,
-        timeout: Duration,
-    ) -> Result<ExternalAuth, ExternalAuthError> {
-        let source = url.as_str();
-        let http = ["http://", "https://", "$scheme://", "${scheme}://"]
-            .iter()
-            .any(|prefix| {
-                source
-                    .get(..prefix.len())
-                    .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-            });
-        if !http {
-            return Err(ExternalAuthError::NotHttp(source.to_string()));
-        }
-        if let Some(name) = response_headers
-            .iter()
-            .find(|name| FORBIDDEN_RESPONSE_HEADERS.contains(name))
-        {
-            return Err(ExternalAuthError::ForbiddenHeader(name.clone()));
-        }
-        Ok(ExternalAuth {
-            url,
-            method,
-            response_headers,
-            signin,
-            timeout,
-        })
-    }
-
-    /// Builds from annotation values as written: `auth-url`, `auth-method`
-    /// (default GET), `auth-response-headers` (comma-separated),
-    /// `auth-signin`.
-    pub fn from_annotations(
-        url: &str,
-        method: Option<&str>,
-        response_headers: Option<&str>,
-        signin: Option<&str>,
-        timeout: Duration,
-    ) -> Result<ExternalAuth, ExternalAuthError> {
-        let url = Template::parse(url.trim()).map_err(ExternalAuthError::UrlTemplate)?;
-        let method = match method.map(str::trim).filter(|m| !m.is_empty()) {
-            None => Method::GET,
-            Some(m) => Method::from_bytes(m.as_bytes())
-                .map_err(|_| ExternalAuthError::Method(m.to_string()))?,
-        };
-        let response_headers = response_headers
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-            .map(|name| {
-                HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| ExternalAuthError::HeaderName(name.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let signin = signin
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(Template::parse)
-            .transpose()
-            .map_err(ExternalAuthError::SigninTemplate)?;
-        ExternalAuth::new(url, method, response_headers, signin, timeout)
-    }
-
-    /// The `auth-response-headers`.
-    pub fn response_headers(&self) -> &[HeaderName] {
-        &self.response_headers
-    }
-
     /// Asks the auth service about `req`. `vars` must describe the same
     /// request. Pass the request as it will go upstream (forwarding
     /// headers already set) so the auth service sees the X-Forwarded-*
@@ -327,27 +209,6 @@ impl ExternalAuth {
             );
             Decision::Deny(plain(StatusCode::INTERNAL_SERVER_ERROR))
         })
-    }
-
-    /// Sets the headers of an [`Decision::Allow`] on the upstream request:
-    /// every `auth-response-headers` name is first removed from `upstream`
-    /// — a client cannot supply a value the auth service did not vouch
-    /// for — then the auth service's values are added.
-    pub fn apply_allowed(&self, allowed: HeaderMap, upstream: &mut HeaderMap) {
-        for name in &self.response_headers {
-            upstream.remove(name);
-        }
-        let mut last = None;
-        for (name, value) in allowed {
-            if let Some(name) = name {
-                last = Some(name);
-            }
-            if let Some(name) = &last {
-                if self.response_headers.contains(name) {
-                    upstream.append(name.clone(), value);
-                }
-            }
-        }
     }
 
     /// The request to the auth service (its authority noted for logs).

@@ -1,12 +1,16 @@
 //! tollgate: a Kubernetes Ingress controller and Layer-7 reverse proxy.
 //!
 //! # Layout
-//! Objects flow one way: `provider → config → table ← proxy`.
+//! Objects flow one way: `provider → config → table ← proxy`. The control
+//! plane writes the state the data plane reads, and the data plane never
+//! imports the control plane: `publisher → state ← proxy, tls, admin`.
 //!
+//! Control plane (one thread of its own, never a data-plane worker):
 //! - [`provider`]: the only sources of Kubernetes objects. `files` reads
 //!   manifests from disk and watches them, producing [`config::Snapshot`]s;
-//!   `kubernetes` watches the API server and feeds the runtime changes one
-//!   object at a time, and writes Ingress status and Events as the leader.
+//!   `kubernetes` watches the API server and feeds the publisher changes
+//!   one object at a time, and writes Ingress status and Events as the
+//!   leader.
 //! - [`config`]: the pure compiler. `Snapshot → (RoutingTable, upstream specs,
 //!   diagnostics)`. No IO, no async, no clock: all Ingress semantics live here,
 //!   including the annotations (`config::annotations`) and TrafficPolicies
@@ -15,27 +19,48 @@
 //! - [`crd`]: the `TrafficPolicy` custom resource: its types, the CRD
 //!   generated from them (`tollgate crd`), and `validate`, which re-checks
 //!   everything the CRD schema checks (standalone mode has no API server).
+//! - [`publisher`]: turns compiled output into the published state and
+//!   stores it whole (one `ArcSwap`), keeping upstreams, limiters and metric
+//!   handles across recompiles; applies endpoint-only changes through the
+//!   fast path. The only writer of [`state::Published`].
+//!
+//! The boundary (plain types the compiler or publisher build and the data
+//! plane reads):
 //! - [`table`]: the immutable routing table (hosts → paths → routes). Looked up
 //!   per request without locks and without allocating.
+//! - [`state`]: what a request may read: [`state::Published`] (table,
+//!   certificates, upstreams, per-route metrics and limiters, swapped as
+//!   one and loaded once per request) and the process [`state::Health`].
+//!
+//! Data plane (reads [`state`], never the publisher):
 //! - [`lb`]: upstreams, endpoint sets (swapped on their own, so an
 //!   EndpointSlice change never recompiles routes) and pickers.
 //! - [`ratelimit`]: per-client limiters built from compiled specs: request
 //!   rate (GCRA) and concurrent requests per client IP, lock-free, with a
 //!   prune that keeps memory bounded by recent clients.
-//! - [`runtime`]: turns compiled output into the published state (one
-//!   `ArcSwap`) and applies endpoint-only changes through the fast path.
-//! - [`proxy`]: the data plane: listeners (one single-threaded runtime per
-//!   worker, `SO_REUSEPORT`, optional PROXY protocol), the hyper service,
-//!   header rewriting, the framing check, thread-local upstream connection
-//!   pools, error → status. Routes with a policy go through `proxy::policy`
+//! - [`proxy`]: listeners (one single-threaded runtime per worker,
+//!   `SO_REUSEPORT`, optional PROXY protocol), the hyper service, header
+//!   rewriting, the framing check, thread-local upstream connection pools,
+//!   error → status. Routes with a policy go through `proxy::policy`
 //!   (limits, access lists, auth, canary, rewrite, retries, CORS...); plain
 //!   routes skip it with one branch.
+//! - [`tls`]: TLS in one place. `tls::server` terminates client
+//!   connections: the rustls server configuration (versions, ALPN), the
+//!   certificate resolver over the published table, the default
+//!   certificate, handshake failure reasons.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`auth`]: authentication building blocks the compiler builds from the
-//!   auth annotations and the proxy calls: htpasswd Basic auth, URL
-//!   templates, external auth (`auth-url`) sub-requests.
+//!
+//! Shared building blocks (import nothing above them):
+//! - [`auth`]: authentication the compiler builds from the auth annotations
+//!   and the proxy calls: htpasswd Basic auth, URL templates, external auth
+//!   (`auth-url`). Pure except `auth::external::client`, the sub-request's
+//!   HTTP client, which only the proxy uses.
+//! - [`hop_by_hop`]: which headers are connection-specific and never cross
+//!   a hop; used by the proxy and the external-auth client alike.
 //! - [`metrics`]: the Prometheus registry; per-route handles resolved when a
 //!   table is published, so requests only touch atomics.
+//!
+//! Around them:
 //! - [`check`]: `tollgate check`, the same provider and compiler as `run`.
 //! - [`settings`]: the command line (clap), each flag with an env variable.
 //! - [`echo`]: the built-in echo backend shared by examples, tests and benches.

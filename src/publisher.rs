@@ -3,7 +3,7 @@
 //! recompiling.
 //!
 //! Invariants:
-//! - The only writer of the data plane's state: everything a request needs
+//! - The only writer of the published state: everything a request needs
 //!   (table, certificates, upstreams, per-route metrics and limiters) is
 //!   published together with one `ArcSwap::store`; requests `load` it once.
 //! - Upstreams keep their identity across recompiles (keyed by

@@ -2,7 +2,7 @@
 //!
 //! The compiler turns limit annotations (`tollgate.dev/limit-rps`,
 //! `nginx.ingress.kubernetes.io/limit-rps`, …) into plain, comparable specs
-//! ([`RateSpec`], a connection maximum); the runtime builds one limiter per
+//! ([`RateSpec`], a connection maximum); the publisher builds one limiter per
 //! Ingress from them and keeps it alive across recompiles while its spec is
 //! equal; the request path only calls [`RequestLimiter::check`] and
 //! [`ConnLimiter::acquire`].
@@ -79,7 +79,7 @@ pub use conn::{ConnLimiter, ConnPermit};
 pub use request::RequestLimiter;
 
 /// Plain, comparable description of a request rate (the compiler builds it;
-/// the runtime keeps a limiter alive across recompiles while its spec is
+/// the publisher keeps a limiter alive across recompiles while its spec is
 /// equal).
 ///
 /// `requests` per `per` on average, and up to `burst` requests at once from a

@@ -47,7 +47,7 @@ impl<C: Clock> RequestLimiter<C> {
         }
     }
 
-    /// The spec this limiter enforces (the runtime compares it with a
+    /// The spec this limiter enforces (the publisher compares it with a
     /// recompiled one to decide whether to keep this limiter).
     pub fn spec(&self) -> RateSpec {
         self.spec

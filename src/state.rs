@@ -34,6 +34,7 @@ use crate::table::RoutingTable;
 /// The state a request reads: swapped as one.
 #[derive(Debug, Default)]
 pub struct Published {
+    /// Counts publishes from 1 (0: nothing compiled yet).
     pub generation: u64,
     pub table: RoutingTable,
     /// Certificates by TLS host (the certificate resolver reads this).
@@ -42,7 +43,8 @@ pub struct Published {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Indexed by `RouteId`.
     pub route_metrics: Vec<RouteMetrics>,
-    /// Indexed by `RouteId`: the live limiters of routes with limits.
+    /// Indexed by `RouteId`: the live limiters of routes with limits;
+    /// empty when no route has any.
     pub route_limits: Vec<RouteLimits>,
 }
 

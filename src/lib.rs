@@ -58,3 +58,4 @@ pub mod ratelimit;
 pub mod runtime;
 pub mod settings;
 pub mod table;
+pub mod tls;

@@ -28,6 +28,7 @@ use crate::table::policy::{ConnLimit, RateLimit};
 use crate::table::tls::TlsTable;
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;
+use crate::tls::client::UpstreamTls;
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
 /// tables; SipHash was a tenth of a 10,000-Ingress recompile.
@@ -42,6 +43,8 @@ pub struct Published {
     pub tls: TlsTable,
     /// Indexed by `UpstreamId`.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// Indexed by `UpstreamId`: how each upstream's connections are secured.
+    pub upstream_tls: Vec<UpstreamTls>,
     /// Indexed by `RouteId`.
     pub route_metrics: Vec<RouteMetrics>,
     /// Indexed by `RouteId`: the live limiters of routes with limits.
@@ -108,7 +111,8 @@ pub struct Runtime {
     health: Arc<Health>,
     snapshot: Snapshot,
     last_good: LastGood,
-    upstreams: HashMap<UpstreamKey, Arc<Upstream>>,
+    /// Live upstreams with their connection security, by identity.
+    upstreams: HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
     /// Upstreams by Service, for the endpoint fast path.
     by_service: HashMap<ObjectKey, Vec<Arc<Upstream>>>,
     /// Metric handles by (ingress, service) of the published routes.
@@ -234,23 +238,32 @@ impl Runtime {
         let mut previous = std::mem::take(&mut self.upstreams);
         let mut upstreams =
             HashMap::with_capacity_and_hasher(compiled.upstreams.len(), Default::default());
-        let live: Vec<Arc<Upstream>> = std::mem::take(&mut compiled.upstreams)
-            .into_iter()
-            .map(|spec| {
-                let upstream = match previous.remove(&spec.key).filter(|u| u.trust == spec.trust) {
-                    Some(existing) => {
-                        existing.set_endpoints(&spec.endpoints);
-                        existing
-                    }
-                    None => Arc::new(Upstream::new(
-                        &spec,
-                        self.metrics.connect_error(&spec.label),
-                    )),
-                };
-                upstreams.insert(spec.key, upstream.clone());
-                upstream
-            })
-            .collect();
+        let (live, upstream_tls): (Vec<Arc<Upstream>>, Vec<UpstreamTls>) =
+            std::mem::take(&mut compiled.upstreams)
+                .into_iter()
+                .map(|spec| {
+                    // New trust anchors make a new upstream (new endpoint
+                    // ids): no pooled connection outlives its trust.
+                    let live = match previous
+                        .remove(&spec.key)
+                        .filter(|(_, tls)| *tls.trust() == spec.trust)
+                    {
+                        Some(existing) => {
+                            existing.0.set_endpoints(&spec.endpoints);
+                            existing
+                        }
+                        None => (
+                            Arc::new(Upstream::new(
+                                &spec,
+                                self.metrics.connect_error(&spec.label),
+                            )),
+                            UpstreamTls::new(&spec),
+                        ),
+                    };
+                    upstreams.insert(spec.key, live.clone());
+                    live
+                })
+                .unzip();
         self.upstreams = upstreams;
         // Metric handles of routes that stay are reused: resolving them
         // takes the registry's locks and allocates the label strings.
@@ -286,6 +299,7 @@ impl Runtime {
             table: compiled.table,
             tls: compiled.tls,
             upstreams: live,
+            upstream_tls,
             route_metrics,
             route_limits,
         }));
@@ -297,7 +311,7 @@ impl Runtime {
         self.health.table_installed.store(true, Ordering::Release);
 
         self.by_service.clear();
-        for upstream in self.upstreams.values() {
+        for (upstream, _) in self.upstreams.values() {
             let service =
                 ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
             self.by_service

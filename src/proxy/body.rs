@@ -10,7 +10,6 @@
 //!   and the client connection's activity (idle timeout).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -18,20 +17,21 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::listener::ActiveRequest;
-use super::pool::Sender;
-use crate::lb::{Endpoint, InFlight};
+use super::pool::{self, Sender};
+use crate::lb::InFlight;
 use crate::ratelimit::ConnPermit;
 
 /// A connection to return to its endpoint's pool at end of body.
 #[derive(Debug)]
 pub struct Checkin {
     pub sender: Sender,
-    pub endpoint: Arc<Endpoint>,
+    /// The endpoint's id ([`crate::lb::Endpoint::id`]).
+    pub endpoint: u64,
 }
 
 impl Checkin {
     fn release(self) {
-        self.endpoint.pool.put(self.sender);
+        pool::put(self.endpoint, self.sender);
     }
 }
 

@@ -40,6 +40,8 @@ use crate::metrics::Metrics;
 use crate::runtime::Published;
 use crate::table::policy::Retry;
 use crate::table::upstream::LbAlgorithm;
+use crate::table::UpstreamId;
+use crate::tls::client::UpstreamTls;
 use crate::table::{host, path};
 use body::{Checkin, ProxyBody};
 use error::ProxyError;
@@ -138,13 +140,13 @@ pub async fn handle(
 
     let routed = route_id.and_then(|id| {
         let route = published.table.route(id)?;
-        let upstream = published.upstreams.get(route.upstream as usize)?;
+        let backend = Backend::of(&published, route.upstream)?;
         let metrics = published.route_metrics.get(id as usize)?;
-        Some((id, route, upstream, metrics))
+        Some((id, route, backend, metrics))
     });
     let (response, route, endpoint) = match routed {
         None => (unrouted(state, ProxyError::NoRoute, started), None, None),
-        Some((id, route, upstream, metrics)) => {
+        Some((id, route, backend, metrics)) => {
             let client = &ctx.client;
             let outcome = if !client.tls && route.redirect_https {
                 Ok((
@@ -159,7 +161,7 @@ pub async fn handle(
                     .map(|served| (served.response, served.endpoint))
             } else {
                 let plan = Plan::from_settings(&state.settings);
-                forward(&ctx, upstream, req, &plan)
+                forward(&ctx, backend, req, &plan)
                     .await
                     .map(|(r, e)| (r, Some(e)))
             };
@@ -170,7 +172,7 @@ pub async fn handle(
                         e,
                         ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout
                     ) {
-                        tracing::debug!(error = %e, upstream = %upstream.label, "upstream failure");
+                        tracing::debug!(error = %e, upstream = %backend.upstream.label, "upstream failure");
                     }
                     (e.response(), None)
                 }
@@ -388,16 +390,49 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Sends the request to an endpoint of `upstream`; see the module invariants
+/// Where a request is forwarded: an upstream's endpoints and how its
+/// connections are secured.
+#[derive(Debug, Clone, Copy)]
+pub struct Backend<'a> {
+    pub upstream: &'a Arc<Upstream>,
+    pub tls: &'a UpstreamTls,
+}
+
+impl<'a> Backend<'a> {
+    /// The published backend of upstream `id`.
+    #[inline]
+    pub fn of(published: &'a Published, id: UpstreamId) -> Option<Self> {
+        Some(Backend {
+            upstream: published.upstreams.get(id as usize)?,
+            tls: published.upstream_tls.get(id as usize)?,
+        })
+    }
+
+    /// What the pool needs to connect to `endpoint` of this backend.
+    #[inline]
+    fn dial<'e>(&self, endpoint: &'e Endpoint) -> pool::Dial<'e>
+    where
+        'a: 'e,
+    {
+        pool::Dial {
+            id: endpoint.id,
+            addr: &endpoint.addr,
+            protocol: self.upstream.key.protocol,
+            tls: self.tls,
+        }
+    }
+}
+
+/// Sends the request to an endpoint of `backend`; see the module invariants
 /// for when it retries.
 async fn forward(
     ctx: &ConnCtx,
-    upstream: &Arc<Upstream>,
+    backend: Backend<'_>,
     req: Request<Incoming>,
     plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
     let prepared = prepare_upstream(ctx, req, plan)?;
-    dispatch(upstream, prepared, plan).await
+    dispatch(backend, prepared, plan).await
 }
 
 /// A request rewritten for its upstream, not yet sent.
@@ -441,11 +476,11 @@ pub(crate) fn prepare_upstream(
 
 /// Sends a prepared request (HTTP/1.1 or HTTP/2 by the upstream's protocol).
 pub(crate) async fn dispatch(
-    upstream: &Arc<Upstream>,
+    backend: Backend<'_>,
     prepared: Prepared,
     plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
-    if upstream.blocked {
+    if backend.tls.is_blocked() {
         return Err(ProxyError::NoEndpoints);
     }
     let Prepared {
@@ -453,10 +488,10 @@ pub(crate) async fn dispatch(
         upload,
         client_upgrade,
     } = prepared;
-    if upstream.key.protocol.is_http2() && client_upgrade.is_none() {
-        return forward_h2(upstream, req, upload.as_deref(), plan).await;
+    if backend.upstream.key.protocol.is_http2() && client_upgrade.is_none() {
+        return forward_h2(backend, req, upload.as_deref(), plan).await;
     }
-    send(upstream, req, upload, client_upgrade, plan).await
+    send(backend, req, upload, client_upgrade, plan).await
 }
 
 /// The head of a request without a body, kept to send it again.
@@ -481,12 +516,13 @@ impl Replay {
 /// so do (for requests without a body) broken connections, timeouts and
 /// the listed statuses, up to its number of tries.
 pub(crate) async fn send(
-    upstream: &Arc<Upstream>,
+    backend: Backend<'_>,
     req: Request<upload::UploadBody>,
     upload: Option<Arc<upload::Upload>>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
+    let upstream = backend.upstream;
     let retry = plan.retry;
     let max_attempts = retry.map_or(MAX_ENDPOINT_ATTEMPTS, |r| usize::from(r.tries.max(1)));
     // Only a request without a body can be sent again once it was sent;
@@ -521,12 +557,13 @@ pub(crate) async fn send(
 
         // A pooled connection first; if it turns out closed before taking
         // the request, one fresh connection to the same endpoint.
-        let mut pooled = endpoint.pool.take_idle(plan.idle_timeout);
+        let dial = backend.dial(&endpoint);
+        let mut pooled = pool::take_idle(endpoint.id, plan.idle_timeout);
         let outcome = loop {
             let reused = pooled.is_some();
             let mut sender = match pooled.take() {
                 Some(s) => s,
-                None => match endpoint.pool.connect(plan.connect_timeout).await {
+                None => match dial.connect(plan.connect_timeout).await {
                     Ok(s) => {
                         endpoint.mark_ok();
                         s
@@ -639,11 +676,12 @@ fn idempotent(method: &http::Method) -> bool {
 /// Forwarding to an HTTP/2 upstream (`H2C`, `GRPC`, `GRPCS`): one shared
 /// connection per endpoint and worker; streams, trailers and all.
 async fn forward_h2(
-    upstream: &Arc<Upstream>,
+    backend: Backend<'_>,
     mut req: Request<upload::UploadBody>,
     upload: Option<&upload::Upload>,
     plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
+    let upstream = backend.upstream;
     *req.version_mut() = Version::HTTP_2;
     // HTTP/2 carries the authority in the request target.
     let scheme = if upstream.key.protocol.is_tls() {
@@ -669,7 +707,7 @@ async fn forward_h2(
             break;
         };
         pick = Pick::Balanced;
-        let mut sender = match endpoint.pool.h2(plan.connect_timeout).await {
+        let mut sender = match backend.dial(&endpoint).h2(plan.connect_timeout).await {
             Ok(s) => {
                 endpoint.mark_ok();
                 s
@@ -784,7 +822,7 @@ fn finish(
     headers::strip_hop_by_hop(response.headers_mut(), false);
     let checkin = Checkin {
         sender,
-        endpoint: endpoint.clone(),
+        endpoint: endpoint.id,
     };
     response.map(|body| ProxyBody::upstream(body, Some(checkin), inflight))
 }

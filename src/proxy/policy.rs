@@ -28,11 +28,11 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::listener::ConnCtx;
-use super::{dispatch, prepare_upstream, send, Pick, Plan};
+use super::{dispatch, prepare_upstream, send, Backend, Pick, Plan};
 use crate::auth::external::Decision;
 use crate::auth::htpasswd::CachedCheck;
 use crate::auth::template::RequestVars;
-use crate::lb::{stable_hash, Endpoint, StableHasher, Upstream};
+use crate::lb::{stable_hash, Endpoint, StableHasher};
 use crate::runtime::Published;
 use crate::table::policy::{
     AffinityMode, BasicAuth, Canary, CanaryMatch, Cors, HashPart, RoutePolicy,
@@ -131,13 +131,13 @@ pub async fn serve(
         Some(canary) if use_canary(canary, req.headers()) => (canary.upstream, Some(canary)),
         _ => (route.upstream, None),
     };
-    let Some(mut upstream) = published.upstreams.get(upstream_id as usize) else {
+    let Some(mut backend) = Backend::of(published, upstream_id) else {
         return Err(ProxyError::NoEndpoints);
     };
     if let Some(fallback) = policy.fallback {
-        if upstream.endpoints().endpoints.is_empty() {
-            if let Some(u) = published.upstreams.get(fallback as usize) {
-                upstream = u;
+        if backend.upstream.endpoints().endpoints.is_empty() {
+            if let Some(b) = Backend::of(published, fallback) {
+                backend = b;
             }
         }
     }
@@ -196,12 +196,12 @@ pub async fn serve(
     if let Some(rewrite) = &policy.rewrite {
         rewrite_path(&mut prepared.req, &rewrite.pattern, &rewrite.target)?;
     }
-    let (mut response, endpoint) = dispatch(upstream, prepared, &plan).await?;
+    let (mut response, endpoint) = dispatch(backend, prepared, &plan).await?;
 
     if let (Some(errors), Some(info)) = (&policy.custom_errors, &error_page) {
         let status = response.status();
         if errors.codes.contains(&status.as_u16()) {
-            if let Some(page) = published.upstreams.get(errors.upstream as usize) {
+            if let Some(page) = Backend::of(published, errors.upstream) {
                 let served_by = canary.map_or(&route.service, |c| &c.service);
                 let ingress = canary.map_or(&route.ingress, |c| &c.ingress);
                 if let Some(mut page) =
@@ -524,7 +524,7 @@ struct ErrorPageInfo {
 /// X-Service-Name, X-Service-Port, X-Request-ID). `None` when it fails:
 /// the upstream's own response is kept.
 async fn error_page_response(
-    page: &Arc<Upstream>,
+    page: Backend<'_>,
     status: StatusCode,
     info: &ErrorPageInfo,
     ingress: &str,

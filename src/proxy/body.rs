@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::listener::ActiveRequest;
-use super::pool::{self, Sender};
+use super::forward::pool::{self, Sender};
 use crate::lb::InFlight;
 use crate::ratelimit::ConnPermit;
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
-use super::pool::ConnectError;
+use super::forward::pool::ConnectError;
 
 /// Who failed, and how. Each variant maps to exactly one status.
 #[derive(Debug, thiserror::Error)]

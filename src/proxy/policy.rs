@@ -12,7 +12,7 @@
 //!
 //! Invariants:
 //! - Only routes whose policy is not plain come here; the plain path in
-//!   [`super::handle`] pays nothing for any of this.
+//!   [`super::service`] pays nothing for any of this.
 //! - Every step that can refuse runs before anything is sent upstream, and
 //!   a step that cannot decide refuses (fail closed).
 //! - No lock: limiters are lock-free, the policy is immutable.
@@ -28,7 +28,8 @@ use hyper::body::Incoming;
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::listener::ConnCtx;
-use super::{dispatch, prepare_upstream, send, Backend, Pick, Plan};
+use super::forward::h1::send;
+use super::forward::{dispatch, prepare_upstream, Backend, Pick, Plan};
 use crate::auth::external::Decision;
 use crate::auth::htpasswd::CachedCheck;
 use crate::auth::template::RequestVars;

@@ -11,7 +11,7 @@
 //!   never hand a connection to another thread, so a connection's task and
 //!   the requests using it always run on the same worker.
 //! - A connection is checked in only after its response body was read to the
-//!   end (see [`super::body`]), so a pooled connection is always at a request
+//!   end (see [`crate::proxy::body`]), so a pooled connection is always at a request
 //!   boundary. Closed or expired connections are dropped at checkout, and
 //!   [`sweep`] drops the ones nobody asks for (removed endpoints included).
 //! - At most [`MAX_IDLE_PER_ENDPOINT`] idle connections per endpoint and
@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::upload::UploadBody;
+use crate::proxy::upload::UploadBody;
 use crate::lb::clock;
 use crate::table::upstream::BackendProtocol;
 use crate::table::upstream::EndpointAddr;

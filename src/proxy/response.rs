@@ -49,7 +49,7 @@ pub struct AccessLog {
     pub uri: Uri,
     pub host: String,
     pub request_id: HeaderValue,
-    /// The request's client IP ([`client_ip`]).
+    /// The request's client IP ([`super::client_ip`]).
     pub client: std::net::IpAddr,
 }
 

@@ -90,13 +90,12 @@ pub async fn send(
 
         // A pooled connection first; if it turns out closed before taking
         // the request, one fresh connection to the same endpoint.
-        let dial = backend.dial(&endpoint);
         let mut pooled = pool::take_idle(endpoint.id, plan.idle_timeout);
         let outcome = loop {
             let reused = pooled.is_some();
             let mut sender = match pooled.take() {
                 Some(s) => s,
-                None => match dial.connect(plan.connect_timeout).await {
+                None => match backend.dial(&endpoint).connect(plan.connect_timeout).await {
                     Ok(s) => {
                         endpoint.mark_ok();
                         s
@@ -127,7 +126,8 @@ pub async fn send(
                 plan.send_timeout,
                 plan.read_timeout,
             )
-            .await;
+            .await
+            .map_err(ProxyError::from);
             let response = match result {
                 Err(ProxyError::Timeout)
                     if replay.is_some() && retry.is_some_and(|r| r.on_timeout) =>

@@ -51,7 +51,13 @@ pub async fn handle(
     let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
     let raw_host = match request_host(&req) {
         Ok(h) => h,
-        Err(e) => return Ok(response::finish(&ctx, response::unrouted(state, e, started), active)),
+        Err(e) => {
+            return Ok(response::finish(
+                &ctx,
+                response::unrouted(state, e, started),
+                active,
+            ))
+        }
     };
     let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
     let matched_path = path::normalize(req.uri().path());
@@ -74,7 +80,11 @@ pub async fn handle(
         Some((id, route, backend, metrics))
     });
     let (response, route, endpoint) = match routed {
-        None => (response::unrouted(state, ProxyError::NoRoute, started), None, None),
+        None => (
+            response::unrouted(state, ProxyError::NoRoute, started),
+            None,
+            None,
+        ),
         Some((id, route, backend, metrics)) => {
             let client = &ctx.client;
             let outcome = if !client.tls && route.redirect_https {
@@ -170,4 +180,3 @@ fn request_host(req: &Request<Incoming>) -> Result<&str, ProxyError> {
         None => Ok(""),
     }
 }
-

@@ -25,7 +25,6 @@ use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-
 /// Progress of one request body, shared by the body and the waiting request.
 #[derive(Debug, Default)]
 pub struct Upload {

@@ -111,4 +111,3 @@ pub async fn forward_h2(
         None => Err(ProxyError::NoEndpoints),
     }
 }
-

@@ -27,8 +27,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::proxy::upload::UploadBody;
 use crate::lb::clock;
+use crate::proxy::upload::UploadBody;
 use crate::table::upstream::BackendProtocol;
 use crate::table::upstream::EndpointAddr;
 use crate::tls::client::UpstreamTls;

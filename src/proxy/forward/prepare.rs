@@ -104,4 +104,3 @@ fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
         *req.uri_mut() = Uri::from(pq);
     }
 }
-

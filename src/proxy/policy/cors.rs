@@ -102,4 +102,3 @@ fn allow_origin(cors: &Cors, origin: &HeaderValue, headers: &mut HeaderMap) -> b
     }
     true
 }
-

@@ -134,4 +134,3 @@ async fn error_page_response(
         .ok()
         .map(|(r, _)| r)
 }
-

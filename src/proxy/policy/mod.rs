@@ -53,6 +53,9 @@ pub struct Served {
 }
 
 /// What a request phase decided.
+// Returned and matched at once, never stored: boxing the answer would only
+// add an allocation per answered request.
+#[allow(clippy::large_enum_variant)]
 enum Flow {
     Continue,
     /// Answer the client with this instead of forwarding.

@@ -70,4 +70,3 @@ fn rewrite_path<B>(
     *req.uri_mut() = uri;
     Ok(())
 }
-

@@ -600,7 +600,7 @@ for v in variants:
     for d, k in diff[:8]:
         print(f"    {d:+6.0f}  {k[:120]}")
     groups = {"RequestLimiter::check (governor, papaya, quanta inlined)": "RequestLimiter",
-              "policy::serve (the policy path's own code)": "policy::serve",
+              "proxy::policy (the policy path's own code)": "proxy::policy",
               "memcpy": "memcpy"}
     total = sum(d for d, _ in diff)
     parts = {g: sum(d for d, k in diff if pat in k.split(":", 1)[-1] or (pat == "memcpy" and "memcpy" in k))

@@ -15,7 +15,8 @@
 //!   diagnostics)`. No IO, no async, no clock: all Ingress semantics live here,
 //!   including the annotations (`config::annotations`) and TrafficPolicies
 //!   laid over them (`config::overlay`), compiled into each route's
-//!   [`table::policy::RoutePolicy`].
+//!   [`table::policy::RoutePolicy`], which the table turns into each
+//!   route's ordered phases ([`table::phases`]).
 //! - [`crd`]: the `TrafficPolicy` custom resource: its types, the CRD
 //!   generated from them (`tollgate crd`), and `validate`, which re-checks
 //!   everything the CRD schema checks (standalone mode has no API server).
@@ -34,20 +35,24 @@
 //!
 //! Data plane (reads [`state`], never the publisher):
 //! - [`lb`]: upstreams, endpoint sets (swapped on their own, so an
-//!   EndpointSlice change never recompiles routes) and pickers.
+//!   EndpointSlice change never recompiles routes) and pickers. Knows
+//!   endpoints (each with an id), not connections: it imports nothing from
+//!   the data plane.
 //! - [`ratelimit`]: per-client limiters built from compiled specs: request
 //!   rate (GCRA) and concurrent requests per client IP, lock-free, with a
 //!   prune that keeps memory bounded by recent clients.
-//! - [`proxy`]: listeners (one single-threaded runtime per worker,
-//!   `SO_REUSEPORT`, optional PROXY protocol), the hyper service, header
-//!   rewriting, the framing check, thread-local upstream connection pools,
-//!   error → status. Routes with a policy go through `proxy::policy`
-//!   (limits, access lists, auth, canary, rewrite, retries, CORS...); plain
-//!   routes skip it with one branch.
+//! - [`proxy`]: the data plane, one way down: `listener` (accept, PROXY
+//!   protocol, TLS, connection context) → `service` (framing check, Host,
+//!   route lookup) → `policy` (a route's phases in order; plain routes skip
+//!   it with one branch) → `forward` (endpoint choice, thread-local
+//!   connection pools keyed by endpoint id, retries, timeouts) →
+//!   `response` (metrics, access log, HSTS). No step calls one above it.
 //! - [`tls`]: TLS in one place. `tls::server` terminates client
 //!   connections: the rustls server configuration (versions, ALPN), the
 //!   certificate resolver over the published table, the default
-//!   certificate, handshake failure reasons.
+//!   certificate, handshake failure reasons. `tls::client` secures
+//!   connections to upstreams (verified against configured CAs, or not, or
+//!   blocked).
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
 //!
 //! Shared building blocks (import nothing above them):

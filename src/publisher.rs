@@ -32,6 +32,7 @@ use crate::state::{Health, Published, RouteLimits};
 use crate::table::policy::{ConnLimit, RateLimit};
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;
+use crate::tls::client::UpstreamTls;
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
 /// tables; SipHash was a tenth of a 10,000-Ingress recompile.
@@ -54,7 +55,8 @@ pub struct Publisher {
     health: Arc<Health>,
     snapshot: Snapshot,
     last_good: LastGood,
-    upstreams: HashMap<UpstreamKey, Arc<Upstream>>,
+    /// Live upstreams with their connection security, by identity.
+    upstreams: HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
     /// Upstreams by Service, for the endpoint fast path.
     by_service: HashMap<ObjectKey, Vec<Arc<Upstream>>>,
     /// Metric handles by (ingress, service) of the published routes.
@@ -180,23 +182,32 @@ impl Publisher {
         let mut previous = std::mem::take(&mut self.upstreams);
         let mut upstreams =
             HashMap::with_capacity_and_hasher(compiled.upstreams.len(), Default::default());
-        let live: Vec<Arc<Upstream>> = std::mem::take(&mut compiled.upstreams)
-            .into_iter()
-            .map(|spec| {
-                let upstream = match previous.remove(&spec.key).filter(|u| u.trust == spec.trust) {
-                    Some(existing) => {
-                        existing.set_endpoints(&spec.endpoints);
-                        existing
-                    }
-                    None => Arc::new(Upstream::new(
-                        &spec,
-                        self.metrics.connect_error(&spec.label),
-                    )),
-                };
-                upstreams.insert(spec.key, upstream.clone());
-                upstream
-            })
-            .collect();
+        let (live, upstream_tls): (Vec<Arc<Upstream>>, Vec<UpstreamTls>) =
+            std::mem::take(&mut compiled.upstreams)
+                .into_iter()
+                .map(|spec| {
+                    // New trust anchors make a new upstream (new endpoint
+                    // ids): no pooled connection outlives its trust.
+                    let live = match previous
+                        .remove(&spec.key)
+                        .filter(|(_, tls)| *tls.trust() == spec.trust)
+                    {
+                        Some(existing) => {
+                            existing.0.set_endpoints(&spec.endpoints);
+                            existing
+                        }
+                        None => (
+                            Arc::new(Upstream::new(
+                                &spec,
+                                self.metrics.connect_error(&spec.label),
+                            )),
+                            UpstreamTls::new(&spec),
+                        ),
+                    };
+                    upstreams.insert(spec.key, live.clone());
+                    live
+                })
+                .unzip();
         self.upstreams = upstreams;
         // Metric handles of routes that stay are reused: resolving them
         // takes the registry's locks and allocates the label strings.
@@ -232,6 +243,7 @@ impl Publisher {
             table: compiled.table,
             tls: compiled.tls,
             upstreams: live,
+            upstream_tls,
             route_metrics,
             route_limits,
         }));
@@ -243,7 +255,7 @@ impl Publisher {
         self.health.table_installed.store(true, Ordering::Release);
 
         self.by_service.clear();
-        for upstream in self.upstreams.values() {
+        for (upstream, _) in self.upstreams.values() {
             let service =
                 ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
             self.by_service

@@ -16,8 +16,8 @@
 //!   recompiles changes through interior state built for concurrent use:
 //!   the endpoint sets inside an [`Upstream`] (their own swap, the
 //!   EndpointSlice fast path), limiter and metric atomics.
-//! - Indexes agree with the table they were built with: `upstreams` by
-//!   `UpstreamId`, `route_metrics` by `RouteId` (one per route),
+//! - Indexes agree with the table they were built with: `upstreams` and
+//!   `upstream_tls` by `UpstreamId`, `route_metrics` by `RouteId` (one per route),
 //!   `route_limits` by `RouteId` or empty when no route has limits. Readers
 //!   still use `get`, never panicking indexing.
 //! - Reading takes no lock and does not allocate; [`Health`] is atomics.
@@ -30,6 +30,7 @@ use crate::metrics::RouteMetrics;
 use crate::ratelimit::{ConnLimiter, RequestLimiter};
 use crate::table::tls::TlsTable;
 use crate::table::RoutingTable;
+use crate::tls::client::UpstreamTls;
 
 /// The state a request reads: swapped as one.
 #[derive(Debug, Default)]
@@ -41,6 +42,8 @@ pub struct Published {
     pub tls: TlsTable,
     /// Indexed by `UpstreamId`.
     pub upstreams: Vec<Arc<Upstream>>,
+    /// Indexed by `UpstreamId`: how each upstream's connections are secured.
+    pub upstream_tls: Vec<UpstreamTls>,
     /// Indexed by `RouteId`.
     pub route_metrics: Vec<RouteMetrics>,
     /// Indexed by `RouteId`: the live limiters of routes with limits;

@@ -7,15 +7,18 @@
 //! - An endpoint set is replaced as a whole (`ArcSwap::store`) by the
 //!   control plane; an EndpointSlice change costs O(endpoints of that
 //!   Service) and never touches routes.
-//! - An endpoint keeps its identity (and so its connection pool and health
-//!   state) across replacements as long as its address stays in the set.
+//! - An endpoint keeps its identity (its [`Endpoint::id`], which the data
+//!   plane's connection pools key on, and its health state) across
+//!   replacements as long as its address stays in the set; a new endpoint
+//!   gets an id never used before, so it never inherits connections.
+//! - Knows endpoints, not connections: nothing here opens, pools or
+//!   secures a connection.
 //! - Passive health: an endpoint that refused a connection is skipped for a
 //!   backoff period unless every endpoint is down (then we try anyway:
 //!   failing open here only costs a 502 we would have returned).
 
 pub mod clock;
 
-use crate::table::upstream::TrustAnchors;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,10 +26,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::proxy::pool::{Pool, VerifiedTls};
-use crate::table::upstream::{
-    BackendProtocol, EndpointAddr, LbAlgorithm, UpstreamKey, UpstreamSpec,
-};
+use crate::table::upstream::{EndpointAddr, LbAlgorithm, UpstreamKey, UpstreamSpec};
 
 /// First passive-health backoff; doubles per consecutive failure.
 const BACKOFF_BASE_MS: u64 = 1_000;
@@ -37,14 +37,18 @@ const EWMA_TAU_NS: f64 = 10e9;
 /// Latency assumed for an endpoint without samples (1 ms).
 const EWMA_DEFAULT_NS: u64 = 1_000_000;
 
-/// One backend address with its connection pool and load/health state.
+/// Source of [`Endpoint::id`]s: unique for the life of the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One backend address with its identity and load/health state.
 #[derive(Debug)]
 pub struct Endpoint {
+    /// Unique for the life of the process; connection pools key on it.
+    pub id: u64,
     pub addr: EndpointAddr,
     /// Stable identity of the address, as named by persistent-affinity
     /// cookies (the same on every replica).
     pub sticky_id: u64,
-    pub pool: Pool,
     inflight: AtomicU32,
     ewma_ns: AtomicU64,
     ewma_stamp_ns: AtomicU64,
@@ -133,11 +137,6 @@ pub struct Upstream {
     next: AtomicUsize,
     /// Failed connection attempts to this upstream's endpoints.
     pub connect_errors: Counter,
-    verified: Option<Arc<VerifiedTls>>,
-    /// The CAs `verified` was built from (a change rebuilds the upstream).
-    pub trust: TrustAnchors,
-    /// Verification was required but is impossible: never connect (503).
-    pub blocked: bool,
     /// Requests and retries of routes with a retry budget, halved every
     /// second ([`Upstream::decay_retry_budget`]): a moving window.
     budget_requests: AtomicU64,
@@ -250,13 +249,9 @@ impl Drop for InFlight {
 }
 
 impl Endpoint {
-    pub fn new(
-        addr: EndpointAddr,
-        protocol: BackendProtocol,
-        verified: Option<Arc<VerifiedTls>>,
-    ) -> Self {
+    pub fn new(addr: EndpointAddr) -> Self {
         Self {
-            pool: Pool::new(addr.clone(), protocol, verified),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             sticky_id: stable_hash(&[addr.to_string().as_bytes()]),
             addr,
             inflight: AtomicU32::new(0),
@@ -329,22 +324,11 @@ impl Endpoint {
 
 impl Upstream {
     pub fn new(spec: &UpstreamSpec, connect_errors: Counter) -> Self {
-        let (verified, blocked) = match (&spec.trust, &spec.key.verify) {
-            (TrustAnchors::Roots(roots), Some(v)) => {
-                match VerifiedTls::new(roots.clone(), spec.key.protocol.is_http2(), &v.server_name)
-                {
-                    Some(verified) => (Some(verified), false),
-                    None => (None, true),
-                }
-            }
-            (TrustAnchors::Unusable, _) | (TrustAnchors::Roots(_), None) => (None, true),
-            (TrustAnchors::Unverified, _) => (None, false),
-        };
         let set = EndpointSet::new(
             spec.endpoints
                 .iter()
                 .cloned()
-                .map(|a| Arc::new(Endpoint::new(a, spec.key.protocol, verified.clone())))
+                .map(|a| Arc::new(Endpoint::new(a)))
                 .collect(),
             spec.key.lb,
         );
@@ -354,15 +338,12 @@ impl Upstream {
             endpoints: ArcSwap::from_pointee(set),
             next: AtomicUsize::new(fastrand::usize(..1024)),
             connect_errors,
-            verified,
-            trust: spec.trust.clone(),
-            blocked,
             budget_requests: AtomicU64::new(0),
             budget_retries: AtomicU64::new(0),
         }
     }
 
-    /// Replaces the endpoint set, keeping the `Endpoint` (pool, health) of
+    /// Replaces the endpoint set, keeping the `Endpoint` (id, health) of
     /// every address that stays. Returns whether anything changed.
     pub fn set_endpoints(&self, addrs: &[EndpointAddr]) -> bool {
         let current = self.endpoints.load();
@@ -381,11 +362,7 @@ impl Upstream {
             .iter()
             .map(|a| match existing.remove(a) {
                 Some(e) => e.clone(),
-                None => Arc::new(Endpoint::new(
-                    a.clone(),
-                    self.key.protocol,
-                    self.verified.clone(),
-                )),
+                None => Arc::new(Endpoint::new(a.clone())),
             })
             .collect();
         self.endpoints

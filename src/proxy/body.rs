@@ -10,28 +10,28 @@
 //!   and the client connection's activity (idle timeout).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::forward::pool::{self, Sender};
 use super::listener::ActiveRequest;
-use super::pool::Sender;
-use crate::lb::{Endpoint, InFlight};
+use crate::lb::InFlight;
 use crate::ratelimit::ConnPermit;
 
 /// A connection to return to its endpoint's pool at end of body.
 #[derive(Debug)]
 pub struct Checkin {
     pub sender: Sender,
-    pub endpoint: Arc<Endpoint>,
+    /// The endpoint's id ([`crate::lb::Endpoint::id`]).
+    pub endpoint: u64,
 }
 
 impl Checkin {
     fn release(self) {
-        self.endpoint.pool.put(self.sender);
+        pool::put(self.endpoint, self.sender);
     }
 }
 

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::body::ProxyBody;
-use super::pool::ConnectError;
+use super::forward::pool::ConnectError;
+use super::upload::Stall;
 
 /// Who failed, and how. Each variant maps to exactly one status.
 #[derive(Debug, thiserror::Error)]
@@ -98,5 +99,15 @@ impl ProxyError {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+impl From<Stall> for ProxyError {
+    fn from(stall: Stall) -> Self {
+        match stall {
+            Stall::Upstream => ProxyError::Timeout,
+            Stall::Client => ProxyError::ClientTimeout,
+            Stall::TooLarge => ProxyError::PayloadTooLarge,
+        }
     }
 }

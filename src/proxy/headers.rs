@@ -2,7 +2,7 @@
 //!
 //! Invariants:
 //! - Hop-by-hop headers never cross the proxy: requests and responses go
-//!   through [`crate::hop_by_hop`] (re-exported here), which owns the rules.
+//!   through [`crate::hop_by_hop`], which owns the rules.
 //! - X-Forwarded-For is the client chain: an incoming value is kept (and the
 //!   peer appended) only when the peer is a trusted proxy; otherwise it is
 //!   replaced by the peer address. The same trust decides whether incoming
@@ -18,8 +18,6 @@ use std::net::IpAddr;
 
 use bytes::{BufMut, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-
-pub use crate::hop_by_hop::{is_upgrade_request, strip_hop_by_hop};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

@@ -560,7 +560,7 @@ async fn serve_connection<I>(
         activity: activity.clone(),
         framing: FramingCheck::default(),
     });
-    let service = service_fn(move |req| super::handle(ctx.clone(), req));
+    let service = service_fn(move |req| super::service::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let mut graceful = false;

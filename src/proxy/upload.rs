@@ -25,8 +25,6 @@ use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::error::ProxyError;
-
 /// Progress of one request body, shared by the body and the waiting request.
 #[derive(Debug, Default)]
 pub struct Upload {
@@ -167,6 +165,19 @@ impl Future for Sent<'_> {
     }
 }
 
+/// Why an exchange stopped before its response (the proxy's error layer
+/// maps each to its status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// No response headers in time, or the upstream stopped reading the
+    /// body.
+    Upstream,
+    /// The client stopped sending its body.
+    Client,
+    /// The body passed the route's size limit.
+    TooLarge,
+}
+
 /// Awaits `response` under the two-phase timeout described in the module
 /// documentation (a single timeout when there is no body): `send` bounds
 /// pauses while the body streams, `read` the wait for response headers.
@@ -175,11 +186,11 @@ pub async fn with_timeouts<F: Future>(
     upload: Option<&Upload>,
     send: Duration,
     read: Duration,
-) -> Result<F::Output, ProxyError> {
+) -> Result<F::Output, Stall> {
     let Some(upload) = upload else {
         return tokio::time::timeout(read, response)
             .await
-            .map_err(|_| ProxyError::Timeout);
+            .map_err(|_| Stall::Upstream);
     };
     let mut response = std::pin::pin!(response);
     let mut seen = upload.chunks.load(Ordering::Relaxed);
@@ -192,9 +203,9 @@ pub async fn with_timeouts<F: Future>(
                 let now = upload.chunks.load(Ordering::Relaxed);
                 if now == seen {
                     return Err(if upload.waiting_on_client.load(Ordering::Relaxed) {
-                        ProxyError::ClientTimeout
+                        Stall::Client
                     } else {
-                        ProxyError::Timeout
+                        Stall::Upstream
                     });
                 }
                 seen = now;
@@ -202,9 +213,9 @@ pub async fn with_timeouts<F: Future>(
         }
     }
     if upload.too_large() {
-        return Err(ProxyError::PayloadTooLarge);
+        return Err(Stall::TooLarge);
     }
     tokio::time::timeout(read, response)
         .await
-        .map_err(|_| ProxyError::Timeout)
+        .map_err(|_| Stall::Upstream)
 }

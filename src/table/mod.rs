@@ -14,6 +14,7 @@
 
 pub mod host;
 pub mod path;
+pub mod phases;
 pub mod policy;
 pub mod tls;
 pub mod upstream;
@@ -176,6 +177,9 @@ pub struct RoutingTable {
     /// `None` the proxy answers 404 itself.
     default_route: Option<RouteId>,
     routes: Vec<Route>,
+    /// Indexed by `RouteId`: each route's policy as phases, built by
+    /// [`RoutingTable::compacted`] (empty until then).
+    pipelines: Vec<phases::Pipeline>,
 }
 
 /// Outcome of inserting a path: the route that already held it, if any.
@@ -342,6 +346,12 @@ impl RoutingTable {
         &self.routes
     }
 
+    /// The phases of route `id`; `None` for a table not yet compacted.
+    #[inline]
+    pub fn pipeline(&self, id: RouteId) -> Option<&phases::Pipeline> {
+        self.pipelines.get(id as usize)
+    }
+
     /// Routes a request by normalized host and path. `None` means no route:
     /// the proxy answers 404.
     #[inline]
@@ -379,16 +389,23 @@ impl RoutingTable {
     /// together, depth first, with no spare capacity, instead of wherever
     /// incremental building left them. Fewer cache lines per lookup when
     /// the table is too big for the cache (measured: `cargo bench --bench
-    /// lookup`).
+    /// lookup`). The last step of building a table: it also compiles each
+    /// route's policy into its phases ([`phases::Pipeline::of`]), so the
+    /// policies must not change after.
     pub fn compacted(&self) -> RoutingTable {
         let mut routes = self.routes.clone();
         routes.shrink_to_fit();
+        let pipelines = routes
+            .iter()
+            .map(|r| phases::Pipeline::of(&r.policy, r.canary.as_deref()))
+            .collect();
         RoutingTable {
             exact: self.exact.clone(),
             wildcard: self.wildcard.clone(),
             hostless: self.hostless.clone(),
             default_route: self.default_route,
             routes,
+            pipelines,
         }
     }
 

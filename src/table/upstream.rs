@@ -1,7 +1,8 @@
 //! Plain descriptions of upstreams, as the compiler emits them.
 //!
-//! Invariant: these are data only; the live objects (connection pools,
-//! counters, swappable endpoint sets) are built from them in [`crate::lb`].
+//! Invariant: these are data only; the live objects are built from them
+//! elsewhere: endpoint sets and counters in [`crate::lb`], how connections
+//! are secured in [`crate::tls::client`].
 
 use std::fmt;
 use std::net::SocketAddr;

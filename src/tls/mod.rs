@@ -4,14 +4,19 @@
 //!   configuration (versions, ALPN, session resumption), the certificate
 //!   resolver over the published table, the default certificate, and the
 //!   handshake failure reasons the metrics count.
+//! - [`client`]: connections to upstreams: verified against configured CAs,
+//!   not verified, or blocked (verification required but impossible).
 //!
 //! Invariants shared by both ends:
 //! - One crypto provider (ring) and rustls's safe protocol versions only
-//!   (TLS 1.2 and 1.3); no configuration is built per request.
+//!   (TLS 1.2 and 1.3); no configuration is built per request: connectors
+//!   are built when an upstream is published (or once per process), and a
+//!   connection only clones an `Arc`.
 //! - Certificates and keys come compiled in the published state or are
 //!   generated at start-up; nothing here reads files or Secrets, and no
 //!   private key is logged.
 //! - Depends on the published state ([`crate::state`]) and never on the
 //!   proxy or the publisher.
 
+pub mod client;
 pub mod server;

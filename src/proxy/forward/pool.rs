@@ -1,13 +1,17 @@
-//! Upstream HTTP/1.1 connection pools: per endpoint, per worker thread.
+//! Upstream connection pools: per endpoint, per worker thread (HTTP/1.1
+//! idle stacks, one shared HTTP/2 connection).
 //!
 //! Invariants:
+//! - Keyed by endpoint id ([`crate::lb::Endpoint::id`]) only: what a new
+//!   connection needs (address, protocol, TLS) is given by the caller
+//!   ([`Dial`]), so `lb` knows nothing of connections.
 //! - Shared-nothing: each data-plane worker is a single-threaded runtime and
 //!   keeps its idle connections in a thread-local map (endpoint id → stack of
 //!   idle connections). Checkout and checkin touch no atomic, no lock, and
 //!   never hand a connection to another thread, so a connection's task and
 //!   the requests using it always run on the same worker.
 //! - A connection is checked in only after its response body was read to the
-//!   end (see [`super::body`]), so a pooled connection is always at a request
+//!   end (see [`crate::proxy::body`]), so a pooled connection is always at a request
 //!   boundary. Closed or expired connections are dropped at checkout, and
 //!   [`sweep`] drops the ones nobody asks for (removed endpoints included).
 //! - At most [`MAX_IDLE_PER_ENDPOINT`] idle connections per endpoint and
@@ -16,20 +20,18 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::upload::UploadBody;
 use crate::lb::clock;
+use crate::proxy::upload::UploadBody;
 use crate::table::upstream::BackendProtocol;
 use crate::table::upstream::EndpointAddr;
+use crate::tls::client::UpstreamTls;
 
 /// Most idle keep-alive connections kept per endpoint (per worker).
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
@@ -87,56 +89,16 @@ thread_local! {
     static H2: RefCell<HashMap<u64, H2Slot, foldhash::fast::RandomState>> = RefCell::new(HashMap::default());
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The pool handle of one endpoint: its identity and how to connect.
-#[derive(Debug)]
-pub struct Pool {
-    id: u64,
-    addr: EndpointAddr,
-    protocol: BackendProtocol,
-    /// Verification settings when the backend certificate is checked.
-    verified: Option<Arc<VerifiedTls>>,
-}
-
-/// A TLS connector that verifies backends against configured CAs.
-pub struct VerifiedTls {
-    connector: tokio_rustls::TlsConnector,
-    server_name: ServerName<'static>,
-}
-
-impl std::fmt::Debug for VerifiedTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifiedTls")
-            .field("server_name", &self.server_name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl VerifiedTls {
-    /// `None` when `server_name` is not a valid DNS name or IP address.
-    pub fn new(
-        roots: Arc<rustls::RootCertStore>,
-        http2: bool,
-        server_name: &str,
-    ) -> Option<Arc<Self>> {
-        let server_name = ServerName::try_from(server_name.to_string()).ok()?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .ok()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![if http2 {
-            b"h2".to_vec()
-        } else {
-            b"http/1.1".to_vec()
-        }];
-        Some(Arc::new(Self {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
-            server_name,
-        }))
-    }
+/// What opening a connection to one endpoint needs, given by the caller:
+/// the pool itself knows endpoints only by id.
+#[derive(Debug, Clone, Copy)]
+pub struct Dial<'a> {
+    /// The endpoint's id ([`crate::lb::Endpoint::id`]): the pool's key.
+    pub id: u64,
+    pub addr: &'a EndpointAddr,
+    pub protocol: BackendProtocol,
+    /// How the upstream's connections are secured (for TLS protocols).
+    pub tls: &'a UpstreamTls,
 }
 
 /// Drops this worker's idle connections that are closed or idle longer than
@@ -188,79 +150,63 @@ pub enum ConnectError {
     },
 }
 
-impl Pool {
-    pub fn new(
-        addr: EndpointAddr,
-        protocol: BackendProtocol,
-        verified: Option<Arc<VerifiedTls>>,
-    ) -> Self {
-        Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            addr,
-            protocol,
-            verified,
-        }
-    }
-
-    pub fn protocol(&self) -> BackendProtocol {
-        self.protocol
-    }
-
-    /// An idle connection of this worker that is still open and not older
-    /// than `max_idle` (most recently used first).
-    pub fn take_idle(&self, max_idle: Duration) -> Option<Sender> {
-        let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
-        IDLE.with(|idle| {
-            let mut map = idle.try_borrow_mut().ok()?;
-            let conns = map.get_mut(&self.id)?;
-            let mut now = None;
-            while let Some(c) = conns.pop() {
-                if c.sender.is_closed() {
-                    continue;
-                }
-                let now = *now.get_or_insert_with(clock::now_ms);
-                if now.saturating_sub(c.since_ms) > max_idle_ms {
-                    continue;
-                }
-                return Some(c.sender);
+/// An idle connection of this worker to endpoint `id` that is still open
+/// and not older than `max_idle` (most recently used first).
+pub fn take_idle(id: u64, max_idle: Duration) -> Option<Sender> {
+    let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
+    IDLE.with(|idle| {
+        let mut map = idle.try_borrow_mut().ok()?;
+        let conns = map.get_mut(&id)?;
+        let mut now = None;
+        while let Some(c) = conns.pop() {
+            if c.sender.is_closed() {
+                continue;
             }
-            None
-        })
-    }
-
-    /// Returns a connection at a request boundary to this worker's pool.
-    pub fn put(&self, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
-        IDLE.with(|idle| {
-            if let Ok(mut map) = idle.try_borrow_mut() {
-                let conns = map.entry(self.id).or_default();
-                if conns.len() < MAX_IDLE_PER_ENDPOINT {
-                    conns.push(Idle {
-                        sender,
-                        since_ms: clock::now_ms(),
-                    });
-                }
+            let now = *now.get_or_insert_with(clock::now_ms);
+            if now.saturating_sub(c.since_ms) > max_idle_ms {
+                continue;
             }
-        });
-    }
+            return Some(c.sender);
+        }
+        None
+    })
+}
 
-    /// Idle connections of this endpoint on the calling worker.
-    pub fn idle_len(&self) -> usize {
-        IDLE.with(|idle| {
-            idle.try_borrow()
-                .ok()
-                .and_then(|m| m.get(&self.id).map(Vec::len))
-                .unwrap_or(0)
-        })
+/// Returns a connection to endpoint `id` at a request boundary to this
+/// worker's pool.
+pub fn put(id: u64, sender: Sender) {
+    if sender.is_closed() {
+        return;
     }
+    IDLE.with(|idle| {
+        if let Ok(mut map) = idle.try_borrow_mut() {
+            let conns = map.entry(id).or_default();
+            if conns.len() < MAX_IDLE_PER_ENDPOINT {
+                conns.push(Idle {
+                    sender,
+                    since_ms: clock::now_ms(),
+                });
+            }
+        }
+    });
+}
 
+/// Idle connections of endpoint `id` on the calling worker.
+pub fn idle_len(id: u64) -> usize {
+    IDLE.with(|idle| {
+        idle.try_borrow()
+            .ok()
+            .and_then(|m| m.get(&id).map(Vec::len))
+            .unwrap_or(0)
+    })
+}
+
+impl Dial<'_> {
     /// Opens a new connection (with upgrades enabled, for WebSocket).
     async fn tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let addr = || self.addr.to_string();
         let connect = async {
-            match &self.addr {
+            match self.addr {
                 EndpointAddr::Socket(a) => TcpStream::connect(a).await,
                 EndpointAddr::Dns { host, port } => {
                     TcpStream::connect((host.as_ref(), *port)).await
@@ -288,20 +234,13 @@ impl Pool {
         timeout: Duration,
     ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ConnectError> {
         let addr = || self.addr.to_string();
-        let (connector, name) = match &self.verified {
-            Some(v) => (v.connector.clone(), v.server_name.clone()),
-            None => {
-                let name = match &self.addr {
-                    EndpointAddr::Socket(a) => ServerName::IpAddress(a.ip().into()),
-                    EndpointAddr::Dns { host, .. } => ServerName::try_from(host.to_string())
-                        .map_err(|e| ConnectError::Tls {
-                            addr: addr(),
-                            reason: e.to_string(),
-                        })?,
-                };
-                (upstream_tls::connector(self.protocol.is_http2()), name)
-            }
-        };
+        let (connector, name) = self
+            .tls
+            .connector(self.addr, self.protocol.is_http2())
+            .map_err(|e| ConnectError::Tls {
+                addr: addr(),
+                reason: e.to_string(),
+            })?;
         match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
             Err(_) => Err(ConnectError::Timeout { addr: addr() }),
             Ok(Err(e)) => Err(ConnectError::Tls {
@@ -431,100 +370,5 @@ impl Pool {
             }
         });
         Ok(sender)
-    }
-}
-
-/// TLS to upstreams (`HTTPS`, `GRPCS`).
-mod upstream_tls {
-    use std::sync::{Arc, OnceLock};
-
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    use rustls::{DigitallySignedStruct, SignatureScheme};
-    use tokio_rustls::TlsConnector;
-
-    /// Like ingress-nginx's default (`proxy_ssl_verify off`), the upstream
-    /// certificate is not verified against a CA: backends inside a cluster
-    /// commonly use self-signed certificates. Handshake signatures are
-    /// still checked, so the peer does hold the certificate's key.
-    #[derive(Debug)]
-    struct AnyCertificate(Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for AnyCertificate {
-        fn verify_server_cert(
-            &self,
-            _end_entity: &CertificateDer<'_>,
-            _intermediates: &[CertificateDer<'_>],
-            _server_name: &ServerName<'_>,
-            _ocsp_response: &[u8],
-            _now: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-
-    fn build(alpn: &[u8]) -> TlsConnector {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = match rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        {
-            Ok(builder) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-                .with_no_client_auth(),
-            // The ring provider supports both versions; this cannot fail.
-            Err(_) => rustls::ClientConfig::builder()
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))))
-                .with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![alpn.to_vec()];
-        TlsConnector::from(Arc::new(config))
-    }
-
-    /// The connector for HTTP/1.1 (`http2 == false`) or HTTP/2 upstreams.
-    pub fn connector(http2: bool) -> TlsConnector {
-        static H1: OnceLock<TlsConnector> = OnceLock::new();
-        static H2: OnceLock<TlsConnector> = OnceLock::new();
-        if http2 {
-            H2.get_or_init(|| build(b"h2")).clone()
-        } else {
-            H1.get_or_init(|| build(b"http/1.1")).clone()
-        }
     }
 }

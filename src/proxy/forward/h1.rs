@@ -1,0 +1,241 @@
+//! Sending over pooled HTTP/1.1 connections (`HTTP`, `HTTPS` upstreams, and
+//! upgrades on any): endpoint attempts, retries, timeouts, and the
+//! response turned into the client's.
+//!
+//! Invariants:
+//! - A pooled connection first; one that turns out closed before taking the
+//!   request is replaced by a fresh connection to the same endpoint.
+//! - A request is sent again only when it provably was not sent, or when
+//!   the route's retry policy allows it and the request has no body (and is
+//!   idempotent unless the policy says otherwise), within the retry budget.
+//! - A connection returns to its pool only at the end of its response body
+//!   ([`crate::proxy::body`]); upgraded connections never do.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+use super::pool::{self, Sender};
+use super::{Backend, Pick, Plan, MAX_ENDPOINT_ATTEMPTS};
+use crate::hop_by_hop;
+use crate::lb::{Endpoint, InFlight};
+use crate::proxy::body::{Checkin, ProxyBody};
+use crate::proxy::error::ProxyError;
+use crate::proxy::upload::{with_timeouts, Upload, UploadBody};
+use crate::table::upstream::LbAlgorithm;
+
+/// The head of a request without a body, kept to send it again.
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+}
+
+impl Replay {
+    fn request(&self) -> Request<UploadBody> {
+        let mut req = Request::new(UploadBody::empty());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+}
+
+/// Sends a prepared HTTP/1.1 request to an endpoint of `backend`.
+/// Connection failures move on to another endpoint; with a retry policy,
+/// so do (for requests without a body) broken connections, timeouts and
+/// the listed statuses, up to its number of tries.
+pub async fn send(
+    backend: Backend<'_>,
+    req: Request<UploadBody>,
+    upload: Option<Arc<Upload>>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    plan: &Plan<'_>,
+) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
+    let upstream = backend.upstream;
+    let retry = plan.retry;
+    let max_attempts = retry.map_or(MAX_ENDPOINT_ATTEMPTS, |r| usize::from(r.tries.max(1)));
+    // Only a request without a body can be sent again once it was sent;
+    // non-idempotent ones only when the policy says so (nginx's rule).
+    let replay = retry
+        .filter(|r| {
+            upload.is_none()
+                && client_upgrade.is_none()
+                && r.tries > 1
+                && (r.non_idempotent || idempotent(req.method()))
+        })
+        .map(|_| Replay {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers: req.headers().clone(),
+        });
+    let retries_on_connect = retry.is_none_or(|r| r.on_error || r.tries > 1);
+    if retry.is_some_and(|r| r.budget.is_some()) {
+        upstream.note_budgeted_request();
+    }
+    let mut client_upgrade = client_upgrade;
+    // `None` once sent (and not handed back).
+    let mut pending = Some(req);
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut last_error = None;
+    let mut pick = plan.pick;
+    while tried.len() < max_attempts {
+        let Some(endpoint) = backend.next_endpoint(&tried, pick)? else {
+            break;
+        };
+        pick = Pick::Balanced;
+
+        // A pooled connection first; if it turns out closed before taking
+        // the request, one fresh connection to the same endpoint.
+        let mut pooled = pool::take_idle(endpoint.id, plan.idle_timeout);
+        let outcome = loop {
+            let reused = pooled.is_some();
+            let mut sender = match pooled.take() {
+                Some(s) => s,
+                None => match backend.dial(&endpoint).connect(plan.connect_timeout).await {
+                    Ok(s) => {
+                        endpoint.mark_ok();
+                        s
+                    }
+                    Err(e) => {
+                        backend.connect_failed(&endpoint, &e);
+                        last_error = Some(ProxyError::Connect(e));
+                        break None;
+                    }
+                },
+            };
+            if sender.ready().await.is_err() {
+                if reused {
+                    continue;
+                }
+                break None;
+            }
+            let Some(req) = pending.take() else {
+                break None;
+            };
+            let inflight = endpoint.start_request();
+            // Latency feeds only the p2c-ewma picker: no clock read otherwise.
+            let sent = (upstream.key.lb == LbAlgorithm::P2cEwma).then(Instant::now);
+            let exchange = sender.try_send_request(req);
+            let result = with_timeouts(
+                exchange,
+                upload.as_deref(),
+                plan.send_timeout,
+                plan.read_timeout,
+            )
+            .await
+            .map_err(ProxyError::from);
+            let response = match result {
+                Err(ProxyError::Timeout)
+                    if replay.is_some() && retry.is_some_and(|r| r.on_timeout) =>
+                {
+                    last_error = Some(ProxyError::Timeout);
+                    break None;
+                }
+                Err(e) => return Err(e),
+                Ok(Ok(response)) => response,
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if reused => {
+                        pending = Some(unsent);
+                        continue;
+                    }
+                    _ => {
+                        if upload.as_deref().is_some_and(|u| u.too_large()) {
+                            return Err(ProxyError::PayloadTooLarge);
+                        }
+                        let error = ProxyError::Upstream(e.into_error());
+                        if replay.is_some() && retry.is_some_and(|r| r.on_error) {
+                            last_error = Some(error);
+                            break None;
+                        }
+                        return Err(error);
+                    }
+                },
+            };
+            if let Some(sent) = sent {
+                endpoint
+                    .observe_latency(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            }
+            let status = response.status().as_u16();
+            let again = replay.is_some()
+                && tried.len() + 1 < max_attempts
+                && retry.is_some_and(|r| r.on_status.contains(&status));
+            if again {
+                // Dropping the unread response closes that connection.
+                break None;
+            }
+            break Some(finish(
+                response,
+                sender,
+                &endpoint,
+                inflight,
+                client_upgrade.take(),
+            ));
+        };
+        if let Some(response) = outcome {
+            return Ok((response, endpoint));
+        }
+        if !retries_on_connect && matches!(last_error, Some(ProxyError::Connect(_))) {
+            break;
+        }
+        tried.push(endpoint);
+        if pending.is_none() {
+            // Sent: only a replayable head can go elsewhere, within the
+            // retry budget if there is one.
+            let budget_ok = retry
+                .and_then(|r| r.budget)
+                .is_none_or(|percent| upstream.take_retry(percent));
+            match &replay {
+                Some(replay) if budget_ok => pending = Some(replay.request()),
+                _ => break,
+            }
+        }
+    }
+    Err(last_error.unwrap_or(ProxyError::NoEndpoints))
+}
+
+/// Methods that may be sent twice (RFC 9110 §9.2.2).
+fn idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Turns the upstream response into the client response: hop-by-hop headers
+/// removed, body wrapped so the connection returns to the pool at its end,
+/// upgrades bridged.
+fn finish(
+    mut response: Response<Incoming>,
+    sender: Sender,
+    endpoint: &Endpoint,
+    inflight: InFlight,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ProxyBody> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
+                if let (Ok(client), Ok(upstream)) = (client, upstream) {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+                drop(inflight);
+            });
+            hop_by_hop::strip_hop_by_hop(response.headers_mut(), true);
+            return response.map(|_| ProxyBody::empty());
+        }
+    }
+    hop_by_hop::strip_hop_by_hop(response.headers_mut(), false);
+    let checkin = Checkin {
+        sender,
+        endpoint: endpoint.id,
+    };
+    response.map(|body| ProxyBody::upstream(body, Some(checkin), inflight))
+}

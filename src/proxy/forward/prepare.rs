@@ -1,0 +1,108 @@
+//! The request head rewritten for the upstream, and the body wrapped.
+//!
+//! Invariants:
+//! - Hop-by-hop headers never cross; the forwarding headers
+//!   (`X-Forwarded-*`, `X-Real-IP`) are set from the connection, trusting
+//!   the client's own only from trusted proxies.
+//! - The upstream always gets HTTP/1.1 framing (HTTP/2 is set again by
+//!   [`super::h2`]) and an origin-form target, the request's original
+//!   target (normalization is for matching only).
+//! - A declared body larger than the route allows is refused (413) before
+//!   anything is sent; a streamed one is cut off at the limit.
+
+use std::sync::Arc;
+
+use http::header::{COOKIE, HOST};
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Uri, Version};
+use hyper::body::Incoming;
+
+use super::Plan;
+use crate::hop_by_hop;
+use crate::proxy::error::ProxyError;
+use crate::proxy::headers;
+use crate::proxy::listener::ConnCtx;
+use crate::proxy::upload::{Upload, UploadBody};
+
+/// A request rewritten for its upstream, not yet sent.
+pub struct Prepared {
+    pub req: Request<UploadBody>,
+    pub(super) upload: Option<Arc<Upload>>,
+    pub(super) client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// Checks the declared body size, rewrites the head for the upstream
+/// ([`prepare`]) and wraps the body.
+pub fn prepare_upstream(
+    ctx: &ConnCtx,
+    mut req: Request<Incoming>,
+    plan: &Plan<'_>,
+) -> Result<Prepared, ProxyError> {
+    if let Some(max) = plan.max_body {
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(ProxyError::PayloadTooLarge);
+        }
+    }
+    let upgrade =
+        req.version() == Version::HTTP_11 && hop_by_hop::is_upgrade_request(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    prepare(ctx, &mut req, upgrade);
+    if let Some(host) = plan.host {
+        req.headers_mut().insert(HOST, host.clone());
+    }
+    let (parts, body) = req.into_parts();
+    let (body, upload) = UploadBody::limited(body, plan.max_body);
+    Ok(Prepared {
+        req: Request::from_parts(parts, body),
+        upload,
+        client_upgrade,
+    })
+}
+
+/// Rewrites the request for the upstream: hop-by-hop headers, forwarding
+/// headers, origin-form target, HTTP/1.1.
+fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
+    let from_h2 = req.version() == Version::HTTP_2;
+    let host_value = match req.headers().get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
+    let headers = req.headers_mut();
+    hop_by_hop::strip_hop_by_hop(headers, upgrade);
+    if from_h2 {
+        if let Some(h) = &host_value {
+            headers.entry(HOST).or_insert_with(|| h.clone());
+        }
+        // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one.
+        if headers.get_all(COOKIE).iter().nth(1).is_some() {
+            let joined = headers
+                .get_all(COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join("; ");
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                headers.insert(COOKIE, v);
+            }
+        }
+    }
+    let client_ip = ctx.client_ip(headers);
+    headers::set_forwarded(headers, &ctx.client, client_ip, host_value);
+    *req.version_mut() = Version::HTTP_11;
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(pq);
+    }
+}

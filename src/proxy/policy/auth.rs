@@ -1,0 +1,80 @@
+//! Authentication phases: Basic (htpasswd) on the client's request, external
+//! authentication (`auth-url`) on the request as it will be sent.
+//!
+//! Invariants:
+//! - Fail closed: credentials that cannot be checked are refused, and
+//!   external authentication without a client or an answer is a 500, never
+//!   an allow.
+//! - A bcrypt verification not in the success cache runs on the blocking
+//!   pool: it costs milliseconds and must not stall the worker's other
+//!   connections.
+
+use http::header::{self, HeaderMap};
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+
+use super::{fixed, Cx, Flow, RequestStep, UpstreamStep};
+use crate::auth::external::client::Decision;
+use crate::auth::external::ExternalAuth;
+use crate::auth::htpasswd::CachedCheck;
+use crate::auth::template::RequestVars;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::error::ProxyError;
+use crate::proxy::forward::Prepared;
+use crate::proxy::upload::UploadBody;
+use crate::table::policy::BasicAuth;
+
+impl RequestStep for BasicAuth {
+    async fn run<'a>(
+        &'a self,
+        _cx: &mut Cx<'a>,
+        req: &mut Request<Incoming>,
+    ) -> Result<Flow, ProxyError> {
+        if basic_auth_ok(self, req.headers()).await {
+            return Ok(Flow::Continue);
+        }
+        let mut response = fixed(StatusCode::UNAUTHORIZED, None);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, self.challenge.clone());
+        Ok(Flow::Answer(response))
+    }
+}
+
+impl UpstreamStep for ExternalAuth {
+    async fn run(&self, cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError> {
+        let Some(auth_client) = &cx.conn.state.auth_client else {
+            return Err(ProxyError::Internal(
+                "no client for external authentication",
+            ));
+        };
+        let req = std::mem::replace(&mut prepared.req, Request::new(UploadBody::empty()));
+        let (mut parts, body) = req.into_parts();
+        let scheme = if cx.conn.client.tls { "https" } else { "http" };
+        let decision = {
+            let vars = RequestVars::new(&parts, scheme, cx.client);
+            self.check(auth_client, &parts, &vars).await
+        };
+        match decision {
+            Decision::Allow(headers) => self.apply_allowed(headers, &mut parts.headers),
+            Decision::Deny(response) => return Ok(Flow::Answer(response.map(ProxyBody::fixed))),
+        }
+        prepared.req = Request::from_parts(parts, body);
+        Ok(Flow::Continue)
+    }
+}
+
+/// Checks Basic credentials (see the module invariants).
+async fn basic_auth_ok(basic: &BasicAuth, headers: &HeaderMap) -> bool {
+    let authorization = headers.get(header::AUTHORIZATION);
+    match basic.users.check_header_cached(authorization) {
+        CachedCheck::Decided(ok) => ok,
+        CachedCheck::Slow => {
+            let users = basic.users.clone();
+            let value = authorization.cloned();
+            tokio::task::spawn_blocking(move || users.check_header(value.as_ref()))
+                .await
+                .unwrap_or(false)
+        }
+    }
+}

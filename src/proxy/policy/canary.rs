@@ -1,0 +1,83 @@
+//! Upstream choice before forwarding: the canary (by header, cookie or
+//! weight, as ingress-nginx decides) and the `default-backend` fallback.
+//!
+//! Invariant: these phases only choose an upstream id; the endpoint is
+//! chosen when forwarding.
+
+use http::{HeaderMap, Request};
+use hyper::body::Incoming;
+
+use super::affinity::cookie;
+use super::{Cx, Flow, RequestStep};
+use crate::proxy::error::ProxyError;
+use crate::proxy::forward::Backend;
+use crate::table::phases::Fallback;
+use crate::table::policy::{Canary, CanaryMatch};
+
+impl RequestStep for Canary {
+    async fn run<'a>(
+        &'a self,
+        cx: &mut Cx<'a>,
+        req: &mut Request<Incoming>,
+    ) -> Result<Flow, ProxyError> {
+        if use_canary(self, req.headers()) {
+            cx.upstream = self.upstream;
+            cx.canary = Some(self);
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+impl RequestStep for Fallback {
+    async fn run<'a>(
+        &'a self,
+        cx: &mut Cx<'a>,
+        _req: &mut Request<Incoming>,
+    ) -> Result<Flow, ProxyError> {
+        let Some(chosen) = Backend::of(cx.published, cx.upstream) else {
+            return Err(ProxyError::NoEndpoints);
+        };
+        if chosen.upstream.endpoints().endpoints.is_empty()
+            && Backend::of(cx.published, self.0).is_some()
+        {
+            cx.upstream = self.0;
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Header → cookie → weight, as ingress-nginx decides.
+fn use_canary(canary: &Canary, headers: &HeaderMap) -> bool {
+    if let Some(by_header) = &canary.header {
+        if let Some(value) = headers.get(&by_header.name) {
+            match &by_header.matcher {
+                CanaryMatch::AlwaysNever => {
+                    if value == "always" {
+                        return true;
+                    }
+                    if value == "never" {
+                        return false;
+                    }
+                }
+                CanaryMatch::Value(wanted) => {
+                    if value == wanted {
+                        return true;
+                    }
+                }
+                CanaryMatch::Pattern(pattern) => {
+                    if value.to_str().is_ok_and(|v| pattern.is_match(v)) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(name) = &canary.cookie {
+        match cookie(headers, name) {
+            Some("always") => return true,
+            Some("never") => return false,
+            _ => {}
+        }
+    }
+    canary.weight > 0 && fastrand::u32(..canary.weight_total) < canary.weight
+}

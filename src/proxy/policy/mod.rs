@@ -1,0 +1,220 @@
+//! The policy pipeline: runs a route's phases ([`crate::table::phases`]) in
+//! order around forwarding. Each phase is a small type with one method
+//! ([`RequestStep`], [`UpstreamStep`], [`ResponseStep`]), implemented in
+//! the file of its concern; the phase enums dispatch with a `match`.
+//!
+//! Invariants:
+//! - Only routes whose policy is not plain come here; the plain path in
+//!   [`super::service`] pays nothing for any of this.
+//! - A phase continues or answers; an answer (or an error) ends the request
+//!   there: nothing is sent upstream and no response phase runs.
+//! - Every phase that can refuse runs before anything is sent upstream, and
+//!   a phase that cannot decide refuses (fail closed); a route whose phase
+//!   list is missing is refused (500), never served without its policy.
+//! - Values phases share live in one per-request [`Cx`]; no phase boxes a
+//!   future or takes a lock (limiters are lock-free, the policy immutable).
+//! - Calls only downwards: into [`super::forward`], never into the service.
+
+mod access;
+mod affinity;
+mod auth;
+mod canary;
+mod cors;
+mod error_pages;
+mod headers;
+mod limits;
+mod redirect;
+mod rewrite;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::body::ProxyBody;
+use super::error::ProxyError;
+use super::forward::{self, Backend, Plan, Prepared};
+use super::listener::ConnCtx;
+use crate::lb::Endpoint;
+use crate::ratelimit::ConnPermit;
+use crate::state::Published;
+use crate::table::phases::{RequestPhase, ResponsePhase, UpstreamPhase};
+use crate::table::policy::Canary;
+use crate::table::{Route, RouteId, UpstreamId};
+pub use affinity::cookie;
+use error_pages::ErrorPageInfo;
+
+/// What served a routed request.
+pub struct Served {
+    pub response: Response<ProxyBody>,
+    pub endpoint: Option<Arc<Endpoint>>,
+}
+
+/// What a request phase decided.
+// Returned and matched at once, never stored: boxing the answer would only
+// add an allocation per answered request.
+#[allow(clippy::large_enum_variant)]
+enum Flow {
+    Continue,
+    /// Answer the client with this instead of forwarding.
+    Answer(Response<ProxyBody>),
+}
+
+/// The values of one request that phases share.
+struct Cx<'a> {
+    conn: &'a ConnCtx,
+    published: &'a Published,
+    route_id: RouteId,
+    route: &'a Route,
+    /// The client IP limits, access lists and hashing apply to.
+    client: IpAddr,
+    /// The request's `Origin` (CORS routes only).
+    origin: Option<HeaderValue>,
+    /// The upstream chosen so far (the route's, the canary's, a fallback).
+    upstream: UpstreamId,
+    /// The canary that took the request, if one did.
+    canary: Option<&'a Canary>,
+    /// How the request is forwarded; phases set its first-endpoint choice.
+    plan: Plan<'a>,
+    /// A new balanced-affinity key, set as the cookie on the response.
+    new_cookie: Option<String>,
+    /// The connection-limit slot, held until the response ends.
+    permit: Option<ConnPermit>,
+    /// Kept for a custom error page request.
+    error_page: Option<ErrorPageInfo>,
+}
+
+/// A phase on the request as the client sent it.
+trait RequestStep {
+    async fn run<'a>(
+        &'a self,
+        cx: &mut Cx<'a>,
+        req: &mut Request<Incoming>,
+    ) -> Result<Flow, ProxyError>;
+}
+
+/// A phase on the request rewritten for the upstream.
+trait UpstreamStep {
+    async fn run(&self, cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError>;
+}
+
+/// A phase on the upstream's response.
+trait ResponseStep {
+    async fn run(&self, cx: &mut Cx<'_>, response: &mut Response<ProxyBody>, endpoint: &Endpoint);
+}
+
+/// Serves a request on a route with a policy: request phases, the request
+/// rewritten for the upstream, upstream phases, forwarding, response phases.
+pub async fn serve(
+    ctx: &ConnCtx,
+    published: &Published,
+    route_id: RouteId,
+    route: &Route,
+    mut req: Request<Incoming>,
+) -> Result<Served, ProxyError> {
+    let Some(pipeline) = published.table.pipeline(route_id) else {
+        return Err(ProxyError::Internal("route without its policy phases"));
+    };
+    let mut cx = Cx {
+        conn: ctx,
+        published,
+        route_id,
+        route,
+        client: ctx.client_ip(req.headers()),
+        origin: None,
+        upstream: route.upstream,
+        canary: None,
+        plan: Plan::for_policy(&route.policy, &ctx.state.settings),
+        new_cookie: None,
+        permit: None,
+        error_page: None,
+    };
+    for phase in pipeline.request.iter() {
+        if let Flow::Answer(response) = phase.run(&mut cx, &mut req).await? {
+            return Ok(answered(response));
+        }
+    }
+    let Some(backend) = Backend::of(published, cx.upstream) else {
+        return Err(ProxyError::NoEndpoints);
+    };
+    let mut prepared = forward::prepare_upstream(ctx, req, &cx.plan)?;
+    for phase in pipeline.upstream.iter() {
+        if let Flow::Answer(response) = phase.run(&mut cx, &mut prepared).await? {
+            return Ok(answered(response));
+        }
+    }
+    let (mut response, endpoint) = forward::dispatch(backend, prepared, &cx.plan).await?;
+    for phase in pipeline.response.iter() {
+        phase.run(&mut cx, &mut response, &endpoint).await;
+    }
+    Ok(Served {
+        response,
+        endpoint: Some(endpoint),
+    })
+}
+
+impl RequestStep for RequestPhase {
+    async fn run<'a>(
+        &'a self,
+        cx: &mut Cx<'a>,
+        req: &mut Request<Incoming>,
+    ) -> Result<Flow, ProxyError> {
+        match self {
+            RequestPhase::Redirect(p) => p.run(cx, req).await,
+            RequestPhase::AppRoot(p) => p.run(cx, req).await,
+            RequestPhase::CorsPreflight(p) => RequestStep::run(p, cx, req).await,
+            RequestPhase::RateLimit(p) => p.run(cx, req).await,
+            RequestPhase::ConnLimit(p) => p.run(cx, req).await,
+            RequestPhase::Access(p) => p.run(cx, req).await,
+            RequestPhase::BasicAuth(p) => p.run(cx, req).await,
+            RequestPhase::Canary(p) => p.as_ref().run(cx, req).await,
+            RequestPhase::Fallback(p) => p.run(cx, req).await,
+            RequestPhase::ForwardedPrefix(p) => p.run(cx, req).await,
+            RequestPhase::KeepForErrorPage(p) => p.run(cx, req).await,
+            RequestPhase::Affinity(p) => RequestStep::run(p, cx, req).await,
+            RequestPhase::HashBy(p) => p.run(cx, req).await,
+        }
+    }
+}
+
+impl UpstreamStep for UpstreamPhase {
+    async fn run(&self, cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError> {
+        match self {
+            UpstreamPhase::ExternalAuth(p) => p.as_ref().run(cx, prepared).await,
+            UpstreamPhase::Rewrite(p) => p.run(cx, prepared).await,
+        }
+    }
+}
+
+impl ResponseStep for ResponsePhase {
+    async fn run(&self, cx: &mut Cx<'_>, response: &mut Response<ProxyBody>, endpoint: &Endpoint) {
+        match self {
+            ResponsePhase::ErrorPages(p) => p.run(cx, response, endpoint).await,
+            ResponsePhase::Cors(p) => ResponseStep::run(p, cx, response, endpoint).await,
+            ResponsePhase::AffinityCookie(p) => ResponseStep::run(p, cx, response, endpoint).await,
+            ResponsePhase::ReleasePermit(p) => p.run(cx, response, endpoint).await,
+        }
+    }
+}
+
+/// A request answered by a phase: no endpoint served it.
+fn answered(response: Response<ProxyBody>) -> Served {
+    Served {
+        response,
+        endpoint: None,
+    }
+}
+
+/// An empty answer with `status` (and `Location`).
+fn fixed(status: StatusCode, location: Option<&HeaderValue>) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::empty());
+    *response.status_mut() = status;
+    if let Some(location) = location {
+        response
+            .headers_mut()
+            .insert(header::LOCATION, location.clone());
+    }
+    response
+}

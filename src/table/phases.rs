@@ -1,0 +1,337 @@
+//! A route's policy as phases: named, ordered steps as data, built once from
+//! its [`RoutePolicy`] (and canary) when the table is built, never on the
+//! request path.
+//!
+//! The order is nginx's phase order as ingress-nginx configures it:
+//! - on the request as the client sent it ([`RequestPhase`]): fixed
+//!   redirect, `app-root`, CORS preflight (rewrite phase) → rate limit,
+//!   connection limit (preaccess: they also slow down password guessing) →
+//!   access list (403) → basic authentication (401) → canary choice,
+//!   `default-backend` fallback, request headers, what a custom error page
+//!   will need, endpoint affinity or hashing;
+//! - on the request as it will be sent ([`UpstreamPhase`]): external
+//!   authentication (it sees the request as sent) → rewrite (last, so the
+//!   auth service, error pages and hashing see `$request_uri`);
+//! - forwarding (the route's timeouts, retries, body limit: not a phase,
+//!   the data plane's `Plan`);
+//! - on the response ([`ResponsePhase`]): custom error pages → CORS headers
+//!   → affinity cookie → connection permit release.
+//!
+//! Invariants:
+//! - [`Pipeline::of`] is pure and deterministic; it adds a phase exactly
+//!   when the policy asks for it, so a plain route's pipeline is empty (and
+//!   such a route skips the pipeline altogether).
+//! - Every phase that can refuse a request comes before anything is sent
+//!   upstream.
+//! - A new policy input (Gateway API HTTPRoute filters) adds variants here,
+//!   not branches on the request path.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+use ipnet::IpNet;
+
+use super::policy::{
+    AccessList, Affinity, BasicAuth, Canary, ConnLimit, Cors, CustomErrors, HashKey, RateLimit,
+    Redirect, Rewrite, RoutePolicy,
+};
+use super::UpstreamId;
+use crate::auth::external::ExternalAuth;
+
+/// The phases of one route, in the order they run.
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    /// On the request as the client sent it; each may answer instead.
+    pub request: Box<[RequestPhase]>,
+    /// On the request rewritten for the upstream, before it is sent.
+    pub upstream: Box<[UpstreamPhase]>,
+    /// On the upstream's response (not on answers the phases gave).
+    pub response: Box<[ResponsePhase]>,
+}
+
+/// A phase on the request as the client sent it.
+#[derive(Debug, Clone)]
+pub enum RequestPhase {
+    /// `permanent-redirect`, `temporal-redirect`: every request answered.
+    Redirect(Redirect),
+    /// `app-root`: requests for `/` redirected (302).
+    AppRoot(AppRoot),
+    /// CORS: the request's origin noted; preflights answered (204).
+    CorsPreflight(Cors),
+    /// Requests per client IP (429/503).
+    RateLimit(Limit<RateLimit>),
+    /// Concurrent requests per client IP (429/503); the permit is held
+    /// until the response ends.
+    ConnLimit(Limit<ConnLimit>),
+    /// Client-IP allow and deny lists (403).
+    Access(AccessList),
+    /// Basic authentication (401).
+    BasicAuth(BasicAuth),
+    /// The canary backend takes the request when its header, cookie or
+    /// weight say so.
+    Canary(Box<Canary>),
+    /// `default-backend`: serves while the chosen upstream has no endpoint.
+    Fallback(Fallback),
+    /// `X-Forwarded-Prefix` sent upstream.
+    ForwardedPrefix(ForwardedPrefix),
+    /// What a custom error page request needs of the original request.
+    KeepForErrorPage(KeepForErrorPage),
+    /// Sticky sessions by cookie: the first endpoint chosen by it.
+    Affinity(Affinity),
+    /// Consistent hashing of a request key (`upstream-hash-by`).
+    HashBy(HashKey),
+}
+
+/// A phase on the request rewritten for the upstream.
+#[derive(Debug, Clone)]
+pub enum UpstreamPhase {
+    /// External authentication sub-request (`auth-url`): 401/403/500 or
+    /// headers copied to the request.
+    ExternalAuth(Arc<ExternalAuth>),
+    /// `rewrite-target`: the path sent upstream.
+    Rewrite(Rewrite),
+}
+
+/// A phase on the upstream's response.
+#[derive(Debug, Clone)]
+pub enum ResponsePhase {
+    /// `custom-http-errors`: listed statuses answered by the default backend.
+    ErrorPages(CustomErrors),
+    /// CORS response headers for an allowed origin.
+    Cors(Cors),
+    /// The affinity cookie, when the endpoint it names changed.
+    AffinityCookie(Affinity),
+    /// The connection-limit permit, released when the response body ends.
+    ReleasePermit(ReleasePermit),
+}
+
+/// `app-root`: where requests for `/` are redirected.
+#[derive(Debug, Clone)]
+pub struct AppRoot(pub HeaderValue);
+
+/// A per-client limit, and the clients it never applies to.
+#[derive(Debug, Clone)]
+pub struct Limit<T> {
+    pub limit: T,
+    /// `limit-whitelist`.
+    pub exempt: Arc<[IpNet]>,
+}
+
+/// The upstream serving a route while its own has no endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Fallback(pub UpstreamId);
+
+/// The `X-Forwarded-Prefix` value.
+#[derive(Debug, Clone)]
+pub struct ForwardedPrefix(pub HeaderValue);
+
+/// Marks that the request's target, `Accept` and request id are kept for a
+/// custom error page.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepForErrorPage;
+
+/// Marks that a connection-limit permit is held until the response ends.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleasePermit;
+
+impl Pipeline {
+    /// The phases of a route with `policy` and `canary`, in order.
+    pub fn of(policy: &RoutePolicy, canary: Option<&Canary>) -> Pipeline {
+        let mut request = Vec::new();
+        let mut upstream = Vec::new();
+        let mut response = Vec::new();
+        let exempt: Arc<[IpNet]> = policy.limit_exempt.as_slice().into();
+
+        if let Some(redirect) = &policy.redirect {
+            request.push(RequestPhase::Redirect(redirect.clone()));
+        }
+        if let Some(root) = &policy.app_root {
+            request.push(RequestPhase::AppRoot(AppRoot(root.clone())));
+        }
+        if let Some(cors) = &policy.cors {
+            request.push(RequestPhase::CorsPreflight(cors.clone()));
+        }
+        if let Some(limit) = policy.rate {
+            request.push(RequestPhase::RateLimit(Limit {
+                limit,
+                exempt: exempt.clone(),
+            }));
+        }
+        if let Some(limit) = policy.connections {
+            request.push(RequestPhase::ConnLimit(Limit { limit, exempt }));
+        }
+        if let Some(access) = &policy.access {
+            request.push(RequestPhase::Access(access.clone()));
+        }
+        if let Some(basic) = &policy.basic_auth {
+            request.push(RequestPhase::BasicAuth(basic.clone()));
+        }
+        if let Some(canary) = canary {
+            request.push(RequestPhase::Canary(Box::new(canary.clone())));
+        }
+        if let Some(fallback) = policy.fallback {
+            request.push(RequestPhase::Fallback(Fallback(fallback)));
+        }
+        if let Some(prefix) = &policy.forwarded_prefix {
+            request.push(RequestPhase::ForwardedPrefix(ForwardedPrefix(
+                prefix.clone(),
+            )));
+        }
+        if policy.custom_errors.is_some() {
+            request.push(RequestPhase::KeepForErrorPage(KeepForErrorPage));
+        }
+        // Affinity wins over hashing: both choose the first endpoint.
+        if let Some(affinity) = &policy.affinity {
+            request.push(RequestPhase::Affinity(affinity.clone()));
+        } else if let Some(key) = &policy.hash_by {
+            request.push(RequestPhase::HashBy(key.clone()));
+        }
+
+        if let Some(auth) = &policy.external_auth {
+            upstream.push(UpstreamPhase::ExternalAuth(auth.clone()));
+        }
+        if let Some(rewrite) = &policy.rewrite {
+            upstream.push(UpstreamPhase::Rewrite(rewrite.clone()));
+        }
+
+        if let Some(errors) = &policy.custom_errors {
+            response.push(ResponsePhase::ErrorPages(errors.clone()));
+        }
+        if let Some(cors) = &policy.cors {
+            response.push(ResponsePhase::Cors(cors.clone()));
+        }
+        if let Some(affinity) = &policy.affinity {
+            response.push(ResponsePhase::AffinityCookie(affinity.clone()));
+        }
+        if policy.connections.is_some() {
+            response.push(ResponsePhase::ReleasePermit(ReleasePermit));
+        }
+        Pipeline {
+            request: request.into(),
+            upstream: upstream.into(),
+            response: response.into(),
+        }
+    }
+
+    /// Whether no phase runs.
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.upstream.is_empty() && self.response.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::policy::{AffinityMode, CorsOrigins, Timeouts};
+    use http::StatusCode;
+    use std::num::NonZeroU32;
+
+    fn names(p: &Pipeline) -> Vec<&'static str> {
+        let request = p.request.iter().map(|ph| match ph {
+            RequestPhase::Redirect(_) => "redirect",
+            RequestPhase::AppRoot(_) => "app-root",
+            RequestPhase::CorsPreflight(_) => "cors-preflight",
+            RequestPhase::RateLimit(_) => "rate",
+            RequestPhase::ConnLimit(_) => "connections",
+            RequestPhase::Access(_) => "access",
+            RequestPhase::BasicAuth(_) => "basic-auth",
+            RequestPhase::Canary(_) => "canary",
+            RequestPhase::Fallback(_) => "fallback",
+            RequestPhase::ForwardedPrefix(_) => "forwarded-prefix",
+            RequestPhase::KeepForErrorPage(_) => "keep-for-error-page",
+            RequestPhase::Affinity(_) => "affinity",
+            RequestPhase::HashBy(_) => "hash-by",
+        });
+        let upstream = p.upstream.iter().map(|ph| match ph {
+            UpstreamPhase::ExternalAuth(_) => "external-auth",
+            UpstreamPhase::Rewrite(_) => "rewrite",
+        });
+        let response = p.response.iter().map(|ph| match ph {
+            ResponsePhase::ErrorPages(_) => "error-pages",
+            ResponsePhase::Cors(_) => "cors",
+            ResponsePhase::AffinityCookie(_) => "affinity-cookie",
+            ResponsePhase::ReleasePermit(_) => "release-permit",
+        });
+        request.chain(upstream).chain(response).collect()
+    }
+
+    #[test]
+    fn plain_policy_has_no_phases() {
+        assert!(Pipeline::of(&RoutePolicy::default(), None).is_empty());
+        // Forwarding settings are not phases.
+        let timeouts = RoutePolicy {
+            max_body: Some(1),
+            timeouts: Timeouts {
+                read: Some(std::time::Duration::from_secs(1)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(Pipeline::of(&timeouts, None).is_empty());
+    }
+
+    #[test]
+    fn phases_follow_nginx_order() {
+        let cors = Cors {
+            origins: CorsOrigins::Any,
+            allow_methods: HeaderValue::from_static("GET"),
+            allow_headers: HeaderValue::from_static("X"),
+            expose_headers: None,
+            allow_credentials: false,
+            max_age: HeaderValue::from_static("1"),
+        };
+        let affinity = Affinity {
+            cookie: "route".into(),
+            mode: AffinityMode::Balanced,
+            max_age: None,
+            path: None,
+        };
+        let policy = RoutePolicy {
+            access: Some(AccessList::default()),
+            rate: Some(RateLimit {
+                requests: NonZeroU32::MIN,
+                per: std::time::Duration::from_secs(1),
+                burst: NonZeroU32::MIN,
+                status: StatusCode::TOO_MANY_REQUESTS,
+            }),
+            connections: Some(ConnLimit {
+                max: NonZeroU32::MIN,
+                status: StatusCode::TOO_MANY_REQUESTS,
+            }),
+            app_root: Some(HeaderValue::from_static("/app")),
+            cors: Some(cors),
+            affinity: Some(affinity),
+            hash_by: Some(HashKey { parts: Vec::new() }),
+            forwarded_prefix: Some(HeaderValue::from_static("/p")),
+            custom_errors: Some(CustomErrors {
+                codes: vec![503],
+                upstream: 1,
+            }),
+            fallback: Some(2),
+            rewrite: Some(Rewrite {
+                pattern: Arc::new(regex::Regex::new("/(.*)").unwrap()),
+                target: "/$1".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            names(&Pipeline::of(&policy, None)),
+            [
+                "app-root",
+                "cors-preflight",
+                "rate",
+                "connections",
+                "access",
+                "fallback",
+                "forwarded-prefix",
+                "keep-for-error-page",
+                "affinity",
+                "rewrite",
+                "error-pages",
+                "cors",
+                "affinity-cookie",
+                "release-permit",
+            ]
+        );
+    }
+}

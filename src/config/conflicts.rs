@@ -62,12 +62,12 @@ impl Builder<'_> {
             .out
             .table
             .route(holder)
-            .map(|r| r.ingress.to_string())
-            .unwrap_or_default();
+            .map(|r| r.ingress.clone())
+            .unwrap_or_else(|| "".into());
         let host = shown_host(claim.host);
         let path = claim.path.to_string();
-        let path_type = claim.path_type.as_str();
-        let reason = if holder == ingress_label {
+        let path_type = claim.path_type;
+        let reason = if *holder == *ingress_label {
             Reason::DuplicatePath {
                 host,
                 path,
@@ -116,7 +116,7 @@ impl Builder<'_> {
             return Err(Reason::CanaryWithoutRoute {
                 host: shown_host(host),
                 path: path.to_string(),
-                path_type: path_type.as_str(),
+                path_type,
             });
         };
         if self

@@ -19,6 +19,7 @@ use super::endpoints::PortProblem;
 use super::snapshot::ObjectKey;
 use crate::auth::external::ExternalAuthError;
 use crate::auth::htpasswd::HtpasswdError;
+use crate::table::PathType;
 
 /// Where in an object a problem is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +218,7 @@ pub enum Reason {
     #[error("Secret {secret}: {error}")]
     BadHtpasswd {
         secret: ObjectKey,
-        error: HtpasswdError,
+        error: Box<HtpasswdError>,
     },
     #[error("Secret {0} lists no users")]
     NoUsers(ObjectKey),
@@ -229,7 +230,7 @@ pub enum Reason {
     NoSecretName,
     #[error("Secret {secret}'s certificate does not cover `{host}` (it names {}); `{host}` gets the default certificate", .names.join(", "))]
     NotCovered {
-        secret: ObjectKey,
+        secret: Box<ObjectKey>,
         host: String,
         names: Vec<String>,
     },
@@ -241,26 +242,26 @@ pub enum Reason {
     BadCertificate { reason: String, last_good: bool },
 
     // ------------------------------------------------------------ conflicts
-    #[error("duplicate: host `{host}` path `{path}` ({path_type}) matches the same requests as an earlier path of this Ingress; the earlier one is used")]
+    #[error("duplicate: host `{host}` path `{path}` ({}) matches the same requests as an earlier path of this Ingress; the earlier one is used", .path_type.as_str())]
     DuplicatePath {
         host: String,
         path: String,
-        path_type: &'static str,
+        path_type: PathType,
     },
-    #[error("conflict: host `{host}` path `{path}` ({path_type}) is already served by Ingress {holder}, which is older; this path is ignored")]
+    #[error("conflict: host `{host}` path `{path}` ({}) is already served by Ingress {holder}, which is older; this path is ignored", .path_type.as_str())]
     PathTaken {
         host: String,
         path: String,
-        path_type: &'static str,
-        holder: String,
+        path_type: PathType,
+        holder: Arc<str>,
     },
     #[error("an older Ingress already provides the default backend for unmatched hosts; this one serves only its own hosts")]
     DefaultBackendTaken,
-    #[error("canary: no other Ingress serves host `{host}` path `{path}` ({path_type}); this path serves nothing")]
+    #[error("canary: no other Ingress serves host `{host}` path `{path}` ({}); this path serves nothing", .path_type.as_str())]
     CanaryWithoutRoute {
         host: String,
         path: String,
-        path_type: &'static str,
+        path_type: PathType,
     },
     #[error("canary: an older canary Ingress already serves this path; ignored")]
     CanaryTaken,

@@ -68,7 +68,12 @@ pub(super) fn basic_auth_users(
     };
     let users = match users {
         Ok(users) => users,
-        Err(error) => return Err(Reason::BadHtpasswd { secret: key, error }),
+        Err(error) => {
+            return Err(Reason::BadHtpasswd {
+                secret: key,
+                error: Box::new(error),
+            })
+        }
     };
     if users.is_empty() {
         return Err(Reason::NoUsers(key));

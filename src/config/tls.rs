@@ -273,7 +273,7 @@ impl Builder<'_> {
             for host in &hosts {
                 if !names.iter().any(|n| covers(n, host)) {
                     let reason = Reason::NotCovered {
-                        secret: secret.clone(),
+                        secret: Box::new(secret.clone()),
                         host: host.clone(),
                         names: names.clone(),
                     };

@@ -1,5 +1,5 @@
 //! TLS Secrets → certificates, and `spec.tls` → certificates per host
-//! (the compile step [`Builder::add_tls`]).
+//! (the compile step `Builder::add_tls`).
 //!
 //! Invariants:
 //! - Pure: parsing PEM and X.509 is computation; the current time comes in

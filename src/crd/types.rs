@@ -368,7 +368,7 @@ impl TrafficPolicySpec {
     }
 
     /// `ipAllow` as networks (entries that do not parse are left out;
-    /// [`validate`] reports them).
+    /// [`super::validate`] reports them).
     pub fn ip_allow(&self) -> Vec<IpNet> {
         cidrs(&self.ip_allow)
     }

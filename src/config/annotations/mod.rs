@@ -117,16 +117,16 @@ pub fn parse(
         map: annotations,
         problems: Vec::new(),
     };
-    let mut out = Annotations::default();
-    let policy = &mut out.policy;
     p.account_for_every_nginx_annotation();
-    policy.access = p.access();
-    p.limits(policy, statuses);
+    let mut policy = RoutePolicy {
+        access: p.access(),
+        ..RoutePolicy::default()
+    };
+    p.limits(&mut policy, statuses);
     policy.redirect = p.redirect();
     policy.app_root = p.app_root();
-    out.rewrite_target = p.nginx("rewrite-target").map(str::to_string);
-    out.use_regex = p.flag("use-regex").unwrap_or(false) || out.rewrite_target.is_some();
-    let policy = &mut out.policy;
+    let rewrite_target = p.nginx("rewrite-target").map(str::to_string);
+    let use_regex = p.flag("use-regex").unwrap_or(false) || rewrite_target.is_some();
     policy.max_body = p.body_size();
     policy.timeouts = Timeouts {
         connect: p.seconds("proxy-connect-timeout"),
@@ -138,23 +138,30 @@ pub fn parse(
     policy.affinity = p.affinity();
     policy.hash_by = p.hash_by();
     policy.cors = p.cors();
-    out.basic_auth = p.basic_auth();
+    let basic_auth = p.basic_auth();
     match p.external_auth() {
-        Ok(auth) => out.policy.external_auth = auth,
+        Ok(auth) => policy.external_auth = auth,
         // Rejected (reported); should it be served anyway, nobody gets in.
         Err(()) => {
-            out.policy.basic_auth = Some(BasicAuth {
+            policy.basic_auth = Some(BasicAuth {
                 users: Default::default(),
                 challenge: HeaderValue::from_static("Basic"),
             })
         }
     }
-    out.policy.forwarded_prefix = p.header_value("x-forwarded-prefix");
-    out.policy.upstream_vhost = p.header_value("upstream-vhost");
-    out.aliases = p.aliases();
-    out.default_backend = p.nginx("default-backend").map(str::to_string);
-    out.custom_errors = p.custom_errors();
-    out.canary = p.canary();
+    policy.forwarded_prefix = p.header_value("x-forwarded-prefix");
+    policy.upstream_vhost = p.header_value("upstream-vhost");
+    // Field order is evaluation order: problems keep their order.
+    let out = Annotations {
+        policy,
+        use_regex,
+        rewrite_target,
+        basic_auth,
+        aliases: p.aliases(),
+        default_backend: p.nginx("default-backend").map(str::to_string),
+        custom_errors: p.custom_errors(),
+        canary: p.canary(),
+    };
     (out, p.problems)
 }
 

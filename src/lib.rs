@@ -13,13 +13,17 @@
 //!   leader.
 //! - [`config`]: the pure compiler. `Snapshot → (RoutingTable, upstream specs,
 //!   diagnostics)`. No IO, no async, no clock: all Ingress semantics live here,
-//!   including the annotations (`config::annotations`) and TrafficPolicies
-//!   laid over them (`config::overlay`), compiled into each route's
-//!   [`table::policy::RoutePolicy`], which the table turns into each
-//!   route's ordered phases ([`table::phases`]).
-//! - [`crd`]: the `TrafficPolicy` custom resource: its types, the CRD
-//!   generated from them (`tollgate crd`), and `validate`, which re-checks
-//!   everything the CRD schema checks (standalone mode has no API server).
+//!   one step per file (selection, TLS, hosts and paths, conflicts, canaries,
+//!   backends, policy assembly). The annotations (`config::annotations`) parse
+//!   straight into [`table::policy::RoutePolicy`], and TrafficPolicies are laid
+//!   over it (`config::overlay`); the table turns each route's policy into
+//!   its ordered phases ([`table::phases`]). Problems are data
+//!   (`config::problem`: field and reason) until they become
+//!   [`config::Diagnostic`]s in one place.
+//! - [`crd`]: the `TrafficPolicy` custom resource: its types (`crd::types`),
+//!   the CRD generated from them (`crd::schema`, `tollgate crd`), and
+//!   `crd::validate` (`crd::validation`), which re-checks everything the CRD
+//!   schema checks (standalone mode has no API server).
 //! - [`publisher`]: turns compiled output into the published state and
 //!   stores it whole (one `ArcSwap`), keeping upstreams, limiters and metric
 //!   handles across recompiles; applies endpoint-only changes through the

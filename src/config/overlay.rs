@@ -1,10 +1,11 @@
 //! A TrafficPolicy over an Ingress's annotations: every section the policy
-//! sets replaces what the annotations asked for that section.
+//! sets replaces what the annotations asked for that section, in the one
+//! [`RoutePolicy`] both compile into.
 //!
 //! Invariants:
-//! - Pure: the parsed annotations and a *validated* policy spec in, the
-//!   merged settings out, plus the names of the annotations overridden (so
-//!   a diagnostic can say the policy won).
+//! - Pure: the route policy parsed from the annotations and a *validated*
+//!   policy spec in, the merged policy out, plus the names of the
+//!   annotations overridden (so a diagnostic can say the policy won).
 //! - Only sections the policy sets are touched: an annotation whose
 //!   section the policy leaves out keeps working. Timeouts go field by
 //!   field (a policy setting only `idle` keeps `proxy-read-timeout`).
@@ -15,15 +16,15 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::annotations::{Annotations, LimitStatuses};
+use super::annotations::LimitStatuses;
 use crate::crd::{self, TrafficPolicySpec};
 use crate::table::policy::{
     AccessList, Affinity, AffinityMode, ConnLimit, Cors, CorsOrigins, HashKey, HashPart, RateLimit,
-    Retry,
+    Retry, RoutePolicy,
 };
 use crate::table::upstream::LbAlgorithm;
 
-/// What the overlay decided beyond the annotations' fields.
+/// What the overlay decided beyond the route policy.
 #[derive(Debug, Default)]
 pub struct Overlay {
     /// The policy's load-balancing algorithm, if it sets one.
@@ -32,9 +33,9 @@ pub struct Overlay {
     pub overridden: Vec<&'static str>,
 }
 
-/// Applies `spec` over `a`.
+/// Applies `spec` over `a`, the policy the annotations asked for.
 pub fn apply(
-    a: &mut Annotations,
+    a: &mut RoutePolicy,
     spec: &TrafficPolicySpec,
     statuses: LimitStatuses,
     annotation_lb: bool,

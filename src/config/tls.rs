@@ -1,4 +1,5 @@
-//! TLS Secrets → certificates, and `spec.tls` → certificates per host.
+//! TLS Secrets → certificates, and `spec.tls` → certificates per host
+//! (the compile step `Builder::add_tls`).
 //!
 //! Invariants:
 //! - Pure: parsing PEM and X.509 is computation; the current time comes in
@@ -16,6 +17,10 @@ use k8s_openapi::api::core::v1::Secret;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::problem::{Field, Problem, Reason, Subject};
+use super::{Builder, ObjectKey, Severity};
+use crate::table::tls::CertId;
 
 /// The Secret type certificates come from.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -58,18 +63,32 @@ fn check_type(secret: &Secret) -> Result<(), String> {
 }
 
 /// Parses a `kubernetes.io/tls` Secret. `Err` carries (field, reason).
-pub fn parse_secret(secret: &Secret) -> Result<Certificate, (&'static str, String)> {
-    check_type(secret).map_err(|reason| ("type", reason))?;
-    let crt = field(secret, "tls.crt").ok_or(("data[tls.crt]", "missing".to_string()))?;
-    let key = field(secret, "tls.key").ok_or(("data[tls.key]", "missing".to_string()))?;
+pub fn parse_secret(secret: &Secret) -> Result<Certificate, (Field, String)> {
+    check_type(secret).map_err(|reason| (Field::SecretType, reason))?;
+    let crt =
+        field(secret, "tls.crt").ok_or((Field::SecretData("tls.crt"), "missing".to_string()))?;
+    let key =
+        field(secret, "tls.key").ok_or((Field::SecretData("tls.key"), "missing".to_string()))?;
     let chain = CertificateDer::pem_slice_iter(crt)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ("data[tls.crt]", format!("not a PEM certificate chain: {e}")))?;
+        .map_err(|e| {
+            (
+                Field::SecretData("tls.crt"),
+                format!("not a PEM certificate chain: {e}"),
+            )
+        })?;
     let Some(leaf) = chain.first() else {
-        return Err(("data[tls.crt]", "no certificate in the PEM data".into()));
+        return Err((
+            Field::SecretData("tls.crt"),
+            "no certificate in the PEM data".into(),
+        ));
     };
-    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
-        .map_err(|e| ("data[tls.crt]", format!("not an X.509 certificate: {e}")))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| {
+        (
+            Field::SecretData("tls.crt"),
+            format!("not an X.509 certificate: {e}"),
+        )
+    })?;
     let mut names: Vec<String> = parsed
         .subject_alternative_name()
         .ok()
@@ -99,16 +118,20 @@ pub fn parse_secret(secret: &Secret) -> Result<Certificate, (&'static str, Strin
     let not_after = parsed.validity().not_after.timestamp();
     let private = PrivateKeyDer::from_pem_slice(key).map_err(|e| {
         (
-            "data[tls.key]",
+            Field::SecretData("tls.key"),
             format!("not a PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
         )
     })?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&private)
-        .map_err(|e| ("data[tls.key]", format!("unsupported private key: {e}")))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&private).map_err(|e| {
+        (
+            Field::SecretData("tls.key"),
+            format!("unsupported private key: {e}"),
+        )
+    })?;
     let certified = CertifiedKey::new(chain, signing);
     certified.keys_match().map_err(|_| {
         (
-            "data[tls.key]",
+            Field::SecretData("tls.key"),
             "the private key does not match the certificate".to_string(),
         )
     })?;
@@ -143,6 +166,136 @@ pub fn covers(name: &str, host: &str) -> bool {
     match (name.strip_prefix("*."), host.split_once('.')) {
         (Some(suffix), Some((label, rest))) => label != "*" && !label.is_empty() && rest == suffix,
         _ => false,
+    }
+}
+
+impl Builder<'_> {
+    /// The certificate of a TLS Secret, parsed once per compile. A Secret
+    /// that fails gets a diagnostic and falls back to its last good
+    /// certificate, if any.
+    pub(super) fn certificate(
+        &mut self,
+        secret: &ObjectKey,
+        origin: &Option<Arc<str>>,
+    ) -> Option<CertId> {
+        if let Some(done) = self.certs.get(secret) {
+            return done.as_ref().map(|(id, _)| *id);
+        }
+        let entry = self.snapshot.secrets.get(secret);
+        let parsed = match entry {
+            None => Err((Field::Name, format!("TLS Secret {secret} not found"))),
+            Some(e) => parse_secret(&e.object),
+        };
+        let secret_origin = entry.map(|e| e.origin.clone()).or_else(|| origin.clone());
+        let subject = Subject {
+            kind: "Secret",
+            key: secret,
+            origin: &secret_origin,
+        };
+        let certificate = match parsed {
+            Ok(c) => {
+                if let (Some(now), true) = (
+                    self.opts.now,
+                    c.not_after < self.opts.now.unwrap_or(i64::MIN),
+                ) {
+                    let days = (now - c.not_after) / 86_400;
+                    self.report(
+                        Severity::Warning,
+                        subject,
+                        Problem::new(Field::SecretData("tls.crt"), Reason::Expired { days }),
+                    );
+                }
+                Some(Arc::new(c))
+            }
+            Err((field, reason)) => {
+                let fallback = self.last_good.certificates.get(secret).cloned();
+                let last_good = fallback.is_some();
+                self.report(
+                    Severity::Rejected,
+                    subject,
+                    Problem::new(field, Reason::BadCertificate { reason, last_good }),
+                );
+                fallback
+            }
+        };
+        let resolved = certificate.map(|c| {
+            self.out
+                .last_good
+                .certificates
+                .insert(secret.clone(), c.clone());
+            (self.out.tls.push_cert(c.key.clone()), c)
+        });
+        let id = resolved.as_ref().map(|(id, _)| *id);
+        self.certs.insert(secret.clone(), resolved);
+        id
+    }
+
+    /// `spec.tls`: certificates for the listed hosts.
+    pub(super) fn add_tls(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        ingress: &k8s_openapi::api::networking::v1::Ingress,
+    ) {
+        let Some(spec) = &ingress.spec else {
+            return;
+        };
+        let rule_hosts: Vec<String> = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.host.clone())
+            .filter(|h| !h.is_empty())
+            .collect();
+        for (i, entry) in spec.tls.iter().flatten().enumerate() {
+            let hosts: Vec<String> = match &entry.hosts {
+                Some(h) if !h.is_empty() => h.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                _ => rule_hosts.clone(),
+            };
+            let Some(secret_name) = entry.secret_name.as_deref().filter(|n| !n.is_empty()) else {
+                self.warn(
+                    key,
+                    origin,
+                    Problem::new(Field::TlsSecretName { entry: i }, Reason::NoSecretName),
+                );
+                continue;
+            };
+            let secret = ObjectKey::new(key.namespace.clone(), secret_name);
+            let Some(id) = self.certificate(&secret, origin) else {
+                continue;
+            };
+            let names = self
+                .certs
+                .get(&secret)
+                .and_then(|c| c.as_ref())
+                .map(|(_, c)| c.names.clone())
+                .unwrap_or_default();
+            for host in &hosts {
+                if !names.iter().any(|n| covers(n, host)) {
+                    let reason = Reason::NotCovered {
+                        secret: Box::new(secret.clone()),
+                        host: host.clone(),
+                        names: names.clone(),
+                    };
+                    self.warn(
+                        key,
+                        origin,
+                        Problem::new(Field::TlsHosts { entry: i }, reason),
+                    );
+                    continue;
+                }
+                if self.out.tls.insert_host(host, id) != id {
+                    self.warn(
+                        key,
+                        origin,
+                        Problem::new(
+                            Field::TlsHosts { entry: i },
+                            Reason::HostHasCertificate(host.clone()),
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 

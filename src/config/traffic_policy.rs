@@ -20,6 +20,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::problem::{Field, Problem, Reason, Subject};
 use super::{Compiled, Diagnostic, Entry, ObjectKey, Severity, Snapshot};
 use crate::crd::{self, TrafficPolicy};
 
@@ -186,14 +187,20 @@ fn evaluate(
                 ),
             },
         );
+        let origin = Some(entry.origin.clone());
+        let subject = Subject {
+            kind: "TrafficPolicy",
+            key,
+            origin: &origin,
+        };
         for (field, reason) in problems {
-            diagnostics.push(Diagnostic::new(
+            let reason = Reason::InvalidPolicy {
+                reason,
+                last_valid_applies: kept.is_some(),
+            };
+            diagnostics.push(subject.diagnostic(
                 Severity::Rejected,
-                "TrafficPolicy",
-                key,
-                Some(entry.origin.clone()),
-                field,
-                format!("{reason}; {consequence}"),
+                Problem::new(Field::Reported(field), reason),
             ));
         }
         if let Some(version) = kept {
@@ -254,14 +261,19 @@ fn evaluate(
             )
         };
         if !accepted {
-            diagnostics.push(Diagnostic::new(
-                Severity::Warning,
-                "TrafficPolicy",
+            let origin = Some(entry.origin.clone());
+            let subject = Subject {
+                kind: "TrafficPolicy",
                 key,
-                Some(entry.origin.clone()),
-                "spec.targetRefs",
-                format!("{reason}: {message}; the policy applies to nothing"),
-            ));
+                origin: &origin,
+            };
+            let reason = Reason::PolicyAppliesNowhere {
+                status: reason,
+                message: message.clone(),
+            };
+            diagnostics.push(
+                subject.diagnostic(Severity::Warning, Problem::new(Field::TargetRefs, reason)),
+            );
         }
         out.insert(
             key.clone(),

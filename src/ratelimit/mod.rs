@@ -15,17 +15,13 @@
 //!   connections) per client IP; the permit counts until it drops.
 //!
 //! # Invariants
-//! - No lock on the request path. governor's default keyed store is a
-//!   `DashMap` (sharded `RwLock`s), so both limiters keep per-client state in
-//!   a [`papaya::HashMap`] (lock-free reads, inserts and removals; values are
-//!   atomics updated in place with compare-and-swap). A client that already
-//!   has an entry costs one map lookup and one CAS, and allocates nothing; a
-//!   new client allocates its entry once. The only waits inside papaya are
-//!   on its table-resize path (a short lock around allocating the new table,
-//!   and waiting for another thread to finish copying the very entry being
-//!   written), met only while the table is resizing, not per request.
-//!   `prune` runs on the control plane and costs about 0.3 µs per removed
-//!   entry (1 M stale entries: ~0.3 s), mostly reclamation barriers.
+//! - No lock on the request path: per-client state lives in a
+//!   [`papaya::HashMap`] (lock-free reads, inserts and removals), not
+//!   governor's default `DashMap` of sharded `RwLock`s; values are atomics
+//!   updated in place with compare-and-swap. A known client costs one map
+//!   lookup and one CAS and allocates nothing; a new client allocates its
+//!   entry once. papaya waits only on its table-resize path, never per
+//!   request. `prune` runs on the control plane.
 //! - Removal never loses an update. An entry is first *retired* by one CAS
 //!   (to a sentinel no live state can hold), then removed from the map; a
 //!   request that meets a retired entry helps remove it and starts a fresh
@@ -41,27 +37,23 @@
 //!     from `t + (n + 1) × interval` on (governor's conservative cut-off).
 //!     So entries ≤ distinct clients seen within the last
 //!     `(burst + 1) / rate + prune period` (one-request clients: within
-//!     `2 × interval + prune period`). Each entry costs a 32-byte allocation
-//!     (key and state) plus 8 + 1 bytes per table slot, the table doubled
-//!     when about half full: 55–72 bytes per entry measured at 1 M clients
-//!     (`benches/ratelimit_memory.rs`; the high end while papaya finishes a
-//!     table doubling). Entries are freed by `prune`; the table keeps its
-//!     high-water capacity until later inserts make papaya resize it (it
-//!     halves a table found at most 1/8 full).
+//!     `2 × interval + prune period`). Entries are freed by `prune`.
 //!   - [`ConnLimiter`]: an entry exists exactly while its client holds at
 //!     least one permit (the last drop removes it); no pruning needed.
 //! - Time is injectable: [`RequestLimiter`] is generic over governor's
 //!   [`Clock`](governor::clock::Clock) (default: quanta's
 //!   [`DefaultClock`](governor::clock::DefaultClock)), and the tests use
 //!   [`FakeRelativeClock`](governor::clock::FakeRelativeClock).
+//! - Client addresses are chosen by clients, so the maps use foldhash with a
+//!   per-map random seed (as the rest of tollgate does), not a fixed-seed
+//!   hash whose collisions could be precomputed.
 //!
 //! # Must never
 //! Take a lock or format a string per request, or keep state for a client
 //! whose state is indistinguishable from a fresh one past the next prune.
 //!
-//! Hashing: client addresses are chosen by clients, so the maps use
-//! foldhash with a per-map random seed (as the rest of tollgate does), not a
-//! fixed-seed hash whose collisions could be precomputed.
+//! Measured costs (prune time, bytes per entry) are in `docs/benchmarks.md`
+//! ("Rate limits").
 
 mod conn;
 mod request;

@@ -43,7 +43,7 @@ fn unknown_and_ignored_annotations_warn_and_serve() {
 fn access_lists_fail_closed() {
     let (a, problems) = parse_map(&[(&n("whitelist-source-range"), "10.0.0.0/8, 127.0.0.1")]);
     assert!(problems.is_empty());
-    let access = a.access.unwrap();
+    let access = a.policy.access.unwrap();
     assert_eq!(access.allow.len(), 2);
     for bad in ["10.0.0.0/33", "banana", ""] {
         let (_, problems) = parse_map(&[(&n("whitelist-source-range"), bad)]);
@@ -56,12 +56,12 @@ fn access_lists_fail_closed() {
 #[test]
 fn nginx_limits_use_the_burst_multiplier_and_503() {
     let (a, _) = parse_map(&[(&n("limit-rps"), "10")]);
-    let rate = a.rate.unwrap();
+    let rate = a.policy.rate.unwrap();
     assert_eq!(rate.requests.get(), 10);
     assert_eq!(rate.burst.get(), 51);
     assert_eq!(rate.status, StatusCode::SERVICE_UNAVAILABLE);
     let (a, _) = parse_map(&[(&n("limit-rpm"), "60"), (&n("limit-burst-multiplier"), "2")]);
-    let rate = a.rate.unwrap();
+    let rate = a.policy.rate.unwrap();
     assert_eq!(rate.per, Duration::from_secs(60));
     assert_eq!(rate.burst.get(), 121);
 }
@@ -73,12 +73,12 @@ fn tollgate_limits_are_absolute_and_429() {
         ("tollgate.dev/limit-burst", "7"),
         ("tollgate.dev/limit-connections", "2"),
     ]);
-    let rate = a.rate.unwrap();
+    let rate = a.policy.rate.unwrap();
     assert_eq!((rate.requests.get(), rate.burst.get()), (100, 7));
     assert_eq!(rate.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(a.connections.unwrap().max.get(), 2);
+    assert_eq!(a.policy.connections.unwrap().max.get(), 2);
     let (a, problems) = parse_map(&[("tollgate.dev/limit-rps", "0")]);
-    assert!(a.rate.is_none());
+    assert!(a.policy.rate.is_none());
     assert!(problems.iter().any(|p| !p.reject));
 }
 
@@ -110,12 +110,12 @@ fn retries() {
         (&n("proxy-next-upstream"), "error timeout http_503"),
         (&n("proxy-next-upstream-tries"), "2"),
     ]);
-    let r = a.retry.unwrap();
+    let r = a.policy.retry.unwrap();
     assert!(r.on_error && r.on_timeout);
     assert_eq!(r.on_status, vec![503]);
     assert_eq!(r.tries, 2);
     let (a, _) = parse_map(&[(&n("proxy-next-upstream"), "off")]);
-    assert_eq!(a.retry.unwrap().tries, 1);
+    assert_eq!(a.policy.retry.unwrap().tries, 1);
 }
 
 #[test]
@@ -124,9 +124,12 @@ fn redirects_and_canary() {
         (&n("permanent-redirect"), "https://new.example/"),
         (&n("permanent-redirect-code"), "308"),
     ]);
-    assert_eq!(a.redirect.unwrap().status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        a.policy.redirect.unwrap().status,
+        StatusCode::PERMANENT_REDIRECT
+    );
     let (a, _) = parse_map(&[(&n("temporal-redirect"), "https://t.example/")]);
-    assert_eq!(a.redirect.unwrap().status, StatusCode::FOUND);
+    assert_eq!(a.policy.redirect.unwrap().status, StatusCode::FOUND);
     let (a, _) = parse_map(&[
         (&n("canary"), "true"),
         (&n("canary-weight"), "30"),

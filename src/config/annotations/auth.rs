@@ -1,0 +1,97 @@
+//! Authentication annotations: `auth-type: basic` with its Secret
+//! (resolved later by the compiler, which has the Secrets) and external
+//! authentication (`auth-url` and friends), built here into the table's
+//! own [`ExternalAuth`].
+//!
+//! Invariant: fail closed. An authentication setting that cannot be
+//! honoured rejects the Ingress; an `auth-url` that does not parse also
+//! leaves a policy that refuses every request, should it ever be served.
+
+use std::sync::Arc;
+
+use super::{Parser, NGINX};
+use crate::auth::external::{ExternalAuth, DEFAULT_TIMEOUT};
+
+/// Basic authentication as asked: where the users are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuthSpec {
+    /// Secret name, in the Ingress's namespace.
+    pub secret: String,
+    /// `auth-file` (key `auth` holds an htpasswd file) or `auth-map`.
+    pub map: bool,
+    pub realm: String,
+}
+
+impl Parser<'_> {
+    pub(super) fn basic_auth(&mut self) -> Option<BasicAuthSpec> {
+        let type_name = format!("{NGINX}auth-type");
+        let kind = self.get(&type_name)?;
+        if kind != "basic" {
+            self.reject(
+                &type_name,
+                format!("`{kind}`: only basic authentication is supported; the Ingress is not served without its authentication"),
+            );
+            return None;
+        }
+        let secret_name = format!("{NGINX}auth-secret");
+        let Some(secret) = self.get(&secret_name) else {
+            self.reject(&secret_name, "auth-type basic needs auth-secret");
+            return None;
+        };
+        let map = match self.get(&format!("{NGINX}auth-secret-type")) {
+            None | Some("auth-file") => false,
+            Some("auth-map") => true,
+            Some(other) => {
+                self.reject(
+                    &format!("{NGINX}auth-secret-type"),
+                    format!("`{other}` is not auth-file or auth-map"),
+                );
+                return None;
+            }
+        };
+        let realm = self
+            .nginx("auth-realm")
+            .unwrap_or("Authentication Required")
+            .to_string();
+        Some(BasicAuthSpec {
+            secret: secret.to_string(),
+            map,
+            realm,
+        })
+    }
+}
+
+impl Parser<'_> {
+    /// External authentication (`auth-url`, `auth-method`,
+    /// `auth-response-headers`, `auth-signin`). `Err` when it is set but
+    /// does not parse (the problem is reported).
+    pub(super) fn external_auth(&mut self) -> Result<Option<Arc<ExternalAuth>>, ()> {
+        let Some(url) = self.nginx("auth-url") else {
+            return Ok(None);
+        };
+        let method = self.nginx("auth-method").unwrap_or("GET");
+        let response_headers: Vec<&str> = self
+            .nginx("auth-response-headers")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let signin = self.nginx("auth-signin");
+        match ExternalAuth::from_annotations(
+            url,
+            Some(method),
+            Some(response_headers.join(",").as_str()),
+            signin,
+            DEFAULT_TIMEOUT,
+        ) {
+            Ok(auth) => Ok(Some(Arc::new(auth))),
+            Err(e) => {
+                self.reject(&format!("{NGINX}auth-url"), e.to_string());
+                Err(())
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! Annotations of an Ingress: ingress-nginx's `nginx.ingress.kubernetes.io/*`
+//! (with ingress-nginx's value formats and defaults) and tollgate's own
+//! `tollgate.dev/*`, parsed once into the table's own policy types: the
+//! [`RoutePolicy`] the annotations ask for, plus the few Ingress-level
+//! settings that are not route policy ([`Annotations`]).
+//!
+//! One file per concern: [`known`] (which annotations exist), `limits`
+//! (access lists, rate and connection limits), `redirect`, `upstream`
+//! (body size, timeouts, retries, affinity, hashing), `cors`, `auth`,
+//! `ingress` (aliases, error codes, canary) and [`values`] (the value
+//! parsers).
+//!
+//! Invariants:
+//! - Pure: strings in, typed values and problems out. Never panics.
+//! - Nothing is interpolated or executed: snippet and Lua annotations (the
+//!   way configuration was injected into ingress-nginx, CVE-2025-1974) are
+//!   refused, which rejects the Ingress.
+//! - Fail closed: an access list, an authentication setting, or a
+//!   security annotation we cannot honour that does not parse rejects the
+//!   Ingress (its last good version keeps serving); any other bad value is a
+//!   warning and its default applies.
+//! - Every `nginx.ingress.kubernetes.io/` annotation is accounted for: one
+//!   we honour, one we know and refuse, or one we list as unknown in a
+//!   warning. [`KNOWN`] is the table `docs/annotations.md` documents.
+//! - The parts of the policy that need more than the annotations (a path's
+//!   rewrite, the users of a basic-auth Secret, the default backend's
+//!   upstream) are left empty here; the compiler fills them.
+
+mod auth;
+mod cors;
+mod ingress;
+pub mod known;
+mod limits;
+mod redirect;
+mod upstream;
+pub mod values;
+
+use std::collections::BTreeMap;
+
+use http::{HeaderValue, StatusCode};
+
+use crate::table::policy::{BasicAuth, RoutePolicy, Timeouts};
+
+pub use auth::BasicAuthSpec;
+pub use ingress::CanarySpec;
+pub use known::{support, Support, KNOWN};
+pub use values::{parse_cidrs, parse_hash_key, parse_size, valid_cookie_name};
+
+#[cfg(test)]
+use {crate::table::policy::HashPart, std::time::Duration};
+
+/// ingress-nginx's annotation prefix.
+pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
+/// tollgate's own prefix.
+pub const TOLLGATE: &str = "tollgate.dev/";
+
+/// One problem with an annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `metadata.annotations[NAME]`.
+    pub field: String,
+    pub reason: String,
+    /// Rejects the Ingress (fail closed) rather than warning.
+    pub reject: bool,
+}
+
+/// Settings of the annotation parser that come from flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitStatuses {
+    /// Rejection status of `tollgate.dev/limit-*` (default 429).
+    pub tollgate: StatusCode,
+    /// Rejection status of `nginx.ingress.kubernetes.io/limit-*` (default
+    /// 503, ingress-nginx's `limit-req-status-code`).
+    pub nginx: StatusCode,
+}
+
+impl Default for LimitStatuses {
+    fn default() -> Self {
+        Self {
+            tollgate: StatusCode::TOO_MANY_REQUESTS,
+            nginx: StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Everything the annotations of one Ingress ask for.
+#[derive(Debug, Clone, Default)]
+pub struct Annotations {
+    /// The route policy, in the table's type. Left for the compiler:
+    /// `rewrite` (needs each path's regex), `basic_auth` (needs the
+    /// Secret; see [`Self::basic_auth`]), `fallback` and `custom_errors`
+    /// (need upstreams).
+    pub policy: RoutePolicy,
+    /// Paths other than Exact are regular expressions (`use-regex`, or
+    /// implied by `rewrite-target`).
+    pub use_regex: bool,
+    /// `rewrite-target`: becomes each regex path's rewrite.
+    pub rewrite_target: Option<String>,
+    /// Basic authentication, to resolve against its Secret.
+    pub basic_auth: Option<BasicAuthSpec>,
+    /// `server-alias`: more hosts serving the paths of every named rule.
+    pub aliases: Vec<String>,
+    /// `default-backend`: a Service in the Ingress's namespace.
+    pub default_backend: Option<String>,
+    /// `custom-http-errors`: statuses the default backend answers instead.
+    pub custom_errors: Vec<u16>,
+    /// Set on a canary Ingress (`canary: "true"`).
+    pub canary: Option<CanarySpec>,
+}
+
+/// Parses the annotations of one Ingress.
+pub fn parse(
+    annotations: Option<&BTreeMap<String, String>>,
+    statuses: LimitStatuses,
+) -> (Annotations, Vec<Problem>) {
+    let mut p = Parser {
+        map: annotations,
+        problems: Vec::new(),
+    };
+    p.account_for_every_nginx_annotation();
+    let mut policy = RoutePolicy {
+        access: p.access(),
+        ..RoutePolicy::default()
+    };
+    p.limits(&mut policy, statuses);
+    policy.redirect = p.redirect();
+    policy.app_root = p.app_root();
+    let rewrite_target = p.nginx("rewrite-target").map(str::to_string);
+    let use_regex = p.flag("use-regex").unwrap_or(false) || rewrite_target.is_some();
+    policy.max_body = p.body_size();
+    policy.timeouts = Timeouts {
+        connect: p.seconds("proxy-connect-timeout"),
+        read: p.seconds("proxy-read-timeout"),
+        send: p.seconds("proxy-send-timeout"),
+        idle: None,
+    };
+    policy.retry = p.retry();
+    policy.affinity = p.affinity();
+    policy.hash_by = p.hash_by();
+    policy.cors = p.cors();
+    let basic_auth = p.basic_auth();
+    match p.external_auth() {
+        Ok(auth) => policy.external_auth = auth,
+        // Rejected (reported); should it be served anyway, nobody gets in.
+        Err(()) => {
+            policy.basic_auth = Some(BasicAuth {
+                users: Default::default(),
+                challenge: HeaderValue::from_static("Basic"),
+            })
+        }
+    }
+    policy.forwarded_prefix = p.header_value("x-forwarded-prefix");
+    policy.upstream_vhost = p.header_value("upstream-vhost");
+    // Field order is evaluation order: problems keep their order.
+    let out = Annotations {
+        policy,
+        use_regex,
+        rewrite_target,
+        basic_auth,
+        aliases: p.aliases(),
+        default_backend: p.nginx("default-backend").map(str::to_string),
+        custom_errors: p.custom_errors(),
+        canary: p.canary(),
+    };
+    (out, p.problems)
+}
+
+struct Parser<'a> {
+    map: Option<&'a BTreeMap<String, String>>,
+    problems: Vec<Problem>,
+}
+
+fn field(name: &str) -> String {
+    format!("metadata.annotations[{name}]")
+}
+
+impl<'a> Parser<'a> {
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.map?.get(name).map(|v| v.trim())
+    }
+
+    fn nginx(&self, suffix: &str) -> Option<&'a str> {
+        self.get(&format!("{NGINX}{suffix}"))
+    }
+
+    fn warn(&mut self, name: &str, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field(name),
+            reason: reason.into(),
+            reject: false,
+        });
+    }
+
+    fn reject(&mut self, name: &str, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field(name),
+            reason: reason.into(),
+            reject: true,
+        });
+    }
+
+    fn flag(&mut self, suffix: &str) -> Option<bool> {
+        let name = format!("{NGINX}{suffix}");
+        let value = self.get(&name)?;
+        match value {
+            "true" => Some(true),
+            "false" => Some(false),
+            other => {
+                self.warn(&name, format!("`{other}` is not true or false; ignored"));
+                None
+            }
+        }
+    }
+
+    fn header_value(&mut self, suffix: &str) -> Option<HeaderValue> {
+        let name = format!("{NGINX}{suffix}");
+        let value = self.get(&name)?;
+        match HeaderValue::from_str(value) {
+            Ok(v) if !value.is_empty() => Some(v),
+            _ => {
+                self.warn(
+                    &name,
+                    format!("`{value}` is not a valid header value; ignored"),
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,482 @@
+//! Backends: the Services an Ingress routes to, as upstreams. How they are
+//! spoken to (`backend-protocol`), balanced (`load-balance`, hashing) and
+//! verified (backend CA), and their endpoints.
+//!
+//! Invariants:
+//! - One upstream per distinct [`UpstreamKey`] per compile; endpoint
+//!   resolutions are reused across compiles while the Service and its
+//!   EndpointSlices are the very same objects (`Arc` identity).
+//! - A backend that cannot be resolved (no Service, no such port) still
+//!   gets an upstream, without endpoints: its routes answer 503 and a
+//!   warning says why. The Ingress is not rejected.
+//! - Backend TLS verification fails closed: a CA that is missing, unusable
+//!   or in another namespace yields an upstream that answers 503, never an
+//!   unverified connection.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+
+use super::problem::{Field, Problem, Reason, Subject};
+use super::{annotation, tls, Builder, ObjectKey, Severity, Snapshot};
+use crate::table::upstream::{
+    BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
+    UpstreamSpec,
+};
+use crate::table::{Route, UpstreamId};
+
+/// Annotation selecting the load-balancing algorithm of an Ingress's backends.
+pub const LOAD_BALANCE_ANNOTATION: &str = "tollgate.dev/load-balance";
+/// ingress-nginx's equivalent, honoured for migrated Ingresses.
+pub const NGINX_LOAD_BALANCE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/load-balance";
+/// `HTTP | HTTPS | H2C | GRPC | GRPCS`: the protocol spoken to the backends.
+pub const BACKEND_PROTOCOL_ANNOTATION: &str = "tollgate.dev/backend-protocol";
+pub const NGINX_BACKEND_PROTOCOL_ANNOTATION: &str = "nginx.ingress.kubernetes.io/backend-protocol";
+/// A TLS Secret (in the Ingress's namespace) whose `ca.crt` verifies
+/// HTTPS/GRPCS backends; `backend-tls-name` is the name they must present
+/// (default `<service>.<namespace>.svc`).
+pub const BACKEND_CA_ANNOTATION: &str = "tollgate.dev/backend-ca-secret";
+pub const BACKEND_TLS_NAME_ANNOTATION: &str = "tollgate.dev/backend-tls-name";
+pub const NGINX_PROXY_SSL_SECRET: &str = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
+pub const NGINX_PROXY_SSL_VERIFY: &str = "nginx.ingress.kubernetes.io/proxy-ssl-verify";
+pub const NGINX_PROXY_SSL_NAME: &str = "nginx.ingress.kubernetes.io/proxy-ssl-name";
+
+/// One memoized endpoint resolution and the objects it came from.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    service: Arc<k8s_openapi::api::core::v1::Service>,
+    slices: Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
+    endpoints: Vec<EndpointAddr>,
+}
+
+/// How an Ingress's backends are spoken to.
+pub(super) struct BackendPolicy {
+    pub lb: LbAlgorithm,
+    pub protocol: BackendProtocol,
+    /// CA Secret and server name to verify TLS backends with.
+    pub verify: Option<(ObjectKey, Option<String>)>,
+}
+
+/// The Service and port a (validated) backend names.
+pub(super) fn port_ref(backend: &IngressBackend) -> Option<(&str, PortRef)> {
+    let svc = backend.service.as_ref()?;
+    let port = svc.port.as_ref()?;
+    let port = match (port.number, &port.name) {
+        (Some(n), _) => PortRef::Number(n),
+        (None, Some(name)) => PortRef::Name(name.clone()),
+        (None, None) => return None,
+    };
+    Some((svc.name.as_str(), port))
+}
+
+/// `backend-protocol`: how to speak to this Ingress's backends.
+fn backend_protocol(ingress: &Ingress) -> Result<BackendProtocol, Problem> {
+    for name in [
+        BACKEND_PROTOCOL_ANNOTATION,
+        NGINX_BACKEND_PROTOCOL_ANNOTATION,
+    ] {
+        if let Some(value) = annotation(ingress, name) {
+            return match value.to_ascii_uppercase().as_str() {
+                "HTTP" => Ok(BackendProtocol::Http),
+                "HTTPS" => Ok(BackendProtocol::Https),
+                "H2C" => Ok(BackendProtocol::H2c),
+                "GRPC" => Ok(BackendProtocol::Grpc),
+                "GRPCS" => Ok(BackendProtocol::Grpcs),
+                other => Err(Problem::new(
+                    Field::annotation(name),
+                    Reason::UnknownBackendProtocol(other.to_string()),
+                )),
+            };
+        }
+    }
+    Ok(BackendProtocol::Http)
+}
+
+/// `load-balance`: the algorithm over this Ingress's endpoints.
+fn lb_algorithm(ingress: &Ingress) -> Result<LbAlgorithm, Problem> {
+    let annotations = ingress.metadata.annotations.as_ref();
+    for name in [LOAD_BALANCE_ANNOTATION, NGINX_LOAD_BALANCE_ANNOTATION] {
+        if let Some(value) = annotations.and_then(|a| a.get(name)) {
+            return match value.trim() {
+                "round-robin" | "round_robin" => Ok(LbAlgorithm::RoundRobin),
+                "p2c-ewma" | "ewma" => Ok(LbAlgorithm::P2cEwma),
+                other => Err(Problem::new(
+                    Field::annotation(name),
+                    Reason::UnknownLoadBalance(other.to_string()),
+                )),
+            };
+        }
+    }
+    Ok(LbAlgorithm::RoundRobin)
+}
+
+/// Whether the Ingress sets a load-balancing annotation at all.
+pub(super) fn has_lb_annotation(ingress: &Ingress) -> bool {
+    [LOAD_BALANCE_ANNOTATION, NGINX_LOAD_BALANCE_ANNOTATION]
+        .iter()
+        .any(|a| annotation(ingress, a).is_some())
+}
+
+impl Builder<'_> {
+    /// The backend policy of an Ingress. `lb`: the algorithm decided
+    /// elsewhere (a TrafficPolicy, hashing), else the annotation's. `warn`:
+    /// whether bad annotation values are reported (a canary's are not).
+    pub(super) fn backend_policy(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        ingress: &Ingress,
+        lb: Option<LbAlgorithm>,
+        warn: bool,
+    ) -> BackendPolicy {
+        let lb = match lb.map_or_else(|| lb_algorithm(ingress), Ok) {
+            Ok(lb) => lb,
+            Err(problem) => {
+                if warn {
+                    self.warn(key, origin, problem);
+                }
+                LbAlgorithm::RoundRobin
+            }
+        };
+        let protocol = match backend_protocol(ingress) {
+            Ok(p) => p,
+            Err(problem) => {
+                if warn {
+                    self.warn(key, origin, problem);
+                }
+                BackendProtocol::Http
+            }
+        };
+        let verify = self.backend_verify(key, origin, ingress, protocol);
+        BackendPolicy {
+            lb,
+            protocol,
+            verify,
+        }
+    }
+
+    /// [`resolve_upstream`], memoized across compiles by object identity.
+    fn resolve(&mut self, key: &UpstreamKey) -> Result<Vec<EndpointAddr>, Reason> {
+        let svc_key = ObjectKey::new(key.namespace.clone(), key.service.clone());
+        let Some(service) = self.snapshot.services.get(&svc_key) else {
+            return resolve_upstream(self.snapshot, key);
+        };
+        let slices = self.snapshot.slice_entries_of(&svc_key);
+        if let Some(memo) = self.last_good.endpoints.get(key) {
+            let mut same = Arc::ptr_eq(&memo.service, &service.object);
+            let mut remembered = memo.slices.iter();
+            for entry in slices {
+                same &= remembered
+                    .next()
+                    .is_some_and(|s| Arc::ptr_eq(s, &entry.object));
+                if !same {
+                    break;
+                }
+            }
+            if same && remembered.next().is_none() {
+                let endpoints = memo.endpoints.clone();
+                self.out
+                    .last_good
+                    .endpoints
+                    .insert(key.clone(), memo.clone());
+                return Ok(endpoints);
+            }
+        }
+        let endpoints = resolve_upstream(self.snapshot, key)?;
+        let memo = Arc::new(Resolved {
+            service: service.object.clone(),
+            slices: self
+                .snapshot
+                .slice_entries_of(&svc_key)
+                .map(|e| e.object.clone())
+                .collect(),
+            endpoints: endpoints.clone(),
+        });
+        self.out.last_good.endpoints.insert(key.clone(), memo);
+        Ok(endpoints)
+    }
+
+    /// The upstream for a backend, created on first use; warns (on the
+    /// Ingress, at `field.service`) when the Service or port cannot be
+    /// resolved.
+    pub(super) fn upstream(
+        &mut self,
+        ingress: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        field: &Field,
+        service: &str,
+        port: PortRef,
+        policy: &BackendPolicy,
+    ) -> UpstreamId {
+        let verify = policy.verify.as_ref().map(|(ca, name)| BackendVerify {
+            ca_secret: ca.to_string(),
+            server_name: name
+                .clone()
+                .unwrap_or_else(|| format!("{service}.{}.svc", ingress.namespace)),
+        });
+        let key = UpstreamKey {
+            namespace: ingress.namespace.clone(),
+            service: service.to_string(),
+            port,
+            lb: policy.lb,
+            protocol: policy.protocol,
+            verify,
+        };
+        if let Some(&id) = self.upstreams.get(&key) {
+            return id;
+        }
+        let trust = match &policy.verify {
+            None => TrustAnchors::Unverified,
+            Some((ca, _)) => self.trust_anchors(ca, ingress, origin),
+        };
+        let endpoints = match self.resolve(&key) {
+            Ok(endpoints) => endpoints,
+            Err(reason) => {
+                self.warn(
+                    ingress,
+                    origin,
+                    Problem::new(field.clone().service(), reason),
+                );
+                Vec::new()
+            }
+        };
+        let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
+        self.out.upstreams.push(UpstreamSpec {
+            label: key.to_string().into(),
+            key: key.clone(),
+            endpoints,
+            trust,
+        });
+        self.upstreams.insert(key, id);
+        id
+    }
+
+    /// The label (`namespace/service:port`) of an upstream.
+    pub(super) fn upstream_label(&self, id: UpstreamId) -> Arc<str> {
+        self.out
+            .upstreams
+            .get(id as usize)
+            .map(|u| u.label.clone())
+            .unwrap_or_else(|| "".into())
+    }
+
+    /// The CAs in a TLS Secret's `ca.crt`, for verifying HTTPS backends.
+    /// Fails closed: an unusable CA blocks the upstream (503), it never
+    /// falls back to an unverified connection.
+    fn trust_anchors(
+        &mut self,
+        ca: &ObjectKey,
+        ingress: &ObjectKey,
+        origin: &Option<Arc<str>>,
+    ) -> TrustAnchors {
+        if let Some(roots) = self.roots.get(ca) {
+            return roots.clone();
+        }
+        let parsed = match self.snapshot.secrets.get(ca) {
+            None => Err(Reason::CaSecretNotFound(ca.clone())),
+            Some(e) => tls::parse_ca(&e.object).map_err(Reason::UnusableCa),
+        };
+        let anchors = match parsed {
+            Ok(roots) => TrustAnchors::Roots(Arc::new(roots)),
+            Err(reason) => {
+                let field = Field::annotation(BACKEND_CA_ANNOTATION);
+                self.reject(ingress, origin, Problem::new(field, reason));
+                TrustAnchors::Unusable
+            }
+        };
+        self.roots.insert(ca.clone(), anchors.clone());
+        anchors
+    }
+
+    /// Backend certificate verification from the annotations:
+    /// `tollgate.dev/backend-ca-secret` (+ `tollgate.dev/backend-tls-name`),
+    /// or ingress-nginx's `proxy-ssl-secret` with `proxy-ssl-verify: "on"`
+    /// (+ `proxy-ssl-name`). The CA Secret must be in the Ingress's
+    /// namespace; anything else fails closed.
+    fn backend_verify(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        ingress: &Ingress,
+        protocol: BackendProtocol,
+    ) -> Option<(ObjectKey, Option<String>)> {
+        let (field, reference) = match annotation(ingress, BACKEND_CA_ANNOTATION) {
+            Some(name) => (BACKEND_CA_ANNOTATION, name.to_string()),
+            None => match (
+                annotation(ingress, NGINX_PROXY_SSL_SECRET),
+                annotation(ingress, NGINX_PROXY_SSL_VERIFY),
+            ) {
+                (Some(secret), Some("on")) => (NGINX_PROXY_SSL_SECRET, secret.to_string()),
+                _ => return None,
+            },
+        };
+        let name = annotation(ingress, BACKEND_TLS_NAME_ANNOTATION)
+            .or_else(|| annotation(ingress, NGINX_PROXY_SSL_NAME))
+            .map(str::to_string);
+        if !protocol.is_tls() {
+            self.warn(
+                key,
+                origin,
+                Problem::new(
+                    Field::annotation(field),
+                    Reason::NoBackendTls(protocol.as_str()),
+                ),
+            );
+            return None;
+        }
+        let secret = match reference.split_once('/') {
+            None => ObjectKey::new(key.namespace.clone(), reference),
+            Some((ns, name)) if ns == key.namespace => ObjectKey::new(ns, name),
+            Some(_) => {
+                // Fail closed: point verification at a Secret that cannot
+                // exist here, so the backends get 503, not an unverified
+                // connection.
+                self.reject(
+                    key,
+                    origin,
+                    Problem::new(
+                        Field::annotation(field),
+                        Reason::CaSecretElsewhere {
+                            reference,
+                            namespace: key.namespace.clone(),
+                        },
+                    ),
+                );
+                ObjectKey::new(key.namespace.clone(), "")
+            }
+        };
+        Some((secret, name))
+    }
+
+    /// The upstream of a Service named by an annotation, in the Ingress's
+    /// namespace, on its first port.
+    pub(super) fn named_service_upstream(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        field: Field,
+        name: &str,
+        backend: &BackendPolicy,
+    ) -> Option<UpstreamId> {
+        if name.contains('/') {
+            self.warn(
+                key,
+                origin,
+                Problem::new(field, Reason::ServiceElsewhere(name.to_string())),
+            );
+            return None;
+        }
+        let svc = ObjectKey::new(key.namespace.clone(), name);
+        let Some(port) = self.first_port(&svc) else {
+            self.warn(
+                key,
+                origin,
+                Problem::new(field, Reason::NoServicePorts(svc)),
+            );
+            return None;
+        };
+        let plain = BackendPolicy {
+            lb: LbAlgorithm::RoundRobin,
+            protocol: backend.protocol,
+            verify: backend.verify.clone(),
+        };
+        Some(self.upstream(key, origin, &field, name, PortRef::Number(port), &plain))
+    }
+
+    /// The first port of a Service, for backends named without one.
+    fn first_port(&self, service: &ObjectKey) -> Option<i32> {
+        self.snapshot
+            .services
+            .get(service)?
+            .object
+            .spec
+            .as_ref()?
+            .ports
+            .as_ref()?
+            .first()
+            .map(|p| p.port)
+    }
+
+    /// `--default-backend-service`: the route of requests nothing else
+    /// matches.
+    pub(super) fn add_default_backend_flag(&mut self, service: &ObjectKey, port: Option<&PortRef>) {
+        let origin: Option<Arc<str>> = Some("--default-backend-service".into());
+        let subject = Subject {
+            kind: "Service",
+            key: service,
+            origin: &origin,
+        };
+        let port = match port {
+            Some(p) => p.clone(),
+            None => match self.first_port(service) {
+                Some(n) => PortRef::Number(n),
+                None => {
+                    self.report(
+                        Severity::Warning,
+                        subject,
+                        Problem::new(Field::ServicePorts, Reason::NoDefaultBackendPorts),
+                    );
+                    return;
+                }
+            },
+        };
+        let key = UpstreamKey {
+            namespace: service.namespace.clone(),
+            service: service.name.clone(),
+            port,
+            lb: LbAlgorithm::RoundRobin,
+            protocol: BackendProtocol::Http,
+            verify: None,
+        };
+        let endpoints = match self.resolve(&key) {
+            Ok(e) => e,
+            Err(reason) => {
+                self.report(
+                    Severity::Warning,
+                    subject,
+                    Problem::new(Field::ServicePorts, reason),
+                );
+                Vec::new()
+            }
+        };
+        let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
+        let label: Arc<str> = key.to_string().into();
+        self.out.upstreams.push(UpstreamSpec {
+            key,
+            label: label.clone(),
+            endpoints,
+            trust: TrustAnchors::Unverified,
+        });
+        let route = self.out.table.push_route(Route {
+            ingress: "".into(),
+            host: "".into(),
+            path: "".into(),
+            path_type: None,
+            service: label,
+            upstream: id,
+            redirect_https: false,
+            policy: Default::default(),
+            canary: None,
+            plain: true,
+        });
+        self.out.table.set_default_route(route);
+    }
+}
+
+/// Resolves the current endpoints of an upstream from a snapshot. Used by the
+/// compiler and by the runtime's endpoint-only fast path.
+pub fn resolve_upstream(
+    snapshot: &Snapshot,
+    key: &UpstreamKey,
+) -> Result<Vec<EndpointAddr>, Reason> {
+    let svc_key = ObjectKey::new(key.namespace.clone(), key.service.clone());
+    let Some(service) = snapshot.services.get(&svc_key) else {
+        return Err(Reason::ServiceNotFound(svc_key));
+    };
+    super::endpoints::resolve(&service.object, &key.port, snapshot.slices_of(&svc_key)).map_err(
+        |problem| Reason::ServicePort {
+            service: svc_key,
+            problem,
+        },
+    )
+}

@@ -1,0 +1,186 @@
+//! Policy assembly: an Ingress's [`RoutePolicy`] from its parsed
+//! annotations, the TrafficPolicy laid over them, and what needs other
+//! objects: basic-auth users (Secrets), the `default-backend` fallback and
+//! custom error pages (Services).
+//!
+//! Invariants:
+//! - A TrafficPolicy wins section by section ([`super::overlay`]), and a
+//!   warning names the annotations it overrode.
+//! - Authentication fails closed: an Ingress whose authentication does not
+//!   resolve is rejected in validation; if it is served anyway (its last
+//!   good version), the Secret's last good users apply, and with none,
+//!   nobody gets in.
+//! - Custom error pages need a default backend; without one they are
+//!   ignored with a warning, never pointed at nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::annotations::{Annotations, BasicAuthSpec};
+use super::backends::{has_lb_annotation, BackendPolicy};
+use super::overlay;
+use super::problem::{Field, Problem, Reason};
+use super::{Builder, ObjectKey, Snapshot};
+use crate::auth::htpasswd::Htpasswd;
+use crate::table::policy::{BasicAuth, CustomErrors, RoutePolicy};
+use crate::table::upstream::LbAlgorithm;
+
+/// The users of an Ingress's basic authentication, from its Secret (in
+/// the Ingress's namespace): key `auth` holds an htpasswd file, or with
+/// `auth-map` every key is a user.
+pub(super) fn basic_auth_users(
+    snapshot: &Snapshot,
+    namespace: &str,
+    spec: &BasicAuthSpec,
+) -> Result<Htpasswd, Reason> {
+    let name = match spec.secret.split_once('/') {
+        None => spec.secret.as_str(),
+        Some((ns, name)) if ns == namespace => name,
+        Some(_) => {
+            return Err(Reason::AuthSecretElsewhere {
+                secret: spec.secret.clone(),
+                namespace: namespace.to_string(),
+            })
+        }
+    };
+    let key = ObjectKey::new(namespace, name);
+    let Some(entry) = snapshot.secrets.get(&key) else {
+        return Err(Reason::AuthSecretNotFound(key));
+    };
+    let secret = &entry.object;
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in secret.data.iter().flatten() {
+        fields.insert(k.clone(), String::from_utf8_lossy(&v.0).into_owned());
+    }
+    for (k, v) in secret.string_data.iter().flatten() {
+        fields.insert(k.clone(), v.clone());
+    }
+    let users = if spec.map {
+        Htpasswd::from_pairs(fields.iter())
+    } else {
+        let Some(file) = fields.get("auth") else {
+            return Err(Reason::NoHtpasswd(key));
+        };
+        Htpasswd::parse(file)
+    };
+    let users = match users {
+        Ok(users) => users,
+        Err(error) => {
+            return Err(Reason::BadHtpasswd {
+                secret: key,
+                error: Box::new(error),
+            })
+        }
+    };
+    if users.is_empty() {
+        return Err(Reason::NoUsers(key));
+    }
+    Ok(users)
+}
+
+impl Builder<'_> {
+    /// Lays the TrafficPolicy targeting this Ingress (if any) over the
+    /// annotations' policy; returns the policy's load-balancing algorithm,
+    /// if it sets one.
+    pub(super) fn apply_traffic_policy(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        ingress: &Ingress,
+        policy: &mut RoutePolicy,
+    ) -> Option<LbAlgorithm> {
+        let (policy_key, traffic_policy) = self.policies.get(key).cloned()?;
+        let applied = overlay::apply(
+            policy,
+            &traffic_policy.spec,
+            self.opts.limit_statuses,
+            has_lb_annotation(ingress),
+        );
+        if !applied.overridden.is_empty() {
+            self.warn(
+                key,
+                origin,
+                Problem::new(
+                    Field::Annotations,
+                    Reason::OverriddenByPolicy {
+                        policy: policy_key,
+                        overridden: applied.overridden,
+                    },
+                ),
+            );
+        }
+        applied.lb
+    }
+
+    /// The route policy of an Ingress: `policy` (from its annotations, with
+    /// any TrafficPolicy laid over) completed with what needs other
+    /// objects. Reports the problems found on the way.
+    pub(super) fn route_policy(
+        &mut self,
+        key: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        mut policy: RoutePolicy,
+        parsed: &Annotations,
+        backend: &BackendPolicy,
+    ) -> RoutePolicy {
+        // Validation already rejected an Ingress whose authentication does
+        // not resolve; if it fails here anyway, refuse every request. (A
+        // `basic_auth` already set is the parser's refuse-all for an
+        // `auth-url` that did not parse: it stays.)
+        if let Some(spec) = parsed
+            .basic_auth
+            .as_ref()
+            .filter(|_| policy.basic_auth.is_none())
+        {
+            let challenge = format!("Basic realm=\"{}\"", spec.realm.replace(['"', '\\'], ""));
+            let secret = (
+                ObjectKey::new(key.namespace.clone(), spec.secret.clone()),
+                spec.map,
+            );
+            let users = match basic_auth_users(self.snapshot, &key.namespace, spec) {
+                Ok(users) => Some(Arc::new(users)),
+                // Served from its last good version: the Secret's last good
+                // users keep working; with none, nobody gets in.
+                Err(_) => self.last_good.auth_users.get(&secret).cloned(),
+            };
+            if let Some(users) = &users {
+                self.out.last_good.auth_users.insert(secret, users.clone());
+            }
+            policy.basic_auth = Some(BasicAuth {
+                users: users.unwrap_or_default(),
+                challenge: HeaderValue::from_str(&challenge)
+                    .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
+            });
+        }
+        if let Some(name) = &parsed.default_backend {
+            let field = Field::annotation("nginx.ingress.kubernetes.io/default-backend");
+            policy.fallback = self.named_service_upstream(key, origin, field, name, backend);
+        }
+        if !parsed.custom_errors.is_empty() {
+            let upstream = policy.fallback.or_else(|| {
+                let route = self.out.table.default_route()?;
+                self.out.table.route(route).map(|r| r.upstream)
+            });
+            match upstream {
+                Some(upstream) => {
+                    policy.custom_errors = Some(CustomErrors {
+                        codes: parsed.custom_errors.clone(),
+                        upstream,
+                    })
+                }
+                None => self.warn(
+                    key,
+                    origin,
+                    Problem::new(
+                        Field::annotation("nginx.ingress.kubernetes.io/custom-http-errors"),
+                        Reason::CustomErrorsWithoutDefaultBackend,
+                    ),
+                ),
+            }
+        }
+        policy
+    }
+}

@@ -1,0 +1,191 @@
+//! Hosts and paths: an Ingress's rules (and `server-alias` hosts) become
+//! routes in the table, each with its upstream, its policy and whether it
+//! redirects to HTTPS; `spec.defaultBackend` becomes the fallback of its
+//! hosts and, for the oldest Ingress with one, of unmatched hosts.
+//!
+//! Invariants:
+//! - A host exists in the table as soon as a rule names it, even without
+//!   paths, so its default backend (or a 404) answers rather than the
+//!   hostless rules.
+//! - A host redirects to HTTPS when it has a certificate of its own (as in
+//!   ingress-nginx; not when its Secret is missing), unless `ssl-redirect`
+//!   is `"false"`; `force-ssl-redirect` redirects regardless.
+//! - `use-regex` paths (other than Exact) match as regular expressions;
+//!   `rewrite-target` rewrites them.
+
+use std::sync::Arc;
+
+use super::conflicts::Claim;
+use super::problem::{Field, PathPart};
+use super::select::Served;
+use super::{annotation, backends::port_ref, validate, Builder};
+use crate::table::policy::{AffinityMode, Rewrite, RoutePolicy};
+use crate::table::upstream::LbAlgorithm;
+use crate::table::{PathType, Route};
+
+/// `"false"` turns off the HTTP → HTTPS redirect of an Ingress's TLS hosts.
+pub const SSL_REDIRECT_ANNOTATION: &str = "tollgate.dev/ssl-redirect";
+pub const NGINX_SSL_REDIRECT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+/// `"true"` redirects to HTTPS even without a `spec.tls` section.
+pub const NGINX_FORCE_SSL_REDIRECT_ANNOTATION: &str =
+    "nginx.ingress.kubernetes.io/force-ssl-redirect";
+
+/// A validated `pathType` (anything but Exact and Prefix is
+/// ImplementationSpecific).
+pub(super) fn path_type_of(path_type: &str) -> PathType {
+    match path_type {
+        "Exact" => PathType::Exact,
+        "Prefix" => PathType::Prefix,
+        _ => PathType::ImplementationSpecific,
+    }
+}
+
+impl Builder<'_> {
+    /// An Ingress that is not a canary: its routes, with its policy.
+    pub(super) fn add_ingress(&mut self, ingress: Served<'_>) {
+        let Served {
+            key,
+            origin,
+            object,
+            annotations: mut parsed,
+            problems,
+        } = ingress;
+        let Some(spec) = &object.spec else { return };
+        for problem in problems.into_iter().filter(|p| !p.reject) {
+            self.warn(key, &origin, problem.into());
+        }
+        // A TrafficPolicy wins over the annotations, section by section.
+        let mut policy = std::mem::take(&mut parsed.policy);
+        let policy_lb = self.apply_traffic_policy(key, &origin, &object, &mut policy);
+        let ssl_redirect = ![SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION]
+            .iter()
+            .any(|a| annotation(&object, a) == Some("false"));
+        let force_redirect =
+            annotation(&object, NGINX_FORCE_SSL_REDIRECT_ANNOTATION) == Some("true");
+        // Like ingress-nginx: hosts redirect to HTTPS when they have a
+        // certificate of their own (not when their Secret is missing, where
+        // HTTPS could only offer the default certificate).
+        let tls = &self.out.tls;
+        let redirects: Vec<(String, bool)> = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.host.clone())
+            .chain(parsed.aliases.iter().cloned())
+            .map(|h| {
+                let r = force_redirect || (ssl_redirect && tls.lookup(&h).is_some());
+                (h, r)
+            })
+            .collect();
+        let redirects =
+            |host: &str| force_redirect || redirects.iter().any(|(h, r)| *r && h == host);
+        let ingress_label: Arc<str> = key.to_string().into();
+        let mut lb = self.backend_policy(key, &origin, &object, policy_lb, true);
+        // Hash-based picking needs the ring on the upstream.
+        let balanced_affinity = policy
+            .affinity
+            .as_ref()
+            .is_some_and(|a| a.mode == AffinityMode::Balanced);
+        if policy.hash_by.is_some() || balanced_affinity {
+            lb.lb = LbAlgorithm::ConsistentHash;
+        }
+        let policy = Arc::new(self.route_policy(key, &origin, policy, &parsed, &lb));
+
+        let default_route = spec
+            .default_backend
+            .as_ref()
+            .and_then(port_ref)
+            .map(|(svc, port)| {
+                let upstream = self.upstream(key, &origin, &Field::DefaultBackend, svc, port, &lb);
+                let service = self.upstream_label(upstream);
+                self.out.table.push_route(Route {
+                    ingress: ingress_label.clone(),
+                    host: "".into(),
+                    path: "".into(),
+                    path_type: None,
+                    service,
+                    upstream,
+                    redirect_https: force_redirect,
+                    plain: policy.is_plain(),
+                    policy: policy.clone(),
+                    canary: None,
+                })
+            });
+
+        // `server-alias` hosts serve the paths of every rule with a host.
+        let mut hosts: Vec<(usize, String)> = Vec::new();
+        for (i, rule) in spec.rules.iter().flatten().enumerate() {
+            let host = rule.host.clone().unwrap_or_default();
+            let named = !host.is_empty();
+            hosts.push((i, host));
+            if named {
+                for alias in &parsed.aliases {
+                    hosts.push((i, alias.clone()));
+                }
+            }
+        }
+        for (i, host) in hosts {
+            let Some(rule) = spec.rules.as_ref().and_then(|r| r.get(i)) else {
+                continue;
+            };
+            let host = host.as_str();
+            let host_label: Arc<str> = host.into();
+            // Make sure the host exists even without paths, so that its
+            // default backend (or a 404) answers rather than hostless rules.
+            self.out.table.host_mut(host);
+            for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+                let Some((svc, port)) = port_ref(&path.backend) else {
+                    continue;
+                };
+                let path_type = path_type_of(&path.path_type);
+                let path_str = path.path.as_deref().unwrap_or("/");
+                let regex = (parsed.use_regex && path_type != PathType::Exact)
+                    .then(|| validate::path_regex(path_str).ok().map(Arc::new))
+                    .flatten();
+                let route_policy = match (&parsed.rewrite_target, &regex) {
+                    (Some(target), Some(pattern)) => Arc::new(RoutePolicy {
+                        rewrite: Some(Rewrite {
+                            pattern: pattern.clone(),
+                            target: target.as_str().into(),
+                        }),
+                        ..(*policy).clone()
+                    }),
+                    _ => policy.clone(),
+                };
+                let field = Field::path(i, j, PathPart::Backend);
+                let upstream = self.upstream(key, &origin, &field, svc, port, &lb);
+                let service = self.upstream_label(upstream);
+                let route = self.out.table.push_route(Route {
+                    ingress: ingress_label.clone(),
+                    host: host_label.clone(),
+                    path: path_str.into(),
+                    path_type: Some(path_type),
+                    service,
+                    upstream,
+                    redirect_https: redirects(host),
+                    plain: route_policy.is_plain(),
+                    policy: route_policy,
+                    canary: None,
+                });
+                let claim = Claim {
+                    host,
+                    path: path_str,
+                    path_type,
+                    regex: regex.as_ref(),
+                    route,
+                    field: Field::path(i, j, PathPart::Whole),
+                };
+                self.claim_path(key, &origin, &ingress_label, claim);
+            }
+            // Hostless rules share the catch-all table; it gets the default
+            // backend below, with the oldest-wins check.
+            if let Some(route) = default_route.filter(|_| !host.is_empty()) {
+                self.out.table.host_mut(host).set_fallback(route);
+            }
+        }
+        if let Some(route) = default_route {
+            // Requests matching no host at all: the oldest default backend.
+            self.claim_unmatched_hosts(key, &origin, route);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Selection: which Ingresses this controller serves, in which order, and
+//! which version of each (as written, or its last good one).
+//!
+//! Invariants:
+//! - Only Ingresses of our class ([`super::class::is_ours`]), oldest first
+//!   (creationTimestamp, then `namespace/name`; a missing timestamp counts
+//!   as oldest): the order every conflict is decided in.
+//! - An Ingress with any rejecting problem (structure, annotations that
+//!   fail closed, authentication that does not resolve, a regex path that
+//!   does not compile) is never served as written; its last good version
+//!   is, if there is one.
+//! - The very object that was last good passed validation then and is not
+//!   validated again (`Arc` identity).
+//! - Annotations are parsed once per served Ingress, here.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::Ingress;
+
+use super::annotations::{self, Annotations};
+use super::problem::{Field, PathPart, Problem, Reason};
+use super::{
+    annotation, route_policy, validate, Builder, CompileOptions, Entry, ObjectKey, Snapshot,
+};
+
+/// An Ingress chosen to be served, with its parsed annotations.
+pub(super) struct Served<'a> {
+    pub key: &'a ObjectKey,
+    pub origin: Option<Arc<str>>,
+    /// The version served: as written, or the last good one.
+    pub object: Arc<Ingress>,
+    pub annotations: Annotations,
+    /// The annotation parser's problems (only warnings: a version with a
+    /// rejecting one is not served).
+    pub problems: Vec<annotations::Problem>,
+}
+
+/// Our Ingresses, oldest first.
+pub(super) fn ours<'a>(
+    snapshot: &'a Snapshot,
+    opts: &CompileOptions,
+) -> Vec<(&'a ObjectKey, &'a Entry<Ingress>)> {
+    let mut ours: Vec<(&ObjectKey, &Entry<Ingress>)> = snapshot
+        .ingresses
+        .iter()
+        .filter(|(_, e)| super::class::is_ours(&e.object, &snapshot.ingress_classes, opts))
+        .collect();
+    ours.sort_by(|(ka, a), (kb, b)| {
+        let ta = a.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+        let tb = b.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+        ta.cmp(&tb).then_with(|| ka.cmp(kb))
+    });
+    ours
+}
+
+/// Whether an Ingress is a canary (`nginx.ingress.kubernetes.io/canary`).
+pub(super) fn is_canary(ingress: &Ingress) -> bool {
+    annotation(ingress, "nginx.ingress.kubernetes.io/canary") == Some("true")
+}
+
+fn parse(ingress: &Ingress, opts: &CompileOptions) -> (Annotations, Vec<annotations::Problem>) {
+    annotations::parse(ingress.metadata.annotations.as_ref(), opts.limit_statuses)
+}
+
+impl<'a> Builder<'a> {
+    /// The version of each Ingress to serve, in order; rejections are
+    /// reported and last good versions remembered.
+    pub(super) fn select<'k>(
+        &mut self,
+        ours: Vec<(&'k ObjectKey, &'k Entry<Ingress>)>,
+    ) -> Vec<Served<'k>> {
+        let mut served = Vec::with_capacity(ours.len());
+        for (key, entry) in ours {
+            let origin = Some(entry.origin.clone());
+            // The very object that was last good passed validation then.
+            let validated = self
+                .last_good
+                .ingresses
+                .get(key)
+                .is_some_and(|good| Arc::ptr_eq(good, &entry.object));
+            let (parsed, annotation_problems) = parse(&entry.object, self.opts);
+            let problems = if validated {
+                Vec::new()
+            } else {
+                let mut problems = validate::ingress(&entry.object);
+                problems.extend(self.validate_annotations(
+                    key,
+                    &entry.object,
+                    &parsed,
+                    &annotation_problems,
+                ));
+                problems
+            };
+            let chosen = if problems.is_empty() {
+                Some((entry.object.clone(), parsed, annotation_problems))
+            } else {
+                for problem in problems {
+                    self.reject(key, &origin, problem);
+                }
+                let previous = self.last_good.ingresses.get(key).cloned();
+                let reason = match &previous {
+                    Some(_) => Reason::RejectedLastGoodServes,
+                    None => Reason::RejectedNotServed,
+                };
+                self.reject(key, &origin, Problem::new(Field::Metadata, reason));
+                previous.map(|ingress| {
+                    let (parsed, problems) = parse(&ingress, self.opts);
+                    (ingress, parsed, problems)
+                })
+            };
+            if let Some((object, annotations, problems)) = chosen {
+                self.out
+                    .last_good
+                    .ingresses
+                    .insert(key.clone(), object.clone());
+                served.push(Served {
+                    key,
+                    origin,
+                    object,
+                    annotations,
+                    problems,
+                });
+            }
+        }
+        served
+    }
+
+    /// Annotation problems that reject an Ingress (fail closed), and regular
+    /// expression paths that do not compile.
+    fn validate_annotations(
+        &self,
+        key: &ObjectKey,
+        ingress: &Ingress,
+        parsed: &Annotations,
+        problems: &[annotations::Problem],
+    ) -> Vec<Problem> {
+        let mut out: Vec<Problem> = problems
+            .iter()
+            .filter(|p| p.reject)
+            .cloned()
+            .map(Problem::from)
+            .collect();
+        // Authentication that cannot be set up fails closed.
+        if let Some(spec) = &parsed.basic_auth {
+            if let Err(reason) = route_policy::basic_auth_users(self.snapshot, &key.namespace, spec)
+            {
+                out.push(Problem::new(
+                    Field::annotation("nginx.ingress.kubernetes.io/auth-secret"),
+                    reason,
+                ));
+            }
+        }
+        if parsed.use_regex {
+            let spec = ingress.spec.as_ref();
+            for (i, rule) in spec
+                .and_then(|s| s.rules.as_ref())
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+                    if path.path_type == "Exact" {
+                        continue;
+                    }
+                    if let Err(reason) = validate::path_regex(path.path.as_deref().unwrap_or("/")) {
+                        out.push(Problem::new(Field::path(i, j, PathPart::Path), reason));
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,371 @@
+//! [`validate`]: everything the CRD schema (patterns, bounds, enums and CEL
+//! rules) would refuse, as field paths and reasons, and the parsers of the
+//! string-typed fields (durations, CIDRs).
+//!
+//! Invariants:
+//! - Each check has its twin in the schema and uses the same constant
+//!   (the tests compare the two).
+//! - Fails closed: a pattern that does not compile matches nothing.
+//! - Never panics on any input; pure.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use regex::Regex;
+
+use super::types::TrafficPolicySpec;
+use super::{
+    AFFINITY_MODES, ALGORITHMS, CIDR_PATTERN, COOKIE_PATH_PATTERN, DURATION_PATTERN,
+    MAX_DURATION_LEN, MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, NAME_PATTERN, ORIGIN_PATTERN,
+    RETRY_ON, TARGET_GROUP, TARGET_KIND, TOKEN_PATTERN,
+};
+
+/// A compiled pattern. `None` (a pattern that does not compile, which the
+/// tests rule out) matches nothing: validation fails closed.
+pub(super) type Pattern = LazyLock<Option<Regex>>;
+
+pub(super) static DURATION_RE: Pattern = LazyLock::new(|| Regex::new(DURATION_PATTERN).ok());
+pub(super) static TOKEN_RE: Pattern = LazyLock::new(|| Regex::new(TOKEN_PATTERN).ok());
+pub(super) static NAME_RE: Pattern = LazyLock::new(|| Regex::new(NAME_PATTERN).ok());
+pub(super) static COOKIE_PATH_RE: Pattern = LazyLock::new(|| Regex::new(COOKIE_PATH_PATTERN).ok());
+pub(super) static ORIGIN_RE: Pattern = LazyLock::new(|| Regex::new(ORIGIN_PATTERN).ok());
+pub(super) static CIDR_RE: Pattern = LazyLock::new(|| Regex::new(&CIDR_PATTERN).ok());
+
+pub(super) fn matches(pattern: &Pattern, text: &str) -> bool {
+    pattern.as_ref().is_some_and(|re| re.is_match(text))
+}
+
+/// Parses a duration of [`DURATION_PATTERN`]. Fractions are exact to the
+/// nanosecond (further digits are dropped); anything above Go's limit
+/// (about 292 years, `i64` nanoseconds) is refused, as CEL would.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("`{text}` is not a duration like 5s, 1m30s or 250ms");
+    if text.len() > MAX_DURATION_LEN {
+        return Err(format!(
+            "`{text}` is longer than {MAX_DURATION_LEN} characters"
+        ));
+    }
+    if !matches(&DURATION_RE, text) {
+        return Err(invalid());
+    }
+    let too_long = || format!("`{text}` is longer than Go's largest duration (about 292 years)");
+    let mut total: u128 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let int_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(invalid)?;
+        let (int_part, after) = rest.split_at(int_end);
+        let (frac_part, after) = match after.strip_prefix('.') {
+            Some(f) => {
+                let end = f.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+                f.split_at(end)
+            }
+            None => ("", after),
+        };
+        let (unit_nanos, after): (u128, &str) = if let Some(a) = after.strip_prefix("ms") {
+            (1_000_000, a)
+        } else if let Some(a) = after.strip_prefix('s') {
+            (1_000_000_000, a)
+        } else if let Some(a) = after.strip_prefix('m') {
+            (60_000_000_000, a)
+        } else if let Some(a) = after.strip_prefix('h') {
+            (3_600_000_000_000, a)
+        } else {
+            return Err(invalid());
+        };
+        // Leading zeros cannot overflow; more than 30 significant digits
+        // is far beyond the limit anyway.
+        let digits = int_part.trim_start_matches('0');
+        if digits.len() > 30 {
+            return Err(too_long());
+        }
+        let whole: u128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().map_err(|_| invalid())?
+        };
+        let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(too_long)?;
+        // The fraction, to the nanosecond: unit_nanos * 0.frac.
+        let mut scale = unit_nanos;
+        for d in frac_part.bytes().take(20) {
+            scale /= 10;
+            nanos += u128::from(d - b'0') * scale;
+        }
+        total = total.checked_add(nanos).ok_or_else(too_long)?;
+        if total > i64::MAX as u128 {
+            return Err(too_long());
+        }
+        rest = after;
+    }
+    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| too_long())?;
+    let nanos = u32::try_from(total % 1_000_000_000).map_err(|_| too_long())?;
+    Ok(Duration::new(secs, nanos))
+}
+
+/// Parses an address or CIDR of [`CIDR_PATTERN`]. A bare address is a
+/// single-address network; host bits in a CIDR are cleared
+/// (`10.1.2.3/8` is `10.0.0.0/8`).
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let invalid = || format!("`{text}` is not an IP address or CIDR (10.0.0.0/8, 2001:db8::/32)");
+    if !matches(&CIDR_RE, text) {
+        return Err(invalid());
+    }
+    text.parse::<IpNet>()
+        .map(|n| n.trunc())
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| invalid())
+}
+
+/// Collects (field path, reason) pairs.
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.0.push((field.into(), reason.into()));
+    }
+
+    fn range(&mut self, field: &str, value: Option<i64>, min: i64, max: i64) {
+        if let Some(v) = value {
+            if v < min || v > max {
+                self.push(field, format!("{v} is not in {min}..{max}"));
+            }
+        }
+    }
+
+    fn pattern(&mut self, field: String, value: &str, re: &Pattern, max_len: usize, what: &str) {
+        if value.len() > max_len {
+            self.push(field, format!("longer than {max_len} characters"));
+        } else if !matches(re, value) {
+            self.push(field, format!("`{value}` is not {what}"));
+        }
+    }
+
+    fn one_of(&mut self, field: String, value: &str, allowed: &[&str]) {
+        if !allowed.contains(&value) {
+            self.push(
+                field,
+                format!("`{value}` is not one of {}", allowed.join(", ")),
+            );
+        }
+    }
+
+    fn duration(&mut self, field: &str, value: Option<&String>) {
+        if let Some(v) = value {
+            match parse_duration(v) {
+                Ok(d) if d.is_zero() => self.push(field, "must be greater than zero"),
+                Ok(_) => {}
+                Err(reason) => self.push(field, reason),
+            }
+        }
+    }
+}
+
+/// Every problem the CRD schema (patterns, bounds, enums and CEL rules)
+/// would refuse, as (field path like `spec.ipAllow[2]`, reason). Empty
+/// means valid.
+pub fn validate(spec: &TrafficPolicySpec) -> Vec<(String, String)> {
+    let mut p = Problems(Vec::new());
+    if spec.target_refs.is_empty() {
+        p.push("spec.targetRefs", "at least one target is required");
+    } else if spec.target_refs.len() > MAX_TARGET_REFS {
+        p.push(
+            "spec.targetRefs",
+            format!("at most {MAX_TARGET_REFS} targets"),
+        );
+    }
+    for (i, t) in spec.target_refs.iter().enumerate() {
+        p.one_of(
+            format!("spec.targetRefs[{i}].group"),
+            &t.group,
+            &[TARGET_GROUP],
+        );
+        p.one_of(
+            format!("spec.targetRefs[{i}].kind"),
+            &t.kind,
+            &[TARGET_KIND],
+        );
+        if t.name.is_empty() {
+            p.push(format!("spec.targetRefs[{i}].name"), "required");
+        } else {
+            p.pattern(
+                format!("spec.targetRefs[{i}].name"),
+                &t.name,
+                &NAME_RE,
+                253,
+                "a valid object name (lowercase DNS-1123 subdomain)",
+            );
+        }
+        if spec.target_refs[..i].contains(t) {
+            p.push(
+                format!("spec.targetRefs[{i}]"),
+                format!("duplicate target Ingress `{}`", t.name),
+            );
+        }
+    }
+    if let Some(r) = &spec.rate_limit {
+        for (name, v) in [
+            ("requestsPerSecond", r.requests_per_second),
+            ("requestsPerMinute", r.requests_per_minute),
+            ("burst", r.burst),
+            ("connections", r.connections),
+        ] {
+            p.range(&format!("spec.rateLimit.{name}"), v, 1, MAX_RATE);
+        }
+        if r.requests_per_second.is_some() && r.requests_per_minute.is_some() {
+            p.push(
+                "spec.rateLimit",
+                "set requestsPerSecond or requestsPerMinute, not both",
+            );
+        }
+        if r.burst.is_some() && r.requests_per_second.is_none() && r.requests_per_minute.is_none() {
+            p.push(
+                "spec.rateLimit.burst",
+                "burst needs requestsPerSecond or requestsPerMinute",
+            );
+        }
+        if r.requests_per_second.is_none()
+            && r.requests_per_minute.is_none()
+            && r.connections.is_none()
+        {
+            p.push(
+                "spec.rateLimit",
+                "set requestsPerSecond, requestsPerMinute or connections",
+            );
+        }
+    }
+    if let Some(lb) = &spec.load_balancer {
+        p.one_of(
+            "spec.loadBalancer.algorithm".into(),
+            &lb.algorithm,
+            &ALGORITHMS,
+        );
+        let consistent = lb.algorithm == "consistent-hash";
+        match &lb.hash_by {
+            None if consistent => p.push(
+                "spec.loadBalancer.hashBy",
+                "required when algorithm is consistent-hash",
+            ),
+            None => {}
+            Some(_) if !consistent => p.push(
+                "spec.loadBalancer.hashBy",
+                "applies only to algorithm consistent-hash",
+            ),
+            Some(h) => {
+                let set = usize::from(h.header.is_some())
+                    + usize::from(h.cookie.is_some())
+                    + usize::from(h.client_ip == Some(true));
+                if set != 1 {
+                    p.push(
+                        "spec.loadBalancer.hashBy",
+                        "set exactly one of header, cookie or clientIP: true",
+                    );
+                }
+            }
+        }
+        if let Some(h) = &lb.hash_by {
+            if let Some(v) = &h.header {
+                p.pattern(
+                    "spec.loadBalancer.hashBy.header".into(),
+                    v,
+                    &TOKEN_RE,
+                    256,
+                    "a header name",
+                );
+            }
+            if let Some(v) = &h.cookie {
+                p.pattern(
+                    "spec.loadBalancer.hashBy.cookie".into(),
+                    v,
+                    &TOKEN_RE,
+                    256,
+                    "a cookie name",
+                );
+            }
+        }
+    }
+    if let Some(s) = &spec.session_affinity {
+        p.pattern(
+            "spec.sessionAffinity.cookieName".into(),
+            &s.cookie_name,
+            &TOKEN_RE,
+            256,
+            "a cookie name",
+        );
+        p.duration("spec.sessionAffinity.maxAge", s.max_age.as_ref());
+        if let Some(path) = &s.path {
+            p.pattern(
+                "spec.sessionAffinity.path".into(),
+                path,
+                &COOKIE_PATH_RE,
+                1024,
+                "an absolute cookie path (printable, no spaces or `;`)",
+            );
+        }
+        p.one_of("spec.sessionAffinity.mode".into(), &s.mode, &AFFINITY_MODES);
+    }
+    if let Some(t) = &spec.timeouts {
+        p.duration("spec.timeouts.connect", t.connect.as_ref());
+        p.duration("spec.timeouts.responseHeaders", t.response_headers.as_ref());
+        p.duration("spec.timeouts.idle", t.idle.as_ref());
+    }
+    if let Some(r) = &spec.retries {
+        p.range("spec.retries.attempts", r.attempts, 0, MAX_RETRY_ATTEMPTS);
+        p.range("spec.retries.budget", r.budget, 0, 100);
+        for (i, on) in r.retry_on.iter().enumerate() {
+            p.one_of(format!("spec.retries.retryOn[{i}]"), on, &RETRY_ON);
+            if r.retry_on[..i].contains(on) {
+                p.push(
+                    format!("spec.retries.retryOn[{i}]"),
+                    format!("duplicate `{on}`"),
+                );
+            }
+        }
+    }
+    if let Some(c) = &spec.cors {
+        for (i, o) in c.allow_origins.iter().enumerate() {
+            p.pattern(
+                format!("spec.cors.allowOrigins[{i}]"),
+                o,
+                &ORIGIN_RE,
+                usize::MAX,
+                "`*` or an origin like https://example.com[:port]",
+            );
+        }
+        for (name, list, what) in [
+            ("allowMethods", &c.allow_methods, "an HTTP method"),
+            ("allowHeaders", &c.allow_headers, "a header name"),
+            ("exposeHeaders", &c.expose_headers, "a header name"),
+        ] {
+            for (i, v) in list.iter().enumerate() {
+                p.pattern(
+                    format!("spec.cors.{name}[{i}]"),
+                    v,
+                    &TOKEN_RE,
+                    usize::MAX,
+                    what,
+                );
+            }
+        }
+        p.range("spec.cors.maxAge", c.max_age, 0, i64::MAX);
+    }
+    for (name, list) in [("ipAllow", &spec.ip_allow), ("ipDeny", &spec.ip_deny)] {
+        for (i, v) in list.iter().enumerate() {
+            let field = format!("spec.{name}[{i}]");
+            if v.len() > 64 {
+                p.push(field, "longer than 64 characters");
+            } else if let Err(reason) = parse_cidr(v) {
+                p.push(field, reason);
+            }
+        }
+    }
+    p.range(
+        "spec.maxRequestBodyBytes",
+        spec.max_request_body_bytes,
+        0,
+        i64::MAX,
+    );
+    p.0
+}

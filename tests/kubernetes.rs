@@ -1361,8 +1361,14 @@ const SLOW_SYNC_PAGE_DELAY: Duration = Duration::from_millis(500);
 impl Cluster {
     /// `n` Ingresses `ing-{i}` of our class that already carry
     /// [`PUBLISHED`], the publish Service `tollgate-system/tollgate-lb`
-    /// with that address, backends, and a slow EndpointSlice list.
+    /// with that address, backends, and a slow EndpointSlice list
+    /// ([`SLOW_SYNC_SLICES`] slices).
     async fn already_published(n: usize) -> (Cluster, Echo) {
+        Cluster::already_published_with(n, SLOW_SYNC_SLICES).await
+    }
+
+    /// [`Cluster::already_published`] with `slices` extra EndpointSlices.
+    async fn already_published_with(n: usize, slices: usize) -> (Cluster, Echo) {
         let c = Cluster::new();
         let echo = Echo::services(&["web"]).await;
         c.api.apply_many(echo.backends(NS));
@@ -1380,7 +1386,7 @@ impl Cluster {
             ing["status"] = json!({"loadBalancer": {"ingress": [{"ip": PUBLISHED}]}});
             objects.push(ing);
         }
-        for i in 0..SLOW_SYNC_SLICES {
+        for i in 0..slices {
             objects.push(slice(
                 NS,
                 &format!("absent-{i}"),
@@ -1613,33 +1619,61 @@ async fn start_restart_leader_change_and_relist_write_no_correct_status() {
     }
 }
 
-/// Writes on start at scale: `n` Ingresses already correct, the default
-/// slow sync; prints the counts. The figure in docs/kubernetes.md:
-/// `STATUS_SCALE_INGRESSES=10000 cargo test --test kubernetes -- --ignored
-/// status_writes_on_start_at_scale --nocapture`.
+/// Writes on start at scale: `STATUS_SCALE_INGRESSES` (10,000) Ingresses
+/// already correct, `STATUS_SCALE_SLICES` (20,000) EndpointSlices listed
+/// slowly; prints the counts. The figure in docs/kubernetes.md:
+/// `cargo test --test kubernetes -- --ignored status_writes_on_start_at_scale
+/// --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "scale figure, run by hand"]
 async fn status_writes_on_start_at_scale() {
-    let n: usize = std::env::var("STATUS_SCALE_INGRESSES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let (c, _echo) = Cluster::already_published(n).await;
+    let env = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = env("STATUS_SCALE_INGRESSES", 10_000);
+    let slices = env("STATUS_SCALE_SLICES", 20_000);
+    let (c, _echo) = Cluster::already_published_with(n, slices).await;
+    let page_delay = Duration::from_millis(env("STATUS_SCALE_PAGE_DELAY_MS", 100) as u64);
+    c.api.delay_lists("endpointslices", Some(page_delay));
     let started = Instant::now();
     let tg = c
         .tollgate()
         .args(&["--publish-service", "tollgate-system/tollgate-lb"])
+        .no_wait()
         .start()
         .await;
+    until("ready", Duration::from_secs(300), || async {
+        match tg.admin("/readyz").await {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("/readyz {}", r.status)),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
     let ready = started.elapsed();
     until_leader(&tg).await;
-    // Time for any write after the first table.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Until no write for 3 s (bounded): time for any write after the first
+    // table to be made.
+    let mut quiet = 0;
+    let mut seen = usize::MAX;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = c.api.status_writes().len();
+        quiet = if now == seen { quiet + 1 } else { 0 };
+        seen = now;
+        if quiet == 3 {
+            break;
+        }
+    }
     let writes = c.ingress_status_writes();
     let blanked = writes.iter().filter(|(_, b)| b.is_null()).count();
     println!(
-        "status writes on start: {} Ingresses already correct, ready after {:.1} s: {} status PATCHes ({} blanking), tollgate_status_writes_total{{kind=\"ingress\"}} = {}",
+        "status writes on start: {} Ingresses already correct, {} EndpointSlices, ready after {:.1} s: {} status PATCHes ({} blanking), tollgate_status_writes_total{{kind=\"ingress\"}} = {}",
         n,
+        slices,
         ready.as_secs_f64(),
         writes.len(),
         blanked,

@@ -219,9 +219,10 @@ struct StreamState {
 /// writers compare them with what they should be; the snapshot never
 /// holds a status).
 struct StatusSinks {
-    /// To the Ingress status writer ([`status::run`]).
+    /// To the Ingress status writer ([`status::IngressStatus`]).
     ingresses: mpsc::UnboundedSender<Observed>,
-    /// To the TrafficPolicy status writer ([`policy_status::run`]).
+    /// To the TrafficPolicy status writer
+    /// ([`policy_status::PolicyConditions`]).
     policies: mpsc::UnboundedSender<policy_status::Observed>,
 }
 

@@ -320,17 +320,19 @@ mod tests {
     }
 
     fn lb_service(address: &str) -> Service {
-        let mut svc = Service::default();
-        svc.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
-            load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
-                ingress: Some(vec![k8s_openapi::api::core::v1::LoadBalancerIngress {
-                    ip: Some(address.into()),
-                    ..Default::default()
-                }]),
+        use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+        Service {
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(vec![LoadBalancerIngress {
+                        ip: Some(address.into()),
+                        ..Default::default()
+                    }]),
+                }),
+                ..Default::default()
             }),
             ..Default::default()
-        });
-        svc
+        }
     }
 
     #[test]

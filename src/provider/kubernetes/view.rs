@@ -54,11 +54,15 @@ pub type ViewRx = watch::Receiver<Option<Arc<View>>>;
 #[derive(Debug)]
 pub struct Gate {
     tx: watch::Sender<Option<Arc<View>>>,
-    /// The last view built; kept while closed so reopening after a re-list
-    /// that changed nothing rebuilds nothing and wakes no writer for nothing.
+    /// The last view built; kept while closed, so reopening after a re-list
+    /// that changed nothing builds nothing, and a new table that changes no
+    /// verdict wakes no writer.
     last: Option<Arc<View>>,
     /// A table was published since `last` was built.
     stale: bool,
+    /// `last` is handed out now (saves the channel's lock on the control
+    /// loop's every turn).
+    open: bool,
 }
 
 impl Gate {
@@ -69,12 +73,14 @@ impl Gate {
             tx,
             last: None,
             stale: true,
+            open: false,
         };
         (gate, rx)
     }
 
     /// Withholds the view (a list started).
     pub fn close(&mut self) {
+        self.open = false;
         self.tx.send_if_modified(|current| current.take().is_some());
     }
 
@@ -88,6 +94,10 @@ impl Gate {
     /// when a table was published since the last one). The caller checks
     /// that the view is complete.
     pub fn open(&mut self, build: impl FnOnce() -> View) {
+        if self.open && !self.stale {
+            return;
+        }
+        self.open = true;
         if self.stale || self.last.is_none() {
             let view = build();
             self.stale = false;

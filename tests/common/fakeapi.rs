@@ -47,6 +47,10 @@
 //!   ([`FakeApi::set_installed`]): every request for it answers `404` with
 //!   the apiserver's "could not find the requested resource" Status, and it
 //!   leaves discovery; its stored objects stay, hidden, until installed again.
+//! - Test hooks: every write to a `status` subresource is recorded with its
+//!   body ([`FakeApi::status_writes`]), so a test sees each status a
+//!   controller wrote, blanks included; LIST answers of a resource can be
+//!   delayed ([`FakeApi::delay_lists`]) to make an initial sync slow.
 //!
 //! # Limits
 //!

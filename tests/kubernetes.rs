@@ -1700,7 +1700,7 @@ async fn policy_conditions_already_right_are_not_written_on_restart() {
         })
         .collect();
     c.api.apply_many(policies);
-    let a = c.tollgate().start().await;
+    let mut a = c.tollgate().start().await;
     let cl = &c;
     until("every policy written", CHANGE_TIMEOUT, || async move {
         let n = cl.policy_status_patches();
@@ -1713,8 +1713,10 @@ async fn policy_conditions_already_right_are_not_written_on_restart() {
     .await;
     let first = c.accepted("p0");
     assert_eq!(status_writes(&a, "trafficpolicy").await, N as f64);
+    // A clean stop releases the Lease: the restart leads at once.
     a.proc_.signal("TERM");
-    drop(a);
+    let exit = a.proc_.wait_exit(Duration::from_secs(20)).await;
+    assert!(exit.is_some_and(|e| e.success()), "{exit:?}");
 
     c.api
         .delay_lists("endpointslices", Some(SLOW_SYNC_PAGE_DELAY));

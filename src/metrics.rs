@@ -209,6 +209,9 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Ingress status writes by result (`ok`, `error`).
     pub status_updates: Family<ResultLabels, Counter>,
+    /// Status writes by kind (`ingress`, `trafficpolicy`) and result (`ok`,
+    /// `error`): a write storm shows here.
+    pub status_writes: Family<StatusWriteLabels, Counter>,
     /// Kubernetes Events published for diagnostics, by result.
     pub events_published: Family<ResultLabels, Counter>,
 }
@@ -220,6 +223,14 @@ pub struct KindLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusWriteLabels {
+    /// The kind written: `ingress`, `trafficpolicy`.
+    pub kind: &'static str,
+    /// `ok` or `error`.
     pub result: &'static str,
 }
 
@@ -356,6 +367,12 @@ impl Metrics {
             "Ingress status writes by result",
             status_updates.clone(),
         );
+        let status_writes = Family::<StatusWriteLabels, Counter>::default();
+        registry.register(
+            "status_writes",
+            "Status writes (PATCH of /status) by kind and result",
+            status_writes.clone(),
+        );
         let events_published = Family::<ResultLabels, Counter>::default();
         registry.register(
             "events_published",
@@ -384,6 +401,7 @@ impl Metrics {
             kube_watch_synced,
             leader,
             status_updates,
+            status_writes,
             events_published,
         }
     }

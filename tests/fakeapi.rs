@@ -535,6 +535,65 @@ async fn lease_conflicts_and_status_patches() {
 }
 
 #[tokio::test]
+async fn status_writes_are_recorded_and_lists_can_be_slow() {
+    let fake = FakeApi::start();
+    let client = client(&fake).await;
+    fake.apply(ingress("default", "web", "web.example"));
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), "default");
+    let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}});
+    ingresses
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    // A write to the main resource is not a status write.
+    ingresses
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    let writes = fake.status_writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].0, "PATCH");
+    assert_eq!(
+        writes[0].1,
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses/web/status"
+    );
+    assert_eq!(writes[0].2, patch);
+
+    fake.delay_lists("ingresses", Some(Duration::from_millis(300)));
+    let t = Instant::now();
+    bounded("slow list", ingresses.list(&ListParams::default()))
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    // Other resources and single objects are not delayed.
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let t = Instant::now();
+    services.list(&ListParams::default()).await.unwrap();
+    ingresses.get("web").await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    fake.delay_lists("ingresses", None);
+    let t = Instant::now();
+    ingresses.list(&ListParams::default()).await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn recorder_publishes_events() {
     let fake = FakeApi::start();
     fake.apply(ingress("default", "web", "web.example.com"));

@@ -1347,6 +1347,398 @@ async fn only_the_leader_writes_status_and_a_replica_takes_over() {
 }
 
 // ---------------------------------------------------------------------------
+// Status writes on start, restart, leader change and re-list (issue 16)
+// ---------------------------------------------------------------------------
+
+/// The address the publish Service has, and every already-correct Ingress.
+const PUBLISHED: &str = "203.0.113.10";
+/// Extra EndpointSlices (of Services that do not exist) and the delay of
+/// each LIST page of EndpointSlices (500 objects): a large cluster's slow
+/// initial sync, EndpointSlices last.
+const SLOW_SYNC_SLICES: usize = 1_000;
+const SLOW_SYNC_PAGE_DELAY: Duration = Duration::from_millis(500);
+
+impl Cluster {
+    /// `n` Ingresses `ing-{i}` of our class that already carry
+    /// [`PUBLISHED`], the publish Service `tollgate-system/tollgate-lb`
+    /// with that address, backends, and a slow EndpointSlice list
+    /// ([`SLOW_SYNC_SLICES`] slices).
+    async fn already_published(n: usize) -> (Cluster, Echo) {
+        Cluster::already_published_with(n, SLOW_SYNC_SLICES).await
+    }
+
+    /// [`Cluster::already_published`] with `slices` extra EndpointSlices.
+    async fn already_published_with(n: usize, slices: usize) -> (Cluster, Echo) {
+        let c = Cluster::new();
+        let echo = Echo::services(&["web"]).await;
+        c.api.apply_many(echo.backends(NS));
+        let mut objects = vec![load_balancer(
+            "tollgate-system",
+            "tollgate-lb",
+            json!([{"ip": PUBLISHED}]),
+        )];
+        for i in 0..n {
+            let mut ing = ingress(
+                NS,
+                &format!("ing-{i}"),
+                &simple_spec(&format!("h{i}.scale"), "web"),
+            );
+            ing["status"] = json!({"loadBalancer": {"ingress": [{"ip": PUBLISHED}]}});
+            objects.push(ing);
+        }
+        for i in 0..slices {
+            objects.push(slice(
+                NS,
+                &format!("absent-{i}"),
+                &format!("absent-{i}-abcde"),
+                &[("10.1.0.1", true)],
+                &[("http", 8080)],
+            ));
+        }
+        c.api.apply_many(objects);
+        c.api
+            .delay_lists("endpointslices", Some(SLOW_SYNC_PAGE_DELAY));
+        (c, echo)
+    }
+
+    /// Status writes to Ingresses so far: (name, body's
+    /// `status.loadBalancer.ingress`).
+    fn ingress_status_writes(&self) -> Vec<(String, Value)> {
+        self.api
+            .status_writes()
+            .into_iter()
+            .filter_map(|(_, path, body)| {
+                let name = path.strip_suffix("/status")?.rsplit_once("/ingresses/")?.1;
+                Some((
+                    name.to_string(),
+                    body["status"]["loadBalancer"]["ingress"].clone(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Waits until `status.loadBalancer.ingress` of an Ingress is `want`
+    /// (`null` also matches an empty list).
+    async fn until_lb_status(&self, name: &str, want: Value) {
+        until(
+            &format!("status of {name} = {want}"),
+            CHANGE_TIMEOUT,
+            || {
+                let want = want.clone();
+                async move {
+                    let got = self.lb_status(NS, name);
+                    let blank = |v: &Value| v.is_null() || *v == json!([]);
+                    if got == want || (blank(&got) && blank(&want)) {
+                        Ok(())
+                    } else {
+                        Err(got.to_string())
+                    }
+                }
+            },
+        )
+        .await
+    }
+}
+
+/// Status writes (`tollgate_status_writes_total`) of one kind, all results.
+async fn status_writes(tg: &Tollgate, kind: &str) -> f64 {
+    metric(tg, "tollgate_status_writes_total", &[("kind", kind)]).await
+}
+
+/// Waits until this replica holds the Lease.
+async fn until_leader(tg: &Tollgate) {
+    until("the replica to lead", BACKOFF_TIMEOUT, || async move {
+        let l = metric(tg, "tollgate_leader", &[]).await;
+        if l == 1.0 {
+            Ok(())
+        } else {
+            Err(format!("tollgate_leader {l}"))
+        }
+    })
+    .await;
+}
+
+/// Issue 16: thousands of Ingresses already carrying the published address
+/// and a slow initial sync. Start, a second replica, a leader change, a
+/// restart and a re-list write none of them (so none is ever blanked:
+/// every status write the fake received is recorded), while an Ingress
+/// without the address gets it and Ingresses that are not (or no longer)
+/// served are cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_restart_leader_change_and_relist_write_no_correct_status() {
+    const N: usize = 2_000;
+    let (c, _echo) = Cluster::already_published(N).await;
+    let published = json!([{"ip": PUBLISHED}]);
+    let mut fresh = ingress(NS, "fresh", &simple_spec("fresh.example", "web"));
+    fresh["status"] = json!({});
+    // Served by us before, moved to another class while we were down.
+    let mut left = class_ingress("left", "left.example", "web", Some("other"));
+    left["status"] = json!({"loadBalancer": {"ingress": published.clone()}});
+    c.api
+        .apply_many(vec![foreign_ingress_class("other"), fresh, left]);
+    let args = [
+        "--publish-service",
+        "tollgate-system/tollgate-lb",
+        "--election-lease-duration",
+        "2s",
+    ];
+    // Only fresh, left and the named Ingresses may ever be written.
+    let check_writes = |allowed: &[(&str, Value)]| {
+        for (name, body) in c.ingress_status_writes() {
+            let ok = allowed.iter().any(|(n, want)| {
+                *n == name && (*want == body || (want.is_null() && body.is_null()))
+            });
+            assert!(
+                ok,
+                "unexpected status write to Ingress {name}: {body} (allowed: {allowed:?})"
+            );
+        }
+    };
+
+    // 1. Start: the first replica leads at once, long before its sync ends.
+    let a = c
+        .tollgate()
+        .args(&args)
+        .env("POD_NAME", "replica-a")
+        .start()
+        .await;
+    c.until_lb_status("fresh", published.clone()).await;
+    c.until_lb_status("left", Value::Null).await;
+    until_leader(&a).await;
+    expect_route(&a, &format!("h{}.scale", N - 1), "/", 200, Some("web")).await;
+    let allowed = vec![("fresh", published.clone()), ("left", Value::Null)];
+    check_writes(&allowed);
+    assert_eq!(
+        c.ingress_status_writes().len(),
+        2,
+        "{:?}",
+        c.ingress_status_writes()
+    );
+    assert_eq!(status_writes(&a, "ingress").await, 2.0);
+    assert_eq!(
+        metric(
+            &a,
+            "tollgate_status_writes_total",
+            &[("kind", "ingress"), ("result", "ok")]
+        )
+        .await,
+        2.0
+    );
+
+    // 2. A second replica (a rollout's new pod) starts as a follower.
+    let b = c
+        .tollgate()
+        .args(&args)
+        .env("POD_NAME", "replica-b")
+        .start()
+        .await;
+    expect_route(&b, "fresh.example", "/", 200, Some("web")).await;
+
+    // 3. Leader change: the first replica goes away; the second takes over
+    // and writes only what changes from now on.
+    a.proc_.signal("TERM");
+    until_leader(&b).await;
+    let mut late = ingress(NS, "late", &simple_spec("late.example", "web"));
+    late["status"] = json!({});
+    c.api.apply(late);
+    let mut moved = c.ingress(NS, "ing-1");
+    moved["spec"]["ingressClassName"] = json!("other");
+    c.api.apply(moved);
+    c.until_lb_status("late", published.clone()).await;
+    c.until_lb_status("ing-1", Value::Null).await;
+    let allowed = [
+        allowed,
+        vec![("late", published.clone()), ("ing-1", Value::Null)],
+    ]
+    .concat();
+    check_writes(&allowed);
+    assert_eq!(
+        c.ingress_status_writes().len(),
+        4,
+        "{:?}",
+        c.ingress_status_writes()
+    );
+    assert_eq!(status_writes(&b, "ingress").await, 2.0);
+
+    // 4. Restart: the leader stops, a new process leads at once and syncs
+    // slowly; then a re-list of every watch (410 Gone).
+    b.proc_.signal("TERM");
+    let d = c
+        .tollgate()
+        .args(&args)
+        .env("POD_NAME", "replica-d")
+        .start()
+        .await;
+    until_leader(&d).await;
+    expect_route(&d, "late.example", "/", 200, Some("web")).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    check_writes(&allowed);
+    assert_eq!(
+        c.ingress_status_writes().len(),
+        4,
+        "{:?}",
+        c.ingress_status_writes()
+    );
+    assert_eq!(status_writes(&d, "ingress").await, 0.0);
+
+    let lists_before = c.api.requests().len();
+    c.api.compact();
+    let cl = &c;
+    until("every watch re-listed", BACKOFF_TIMEOUT, || async move {
+        let relisted = cl.api.requests()[lists_before..]
+            .iter()
+            .filter(|(m, p, q)| {
+                m == "GET"
+                    && !q.contains("watch=true")
+                    && (p.ends_with("/ingresses") || p.ends_with("/endpointslices"))
+            })
+            .count();
+        if relisted >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{relisted} lists"))
+        }
+    })
+    .await;
+    let mut after = ingress(NS, "after-relist", &simple_spec("after.example", "web"));
+    after["status"] = json!({});
+    c.api.apply(after);
+    c.until_lb_status("after-relist", published.clone()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let allowed = [allowed, vec![("after-relist", published.clone())]].concat();
+    check_writes(&allowed);
+    assert_eq!(
+        c.ingress_status_writes().len(),
+        5,
+        "{:?}",
+        c.ingress_status_writes()
+    );
+    assert_eq!(status_writes(&d, "ingress").await, 1.0);
+    for i in [0, N / 2, N - 1] {
+        assert_eq!(c.lb_status(NS, &format!("ing-{i}")), published);
+    }
+}
+
+/// Writes on start at scale: `STATUS_SCALE_INGRESSES` (10,000) Ingresses
+/// already correct, `STATUS_SCALE_SLICES` (20,000) EndpointSlices listed
+/// slowly; prints the counts. The figure in docs/kubernetes.md:
+/// `cargo test --test kubernetes -- --ignored status_writes_on_start_at_scale
+/// --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "scale figure, run by hand"]
+async fn status_writes_on_start_at_scale() {
+    let env = |name: &str, default: usize| -> usize {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = env("STATUS_SCALE_INGRESSES", 10_000);
+    let slices = env("STATUS_SCALE_SLICES", 20_000);
+    let (c, _echo) = Cluster::already_published_with(n, slices).await;
+    let page_delay = Duration::from_millis(env("STATUS_SCALE_PAGE_DELAY_MS", 100) as u64);
+    c.api.delay_lists("endpointslices", Some(page_delay));
+    let started = Instant::now();
+    let tg = c
+        .tollgate()
+        .args(&["--publish-service", "tollgate-system/tollgate-lb"])
+        .no_wait()
+        .start()
+        .await;
+    until("ready", Duration::from_secs(300), || async {
+        match tg.admin("/readyz").await {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("/readyz {}", r.status)),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    let ready = started.elapsed();
+    until_leader(&tg).await;
+    // Until no write for 3 s (bounded): time for any write after the first
+    // table to be made.
+    let mut quiet = 0;
+    let mut seen = usize::MAX;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = c.api.status_writes().len();
+        quiet = if now == seen { quiet + 1 } else { 0 };
+        seen = now;
+        if quiet == 3 {
+            break;
+        }
+    }
+    let writes = c.ingress_status_writes();
+    let blanked = writes.iter().filter(|(_, b)| b.is_null()).count();
+    println!(
+        "status writes on start: {} Ingresses already correct, {} EndpointSlices, ready after {:.1} s: {} status PATCHes ({} blanking), tollgate_status_writes_total{{kind=\"ingress\"}} = {}",
+        n,
+        slices,
+        ready.as_secs_f64(),
+        writes.len(),
+        blanked,
+        status_writes(&tg, "ingress").await
+    );
+    assert!(writes.is_empty(), "{} writes", writes.len());
+}
+
+/// TrafficPolicy conditions that are already right are not written on a
+/// restart with a slow sync; a change still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_conditions_already_right_are_not_written_on_restart() {
+    const N: usize = 100;
+    let (c, _echo) = Cluster::already_published(N).await;
+    c.api.delay_lists("endpointslices", None);
+    let policies: Vec<Value> = (0..N)
+        .map(|i| {
+            policy(
+                &format!("p{i}"),
+                "2024-01-01T00:00:00Z",
+                &[&format!("ing-{i}")],
+                json!({"timeouts": {"connect": format!("{}s", i + 1)}}),
+            )
+        })
+        .collect();
+    c.api.apply_many(policies);
+    let mut a = c.tollgate().start().await;
+    let cl = &c;
+    until("every policy written", CHANGE_TIMEOUT, || async move {
+        let n = cl.policy_status_patches();
+        if n >= N {
+            Ok(())
+        } else {
+            Err(format!("{n} writes"))
+        }
+    })
+    .await;
+    let first = c.accepted("p0");
+    assert_eq!(status_writes(&a, "trafficpolicy").await, N as f64);
+    // A clean stop releases the Lease: the restart leads at once.
+    a.proc_.signal("TERM");
+    let exit = a.proc_.wait_exit(Duration::from_secs(20)).await;
+    assert!(exit.is_some_and(|e| e.success()), "{exit:?}");
+
+    c.api
+        .delay_lists("endpointslices", Some(SLOW_SYNC_PAGE_DELAY));
+    let b = c.tollgate().start().await;
+    until_leader(&b).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        c.policy_status_patches(),
+        N,
+        "a condition already right was written"
+    );
+    assert_eq!(status_writes(&b, "trafficpolicy").await, 0.0);
+    assert_eq!(c.accepted("p0"), first);
+
+    c.edit_policy("p0", &["ing-0"], json!({"ipAllow": ["10.0.0.0/33"]}));
+    c.until_accepted("p0", "False", "Invalid", CHANGE_TIMEOUT)
+        .await;
+    assert_eq!(c.policy_status_patches(), N + 1);
+    assert_eq!(status_writes(&b, "trafficpolicy").await, 1.0);
+}
+
+// ---------------------------------------------------------------------------
 // Events
 // ---------------------------------------------------------------------------
 

@@ -47,6 +47,10 @@
 //!   ([`FakeApi::set_installed`]): every request for it answers `404` with
 //!   the apiserver's "could not find the requested resource" Status, and it
 //!   leaves discovery; its stored objects stay, hidden, until installed again.
+//! - Test hooks: every write to a `status` subresource is recorded with its
+//!   body ([`FakeApi::status_writes`]), so a test sees each status a
+//!   controller wrote, blanks included; LIST answers of a resource can be
+//!   delayed ([`FakeApi::delay_lists`]) to make an initial sync slow.
 //!
 //! # Limits
 //!
@@ -402,6 +406,10 @@ struct Shared {
     fail: Mutex<Option<String>>,
     /// Plurals of resources that are "not installed" (404).
     absent: Mutex<Vec<String>>,
+    /// Delay before answering each LIST (one page) of a resource, by plural.
+    list_delays: Mutex<Vec<(String, Duration)>>,
+    /// Every write to a `status` subresource: (method, path, body).
+    status_writes: Mutex<Vec<(String, String, Value)>>,
     names: AtomicU64,
 }
 
@@ -463,6 +471,8 @@ impl FakeApi {
             requests: Mutex::new(Vec::new()),
             fail: Mutex::new(None),
             absent: Mutex::new(Vec::new()),
+            list_delays: Mutex::new(Vec::new()),
+            status_writes: Mutex::new(Vec::new()),
             names: AtomicU64::new(0),
         });
         let mut fake = FakeApi {
@@ -574,6 +584,31 @@ impl FakeApi {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Every write (PATCH, PUT) to a `status` subresource received so far,
+    /// answered or not: (method, path, JSON body; `null` when not JSON).
+    pub fn status_writes(&self) -> Vec<(String, String, Value)> {
+        self.shared
+            .status_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Delays the answer to every LIST request (each page) of one resource
+    /// (plural, e.g. `"endpointslices"`) by `delay` (`None` clears): a slow
+    /// initial sync of a large cluster. Watches are not delayed.
+    pub fn delay_lists(&self, plural: &str, delay: Option<Duration>) {
+        let mut delays = self
+            .shared
+            .list_delays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        delays.retain(|(p, _)| p != plural);
+        if let Some(delay) = delay {
+            delays.push((plural.to_string(), delay));
+        }
     }
 
     /// Forgets the watch history: watches, and continue tokens, from any
@@ -1113,6 +1148,28 @@ async fn dispatch(
         .await
         .map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?
         .to_bytes();
+    if let Route::Object { status: true, .. } = &route {
+        if method == Method::PATCH || method == Method::PUT {
+            let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            shared
+                .status_writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((method.to_string(), path.to_string(), value));
+        }
+    }
+    if let (Route::Collection { res, .. }, &Method::GET) = (&route, method) {
+        let delay = shared
+            .list_delays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(p, _)| p == RESOURCES[*res].plural)
+            .map(|(_, d)| *d);
+        if let Some(delay) = delay.filter(|_| !q.flag("watch")) {
+            tokio::time::sleep(delay).await;
+        }
+    }
     let ctx = Ctx {
         shared,
         q: &q,

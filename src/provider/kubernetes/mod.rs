@@ -11,6 +11,9 @@
 //! - A failing watch, an unreachable API server or a re-list (410 Gone)
 //!   never blanks the table: objects are replaced only by a completed list,
 //!   and the last good table keeps serving meanwhile.
+//! - The status writers decide only from a complete view
+//!   ([`view`]): the gate opens with the first publish and closes from the
+//!   start of any re-list until the table is compiled from it again.
 //! - Bursts are coalesced: at most one recompile per debounce window, and
 //!   the first change after a quiet window compiles at once. Changes that
 //!   only touch EndpointSlices are published at once through the endpoint
@@ -21,7 +24,9 @@ pub mod events;
 pub mod leader;
 pub mod policy_status;
 pub mod status;
+pub mod view;
 pub mod watch;
+pub mod writer;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -41,6 +46,7 @@ use crate::crd;
 use crate::metrics::{KindLabels, Metrics};
 use crate::publisher::{Applied, Publisher};
 use status::{Observed, Publish};
+use view::View;
 
 /// The controller name in Events and the default field manager.
 pub const CONTROLLER: &str = "tollgate";
@@ -213,9 +219,10 @@ struct StreamState {
 /// writers compare them with what they should be; the snapshot never
 /// holds a status).
 struct StatusSinks {
-    /// To the Ingress status writer ([`status::run`]).
+    /// To the Ingress status writer ([`status::IngressStatus`]).
     ingresses: mpsc::UnboundedSender<Observed>,
-    /// To the TrafficPolicy status writer ([`policy_status::run`]).
+    /// To the TrafficPolicy status writer
+    /// ([`policy_status::PolicyConditions`]).
     policies: mpsc::UnboundedSender<policy_status::Observed>,
 }
 
@@ -303,15 +310,11 @@ pub async fn run(
     let (observed_tx, observed_rx) = mpsc::unbounded_channel::<Observed>();
     let (policy_observed_tx, policy_observed_rx) =
         mpsc::unbounded_channel::<policy_status::Observed>();
-    let (policy_tx, policy_rx) = channel::channel(Arc::new(std::collections::BTreeMap::<
-        ObjectKey,
-        policy_status::Desired,
-    >::new()));
     let sinks = StatusSinks {
         ingresses: observed_tx,
         policies: policy_observed_tx,
     };
-    let (served_tx, served_rx) = channel::channel(Arc::new(Vec::<ObjectKey>::new()));
+    let (mut gate, view_rx) = view::Gate::new();
     let (diag_tx, diag_rx) = channel::channel(Arc::new(Vec::<events::Regarding>::new()));
     let (leader_tx, leader_rx) = channel::channel(false);
 
@@ -332,22 +335,27 @@ pub async fn run(
             leader_tx,
             stop.clone(),
         )),
-        tokio::spawn(status::run(
+        tokio::spawn(writer::run(
             client.clone(),
-            settings.publish.clone(),
-            observed_rx,
-            served_rx,
-            leader_rx.clone(),
+            status::IngressStatus::new(&client, &settings.publish),
+            writer::Inputs {
+                observed: observed_rx,
+                view: view_rx.clone(),
+                leader: leader_rx.clone(),
+                stop: stop.clone(),
+            },
             metrics.clone(),
-            stop.clone(),
         )),
-        tokio::spawn(policy_status::run(
+        tokio::spawn(writer::run(
             client.clone(),
-            policy_observed_rx,
-            policy_rx,
-            leader_rx.clone(),
+            policy_status::PolicyConditions,
+            writer::Inputs {
+                observed: policy_observed_rx,
+                view: view_rx,
+                leader: leader_rx.clone(),
+                stop: stop.clone(),
+            },
             metrics.clone(),
-            stop.clone(),
         )),
         tokio::spawn(events::run(
             client.clone(),
@@ -397,6 +405,11 @@ pub async fn run(
                 else {
                     continue;
                 };
+                if matches!(update.event, Ok(watcher::Event::Init)) {
+                    // A list (re)starts: no status decision until it is
+                    // complete and compiled.
+                    gate.close();
+                }
                 handle(info, state, update.event, runtime, &origin, &sinks, &metrics);
                 if dirty_since.is_none() && !runtime.pending().is_empty() {
                     dirty_since = Some(Instant::now());
@@ -416,30 +429,21 @@ pub async fn run(
                 dirty_since = None;
                 if let Applied::Recompiled { .. } = applied {
                     last_recompile = Some(Instant::now());
-                    let served = runtime.served();
-                    served_tx.send_if_modified(|current| {
-                        if current.as_slice() == served {
-                            false
-                        } else {
-                            *current = Arc::new(served.to_vec());
-                            true
-                        }
-                    });
-                    let desired = policy_status::desired(runtime.snapshot(), runtime.policy_status());
-                    policy_tx.send_if_modified(|current| {
-                        if **current == desired {
-                            false
-                        } else {
-                            *current = Arc::new(desired);
-                            true
-                        }
-                    });
+                    gate.table_changed();
                     if runtime.diagnostics() != last_diagnostics.as_slice() {
                         last_diagnostics = runtime.diagnostics().to_vec();
                         let _ = diag_tx.send(Arc::new(regarding(runtime.snapshot(), &last_diagnostics)));
                     }
                 }
             }
+        }
+        // Complete: the table was compiled from every kind's completed
+        // list and no list is in progress.
+        if committed && !runtime.pending().routes && states.iter().all(|s| s.relist.is_none()) {
+            gate.open(|| View {
+                served: runtime.served().to_vec(),
+                policies: policy_status::desired(runtime.snapshot(), runtime.policy_status()),
+            });
         }
     }
     for task in tasks {

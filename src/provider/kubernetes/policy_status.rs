@@ -1,48 +1,31 @@
-//! The TrafficPolicy status writer: keeps each policy's `Accepted`
+//! The TrafficPolicy status writer's rules: keeps each policy's `Accepted`
 //! condition equal to what the last compile decided
-//! ([`crate::config::traffic_policy::PolicyStatus`]).
+//! ([`crate::config::traffic_policy::PolicyStatus`]). The loop around them
+//! (view gate, leader, retries, counting) is [`super::writer`].
 //!
 //! Invariants:
-//! - Writes only while this replica is the leader, only to the `/status`
-//!   subresource (a JSON merge patch of `status.conditions`).
-//! - Idempotent and convergent, like the Ingress status writer: it compares
-//!   the condition each policy has (as the watch last reported it) with the
-//!   one it should have, and patches only a difference; a write is not
-//!   repeated until the watch reports something else. A failed write is
-//!   retried after a delay.
+//! - Decides only from a complete view, like the Ingress writer: before the
+//!   first table, and during a re-list, nothing is written.
+//! - Writes only a difference: a policy whose condition already says what
+//!   the compile decided (status, reason, message, observed generation) is
+//!   not written, on start, restart, leader change or re-list.
 //! - `observedGeneration` is the policy's `metadata.generation`;
 //!   `lastTransitionTime` changes only when the condition's status flips.
 //!   Conditions of other types are kept as they are.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
-use tokio::sync::{mpsc, watch};
 
+use super::view::View;
+use super::writer::{self, Kind, Write};
 use crate::config::traffic_policy::PolicyStatus;
 use crate::config::{ObjectKey, Snapshot};
 use crate::crd::{Condition, TrafficPolicy, TrafficPolicyStatus, CONDITION_ACCEPTED};
-use crate::metrics::{Metrics, ResultLabels};
-
-/// Concurrent status writes.
-const CONCURRENCY: usize = 8;
-/// Delay before retrying failed writes.
-const RETRY: Duration = Duration::from_secs(2);
-/// Coalesces bursts of inputs into one pass.
-const SETTLE: Duration = Duration::from_millis(20);
 
 /// What the watch reports about TrafficPolicy statuses.
-#[derive(Debug)]
-pub enum Observed {
-    Status(ObjectKey, TrafficPolicyStatus),
-    Deleted(ObjectKey),
-}
+pub type Observed = writer::Observed<TrafficPolicyStatus>;
 
 /// The condition one policy should have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,106 +116,34 @@ pub fn plan(
     out
 }
 
-/// Runs until `stop`: keeps TrafficPolicy conditions in line with the
-/// compiles.
-pub async fn run(
-    client: Client,
-    mut observed_rx: mpsc::UnboundedReceiver<Observed>,
-    mut desired_rx: watch::Receiver<Arc<BTreeMap<ObjectKey, Desired>>>,
-    mut leader_rx: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut observed: BTreeMap<ObjectKey, TrafficPolicyStatus> = BTreeMap::new();
-    let mut sent: BTreeMap<ObjectKey, Desired> = BTreeMap::new();
-    let mut retry_at: Option<tokio::time::Instant> = None;
-    let mut dirty = true;
-    loop {
-        let settle = tokio::time::sleep(SETTLE);
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return,
-            Some(o) = observed_rx.recv() => {
-                match o {
-                    Observed::Status(key, status) => {
-                        sent.remove(&key);
-                        observed.insert(key, status);
-                    }
-                    Observed::Deleted(key) => {
-                        sent.remove(&key);
-                        observed.remove(&key);
-                    }
-                }
-                dirty = true;
-                continue;
-            }
-            Ok(()) = desired_rx.changed() => { dirty = true; continue; }
-            Ok(()) = leader_rx.changed() => {
-                // A new term starts from what the watch says.
-                sent.clear();
-                dirty = true;
-                continue;
-            }
-            _ = async {
-                match retry_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            } => { retry_at = None; dirty = true; continue; }
-            _ = settle, if dirty => {}
-        }
-        dirty = false;
-        if !*leader_rx.borrow() {
-            continue;
-        }
-        let desired = desired_rx.borrow().clone();
-        let now = Time(Timestamp::now());
-        let writes = plan(&desired, &observed, &sent, &now);
-        if writes.is_empty() {
-            continue;
-        }
-        let results: Vec<(ObjectKey, Desired, bool)> = stream::iter(writes)
-            .map(|(key, want, conditions)| {
-                let client = client.clone();
-                async move {
-                    let ok = write(client, &key, &conditions).await;
-                    (key, want, ok)
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        for (key, want, ok) in results {
-            let result = if ok { "ok" } else { "error" };
-            metrics
-                .status_updates
-                .get_or_create(&ResultLabels { result })
-                .inc();
-            if ok {
-                sent.insert(key, want);
-            } else {
-                retry_at = Some(tokio::time::Instant::now() + RETRY);
-            }
-        }
-    }
-}
+/// The TrafficPolicy condition [`Kind`].
+pub struct PolicyConditions;
 
-async fn write(client: Client, key: &ObjectKey, conditions: &[Condition]) -> bool {
-    let api = Api::<TrafficPolicy>::namespaced(client, &key.namespace);
-    let patch = serde_json::json!({"status": {"conditions": conditions}});
-    match api
-        .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {
-            tracing::debug!(policy = %key, "TrafficPolicy status updated");
-            true
-        }
-        Err(kube::Error::Api(e)) if e.code == 404 => true, // deleted meanwhile
-        Err(e) => {
-            tracing::warn!(policy = %key, error = %e, "cannot update TrafficPolicy status; retrying");
-            false
-        }
+impl Kind for PolicyConditions {
+    type Status = TrafficPolicyStatus;
+    type Want = Desired;
+    type Resource = TrafficPolicy;
+    const KIND: &'static str = "trafficpolicy";
+
+    async fn changed(&mut self) {
+        std::future::pending::<()>().await
+    }
+
+    fn plan(
+        &mut self,
+        view: &View,
+        observed: &BTreeMap<ObjectKey, TrafficPolicyStatus>,
+        sent: &BTreeMap<ObjectKey, Desired>,
+    ) -> Vec<Write<Desired>> {
+        let now = Time(Timestamp::now());
+        plan(&view.policies, observed, sent, &now)
+            .into_iter()
+            .map(|(key, want, conditions)| Write {
+                key,
+                want,
+                patch: serde_json::json!({"status": {"conditions": conditions}}),
+            })
+            .collect()
     }
 }
 

@@ -1,32 +1,34 @@
-//! The Ingress status writer: copies the controller's public addresses into
-//! `status.loadBalancer.ingress` of every Ingress we serve, and clears
-//! them from Ingresses we stop serving.
+//! The Ingress status writer's rules: copies the controller's public
+//! addresses into `status.loadBalancer.ingress` of every Ingress we serve,
+//! and clears them from Ingresses we stop serving. The loop around them
+//! (view gate, leader, retries, counting) is [`super::writer`].
 //!
 //! Invariants:
-//! - Writes only while this replica is the leader.
-//! - Idempotent and convergent: it compares the status each Ingress has (as
-//!   the watch last reported it) with the one it should have and patches
-//!   only the difference; a write it already made is not repeated until the
-//!   watch reports something else. A failed write is retried after a delay.
+//! - Decides only from a complete view: "not served" means the published
+//!   table, compiled from complete lists, does not serve the Ingress. So an
+//!   Ingress that is served is never blanked, not even on start, restart,
+//!   leader change or re-list.
+//! - Writes only a difference: an Ingress whose status already holds the
+//!   addresses it should (in any order) is not written.
+//! - No addresses, no decision: with neither publish flag, or before the
+//!   publish Service's list completes (or while it was never found), status
+//!   is left alone.
 //! - Clears only addresses this controller published (from the flags or the
 //!   publish Service, past or present), never another controller's.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashSet};
 
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
-use tokio::sync::{mpsc, watch};
 
+use super::view::View;
 use super::watch::LbStatus;
+use super::writer::{self, Kind, Write};
 use crate::config::ObjectKey;
-use crate::metrics::{Metrics, ResultLabels};
 
 /// Where the addresses to publish come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,18 +42,7 @@ pub enum Publish {
 }
 
 /// What the watch reports about Ingress statuses.
-#[derive(Debug)]
-pub enum Observed {
-    Status(ObjectKey, LbStatus),
-    Deleted(ObjectKey),
-}
-
-/// Concurrent status writes.
-const CONCURRENCY: usize = 8;
-/// Delay before retrying failed writes.
-const RETRY: Duration = Duration::from_secs(2);
-/// Coalesces bursts of inputs into one pass.
-const SETTLE: Duration = Duration::from_millis(20);
+pub type Observed = writer::Observed<LbStatus>;
 
 /// `--publish-address` values as status entries: IPs go to `ip`, anything
 /// else to `hostname`.
@@ -90,10 +81,15 @@ fn service_addresses(service: &Service) -> LbStatus {
         .collect()
 }
 
+/// Whether two address lists hold the same entries, in any order.
+fn same_addresses(a: &LbStatus, b: &LbStatus) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+}
+
 /// The patches one pass should make: `(ingress, addresses)`; an empty list
 /// clears. Pure, so the rules are unit-tested.
 pub fn plan(
-    served: &BTreeSet<ObjectKey>,
+    view: &View,
     observed: &BTreeMap<ObjectKey, LbStatus>,
     sent: &BTreeMap<ObjectKey, LbStatus>,
     addresses: &LbStatus,
@@ -101,14 +97,14 @@ pub fn plan(
 ) -> Vec<(ObjectKey, LbStatus)> {
     let mut out = Vec::new();
     for (key, seen) in observed {
-        let desired = if served.contains(key) {
+        let desired = if view.serves(key) {
             addresses.clone()
         } else if !seen.is_empty() && seen.iter().all(|a| published.contains(&Addr::of(a))) {
             Vec::new()
         } else {
             continue;
         };
-        if *seen != desired && sent.get(key) != Some(&desired) {
+        if !same_addresses(seen, &desired) && sent.get(key) != Some(&desired) {
             out.push((key.clone(), desired));
         }
     }
@@ -125,154 +121,127 @@ impl Addr {
     }
 }
 
-/// Runs until `stop`: keeps Ingress statuses in line with what we serve.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    client: Client,
-    publish: Publish,
-    mut observed_rx: mpsc::UnboundedReceiver<Observed>,
-    mut served_rx: watch::Receiver<Arc<Vec<ObjectKey>>>,
-    mut leader_rx: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut observed: BTreeMap<ObjectKey, LbStatus> = BTreeMap::new();
-    let mut sent: BTreeMap<ObjectKey, LbStatus> = BTreeMap::new();
-    let mut published_set: HashSet<Addr> = HashSet::new();
-    let mut addresses: Option<LbStatus> = match &publish {
-        Publish::Nothing => None,
-        Publish::Addresses(a) => Some(addresses(a)),
-        Publish::Service(_) => None,
-    };
-    let mut service_events = match &publish {
-        Publish::Service(key) => {
-            let api = Api::<Service>::namespaced(client.clone(), &key.namespace);
-            let config = watcher::Config::default().fields(&format!("metadata.name={}", key.name));
-            Some(watcher(api, config).default_backoff().boxed())
-        }
-        _ => None,
-    };
-    let mut retry_at: Option<tokio::time::Instant> = None;
-    let mut dirty = true;
-    loop {
-        let settle = tokio::time::sleep(SETTLE);
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => return,
-            Some(o) = observed_rx.recv() => {
-                match o {
-                    Observed::Status(key, status) => {
-                        sent.remove(&key);
-                        observed.insert(key, status);
-                    }
-                    Observed::Deleted(key) => {
-                        sent.remove(&key);
-                        observed.remove(&key);
-                    }
-                }
-                dirty = true;
-                continue;
+/// The Ingress status [`Kind`]: the addresses to publish and the ones
+/// published so far.
+pub struct IngressStatus {
+    /// `None`: nothing to publish (yet); no decision.
+    addresses: Option<LbStatus>,
+    /// Every address this process published (what it may clear).
+    published: HashSet<Addr>,
+    /// The publish Service's watch (`--publish-service`).
+    service: Option<BoxStream<'static, Result<watcher::Event<Service>, watcher::Error>>>,
+    /// The Service's addresses in a list in progress (`Some(None)`: a
+    /// list started and has not seen the Service).
+    listing: Option<Option<LbStatus>>,
+}
+
+impl IngressStatus {
+    pub fn new(client: &Client, publish: &Publish) -> Self {
+        let service = match publish {
+            Publish::Service(key) => {
+                let api = Api::<Service>::namespaced(client.clone(), &key.namespace);
+                let config =
+                    watcher::Config::default().fields(&format!("metadata.name={}", key.name));
+                Some(watcher(api, config).default_backoff().boxed())
             }
-            Ok(()) = served_rx.changed() => { dirty = true; continue; }
-            Ok(()) = leader_rx.changed() => {
-                // A new leader starts from what the watch says, not from
-                // what an earlier term wrote.
-                sent.clear();
-                dirty = true;
-                continue;
-            }
-            Some(event) = async {
-                match service_events.as_mut() {
-                    Some(s) => s.next().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                match event {
-                    Ok(watcher::Event::Apply(svc) | watcher::Event::InitApply(svc)) => {
-                        let a = service_addresses(&svc);
-                        if addresses.as_ref() != Some(&a) {
-                            tracing::info!(addresses = ?a, "publish Service addresses changed");
-                            addresses = Some(a);
-                            dirty = true;
-                        }
-                    }
-                    Ok(watcher::Event::Delete(_)) => {
-                        addresses = Some(Vec::new());
-                        dirty = true;
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "watching the publish Service failed; retrying"),
-                }
-                continue;
-            }
-            _ = async {
-                match retry_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            } => { retry_at = None; dirty = true; continue; }
-            _ = settle, if dirty => {}
-        }
-        dirty = false;
-        let Some(current) = addresses.clone() else {
-            continue;
+            _ => None,
         };
-        if !*leader_rx.borrow() {
-            continue;
+        IngressStatus {
+            addresses: match publish {
+                Publish::Addresses(a) => Some(addresses(a)),
+                Publish::Nothing | Publish::Service(_) => None,
+            },
+            published: HashSet::new(),
+            service,
+            listing: None,
         }
-        published_set.extend(current.iter().map(Addr::of));
-        let served: BTreeSet<ObjectKey> = served_rx.borrow().iter().cloned().collect();
-        let patches = plan(&served, &observed, &sent, &current, &published_set);
-        if patches.is_empty() {
-            continue;
-        }
-        let results: Vec<(ObjectKey, LbStatus, bool)> = stream::iter(patches)
-            .map(|(key, desired)| {
-                let client = client.clone();
-                async move {
-                    let ok = write(client, &key, &desired).await;
-                    (key, desired, ok)
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        for (key, desired, ok) in results {
-            let result = if ok { "ok" } else { "error" };
-            metrics
-                .status_updates
-                .get_or_create(&ResultLabels { result })
-                .inc();
-            if ok {
-                sent.insert(key, desired);
-            } else {
-                retry_at = Some(tokio::time::Instant::now() + RETRY);
+    }
+
+    /// Applies one event of the publish Service's watch; true when the
+    /// addresses changed. A list (initial or re-list) counts only once
+    /// complete.
+    fn apply(&mut self, event: Result<watcher::Event<Service>, watcher::Error>) -> bool {
+        let next = match event {
+            Ok(watcher::Event::Init) => {
+                self.listing = Some(None);
+                return false;
             }
+            Ok(watcher::Event::InitApply(svc)) => {
+                self.listing = Some(Some(service_addresses(&svc)));
+                return false;
+            }
+            Ok(watcher::Event::InitDone) => match self.listing.take().flatten() {
+                Some(a) => Some(a),
+                // Deleted while not watching.
+                None if self.addresses.is_some() => Some(Vec::new()),
+                None => {
+                    tracing::warn!("the publish Service does not exist; Ingress status is left alone until it does");
+                    return false;
+                }
+            },
+            Ok(watcher::Event::Apply(svc)) => Some(service_addresses(&svc)),
+            Ok(watcher::Event::Delete(_)) => Some(Vec::new()),
+            Err(e) => {
+                tracing::warn!(error = %e, "watching the publish Service failed; retrying");
+                return false;
+            }
+        };
+        if self.addresses == next {
+            return false;
         }
+        tracing::info!(addresses = ?next, "publish Service addresses changed");
+        self.addresses = next;
+        true
     }
 }
 
-async fn write(client: Client, key: &ObjectKey, desired: &LbStatus) -> bool {
-    let api = Api::<Ingress>::namespaced(client, &key.namespace);
-    let ingress = if desired.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::to_value(desired).unwrap_or(serde_json::Value::Null)
-    };
-    let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": ingress}}});
-    match api
-        .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {
-            tracing::debug!(ingress = %key, addresses = ?desired, "status updated");
-            true
+impl Kind for IngressStatus {
+    type Status = LbStatus;
+    type Want = LbStatus;
+    type Resource = Ingress;
+    const KIND: &'static str = "ingress";
+
+    async fn changed(&mut self) {
+        loop {
+            let event = match self.service.as_mut() {
+                Some(s) => s.next().await,
+                None => None,
+            };
+            match event {
+                Some(event) => {
+                    if self.apply(event) {
+                        return;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
         }
-        Err(kube::Error::Api(e)) if e.code == 404 => true, // deleted meanwhile
-        Err(e) => {
-            tracing::warn!(ingress = %key, error = %e, "cannot update Ingress status; retrying");
-            false
-        }
+    }
+
+    fn plan(
+        &mut self,
+        view: &View,
+        observed: &BTreeMap<ObjectKey, LbStatus>,
+        sent: &BTreeMap<ObjectKey, LbStatus>,
+    ) -> Vec<Write<LbStatus>> {
+        let Some(current) = self.addresses.as_ref() else {
+            return Vec::new();
+        };
+        self.published.extend(current.iter().map(Addr::of));
+        plan(view, observed, sent, current, &self.published)
+            .into_iter()
+            .filter_map(|(key, want)| {
+                // `null` clears; a list that does not serialize is not
+                // written (it must never turn into a clear).
+                let ingress = if want.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::to_value(&want).ok()?
+                };
+                let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": ingress}}});
+                Some(Write { key, want, patch })
+            })
+            .collect()
     }
 }
 
@@ -289,9 +258,10 @@ mod tests {
 
     #[test]
     fn plan_publishes_clears_and_leaves_others_alone() {
-        let ours: BTreeSet<ObjectKey> = [ObjectKey::new("a", "mine"), ObjectKey::new("a", "done")]
-            .into_iter()
-            .collect();
+        let ours = View {
+            served: vec![ObjectKey::new("a", "done"), ObjectKey::new("a", "mine")],
+            ..View::default()
+        };
         let addrs = vec![ip("10.0.0.1")];
         let published: HashSet<_> = [ip("10.0.0.1"), ip("10.0.0.9")]
             .iter()
@@ -325,5 +295,84 @@ mod tests {
         assert_eq!(a[0].ip.as_deref(), Some("10.1.2.3"));
         assert_eq!(a[1].hostname.as_deref(), Some("lb.example.com"));
         assert_eq!(a[2].ip.as_deref(), Some("::1"));
+    }
+
+    #[test]
+    fn addresses_already_there_in_another_order_are_not_written() {
+        let mine = ObjectKey::new("a", "mine");
+        let view = View {
+            served: vec![mine.clone()],
+            ..View::default()
+        };
+        let addrs = vec![ip("10.0.0.1"), ip("10.0.0.2")];
+        let observed: BTreeMap<_, _> = [(mine, vec![ip("10.0.0.2"), ip("10.0.0.1")])].into();
+        let published: HashSet<_> = addrs.iter().map(Addr::of).collect();
+        assert!(plan(&view, &observed, &BTreeMap::new(), &addrs, &published).is_empty());
+    }
+
+    fn kind_without_client() -> IngressStatus {
+        IngressStatus {
+            addresses: None,
+            published: HashSet::new(),
+            service: None,
+            listing: None,
+        }
+    }
+
+    fn lb_service(address: &str) -> Service {
+        use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+        Service {
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(vec![LoadBalancerIngress {
+                        ip: Some(address.into()),
+                        ..Default::default()
+                    }]),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn publish_service_addresses_count_once_a_list_completes() {
+        let mut kind = kind_without_client();
+        let view = View {
+            served: vec![ObjectKey::new("a", "mine")],
+            ..View::default()
+        };
+        let observed: BTreeMap<_, _> = [(ObjectKey::new("a", "mine"), vec![])].into();
+        assert!(!kind.apply(Ok(watcher::Event::Init)));
+        assert!(!kind.apply(Ok(watcher::Event::InitApply(lb_service("203.0.113.10")))));
+        // Listed, not complete: no addresses, no decision.
+        assert!(kind.plan(&view, &observed, &BTreeMap::new()).is_empty());
+        assert!(kind.apply(Ok(watcher::Event::InitDone)));
+        let writes = kind.plan(&view, &observed, &BTreeMap::new());
+        assert_eq!(writes.len(), 1);
+        assert_eq!(
+            writes[0].patch,
+            serde_json::json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}})
+        );
+        // A re-list that finds the same Service changes nothing; one that
+        // finds none means it was deleted meanwhile.
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(lb_service("203.0.113.10")),
+            watcher::Event::InitDone,
+        ] {
+            assert!(!kind.apply(Ok(event)));
+        }
+        assert!(!kind.apply(Ok(watcher::Event::Init)));
+        assert!(kind.apply(Ok(watcher::Event::InitDone)));
+        assert_eq!(kind.addresses, Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_publish_service_never_found_decides_nothing() {
+        let mut kind = kind_without_client();
+        assert!(!kind.apply(Ok(watcher::Event::Init)));
+        assert!(!kind.apply(Ok(watcher::Event::InitDone)));
+        assert_eq!(kind.addresses, None);
     }
 }

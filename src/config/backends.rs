@@ -464,7 +464,7 @@ impl Builder<'_> {
 }
 
 /// Resolves the current endpoints of an upstream from a snapshot. Used by the
-/// compiler and by the runtime's endpoint-only fast path.
+/// compiler and by the publisher's endpoint-only fast path.
 pub fn resolve_upstream(
     snapshot: &Snapshot,
     key: &UpstreamKey,

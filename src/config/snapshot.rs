@@ -112,7 +112,7 @@ impl Object {
     }
 }
 
-/// What changed between two snapshots, as the runtime needs to know it.
+/// What changed between two snapshots, as the publisher needs to know it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Changes {
     /// Anything but EndpointSlices changed (TrafficPolicies included):

@@ -1,5 +1,5 @@
 //! Kubernetes mode: objects from the API server, watched, fed to the same
-//! compiler and runtime as standalone mode; plus the writers a controller
+//! compiler and publisher as standalone mode; plus the writers a controller
 //! owes the cluster (Ingress status, Events) behind a leader Lease.
 //!
 //! Invariants:
@@ -285,7 +285,7 @@ fn regarding(snapshot: &Snapshot, diagnostics: &[Diagnostic]) -> Vec<events::Reg
 pub async fn run(
     client: Client,
     settings: KubeSettings,
-    runtime: &mut Publisher,
+    publisher: &mut Publisher,
     metrics: Arc<Metrics>,
     mut stop: channel::Receiver<bool>,
 ) {
@@ -385,7 +385,7 @@ pub async fn run(
     let mut last_diagnostics: Vec<Diagnostic> = Vec::new();
     loop {
         let synced = states.iter().all(|s| s.synced);
-        let pending = runtime.pending();
+        let pending = publisher.pending();
         let deadline = if !synced || (committed && pending.is_empty()) {
             None
         } else if !committed || !pending.routes {
@@ -410,8 +410,8 @@ pub async fn run(
                     // complete and compiled.
                     gate.close();
                 }
-                handle(info, state, update.event, runtime, &origin, &sinks, &metrics);
-                if dirty_since.is_none() && !runtime.pending().is_empty() {
+                handle(info, state, update.event, publisher, &origin, &sinks, &metrics);
+                if dirty_since.is_none() && !publisher.pending().is_empty() {
                     dirty_since = Some(Instant::now());
                 }
             }
@@ -421,7 +421,7 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => {
-                let applied = runtime.commit(&[]);
+                let applied = publisher.commit(&[]);
                 if !committed {
                     tracing::info!("initial sync complete; routing table published");
                 }
@@ -430,19 +430,19 @@ pub async fn run(
                 if let Applied::Recompiled { .. } = applied {
                     last_recompile = Some(Instant::now());
                     gate.table_changed();
-                    if runtime.diagnostics() != last_diagnostics.as_slice() {
-                        last_diagnostics = runtime.diagnostics().to_vec();
-                        let _ = diag_tx.send(Arc::new(regarding(runtime.snapshot(), &last_diagnostics)));
+                    if publisher.diagnostics() != last_diagnostics.as_slice() {
+                        last_diagnostics = publisher.diagnostics().to_vec();
+                        let _ = diag_tx.send(Arc::new(regarding(publisher.snapshot(), &last_diagnostics)));
                     }
                 }
             }
         }
         // Complete: the table was compiled from every kind's completed
         // list and no list is in progress.
-        if committed && !runtime.pending().routes && states.iter().all(|s| s.relist.is_none()) {
+        if committed && !publisher.pending().routes && states.iter().all(|s| s.relist.is_none()) {
             gate.open(|| View {
-                served: runtime.served().to_vec(),
-                policies: policy_status::desired(runtime.snapshot(), runtime.policy_status()),
+                served: publisher.served().to_vec(),
+                policies: policy_status::desired(publisher.snapshot(), publisher.policy_status()),
             });
         }
     }
@@ -480,21 +480,21 @@ fn forget(kind: &str, key: ObjectKey, sinks: &StatusSinks) {
 fn replace_all(
     info: &watch::StreamInfo,
     listed: Vec<Object>,
-    runtime: &mut Publisher,
+    publisher: &mut Publisher,
     upsert: impl Fn(Object, &mut Publisher),
     sinks: &StatusSinks,
 ) {
     let keys: HashSet<ObjectKey> = listed.iter().map(Object::key).collect();
     // What the list no longer has was deleted while we were not
     // watching; everything else is replaced by its listed version.
-    for key in runtime.snapshot().keys_of(info.kind) {
-        if info.covers(runtime.snapshot(), &key) && !keys.contains(&key) {
-            runtime.delete(info.kind, &key);
+    for key in publisher.snapshot().keys_of(info.kind) {
+        if info.covers(publisher.snapshot(), &key) && !keys.contains(&key) {
+            publisher.delete(info.kind, &key);
             forget(info.kind, key, sinks);
         }
     }
     for object in listed {
-        upsert(object, runtime);
+        upsert(object, publisher);
     }
 }
 
@@ -502,12 +502,12 @@ fn handle(
     info: &watch::StreamInfo,
     state: &mut StreamState,
     event: Result<watcher::Event<Object>, watcher::Error>,
-    runtime: &mut Publisher,
+    publisher: &mut Publisher,
     origin: &Arc<str>,
     sinks: &StatusSinks,
     metrics: &Metrics,
 ) {
-    let upsert = |mut object: Object, runtime: &mut Publisher| {
+    let upsert = |mut object: Object, publisher: &mut Publisher| {
         match watch::trim(&mut object) {
             Some(watch::Taken::Ingress(status)) => {
                 let _ = sinks.ingresses.send(Observed::Status(object.key(), status));
@@ -519,7 +519,7 @@ fn handle(
             }
             None => {}
         }
-        runtime.upsert(origin.clone(), object);
+        publisher.upsert(origin.clone(), object);
     };
     let event = match event {
         Ok(event) => event,
@@ -532,7 +532,7 @@ fn handle(
             }
             state.absent = true;
             state.relist = None;
-            replace_all(info, Vec::new(), runtime, upsert, sinks);
+            replace_all(info, Vec::new(), publisher, upsert, sinks);
             state.synced = true;
             state.synced_gauge.set(1);
             return;
@@ -554,7 +554,7 @@ fn handle(
         watcher::Event::InitDone => {
             let listed = state.relist.take().unwrap_or_default();
             let count = listed.len();
-            replace_all(info, listed, runtime, upsert, sinks);
+            replace_all(info, listed, publisher, upsert, sinks);
             if !state.synced || state.absent {
                 tracing::info!(
                     kind = info.kind,
@@ -568,14 +568,14 @@ fn handle(
             state.synced = true;
             state.synced_gauge.set(1);
         }
-        watcher::Event::Apply(object) => upsert(object, runtime),
+        watcher::Event::Apply(object) => upsert(object, publisher),
         watcher::Event::Delete(object) => {
             let key = object.key();
             // Two Secret streams (one per type) can see one name: a delete
             // from one must not remove the other's newer object (an Opaque
             // Secret replaced by a TLS Secret of the same name).
-            if info.covers(runtime.snapshot(), &key) {
-                runtime.delete(info.kind, &key);
+            if info.covers(publisher.snapshot(), &key) {
+                publisher.delete(info.kind, &key);
                 forget(info.kind, key, sinks);
             }
         }

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::conn::ActiveRequest;
 use super::forward::pool::{self, Sender};
-use super::listener::ActiveRequest;
 use crate::lb::InFlight;
 use crate::ratelimit::ConnPermit;
 

@@ -1,4 +1,7 @@
-//! Listeners and client connections.
+//! Listeners and client connections: the accept loop, its watchdog and
+//! each connection's task. The context a connection hands its requests
+//! lives in [`super::conn`]; the listener builds it and calls the service,
+//! and nothing below imports the listener.
 //!
 //! Invariants:
 //! - One task per connection; HTTP/1.1 (with upgrades) and h2c prior
@@ -15,11 +18,10 @@
 //!   in-flight requests finish, then the connection closes.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use futures_util::task::AtomicWaker;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -33,9 +35,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio_rustls::TlsAcceptor;
 
+use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;
-use super::headers::ClientInfo;
-use super::{proxy_protocol, ProxyState};
+use super::proxy_protocol;
+use super::shared::ProxyState;
 
 /// Settings of client connections.
 #[derive(Debug, Clone)]
@@ -46,68 +49,6 @@ pub struct ConnSettings {
     /// Every connection starts with a PROXY protocol header (v1 or v2).
     pub proxy_protocol: bool,
 }
-
-/// What a request handler knows about its connection.
-#[derive(Debug)]
-pub struct ConnCtx {
-    pub state: Arc<ProxyState>,
-    pub client: ClientInfo,
-    /// The client end of the connection: the PROXY protocol source address
-    /// with `--proxy-protocol`, else the TCP peer.
-    pub peer: SocketAddr,
-    pub activity: Arc<Activity>,
-}
-
-impl ConnCtx {
-    /// The request's client IP: the peer, or when the peer is a trusted
-    /// proxy, the right-most untrusted X-Forwarded-For entry (see
-    /// [`super::client_ip`]). No allocation; for an untrusted peer, no
-    /// header is read.
-    pub fn client_ip(&self, headers: &http::HeaderMap) -> IpAddr {
-        if !self.client.trusted {
-            return self.client.peer;
-        }
-        super::client_ip::forwarded_client(
-            self.client.peer,
-            &self.state.settings.trusted_proxies,
-            headers,
-        )
-    }
-}
-
-/// Activity of one client connection, read by its watchdog.
-///
-/// The watchdog enforces two timeouts without a timer per request:
-/// - header timeout (slowloris guard): bytes arrived (or the connection is
-///   new) but no request began within `--client-header-timeout`;
-/// - idle timeout: no request in flight and no byte moved for
-///   `--idle-timeout`.
-#[derive(Debug, Default)]
-pub struct Activity {
-    /// Bumped by writes and reads (plain stores from the IO wrapper).
-    io_events: AtomicU64,
-    /// Bumped by reads only.
-    read_events: AtomicU64,
-    /// `read_events` when the last request began or ended: reads beyond it
-    /// with no request active are a request head still arriving.
-    request_mark: AtomicU64,
-    /// Requests begun on this connection.
-    requests: AtomicU64,
-    /// Requests whose response has not finished.
-    active: AtomicU32,
-    /// The client spoke HTTP/2 (heads are framed; no head timeout).
-    http2: AtomicBool,
-    /// Number of the first request head with both Content-Length and
-    /// Transfer-Encoding (0: none); see [`super::framing`].
-    bad_head: AtomicU64,
-    /// What the accept loop asks of this connection: 0 (run), [`GRACEFUL`]
-    /// or [`CLOSE`]; `waker` wakes the connection's task to act on it.
-    control: AtomicU8,
-    waker: AtomicWaker,
-}
-
-const GRACEFUL: u8 = 1;
-const CLOSE: u8 = 2;
 
 /// The accept loop's view of one connection, for its timeouts.
 struct Watched {
@@ -150,60 +91,6 @@ impl Watched {
             self.last_events = events;
             self.idle_for = Duration::ZERO;
         }
-    }
-}
-
-/// One request in progress on a connection; dropping it ends it.
-#[derive(Debug)]
-pub struct ActiveRequest {
-    activity: Arc<Activity>,
-    /// 1-based number of this request on its connection.
-    seq: u64,
-}
-
-impl ActiveRequest {
-    /// Whether this request's head carried both Content-Length and
-    /// Transfer-Encoding.
-    pub fn has_bad_framing(&self) -> bool {
-        self.activity.bad_head.load(Ordering::Relaxed) == self.seq
-    }
-}
-
-impl Drop for ActiveRequest {
-    fn drop(&mut self) {
-        let a = &self.activity;
-        a.request_mark
-            .store(a.read_events.load(Ordering::Relaxed), Ordering::Relaxed);
-        a.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Activity {
-    pub fn begin(self: &Arc<Self>) -> ActiveRequest {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        let seq = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        let reads = self.read_events.load(Ordering::Relaxed);
-        self.request_mark.store(reads, Ordering::Relaxed);
-        ActiveRequest {
-            activity: self.clone(),
-            seq,
-        }
-    }
-
-    fn signal(&self, what: u8) {
-        if self.control.fetch_max(what, Ordering::AcqRel) < what {
-            self.waker.wake();
-        }
-    }
-
-    /// Whether the connection is waiting for a request head it has begun
-    /// to receive (or, when new, for any request at all).
-    fn head_pending(&self) -> bool {
-        !self.http2.load(Ordering::Relaxed)
-            && self.active.load(Ordering::Relaxed) == 0
-            && (self.requests.load(Ordering::Relaxed) == 0
-                || self.read_events.load(Ordering::Relaxed)
-                    != self.request_mark.load(Ordering::Relaxed))
     }
 }
 

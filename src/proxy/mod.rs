@@ -1,8 +1,8 @@
 //! The data plane. A request goes down one way, each step in its own
 //! module, and no step calls back into one above it:
 //!
-//! 1. [`listener`]: accept, PROXY header, TLS handshake, the connection's
-//!    context ([`listener::ConnCtx`]);
+//! 1. [`listener`]: accept, PROXY header, TLS handshake; builds the
+//!    connection's context ([`conn::ConnCtx`]);
 //! 2. [`service`]: one request: framing check, Host, route lookup in the
 //!    loaded table, HTTPS redirect, misdirected-request guard;
 //! 3. [`policy`]: a route's phases in order (plain routes skip it);
@@ -10,14 +10,17 @@
 //!    timeouts;
 //! 5. [`response`]: metrics, access log, HSTS, in-flight accounting.
 //!
-//! Beside them: [`body`], [`upload`] (the bodies), [`error`] (error →
-//! status), [`headers`], [`client_ip`], [`framing`], [`proxy_protocol`],
-//! [`shared`] (what every connection shares).
+//! Beside them: [`conn`] (the connection context every step reads, defined
+//! below the listener so no step names the listener), [`body`], [`upload`]
+//! (the bodies), [`error`] (error → status), [`headers`], [`client_ip`],
+//! [`framing`], [`proxy_protocol`], [`shared`] (what every connection
+//! shares).
 //!
 //! Invariant: this file only wires modules.
 
 pub mod body;
 pub mod client_ip;
+pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod framing;

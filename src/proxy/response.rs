@@ -13,9 +13,9 @@ use http::{HeaderValue, Response, StatusCode, Uri};
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
+use super::conn::{ActiveRequest, ConnCtx};
 use super::error::ProxyError;
-use super::listener::{ActiveRequest, ConnCtx};
-use super::ProxyState;
+use super::shared::ProxyState;
 use crate::lb::Endpoint;
 
 /// An error answered before or instead of routing, counted as unrouted.

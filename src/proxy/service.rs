@@ -22,9 +22,9 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::ProxyBody;
+use super::conn::ConnCtx;
 use super::error::ProxyError;
 use super::forward::{self, Backend, Plan};
-use super::listener::ConnCtx;
 use super::{headers, policy, response};
 use crate::state::Published;
 use crate::table::{host, path};

@@ -18,8 +18,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
+use super::plan::{Backend, Pick, Plan, MAX_ENDPOINT_ATTEMPTS};
 use super::pool::{self, Sender};
-use super::{Backend, Pick, Plan, MAX_ENDPOINT_ATTEMPTS};
 use crate::hop_by_hop;
 use crate::lb::{Endpoint, InFlight};
 use crate::proxy::body::{Checkin, ProxyBody};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use http::header::HOST;
 use http::{Request, Response, Uri, Version};
 
-use super::{Backend, Pick, Plan, MAX_ENDPOINT_ATTEMPTS};
+use super::plan::{Backend, Pick, Plan, MAX_ENDPOINT_ATTEMPTS};
 use crate::hop_by_hop;
 use crate::lb::Endpoint;
 use crate::proxy::body::ProxyBody;

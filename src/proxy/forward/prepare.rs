@@ -17,11 +17,11 @@ use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Uri, Version};
 use hyper::body::Incoming;
 
-use super::Plan;
+use super::plan::Plan;
 use crate::hop_by_hop;
+use crate::proxy::conn::ConnCtx;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
-use crate::proxy::listener::ConnCtx;
 use crate::proxy::upload::{Upload, UploadBody};
 
 /// A request rewritten for its upstream, not yet sent.

@@ -7,7 +7,7 @@
 use http::Request;
 use hyper::body::Incoming;
 
-use super::{Cx, Flow, RequestStep};
+use super::exchange::{Cx, Flow, RequestStep};
 use crate::proxy::error::ProxyError;
 use crate::table::policy::AccessList;
 

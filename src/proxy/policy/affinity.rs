@@ -15,11 +15,11 @@ use http::header::{self, HeaderMap, HeaderValue, COOKIE};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::{Cx, Flow, RequestStep, ResponseStep};
+use super::exchange::{Cx, Flow, RequestStep, ResponseStep};
 use crate::lb::{stable_hash, Endpoint, StableHasher};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::Pick;
+use crate::proxy::forward::plan::Pick;
 use crate::table::policy::{Affinity, AffinityMode, HashKey, HashPart};
 
 impl RequestStep for Affinity {

@@ -13,14 +13,14 @@ use http::header::{self, HeaderMap};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::{fixed, Cx, Flow, RequestStep, UpstreamStep};
+use super::exchange::{fixed, Cx, Flow, RequestStep, UpstreamStep};
 use crate::auth::external::client::Decision;
 use crate::auth::external::ExternalAuth;
 use crate::auth::htpasswd::CachedCheck;
 use crate::auth::template::RequestVars;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::Prepared;
+use crate::proxy::forward::prepare::Prepared;
 use crate::proxy::upload::UploadBody;
 use crate::table::policy::BasicAuth;
 

@@ -8,9 +8,9 @@ use http::{HeaderMap, Request};
 use hyper::body::Incoming;
 
 use super::affinity::cookie;
-use super::{Cx, Flow, RequestStep};
+use super::exchange::{Cx, Flow, RequestStep};
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::Backend;
+use crate::proxy::forward::plan::Backend;
 use crate::table::phases::Fallback;
 use crate::table::policy::{Canary, CanaryMatch};
 

@@ -12,7 +12,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{fixed, Cx, Flow, RequestStep, ResponseStep};
+use super::exchange::{fixed, Cx, Flow, RequestStep, ResponseStep};
 use crate::lb::Endpoint;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;

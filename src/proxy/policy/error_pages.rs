@@ -11,11 +11,12 @@ use http::header::{HeaderName, HeaderValue};
 use http::{header, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
-use super::{Cx, Flow, RequestStep, ResponseStep};
+use super::exchange::{Cx, ErrorPageInfo, Flow, RequestStep, ResponseStep};
 use crate::lb::Endpoint;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::{h1, Backend, Pick, Plan};
+use crate::proxy::forward::h1;
+use crate::proxy::forward::plan::{Backend, Pick, Plan};
 use crate::proxy::headers::X_REQUEST_ID;
 use crate::proxy::upload::UploadBody;
 use crate::table::phases::KeepForErrorPage;
@@ -65,13 +66,6 @@ impl ResponseStep for CustomErrors {
             *response = page;
         }
     }
-}
-
-/// What the custom error page request needs of the original request.
-pub(super) struct ErrorPageInfo {
-    uri: Uri,
-    accept: Option<HeaderValue>,
-    request_id: Option<HeaderValue>,
 }
 
 /// Asks the default backend for the page of `status`, with ingress-nginx's

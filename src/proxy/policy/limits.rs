@@ -5,7 +5,7 @@
 //! - The live limiters are the published ones of the route (shared by the
 //!   routes of one Ingress, kept across reloads); checking one takes no
 //!   lock.
-//! - A connection permit is held by the request ([`super::Cx`]) and then
+//! - A connection permit is held by the request ([`super::exchange::Cx`]) and then
 //!   by the response body until it ends; a refused request holds none.
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{Cx, Flow, RequestStep, ResponseStep};
+use super::exchange::{Cx, Flow, RequestStep, ResponseStep};
 use crate::lb::Endpoint;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;

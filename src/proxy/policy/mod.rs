@@ -11,7 +11,7 @@
 //! - Every phase that can refuse runs before anything is sent upstream, and
 //!   a phase that cannot decide refuses (fail closed); a route whose phase
 //!   list is missing is refused (500), never served without its policy.
-//! - Values phases share live in one per-request [`Cx`]; no phase boxes a
+//! - Values phases share live in one per-request [`exchange::Cx`]; no phase boxes a
 //!   future or takes a lock (limiters are lock-free, the policy immutable).
 //! - Calls only downwards: into [`super::forward`], never into the service.
 
@@ -21,88 +21,34 @@ mod auth;
 mod canary;
 mod cors;
 mod error_pages;
+mod exchange;
 mod headers;
 mod limits;
 mod redirect;
 mod rewrite;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::body::ProxyBody;
+use super::conn::ConnCtx;
 use super::error::ProxyError;
-use super::forward::{self, Backend, Plan, Prepared};
-use super::listener::ConnCtx;
+use super::forward;
+use super::forward::plan::{Backend, Plan};
+use super::forward::prepare::Prepared;
 use crate::lb::Endpoint;
-use crate::ratelimit::ConnPermit;
 use crate::state::Published;
 use crate::table::phases::{RequestPhase, ResponsePhase, UpstreamPhase};
-use crate::table::policy::Canary;
-use crate::table::{Route, RouteId, UpstreamId};
+use crate::table::{Route, RouteId};
 pub use affinity::cookie;
-use error_pages::ErrorPageInfo;
+use exchange::{Cx, Flow, RequestStep, ResponseStep, UpstreamStep};
 
 /// What served a routed request.
 pub struct Served {
     pub response: Response<ProxyBody>,
     pub endpoint: Option<Arc<Endpoint>>,
-}
-
-/// What a request phase decided.
-// Returned and matched at once, never stored: boxing the answer would only
-// add an allocation per answered request.
-#[allow(clippy::large_enum_variant)]
-enum Flow {
-    Continue,
-    /// Answer the client with this instead of forwarding.
-    Answer(Response<ProxyBody>),
-}
-
-/// The values of one request that phases share.
-struct Cx<'a> {
-    conn: &'a ConnCtx,
-    published: &'a Published,
-    route_id: RouteId,
-    route: &'a Route,
-    /// The client IP limits, access lists and hashing apply to.
-    client: IpAddr,
-    /// The request's `Origin` (CORS routes only).
-    origin: Option<HeaderValue>,
-    /// The upstream chosen so far (the route's, the canary's, a fallback).
-    upstream: UpstreamId,
-    /// The canary that took the request, if one did.
-    canary: Option<&'a Canary>,
-    /// How the request is forwarded; phases set its first-endpoint choice.
-    plan: Plan<'a>,
-    /// A new balanced-affinity key, set as the cookie on the response.
-    new_cookie: Option<String>,
-    /// The connection-limit slot, held until the response ends.
-    permit: Option<ConnPermit>,
-    /// Kept for a custom error page request.
-    error_page: Option<ErrorPageInfo>,
-}
-
-/// A phase on the request as the client sent it.
-trait RequestStep {
-    async fn run<'a>(
-        &'a self,
-        cx: &mut Cx<'a>,
-        req: &mut Request<Incoming>,
-    ) -> Result<Flow, ProxyError>;
-}
-
-/// A phase on the request rewritten for the upstream.
-trait UpstreamStep {
-    async fn run(&self, cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError>;
-}
-
-/// A phase on the upstream's response.
-trait ResponseStep {
-    async fn run(&self, cx: &mut Cx<'_>, response: &mut Response<ProxyBody>, endpoint: &Endpoint);
 }
 
 /// Serves a request on a route with a policy: request phases, the request
@@ -205,16 +151,4 @@ fn answered(response: Response<ProxyBody>) -> Served {
         response,
         endpoint: None,
     }
-}
-
-/// An empty answer with `status` (and `Location`).
-fn fixed(status: StatusCode, location: Option<&HeaderValue>) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::empty());
-    *response.status_mut() = status;
-    if let Some(location) = location {
-        response
-            .headers_mut()
-            .insert(header::LOCATION, location.clone());
-    }
-    response
 }

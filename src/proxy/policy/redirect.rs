@@ -7,7 +7,7 @@
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::{fixed, Cx, Flow, RequestStep};
+use super::exchange::{fixed, Cx, Flow, RequestStep};
 use crate::proxy::error::ProxyError;
 use crate::table::phases::AppRoot;
 use crate::table::policy::Redirect;

@@ -9,9 +9,9 @@
 
 use http::{Request, Uri};
 
-use super::{Cx, Flow, UpstreamStep};
+use super::exchange::{Cx, Flow, UpstreamStep};
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::Prepared;
+use crate::proxy::forward::prepare::Prepared;
 use crate::table::path;
 use crate::table::policy::Rewrite;
 

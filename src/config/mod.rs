@@ -1,5 +1,6 @@
 //! The compiler: a pure function from a [`Snapshot`] of Kubernetes objects to
-//! a [`RoutingTable`], the upstreams it routes to, and diagnostics.
+//! a [`RoutingTable`](crate::table::RoutingTable), the upstreams it routes
+//! to, and diagnostics.
 //!
 //! [`compile`] runs the steps in order, one file each:
 //! - `select`: which Ingresses are ours, oldest first, and which version of

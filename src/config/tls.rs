@@ -1,6 +1,6 @@
 //! `spec.tls` → certificates per host (the compile step `Builder::add_tls`),
 //! each TLS Secret parsed once per compile (parsing itself is in
-//! [`super::certificate`], re-exported here).
+//! `certificate`, re-exported here).
 //!
 //! Invariants:
 //! - Pure: the current time comes in as an argument (for the expiry

@@ -21,7 +21,7 @@
 //!   (`config::problem`: field and reason) until they become
 //!   [`config::Diagnostic`]s in one place.
 //! - [`crd`]: the `TrafficPolicy` custom resource: its types (`crd::types`),
-//!   the CRD generated from them (`crd::schema`, `tollgate crd`), and
+//!   the CRD generated from them (`crd::manifest`, `tollgate crd`), and
 //!   `crd::validate` (`crd::validation`), which re-checks everything the CRD
 //!   schema checks (standalone mode has no API server).
 //! - [`publisher`]: turns compiled output into the published state and

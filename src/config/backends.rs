@@ -17,8 +17,13 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
+use super::annotations::parser::annotation;
+use super::builder::Builder;
+use super::certificate::parse_ca;
+use super::compiled::Resolved;
+use super::diagnostic::Severity;
 use super::problem::{Field, Problem, Reason, Subject};
-use super::{annotation, tls, Builder, ObjectKey, Severity, Snapshot};
+use super::snapshot::{ObjectKey, Snapshot};
 use crate::table::upstream::{
     BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
     UpstreamSpec,
@@ -40,14 +45,6 @@ pub const BACKEND_TLS_NAME_ANNOTATION: &str = "tollgate.dev/backend-tls-name";
 pub const NGINX_PROXY_SSL_SECRET: &str = "nginx.ingress.kubernetes.io/proxy-ssl-secret";
 pub const NGINX_PROXY_SSL_VERIFY: &str = "nginx.ingress.kubernetes.io/proxy-ssl-verify";
 pub const NGINX_PROXY_SSL_NAME: &str = "nginx.ingress.kubernetes.io/proxy-ssl-name";
-
-/// One memoized endpoint resolution and the objects it came from.
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    service: Arc<k8s_openapi::api::core::v1::Service>,
-    slices: Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>>,
-    endpoints: Vec<EndpointAddr>,
-}
 
 /// How an Ingress's backends are spoken to.
 pub(super) struct BackendPolicy {
@@ -274,7 +271,7 @@ impl Builder<'_> {
         }
         let parsed = match self.snapshot.secrets.get(ca) {
             None => Err(Reason::CaSecretNotFound(ca.clone())),
-            Some(e) => tls::parse_ca(&e.object).map_err(Reason::UnusableCa),
+            Some(e) => parse_ca(&e.object).map_err(Reason::UnusableCa),
         };
         let anchors = match parsed {
             Ok(roots) => TrustAnchors::Roots(Arc::new(roots)),

@@ -9,9 +9,11 @@
 //! - A canary brings its own upstream (its backend protocol and backend
 //!   TLS apply); the route's policy stays the main Ingress's.
 
+use super::backends::port_ref;
+use super::builder::Builder;
 use super::problem::{Field, PathPart, Problem};
+use super::routes::path_type_of;
 use super::select::Served;
-use super::{backends::port_ref, routes::path_type_of, Builder};
 use crate::table::policy::Canary;
 
 impl Builder<'_> {

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use super::builder::Builder;
 use super::problem::{shown_host, Field, Problem, Reason};
-use super::{Builder, ObjectKey};
+use super::snapshot::ObjectKey;
 use crate::table::{Insert, PathType, RouteId};
 
 /// One path of an Ingress asking for its place in a host's table.

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::annotations::LimitStatuses;
+use super::annotations::parser::LimitStatuses;
 use crate::crd::{self, TrafficPolicySpec};
 use crate::table::policy::{
     AccessList, Affinity, AffinityMode, ConnLimit, Cors, CorsOrigins, HashKey, HashPart, RateLimit,

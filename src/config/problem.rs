@@ -293,10 +293,10 @@ impl Problem {
     }
 }
 
-impl From<super::annotations::Problem> for Problem {
+impl From<super::annotations::parser::Problem> for Problem {
     /// The annotation parser's problem, with its field and reason as it
     /// gave them (whether it rejects is the caller's business).
-    fn from(p: super::annotations::Problem) -> Self {
+    fn from(p: super::annotations::parser::Problem) -> Self {
         Problem::new(Field::Reported(p.field), Reason::Annotation(p.reason))
     }
 }

@@ -21,9 +21,10 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::annotations::{Annotations, BasicAuthSpec};
 use super::backends::{has_lb_annotation, BackendPolicy};
+use super::builder::Builder;
 use super::overlay;
 use super::problem::{Field, Problem, Reason};
-use super::{Builder, ObjectKey, Snapshot};
+use super::snapshot::{ObjectKey, Snapshot};
 use crate::auth::htpasswd::Htpasswd;
 use crate::table::policy::{BasicAuth, CustomErrors, RoutePolicy};
 use crate::table::upstream::LbAlgorithm;

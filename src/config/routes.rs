@@ -15,10 +15,13 @@
 
 use std::sync::Arc;
 
+use super::annotations::parser::annotation;
+use super::backends::port_ref;
+use super::builder::Builder;
 use super::conflicts::Claim;
 use super::problem::{Field, PathPart};
 use super::select::Served;
-use super::{annotation, backends::port_ref, validate, Builder};
+use super::validate;
 use crate::table::policy::{AffinityMode, Rewrite, RoutePolicy};
 use crate::table::upstream::LbAlgorithm;
 use crate::table::{PathType, Route};

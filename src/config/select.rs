@@ -17,11 +17,13 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
+use super::annotations::parser::annotation;
 use super::annotations::{self, Annotations};
+use super::builder::Builder;
+use super::options::CompileOptions;
 use super::problem::{Field, PathPart, Problem, Reason};
-use super::{
-    annotation, route_policy, validate, Builder, CompileOptions, Entry, ObjectKey, Snapshot,
-};
+use super::snapshot::{Entry, ObjectKey, Snapshot};
+use super::{route_policy, validate};
 
 /// An Ingress chosen to be served, with its parsed annotations.
 pub(super) struct Served<'a> {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use super::*;
 use crate::provider::files::parse_manifests;
+use crate::table::upstream::PortRef;
 
 // ---------------------------------------------------------------- helpers
 

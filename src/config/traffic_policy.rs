@@ -20,8 +20,12 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::compiled::Compiled;
+use super::diagnostic::{Diagnostic, Severity};
 use super::problem::{Field, Problem, Reason, Subject};
-use super::{Compiled, Diagnostic, Entry, ObjectKey, Severity, Snapshot};
+use super::snapshot::{Entry, ObjectKey, Snapshot};
+
+pub use super::compiled::PolicyStatus;
 use crate::crd::{self, TrafficPolicy};
 
 /// Reasons of the `Accepted` condition.
@@ -32,15 +36,6 @@ pub const CONFLICTED: &str = "Conflicted";
 
 /// Problems listed in one status message; the rest are counted.
 const MAX_LISTED_PROBLEMS: usize = 10;
-
-/// What a policy's `Accepted` condition should say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyStatus {
-    pub accepted: bool,
-    /// [`ACCEPTED`], [`INVALID`], [`TARGET_NOT_FOUND`] or [`CONFLICTED`].
-    pub reason: &'static str,
-    pub message: String,
-}
 
 /// The last valid version of each policy (from the previous compile).
 pub type Fallback = BTreeMap<ObjectKey, Arc<TrafficPolicy>>;

@@ -7,7 +7,7 @@
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
-use super::annotation;
+use super::annotations::parser::annotation;
 use super::problem::{Field, PathPart, Problem, Reason};
 
 /// Structural problems that reject an Ingress.

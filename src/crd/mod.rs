@@ -2,10 +2,12 @@
 //! types ([`types`]), the OpenAPI schema generated from them ([`schema`]:
 //! `tollgate crd`, committed as `crds/trafficpolicy.yaml`), and [`validate`]
 //! ([`validation`]), which re-checks in Rust everything that schema checks.
-//! This file holds the constants all three share.
+//! The rules all three share are constants in [`rules`]; the string parsers
+//! they share are in [`parse`]; the generated CRD is [`manifest`]. This file
+//! only declares the modules and re-exports their public items.
 //!
 //! Invariants:
-//! - One source of truth per rule: every pattern is a constant here, used
+//! - One source of truth per rule: every pattern is a constant in [`rules`], used
 //!   both in the schema and by [`validate`]; every bound, enum and CEL rule
 //!   of the schema has its twin in [`validate`] (the tests compare them).
 //!   The API server enforces the schema in a cluster; standalone mode has no
@@ -20,93 +22,26 @@
 //!   return a value for every field that is set.
 //! - Pure: no IO, no clock.
 
+pub mod manifest;
+pub mod parse;
+pub mod rules;
 pub mod schema;
 pub mod types;
 pub mod validation;
 
-use std::sync::LazyLock;
-
-pub use schema::{crd_yaml, REGENERATE};
+pub use manifest::{crd_yaml, REGENERATE};
+pub use parse::{parse_cidr, parse_duration};
+pub use rules::*;
 pub use types::*;
-pub use validation::{parse_cidr, parse_duration, validate};
+pub use validation::validate;
 
 #[cfg(test)]
 use {
     ipnet::IpNet,
+    parse::{matches, CIDR_RE, COOKIE_PATH_RE, DURATION_RE, NAME_RE, ORIGIN_RE, TOKEN_RE},
     std::net::IpAddr,
     std::time::Duration,
-    validation::{matches, CIDR_RE, COOKIE_PATH_RE, DURATION_RE, NAME_RE, ORIGIN_RE, TOKEN_RE},
 };
-
-/// `apiVersion` of the resource.
-pub const API_VERSION: &str = "tollgate.dev/v1alpha1";
-/// `kind` of the resource.
-pub const KIND: &str = "TrafficPolicy";
-/// The only `targetRefs[].group` accepted.
-pub const TARGET_GROUP: &str = "networking.k8s.io";
-/// The only `targetRefs[].kind` accepted.
-pub const TARGET_KIND: &str = "Ingress";
-/// Most `targetRefs` a policy may have.
-pub const MAX_TARGET_REFS: usize = 16;
-/// `sessionAffinity.cookieName` when unset: ingress-nginx's default, so
-/// sessions survive a migration from it.
-pub const DEFAULT_COOKIE_NAME: &str = "INGRESSCOOKIE";
-/// The condition type the status writer owns.
-pub const CONDITION_ACCEPTED: &str = "Accepted";
-
-/// Load-balancing algorithms (`loadBalancer.algorithm`).
-pub const ALGORITHMS: [&str; 3] = ["round-robin", "p2c-ewma", "consistent-hash"];
-/// Session affinity modes (`sessionAffinity.mode`).
-pub const AFFINITY_MODES: [&str; 2] = ["balanced", "persistent"];
-/// Retry conditions (`retries.retryOn[]`).
-pub const RETRY_ON: [&str; 3] = ["connect-failure", "5xx", "timeout"];
-/// Most retry attempts (`retries.attempts`).
-pub const MAX_RETRY_ATTEMPTS: i64 = 10;
-/// Upper bound of the rate limit integers (they become `u32`).
-pub const MAX_RATE: i64 = u32::MAX as i64;
-/// Longest duration string.
-pub const MAX_DURATION_LEN: usize = 32;
-
-/// A duration: decimal numbers with a unit, concatenated (`1h30m`, `1.5s`,
-/// `250ms`); a subset of Go's `time.ParseDuration` that CEL's `duration()`
-/// also reads.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
-/// An HTTP token (RFC 9110): header names, cookie names, methods.
-pub const TOKEN_PATTERN: &str = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
-/// An object name (DNS-1123 subdomain).
-pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-/// A cookie `Path`: absolute, printable ASCII without space or `;`.
-pub const COOKIE_PATH_PATTERN: &str = r"^/[!-:<-~]*$";
-/// A CORS origin: `*`, or `http(s)://host[:port]` where host may start
-/// with `*.` or be a bracketed IPv6 literal.
-pub const ORIGIN_PATTERN: &str =
-    r"^(\*|https?://((\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?)$";
-
-const V4: &str = r"((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
-const H: &str = "[0-9A-Fa-f]{1,4}";
-
-/// An IPv4 or IPv6 address, optionally with a `/prefix` (CIDR). Written
-/// for RE2 (the API server), ECMA/Python (tooling) and Rust alike: no
-/// look-around, no back-references.
-pub static CIDR_PATTERN: LazyLock<String> = LazyLock::new(|| {
-    let v6 = [
-        format!("({H}:){{7}}{H}"),
-        format!("({H}:){{1,7}}:"),
-        format!("({H}:){{1,6}}:{H}"),
-        format!("({H}:){{1,5}}(:{H}){{1,2}}"),
-        format!("({H}:){{1,4}}(:{H}){{1,3}}"),
-        format!("({H}:){{1,3}}(:{H}){{1,4}}"),
-        format!("({H}:){{1,2}}(:{H}){{1,5}}"),
-        format!("{H}:(:{H}){{1,6}}"),
-        format!(":((:{H}){{1,7}}|:)"),
-        // IPv4-embedded forms: full, compressed, and `::ffff:a.b.c.d`.
-        format!("({H}:){{6}}{V4}"),
-        format!("({H}:){{1,5}}:({H}:){{0,4}}{V4}"),
-        format!("::({H}:){{0,5}}{V4}"),
-    ]
-    .join("|");
-    format!(r"^(({V4})(/(3[0-2]|[12]?[0-9]))?|({v6})(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$")
-});
 
 #[cfg(test)]
 mod tests;

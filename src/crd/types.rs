@@ -15,18 +15,16 @@ use std::time::Duration;
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
-use schemars::JsonSchema;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
-use super::schema::{
-    cidr_list_schema, date_time_schema, duration_schema, retry_on_schema, target_refs_schema,
-};
-use super::validation::{parse_cidr, parse_duration};
-use super::{
+use super::parse::{parse_cidr, parse_duration};
+use super::rules::{
     AFFINITY_MODES, ALGORITHMS, CONDITION_ACCEPTED, COOKIE_PATH_PATTERN, DEFAULT_COOKIE_NAME,
-    MAX_RATE, MAX_RETRY_ATTEMPTS, NAME_PATTERN, ORIGIN_PATTERN, TARGET_GROUP, TARGET_KIND,
-    TOKEN_PATTERN,
+    MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, NAME_PATTERN, ORIGIN_PATTERN, TARGET_GROUP,
+    TARGET_KIND, TOKEN_PATTERN,
 };
+use super::schema::{cidr_list_schema, date_time_schema, duration_schema, retry_on_schema};
 
 /// Traffic settings for the Ingresses it targets (in its own namespace):
 /// rate limits, load balancing, session affinity, timeouts, retries, CORS,
@@ -107,6 +105,21 @@ pub struct TargetRef {
     /// The Ingress's name.
     #[schemars(length(min = 1, max = 253), regex(pattern = NAME_PATTERN))]
     pub name: String,
+}
+
+/// The schema of `targetRefs`: a map-keyed list, so the API server merges
+/// and compares it by (group, kind, name).
+fn target_refs_schema(generator: &mut SchemaGenerator) -> Schema {
+    let item = generator.subschema_for::<TargetRef>();
+    json_schema!({
+        "type": "array",
+        "items": item,
+        "minItems": 1,
+        "maxItems": MAX_TARGET_REFS,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["group", "kind", "name"],
+        "description": "The Ingresses (in the policy's namespace) this policy applies to. When several policies target one Ingress, the oldest applies."
+    })
 }
 
 /// Local rate limits, per client address.

@@ -14,8 +14,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::RateLimiter;
 
+use super::spec::RateSpec;
 use super::store::ClientStateStore;
-use super::RateSpec;
 
 /// Requests per client IP: `spec.requests` per `spec.per`, up to
 /// `spec.burst` at once. One per Ingress that has a rate limit; shared by

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::{Parser, NGINX};
+use super::parser::{Parser, NGINX};
 use crate::auth::external::{ExternalAuth, DEFAULT_TIMEOUT};
 
 /// Basic authentication as asked: where the users are.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
-use super::{Parser, NGINX};
+use super::parser::{Parser, NGINX};
 use crate::table::policy::{Cors, CorsOrigins};
 
 impl Parser<'_> {

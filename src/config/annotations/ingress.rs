@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
-use super::{Parser, NGINX};
+use super::parser::{Parser, NGINX};
 use crate::table::policy::{CanaryHeader, CanaryMatch};
 
 /// A canary Ingress's settings.

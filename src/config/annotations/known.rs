@@ -8,7 +8,7 @@
 //! - Anything ending in `-snippet` or starting with `lua-resty-waf` is
 //!   refused, listed or not: configuration is never injected.
 
-use super::{Parser, Problem, NGINX};
+use super::parser::{Parser, Problem, NGINX};
 
 /// How tollgate treats an ingress-nginx annotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

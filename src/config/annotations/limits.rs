@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use super::parser::{LimitStatuses, Parser, NGINX, TOLLGATE};
 use super::values::parse_cidrs;
-use super::{LimitStatuses, Parser, NGINX, TOLLGATE};
 use crate::table::policy::{AccessList, ConnLimit, RateLimit, RoutePolicy};
 
 impl Parser<'_> {

@@ -8,7 +8,9 @@
 //! (access lists, rate and connection limits), `redirect`, `upstream`
 //! (body size, timeouts, retries, affinity, hashing), `cors`, `auth`,
 //! `ingress` (aliases, error codes, canary) and [`values`] (the value
-//! parsers).
+//! parsers); `parser` holds what they share (the prefixes, the `Parser`
+//! they extend, its [`Problem`]). This file only declares them, re-exports,
+//! and runs them in order ([`parse`]).
 //!
 //! Invariants:
 //! - Pure: strings in, typed values and problems out. Never panics.
@@ -31,57 +33,26 @@ mod cors;
 mod ingress;
 pub mod known;
 mod limits;
+pub(super) mod parser;
 mod redirect;
 mod upstream;
 pub mod values;
 
 use std::collections::BTreeMap;
 
-use http::{HeaderValue, StatusCode};
+use http::HeaderValue;
 
 use crate::table::policy::{BasicAuth, RoutePolicy, Timeouts};
 
 pub use auth::BasicAuthSpec;
 pub use ingress::CanarySpec;
 pub use known::{support, Support, KNOWN};
+use parser::Parser;
+pub use parser::{LimitStatuses, Problem, NGINX, TOLLGATE};
 pub use values::{parse_cidrs, parse_hash_key, parse_size, valid_cookie_name};
 
 #[cfg(test)]
 use {crate::table::policy::HashPart, std::time::Duration};
-
-/// ingress-nginx's annotation prefix.
-pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
-/// tollgate's own prefix.
-pub const TOLLGATE: &str = "tollgate.dev/";
-
-/// One problem with an annotation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// `metadata.annotations[NAME]`.
-    pub field: String,
-    pub reason: String,
-    /// Rejects the Ingress (fail closed) rather than warning.
-    pub reject: bool,
-}
-
-/// Settings of the annotation parser that come from flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitStatuses {
-    /// Rejection status of `tollgate.dev/limit-*` (default 429).
-    pub tollgate: StatusCode,
-    /// Rejection status of `nginx.ingress.kubernetes.io/limit-*` (default
-    /// 503, ingress-nginx's `limit-req-status-code`).
-    pub nginx: StatusCode,
-}
-
-impl Default for LimitStatuses {
-    fn default() -> Self {
-        Self {
-            tollgate: StatusCode::TOO_MANY_REQUESTS,
-            nginx: StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
 
 /// Everything the annotations of one Ingress ask for.
 #[derive(Debug, Clone, Default)]
@@ -163,69 +134,6 @@ pub fn parse(
         canary: p.canary(),
     };
     (out, p.problems)
-}
-
-struct Parser<'a> {
-    map: Option<&'a BTreeMap<String, String>>,
-    problems: Vec<Problem>,
-}
-
-fn field(name: &str) -> String {
-    format!("metadata.annotations[{name}]")
-}
-
-impl<'a> Parser<'a> {
-    fn get(&self, name: &str) -> Option<&'a str> {
-        self.map?.get(name).map(|v| v.trim())
-    }
-
-    fn nginx(&self, suffix: &str) -> Option<&'a str> {
-        self.get(&format!("{NGINX}{suffix}"))
-    }
-
-    fn warn(&mut self, name: &str, reason: impl Into<String>) {
-        self.problems.push(Problem {
-            field: field(name),
-            reason: reason.into(),
-            reject: false,
-        });
-    }
-
-    fn reject(&mut self, name: &str, reason: impl Into<String>) {
-        self.problems.push(Problem {
-            field: field(name),
-            reason: reason.into(),
-            reject: true,
-        });
-    }
-
-    fn flag(&mut self, suffix: &str) -> Option<bool> {
-        let name = format!("{NGINX}{suffix}");
-        let value = self.get(&name)?;
-        match value {
-            "true" => Some(true),
-            "false" => Some(false),
-            other => {
-                self.warn(&name, format!("`{other}` is not true or false; ignored"));
-                None
-            }
-        }
-    }
-
-    fn header_value(&mut self, suffix: &str) -> Option<HeaderValue> {
-        let name = format!("{NGINX}{suffix}");
-        let value = self.get(&name)?;
-        match HeaderValue::from_str(value) {
-            Ok(v) if !value.is_empty() => Some(v),
-            _ => {
-                self.warn(
-                    &name,
-                    format!("`{value}` is not a valid header value; ignored"),
-                );
-                None
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use http::{HeaderValue, StatusCode};
 
-use super::{Parser, NGINX};
+use super::parser::{Parser, NGINX};
 use crate::table::policy::Redirect;
 
 impl Parser<'_> {

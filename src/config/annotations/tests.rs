@@ -1,3 +1,5 @@
+use http::StatusCode;
+
 use super::*;
 
 fn parse_map(pairs: &[(&str, &str)]) -> (Annotations, Vec<Problem>) {

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
+use super::parser::{Parser, NGINX};
 use super::values::{parse_hash_key, parse_size, valid_cookie_name};
-use super::{Parser, NGINX};
 use crate::table::policy::{Affinity, AffinityMode, HashKey, Retry};
 
 impl Parser<'_> {

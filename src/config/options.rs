@@ -1,0 +1,40 @@
+//! [`CompileOptions`]: the settings the compiler reads, which come from
+//! flags rather than from Kubernetes objects.
+//!
+//! Invariants:
+//! - Plain, comparable data: equal options and an equal snapshot give an
+//!   equal compile.
+//! - The current time is an option (`now`), so the compiler has no clock.
+
+use super::annotations::parser::LimitStatuses;
+use super::snapshot::ObjectKey;
+use crate::table::upstream::PortRef;
+
+/// Settings the compiler reads (from flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileOptions {
+    pub ingress_class: String,
+    pub controller_name: String,
+    /// `--default-backend-service`: served when nothing else matches.
+    pub default_backend: Option<(ObjectKey, Option<PortRef>)>,
+    /// `--default-certificate`: the TLS Secret for unknown names.
+    pub default_certificate: Option<ObjectKey>,
+    /// Current time (seconds since the Unix epoch) for certificate expiry
+    /// warnings; `None` skips them. Passed in: the compiler has no clock.
+    pub now: Option<i64>,
+    /// Rejection statuses of the rate and connection limits.
+    pub limit_statuses: LimitStatuses,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            ingress_class: "tollgate".into(),
+            controller_name: "tollgate.dev/ingress-controller".into(),
+            default_backend: None,
+            default_certificate: None,
+            now: None,
+            limit_statuses: LimitStatuses::default(),
+        }
+    }
+}

@@ -223,14 +223,13 @@ fn referenced_paths(
                 }
                 i = parse_tree(&t, i, &base, &mut out);
             }
-            "use" => {
-                // `use child::…` names a submodule declared in this file.
-                if let Some(first) = t.get(i + 1).filter(|f| children.contains(f.as_str())) {
-                    let _ = first;
-                    i = parse_tree(&t, i + 1, module, &mut out);
-                } else {
-                    i += 1;
-                }
+            // `child::…` (in a `use` or inline) names a submodule declared
+            // in this file.
+            tok if !after_sep
+                && children.contains(tok)
+                && t.get(i + 1).map(String::as_str) == Some("::") =>
+            {
+                i = parse_tree(&t, i, module, &mut out);
             }
             _ => i += 1,
         }
@@ -432,7 +431,8 @@ fn the_reader_sees_imports_in_every_form() {
         "use crate::{config::{self, Changes}, lb::Upstream};\n\
          use super::super::x::Y; // crate::ignored::path\n\
          use child::Thing;\n\
-         fn f() { crate::table::host::normalize(); }\n\
+         fn f() { crate::table::host::normalize(); other::child::g(); }\n\
+         fn g() { child::h(); }\n\
          #[cfg(test)]\nmod tests {\n    use crate::provider::files;\n}\n",
     );
     let module = vec!["proxy".to_string(), "policy".to_string()];

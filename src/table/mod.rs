@@ -13,6 +13,7 @@
 //! - Lookups take *normalized* inputs (see [`host`] and [`path`]).
 
 pub mod host;
+pub mod ids;
 pub mod path;
 pub mod phases;
 pub mod policy;
@@ -23,10 +24,7 @@ use std::sync::Arc;
 
 use smol_str::SmolStr;
 
-/// Index of a route in [`RoutingTable::routes`].
-pub type RouteId = u32;
-/// Index of an upstream in the compiled upstream list.
-pub type UpstreamId = u32;
+pub use ids::{RouteId, UpstreamId};
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 

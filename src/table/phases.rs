@@ -31,11 +31,11 @@ use std::sync::Arc;
 use http::HeaderValue;
 use ipnet::IpNet;
 
+use super::ids::UpstreamId;
 use super::policy::{
     AccessList, Affinity, BasicAuth, Canary, ConnLimit, Cors, CustomErrors, HashKey, RateLimit,
     Redirect, Rewrite, RoutePolicy,
 };
-use super::UpstreamId;
 use crate::auth::external::ExternalAuth;
 
 /// The phases of one route, in the order they run.

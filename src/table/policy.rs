@@ -21,7 +21,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
 use regex::Regex;
 
-use super::UpstreamId;
+use super::ids::UpstreamId;
 
 /// Everything a route asks of its requests beyond routing.
 #[derive(Debug, Clone, Default)]

@@ -442,7 +442,7 @@ pub async fn run(
         if committed && !publisher.pending().routes && states.iter().all(|s| s.relist.is_none()) {
             gate.open(|| View {
                 served: publisher.served().to_vec(),
-                policies: policy_status::desired(publisher.snapshot(), publisher.policy_status()),
+                policies: view::desired(publisher.snapshot(), publisher.policy_status()),
             });
         }
     }

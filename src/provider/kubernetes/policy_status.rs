@@ -18,43 +18,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use super::view::View;
+use super::view::{Desired, View};
 use super::writer::{self, Kind, Write};
-use crate::config::traffic_policy::PolicyStatus;
-use crate::config::{ObjectKey, Snapshot};
+use crate::config::ObjectKey;
 use crate::crd::{Condition, TrafficPolicy, TrafficPolicyStatus, CONDITION_ACCEPTED};
 
 /// What the watch reports about TrafficPolicy statuses.
 pub type Observed = writer::Observed<TrafficPolicyStatus>;
-
-/// The condition one policy should have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Desired {
-    pub status: PolicyStatus,
-    /// The policy's `metadata.generation` the status was computed from.
-    pub generation: Option<i64>,
-}
-
-/// The desired condition of every policy of a compile, with the
-/// generation of the policy it was computed from.
-pub fn desired(
-    snapshot: &Snapshot,
-    statuses: &BTreeMap<ObjectKey, PolicyStatus>,
-) -> BTreeMap<ObjectKey, Desired> {
-    statuses
-        .iter()
-        .filter_map(|(key, status)| {
-            let policy = snapshot.traffic_policies.get(key)?;
-            Some((
-                key.clone(),
-                Desired {
-                    status: status.clone(),
-                    generation: policy.object.metadata.generation,
-                },
-            ))
-        })
-        .collect()
-}
 
 fn condition_status(accepted: bool) -> &'static str {
     if accepted {
@@ -150,7 +120,7 @@ impl Kind for PolicyConditions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::traffic_policy::{ACCEPTED, INVALID};
+    use crate::config::traffic_policy::{PolicyStatus, ACCEPTED, INVALID};
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(1_700_000_000 + secs).unwrap_or_default())

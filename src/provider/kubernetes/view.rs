@@ -28,8 +28,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::policy_status::Desired;
-use crate::config::ObjectKey;
+use crate::config::traffic_policy::PolicyStatus;
+use crate::config::{ObjectKey, Snapshot};
 
 /// What the status writers decide from: one compile's verdicts.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -45,6 +45,35 @@ impl View {
     pub fn serves(&self, key: &ObjectKey) -> bool {
         self.served.binary_search(key).is_ok()
     }
+}
+
+/// The condition one policy should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub status: PolicyStatus,
+    /// The policy's `metadata.generation` the status was computed from.
+    pub generation: Option<i64>,
+}
+
+/// The desired condition of every policy of a compile, with the
+/// generation of the policy it was computed from.
+pub fn desired(
+    snapshot: &Snapshot,
+    statuses: &BTreeMap<ObjectKey, PolicyStatus>,
+) -> BTreeMap<ObjectKey, Desired> {
+    statuses
+        .iter()
+        .filter_map(|(key, status)| {
+            let policy = snapshot.traffic_policies.get(key)?;
+            Some((
+                key.clone(),
+                Desired {
+                    status: status.clone(),
+                    generation: policy.object.metadata.generation,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The receiving side: `None` while the view is not complete.

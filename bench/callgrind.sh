@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Instructions per proxied request (user space), counted by callgrind: a
 # figure that is repeatable on a noisy shared machine, unlike req/s.
-# Usage: bench/callgrind.sh [seconds]   (needs valgrind, wrk, curl)
+# Usage: [CONNS=20] bench/callgrind.sh [seconds]   (needs valgrind, wrk, curl)
+# CONNS=1 sends one request at a time: every request takes the same path
+# (one wakeup each), so two builds compare to within a fraction of a per
+# cent even on a loaded machine; with 20 connections the count also moves
+# with how many requests share a wakeup, which depends on the load.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
@@ -44,11 +48,11 @@ valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run --manif
 vpid=$!
 pids+=($vpid)
 for _ in $(seq 1 100); do curl -fs "127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.3; done
-wrk -t1 -c20 -d1s -H 'Host: bench.local' "http://127.0.0.1:$http/" >/dev/null
+wrk -t1 -c${CONNS:-20} -d1s -H 'Host: bench.local' "http://127.0.0.1:$http/" >/dev/null
 count() { curl -fs "127.0.0.1:$admin/metrics" | awk '/^tollgate_requests_total\{ingress="bench\/bench".*status_class="2xx"/ {print $2}'; }
 before=$(count)
 [ -n "${KEEP:-}" ] || callgrind_control -z "$vpid" >/dev/null 2>&1
-wrk -t1 -c20 -d"${secs}s" -H 'Host: bench.local' "http://127.0.0.1:$http/" | grep -E "requests in|Non-2xx|Socket errors" || true
+wrk -t1 -c${CONNS:-20} -d"${secs}s" -H 'Host: bench.local' "http://127.0.0.1:$http/" | grep -E "requests in|Non-2xx|Socket errors" || true
 after=$(count)
 if [ -z "${KEEP:-}" ]; then
   callgrind_control -d "$vpid" >/dev/null 2>&1

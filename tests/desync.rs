@@ -551,7 +551,7 @@ async fn hostile_request_corpus() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let seen = recorder.since(at);
         match check(case, &got, &seen) {
-            Ok(()) => println!("ok   {:<55} {:?}", case.name, got.status),
+            Ok(()) => println!("ok   {:<55} {:?} {seen:?}", case.name, got.status),
             Err(why) => failures.push(format!("{}: {why}", case.name)),
         }
     }
@@ -670,4 +670,49 @@ async fn early_response_connection_is_not_reused() {
         reused.is_empty(),
         "a request went on the connection whose body the backend did not read: {seen:?}"
     );
+}
+
+/// `Expect: 100-continue`: tollgate answers `100 Continue` itself when it
+/// starts reading the body and does not forward the expectation, so a
+/// backend that ignores (or mishandles) it sees one plain request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_is_answered_by_the_proxy() {
+    let recorder = Recorder::default();
+    let port = recording_backend(recorder.clone()).await;
+    let tg = Tollgate::with_docs(&route_docs(port)).await;
+    let at = recorder.len();
+    let mut s = TcpStream::connect(tg.http_addr()).await.unwrap();
+    let head = format!(
+        "POST /cl HTTP/1.1\r\nHost: {HOST}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(REQUEST_TIMEOUT, s.read(&mut tmp))
+            .await
+            .expect("100 Continue in time")
+            .unwrap();
+        assert!(n > 0, "closed before 100 Continue");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+    assert!(
+        buf.starts_with(b"HTTP/1.1 100 "),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    s.write_all(b"hello").await.unwrap();
+    let r = tokio::time::timeout(REQUEST_TIMEOUT, read_response(&mut s))
+        .await
+        .expect("final response")
+        .expect("final response");
+    assert_eq!(r.status, 200);
+    let seen = recorder.since(at);
+    match seen.as_slice() {
+        [Seen::Request { head, body: 5, .. }] => {
+            assert!(head.starts_with("post /cl "), "{head}");
+            assert!(!head.contains("\r\nexpect:"), "Expect forwarded: {head}");
+        }
+        other => panic!("backend saw {other:?}"),
+    }
 }

@@ -502,6 +502,16 @@ fn route_docs(port: u16) -> Vec<Value> {
     docs
 }
 
+/// What the backend saw, in a few words.
+fn summary(seen: &[Seen]) -> String {
+    match seen {
+        [] => "nothing".into(),
+        [Seen::Request { body, .. }] => format!("one request ({body} body bytes)"),
+        [Seen::Truncated { bytes, .. }] => format!("truncated ({bytes} bytes), closed"),
+        other => format!("{other:?}"),
+    }
+}
+
 fn check(case: &Case, got: &Got, seen: &[Seen]) -> Result<(), String> {
     if got.status != Some(case.status) {
         return Err(format!(
@@ -551,7 +561,12 @@ async fn hostile_request_corpus() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         let seen = recorder.since(at);
         match check(case, &got, &seen) {
-            Ok(()) => println!("ok   {:<55} {:?} {seen:?}", case.name, got.status),
+            Ok(()) => println!(
+                "ok   {:<55} {:?} backend: {}",
+                case.name,
+                got.status,
+                summary(&seen)
+            ),
             Err(why) => failures.push(format!("{}: {why}", case.name)),
         }
     }

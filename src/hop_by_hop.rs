@@ -9,14 +9,17 @@
 //! - After [`strip_hop_by_hop`], none of [`CONNECTION_SPECIFIC`] and no
 //!   header named in `Connection` remains, with two exceptions: `TE:
 //!   trailers` (the only TE value a proxy may forward), and on an upgrade
-//!   `Upgrade` with `Connection: upgrade`.
+//!   `Upgrade` with `Connection: upgrade`. `Expect` is removed too: the
+//!   hop that received it answers it (hyper's server sends `100 Continue`
+//!   when the body is first read), so a next hop that would ignore or
+//!   mishandle it never sees it.
 //! - Header values are parsed with fallible code: a non-ASCII `Connection`
 //!   or `TE` value is ignored, never a panic.
 //! - A message without any of these headers costs one pass over its names
 //!   and no allocation.
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, EXPECT, TE, TRANSFER_ENCODING, UPGRADE,
 };
 
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -60,6 +63,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             || name == UPGRADE
             || name == KEEP_ALIVE
             || name == PROXY_CONNECTION
+            || name == EXPECT
     });
     if !present {
         return;
@@ -81,6 +85,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     headers.remove(KEEP_ALIVE);
     headers.remove(PROXY_CONNECTION);
     headers.remove(TRANSFER_ENCODING);
+    headers.remove(EXPECT);
     if let Some(te) = headers.get(TE) {
         let trailers = te.to_str().map(|v| {
             v.split(',')
@@ -111,6 +116,7 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(TE, HeaderValue::from_static("gzip"));
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(EXPECT, HeaderValue::from_static("100-continue"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");

@@ -66,6 +66,51 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// Why a request was refused as malformed (`tollgate_bad_requests_total`).
+/// A short, fixed list: the label never carries request data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadRequest {
+    /// A head hyper's parser refused (obs-fold, bad header syntax, bad or
+    /// conflicting Content-Length, Transfer-Encoding hyper does not accept,
+    /// HTTP/0.9...).
+    Head,
+    /// Both Content-Length and Transfer-Encoding.
+    FramingConflict,
+    /// Transfer-Encoding other than exactly `chunked`, or several of them.
+    TransferEncoding,
+    /// A body that breaks its framing (bad chunk size or line ending...).
+    BodyMalformed,
+    /// A body that ended before its framing said it would.
+    BodyIncomplete,
+}
+
+impl BadRequest {
+    pub const ALL: [BadRequest; 5] = [
+        BadRequest::Head,
+        BadRequest::FramingConflict,
+        BadRequest::TransferEncoding,
+        BadRequest::BodyMalformed,
+        BadRequest::BodyIncomplete,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BadRequest::Head => "head",
+            BadRequest::FramingConflict => "framing_conflict",
+            BadRequest::TransferEncoding => "transfer_encoding",
+            BadRequest::BodyMalformed => "body_malformed",
+            BadRequest::BodyIncomplete => "body_incomplete",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BadRequestLabels {
+    /// [`BadRequest::as_str`].
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandshakeLabels {
     /// One of [`HANDSHAKE_RESULTS`].
@@ -73,6 +118,13 @@ pub struct HandshakeLabels {
 }
 
 impl Metrics {
+    /// Counts a request refused as malformed (an atomic increment).
+    pub fn bad_request(&self, reason: BadRequest) {
+        if let Some(counter) = self.bad_requests.get(reason as usize) {
+            counter.inc();
+        }
+    }
+
     /// Counts a handshake under `result` (one of [`HANDSHAKE_RESULTS`]).
     pub fn handshake(&self, result: &str) {
         let at = HANDSHAKE_RESULTS
@@ -198,6 +250,9 @@ pub struct Metrics {
     pub limited_connections: Counter,
     /// Connections closed for a missing or invalid PROXY protocol header.
     pub proxy_protocol_refused: Counter,
+    /// Requests refused as malformed, by [`BadRequest`], resolved once so
+    /// a refusal only increments an atomic.
+    bad_requests: [Counter; BadRequest::ALL.len()],
     /// Requests that matched no route (404 from the built-in default backend).
     pub unrouted: RouteMetrics,
     /// Kubernetes mode: watch failures by kind (the watcher retries with
@@ -337,6 +392,19 @@ impl Metrics {
             "Connections closed for a missing or invalid PROXY protocol header",
             proxy_protocol_refused.clone(),
         );
+        let bad_requests = Family::<BadRequestLabels, Counter>::default();
+        registry.register(
+            "bad_requests",
+            "Requests refused with 400 as malformed (framing, header syntax, body), by reason",
+            bad_requests.clone(),
+        );
+        let bad_requests = BadRequest::ALL.map(|reason| {
+            bad_requests
+                .get_or_create(&BadRequestLabels {
+                    reason: reason.as_str(),
+                })
+                .clone()
+        });
         let tls_handshakes = HANDSHAKE_RESULTS.map(|result| {
             tls_handshakes
                 .get_or_create(&HandshakeLabels { result })
@@ -396,6 +464,7 @@ impl Metrics {
             limited_rate,
             limited_connections,
             proxy_protocol_refused,
+            bad_requests,
             unrouted,
             kube_watch_errors,
             kube_watch_synced,

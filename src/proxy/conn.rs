@@ -21,6 +21,7 @@ use futures_util::task::AtomicWaker;
 
 use super::headers::ClientInfo;
 use super::shared::ProxyState;
+use crate::metrics::BadRequest;
 
 /// What a request handler knows about its connection.
 #[derive(Debug)]
@@ -72,9 +73,10 @@ pub struct Activity {
     pub(super) active: AtomicU32,
     /// The client spoke HTTP/2 (heads are framed; no head timeout).
     pub(super) http2: AtomicBool,
-    /// Number of the first request head with both Content-Length and
-    /// Transfer-Encoding (0: none); see [`super::framing`].
+    /// Number of the first bad request head (0: none) and what was wrong
+    /// with it (an index of [`BadRequest::ALL`]); see [`super::framing`].
     pub(super) bad_head: AtomicU64,
+    pub(super) bad_reason: AtomicU8,
     /// What the accept loop asks of this connection: 0 (run), [`GRACEFUL`]
     /// or [`CLOSE`]; `waker` wakes the connection's task to act on it.
     pub(super) control: AtomicU8,
@@ -95,10 +97,14 @@ pub struct ActiveRequest {
 }
 
 impl ActiveRequest {
-    /// Whether this request's head carried both Content-Length and
-    /// Transfer-Encoding.
-    pub fn has_bad_framing(&self) -> bool {
-        self.activity.bad_head.load(Ordering::Relaxed) == self.seq
+    /// What was wrong with this request's framing (both Content-Length
+    /// and Transfer-Encoding, or an odd Transfer-Encoding), if anything.
+    pub fn bad_framing(&self) -> Option<BadRequest> {
+        if self.activity.bad_head.load(Ordering::Relaxed) != self.seq {
+            return None;
+        }
+        let reason = self.activity.bad_reason.load(Ordering::Relaxed);
+        BadRequest::ALL.get(usize::from(reason)).copied()
     }
 }
 

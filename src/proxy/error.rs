@@ -9,6 +9,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use super::body::ProxyBody;
 use super::forward::pool::ConnectError;
 use super::upload::Stall;
+use crate::metrics::BadRequest;
 
 /// Who failed, and how. Each variant maps to exactly one status.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,10 @@ pub enum ProxyError {
     /// Downstream: the request is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Downstream: the request's framing is malformed (counted in
+    /// `tollgate_bad_requests_total`); the connection is closed.
+    #[error("malformed request: {}", .0.as_str())]
+    Malformed(BadRequest),
     /// No rule matched and no default backend is configured.
     #[error("no route")]
     NoRoute,
@@ -54,7 +59,7 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::Malformed(_) => StatusCode::BAD_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -69,7 +74,7 @@ impl ProxyError {
 
     fn body(&self) -> &'static str {
         match self {
-            ProxyError::BadRequest(_) => "400 Bad Request\n",
+            ProxyError::BadRequest(_) | ProxyError::Malformed(_) => "400 Bad Request\n",
             ProxyError::NoRoute => "404 Not Found\n",
             ProxyError::NoEndpoints => "503 Service Unavailable\n",
             ProxyError::Connect(_) | ProxyError::Upstream(_) => "502 Bad Gateway\n",
@@ -92,7 +97,10 @@ impl ProxyError {
         );
         if matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::ClientTimeout | ProxyError::PayloadTooLarge
+            ProxyError::BadRequest(_)
+                | ProxyError::Malformed(_)
+                | ProxyError::ClientTimeout
+                | ProxyError::PayloadTooLarge
         ) {
             response
                 .headers_mut()

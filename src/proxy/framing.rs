@@ -1,10 +1,16 @@
 //! Request-framing check on the raw HTTP/1.1 byte stream: flags a request
-//! head that carries both `Content-Length` and `Transfer-Encoding`.
+//! head that carries both `Content-Length` and `Transfer-Encoding`, or a
+//! `Transfer-Encoding` other than exactly one `chunked`.
 //!
-//! hyper's parser resolves that ambiguity safely (Transfer-Encoding wins,
-//! Content-Length is dropped, the connection closes after the response), but
-//! drops the evidence, and we answer such requests with 400 as nginx does:
-//! they are request-smuggling attempts, not clients to serve.
+//! hyper's parser resolves the first ambiguity safely (Transfer-Encoding
+//! wins, Content-Length is dropped, the connection closes after the
+//! response) and accepts `chunked, chunked` or several Transfer-Encoding
+//! headers ending in `chunked`, but drops the evidence. We answer such
+//! requests with 400 as nginx does: they are request-smuggling attempts,
+//! not clients to serve. Everything else hyper refuses itself (obs-fold,
+//! whitespace before the colon, control characters in values, conflicting
+//! Content-Lengths, a final coding other than `chunked`, HTTP/1.0 with
+//! Transfer-Encoding, HTTP/0.9, malformed chunked bodies).
 //!
 //! Invariants:
 //! - Reads bytes only as the connection's IO wrapper sees them; never
@@ -13,6 +19,8 @@
 //!   bodies); on anything it cannot follow (chunked bodies, upgrades,
 //!   HTTP/2, oversize numbers) it switches itself off for the rest of the
 //!   connection. Off only loses the 400: hyper's handling still applies.
+
+use crate::metrics::BadRequest;
 
 /// Bytes of a line kept to recognise header names and parse a length.
 const PREFIX: usize = 64;
@@ -32,13 +40,17 @@ pub struct FramingCheck {
     state: State,
     line: [u8; PREFIX],
     line_len: usize,
+    /// The current line was longer than [`PREFIX`].
+    line_cut: bool,
     in_head: bool,
     content_length: Option<u64>,
     transfer_encoding: bool,
+    /// A Transfer-Encoding header other than exactly one `chunked`.
+    odd_encoding: bool,
     upgrade: bool,
     heads: u64,
-    /// 1-based number of the first head that had both headers.
-    bad: Option<u64>,
+    /// 1-based number of the first bad head, and what was wrong with it.
+    bad: Option<(u64, BadRequest)>,
 }
 
 impl Default for FramingCheck {
@@ -47,9 +59,11 @@ impl Default for FramingCheck {
             state: State::Head,
             line: [0; PREFIX],
             line_len: 0,
+            line_cut: false,
             in_head: false,
             content_length: None,
             transfer_encoding: false,
+            odd_encoding: false,
             upgrade: false,
             heads: 0,
             bad: None,
@@ -73,9 +87,10 @@ impl FramingCheck {
         self.state = State::Off;
     }
 
-    /// The 1-based number of the first request head that carried both
-    /// Content-Length and Transfer-Encoding, if one did.
-    pub fn bad_head(&self) -> Option<u64> {
+    /// The 1-based number of the first bad request head (both
+    /// Content-Length and Transfer-Encoding, or a Transfer-Encoding other
+    /// than one `chunked`), and what was wrong with it.
+    pub fn bad_head(&self) -> Option<(u64, BadRequest)> {
         self.bad
     }
 
@@ -106,6 +121,7 @@ impl FramingCheck {
                     data = data.get(end + 1..).unwrap_or_default();
                     self.end_line();
                     self.line_len = 0;
+                    self.line_cut = false;
                     if data.is_empty() {
                         return;
                     }
@@ -117,6 +133,7 @@ impl FramingCheck {
     fn push_line(&mut self, bytes: &[u8]) {
         let room = PREFIX - self.line_len;
         let take = bytes.len().min(room);
+        self.line_cut |= take < bytes.len();
         if let (Some(dst), Some(src)) = (
             self.line.get_mut(self.line_len..self.line_len + take),
             bytes.get(..take),
@@ -152,7 +169,12 @@ impl FramingCheck {
                 Some(n) => self.content_length = Some(n),
                 None => self.state = State::Off,
             }
-        } else if strip_prefix_ignore_case(line, b"transfer-encoding:").is_some() {
+        } else if let Some(value) = strip_prefix_ignore_case(line, b"transfer-encoding:") {
+            // Exactly one `chunked` (any case); hyper refuses a final coding
+            // other than chunked, this also refuses lists and repeats.
+            self.odd_encoding |= self.transfer_encoding
+                || self.line_cut
+                || !value.trim_ascii().eq_ignore_ascii_case(b"chunked");
             self.transfer_encoding = true;
         } else if strip_prefix_ignore_case(line, b"upgrade:").is_some() {
             self.upgrade = true;
@@ -161,8 +183,12 @@ impl FramingCheck {
 
     fn end_head(&mut self) {
         self.heads += 1;
-        if self.transfer_encoding && self.content_length.is_some() && self.bad.is_none() {
-            self.bad = Some(self.heads);
+        if self.bad.is_none() {
+            if self.transfer_encoding && self.content_length.is_some() {
+                self.bad = Some((self.heads, BadRequest::FramingConflict));
+            } else if self.odd_encoding {
+                self.bad = Some((self.heads, BadRequest::TransferEncoding));
+            }
         }
         self.state = if self.transfer_encoding || self.upgrade {
             State::Off
@@ -178,6 +204,7 @@ impl FramingCheck {
         self.in_head = false;
         self.content_length = None;
         self.transfer_encoding = false;
+        self.odd_encoding = false;
         self.upgrade = false;
     }
 }
@@ -185,6 +212,7 @@ impl FramingCheck {
 #[cfg(test)]
 mod tests {
     use super::FramingCheck;
+    use crate::metrics::BadRequest;
 
     fn feed_in_pieces(input: &[u8], piece: usize) -> FramingCheck {
         let mut check = FramingCheck::default();
@@ -200,7 +228,7 @@ mod tests {
         for piece in [1, 2, 3, 7, 64, 1000] {
             assert_eq!(
                 feed_in_pieces(input, piece).bad_head(),
-                Some(1),
+                Some((1, BadRequest::FramingConflict)),
                 "piece {piece}"
             );
         }
@@ -221,8 +249,37 @@ mod tests {
         for piece in [1, 5, 1000] {
             assert_eq!(
                 feed_in_pieces(&input, piece).bad_head(),
-                Some(3),
+                Some((3, BadRequest::FramingConflict)),
                 "piece {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_transfer_encoding_other_than_one_chunked() {
+        let long = format!("Transfer-Encoding: {}chunked\r\n", " ".repeat(80));
+        for te in [
+            "Transfer-Encoding: chunked, chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: identity\r\n",
+            long.as_str(),
+        ] {
+            let input = format!("POST / HTTP/1.1\r\nHost: a\r\n{te}\r\n0\r\n\r\n");
+            for piece in [1, 3, 1000] {
+                assert_eq!(
+                    feed_in_pieces(input.as_bytes(), piece).bad_head(),
+                    Some((1, BadRequest::TransferEncoding)),
+                    "{te:?} piece {piece}"
+                );
+            }
+        }
+        for te in ["Transfer-Encoding: chunked", "transfer-encoding:\tChunked "] {
+            let input = format!("POST / HTTP/1.1\r\nHost: a\r\n{te}\r\n\r\n0\r\n\r\n");
+            assert_eq!(
+                feed_in_pieces(input.as_bytes(), 2).bad_head(),
+                None,
+                "{te:?}"
             );
         }
     }
@@ -287,7 +344,7 @@ mod properties {
                 rest = tail;
             }
             assert_eq!(
-                check.bad_head(),
+                check.bad_head().map(|(n, _)| n),
                 expected,
                 "round {round}: {:?}",
                 String::from_utf8_lossy(&stream)

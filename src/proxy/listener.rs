@@ -39,6 +39,7 @@ use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;
 use super::proxy_protocol;
 use super::shared::ProxyState;
+use crate::metrics::BadRequest;
 
 /// Settings of client connections.
 #[derive(Debug, Clone)]
@@ -166,7 +167,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
             let this = &mut *self;
             if !this.framing.is_off() {
                 this.framing.feed(fresh);
-                if let Some(n) = this.framing.bad_head() {
+                if let Some((n, reason)) = this.framing.bad_head() {
+                    // The reason first: the head number publishes it.
+                    this.activity
+                        .bad_reason
+                        .store(reason as u8, Ordering::Relaxed);
                     this.activity.bad_head.store(n, Ordering::Relaxed);
                     this.framing.off();
                 }
@@ -439,6 +444,7 @@ async fn serve_connection<I>(
 {
     let activity = ctx.activity.clone();
     let peer = ctx.peer;
+    let state = ctx.state.clone();
     let ctx = Arc::new(ctx);
     let io = TokioIo::new(TrackedIo {
         inner: stream,
@@ -471,7 +477,15 @@ async fn serve_connection<I>(
     drop(activity.waker.take());
     match result {
         None => tracing::debug!(%peer, "connection closed by its watchdog"),
-        Some(Err(e)) => tracing::debug!(error = %e, %peer, "client connection ended with an error"),
+        Some(Err(e)) => {
+            // hyper answered 400 to a head its parser refused.
+            if e.downcast_ref::<hyper::Error>()
+                .is_some_and(|e| e.is_parse() && !e.is_parse_too_large())
+            {
+                state.metrics.bad_request(BadRequest::Head);
+            }
+            tracing::debug!(error = %e, %peer, "client connection ended with an error")
+        }
         Some(Ok(())) => {}
     }
 }

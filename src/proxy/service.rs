@@ -37,8 +37,9 @@ pub async fn handle(
     let started = Instant::now();
     let active = ctx.activity.begin();
     let state = &ctx.state;
-    if active.has_bad_framing() {
-        let error = ProxyError::BadRequest("both Content-Length and Transfer-Encoding");
+    if let Some(reason) = active.bad_framing() {
+        state.metrics.bad_request(reason);
+        let error = ProxyError::Malformed(reason);
         return Ok(response::finish(
             &ctx,
             response::unrouted(state, error, started),
@@ -107,6 +108,9 @@ pub async fn handle(
             let (response, endpoint) = match outcome {
                 Ok((response, endpoint)) => (response, endpoint),
                 Err(e) => {
+                    if let ProxyError::Malformed(reason) = e {
+                        state.metrics.bad_request(reason);
+                    }
                     if matches!(
                         e,
                         ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout

@@ -10,12 +10,18 @@
 //! - once the body is sent, the timeout bounds the wait for response headers
 //!   (504).
 //!
+//! A body that breaks its framing (a bad chunk, a client that stops before
+//! its Content-Length) is the client's fault: the tracker records it so the
+//! sender answers 400, not 502; hyper's client has by then closed the
+//! upstream connection mid-request, so the backend sees a truncated body
+//! and a closed connection, never a complete request.
+//!
 //! Invariant: requests without a body (most of them) carry no tracker and
 //! cost nothing extra: one timer, as before.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,6 +30,13 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use crate::metrics::BadRequest;
+
+/// [`Upload::client_fault`] values.
+const FAULT_NONE: u8 = 0;
+const FAULT_MALFORMED: u8 = 1;
+const FAULT_INCOMPLETE: u8 = 2;
 
 /// Progress of one request body, shared by the body and the waiting request.
 #[derive(Debug, Default)]
@@ -34,6 +47,8 @@ pub struct Upload {
     waiting_on_client: AtomicBool,
     /// The body passed its route's size limit (`proxy-body-size`): 413.
     too_large: AtomicBool,
+    /// The client's body failed: [`FAULT_MALFORMED`] or [`FAULT_INCOMPLETE`].
+    client_fault: AtomicU8,
     waker: AtomicWaker,
 }
 
@@ -41,6 +56,45 @@ impl Upload {
     /// Whether the body was cut off for passing its size limit.
     pub fn too_large(&self) -> bool {
         self.too_large.load(Ordering::Relaxed)
+    }
+
+    /// Whether the whole body was read from the client (and handed to the
+    /// upstream connection).
+    pub fn is_sent(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Whether the body stopped because the client's bytes broke its
+    /// framing (malformed) or ended early (incomplete).
+    pub fn client_fault(&self) -> Option<BadRequest> {
+        match self.client_fault.load(Ordering::Relaxed) {
+            FAULT_MALFORMED => Some(BadRequest::BodyMalformed),
+            FAULT_INCOMPLETE => Some(BadRequest::BodyIncomplete),
+            _ => None,
+        }
+    }
+
+    /// Records why the client's body failed: hyper reports a framing
+    /// violation as `InvalidData`, everything else (an early end, a reset)
+    /// is an incomplete body.
+    fn client_failed(&self, error: &hyper::Error) {
+        let mut source = std::error::Error::source(error);
+        let mut fault = FAULT_INCOMPLETE;
+        while let Some(e) = source {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::InvalidData {
+                    fault = FAULT_MALFORMED;
+                }
+                break;
+            }
+            source = e.source();
+        }
+        let _ = self.client_fault.compare_exchange(
+            FAULT_NONE,
+            fault,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -120,6 +174,9 @@ impl Body for UploadBody {
             }
         }
         if let Some(upload) = &self.upload {
+            if let Poll::Ready(Some(Err(e))) = &polled {
+                upload.client_failed(e);
+            }
             match &polled {
                 Poll::Pending => upload.waiting_on_client.store(true, Ordering::Relaxed),
                 Poll::Ready(Some(Ok(_))) if !end => {

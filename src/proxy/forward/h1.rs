@@ -9,7 +9,9 @@
 //!   the route's retry policy allows it and the request has no body (and is
 //!   idempotent unless the policy says otherwise), within the retry budget.
 //! - A connection returns to its pool only at the end of its response body
-//!   ([`crate::proxy::body`]); upgraded connections never do.
+//!   ([`crate::proxy::body`]), and only when the whole request body was
+//!   sent before the response came (else the backend may have left part
+//!   of it unread: 0.CL); upgraded connections never do.
 
 use std::sync::Arc;
 
@@ -143,8 +145,13 @@ pub async fn send(
                         continue;
                     }
                     _ => {
-                        if upload.as_deref().is_some_and(|u| u.too_large()) {
-                            return Err(ProxyError::PayloadTooLarge);
+                        if let Some(upload) = upload.as_deref() {
+                            if upload.too_large() {
+                                return Err(ProxyError::PayloadTooLarge);
+                            }
+                            if let Some(fault) = upload.client_fault() {
+                                return Err(ProxyError::Malformed(fault));
+                            }
                         }
                         let error = ProxyError::Upstream(e.into_error());
                         if replay.is_some() && retry.is_some_and(|r| r.on_error) {
@@ -167,9 +174,13 @@ pub async fn send(
                 // Dropping the unread response closes that connection.
                 break None;
             }
+            // A response that came before the whole body was sent leaves the
+            // connection's request unfinished: the backend may not read the
+            // rest (0.CL), so the connection is not reused.
+            let reusable = upload.as_deref().is_none_or(Upload::is_sent);
             break Some(finish(
                 response,
-                sender,
+                reusable.then_some(sender),
                 &endpoint,
                 inflight,
                 client_upgrade.take(),
@@ -211,7 +222,7 @@ fn idempotent(method: &http::Method) -> bool {
 /// upgrades bridged.
 fn finish(
     mut response: Response<Incoming>,
-    sender: Sender,
+    sender: Option<Sender>,
     endpoint: &Endpoint,
     inflight: InFlight,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
@@ -233,9 +244,9 @@ fn finish(
         }
     }
     hop_by_hop::strip_hop_by_hop(response.headers_mut(), false);
-    let checkin = Checkin {
+    let checkin = sender.map(|sender| Checkin {
         sender,
         endpoint: endpoint.id,
-    };
-    response.map(|body| ProxyBody::upstream(body, Some(checkin), inflight))
+    });
+    response.map(|body| ProxyBody::upstream(body, checkin, inflight))
 }

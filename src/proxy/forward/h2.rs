@@ -98,7 +98,10 @@ pub async fn forward_h2(
             Err(_) if upload.is_some_and(|u| u.too_large()) => {
                 return Err(ProxyError::PayloadTooLarge)
             }
-            Err(e) => return Err(ProxyError::Upstream(e)),
+            Err(e) => match upload.and_then(|u| u.client_fault()) {
+                Some(fault) => return Err(ProxyError::Malformed(fault)),
+                None => return Err(ProxyError::Upstream(e)),
+            },
         };
         hop_by_hop::strip_hop_by_hop(response.headers_mut(), false);
         return Ok((

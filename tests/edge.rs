@@ -1,0 +1,109 @@
+//! Edge hardening of the data plane (issue 17): request targets and Host,
+//! upgrades, the `Server` header and error pages, and the configured header
+//! limit. Malformed bytes go through raw TCP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use http::Response;
+use serde_json::Value;
+
+const NS: &str = "edge";
+
+/// Manifests routing `host` (Prefix /) to service `svc` with the given
+/// endpoint ports, plus our IngressClass.
+fn route(host: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
+    let mut docs = vec![
+        ingress_class("tollgate", false),
+        ingress(NS, &format!("{svc}-ing"), &simple_spec(host, svc)),
+    ];
+    docs.extend(backend(NS, svc, ports));
+    docs
+}
+
+/// An error page: short, names no version and no address.
+fn assert_plain_error_page(r: &RawResp, status: u16) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let body = r.text();
+    assert!(body.len() < 64, "error page too long: {body:?}");
+    assert!(body.starts_with(&status.to_string()), "{body:?}");
+    for leak in ["tollgate", "127.0.0.1", "0.1", "hyper", "error"] {
+        assert!(!body.contains(leak), "error page names {leak:?}: {body:?}");
+    }
+    assert_eq!(
+        r.header("server").as_deref(),
+        Some("tollgate"),
+        "{status}: {:?}",
+        r.headers
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Server header and error pages
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_header_and_plain_error_pages() {
+    let plain = serve(|_req| async { Response::new(full("plain")) }).await;
+    let branded = serve(|_req| async {
+        let mut r = Response::new(full("branded"));
+        r.headers_mut()
+            .insert("server", http::HeaderValue::from_static("backend/1.0"));
+        r
+    })
+    .await;
+    let refused = free_port();
+    let mut docs = route("plain.test", "plain", &[plain.port]);
+    docs.push(ingress(
+        NS,
+        "branded-ing",
+        &simple_spec("branded.test", "branded"),
+    ));
+    docs.extend(backend(NS, "branded", &[branded.port]));
+    docs.push(ingress(NS, "down-ing", &simple_spec("down.test", "down")));
+    docs.extend(backend(NS, "down", &[refused]));
+    docs.push(ingress(
+        NS,
+        "empty-ing",
+        &simple_spec("empty.test", "empty"),
+    ));
+    docs.push(service(NS, "empty", &[("http", 80)]));
+    let tg = Tollgate::with_docs(&docs).await;
+
+    let ok = raw(
+        tg.http_addr(),
+        b"GET / HTTP/1.1\r\nHost: plain.test\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("server").as_deref(), Some("tollgate"));
+    // A backend's own Server header is kept, never doubled.
+    let own = raw(
+        tg.http_addr(),
+        b"GET / HTTP/1.1\r\nHost: branded.test\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert_eq!(own.status, 200);
+    let servers: Vec<_> = own
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("server"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(servers, ["backend/1.0"]);
+
+    let cases: [(&[u8], u16); 4] = [
+        (b"GET / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n", 404),
+        (b"GET / HTTP/1.1\r\nHost: down.test\r\n\r\n", 502),
+        (b"GET / HTTP/1.1\r\nHost: empty.test\r\n\r\n", 503),
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+    ];
+    for (request, status) in cases {
+        let r = raw(tg.http_addr(), request).await.expect("raw");
+        assert_plain_error_page(&r, status);
+    }
+}

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use http::Response;
 use serde_json::Value;
@@ -105,5 +103,121 @@ async fn server_header_and_plain_error_pages() {
     for (request, status) in cases {
         let r = raw(tg.http_addr(), request).await.expect("raw");
         assert_plain_error_page(&r, status);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Request targets and Host
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absolute_form_authority_wins_over_host() {
+    let echo = Echo::services(&["app", "other"]).await;
+    let mut docs = route("app.example.com", "app", &echo.ports("app"));
+    docs.push(ingress(
+        NS,
+        "other-ing",
+        &simple_spec("other.example.com", "other"),
+    ));
+    docs.extend(backend(NS, "other", &echo.ports("other")));
+    let tg = Tollgate::with_docs(&docs).await;
+
+    let r = raw(
+        tg.http_addr(),
+        b"GET http://app.example.com/x?y=1 HTTP/1.1\r\nHost: other.example.com\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = r.echo();
+    assert_eq!(e.service(), "app", "routed by the target: {}", e.0);
+    assert_eq!(e.host(), "app.example.com", "upstream Host: {}", e.0);
+    assert_eq!(e.path(), "/x?y=1", "{}", e.0);
+    assert_eq!(e.header_values("Host"), ["app.example.com"], "{}", e.0);
+    assert_eq!(
+        e.header("X-Forwarded-Host").as_deref(),
+        Some("app.example.com"),
+        "{}",
+        e.0
+    );
+
+    // Origin-form keeps the client's Host, port included.
+    let r = raw(
+        tg.http_addr(),
+        b"GET / HTTP/1.1\r\nHost: Other.Example.com:8080\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.echo().service(), "other");
+    assert_eq!(r.echo().host(), "Other.Example.com:8080");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_host_and_target_forms_get_400() {
+    let echo = Echo::services(&["app", "anyhost"]).await;
+    let mut docs = route("app.example.com", "app", &echo.ports("app"));
+    // A hostless rule: an invalid host must not fall through to it.
+    docs.push(ingress(NS, "anyhost-ing", &simple_spec("", "anyhost")));
+    docs.extend(backend(NS, "anyhost", &echo.ports("anyhost")));
+    let tg = Tollgate::with_docs(&docs).await;
+
+    let bad_hosts = [
+        "app.example.com:99999",
+        "app.example.com:80x",
+        "app.example.com:-1",
+        "user@app.example.com",
+        "app.example.com/evil",
+        "app example.com",
+        "app.example.com?x",
+        "[::1",
+        "[nothex]",
+        "a:b:c",
+        "app.exa%zzmple.com",
+        "<script>",
+    ];
+    for host in bad_hosts {
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let r = raw(tg.http_addr(), request.as_bytes()).await.expect("raw");
+        assert_eq!(r.status, 400, "Host: {host:?}: {}", r.text());
+    }
+    let bad_targets: [&[u8]; 7] = [
+        b"GET http://app.example.com:99999/ HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        b"GET http://user@app.example.com/ HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        b"GET ftp://app.example.com/ HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        b"CONNECT app.example.com:443 HTTP/1.1\r\nHost: app.example.com:443\r\n\r\n",
+        b"GET app.example.com:80 HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app.example.com\r\nHost: app.example.com\r\n\r\n",
+    ];
+    for request in bad_targets {
+        let r = raw(tg.http_addr(), request).await.expect("raw");
+        assert!(
+            r.status == 400 || r.status == 405,
+            "{}: got {} {}",
+            String::from_utf8_lossy(request)
+                .lines()
+                .next()
+                .unwrap_or(""),
+            r.status,
+            r.text()
+        );
+    }
+    // `OPTIONS *` is answered by tollgate itself, never forwarded.
+    let r = raw(
+        tg.http_addr(),
+        b"OPTIONS * HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("allow").is_some(), "{:?}", r.headers);
+    assert!(r.body.is_empty());
+    // Valid unusual hosts still route.
+    for host in ["app.example.com.", "APP.example.com:80", "app.example.com:"] {
+        let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let r = raw(tg.http_addr(), request.as_bytes()).await.expect("raw");
+        assert_eq!(r.status, 200, "Host: {host:?}: {}", r.text());
+        assert_eq!(r.echo().service(), "app", "Host: {host:?}");
     }
 }

@@ -6,7 +6,9 @@
 //!   the client's own only from trusted proxies.
 //! - The upstream always gets HTTP/1.1 framing (HTTP/2 is set again by
 //!   [`super::h2`]) and an origin-form target, the request's original
-//!   target (normalization is for matching only).
+//!   target (normalization is for matching only), and the routed authority
+//!   as its Host (an absolute-form target's authority, or `:authority`,
+//!   replaces the client's Host) unless a policy sets another.
 //! - A declared body larger than the route allows is refused (413) before
 //!   anything is sent; a streamed one is cut off at the limit.
 
@@ -68,19 +70,23 @@ pub fn prepare_upstream(
 /// headers, origin-form target, HTTP/1.1.
 fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
     let from_h2 = req.version() == Version::HTTP_2;
-    let host_value = match req.headers().get(HOST) {
-        Some(h) => Some(h.clone()),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    // The routed authority: an absolute-form target's (or `:authority`)
+    // wins over the client's Host (RFC 9112 §3.2.2), so the backend sees
+    // the host that was routed.
+    let authority = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let host_value = match authority {
+        Some(a) => {
+            req.headers_mut().insert(HOST, a.clone());
+            Some(a)
+        }
+        None => req.headers().get(HOST).cloned(),
     };
     let headers = req.headers_mut();
     hop_by_hop::strip_hop_by_hop(headers, upgrade);
     if from_h2 {
-        if let Some(h) = &host_value {
-            headers.entry(HOST).or_insert_with(|| h.clone());
-        }
         // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one.
         if headers.get_all(COOKIE).iter().nth(1).is_some() {
             let joined = headers

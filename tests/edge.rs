@@ -221,3 +221,94 @@ async fn invalid_host_and_target_forms_get_400() {
         assert_eq!(r.echo().service(), "app", "Host: {host:?}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// --max-header-bytes is the limit applied
+// ---------------------------------------------------------------------------
+
+/// An HTTP/1.1 request head of exactly `size` bytes (at least 64).
+fn head_of(size: usize) -> String {
+    // "GET / HTTP/1.1\r\n" (16) + "Host: big.test\r\n" (16)
+    // + "X-Pad: " (7) + pad + "\r\n" (2) + "\r\n" (2) = 43 + pad
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: big.test\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(size - 43)
+    );
+    assert_eq!(head.len(), size);
+    head
+}
+
+/// The status for a head of `size` bytes, or the error when the connection
+/// was closed before a response.
+async fn h1_status(addr: std::net::SocketAddr, size: usize) -> Result<u16, String> {
+    raw(addr, head_of(size).as_bytes()).await.map(|r| r.status)
+}
+
+/// An HTTP/2 request with one header of `size` bytes: Ok(status), or Err
+/// when the stream or connection was refused.
+async fn h2_status(addr: std::net::SocketAddr, size: usize) -> Result<u16, String> {
+    let mut sender = h2c_connect(addr).await?;
+    let req = http::Request::builder()
+        .uri("http://big.test/")
+        .version(http::Version::HTTP_2)
+        .header("x-pad", "p".repeat(size))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(resp.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_header_bytes_is_exact_below_and_above_hypers_floor() {
+    let echo = Echo::services(&["big"]).await;
+    let docs = route("big.test", "big", &echo.ports("big"));
+    for limit in [1024usize, 2048, 4096, 12288] {
+        let tg = Tollgate::builder()
+            .docs("manifests.yaml", &docs)
+            .args(&["--max-header-bytes", &limit.to_string()])
+            .start()
+            .await;
+        let addr = tg.http_addr();
+        assert_eq!(h1_status(addr, 200).await, Ok(200), "limit {limit}");
+        assert_eq!(h1_status(addr, limit).await, Ok(200), "limit {limit}: at");
+        let over = h1_status(addr, limit + 1).await;
+        assert_eq!(over, Ok(431), "limit {limit}: one byte over");
+        let r = raw(addr, head_of(limit + 100).as_bytes())
+            .await
+            .expect("raw");
+        assert_eq!(r.status, 431, "limit {limit}: well over");
+        if limit < 8192 {
+            // Answered by tollgate (hyper's own 431 above its floor is bare).
+            assert_eq!(r.header("connection").as_deref(), Some("close"));
+            assert_eq!(r.header("server").as_deref(), Some("tollgate"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_header_bytes_applies_to_http2() {
+    let echo = Echo::services(&["big"]).await;
+    let docs = route("big.test", "big", &echo.ports("big"));
+    // The default (32 KiB) is above hyper's 16 KiB HTTP/2 default: a 20 KB
+    // header passes, as it does over HTTP/1.1.
+    let tg = Tollgate::with_docs(&docs).await;
+    assert_eq!(h2_status(tg.http_addr(), 100).await, Ok(200));
+    assert_eq!(h2_status(tg.http_addr(), 20_000).await, Ok(200));
+    assert_ne!(h2_status(tg.http_addr(), 40_000).await, Ok(200));
+    drop(tg);
+    // A small limit applies too.
+    let tg = Tollgate::builder()
+        .docs("manifests.yaml", &docs)
+        .args(&["--max-header-bytes", "2048"])
+        .start()
+        .await;
+    assert_eq!(h2_status(tg.http_addr(), 100).await, Ok(200));
+    let over = h2_status(tg.http_addr(), 4000).await;
+    assert!(
+        matches!(over, Ok(431) | Err(_)),
+        "2048-byte limit, 4000-byte header over HTTP/2: {over:?}"
+    );
+}

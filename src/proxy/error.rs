@@ -16,6 +16,9 @@ pub enum ProxyError {
     /// Downstream: the request is malformed.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// Downstream: the request head is larger than `--max-header-bytes`.
+    #[error("request head too large")]
+    HeadersTooLarge,
     /// No rule matched and no default backend is configured.
     #[error("no route")]
     NoRoute,
@@ -55,6 +58,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -70,6 +74,7 @@ impl ProxyError {
     fn body(&self) -> &'static str {
         match self {
             ProxyError::BadRequest(_) => "400 Bad Request\n",
+            ProxyError::HeadersTooLarge => "431 Request Header Fields Too Large\n",
             ProxyError::NoRoute => "404 Not Found\n",
             ProxyError::NoEndpoints => "503 Service Unavailable\n",
             ProxyError::Connect(_) | ProxyError::Upstream(_) => "502 Bad Gateway\n",
@@ -92,7 +97,10 @@ impl ProxyError {
         );
         if matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::ClientTimeout | ProxyError::PayloadTooLarge
+            ProxyError::BadRequest(_)
+                | ProxyError::HeadersTooLarge
+                | ProxyError::ClientTimeout
+                | ProxyError::PayloadTooLarge
         ) {
             response
                 .headers_mut()

@@ -12,6 +12,11 @@
 //! - A plain route (no policy, no canary) skips the policy phases with one
 //!   branch and pays nothing for them.
 //! - Never fails: every error becomes exactly one response.
+//! - `--max-header-bytes` is exact: this file measures each HTTP/1 head
+//!   (one pass adding the fields' lengths, no allocation) and answers 431;
+//!   hyper's read buffer only bounds what is read (it has a floor of 8192
+//!   bytes and may overshoot). HTTP/2 applies the flag as
+//!   `SETTINGS_MAX_HEADER_LIST_SIZE`.
 //! - The routed host is the absolute-form authority (or `:authority`) when
 //!   there is one, else the Host header; an invalid one is a 400, never a
 //!   lookup. CONNECT and asterisk-form targets never reach a backend.
@@ -45,6 +50,15 @@ pub async fn handle(
         return Ok(response::finish(
             &ctx,
             response::unrouted(state, error, started),
+            active,
+        ));
+    }
+    if req.version() != Version::HTTP_2
+        && headers::h1_head_len(&req) > state.settings.max_header_bytes
+    {
+        return Ok(response::finish(
+            &ctx,
+            response::unrouted(state, ProxyError::HeadersTooLarge, started),
             active,
         ));
     }

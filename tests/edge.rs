@@ -312,3 +312,126 @@ async fn max_header_bytes_applies_to_http2() {
         "2048-byte limit, 4000-byte header over HTTP/2: {over:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Upgrades
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_websocket_upgrades_are_forwarded() {
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<http::HeaderMap>();
+    let backend = serve(move |req| {
+        let seen_tx = seen_tx.clone();
+        async move {
+            let _ = seen_tx.send(req.headers().clone());
+            Response::new(full("plain"))
+        }
+    })
+    .await;
+    let tg = Tollgate::with_docs(&route("up.test", "up", &[backend.port])).await;
+
+    let requests: [&[u8]; 3] = [
+        // h2c upgrade (RFC 7540 §3.2), the way curl --http2 sends it.
+        b"GET / HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        // HTTP2-Settings not named in Connection.
+        b"GET / HTTP/1.1\r\nHost: up.test\r\nConnection: Upgrade\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: up.test\r\nConnection: upgrade\r\nUpgrade: foo/2\r\n\r\n",
+    ];
+    for request in requests {
+        let r = raw(tg.http_addr(), request).await.expect("raw");
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(request));
+        assert_eq!(r.text(), "plain");
+        let seen = tokio::time::timeout(REQUEST_TIMEOUT, seen_rx.recv())
+            .await
+            .expect("backend saw the request")
+            .expect("channel open");
+        for name in ["upgrade", "http2-settings"] {
+            assert!(
+                !seen.contains_key(name),
+                "{name} reached the backend: {seen:?}"
+            );
+        }
+        let connection = seen
+            .get("connection")
+            .map(|v| v.to_str().unwrap_or("").to_ascii_lowercase())
+            .unwrap_or_default();
+        assert!(!connection.contains("upgrade"), "{seen:?}");
+    }
+}
+
+/// A raw backend answering every request with `101` and then pushing bytes.
+async fn switching_backend() -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
+                          Upgrade: websocket\r\n\r\nSMUGGLED-FROM-BACKEND",
+                    )
+                    .await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unasked_101_is_a_502_and_never_bridged() {
+    let (port, task) = switching_backend().await;
+    let tg = Tollgate::with_docs(&route("sw.test", "sw", &[port])).await;
+    let requests: [&[u8]; 2] = [
+        b"GET / HTTP/1.1\r\nHost: sw.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: sw.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    ];
+    for request in requests {
+        let r = raw(tg.http_addr(), request).await.expect("raw");
+        assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(request));
+        assert!(!r.text().contains("SMUGGLED"), "{}", r.text());
+    }
+    // A WebSocket upgrade the client asked for is bridged.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(tg.http_addr())
+        .await
+        .unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nHost: sw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("SMUGGLED-FROM-BACKEND") {
+        let n = tokio::time::timeout(REQUEST_TIMEOUT, s.read(&mut buf))
+            .await
+            .expect("bridged bytes")
+            .expect("read");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    task.abort();
+}

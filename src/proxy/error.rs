@@ -31,6 +31,10 @@ pub enum ProxyError {
     /// Upstream: the connection failed after the request was sent.
     #[error("upstream: {0}")]
     Upstream(#[source] hyper::Error),
+    /// Upstream: a `101 Switching Protocols` to a request that asked for
+    /// no upgrade (the connection is dropped, never bridged nor reused).
+    #[error("upstream switched protocols unasked")]
+    UnaskedUpgrade,
     /// Upstream: no response headers within the response timeout (or it
     /// stopped reading the request body).
     #[error("upstream response timed out")]
@@ -61,7 +65,9 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UnaskedUpgrade => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
@@ -77,7 +83,9 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => "431 Request Header Fields Too Large\n",
             ProxyError::NoRoute => "404 Not Found\n",
             ProxyError::NoEndpoints => "503 Service Unavailable\n",
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => "502 Bad Gateway\n",
+            ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UnaskedUpgrade => {
+                "502 Bad Gateway\n"
+            }
             ProxyError::Timeout => "504 Gateway Timeout\n",
             ProxyError::ClientTimeout => "408 Request Timeout\n",
             ProxyError::Misdirected => "421 Misdirected Request\n",

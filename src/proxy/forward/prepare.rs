@@ -1,6 +1,9 @@
 //! The request head rewritten for the upstream, and the body wrapped.
 //!
 //! Invariants:
+//! - Only WebSocket upgrades are forwarded; any other upgrade request
+//!   (`h2c`...) goes upstream as plain HTTP/1.1 without `Upgrade` and
+//!   `HTTP2-Settings`.
 //! - Hop-by-hop headers never cross; the forwarding headers
 //!   (`X-Forwarded-*`, `X-Real-IP`) are set from the connection, trusting
 //!   the client's own only from trusted proxies.
@@ -14,9 +17,9 @@
 
 use std::sync::Arc;
 
-use http::header::{COOKIE, HOST};
+use http::header::{HeaderName, COOKIE, HOST, UPGRADE};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Uri, Version};
+use http::{HeaderMap, HeaderValue, Request, Uri, Version};
 use hyper::body::Incoming;
 
 use super::plan::Plan;
@@ -25,6 +28,9 @@ use crate::proxy::conn::ConnCtx;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
 use crate::proxy::upload::{Upload, UploadBody};
+
+/// The h2c upgrade's settings (RFC 7540 §3.2.1), never forwarded.
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// A request rewritten for its upstream, not yet sent.
 pub struct Prepared {
@@ -50,8 +56,7 @@ pub fn prepare_upstream(
             return Err(ProxyError::PayloadTooLarge);
         }
     }
-    let upgrade =
-        req.version() == Version::HTTP_11 && hop_by_hop::is_upgrade_request(req.headers());
+    let upgrade = req.version() == Version::HTTP_11 && websocket_upgrade(req.headers_mut());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare(ctx, &mut req, upgrade);
     if let Some(host) = plan.host {
@@ -64,6 +69,26 @@ pub fn prepare_upstream(
         upload,
         client_upgrade,
     })
+}
+
+/// Whether the request is a WebSocket upgrade, the only upgrade forwarded.
+/// Any other (`h2c`, unknown protocols) is served as plain HTTP/1.1: its
+/// `Upgrade` goes with the hop-by-hop headers, and `HTTP2-Settings`
+/// (connection-specific, RFC 7540 §3.2.1) is removed
+/// here. A request without `Upgrade` costs one lookup.
+fn websocket_upgrade(headers: &mut HeaderMap) -> bool {
+    let Some(value) = headers.get(UPGRADE) else {
+        return false;
+    };
+    let websocket = value
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket");
+    if websocket && hop_by_hop::is_upgrade_request(headers) {
+        return true;
+    }
+    headers.remove(HTTP2_SETTINGS);
+    false
 }
 
 /// Rewrites the request for the upstream: hop-by-hop headers, forwarding

@@ -166,6 +166,20 @@ pub fn new_request_id() -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn h1_head_len_counts_the_canonical_head() {
+        let req = http::Request::get("/abc?q")
+            .header("host", "a.test")
+            .header("x-pad", "ppp")
+            .body(())
+            .unwrap();
+        let raw = "GET /abc?q HTTP/1.1\r\nhost: a.test\r\nx-pad: ppp\r\n\r\n";
+        assert_eq!(super::h1_head_len(&req), raw.len());
+        let absolute = http::Request::get("http://a.test:8080/x").body(()).unwrap();
+        let raw = "GET http://a.test:8080/x HTTP/1.1\r\n\r\n";
+        assert_eq!(super::h1_head_len(&absolute), raw.len());
+    }
+
     use super::*;
     use crate::proxy::client_ip::client_ip;
 

@@ -117,6 +117,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             access_log: args.access_log,
             https_redirect_port: args.https_redirect_port,
             hsts: args.hsts.clone(),
+            max_header_bytes: args.max_header_bytes,
         },
         metrics: metrics.clone(),
         auth_client: match tollgate::auth::external::client::AuthClient::new() {

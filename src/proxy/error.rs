@@ -21,6 +21,9 @@ pub enum ProxyError {
     /// `tollgate_bad_requests_total`); the connection is closed.
     #[error("malformed request: {}", .0.as_str())]
     Malformed(BadRequest),
+    /// Downstream: the request head is larger than `--max-header-bytes`.
+    #[error("request head too large")]
+    HeadersTooLarge,
     /// No rule matched and no default backend is configured.
     #[error("no route")]
     NoRoute,
@@ -33,6 +36,10 @@ pub enum ProxyError {
     /// Upstream: the connection failed after the request was sent.
     #[error("upstream: {0}")]
     Upstream(#[source] hyper::Error),
+    /// Upstream: a `101 Switching Protocols` to a request that asked for
+    /// no upgrade (the connection is dropped, never bridged nor reused).
+    #[error("upstream switched protocols unasked")]
+    UnaskedUpgrade,
     /// Upstream: no response headers within the response timeout (or it
     /// stopped reading the request body).
     #[error("upstream response timed out")]
@@ -60,9 +67,12 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) | ProxyError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UnaskedUpgrade => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
@@ -75,9 +85,12 @@ impl ProxyError {
     fn body(&self) -> &'static str {
         match self {
             ProxyError::BadRequest(_) | ProxyError::Malformed(_) => "400 Bad Request\n",
+            ProxyError::HeadersTooLarge => "431 Request Header Fields Too Large\n",
             ProxyError::NoRoute => "404 Not Found\n",
             ProxyError::NoEndpoints => "503 Service Unavailable\n",
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => "502 Bad Gateway\n",
+            ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UnaskedUpgrade => {
+                "502 Bad Gateway\n"
+            }
             ProxyError::Timeout => "504 Gateway Timeout\n",
             ProxyError::ClientTimeout => "408 Request Timeout\n",
             ProxyError::Misdirected => "421 Misdirected Request\n",
@@ -99,6 +112,7 @@ impl ProxyError {
             self,
             ProxyError::BadRequest(_)
                 | ProxyError::Malformed(_)
+                | ProxyError::HeadersTooLarge
                 | ProxyError::ClientTimeout
                 | ProxyError::PayloadTooLarge
         ) {

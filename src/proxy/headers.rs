@@ -26,6 +26,32 @@ pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-po
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The size of an HTTP/1 request head as sent in its canonical form: the
+/// request line, `name: value` plus CRLF per field, and the final CRLF (a
+/// client's extra whitespace around values is not counted, as the parser
+/// has dropped it). One pass over the fields; no allocation.
+pub fn h1_head_len<B>(req: &http::Request<B>) -> usize {
+    let uri = req.uri();
+    let target = match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => {
+            scheme.len()
+                + 3
+                + authority.as_str().len()
+                + uri.path_and_query().map_or(0, |p| p.as_str().len())
+        }
+        (None, Some(authority)) => authority.as_str().len(),
+        _ => uri.path_and_query().map_or(1, |p| p.as_str().len()),
+    };
+    // `METHOD SP target SP HTTP/1.1 CRLF`
+    let line = req.method().as_str().len() + 1 + target + 1 + 8 + 2;
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    line + fields + 2
+}
+
 /// What the forwarding headers need to know about the client connection;
 /// built once per connection.
 #[derive(Debug, Clone)]
@@ -140,6 +166,20 @@ pub fn new_request_id() -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn h1_head_len_counts_the_canonical_head() {
+        let req = http::Request::get("/abc?q")
+            .header("host", "a.test")
+            .header("x-pad", "ppp")
+            .body(())
+            .unwrap();
+        let raw = "GET /abc?q HTTP/1.1\r\nhost: a.test\r\nx-pad: ppp\r\n\r\n";
+        assert_eq!(super::h1_head_len(&req), raw.len());
+        let absolute = http::Request::get("http://a.test:8080/x").body(()).unwrap();
+        let raw = "GET http://a.test:8080/x HTTP/1.1\r\n\r\n";
+        assert_eq!(super::h1_head_len(&absolute), raw.len());
+    }
+
     use super::*;
     use crate::proxy::client_ip::client_ip;
 

@@ -38,7 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;
 use super::proxy_protocol;
-use super::shared::ProxyState;
+use super::shared::{ProxyState, H1_BUFFER_FLOOR};
 use crate::metrics::BadRequest;
 
 /// Settings of client connections.
@@ -234,12 +234,18 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
         // One flattened write per response beats writev for small
         // responses (measured: -4% CPU per request, docs/benchmarks.md).
         .writev(false)
-        .max_buf_size(settings.max_header_bytes.max(8192))
+        // Bounds what hyper buffers; the exact limit is the service's
+        // (`ProxySettings::max_header_bytes`): hyper's floor is 8192 and a
+        // read may overshoot its buffer size.
+        .max_buf_size(settings.max_header_bytes.max(H1_BUFFER_FLOOR))
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        // The same flag on HTTP/2, in its own measure (RFC 9113 §6.5.2:
+        // names + values + 32 per field); hyper's default is 16 KiB.
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
 

@@ -1,8 +1,12 @@
 //! The response side every request shares, whatever answered it: the
-//! per-route or unrouted metrics, the access log line, HSTS on HTTPS, and
-//! the connection's in-flight accounting tied to the body.
+//! per-route or unrouted metrics, the access log line, HSTS on HTTPS,
+//! `Server: tollgate`, and the connection's in-flight accounting tied to
+//! the body.
 //!
 //! Invariants:
+//! - Every response that passes here carries a `Server` header: the
+//!   backend's own if it sent one, else `tollgate` (no version, as
+//!   ingress-nginx with `server-tokens: false`).
 //! - Exactly one metric observation per request (routed or unrouted).
 //! - An access-log line only with `--access-log`; what it needs is copied
 //!   from the request before the request is forwarded.
@@ -18,6 +22,9 @@ use super::error::ProxyError;
 use super::shared::ProxyState;
 use crate::lb::Endpoint;
 
+/// The `Server` value of responses that carry none from a backend.
+const SERVER: HeaderValue = HeaderValue::from_static("tollgate");
+
 /// An error answered before or instead of routing, counted as unrouted.
 pub fn unrouted(state: &ProxyState, error: ProxyError, started: Instant) -> Response<ProxyBody> {
     let response = error.response();
@@ -28,13 +35,17 @@ pub fn unrouted(state: &ProxyState, error: ProxyError, started: Instant) -> Resp
     response
 }
 
-/// What every response gets on its way out: HSTS on HTTPS, and the
-/// connection's in-flight accounting tied to the body.
+/// What every response gets on its way out: `Server` when it has none, HSTS
+/// on HTTPS, and the connection's in-flight accounting tied to the body.
 pub fn finish(
     ctx: &ConnCtx,
     mut response: Response<ProxyBody>,
     active: ActiveRequest,
 ) -> Response<ProxyBody> {
+    let headers = response.headers_mut();
+    if !headers.contains_key(http::header::SERVER) {
+        headers.insert(http::header::SERVER, SERVER);
+    }
     if let (true, Some(hsts)) = (ctx.client.tls, &ctx.state.settings.hsts) {
         response
             .headers_mut()

@@ -12,12 +12,20 @@
 //! - A plain route (no policy, no canary) skips the policy phases with one
 //!   branch and pays nothing for them.
 //! - Never fails: every error becomes exactly one response.
+//! - `--max-header-bytes` is exact: this file measures each HTTP/1 head
+//!   (one pass adding the fields' lengths, no allocation) and answers 431;
+//!   hyper's read buffer only bounds what is read (it has a floor of 8192
+//!   bytes and may overshoot). HTTP/2 applies the flag as
+//!   `SETTINGS_MAX_HEADER_LIST_SIZE`.
+//! - The routed host is the absolute-form authority (or `:authority`) when
+//!   there is one, else the Host header; an invalid one is a 400, never a
+//!   lookup. CONNECT and asterisk-form targets never reach a backend.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::HOST;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
@@ -46,9 +54,26 @@ pub async fn handle(
             active,
         ));
     }
+    if req.version() != Version::HTTP_2
+        && headers::h1_head_len(&req) > state.settings.max_header_bytes
+    {
+        return Ok(response::finish(
+            &ctx,
+            response::unrouted(state, ProxyError::HeadersTooLarge, started),
+            active,
+        ));
+    }
     let published = state.published.load_full();
     let request_id = headers::ensure_request_id(req.headers_mut());
 
+    if req.method() == Method::OPTIONS && req.uri().path() == "*" {
+        let response = options_asterisk();
+        state
+            .metrics
+            .unrouted
+            .record(response.status().as_u16(), started.elapsed());
+        return Ok(response::finish(&ctx, response, active));
+    }
     let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
     let raw_host = match request_host(&req) {
         Ok(h) => h,
@@ -163,24 +188,61 @@ fn misdirected(published: &Published, host: &str, sni: Option<&str>) -> bool {
     wanted.is_some() && wanted != sni.and_then(|name| published.tls.lookup(name))
 }
 
-/// The request's host: the authority of an absolute-form target or
-/// `:authority`, else the Host header. HTTP/1.1 requires exactly one Host
-/// (RFC 9112 §3.2): none, several, or an unreadable one is a 400.
+/// The request's host, checked (RFC 9112 §3.2, §3.2.2): the authority of an
+/// absolute-form target or `:authority` wins over the Host header.
+/// HTTP/1.1 requires exactly one Host; none, several, or a value that is
+/// not `host [":" port]` ([`host::is_valid`]) is a 400, and so is a target
+/// in authority-form (only CONNECT, which is not proxied) or asterisk-form
+/// (only `OPTIONS *`, answered before this), or a scheme other than http(s).
 fn request_host(req: &Request<Incoming>) -> Result<&str, ProxyError> {
-    if let Some(authority) = req.uri().authority() {
-        return Ok(authority.as_str());
-    }
     let mut hosts = req.headers().get_all(HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
         return Err(ProxyError::BadRequest("more than one Host header"));
     }
-    match first.map(|h| h.to_str()) {
-        Some(Ok(h)) => Ok(h),
-        Some(Err(_)) => Err(ProxyError::BadRequest("unreadable Host header")),
+    let header = match first.map(|h| h.to_str()) {
+        Some(Ok(h)) if host::is_valid(h) => Some(h),
+        Some(_) => return Err(ProxyError::BadRequest("invalid Host header")),
+        None => None,
+    };
+    let uri = req.uri();
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::BadRequest("CONNECT is not proxied"));
+    }
+    if let Some(authority) = uri.authority() {
+        let http = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
+        if !http {
+            return Err(ProxyError::BadRequest("request target not http(s)"));
+        }
+        if !host::is_valid(authority.as_str()) {
+            return Err(ProxyError::BadRequest("invalid request-target authority"));
+        }
+        return Ok(authority.as_str());
+    }
+    if uri.path() == "*" {
+        return Err(ProxyError::BadRequest("asterisk-form outside OPTIONS"));
+    }
+    match header {
+        Some(h) => Ok(h),
         None if req.version() == Version::HTTP_11 => {
             Err(ProxyError::BadRequest("missing Host header"))
         }
         None => Ok(""),
     }
+}
+
+/// `OPTIONS *` (RFC 9110 §9.3.7): a question about tollgate itself, answered
+/// here with the methods it forwards; never sent to a backend.
+fn options_asterisk() -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::empty());
+    response.headers_mut().insert(
+        http::header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    response
 }

@@ -17,6 +17,11 @@ use super::headers::ClientInfo;
 use crate::metrics::Metrics;
 use crate::state::Published;
 
+/// hyper's HTTP/1.1 read buffer cannot be smaller than this; the buffer
+/// bounds what hyper reads, the exact `--max-header-bytes` check is the
+/// service's ([`ProxySettings::max_header_bytes`]).
+pub const H1_BUFFER_FLOOR: usize = 8192;
+
 /// Settings of the request path (from flags).
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
@@ -29,6 +34,10 @@ pub struct ProxySettings {
     pub https_redirect_port: u16,
     /// `Strict-Transport-Security` value for HTTPS responses.
     pub hsts: Option<HeaderValue>,
+    /// `--max-header-bytes`: the service measures each HTTP/1 request head
+    /// against it (431 above). hyper's read buffer alone is not exact: it
+    /// has a floor of [`H1_BUFFER_FLOOR`] and a read may overshoot it.
+    pub max_header_bytes: usize,
 }
 
 /// Shared by every connection of every listener.

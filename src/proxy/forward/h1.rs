@@ -12,6 +12,10 @@
 //!   ([`crate::proxy::body`]), and only when the whole request body was
 //!   sent before the response came (else the backend may have left part
 //!   of it unread: 0.CL); upgraded connections never do.
+//! - Bytes are bridged both ways only after the backend's `101`, and only
+//!   when the client asked for that upgrade ([`super::prepare`] lets only
+//!   WebSocket through): an unasked `101` is a 502 and its connection is
+//!   dropped.
 
 use std::sync::Arc;
 
@@ -184,7 +188,7 @@ pub async fn send(
                 &endpoint,
                 inflight,
                 client_upgrade.take(),
-            ));
+            )?);
         };
         if let Some(response) = outcome {
             return Ok((response, endpoint));
@@ -219,34 +223,36 @@ fn idempotent(method: &http::Method) -> bool {
 
 /// Turns the upstream response into the client response: hop-by-hop headers
 /// removed, body wrapped so the connection returns to the pool at its end,
-/// upgrades bridged.
+/// upgrades bridged; a `101` the client did not ask for is refused.
 fn finish(
     mut response: Response<Incoming>,
     sender: Option<Sender>,
     endpoint: &Endpoint,
     inflight: InFlight,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-) -> Response<ProxyBody> {
+) -> Result<Response<ProxyBody>, ProxyError> {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(async move {
-                let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
-                if let (Ok(client), Ok(upstream)) = (client, upstream) {
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                }
-                drop(inflight);
-            });
-            hop_by_hop::strip_hop_by_hop(response.headers_mut(), true);
-            return response.map(|_| ProxyBody::empty());
-        }
+        // Dropping `sender` and `response` closes that upstream connection.
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::UnaskedUpgrade);
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            let (client, upstream) = tokio::join!(client_upgrade, upstream_upgrade);
+            if let (Ok(client), Ok(upstream)) = (client, upstream) {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+            drop(inflight);
+        });
+        hop_by_hop::strip_hop_by_hop(response.headers_mut(), true);
+        return Ok(response.map(|_| ProxyBody::empty()));
     }
     hop_by_hop::strip_hop_by_hop(response.headers_mut(), false);
     let checkin = sender.map(|sender| Checkin {
         sender,
         endpoint: endpoint.id,
     });
-    response.map(|body| ProxyBody::upstream(body, checkin, inflight))
+    Ok(response.map(|body| ProxyBody::upstream(body, checkin, inflight)))
 }

@@ -1,20 +1,25 @@
 //! The request head rewritten for the upstream, and the body wrapped.
 //!
 //! Invariants:
+//! - Only WebSocket upgrades are forwarded; any other upgrade request
+//!   (`h2c`...) goes upstream as plain HTTP/1.1 without `Upgrade` and
+//!   `HTTP2-Settings`.
 //! - Hop-by-hop headers never cross; the forwarding headers
 //!   (`X-Forwarded-*`, `X-Real-IP`) are set from the connection, trusting
 //!   the client's own only from trusted proxies.
 //! - The upstream always gets HTTP/1.1 framing (HTTP/2 is set again by
 //!   [`super::h2`]) and an origin-form target, the request's original
-//!   target (normalization is for matching only).
+//!   target (normalization is for matching only), and the routed authority
+//!   as its Host (an absolute-form target's authority, or `:authority`,
+//!   replaces the client's Host) unless a policy sets another.
 //! - A declared body larger than the route allows is refused (413) before
 //!   anything is sent; a streamed one is cut off at the limit.
 
 use std::sync::Arc;
 
-use http::header::{COOKIE, HOST};
+use http::header::{HeaderName, COOKIE, HOST, UPGRADE};
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Uri, Version};
+use http::{HeaderMap, HeaderValue, Request, Uri, Version};
 use hyper::body::Incoming;
 
 use super::plan::Plan;
@@ -23,6 +28,9 @@ use crate::proxy::conn::ConnCtx;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
 use crate::proxy::upload::{Upload, UploadBody};
+
+/// The h2c upgrade's settings (RFC 7540 §3.2.1), never forwarded.
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// A request rewritten for its upstream, not yet sent.
 pub struct Prepared {
@@ -48,8 +56,7 @@ pub fn prepare_upstream(
             return Err(ProxyError::PayloadTooLarge);
         }
     }
-    let upgrade =
-        req.version() == Version::HTTP_11 && hop_by_hop::is_upgrade_request(req.headers());
+    let upgrade = req.version() == Version::HTTP_11 && websocket_upgrade(req.headers_mut());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare(ctx, &mut req, upgrade);
     if let Some(host) = plan.host {
@@ -64,23 +71,47 @@ pub fn prepare_upstream(
     })
 }
 
+/// Whether the request is a WebSocket upgrade, the only upgrade forwarded.
+/// Any other (`h2c`, unknown protocols) is served as plain HTTP/1.1: its
+/// `Upgrade` goes with the hop-by-hop headers, and `HTTP2-Settings`
+/// (connection-specific, RFC 7540 §3.2.1) is removed
+/// here. A request without `Upgrade` costs one lookup.
+fn websocket_upgrade(headers: &mut HeaderMap) -> bool {
+    let Some(value) = headers.get(UPGRADE) else {
+        return false;
+    };
+    let websocket = value
+        .as_bytes()
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"websocket");
+    if websocket && hop_by_hop::is_upgrade_request(headers) {
+        return true;
+    }
+    headers.remove(HTTP2_SETTINGS);
+    false
+}
+
 /// Rewrites the request for the upstream: hop-by-hop headers, forwarding
 /// headers, origin-form target, HTTP/1.1.
 fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
     let from_h2 = req.version() == Version::HTTP_2;
-    let host_value = match req.headers().get(HOST) {
-        Some(h) => Some(h.clone()),
-        None => req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    // The routed authority: an absolute-form target's (or `:authority`)
+    // wins over the client's Host (RFC 9112 §3.2.2), so the backend sees
+    // the host that was routed.
+    let authority = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+    let host_value = match authority {
+        Some(a) => {
+            req.headers_mut().insert(HOST, a.clone());
+            Some(a)
+        }
+        None => req.headers().get(HOST).cloned(),
     };
     let headers = req.headers_mut();
     hop_by_hop::strip_hop_by_hop(headers, upgrade);
     if from_h2 {
-        if let Some(h) = &host_value {
-            headers.entry(HOST).or_insert_with(|| h.clone());
-        }
         // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one.
         if headers.get_all(COOKIE).iter().nth(1).is_some() {
             let joined = headers

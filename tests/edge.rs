@@ -6,20 +6,8 @@ mod common;
 
 use common::*;
 use http::Response;
-use serde_json::Value;
 
 const NS: &str = "edge";
-
-/// Manifests routing `host` (Prefix /) to service `svc` with the given
-/// endpoint ports, plus our IngressClass.
-fn route(host: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
-    let mut docs = vec![
-        ingress_class("tollgate", false),
-        ingress(NS, &format!("{svc}-ing"), &simple_spec(host, svc)),
-    ];
-    docs.extend(backend(NS, svc, ports));
-    docs
-}
 
 /// An error page: short, names no version and no address.
 fn assert_plain_error_page(r: &RawResp, status: u16) {
@@ -53,7 +41,7 @@ async fn server_header_and_plain_error_pages() {
     })
     .await;
     let refused = free_port();
-    let mut docs = route("plain.test", "plain", &[plain.port]);
+    let mut docs = routed(NS, "plain.test", "plain", &[plain.port]);
     docs.push(ingress(
         NS,
         "branded-ing",
@@ -113,7 +101,7 @@ async fn server_header_and_plain_error_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absolute_form_authority_wins_over_host() {
     let echo = Echo::services(&["app", "other"]).await;
-    let mut docs = route("app.example.com", "app", &echo.ports("app"));
+    let mut docs = routed(NS, "app.example.com", "app", &echo.ports("app"));
     docs.push(ingress(
         NS,
         "other-ing",
@@ -156,7 +144,7 @@ async fn absolute_form_authority_wins_over_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_host_and_target_forms_get_400() {
     let echo = Echo::services(&["app", "anyhost"]).await;
-    let mut docs = route("app.example.com", "app", &echo.ports("app"));
+    let mut docs = routed(NS, "app.example.com", "app", &echo.ports("app"));
     // A hostless rule: an invalid host must not fall through to it.
     docs.push(ingress(NS, "anyhost-ing", &simple_spec("", "anyhost")));
     docs.extend(backend(NS, "anyhost", &echo.ports("anyhost")));
@@ -264,7 +252,7 @@ async fn h2_status(addr: std::net::SocketAddr, size: usize) -> Result<u16, Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_header_bytes_is_exact_below_and_above_hypers_floor() {
     let echo = Echo::services(&["big"]).await;
-    let docs = route("big.test", "big", &echo.ports("big"));
+    let docs = routed(NS, "big.test", "big", &echo.ports("big"));
     for limit in [1024usize, 2048, 4096, 12288] {
         let tg = Tollgate::builder()
             .docs("manifests.yaml", &docs)
@@ -291,7 +279,7 @@ async fn max_header_bytes_is_exact_below_and_above_hypers_floor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_header_bytes_applies_to_http2() {
     let echo = Echo::services(&["big"]).await;
-    let docs = route("big.test", "big", &echo.ports("big"));
+    let docs = routed(NS, "big.test", "big", &echo.ports("big"));
     // The default (32 KiB) is above hyper's 16 KiB HTTP/2 default: a 20 KB
     // header passes, as it does over HTTP/1.1.
     let tg = Tollgate::with_docs(&docs).await;
@@ -328,7 +316,7 @@ async fn only_websocket_upgrades_are_forwarded() {
         }
     })
     .await;
-    let tg = Tollgate::with_docs(&route("up.test", "up", &[backend.port])).await;
+    let tg = Tollgate::with_docs(&routed(NS, "up.test", "up", &[backend.port])).await;
 
     let requests: [&[u8]; 3] = [
         // h2c upgrade (RFC 7540 §3.2), the way curl --http2 sends it.
@@ -396,7 +384,7 @@ async fn switching_backend() -> (u16, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unasked_101_is_a_502_and_never_bridged() {
     let (port, task) = switching_backend().await;
-    let tg = Tollgate::with_docs(&route("sw.test", "sw", &[port])).await;
+    let tg = Tollgate::with_docs(&routed(NS, "sw.test", "sw", &[port])).await;
     let requests: [&[u8]; 2] = [
         b"GET / HTTP/1.1\r\nHost: sw.test\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: sw.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\

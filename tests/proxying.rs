@@ -23,17 +23,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const NS: &str = "proxy";
 
-/// Manifests routing `host` (Prefix /) to service `svc` with the given
-/// endpoint ports, plus our IngressClass.
-fn route(host: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
-    let mut docs = vec![
-        ingress_class("tollgate", false),
-        ingress(NS, &format!("{svc}-ing"), &simple_spec(host, svc)),
-    ];
-    docs.extend(backend(NS, svc, ports));
-    docs
-}
-
 // ---------------------------------------------------------------------------
 // Headers
 // ---------------------------------------------------------------------------
@@ -41,7 +30,7 @@ fn route(host: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_by_hop_request_headers_are_removed() {
     let echo = Echo::services(&["hop"]).await;
-    let tg = Tollgate::with_docs(&route("hop.test", "hop", &echo.ports("hop"))).await;
+    let tg = Tollgate::with_docs(&routed(NS, "hop.test", "hop", &echo.ports("hop"))).await;
 
     let request = "GET /hop HTTP/1.1\r\n\
         Host: hop.test\r\n\
@@ -143,7 +132,7 @@ async fn hop_response_backend() -> (u16, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_by_hop_response_headers_are_removed() {
     let (port, task) = hop_response_backend().await;
-    let tg = Tollgate::with_docs(&route("hopresp.test", "hopresp", &[port])).await;
+    let tg = Tollgate::with_docs(&routed(NS, "hopresp.test", "hopresp", &[port])).await;
     let r = tg.get("hopresp.test", "/").await;
     task.abort();
     assert_eq!(r.status, 200, "{}", r.summary());
@@ -183,7 +172,7 @@ async fn forwarded_headers_from_untrusted_peer_are_replaced() {
     let echo = Echo::services(&["xff"]).await;
     // Loopback is not in the trusted list.
     let tg = Tollgate::builder()
-        .docs("m.yaml", &route("xff.test", "xff", &echo.ports("xff")))
+        .docs("m.yaml", &routed(NS, "xff.test", "xff", &echo.ports("xff")))
         .args(&["--trusted-proxies", "10.0.0.0/8,192.168.0.0/16"])
         .start()
         .await;
@@ -221,7 +210,7 @@ async fn forwarded_headers_from_untrusted_peer_are_replaced() {
 async fn forwarded_for_from_trusted_peer_is_appended() {
     let echo = Echo::services(&["xff"]).await;
     let tg = Tollgate::builder()
-        .docs("m.yaml", &route("xff.test", "xff", &echo.ports("xff")))
+        .docs("m.yaml", &routed(NS, "xff.test", "xff", &echo.ports("xff")))
         .args(&["--trusted-proxies", "127.0.0.0/8"])
         .start()
         .await;
@@ -247,7 +236,7 @@ async fn forwarded_for_from_trusted_peer_is_appended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_id_is_kept_or_generated() {
     let echo = Echo::services(&["rid"]).await;
-    let tg = Tollgate::with_docs(&route("rid.test", "rid", &echo.ports("rid"))).await;
+    let tg = Tollgate::with_docs(&routed(NS, "rid.test", "rid", &echo.ports("rid"))).await;
 
     let id = "3f1c2f4e-8d7a-4b2c-9e55-1a2b3c4d5e6f";
     let r = send(
@@ -320,7 +309,7 @@ async fn websocket_upgrade_passes_through() {
         }
     });
 
-    let tg = Tollgate::with_docs(&route("ws.test", "ws", &[port])).await;
+    let tg = Tollgate::with_docs(&routed(NS, "ws.test", "ws", &[port])).await;
     let stream = TcpStream::connect(tg.http_addr()).await.unwrap();
     let (mut ws, resp) = tokio::time::timeout(
         REQUEST_TIMEOUT,
@@ -381,7 +370,7 @@ async fn big_header_status(addr: std::net::SocketAddr, size: usize) -> Result<u1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_header_gets_431() {
     let echo = Echo::services(&["big"]).await;
-    let tg = Tollgate::with_docs(&route("big.test", "big", &echo.ports("big"))).await;
+    let tg = Tollgate::with_docs(&routed(NS, "big.test", "big", &echo.ports("big"))).await;
 
     // The limit is not part of the contract: grow the header until the
     // proxy refuses it. A small header must pass, and refusing must be 431.
@@ -414,7 +403,7 @@ async fn content_length_with_transfer_encoding_gets_400() {
         }
     })
     .await;
-    let tg = Tollgate::with_docs(&route("clte.test", "clte", &[backend.port])).await;
+    let tg = Tollgate::with_docs(&routed(NS, "clte.test", "clte", &[backend.port])).await;
 
     let smuggle = "POST /clte HTTP/1.1\r\n\
         Host: clte.test\r\n\
@@ -445,7 +434,7 @@ async fn content_length_with_transfer_encoding_gets_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http11_needs_exactly_one_host_header() {
     let echo = Echo::services(&["hosts", "anyhost"]).await;
-    let mut docs = route("hosts.test", "hosts", &echo.ports("hosts"));
+    let mut docs = routed(NS, "hosts.test", "hosts", &echo.ports("hosts"));
     // A hostless rule, which a request without a usable host would reach.
     docs.push(ingress(NS, "anyhost-ing", &simple_spec("", "anyhost")));
     docs.extend(backend(NS, "anyhost", &echo.ports("anyhost")));
@@ -482,7 +471,7 @@ async fn http11_needs_exactly_one_host_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_prior_knowledge_is_routed() {
     let echo = Echo::services(&["h2"]).await;
-    let tg = Tollgate::with_docs(&route("h2.test", "h2", &echo.ports("h2"))).await;
+    let tg = Tollgate::with_docs(&routed(NS, "h2.test", "h2", &echo.ports("h2"))).await;
 
     let stream = TcpStream::connect(tg.http_addr()).await.unwrap();
     let (mut sender, conn) = tokio::time::timeout(
@@ -527,7 +516,10 @@ async fn h2c_prior_knowledge_is_routed() {
 async fn slow_headers_and_idle_connections_are_closed() {
     let echo = Echo::services(&["slow"]).await;
     let tg = Tollgate::builder()
-        .docs("m.yaml", &route("slow.test", "slow", &echo.ports("slow")))
+        .docs(
+            "m.yaml",
+            &routed(NS, "slow.test", "slow", &echo.ports("slow")),
+        )
         .args(&[
             "--client-header-timeout",
             "300ms",
@@ -656,7 +648,7 @@ async fn large_download_streams_with_bounded_memory() {
             .unwrap()
     })
     .await;
-    let tg = Tollgate::with_docs(&route("down.test", "down", &[backend.port])).await;
+    let tg = Tollgate::with_docs(&routed(NS, "down.test", "down", &[backend.port])).await;
     let baseline = vm_rss_kb(tg.pid()).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -713,7 +705,7 @@ async fn large_upload_streams_with_bounded_memory() {
         Response::new(full(text))
     })
     .await;
-    let tg = Tollgate::with_docs(&route("up.test", "up", &[backend.port])).await;
+    let tg = Tollgate::with_docs(&routed(NS, "up.test", "up", &[backend.port])).await;
     let baseline = vm_rss_kb(tg.pid()).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -1002,7 +994,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_0() {
     })
     .await;
     let mut tg = Tollgate::builder()
-        .docs("m.yaml", &route("drain.test", "slow", &[backend.port]))
+        .docs("m.yaml", &routed(NS, "drain.test", "slow", &[backend.port]))
         .args(&["--shutdown-grace", "5s"])
         .start()
         .await;
@@ -1199,7 +1191,7 @@ async fn check_unparseable_file_exits_1_naming_it() {
 async fn round_robin_spreads_evenly() {
     let echo = Echo::replicas("rr", 3).await;
     let tg = Tollgate::builder()
-        .docs("m.yaml", &route("rr.test", "rr", &echo.ports("rr")))
+        .docs("m.yaml", &routed(NS, "rr.test", "rr", &echo.ports("rr")))
         .args(&["--threads", "1"])
         .start()
         .await;
@@ -1226,7 +1218,7 @@ async fn refusing_endpoint_is_skipped() {
     let mut ports = echo.ports("ph");
     let closed = free_port();
     ports.insert(1, closed);
-    let tg = Tollgate::with_docs(&route("ph.test", "ph", &ports)).await;
+    let tg = Tollgate::with_docs(&routed(NS, "ph.test", "ph", &ports)).await;
 
     let started = Instant::now();
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -1266,7 +1258,7 @@ async fn p2c_ewma_avoids_slow_endpoint() {
     .await;
     let mut ports = echo.ports("lb");
     ports.push(slow.port);
-    let mut docs = route("lb.test", "lb", &ports);
+    let mut docs = routed(NS, "lb.test", "lb", &ports);
     docs[1]["metadata"]["annotations"] = json!({"tollgate.dev/load-balance": "p2c-ewma"});
     let tg = Tollgate::with_docs(&docs).await;
 
@@ -1300,7 +1292,7 @@ async fn p2c_ewma_avoids_slow_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_health_and_request_metrics() {
     let echo = Echo::services(&["msvc"]).await;
-    let tg = Tollgate::with_docs(&route("metrics.test", "msvc", &echo.ports("msvc"))).await;
+    let tg = Tollgate::with_docs(&routed(NS, "metrics.test", "msvc", &echo.ports("msvc"))).await;
     let health = tg.admin("/healthz").await.unwrap();
     assert_eq!(health.status, 200);
 
@@ -1345,7 +1337,7 @@ async fn slow_upload_longer_than_response_timeout_succeeds() {
     let tg = Tollgate::builder()
         .docs(
             "m.yaml",
-            &route("slowup.test", "slowup", &echo.ports("slowup")),
+            &routed(NS, "slowup.test", "slowup", &echo.ports("slowup")),
         )
         .args(&["--upstream-response-timeout", "300ms"])
         .start()
@@ -1378,7 +1370,7 @@ async fn stalled_upload_gets_408() {
     let tg = Tollgate::builder()
         .docs(
             "m.yaml",
-            &route("stall.test", "stall", &echo.ports("stall")),
+            &routed(NS, "stall.test", "stall", &echo.ports("stall")),
         )
         .args(&["--upstream-response-timeout", "300ms"])
         .start()
@@ -1406,7 +1398,7 @@ async fn json_access_log_has_one_line_per_request() {
     let tg = Tollgate::builder()
         .docs(
             "m.yaml",
-            &route("logged.test", "logged", &echo.ports("logged")),
+            &routed(NS, "logged.test", "logged", &echo.ports("logged")),
         )
         .args(&["--log-format", "json"])
         .start()
@@ -1457,7 +1449,7 @@ async fn connection_churn_does_not_grow_memory() {
     let tg = Tollgate::builder()
         .docs(
             "m.yaml",
-            &route("churn.test", "churn", &echo.ports("churn")),
+            &routed(NS, "churn.test", "churn", &echo.ports("churn")),
         )
         .args(&["--client-header-timeout", "60s", "--idle-timeout", "600s"])
         .start()

@@ -1283,6 +1283,17 @@ pub fn ingress_object(ns: &str, text: &str) -> Value {
     v
 }
 
+/// Manifests routing `host` (Prefix /) to service `svc` in namespace `ns`
+/// with the given endpoint ports, plus our IngressClass.
+pub fn routed(ns: &str, host: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
+    let mut docs = vec![
+        ingress_class("tollgate", false),
+        ingress(ns, &format!("{svc}-ing"), &simple_spec(host, svc)),
+    ];
+    docs.extend(backend(ns, svc, ports));
+    docs
+}
+
 /// A one-rule Ingress spec: `host` (empty = no host), Prefix `/` to `svc`
 /// port 8080, with `ingressClassName: tollgate`.
 pub fn simple_spec(host: &str, svc: &str) -> String {

@@ -42,10 +42,11 @@ pub fn finish(
     mut response: Response<ProxyBody>,
     active: ActiveRequest,
 ) -> Response<ProxyBody> {
-    let headers = response.headers_mut();
-    if !headers.contains_key(http::header::SERVER) {
-        headers.insert(http::header::SERVER, SERVER);
-    }
+    // One lookup: a backend's own `Server` is kept.
+    response
+        .headers_mut()
+        .entry(http::header::SERVER)
+        .or_insert(SERVER);
     if let (true, Some(hsts)) = (ctx.client.tls, &ctx.state.settings.hsts) {
         response
             .headers_mut()

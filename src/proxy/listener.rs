@@ -20,6 +20,10 @@
 //!   and [`super::h2_flood`] bounds control frames
 //!   (`--http2-max-control-frames` per second, counted per watchdog
 //!   period).
+//! - Every HTTP/1 response carries a `Server` header, hyper's own answers
+//!   to heads its parser refuses included: the IO wrapper recognises them
+//!   exactly ([`hyper_answer`]) and adds `server: tollgate` after the
+//!   status line (hyper has no hook for them).
 //! - On drain, the accept loop stops (new connections are refused once the
 //!   listener is dropped) and every connection gets a graceful shutdown:
 //!   in-flight requests finish, then the connection closes.
@@ -176,6 +180,26 @@ struct TrackedIo<T> {
     h2_budget: u32,
     /// The flood guard cut the stream: reads end here.
     cut: bool,
+    /// Bytes of [`SERVER_LINE`] written into hyper's own answer so far
+    /// (see [`hyper_answer`]); `None` when not injecting.
+    inject: Option<usize>,
+}
+
+/// The header line added to the answers hyper writes itself.
+const SERVER_LINE: &[u8] = b"server: tollgate\r\n";
+
+/// Whether `buf` is hyper's own answer to a request head its parser
+/// refused (400, 414, 431: a status line, then exactly `connection: close`,
+/// `content-length: 0` and `date`, nothing else), which no service hook
+/// can decorate; returns the status line's length. A response from the
+/// service always carries a `Server` header, so it never matches.
+fn hyper_answer(buf: &[u8]) -> Option<usize> {
+    const AFTER: &[u8] = b"connection: close\r\ncontent-length: 0\r\ndate: ";
+    if buf.len() > 160 || !buf.starts_with(b"HTTP/1.1 4") || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let line = buf.windows(2).position(|w| w == b"\r\n")? + 2;
+    buf.get(line..)?.starts_with(AFTER).then_some(line)
 }
 
 impl<T> TrackedIo<T> {
@@ -248,6 +272,32 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // `Server: tollgate` on hyper's own answers: its status line goes
+        // out alone, then the header line, then the rest.
+        if let Some(mut done) = self.inject {
+            while let Some(rest) = SERVER_LINE.get(done..).filter(|r| !r.is_empty()) {
+                match Pin::new(&mut self.inner).poll_write(cx, rest) {
+                    Poll::Ready(Ok(n)) if n > 0 => done += n,
+                    Poll::Ready(Ok(_)) => return Poll::Ready(Ok(0)),
+                    other => {
+                        self.inject = Some(done);
+                        return other;
+                    }
+                }
+            }
+            self.inject = None;
+        } else if self.h2.is_none() {
+            if let Some(line) = hyper_answer(buf) {
+                if self.activity.active.load(Ordering::Relaxed) == 0 {
+                    let polled = Pin::new(&mut self.inner).poll_write(cx, buf.get(..line).unwrap_or(buf));
+                    if matches!(polled, Poll::Ready(Ok(n)) if n == line) {
+                        self.inject = Some(0);
+                        self.bump();
+                    }
+                    return polled;
+                }
+            }
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.bump();
@@ -260,6 +310,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.inject.is_some() || bufs.first().is_some_and(|b| hyper_answer(b).is_some()) {
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+            return self.poll_write(cx, first);
+        }
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.bump();
@@ -530,6 +584,7 @@ async fn serve_connection<I>(
         h2: None,
         h2_budget,
         cut: false,
+        inject: None,
     });
     let service = service_fn(move |req| super::service::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);

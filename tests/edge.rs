@@ -105,8 +105,14 @@ async fn hypers_own_answers_carry_server_header() {
         "p".repeat(40_000)
     );
     let cases: [(&[u8], u16); 4] = [
-        (b"GET / HTTP/1.1\r\nHost: plain.test\r\nBad Header\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nHost: plain.test\r\nX: a\0b\r\n\r\n", 400),
+        (
+            b"GET / HTTP/1.1\r\nHost: plain.test\r\nBad Header\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: plain.test\r\nX: a\0b\r\n\r\n",
+            400,
+        ),
         (b"GET\x01 / HTTP/1.1\r\nHost: plain.test\r\n\r\n", 400),
         (big.as_bytes(), 431),
     ];
@@ -119,7 +125,9 @@ async fn hypers_own_answers_carry_server_header() {
     // Pipelined after a good request: the first answer is tollgate's own
     // (a 502, the backend is down), the second hyper's.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(tg.http_addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(tg.http_addr())
+        .await
+        .unwrap();
     s.write_all(
         b"GET / HTTP/1.1\r\nHost: plain.test\r\n\r\nGET / HTTP/1.1\r\nHost: plain.test\r\nBad Header\r\n\r\n",
     )
@@ -129,10 +137,18 @@ async fn hypers_own_answers_carry_server_header() {
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, s.read_to_end(&mut got)).await;
     let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
     assert_eq!(text.matches("http/1.1 ").count(), 2, "{text}");
-    assert_eq!(text.matches("\r\nserver: tollgate\r\n").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("\r\nserver: tollgate\r\n").count(),
+        2,
+        "{text}"
+    );
     let metrics = tg.metrics().await;
     for reason in ["head", "headers_too_large"] {
-        let n = metric_sum(&metrics, "tollgate_bad_requests_total", &[("reason", reason)]);
+        let n = metric_sum(
+            &metrics,
+            "tollgate_bad_requests_total",
+            &[("reason", reason)],
+        );
         assert!(n.unwrap_or(0.0) >= 1.0, "{reason}: {n:?}");
     }
 }

@@ -132,6 +132,12 @@ fn describe(f: &Flood) -> String {
     }
 }
 
+/// The frame after a request's HEADERS that makes h2 reset its stream.
+type Provoke = Box<dyn Fn(u32) -> Vec<u8>>;
+
+/// A header-list case: name, header block, status, GOAWAY code.
+type HeaderCase = (&'static str, Vec<u8>, Option<u16>, Option<u32>);
+
 fn stream_id(i: usize) -> u32 {
     (2 * i + 1) as u32
 }
@@ -169,7 +175,10 @@ async fn rapid_reset_is_cut_off() {
     assert_eq!(code, ENHANCE_YOUR_CALM, "{}", describe(&f));
     assert!(last < 2 * 300, "streams processed: {}", describe(&f));
     assert!(backend < 300, "backend saw {backend}");
-    assert!(rss_after < rss_before + 20_000, "{rss_before} -> {rss_after} kB");
+    assert!(
+        rss_after < rss_before + 20_000,
+        "{rss_before} -> {rss_after} kB"
+    );
     s.assert_serves_others().await;
 }
 
@@ -181,7 +190,7 @@ async fn rapid_reset_is_cut_off() {
 async fn made_you_reset_is_cut_off() {
     let s = setup(&[]).await;
     let block = get_block(HOST, "/", &[]);
-    let vectors: [(&str, Box<dyn Fn(u32) -> Vec<u8>>); 3] = [
+    let vectors: [(&str, Provoke); 3] = [
         (
             "DATA after END_STREAM",
             Box::new(|id| frame(DATA, 0, id, b"x")),
@@ -276,12 +285,21 @@ async fn control_frame_floods_are_cut_off() {
             frame(kind, 0, stream, &payload)
         })
         .await;
-        let answers = if acked != 0 { conn.count(acked, ACK) } else { 0 };
+        let answers = if acked != 0 {
+            conn.count(acked, ACK)
+        } else {
+            0
+        };
         println!(
             "counts measured: {name} flood: {}; answered {answers}",
             describe(&f)
         );
-        assert_eq!(f.goaway.map(|g| g.1), Some(PROTOCOL_ERROR), "{name}: {}", describe(&f));
+        assert_eq!(
+            f.goaway.map(|g| g.1),
+            Some(PROTOCOL_ERROR),
+            "{name}: {}",
+            describe(&f)
+        );
         // One budget, or two when the flood spans a watchdog tick; the
         // initial SETTINGS is acknowledged too.
         assert!(answers <= 2 * CONTROL_BUDGET + 1, "{name}: {answers}");
@@ -301,7 +319,10 @@ async fn control_frame_floods_are_cut_off() {
         describe(&f),
     );
     assert!(f.sent < 200_000, "{}", describe(&f));
-    assert!(rss_after < rss_before + 20_000, "{rss_before} -> {rss_after} kB");
+    assert!(
+        rss_after < rss_before + 20_000,
+        "{rss_before} -> {rss_after} kB"
+    );
     s.assert_serves_others().await;
 }
 
@@ -343,9 +364,13 @@ async fn empty_data_flood_is_cut_off() {
     conn.send(&frame(HEADERS, END_HEADERS, 1, &block))
         .await
         .unwrap();
-    let f = flood(&mut conn, 100_000, 1, Some(Duration::from_millis(1)), |_| {
-        frame(DATA, 0, 1, &[])
-    })
+    let f = flood(
+        &mut conn,
+        100_000,
+        1,
+        Some(Duration::from_millis(1)),
+        |_| frame(DATA, 0, 1, &[]),
+    )
     .await;
     println!("counts measured: empty DATA: {}", describe(&f));
     assert_eq!(f.goaway.map(|g| g.1), Some(ENHANCE_YOUR_CALM));
@@ -361,7 +386,6 @@ async fn empty_data_flood_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_header_lists() {
     let s = setup(&["--max-header-bytes", "4096"]).await;
-    // (name, block, status, GOAWAY code)
     let big = |size: usize| {
         // Fields of 1000 bytes; 15 of them fit one frame.
         let mut block = get_block(HOST, "/", &[]);
@@ -383,13 +407,28 @@ async fn oversized_header_lists() {
     bomb.extend([0x7f, 0x81, 0x1e]); // 127 + 3841 = 3968
     bomb.extend(std::iter::repeat_n(b'b', 3968));
     bomb.extend(std::iter::repeat_n(0xbe, 200));
-    let cases: [(&str, Vec<u8>, Option<u16>, Option<u32>); 6] = [
+    let cases: [HeaderCase; 6] = [
         ("3 fields of 1000 bytes", big(3000), Some(200), None),
         ("6 fields of 1000 bytes", big(6000), Some(431), None),
         ("15 fields of 1000 bytes", big(15_000), Some(431), None),
-        ("900 fields of 14 bytes", small, None, Some(ENHANCE_YOUR_CALM)),
-        ("HPACK bomb: 200 x 4 KB", bomb, None, Some(ENHANCE_YOUR_CALM)),
-        ("30 fields of 1000 bytes", big(30_000), None, Some(COMPRESSION_ERROR)),
+        (
+            "900 fields of 14 bytes",
+            small,
+            None,
+            Some(ENHANCE_YOUR_CALM),
+        ),
+        (
+            "HPACK bomb: 200 x 4 KB",
+            bomb,
+            None,
+            Some(ENHANCE_YOUR_CALM),
+        ),
+        (
+            "30 fields of 1000 bytes",
+            big(30_000),
+            None,
+            Some(COMPRESSION_ERROR),
+        ),
     ];
     for (name, block, want_status, want_goaway) in cases {
         let mut conn = H2Raw::connect(s.tg.http_addr()).await;
@@ -446,27 +485,123 @@ async fn pseudo_header_and_connection_header_rules() {
     }
     let cases: Vec<(&str, Vec<u8>, Got)> = vec![
         ("plain", req("GET", "/", &[]), Got::Status(200)),
-        ("Host equal to :authority", req("GET", "/", &[("host", "H2.test")]), Got::Status(200)),
-        ("Host differs from :authority", req("GET", "/", &[("host", "other.test")]), Got::Status(400)),
-        ("Host with another port", req("GET", "/", &[("host", "h2.test:8080")]), Got::Status(400)),
-        ("two Host headers", req("GET", "/", &[("host", HOST), ("host", HOST)]), Got::Status(400)),
-        ("Host only", header_block(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", HOST)]), Got::Status(200)),
-        (":path not starting with /", req("GET", "x/y", &[]), Got::Reset(PROTOCOL_ERROR)),
+        (
+            "Host equal to :authority",
+            req("GET", "/", &[("host", "H2.test")]),
+            Got::Status(200),
+        ),
+        (
+            "Host differs from :authority",
+            req("GET", "/", &[("host", "other.test")]),
+            Got::Status(400),
+        ),
+        (
+            "Host with another port",
+            req("GET", "/", &[("host", "h2.test:8080")]),
+            Got::Status(400),
+        ),
+        (
+            "two Host headers",
+            req("GET", "/", &[("host", HOST), ("host", HOST)]),
+            Got::Status(400),
+        ),
+        (
+            "Host only",
+            header_block(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("host", HOST),
+            ]),
+            Got::Status(200),
+        ),
+        (
+            ":path not starting with /",
+            req("GET", "x/y", &[]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
         (":path *", req("GET", "*", &[]), Got::Status(400)),
         ("OPTIONS *", req("OPTIONS", "*", &[]), Got::Status(200)),
-        (":path empty", req("GET", "", &[]), Got::Reset(PROTOCOL_ERROR)),
-        ("no :path", header_block(&[(":method", "GET"), (":scheme", "http"), (":authority", HOST)]), Got::Reset(PROTOCOL_ERROR)),
-        ("connection", req("GET", "/", &[("connection", "close")]), Got::Reset(PROTOCOL_ERROR)),
-        ("keep-alive", req("GET", "/", &[("keep-alive", "timeout=5")]), Got::Reset(PROTOCOL_ERROR)),
-        ("proxy-connection", req("GET", "/", &[("proxy-connection", "keep-alive")]), Got::Reset(PROTOCOL_ERROR)),
-        ("transfer-encoding", req("GET", "/", &[("transfer-encoding", "chunked")]), Got::Reset(PROTOCOL_ERROR)),
-        ("upgrade", req("GET", "/", &[("upgrade", "websocket")]), Got::Reset(PROTOCOL_ERROR)),
-        ("te: gzip", req("GET", "/", &[("te", "gzip")]), Got::Reset(PROTOCOL_ERROR)),
-        ("te: trailers", req("GET", "/", &[("te", "trailers")]), Got::Status(200)),
-        ("uppercase name", req("GET", "/", &[("X-Upper", "1")]), Got::GoAway(PROTOCOL_ERROR)),
-        ("pseudo-header after a field", header_block(&[(":method", "GET"), ("x-a", "1"), (":scheme", "http"), (":path", "/"), (":authority", HOST)]), Got::Reset(PROTOCOL_ERROR)),
-        ("CONNECT", header_block(&[(":method", "CONNECT"), (":authority", "h2.test:443")]), Got::Status(400)),
-        (":scheme ftp", header_block(&[(":method", "GET"), (":scheme", "ftp"), (":path", "/"), (":authority", HOST)]), Got::Status(400)),
+        (
+            ":path empty",
+            req("GET", "", &[]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "no :path",
+            header_block(&[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", HOST),
+            ]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "connection",
+            req("GET", "/", &[("connection", "close")]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "keep-alive",
+            req("GET", "/", &[("keep-alive", "timeout=5")]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "proxy-connection",
+            req("GET", "/", &[("proxy-connection", "keep-alive")]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "transfer-encoding",
+            req("GET", "/", &[("transfer-encoding", "chunked")]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "upgrade",
+            req("GET", "/", &[("upgrade", "websocket")]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "te: gzip",
+            req("GET", "/", &[("te", "gzip")]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "te: trailers",
+            req("GET", "/", &[("te", "trailers")]),
+            Got::Status(200),
+        ),
+        (
+            "uppercase name",
+            req("GET", "/", &[("X-Upper", "1")]),
+            Got::GoAway(PROTOCOL_ERROR),
+        ),
+        (
+            "pseudo-header after a field",
+            header_block(&[
+                (":method", "GET"),
+                ("x-a", "1"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":authority", HOST),
+            ]),
+            Got::Reset(PROTOCOL_ERROR),
+        ),
+        (
+            "CONNECT",
+            header_block(&[(":method", "CONNECT"), (":authority", "h2.test:443")]),
+            Got::Status(400),
+        ),
+        (
+            ":scheme ftp",
+            header_block(&[
+                (":method", "GET"),
+                (":scheme", "ftp"),
+                (":path", "/"),
+                (":authority", HOST),
+            ]),
+            Got::Status(400),
+        ),
     ];
     let mut failures = Vec::new();
     let mut to_backend = 0;
@@ -498,7 +633,11 @@ async fn pseudo_header_and_connection_header_rules() {
     assert_eq!(to_backend, 4);
     let metrics = s.tg.metrics().await;
     for reason in ["host", "target"] {
-        let n = metric_sum(&metrics, "tollgate_bad_requests_total", &[("reason", reason)]);
+        let n = metric_sum(
+            &metrics,
+            "tollgate_bad_requests_total",
+            &[("reason", reason)],
+        );
         assert!(n.unwrap_or(0.0) >= 2.0, "{reason}: {n:?}");
     }
 }

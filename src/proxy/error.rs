@@ -73,7 +73,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::Malformed(_) | ProxyError::Invalid(..) => {
                 StatusCode::BAD_REQUEST
-            },
+            }
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,

@@ -289,7 +289,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         } else if self.h2.is_none() {
             if let Some(line) = hyper_answer(buf) {
                 if self.activity.active.load(Ordering::Relaxed) == 0 {
-                    let polled = Pin::new(&mut self.inner).poll_write(cx, buf.get(..line).unwrap_or(buf));
+                    let polled =
+                        Pin::new(&mut self.inner).poll_write(cx, buf.get(..line).unwrap_or(buf));
                     if matches!(polled, Poll::Ready(Ok(n)) if n == line) {
                         self.inject = Some(0);
                         self.bump();
@@ -311,7 +312,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.inject.is_some() || bufs.first().is_some_and(|b| hyper_answer(b).is_some()) {
-            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &**b);
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
             return self.poll_write(cx, first);
         }
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);

@@ -87,7 +87,7 @@ pub async fn handle(
                 &ctx,
                 response::unrouted(state, e, started),
                 active,
-            ))
+            ));
         }
     };
     let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");

@@ -168,7 +168,10 @@ impl Frame {
         if first == 0x48 || first == 0x08 {
             let len = *self.payload.get(1)?;
             if len & 0x80 == 0 && len == 3 {
-                return std::str::from_utf8(self.payload.get(2..5)?).ok()?.parse().ok();
+                return std::str::from_utf8(self.payload.get(2..5)?)
+                    .ok()?
+                    .parse()
+                    .ok();
             }
             if len & 0x80 != 0 {
                 return huffman_status(self.payload.get(2..2 + (len & 0x7f) as usize)?);

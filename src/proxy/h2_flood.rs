@@ -15,9 +15,11 @@
 //! Invariants:
 //! - Follows framing exactly (9-byte headers, payload lengths), buffering
 //!   at most one frame header; never panics, never allocates.
-//! - Only ever rewrites the 9 header bytes of a frame that lie within the
-//!   current read, into a frame of the same or smaller size; everything
-//!   after it in that read is dropped, and the connection reads EOF next.
+//! - Cuts only at a frame boundary within the current read: the frame
+//!   over budget when its header starts in this read, else the next one.
+//!   From there the read ends with the 9 bytes of [`POISON`] (or nothing,
+//!   when the read buffer has no room left: then h2 just sees the end of
+//!   the stream), and the connection reads EOF next.
 //! - The budget is counted by the caller (the connection's activity
 //!   counter, which the listener's watchdog resets every period): this
 //!   type keeps no clock.
@@ -49,8 +51,8 @@ pub struct FrameScan {
     have: usize,
     /// Payload bytes of the current frame still to skip.
     skip: usize,
-    /// The budget was exceeded; the next frame header that starts within
-    /// one read is replaced.
+    /// The budget was exceeded; the frame over budget is replaced when its
+    /// header starts within the current read, else the next frame is.
     over: bool,
 }
 
@@ -94,6 +96,11 @@ impl FrameScan {
                 self.skip -= n;
                 at += n;
                 continue;
+            }
+            if self.over && self.have == 0 {
+                // A frame boundary within this read, after the frame over
+                // budget (whose header began in an earlier read).
+                return Some(at);
             }
             let start = (self.have == 0).then_some(at);
             let n = (HEADER_LEN - self.have).min(data.len() - at);
@@ -194,8 +201,10 @@ mod tests {
             // Budget 10: the 11th frame is replaced.
             let eleventh = preface().len() + 10 * one.len();
             assert_eq!(run(&bytes, bytes.len(), 10), Some(eleventh), "{kind}");
-            // Read byte by byte, the 11th header starts within a read too.
-            assert_eq!(run(&bytes, 1, 10), Some(eleventh), "{kind}, bytewise");
+            // Read byte by byte, no header lies within one read: the 11th
+            // frame's header is already with h2, the 12th is replaced.
+            let twelfth = eleventh + one.len();
+            assert_eq!(run(&bytes, 1, 10), Some(twelfth), "{kind}, bytewise");
         }
     }
 
@@ -225,7 +234,10 @@ mod tests {
         let mut bytes = preface();
         bytes.extend([0xff, 0xff, 0xff, SETTINGS, 0, 0, 0, 0, 0]);
         bytes.extend([0u8; 100]);
-        assert_eq!(run(&bytes, 3, 0), Some(preface().len()));
+        assert_eq!(run(&bytes, bytes.len(), 0), Some(preface().len()));
+        // Split, the cut waits for the next frame (h2 refuses a frame over
+        // its maximum size itself).
+        assert_eq!(run(&bytes, 3, 0), None);
         let mut scan = FrameScan::default();
         assert_eq!(scan.feed(&[], || false), None);
     }

@@ -19,7 +19,10 @@
 //!   `SETTINGS_MAX_HEADER_LIST_SIZE`.
 //! - The routed host is the absolute-form authority (or `:authority`) when
 //!   there is one, else the Host header; an invalid one is a 400, never a
-//!   lookup. CONNECT and asterisk-form targets never reach a backend.
+//!   lookup, and so is an HTTP/2 `Host` that differs from `:authority`.
+//!   CONNECT, asterisk-form targets and paths not starting with `/` never
+//!   reach a backend. Every 400 and 431 decided here is counted in
+//!   `tollgate_bad_requests_total{reason}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;

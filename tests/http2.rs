@@ -171,10 +171,18 @@ async fn rapid_reset_is_cut_off() {
         "counts measured: rapid reset: {}; backend saw {backend} requests; rss {rss_before} -> {rss_after} kB",
         describe(&f)
     );
+    // h2's limit on resets of streams not yet accepted fires first (the
+    // pairs arrive in batches); a client slow enough for every stream to
+    // be accepted first meets the control-frame budget (RST_STREAM counts).
     let (last, code) = f.goaway.expect("GOAWAY");
-    assert_eq!(code, ENHANCE_YOUR_CALM, "{}", describe(&f));
-    assert!(last < 2 * 300, "streams processed: {}", describe(&f));
-    assert!(backend < 300, "backend saw {backend}");
+    assert!(
+        code == ENHANCE_YOUR_CALM || code == PROTOCOL_ERROR,
+        "{}",
+        describe(&f)
+    );
+    let bound = 2 * CONTROL_BUDGET + 256;
+    assert!((last as usize) < 2 * bound, "streams: {}", describe(&f));
+    assert!(backend < bound, "backend saw {backend}");
     assert!(
         rss_after < rss_before + 20_000,
         "{rss_before} -> {rss_after} kB"

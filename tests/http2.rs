@@ -334,6 +334,71 @@ async fn control_frame_floods_are_cut_off() {
     s.assert_serves_others().await;
 }
 
+/// The budget is exact: with 20 frames a second over a 15 s watchdog
+/// period (a quarter of the 60 s timeouts), a connection may send 300
+/// control frames (its first SETTINGS included) and the 301st closes it.
+/// Attempted twice: a watchdog tick between the two halves resets the
+/// count (then the 301st is allowed, and the attempt does not count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_frame_budget_is_exact() {
+    const BUDGET: usize = 300;
+    let s = setup(&[
+        "--client-header-timeout",
+        "60s",
+        "--idle-timeout",
+        "60s",
+        "--http2-max-control-frames",
+        "20",
+    ])
+    .await;
+    let kinds: [(&str, u8, u32, Vec<u8>); 4] = [
+        ("SETTINGS", SETTINGS, 0, vec![0, 3, 0, 0, 0, 100]),
+        ("PING", PING, 0, vec![0; 8]),
+        ("PRIORITY", PRIORITY, 1, vec![0, 0, 0, 0, 16]),
+        ("unknown type 0x42", 0x42, 0, vec![1, 2, 3]),
+    ];
+    for (name, kind, stream, payload) in kinds {
+        let mut measured = None;
+        for _attempt in 0..2 {
+            let mut conn = H2Raw::connect(s.tg.http_addr()).await;
+            // The client's first SETTINGS, BUDGET - 2 frames, a probe PING.
+            let mut bytes = Vec::new();
+            for _ in 0..BUDGET - 2 {
+                bytes.extend(frame(kind, 0, stream, &payload));
+            }
+            bytes.extend(frame(PING, 0, 0, b"probe!!!"));
+            conn.send(&bytes).await.expect("send");
+            let answered = conn
+                .wait_for(WAIT, |frames, closed| {
+                    closed
+                        || frames.iter().any(|f| {
+                            f.kind == GOAWAY || (f.kind == PING && f.payload == b"probe!!!")
+                        })
+                })
+                .await;
+            assert!(
+                answered && conn.goaway().is_none(),
+                "{name}: cut within the budget"
+            );
+            // One more.
+            conn.send(&frame(kind, 0, stream, &payload))
+                .await
+                .expect("send");
+            let goaway = conn.wait_goaway_or_close(Duration::from_secs(2)).await;
+            if goaway.is_some() {
+                measured = goaway;
+                break;
+            }
+        }
+        println!(
+            "counts measured: {name}: {BUDGET} control frames accepted (first SETTINGS and a PING included), frame {} refused: {:?}",
+            BUDGET + 1,
+            measured.map(|(_, c)| error_name(c))
+        );
+        assert_eq!(measured.map(|g| g.1), Some(PROTOCOL_ERROR), "{name}");
+    }
+}
+
 /// The budget is a rate: a connection sending a PING a second and a
 /// thousand requests (each with its own WINDOW_UPDATE) is never cut.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

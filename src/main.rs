@@ -133,6 +133,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         max_header_bytes: args.max_header_bytes,
         proxy_protocol: args.proxy_protocol,
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+        http2_max_control_frames: args.http2_max_control_frames,
     };
 
     // Bind everything before starting anything, so a taken port fails fast.

@@ -82,15 +82,27 @@ pub enum BadRequest {
     BodyMalformed,
     /// A body that ended before its framing said it would.
     BodyIncomplete,
+    /// No Host, several, an invalid one, or (HTTP/2) a `Host` that differs
+    /// from `:authority`.
+    Host,
+    /// A request target tollgate does not proxy: CONNECT, authority-form,
+    /// asterisk-form outside `OPTIONS`, a scheme other than http(s), a path
+    /// not starting with `/`.
+    Target,
+    /// A request head over `--max-header-bytes` (431).
+    HeadersTooLarge,
 }
 
 impl BadRequest {
-    pub const ALL: [BadRequest; 5] = [
+    pub const ALL: [BadRequest; 8] = [
         BadRequest::Head,
         BadRequest::FramingConflict,
         BadRequest::TransferEncoding,
         BadRequest::BodyMalformed,
         BadRequest::BodyIncomplete,
+        BadRequest::Host,
+        BadRequest::Target,
+        BadRequest::HeadersTooLarge,
     ];
 
     /// The `reason` label.
@@ -101,6 +113,9 @@ impl BadRequest {
             BadRequest::TransferEncoding => "transfer_encoding",
             BadRequest::BodyMalformed => "body_malformed",
             BadRequest::BodyIncomplete => "body_incomplete",
+            BadRequest::Host => "host",
+            BadRequest::Target => "target",
+            BadRequest::HeadersTooLarge => "headers_too_large",
         }
     }
 }

@@ -240,6 +240,15 @@ pub struct RunArgs {
     /// Largest request head (request line + headers); larger gets 431.
     #[arg(long, env = "TOLLGATE_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
     pub max_header_bytes: usize,
+    /// HTTP/2: streams a client may have open at once on one connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, env = "TOLLGATE_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2: control frames (SETTINGS, PING, PRIORITY, RST_STREAM, unknown
+    /// types) a client may send per second on one connection; more closes
+    /// it with GOAWAY PROTOCOL_ERROR (SETTINGS/PING floods). 0: no limit.
+    #[arg(long, env = "TOLLGATE_HTTP2_MAX_CONTROL_FRAMES", default_value_t = 200)]
+    pub http2_max_control_frames: u32,
     /// On SIGTERM, time to let in-flight requests finish.
     #[arg(long, env = "TOLLGATE_SHUTDOWN_GRACE", default_value = "25s", value_parser = duration)]
     pub shutdown_grace: Duration,

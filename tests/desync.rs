@@ -479,6 +479,26 @@ fn corpus() -> Vec<Case> {
             format!("POST /c HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"),
             400,
             Nothing,
+        ),        // Host and request target (item 2) and the head limit (item 9).
+        case("invalid Host", "GET /h HTTP/1.1\r\nHost: a b\r\n\r\n", 400, Nothing),
+        case("missing Host", "GET /h HTTP/1.1\r\n\r\n", 400, Nothing),
+        case(
+            "CONNECT",
+            format!("CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n"),
+            400,
+            Nothing,
+        ),
+        case(
+            "asterisk-form outside OPTIONS",
+            format!("GET * HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+            400,
+            Nothing,
+        ),
+        case(
+            "request head over --max-header-bytes",
+            format!("GET /h HTTP/1.1\r\nHost: {HOST}\r\nX-Pad: {}\r\n\r\n", "p".repeat(40_000)),
+            431,
+            Nothing,
         ),
     ];
     // A Content-Length body cut short by the client's half-close.
@@ -585,6 +605,9 @@ async fn hostile_request_corpus() {
         "transfer_encoding",
         "body_malformed",
         "body_incomplete",
+        "host",
+        "target",
+        "headers_too_large",
     ] {
         let counted = metric_sum(
             &metrics,

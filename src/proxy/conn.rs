@@ -77,6 +77,9 @@ pub struct Activity {
     /// with it (an index of [`BadRequest::ALL`]); see [`super::framing`].
     pub(super) bad_head: AtomicU64,
     pub(super) bad_reason: AtomicU8,
+    /// HTTP/2 control frames received this watchdog period (see
+    /// [`super::h2_flood`]); the watchdog resets it.
+    pub(super) control_frames: AtomicU32,
     /// What the accept loop asks of this connection: 0 (run), [`GRACEFUL`]
     /// or [`CLOSE`]; `waker` wakes the connection's task to act on it.
     pub(super) control: AtomicU8,

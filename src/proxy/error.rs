@@ -21,6 +21,11 @@ pub enum ProxyError {
     /// `tollgate_bad_requests_total`); the connection is closed.
     #[error("malformed request: {}", .0.as_str())]
     Malformed(BadRequest),
+    /// Downstream: the request head breaks a rule of its target, Host or
+    /// (HTTP/2) pseudo-headers (counted in `tollgate_bad_requests_total`
+    /// under the first field; the second says which rule).
+    #[error("invalid request: {1}")]
+    Invalid(BadRequest, &'static str),
     /// Downstream: the request head is larger than `--max-header-bytes`.
     #[error("request head too large")]
     HeadersTooLarge,
@@ -66,7 +71,9 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BadRequest(_) | ProxyError::Malformed(_) | ProxyError::Invalid(..) => {
+                StatusCode::BAD_REQUEST
+            }
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
@@ -84,7 +91,9 @@ impl ProxyError {
 
     fn body(&self) -> &'static str {
         match self {
-            ProxyError::BadRequest(_) | ProxyError::Malformed(_) => "400 Bad Request\n",
+            ProxyError::BadRequest(_) | ProxyError::Malformed(_) | ProxyError::Invalid(..) => {
+                "400 Bad Request\n"
+            }
             ProxyError::HeadersTooLarge => "431 Request Header Fields Too Large\n",
             ProxyError::NoRoute => "404 Not Found\n",
             ProxyError::NoEndpoints => "503 Service Unavailable\n",
@@ -112,6 +121,7 @@ impl ProxyError {
             self,
             ProxyError::BadRequest(_)
                 | ProxyError::Malformed(_)
+                | ProxyError::Invalid(..)
                 | ProxyError::HeadersTooLarge
                 | ProxyError::ClientTimeout
                 | ProxyError::PayloadTooLarge

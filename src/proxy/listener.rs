@@ -13,6 +13,17 @@
 //!   header (see [`super::proxy_protocol`]); its source address is the
 //!   connection's peer from then on. The header, the TLS handshake and the
 //!   first request head share one `--client-header-timeout` from accept.
+//! - HTTP/2 limits (see [`builder`]): concurrent streams
+//!   (`--http2-max-concurrent-streams`), the header list
+//!   (`--max-header-bytes`), resets (rapid reset, MadeYouReset), send
+//!   buffers; h2 itself bounds CONTINUATION chains and empty DATA frames,
+//!   and [`super::h2_flood`] bounds control frames
+//!   (`--http2-max-control-frames` per second, counted per watchdog
+//!   period).
+//! - Every HTTP/1 response carries a `Server` header, hyper's own answers
+//!   to heads its parser refuses included: the IO wrapper recognises them
+//!   exactly ([`hyper_answer`]) and adds `server: tollgate` after the
+//!   status line (hyper has no hook for them).
 //! - On drain, the accept loop stops (new connections are refused once the
 //!   listener is dropped) and every connection gets a graceful shutdown:
 //!   in-flight requests finish, then the connection closes.
@@ -37,6 +48,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;
+use super::h2_flood::{FrameScan, POISON};
 use super::proxy_protocol;
 use super::shared::{ProxyState, H1_BUFFER_FLOOR};
 use crate::metrics::BadRequest;
@@ -49,7 +61,27 @@ pub struct ConnSettings {
     pub max_header_bytes: usize,
     /// Every connection starts with a PROXY protocol header (v1 or v2).
     pub proxy_protocol: bool,
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` of HTTP/2 connections.
+    pub http2_max_concurrent_streams: u32,
+    /// Control frames (SETTINGS, PING, PRIORITY, RST_STREAM, unknown
+    /// types) an HTTP/2 client may send per second; 0: no limit.
+    pub http2_max_control_frames: u32,
 }
+
+/// Resets of streams h2 has not handed to hyper yet, before GOAWAY
+/// `ENHANCE_YOUR_CALM` (rapid reset, CVE-2023-44487): h2's default, made
+/// explicit.
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams a connection may make h2 reset (stream errors the client
+/// provoked: MadeYouReset, CVE-2025-8671) over its life, before GOAWAY
+/// `ENHANCE_YOUR_CALM`. hyper's default is 1024; a well-behaved client
+/// provokes none.
+const MAX_LOCAL_ERROR_RESETS: usize = 128;
+/// Response bytes h2 buffers per stream for a client that does not read
+/// (hyper's default is 400 KiB: 100 MiB over 256 streams of one
+/// connection); 128 KiB is several round trips of a 1 MiB window's worth
+/// of writes on a fast link.
+const MAX_SEND_BUF: usize = 128 * 1024;
 
 /// The accept loop's view of one connection, for its timeouts.
 struct Watched {
@@ -73,6 +105,8 @@ impl Watched {
     /// timeout is exceeded.
     fn tick(&mut self, period: Duration, settings: &ConnSettings) {
         let a = &self.activity;
+        // The HTTP/2 control-frame budget is per period.
+        a.control_frames.store(0, Ordering::Relaxed);
         if a.head_pending() {
             self.head_for += period;
             if self.head_for >= settings.header_timeout {
@@ -140,6 +174,32 @@ struct TrackedIo<T> {
     reads: u64,
     activity: Arc<Activity>,
     framing: FramingCheck,
+    /// HTTP/2 connections only: the control-frame flood guard, and its
+    /// budget per watchdog period.
+    h2: Option<FrameScan>,
+    h2_budget: u32,
+    /// The flood guard cut the stream: reads end here.
+    cut: bool,
+    /// Bytes of [`SERVER_LINE`] written into hyper's own answer so far
+    /// (see [`hyper_answer`]); `None` when not injecting.
+    inject: Option<usize>,
+}
+
+/// The header line added to the answers hyper writes itself.
+const SERVER_LINE: &[u8] = b"server: tollgate\r\n";
+
+/// Whether `buf` is hyper's own answer to a request head its parser
+/// refused (400, 414, 431: a status line, then exactly `connection: close`,
+/// `content-length: 0` and `date`, nothing else), which no service hook
+/// can decorate; returns the status line's length. A response from the
+/// service always carries a `Server` header, so it never matches.
+fn hyper_answer(buf: &[u8]) -> Option<usize> {
+    const AFTER: &[u8] = b"connection: close\r\ncontent-length: 0\r\ndate: ";
+    if buf.len() > 160 || !buf.starts_with(b"HTTP/1.1 4") || !buf.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let line = buf.windows(2).position(|w| w == b"\r\n")? + 2;
+    buf.get(line..)?.starts_with(AFTER).then_some(line)
 }
 
 impl<T> TrackedIo<T> {
@@ -157,14 +217,34 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.cut {
+            // End of stream: h2 has the frame that makes it close.
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             let fresh = buf.filled().get(before..).unwrap_or_default();
             if self.reads == 0 && fresh.starts_with(b"PRI * HTTP/2") {
                 self.activity.http2.store(true, Ordering::Relaxed);
+                self.h2 = Some(FrameScan::default());
             }
             let this = &mut *self;
+            if let Some(scan) = &mut this.h2 {
+                let (activity, budget) = (&this.activity, this.h2_budget);
+                let over = scan.feed(fresh, || {
+                    activity.control_frames.fetch_add(1, Ordering::Relaxed) < budget
+                });
+                if let Some(at) = over {
+                    // Replace the frame over budget; drop what follows.
+                    buf.set_filled(before + at);
+                    if buf.remaining() >= POISON.len() {
+                        buf.put_slice(&POISON);
+                    }
+                    this.cut = true;
+                }
+            }
+            let fresh = buf.filled().get(before..).unwrap_or_default();
             if !this.framing.is_off() {
                 this.framing.feed(fresh);
                 if let Some((n, reason)) = this.framing.bad_head() {
@@ -192,6 +272,33 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        // `Server: tollgate` on hyper's own answers: its status line goes
+        // out alone, then the header line, then the rest.
+        if let Some(mut done) = self.inject {
+            while let Some(rest) = SERVER_LINE.get(done..).filter(|r| !r.is_empty()) {
+                match Pin::new(&mut self.inner).poll_write(cx, rest) {
+                    Poll::Ready(Ok(n)) if n > 0 => done += n,
+                    Poll::Ready(Ok(_)) => return Poll::Ready(Ok(0)),
+                    other => {
+                        self.inject = Some(done);
+                        return other;
+                    }
+                }
+            }
+            self.inject = None;
+        } else if self.h2.is_none() {
+            if let Some(line) = hyper_answer(buf) {
+                if self.activity.active.load(Ordering::Relaxed) == 0 {
+                    let polled =
+                        Pin::new(&mut self.inner).poll_write(cx, buf.get(..line).unwrap_or(buf));
+                    if matches!(polled, Poll::Ready(Ok(n)) if n == line) {
+                        self.inject = Some(0);
+                        self.bump();
+                    }
+                    return polled;
+                }
+            }
+        }
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.bump();
@@ -204,6 +311,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.inject.is_some() || bufs.first().is_some_and(|b| hyper_answer(b).is_some()) {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &**b);
+            return self.poll_write(cx, first);
+        }
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.bump();
@@ -224,6 +338,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 }
 
+/// hyper's connection builder: HTTP/1.1 and HTTP/2 (prior knowledge or
+/// ALPN) with tollgate's limits.
 fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // No hyper header-read timeout: it allocates and registers a timer per
@@ -242,7 +358,10 @@ fn builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(settings.http2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+        .max_send_buf_size(MAX_SEND_BUF)
         // The same flag on HTTP/2, in its own measure (RFC 9113 §6.5.2:
         // names + values + 32 per field); hyper's default is 16 KiB.
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
@@ -266,6 +385,10 @@ pub async fn serve(
     // 1.25× its setting.
     let period =
         (settings.header_timeout.min(settings.idle_timeout) / 4).max(Duration::from_millis(5));
+    let h2_budget = match settings.http2_max_control_frames {
+        0 => u32::MAX,
+        rate => (f64::from(rate) * period.as_secs_f64()).ceil().max(1.0) as u32,
+    };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watched: Vec<Watched> = Vec::new();
@@ -319,6 +442,7 @@ pub async fn serve(
             builder: builder.clone(),
             activity,
             guard,
+            h2_budget,
         };
         tokio::spawn(accepted.serve());
     }
@@ -342,6 +466,7 @@ struct Accepted {
     builder: Arc<auto::Builder<TokioExecutor>>,
     activity: Arc<Activity>,
     guard: ConnGuard,
+    h2_budget: u32,
 }
 
 impl Accepted {
@@ -380,6 +505,7 @@ impl Accepted {
             builder,
             activity,
             guard,
+            h2_budget,
             ..
         } = self;
         let Some(acceptor) = tls else {
@@ -390,7 +516,7 @@ impl Accepted {
                 peer,
                 activity,
             };
-            return serve_connection(stream, ctx, builder, guard).await;
+            return serve_connection(stream, ctx, builder, guard, h2_budget).await;
         };
         let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
         state.metrics.handshake(match &handshake {
@@ -417,7 +543,7 @@ impl Accepted {
             peer,
             activity,
         };
-        serve_connection(stream, ctx, builder, guard).await;
+        serve_connection(stream, ctx, builder, guard, h2_budget).await;
     }
 }
 
@@ -445,6 +571,7 @@ async fn serve_connection<I>(
     ctx: ConnCtx,
     builder: Arc<auto::Builder<TokioExecutor>>,
     _guard: ConnGuard,
+    h2_budget: u32,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -458,6 +585,10 @@ async fn serve_connection<I>(
         reads: 0,
         activity: activity.clone(),
         framing: FramingCheck::default(),
+        h2: None,
+        h2_budget,
+        cut: false,
+        inject: None,
     });
     let service = service_fn(move |req| super::service::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
@@ -484,11 +615,14 @@ async fn serve_connection<I>(
     match result {
         None => tracing::debug!(%peer, "connection closed by its watchdog"),
         Some(Err(e)) => {
-            // hyper answered 400 to a head its parser refused.
-            if e.downcast_ref::<hyper::Error>()
-                .is_some_and(|e| e.is_parse() && !e.is_parse_too_large())
-            {
-                state.metrics.bad_request(BadRequest::Head);
+            // hyper answered 400 to a head its parser refused, or 431 to
+            // one larger than its read buffer.
+            if let Some(e) = e.downcast_ref::<hyper::Error>().filter(|e| e.is_parse()) {
+                state.metrics.bad_request(if e.is_parse_too_large() {
+                    BadRequest::HeadersTooLarge
+                } else {
+                    BadRequest::Head
+                });
             }
             tracing::debug!(error = %e, %peer, "client connection ended with an error")
         }

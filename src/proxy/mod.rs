@@ -13,7 +13,8 @@
 //! Beside them: [`conn`] (the connection context every step reads, defined
 //! below the listener so no step names the listener), [`body`], [`upload`]
 //! (the bodies), [`error`] (error → status), [`headers`], [`client_ip`],
-//! [`framing`], [`proxy_protocol`], [`shared`] (what every connection
+//! [`framing`], [`h2_flood`] (HTTP/2 control-frame budget),
+//! [`proxy_protocol`], [`shared`] (what every connection
 //! shares).
 //!
 //! Invariant: this file only wires modules.
@@ -24,6 +25,7 @@ pub mod conn;
 pub mod error;
 pub mod forward;
 pub mod framing;
+pub mod h2_flood;
 pub mod headers;
 pub mod listener;
 pub mod policy;

@@ -19,7 +19,10 @@
 //!   `SETTINGS_MAX_HEADER_LIST_SIZE`.
 //! - The routed host is the absolute-form authority (or `:authority`) when
 //!   there is one, else the Host header; an invalid one is a 400, never a
-//!   lookup. CONNECT and asterisk-form targets never reach a backend.
+//!   lookup, and so is an HTTP/2 `Host` that differs from `:authority`.
+//!   CONNECT, asterisk-form targets and paths not starting with `/` never
+//!   reach a backend. Every 400 and 431 decided here is counted in
+//!   `tollgate_bad_requests_total{reason}`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use super::conn::ConnCtx;
 use super::error::ProxyError;
 use super::forward::{self, Backend, Plan};
 use super::{headers, policy, response};
+use crate::metrics::BadRequest;
 use crate::state::Published;
 use crate::table::{host, path};
 
@@ -57,6 +61,7 @@ pub async fn handle(
     if req.version() != Version::HTTP_2
         && headers::h1_head_len(&req) > state.settings.max_header_bytes
     {
+        state.metrics.bad_request(BadRequest::HeadersTooLarge);
         return Ok(response::finish(
             &ctx,
             response::unrouted(state, ProxyError::HeadersTooLarge, started),
@@ -78,11 +83,14 @@ pub async fn handle(
     let raw_host = match request_host(&req) {
         Ok(h) => h,
         Err(e) => {
+            if let ProxyError::Invalid(reason, _) = e {
+                state.metrics.bad_request(reason);
+            }
             return Ok(response::finish(
                 &ctx,
                 response::unrouted(state, e, started),
                 active,
-            ))
+            ));
         }
     };
     let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
@@ -188,47 +196,61 @@ fn misdirected(published: &Published, host: &str, sni: Option<&str>) -> bool {
     wanted.is_some() && wanted != sni.and_then(|name| published.tls.lookup(name))
 }
 
-/// The request's host, checked (RFC 9112 §3.2, §3.2.2): the authority of an
-/// absolute-form target or `:authority` wins over the Host header.
-/// HTTP/1.1 requires exactly one Host; none, several, or a value that is
-/// not `host [":" port]` ([`host::is_valid`]) is a 400, and so is a target
-/// in authority-form (only CONNECT, which is not proxied) or asterisk-form
-/// (only `OPTIONS *`, answered before this), or a scheme other than http(s).
+/// The request's host, checked (RFC 9112 §3.2, §3.2.2; RFC 9113 §8.3.1):
+/// the authority of an absolute-form target or `:authority` wins over the
+/// Host header. HTTP/1.1 requires exactly one Host; none, several, or a
+/// value that is not `host [":" port]` ([`host::is_valid`]) is a 400, and
+/// so is an HTTP/2 `Host` that differs from `:authority`. A target in
+/// authority-form (only CONNECT, which is not proxied) or asterisk-form
+/// (only `OPTIONS *`, answered before this), a path not starting with `/`
+/// (an HTTP/2 `:path` can be anything) or a scheme other than http(s) is a
+/// 400 too.
 fn request_host(req: &Request<Incoming>) -> Result<&str, ProxyError> {
+    let host_error = |why| Err(ProxyError::Invalid(BadRequest::Host, why));
+    let target_error = |why| Err(ProxyError::Invalid(BadRequest::Target, why));
     let mut hosts = req.headers().get_all(HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
-        return Err(ProxyError::BadRequest("more than one Host header"));
+        return host_error("more than one Host header");
     }
     let header = match first.map(|h| h.to_str()) {
         Some(Ok(h)) if host::is_valid(h) => Some(h),
-        Some(_) => return Err(ProxyError::BadRequest("invalid Host header")),
+        Some(_) => return host_error("invalid Host header"),
         None => None,
     };
     let uri = req.uri();
     if req.method() == Method::CONNECT {
-        return Err(ProxyError::BadRequest("CONNECT is not proxied"));
+        return target_error("CONNECT is not proxied");
+    }
+    let path = uri.path();
+    if path == "*" {
+        return target_error("asterisk-form outside OPTIONS");
+    }
+    if !path.starts_with('/') {
+        return target_error("request target path does not start with /");
     }
     if let Some(authority) = uri.authority() {
         let http = uri
             .scheme_str()
             .is_some_and(|s| s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https"));
         if !http {
-            return Err(ProxyError::BadRequest("request target not http(s)"));
+            return target_error("request target not http(s)");
         }
         if !host::is_valid(authority.as_str()) {
-            return Err(ProxyError::BadRequest("invalid request-target authority"));
+            return host_error("invalid request-target authority");
+        }
+        // HTTP/1.1 ignores Host for an absolute-form target (RFC 9112
+        // §3.2.2); HTTP/2 calls a different one malformed (RFC 9113 §8.3.1).
+        if req.version() == Version::HTTP_2
+            && header.is_some_and(|h| !h.eq_ignore_ascii_case(authority.as_str()))
+        {
+            return host_error(":authority and Host differ");
         }
         return Ok(authority.as_str());
     }
-    if uri.path() == "*" {
-        return Err(ProxyError::BadRequest("asterisk-form outside OPTIONS"));
-    }
     match header {
         Some(h) => Ok(h),
-        None if req.version() == Version::HTTP_11 => {
-            Err(ProxyError::BadRequest("missing Host header"))
-        }
+        None if req.version() == Version::HTTP_11 => host_error("missing Host header"),
         None => Ok(""),
     }
 }

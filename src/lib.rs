@@ -24,6 +24,9 @@
 //!   the CRD generated from them (`crd::manifest`, `tollgate crd`), and
 //!   `crd::validate` (`crd::validation`), which re-checks everything the CRD
 //!   schema checks (standalone mode has no API server).
+//! - [`gateway_api`]: the Gateway API kinds (GatewayClass, Gateway,
+//!   HTTPRoute, GRPCRoute, ReferenceGrant) as plain serde types;
+//!   `config::gateway` compiles them into the same table as Ingresses.
 //! - [`publisher`]: turns compiled output into the published state and
 //!   stores it whole (one `ArcSwap`), keeping upstreams, limiters and metric
 //!   handles across recompiles; applies endpoint-only changes through the
@@ -84,6 +87,7 @@ pub mod check;
 pub mod config;
 pub mod crd;
 pub mod echo;
+pub mod gateway_api;
 pub mod hop_by_hop;
 pub mod lb;
 pub mod metrics;

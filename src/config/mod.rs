@@ -70,7 +70,7 @@ pub use backends::{
 };
 pub use compiled::{Compiled, LastGood, Resolved};
 pub use diagnostic::{Diagnostic, Severity};
-pub use options::CompileOptions;
+pub use options::{CompileOptions, DEFAULT_GATEWAY_CONTROLLER_NAME};
 pub use routes::{
     NGINX_FORCE_SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION, SSL_REDIRECT_ANNOTATION,
 };

@@ -40,6 +40,8 @@ pub const GATEWAY_KIND: &str = "Gateway";
 pub const HTTP_ROUTE_KIND: &str = "HTTPRoute";
 pub const GRPC_ROUTE_KIND: &str = "GRPCRoute";
 pub const REFERENCE_GRANT_KIND: &str = "ReferenceGrant";
+/// The route kinds an HTTP or HTTPS listener accepts.
+pub const ROUTE_KINDS: [&str; 2] = [HTTP_ROUTE_KIND, GRPC_ROUTE_KIND];
 
 /// Whether a `group` field names the Gateway API group (unset means it for
 /// parent references; see each use).

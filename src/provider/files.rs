@@ -308,8 +308,7 @@ fn collect_objects(
             Object::GrpcRoute(o)
         }
         gateway_api::REFERENCE_GRANT_KIND => {
-            let (mut o, unknown) =
-                lenient::<gateway_api::ReferenceGrant>(value).map_err(schema)?;
+            let (mut o, unknown) = lenient::<gateway_api::ReferenceGrant>(value).map_err(schema)?;
             o.unknown_fields = unknown;
             Object::ReferenceGrant(o)
         }

@@ -1,0 +1,222 @@
+//! Gateway API: GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes
+//! compiled into the same [`RoutingTable`](crate::table::RoutingTable) as
+//! Ingresses, plus their status as data ([`status`]).
+//!
+//! One concern per file, run in this order by [`Builder::add_gateway_api`]:
+//! - `listeners`: which classes and Gateways are ours, their listeners
+//!   (protocols, hostnames, certificates, allowed routes, conflicts);
+//! - `attach`: routes' `parentRefs` → listeners, with hostname
+//!   intersection (`hostname`) and allowed namespaces and kinds;
+//! - `lower`: attached routes' rules → candidates in the table, in the
+//!   spec's precedence order, with guards, weighted backends (`backends`,
+//!   cross-namespace only with a ReferenceGrant: `refs`) and filters
+//!   (`filters`);
+//! - `status`: the conditions kube mode writes, with their reasons.
+//!
+//! Invariants:
+//! - Pure, like the rest of the compiler: the same snapshot and options
+//!   give the same table and the same conditions.
+//! - Runs after the Ingresses: on a (host, path) both serve, the Ingress
+//!   route answers and the HTTPRoute candidate behind it gets a warning.
+//! - A route that no parent accepts adds nothing to the table (404); a
+//!   route's invalid backend reference sends its share of requests to 500,
+//!   never elsewhere.
+//! - Every condition that is not what a healthy object would show also
+//!   becomes a diagnostic (a rejection when a route or listener is not
+//!   served, a warning otherwise), so `tollgate check` explains it.
+
+mod attach;
+mod hostname;
+mod listeners;
+mod refs;
+pub mod status;
+
+use std::sync::Arc;
+
+use super::builder::Builder;
+use super::diagnostic::Severity;
+use super::problem::{Field, Problem, Reason, Subject};
+use super::snapshot::ObjectKey;
+use attach::{attach, RouteRef};
+use status::{Condition, RouteStatus, ACCEPTED, CONFLICTED};
+
+impl Builder<'_> {
+    /// Compiles every Gateway API object of ours into the table and the
+    /// status.
+    pub(super) fn add_gateway_api(&mut self) {
+        self.report_unknown_fields();
+        let mut gateways = self.gateways();
+        if gateways.is_empty() {
+            return;
+        }
+        let snapshot = self.snapshot;
+        let mut routes: Vec<_> = snapshot.http_routes.iter().collect();
+        routes.sort_by(|(ka, a), (kb, b)| {
+            let ta = a.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+            let tb = b.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
+            ta.cmp(&tb).then_with(|| ka.cmp(kb))
+        });
+        for (key, entry) in routes {
+            let route = &entry.object;
+            let attached = attach(
+                snapshot,
+                &self.opts.gateway_controller_name,
+                &mut gateways,
+                &RouteRef {
+                    kind: crate::gateway_api::HTTP_ROUTE_KIND,
+                    key,
+                    generation: route.metadata.generation,
+                    parent_refs: &route.spec.parent_refs,
+                    hostnames: &route.spec.hostnames,
+                },
+            );
+            let origin = Some(entry.origin.clone());
+            for (i, gateway) in &attached.missing {
+                self.report(
+                    Severity::Warning,
+                    Subject {
+                        kind: "HTTPRoute",
+                        key,
+                        origin: &origin,
+                    },
+                    Problem::new(
+                        Field::Reported(format!("spec.parentRefs[{i}]")),
+                        Reason::GatewayApi(format!("Gateway {gateway} not found")),
+                    ),
+                );
+            }
+            if attached.parents.is_empty() {
+                continue;
+            }
+            self.out.gateway_status.http_routes.insert(
+                key.clone(),
+                RouteStatus {
+                    parents: attached.parents,
+                },
+            );
+        }
+        for gateway in gateways {
+            self.out
+                .gateway_status
+                .gateways
+                .insert(gateway.key.clone(), gateway.status);
+        }
+        self.report_conditions();
+    }
+
+    /// A warning for each field of a Gateway API object tollgate does not
+    /// read.
+    fn report_unknown_fields(&mut self) {
+        let snapshot = self.snapshot;
+        let mut found: Vec<(&'static str, ObjectKey, Arc<str>, String)> = Vec::new();
+        let mut note = |kind, key: ObjectKey, origin: &Arc<str>, fields: &[String]| {
+            for f in fields {
+                found.push((kind, key.clone(), origin.clone(), f.clone()));
+            }
+        };
+        for (name, e) in &snapshot.gateway_classes {
+            note(
+                "GatewayClass",
+                ObjectKey::new("", name.clone()),
+                &e.origin,
+                &e.object.unknown_fields,
+            );
+        }
+        for (key, e) in &snapshot.gateways {
+            note("Gateway", key.clone(), &e.origin, &e.object.unknown_fields);
+        }
+        for (key, e) in &snapshot.http_routes {
+            note(
+                "HTTPRoute",
+                key.clone(),
+                &e.origin,
+                &e.object.unknown_fields,
+            );
+        }
+        for (key, e) in &snapshot.grpc_routes {
+            note(
+                "GRPCRoute",
+                key.clone(),
+                &e.origin,
+                &e.object.unknown_fields,
+            );
+        }
+        for (key, e) in &snapshot.reference_grants {
+            note(
+                "ReferenceGrant",
+                key.clone(),
+                &e.origin,
+                &e.object.unknown_fields,
+            );
+        }
+        for (kind, key, origin, field) in found {
+            let origin = Some(origin);
+            self.report(
+                Severity::Warning,
+                Subject {
+                    kind,
+                    key: &key,
+                    origin: &origin,
+                },
+                Problem::new(Field::Reported(field), Reason::UnknownField),
+            );
+        }
+    }
+
+    /// A diagnostic for every condition that is not healthy: `Accepted` or
+    /// `Programmed` false rejects (not served), anything else warns.
+    fn report_conditions(&mut self) {
+        let rows = self.out.gateway_status.rows();
+        for row in rows {
+            let c: &Condition = &row.condition;
+            let healthy = if c.type_ == CONFLICTED {
+                !c.is_true()
+            } else {
+                c.is_true()
+            };
+            if healthy {
+                continue;
+            }
+            let severity = if c.type_ == ACCEPTED {
+                Severity::Rejected
+            } else {
+                Severity::Warning
+            };
+            let origin = self.gateway_api_origin(row.kind, &row.namespace, &row.name);
+            let key = ObjectKey::new(row.namespace.clone(), row.name.clone());
+            let field = if row.scope.is_empty() {
+                "status".to_string()
+            } else {
+                row.scope.clone()
+            };
+            self.report(
+                severity,
+                Subject {
+                    kind: row.kind,
+                    key: &key,
+                    origin: &origin,
+                },
+                Problem::new(
+                    Field::Reported(field),
+                    Reason::GatewayCondition {
+                        type_: c.type_,
+                        reason: c.reason,
+                        message: c.message.clone(),
+                    },
+                ),
+            );
+        }
+    }
+
+    fn gateway_api_origin(&self, kind: &str, namespace: &str, name: &str) -> Option<Arc<str>> {
+        let key = ObjectKey::new(namespace, name);
+        let s = self.snapshot;
+        match kind {
+            "GatewayClass" => s.gateway_classes.get(name).map(|e| e.origin.clone()),
+            "Gateway" => s.gateways.get(&key).map(|e| e.origin.clone()),
+            "HTTPRoute" => s.http_routes.get(&key).map(|e| e.origin.clone()),
+            "GRPCRoute" => s.grpc_routes.get(&key).map(|e| e.origin.clone()),
+            _ => None,
+        }
+    }
+}

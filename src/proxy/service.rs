@@ -35,6 +35,7 @@ use super::error::ProxyError;
 use super::forward::{self, Backend, Plan};
 use super::{headers, policy, response};
 use crate::state::Published;
+use crate::table::guard::RequestHead;
 use crate::table::{host, path};
 
 /// The hyper service function: never fails; errors become responses.
@@ -87,7 +88,9 @@ pub async fn handle(
     };
     let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
     let matched_path = path::normalize(req.uri().path());
-    let route_id = published.table.lookup(host, &matched_path);
+    let route_id = published
+        .table
+        .lookup_head(host, &matched_path, &RequestHead::of(&req));
     drop(matched_path);
 
     // Only what the access log needs survives the request being forwarded.

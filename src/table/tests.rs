@@ -3,6 +3,8 @@ use super::*;
 fn route(id: u32) -> Route {
     Route {
         ingress: "ns/ing".into(),
+        kind: RouteKind::Ingress,
+        guard: None,
         host: "".into(),
         path: "".into(),
         path_type: None,

@@ -153,7 +153,7 @@ impl Builder<'_> {
     }
 
     /// [`resolve_upstream`], memoized across compiles by object identity.
-    fn resolve(&mut self, key: &UpstreamKey) -> Result<Vec<EndpointAddr>, Reason> {
+    pub(super) fn resolve(&mut self, key: &UpstreamKey) -> Result<Vec<EndpointAddr>, Reason> {
         let svc_key = ObjectKey::new(key.namespace.clone(), key.service.clone());
         let Some(service) = self.snapshot.services.get(&svc_key) else {
             return resolve_upstream(self.snapshot, key);

@@ -48,6 +48,9 @@ pub(super) struct Attached {
     pub parents: Vec<RouteParentStatus>,
     /// Parent references naming a Gateway that does not exist.
     pub missing: Vec<(usize, ObjectKey)>,
+    /// (Gateway, listener) indexes the route attached to: each counts it
+    /// once in `attachedRoutes` if the route is served.
+    pub listeners: Vec<(usize, usize)>,
 }
 
 /// The route being attached.
@@ -60,11 +63,11 @@ pub(super) struct RouteRef<'a> {
 }
 
 /// Attaches a route to the listeners of our Gateways its parent references
-/// select; counts `attachedRoutes` in `gateways`.
+/// select.
 pub(super) fn attach(
     snapshot: &Snapshot,
     controller: &str,
-    gateways: &mut [GatewayView],
+    gateways: &[GatewayView],
     route: &RouteRef<'_>,
 ) -> Attached {
     let mut out = Attached::default();
@@ -185,14 +188,7 @@ pub(super) fn attach(
             conditions: vec![accepted],
         });
     }
-    for (g, j) in counted {
-        if let Some(status) = gateways
-            .get_mut(g)
-            .and_then(|gw| gw.status.listeners.get_mut(j))
-        {
-            status.attached_routes += 1;
-        }
-    }
+    out.listeners = counted;
     out.hosts = bindings.into_values().collect();
     out
 }

@@ -26,10 +26,15 @@
 //!   served, a warning otherwise), so `tollgate check` explains it.
 
 mod attach;
+mod backends;
+mod filters;
 mod hostname;
 mod listeners;
+mod lower;
 mod refs;
 pub mod status;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -38,7 +43,11 @@ use super::diagnostic::Severity;
 use super::problem::{Field, Problem, Reason, Subject};
 use super::snapshot::ObjectKey;
 use attach::{attach, RouteRef};
-use status::{Condition, RouteStatus, ACCEPTED, CONFLICTED};
+use lower::RouteInput;
+use status::{
+    Condition, RouteStatus, ACCEPTED, CONFLICTED, REASON_RESOLVED_REFS, REASON_UNSUPPORTED_VALUE,
+    RESOLVED_REFS,
+};
 
 impl Builder<'_> {
     /// Compiles every Gateway API object of ours into the table and the
@@ -56,16 +65,18 @@ impl Builder<'_> {
             let tb = b.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
             ta.cmp(&tb).then_with(|| ka.cmp(kb))
         });
-        for (key, entry) in routes {
+        let mut candidates = Vec::new();
+        for (order, (key, entry)) in routes.into_iter().enumerate() {
             let route = &entry.object;
+            let generation = route.metadata.generation;
             let attached = attach(
                 snapshot,
                 &self.opts.gateway_controller_name,
-                &mut gateways,
+                &gateways,
                 &RouteRef {
                     kind: crate::gateway_api::HTTP_ROUTE_KIND,
                     key,
-                    generation: route.metadata.generation,
+                    generation,
                     parent_refs: &route.spec.parent_refs,
                     hostnames: &route.spec.hostnames,
                 },
@@ -88,13 +99,71 @@ impl Builder<'_> {
             if attached.parents.is_empty() {
                 continue;
             }
-            self.out.gateway_status.http_routes.insert(
-                key.clone(),
-                RouteStatus {
-                    parents: attached.parents,
-                },
-            );
+            let mut parents = attached.parents;
+            let mut refs = Vec::new();
+            if !attached.hosts.is_empty() {
+                let lowered = self.lower_http_route(&RouteInput {
+                    key,
+                    order,
+                    hosts: &attached.hosts,
+                    rules: &route.spec.rules,
+                });
+                match lowered {
+                    Ok(lowered) => {
+                        candidates.extend(lowered.candidates);
+                        refs = lowered.refs;
+                        for (g, j) in attached.listeners {
+                            if let Some(l) = gateways
+                                .get_mut(g)
+                                .and_then(|gw| gw.status.listeners.get_mut(j))
+                            {
+                                l.attached_routes += 1;
+                            }
+                        }
+                    }
+                    Err(message) => {
+                        for p in &mut parents {
+                            if let Some(c) = p.conditions.iter_mut().find(|c| c.type_ == ACCEPTED) {
+                                *c = Condition::new(
+                                    ACCEPTED,
+                                    false,
+                                    REASON_UNSUPPORTED_VALUE,
+                                    message.clone(),
+                                    generation,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            let resolved = match refs.first() {
+                None => Condition::new(
+                    RESOLVED_REFS,
+                    true,
+                    REASON_RESOLVED_REFS,
+                    "all references resolved",
+                    generation,
+                ),
+                Some((reason, _)) => Condition::new(
+                    RESOLVED_REFS,
+                    false,
+                    reason,
+                    refs.iter()
+                        .map(|(_, m)| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    generation,
+                ),
+            };
+            for p in &mut parents {
+                p.conditions.push(resolved.clone());
+            }
+            self.out
+                .gateway_status
+                .http_routes
+                .insert(key.clone(), RouteStatus { parents });
         }
+        self.insert_candidates(candidates);
         for gateway in gateways {
             self.out
                 .gateway_status

@@ -209,7 +209,10 @@ mod candidates {
             t.host_mut("h").insert_candidate("/", PathType::Prefix, id);
         }
         let t = t.compacted();
-        assert_eq!(t.lookup_request("h", "/x", &get(&[("version", "two")])), Some(v2));
+        assert_eq!(
+            t.lookup_request("h", "/x", &get(&[("version", "two")])),
+            Some(v2)
+        );
         assert_eq!(
             t.lookup_request("h", "/x", &parts(http::Method::POST, &[])),
             Some(post)
@@ -231,13 +234,28 @@ mod candidates {
         h.insert_regex_candidate("/a/[a-z]+", anchored("/a/[a-z]+").unwrap(), regex);
         h.insert_candidate("/a/b", PathType::Prefix, long);
         h.insert_candidate("/a", PathType::Prefix, short);
-        assert_eq!(t.lookup_request("h", "/a/b", &get(&[("x", "exact")])), Some(exact));
-        assert_eq!(t.lookup_request("h", "/a/b", &get(&[("x", "regex")])), Some(regex));
-        assert_eq!(t.lookup_request("h", "/a/b", &get(&[("x", "long")])), Some(long));
-        assert_eq!(t.lookup_request("h", "/a/b/c", &get(&[("x", "long")])), Some(long));
+        assert_eq!(
+            t.lookup_request("h", "/a/b", &get(&[("x", "exact")])),
+            Some(exact)
+        );
+        assert_eq!(
+            t.lookup_request("h", "/a/b", &get(&[("x", "regex")])),
+            Some(regex)
+        );
+        assert_eq!(
+            t.lookup_request("h", "/a/b", &get(&[("x", "long")])),
+            Some(long)
+        );
+        assert_eq!(
+            t.lookup_request("h", "/a/b/c", &get(&[("x", "long")])),
+            Some(long)
+        );
         assert_eq!(t.lookup_request("h", "/a/b", &get(&[])), Some(short));
         // The regex must match the whole path.
-        assert_eq!(t.lookup_request("h", "/a/b/c", &get(&[("x", "regex")])), Some(short));
+        assert_eq!(
+            t.lookup_request("h", "/a/b/c", &get(&[("x", "regex")])),
+            Some(short)
+        );
         assert_eq!(t.lookup_request("h", "/z", &get(&[])), None);
     }
 
@@ -251,13 +269,17 @@ mod candidates {
             .insert_candidate("/", PathType::Prefix, exact);
         t.host_mut("*.example.com")
             .insert_candidate("/", PathType::Prefix, wild);
-        t.host_mut("").insert_candidate("/", PathType::Prefix, hostless);
+        t.host_mut("")
+            .insert_candidate("/", PathType::Prefix, hostless);
         let h = "a.b.example.com";
         assert_eq!(t.lookup_request(h, "/", &get(&[("x", "1")])), Some(exact));
         // Gateway wildcards cover any number of labels.
         assert_eq!(t.lookup_request(h, "/", &get(&[("x", "2")])), Some(wild));
         assert_eq!(t.lookup_request(h, "/", &get(&[])), Some(hostless));
-        assert_eq!(t.lookup_request("example.com", "/", &get(&[("x", "2")])), Some(hostless));
+        assert_eq!(
+            t.lookup_request("example.com", "/", &get(&[("x", "2")])),
+            Some(hostless)
+        );
     }
 
     #[test]
@@ -266,26 +288,46 @@ mod candidates {
         let ing = t.push_route(route(0));
         let wild_ing = t.push_route(route(1));
         let gw = t.push_route(gateway_route(2, None));
-        assert_eq!(t.host_mut("i.example").insert("/only", PathType::Prefix, ing), Insert::Added);
         assert_eq!(
-            t.host_mut("*.example.org").insert("/", PathType::Prefix, wild_ing),
+            t.host_mut("i.example")
+                .insert("/only", PathType::Prefix, ing),
+            Insert::Added
+        );
+        assert_eq!(
+            t.host_mut("*.example.org")
+                .insert("/", PathType::Prefix, wild_ing),
             Insert::Added
         );
         t.host_mut("").insert_candidate("/", PathType::Prefix, gw);
         // An Ingress host never falls through to the hostless rules.
         assert_eq!(t.lookup_request("i.example", "/other", &get(&[])), None);
         // An Ingress wildcard covers exactly one label.
-        assert_eq!(t.lookup_request("a.example.org", "/", &get(&[])), Some(wild_ing));
-        assert_eq!(t.lookup_request("a.b.example.org", "/", &get(&[])), Some(gw));
+        assert_eq!(
+            t.lookup_request("a.example.org", "/", &get(&[])),
+            Some(wild_ing)
+        );
+        assert_eq!(
+            t.lookup_request("a.b.example.org", "/", &get(&[])),
+            Some(gw)
+        );
         // An Ingress path inserted after a candidate is taken by it.
-        assert_eq!(t.host_mut("").insert("/", PathType::Prefix, ing), Insert::Taken(gw));
+        assert_eq!(
+            t.host_mut("").insert("/", PathType::Prefix, ing),
+            Insert::Taken(gw)
+        );
     }
 
     #[test]
     fn tables_without_gateway_routes_resolve_as_lookup() {
-        let t = table(&[("h", "/a", PathType::Prefix), ("*.x", "/", PathType::Prefix)]);
+        let t = table(&[
+            ("h", "/a", PathType::Prefix),
+            ("*.x", "/", PathType::Prefix),
+        ]);
         for (host, path) in [("h", "/a/b"), ("h", "/b"), ("q.x", "/"), ("q.r.x", "/")] {
-            assert_eq!(t.lookup_request(host, path, &get(&[])), t.lookup(host, path));
+            assert_eq!(
+                t.lookup_request(host, path, &get(&[])),
+                t.lookup(host, path)
+            );
         }
     }
 }

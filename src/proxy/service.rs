@@ -104,7 +104,12 @@ pub async fn handle(
 
     let routed = route_id.and_then(|id| {
         let route = published.table.route(id)?;
-        let backend = Backend::of(&published, route.upstream)?;
+        // A route with a policy may choose its upstream itself (weighted
+        // backends): only a plain route needs its own.
+        let backend = Backend::of(&published, route.upstream);
+        if route.plain && backend.is_none() {
+            return None;
+        }
         let metrics = published.route_metrics.get(id as usize)?;
         Some((id, route, backend, metrics))
     });
@@ -127,11 +132,13 @@ pub async fn handle(
                 policy::serve(&ctx, &published, id, route, req)
                     .await
                     .map(|served| (served.response, served.endpoint))
-            } else {
+            } else if let Some(backend) = backend {
                 let plan = Plan::from_settings(&state.settings);
                 forward::forward(&ctx, backend, req, &plan)
                     .await
                     .map(|(r, e)| (r, Some(e)))
+            } else {
+                Err(ProxyError::NoEndpoints)
             };
             let (response, endpoint) = match outcome {
                 Ok((response, endpoint)) => (response, endpoint),
@@ -143,7 +150,7 @@ pub async fn handle(
                         e,
                         ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout
                     ) {
-                        tracing::debug!(error = %e, upstream = %backend.upstream.label, "upstream failure");
+                        tracing::debug!(error = %e, service = %route.service, "upstream failure");
                     }
                     (e.response(), None)
                 }

@@ -47,6 +47,9 @@ pub struct Plan<'a> {
     pub read_timeout: Duration,
     /// Longest pause while the request body streams.
     pub send_timeout: Duration,
+    /// Each attempt, from sending to the response headers (Gateway
+    /// `timeouts.backendRequest`): 504 after it.
+    pub attempt_timeout: Option<Duration>,
     pub max_body: Option<u64>,
     pub retry: Option<&'a Retry>,
     /// How the first endpoint is chosen.
@@ -121,6 +124,20 @@ impl<'a> Backend<'a> {
 }
 
 impl<'a> Plan<'a> {
+    /// Runs one attempt within [`Plan::attempt_timeout`], if there is one.
+    #[inline]
+    pub(super) async fn attempt<T>(
+        &self,
+        exchange: impl std::future::Future<Output = Result<T, ProxyError>>,
+    ) -> Result<T, ProxyError> {
+        match self.attempt_timeout {
+            None => exchange.await,
+            Some(limit) => tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or(Err(ProxyError::Timeout)),
+        }
+    }
+
     /// The global flags, nothing per route.
     pub fn from_settings(settings: &ProxySettings) -> Self {
         Plan {
@@ -128,6 +145,7 @@ impl<'a> Plan<'a> {
             idle_timeout: settings.upstream_idle_timeout,
             read_timeout: settings.response_timeout,
             send_timeout: settings.response_timeout,
+            attempt_timeout: None,
             max_body: None,
             retry: None,
             pick: Pick::Balanced,
@@ -146,6 +164,7 @@ impl<'a> Plan<'a> {
                 .unwrap_or(settings.upstream_idle_timeout),
             read_timeout: policy.timeouts.read.unwrap_or(settings.response_timeout),
             send_timeout: policy.timeouts.send.unwrap_or(settings.response_timeout),
+            attempt_timeout: policy.timeouts.backend_request,
             max_body: policy.max_body,
             retry: policy.retry.as_ref(),
             pick: Pick::Balanced,

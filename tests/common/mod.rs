@@ -20,6 +20,7 @@
 #![allow(clippy::disallowed_types)]
 
 pub mod fakeapi;
+pub mod gateway;
 
 use std::collections::HashSet;
 use std::convert::Infallible;

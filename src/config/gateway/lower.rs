@@ -10,17 +10,16 @@
 //!   route's `namespace/name`, the rule's and the match's order. The table
 //!   orders paths itself (Exact, regular expressions, longest prefix) and
 //!   tries the candidates of one path in insertion order.
-//! - A wildcard (or every-host) candidate is also inserted behind the
-//!   candidates of every exact (or wildcard) Gateway host it covers, so a
-//!   request for a more specific host still falls back to it, as the spec
-//!   says. Ingress hosts are left alone: their requests never reach a
-//!   Gateway route of a less specific host.
+//! - Hostnames take precedence over paths, as the spec says: a request is
+//!   matched against the candidates of the most specific host that has any
+//!   (exact, then wildcard, then every host) and does not fall through to
+//!   a less specific one (as Envoy-based implementations do, and as
+//!   Ingress hosts behave).
 //! - A rule whose backends are all invalid (or that has none) answers 500,
 //!   a partly invalid rule sends the invalid share to 500; a rule with a
 //!   RequestRedirect needs no backend.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use http::{HeaderName, Method};
@@ -65,7 +64,8 @@ impl PathSpec {
 
 /// One route pushed to the table, waiting for its place.
 pub(super) struct Candidate {
-    /// 0 exact host, 1 wildcard, 2 every host.
+    /// 0 exact host, 1 wildcard, 2 every host (hosts do not compete: this
+    /// only makes the order stable).
     host_class: u8,
     sort: (bool, Reverse<usize>, Reverse<usize>),
     /// Index of the route in age order.
@@ -397,52 +397,28 @@ impl Builder<'_> {
                     b.match_index,
                 ))
         });
-        let exact_hosts: BTreeSet<String> = candidates
-            .iter()
-            .filter(|c| c.host_class == 0)
-            .map(|c| c.host.clone())
-            .collect();
-        let wildcard_hosts: BTreeSet<String> = candidates
-            .iter()
-            .filter(|c| c.host_class == 1)
-            .map(|c| c.host.clone())
-            .collect();
         let mut shadowed: Vec<(ObjectKey, String, Arc<str>)> = Vec::new();
         for c in &candidates {
-            let mut hosts = vec![c.host.clone()];
-            match c.host_class {
-                1 => hosts.extend(
-                    exact_hosts
-                        .iter()
-                        .filter(|h| super::hostname::covers(&c.host, h))
-                        .cloned(),
-                ),
-                2 => hosts.extend(exact_hosts.iter().chain(wildcard_hosts.iter()).cloned()),
-                _ => {}
+            let written = (
+                c.host.clone(),
+                c.path.written().to_string(),
+                c.path.path_type(),
+            );
+            if let Some(&holder) = self.paths.get(&written) {
+                let ingress = self
+                    .out
+                    .table
+                    .route(holder)
+                    .map(|r| r.ingress.clone())
+                    .unwrap_or_else(|| "".into());
+                shadowed.push((c.route_key.clone(), c.host.clone(), ingress));
             }
-            for (n, host) in hosts.iter().enumerate() {
-                if n == 0 {
-                    if let Some(&holder) = self.paths.get(&(
-                        host.clone(),
-                        c.path.written().to_string(),
-                        c.path.path_type(),
-                    )) {
-                        let ingress = self
-                            .out
-                            .table
-                            .route(holder)
-                            .map(|r| r.ingress.clone())
-                            .unwrap_or_else(|| "".into());
-                        shadowed.push((c.route_key.clone(), host.clone(), ingress));
-                    }
+            let table = self.out.table.host_mut(&c.host);
+            match &c.path {
+                PathSpec::Regex(source, re) => {
+                    table.insert_regex_candidate(source, re.clone(), c.id)
                 }
-                let table = self.out.table.host_mut(host);
-                match &c.path {
-                    PathSpec::Regex(source, re) => {
-                        table.insert_regex_candidate(source, re.clone(), c.id)
-                    }
-                    other => table.insert_candidate(other.written(), other.path_type(), c.id),
-                }
+                other => table.insert_candidate(other.written(), other.path_type(), c.id),
             }
         }
         for (key, host, ingress) in shadowed {

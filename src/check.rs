@@ -158,7 +158,10 @@ fn print_text(report: &Report) {
         .routes
         .iter()
         .map(|r| {
-            let endpoints = if r.endpoints.is_empty() {
+            let redirects = r.policy.iter().any(|p| p.starts_with("redirect"));
+            let endpoints = if r.endpoints.is_empty() && redirects {
+                "(redirect)".to_string()
+            } else if r.endpoints.is_empty() {
                 "(none: 503)".to_string()
             } else {
                 r.endpoints.join(",")

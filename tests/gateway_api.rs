@@ -536,3 +536,45 @@ async fn check_reports_conditions() {
         "{text}"
     );
 }
+
+/// `examples/gateway-api`: its manifests load and answer as its README
+/// shows (the EndpointSlices' ports moved to this test's echo backends).
+#[tokio::test]
+async fn the_example_serves_as_documented() {
+    let echo = Echo::services(&["store-v1", "store-v2"]).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway-api");
+    let mut builder = Tollgate::builder();
+    for name in [
+        "gateway-class.yaml",
+        "gateway.yaml",
+        "backends.yaml",
+        "route.yaml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .replace("9601", &echo.port("store-v1").to_string())
+            .replace("9602", &echo.port("store-v2").to_string());
+        builder = builder.file(name, &text);
+    }
+    let t = builder.start().await;
+    let host = "store.example.com";
+    let r = t.get(host, "/cart").await;
+    assert_eq!(r.service().as_deref(), Some("store-v1"), "{}", r.summary());
+    let r = call(&t, "GET", host, "/cart", &[("env", "canary")]).await;
+    assert_eq!(r.service().as_deref(), Some("store-v2"), "{}", r.summary());
+    let e = t.get(host, "/v2/cart").await.echo();
+    assert_eq!((e.service(), e.path()), ("store-v2".into(), "/cart".into()));
+    assert_eq!(e.header("x-gateway").as_deref(), Some("tollgate"));
+    let r = t.get(host, "/old/cart").await;
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://store.example.com/new/cart")
+    );
+    let (code, out, err) = check(&dir, &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("HTTPRoute gateway-demo/store") && out.contains("no diagnostics"),
+        "{out}"
+    );
+}

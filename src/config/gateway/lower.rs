@@ -71,6 +71,8 @@ pub(super) struct Candidate {
     /// Index of the route in age order.
     route_order: usize,
     route_key: ObjectKey,
+    /// `HTTPRoute` or `GRPCRoute`.
+    kind: &'static str,
     rule: usize,
     match_index: usize,
     host: String,
@@ -175,14 +177,22 @@ fn host_class(host: &str) -> u8 {
 
 /// The route being lowered.
 pub(super) struct RouteInput<'a> {
+    /// `HTTPRoute` or `GRPCRoute` (a GRPCRoute's rules arrive converted).
+    pub kind: &'static str,
     pub key: &'a ObjectKey,
     pub order: usize,
     pub hosts: &'a [HostBinding],
     pub rules: &'a [HttpRouteRule],
 }
 
+impl RouteInput<'_> {
+    fn grpc(&self) -> bool {
+        self.kind == crate::gateway_api::GRPC_ROUTE_KIND
+    }
+}
+
 impl Builder<'_> {
-    /// Pushes the routes of one HTTPRoute (not yet inserted in host tables:
+    /// Pushes the routes of one HTTPRoute (or converted GRPCRoute) (not yet inserted in host tables:
     /// see [`Builder::insert_candidates`]). `Err`: a value that cannot be
     /// served; nothing of the route is in the table then.
     pub(super) fn lower_http_route(
@@ -216,8 +226,7 @@ impl Builder<'_> {
                 _ => &default_match,
             };
             let at = |what: &str| format!("spec.rules[{r}]{what}");
-            let (backends, first) =
-                self.rule_backends(input.key, &rule.backend_refs, &mut out.refs)?;
+            let (backends, first) = self.rule_backends(input, &rule.backend_refs, &mut out.refs)?;
             for (mi, m) in matches.iter().enumerate() {
                 let (path, guard) = lower_match(m)
                     .map_err(|e| format!("{}: {e}", at(&format!(".matches[{mi}]"))))?;
@@ -228,11 +237,11 @@ impl Builder<'_> {
                 for binding in input.hosts {
                     let mut policy = RoutePolicy::default();
                     let cx = FilterContext {
-                        route_kind: crate::gateway_api::HTTP_ROUTE_KIND,
+                        route_kind: input.kind,
                         route: input.key,
                         prefix,
                         listener_port: binding.http_port.or(binding.https_port).unwrap_or(80),
-                        grpc: false,
+                        grpc: input.grpc(),
                     };
                     self.lower_filters(&rule.filters, &cx, &mut policy, &mut out.refs)
                         .map_err(|FilterProblem(m)| format!("{}: {m}", at(".filters")))?;
@@ -263,7 +272,11 @@ impl Builder<'_> {
                         policy: Arc::new(policy),
                         canary: None,
                         plain,
-                        kind: RouteKind::HttpRoute,
+                        kind: if input.grpc() {
+                            RouteKind::GrpcRoute
+                        } else {
+                            RouteKind::HttpRoute
+                        },
                         guard: guard.clone(),
                     });
                     out.candidates.push(Candidate {
@@ -275,6 +288,7 @@ impl Builder<'_> {
                         ),
                         route_order: input.order,
                         route_key: input.key.clone(),
+                        kind: input.kind,
                         rule: r,
                         match_index: mi,
                         host: binding.host.clone(),
@@ -293,7 +307,7 @@ impl Builder<'_> {
     #[allow(clippy::type_complexity)]
     fn rule_backends(
         &mut self,
-        route: &ObjectKey,
+        input: &RouteInput<'_>,
         refs: &[BackendRef],
         problems: &mut Vec<RefProblem>,
     ) -> Result<
@@ -315,8 +329,7 @@ impl Builder<'_> {
                         b.name, b.weight
                     )
                 })?;
-            let (backend, problem) =
-                self.gateway_backend(crate::gateway_api::HTTP_ROUTE_KIND, route, b, false);
+            let (backend, problem) = self.gateway_backend(input.kind, input.key, b, input.grpc());
             problems.extend(problem);
             let mut request_headers = None;
             let mut response_headers = None;
@@ -397,7 +410,7 @@ impl Builder<'_> {
                     b.match_index,
                 ))
         });
-        let mut shadowed: Vec<(ObjectKey, String, Arc<str>)> = Vec::new();
+        let mut shadowed: Vec<(&'static str, ObjectKey, String, Arc<str>)> = Vec::new();
         for c in &candidates {
             let written = (
                 c.host.clone(),
@@ -411,7 +424,7 @@ impl Builder<'_> {
                     .route(holder)
                     .map(|r| r.ingress.clone())
                     .unwrap_or_else(|| "".into());
-                shadowed.push((c.route_key.clone(), c.host.clone(), ingress));
+                shadowed.push((c.kind, c.route_key.clone(), c.host.clone(), ingress));
             }
             let table = self.out.table.host_mut(&c.host);
             match &c.path {
@@ -421,16 +434,23 @@ impl Builder<'_> {
                 other => table.insert_candidate(other.written(), other.path_type(), c.id),
             }
         }
-        for (key, host, ingress) in shadowed {
-            let origin = self
-                .snapshot
-                .http_routes
-                .get(&key)
-                .map(|e| e.origin.clone());
+        for (kind, key, host, ingress) in shadowed {
+            let origin = match kind {
+                crate::gateway_api::GRPC_ROUTE_KIND => self
+                    .snapshot
+                    .grpc_routes
+                    .get(&key)
+                    .map(|e| e.origin.clone()),
+                _ => self
+                    .snapshot
+                    .http_routes
+                    .get(&key)
+                    .map(|e| e.origin.clone()),
+            };
             self.report(
                 Severity::Warning,
                 Subject {
-                    kind: "HTTPRoute",
+                    kind,
                     key: &key,
                     origin: &origin,
                 },

@@ -11,6 +11,8 @@
 //!   spec's precedence order, with guards, weighted backends (`backends`,
 //!   cross-namespace only with a ReferenceGrant: `refs`) and filters
 //!   (`filters`);
+//! - `grpc`: GRPCRoute rules as HTTPRoute rules (a method match is a
+//!   path match), lowered by the same code;
 //! - `status`: the conditions kube mode writes, with their reasons.
 //!
 //! Invariants:
@@ -22,12 +24,13 @@
 //!   route's invalid backend reference sends its share of requests to 500,
 //!   never elsewhere.
 //! - Every condition that is not what a healthy object would show also
-//!   becomes a diagnostic (a rejection when a route or listener is not
-//!   served, a warning otherwise), so `tollgate check` explains it.
+//!   becomes a diagnostic (a rejection when a Gateway or a route is not
+//!   accepted, a warning otherwise), so `tollgate check` explains it.
 
 mod attach;
 mod backends;
 mod filters;
+mod grpc;
 mod hostname;
 mod listeners;
 mod lower;
@@ -42,12 +45,46 @@ use super::builder::Builder;
 use super::diagnostic::Severity;
 use super::problem::{Field, Problem, Reason, Subject};
 use super::snapshot::ObjectKey;
+use crate::gateway_api::route::{GrpcRouteRule, HttpRouteRule, ParentRef};
+use crate::gateway_api::{GRPC_ROUTE_KIND, HTTP_ROUTE_KIND};
 use attach::{attach, RouteRef};
 use lower::RouteInput;
 use status::{
     Condition, RouteStatus, ACCEPTED, CONFLICTED, REASON_RESOLVED_REFS, REASON_UNSUPPORTED_VALUE,
     RESOLVED_REFS,
 };
+
+/// A route of either kind, as the steps read it.
+struct RouteEntry<'a> {
+    kind: &'static str,
+    key: &'a ObjectKey,
+    origin: &'a Arc<str>,
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    parent_refs: &'a [ParentRef],
+    hostnames: &'a [String],
+    rules: Rules<'a>,
+}
+
+enum Rules<'a> {
+    Http(&'a [HttpRouteRule]),
+    Grpc(&'a [GrpcRouteRule]),
+}
+
+impl RouteEntry<'_> {
+    /// The rules as HTTPRoute rules (a GRPCRoute's converted; `Err`: a
+    /// method match that cannot be served).
+    fn http_rules(&self) -> Result<std::borrow::Cow<'_, [HttpRouteRule]>, String> {
+        match self.rules {
+            Rules::Http(rules) => Ok(std::borrow::Cow::Borrowed(rules)),
+            Rules::Grpc(rules) => rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| grpc::as_http_rule(r).map_err(|e| format!("spec.rules[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(std::borrow::Cow::Owned),
+        }
+    }
+}
 
 impl Builder<'_> {
     /// Compiles every Gateway API object of ours into the table and the
@@ -59,109 +96,47 @@ impl Builder<'_> {
             return;
         }
         let snapshot = self.snapshot;
-        let mut routes: Vec<_> = snapshot.http_routes.iter().collect();
-        routes.sort_by(|(ka, a), (kb, b)| {
-            let ta = a.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
-            let tb = b.object.metadata.creation_timestamp.as_ref().map(|t| &t.0);
-            ta.cmp(&tb).then_with(|| ka.cmp(kb))
+        // HTTPRoutes and GRPCRoutes, oldest first (their order breaks
+        // precedence ties), each with its rules as HTTPRoute rules.
+        let mut routes: Vec<RouteEntry<'_>> = snapshot
+            .http_routes
+            .iter()
+            .map(|(key, e)| RouteEntry {
+                kind: HTTP_ROUTE_KIND,
+                key,
+                origin: &e.origin,
+                meta: &e.object.metadata,
+                parent_refs: &e.object.spec.parent_refs,
+                hostnames: &e.object.spec.hostnames,
+                rules: Rules::Http(&e.object.spec.rules),
+            })
+            .chain(snapshot.grpc_routes.iter().map(|(key, e)| RouteEntry {
+                kind: GRPC_ROUTE_KIND,
+                key,
+                origin: &e.origin,
+                meta: &e.object.metadata,
+                parent_refs: &e.object.spec.parent_refs,
+                hostnames: &e.object.spec.hostnames,
+                rules: Rules::Grpc(&e.object.spec.rules),
+            }))
+            .collect();
+        routes.sort_by(|a, b| {
+            let ta = a.meta.creation_timestamp.as_ref().map(|t| &t.0);
+            let tb = b.meta.creation_timestamp.as_ref().map(|t| &t.0);
+            ta.cmp(&tb)
+                .then_with(|| a.key.cmp(b.key))
+                .then_with(|| a.kind.cmp(b.kind))
         });
         let mut candidates = Vec::new();
-        for (order, (key, entry)) in routes.into_iter().enumerate() {
-            let route = &entry.object;
-            let generation = route.metadata.generation;
-            let attached = attach(
-                snapshot,
-                &self.opts.gateway_controller_name,
-                &gateways,
-                &RouteRef {
-                    kind: crate::gateway_api::HTTP_ROUTE_KIND,
-                    key,
-                    generation,
-                    parent_refs: &route.spec.parent_refs,
-                    hostnames: &route.spec.hostnames,
-                },
-            );
-            let origin = Some(entry.origin.clone());
-            for (i, gateway) in &attached.missing {
-                self.report(
-                    Severity::Warning,
-                    Subject {
-                        kind: "HTTPRoute",
-                        key,
-                        origin: &origin,
-                    },
-                    Problem::new(
-                        Field::Reported(format!("spec.parentRefs[{i}]")),
-                        Reason::GatewayApi(format!("Gateway {gateway} not found")),
-                    ),
-                );
+        for (order, route) in routes.into_iter().enumerate() {
+            if let Some((status, lowered)) = self.add_route(&mut gateways, order, &route) {
+                candidates.extend(lowered);
+                let statuses = match route.kind {
+                    GRPC_ROUTE_KIND => &mut self.out.gateway_status.grpc_routes,
+                    _ => &mut self.out.gateway_status.http_routes,
+                };
+                statuses.insert(route.key.clone(), status);
             }
-            if attached.parents.is_empty() {
-                continue;
-            }
-            let mut parents = attached.parents;
-            let mut refs = Vec::new();
-            if !attached.hosts.is_empty() {
-                let lowered = self.lower_http_route(&RouteInput {
-                    key,
-                    order,
-                    hosts: &attached.hosts,
-                    rules: &route.spec.rules,
-                });
-                match lowered {
-                    Ok(lowered) => {
-                        candidates.extend(lowered.candidates);
-                        refs = lowered.refs;
-                        for (g, j) in attached.listeners {
-                            if let Some(l) = gateways
-                                .get_mut(g)
-                                .and_then(|gw| gw.status.listeners.get_mut(j))
-                            {
-                                l.attached_routes += 1;
-                            }
-                        }
-                    }
-                    Err(message) => {
-                        for p in &mut parents {
-                            if let Some(c) = p.conditions.iter_mut().find(|c| c.type_ == ACCEPTED) {
-                                *c = Condition::new(
-                                    ACCEPTED,
-                                    false,
-                                    REASON_UNSUPPORTED_VALUE,
-                                    message.clone(),
-                                    generation,
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-            let resolved = match refs.first() {
-                None => Condition::new(
-                    RESOLVED_REFS,
-                    true,
-                    REASON_RESOLVED_REFS,
-                    "all references resolved",
-                    generation,
-                ),
-                Some((reason, _)) => Condition::new(
-                    RESOLVED_REFS,
-                    false,
-                    reason,
-                    refs.iter()
-                        .map(|(_, m)| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                    generation,
-                ),
-            };
-            for p in &mut parents {
-                p.conditions.push(resolved.clone());
-            }
-            self.out
-                .gateway_status
-                .http_routes
-                .insert(key.clone(), RouteStatus { parents });
         }
         self.insert_candidates(candidates);
         for gateway in gateways {
@@ -171,6 +146,113 @@ impl Builder<'_> {
                 .insert(gateway.key.clone(), gateway.status);
         }
         self.report_conditions();
+    }
+
+    /// Attaches one route, lowers it if a parent accepts it, and returns
+    /// its status (`None`: no parent of ours) with its candidates.
+    fn add_route(
+        &mut self,
+        gateways: &mut [listeners::GatewayView],
+        order: usize,
+        route: &RouteEntry<'_>,
+    ) -> Option<(RouteStatus, Vec<lower::Candidate>)> {
+        let snapshot = self.snapshot;
+        let generation = route.meta.generation;
+        let key = route.key;
+        let attached = attach(
+            snapshot,
+            &self.opts.gateway_controller_name,
+            gateways,
+            &RouteRef {
+                kind: route.kind,
+                key,
+                generation,
+                parent_refs: route.parent_refs,
+                hostnames: route.hostnames,
+            },
+        );
+        let origin = Some(route.origin.clone());
+        for (i, gateway) in &attached.missing {
+            self.report(
+                Severity::Warning,
+                Subject {
+                    kind: route.kind,
+                    key,
+                    origin: &origin,
+                },
+                Problem::new(
+                    Field::Reported(format!("spec.parentRefs[{i}]")),
+                    Reason::GatewayApi(format!("Gateway {gateway} not found")),
+                ),
+            );
+        }
+        if attached.parents.is_empty() {
+            return None;
+        }
+        let mut parents = attached.parents;
+        let mut refs = Vec::new();
+        let mut candidates = Vec::new();
+        if !attached.hosts.is_empty() {
+            let lowered = route.http_rules().and_then(|rules| {
+                self.lower_http_route(&RouteInput {
+                    kind: route.kind,
+                    key,
+                    order,
+                    hosts: &attached.hosts,
+                    rules: &rules,
+                })
+            });
+            match lowered {
+                Ok(lowered) => {
+                    candidates = lowered.candidates;
+                    refs = lowered.refs;
+                    for (g, j) in attached.listeners {
+                        if let Some(l) = gateways
+                            .get_mut(g)
+                            .and_then(|gw| gw.status.listeners.get_mut(j))
+                        {
+                            l.attached_routes += 1;
+                        }
+                    }
+                }
+                Err(message) => {
+                    for p in &mut parents {
+                        if let Some(c) = p.conditions.iter_mut().find(|c| c.type_ == ACCEPTED) {
+                            *c = Condition::new(
+                                ACCEPTED,
+                                false,
+                                REASON_UNSUPPORTED_VALUE,
+                                message.clone(),
+                                generation,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let resolved = match refs.first() {
+            None => Condition::new(
+                RESOLVED_REFS,
+                true,
+                REASON_RESOLVED_REFS,
+                "all references resolved",
+                generation,
+            ),
+            Some((reason, _)) => Condition::new(
+                RESOLVED_REFS,
+                false,
+                reason,
+                refs.iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                generation,
+            ),
+        };
+        for p in &mut parents {
+            p.conditions.push(resolved.clone());
+        }
+        Some((RouteStatus { parents }, candidates))
     }
 
     /// A warning for each field of a Gateway API object tollgate does not
@@ -246,7 +328,9 @@ impl Builder<'_> {
             if healthy {
                 continue;
             }
-            let severity = if c.type_ == ACCEPTED {
+            // A listener that is not served leaves the Gateway's others
+            // serving: a warning; a Gateway or route that is not: rejected.
+            let severity = if c.type_ == ACCEPTED && !row.scope.starts_with("listener") {
                 Severity::Rejected
             } else {
                 Severity::Warning

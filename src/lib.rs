@@ -34,8 +34,9 @@
 //!
 //! The boundary (plain types the compiler or publisher build and the data
 //! plane reads):
-//! - [`table`]: the immutable routing table (hosts → paths → routes). Looked up
-//!   per request without locks and without allocating.
+//! - [`table`]: the immutable routing table (hosts → paths → routes, and
+//!   guarded Gateway API candidates at one path). Looked up per request
+//!   without locks and without allocating.
 //! - [`state`]: what a request may read: [`state::Published`] (table,
 //!   certificates, upstreams, per-route metrics and limiters, swapped as
 //!   one and loaded once per request) and the process [`state::Health`].

@@ -464,3 +464,109 @@ fn unknown_fields_are_warnings() {
         .any(|d| d.kind == "HTTPRoute" && d.field == "spec.novel"));
     assert!(parent_cond(&out, "default/r", ACCEPTED).is_true());
 }
+
+#[test]
+fn https_listener_certificate_references() {
+    let listeners = |secret: &str| {
+        format!(
+            "[{{name: https, port: 443, protocol: HTTPS, hostname: s.example, tls: {{certificateRefs: [{secret}]}}}}]"
+        )
+    };
+    let missing = compile_docs(&[gateway("gw", "default", &listeners("{name: nothere}"))]);
+    let gw = &missing.gateway_status.gateways[&crate::config::ObjectKey::new("default", "gw")];
+    let c = cond(&gw.listeners[0].conditions, RESOLVED_REFS);
+    assert_eq!(
+        (c.status, c.reason),
+        ("False", REASON_INVALID_CERTIFICATE_REF)
+    );
+    assert!(!cond(&gw.listeners[0].conditions, PROGRAMMED).is_true());
+    assert!(!cond(&gw.conditions, PROGRAMMED).is_true());
+
+    let elsewhere = compile_docs(&[gateway(
+        "gw",
+        "default",
+        &listeners("{name: cert, namespace: certs}"),
+    )]);
+    let gw = &elsewhere.gateway_status.gateways[&crate::config::ObjectKey::new("default", "gw")];
+    let c = cond(&gw.listeners[0].conditions, RESOLVED_REFS);
+    assert_eq!((c.status, c.reason), ("False", REASON_REF_NOT_PERMITTED));
+
+    let passthrough = compile_docs(&[gateway(
+        "gw",
+        "default",
+        "[{name: https, port: 443, protocol: HTTPS, tls: {mode: Passthrough}}]",
+    )]);
+    let gw = &passthrough.gateway_status.gateways[&crate::config::ObjectKey::new("default", "gw")];
+    let c = cond(&gw.listeners[0].conditions, ACCEPTED);
+    assert_eq!((c.status, c.reason), ("False", REASON_UNSUPPORTED_VALUE));
+}
+
+#[test]
+fn label_selectors() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+    let labels: std::collections::BTreeMap<String, String> = [
+        ("team".to_string(), "a".to_string()),
+        ("env".to_string(), "prod".to_string()),
+    ]
+    .into();
+    let req = |key: &str, op: &str, values: &[&str]| LabelSelectorRequirement {
+        key: key.into(),
+        operator: op.into(),
+        values: Some(values.iter().map(|v| v.to_string()).collect()),
+    };
+    let sel = |exprs: Vec<LabelSelectorRequirement>| LabelSelector {
+        match_expressions: Some(exprs),
+        match_labels: None,
+    };
+    assert!(super::attach::selects(&LabelSelector::default(), &labels));
+    assert!(super::attach::selects(
+        &sel(vec![req("team", "In", &["a", "b"])]),
+        &labels
+    ));
+    assert!(!super::attach::selects(
+        &sel(vec![req("team", "NotIn", &["a"])]),
+        &labels
+    ));
+    assert!(super::attach::selects(
+        &sel(vec![req("env", "Exists", &[])]),
+        &labels
+    ));
+    assert!(!super::attach::selects(
+        &sel(vec![req("env", "DoesNotExist", &[])]),
+        &labels
+    ));
+    assert!(!super::attach::selects(
+        &sel(vec![req("env", "Bogus", &[])]),
+        &labels
+    ));
+}
+
+#[test]
+fn grpc_routes_attach_and_lower() {
+    let out = compile_docs(&[
+        gateway("gw", "default", HTTP),
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: g, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [grpc.example]
+  rules:
+  - matches: [{method: {service: pkg.Svc, method: Do}}]
+    backendRefs: [{name: web, port: 8080}]
+"
+        .into(),
+    ]);
+    let key = crate::config::ObjectKey::new("default", "g");
+    let status = &out.gateway_status.grpc_routes[&key];
+    assert!(cond(&status.parents[0].conditions, ACCEPTED).is_true());
+    let id = out
+        .table
+        .lookup("grpc.example", "/pkg.Svc/Do")
+        .expect("routed");
+    let route = out.table.route(id).unwrap();
+    assert_eq!(route.kind, crate::table::RouteKind::GrpcRoute);
+    assert_eq!(out.table.lookup("grpc.example", "/pkg.Svc/Other"), None);
+    let gw = &out.gateway_status.gateways[&crate::config::ObjectKey::new("default", "gw")];
+    assert_eq!(gw.listeners[0].attached_routes, 1);
+}

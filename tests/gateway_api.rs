@@ -578,3 +578,52 @@ async fn the_example_serves_as_documented() {
         "{out}"
     );
 }
+
+/// Route changes apply without a restart: a new HTTPRoute file is served,
+/// an edit moves traffic, a removal answers 404 again (the route
+/// propagation the upstream suite waits for after every apply).
+#[tokio::test]
+async fn route_changes_apply_live() {
+    let echo = infra_echo().await;
+    let t = Tollgate::builder()
+        .file("infra.yaml", &yaml_docs(&infra(&echo, vec![])))
+        .start()
+        .await;
+    let route = |svc: &str| {
+        yaml_docs(&[http_route(
+            INFRA,
+            "live",
+            &format!(
+                "parentRefs: [{{name: same-namespace}}]\nhostnames: [live.example]\nrules: [{{backendRefs: [{{name: {svc}, port: 8080}}]}}]"
+            ),
+        )])
+    };
+    assert_eq!(t.get("live.example", "/").await.status, 404);
+    t.write("route.yaml", &route("infra-backend-v1"));
+    let r = t
+        .eventually("live.example", "/", |r| {
+            r.service().as_deref() == Some("infra-backend-v1")
+        })
+        .await;
+    assert_eq!(
+        r.service().as_deref(),
+        Some("infra-backend-v1"),
+        "{}",
+        r.summary()
+    );
+    t.write("route.yaml", &route("infra-backend-v2"));
+    let r = t
+        .eventually("live.example", "/", |r| {
+            r.service().as_deref() == Some("infra-backend-v2")
+        })
+        .await;
+    assert_eq!(
+        r.service().as_deref(),
+        Some("infra-backend-v2"),
+        "{}",
+        r.summary()
+    );
+    t.remove("route.yaml");
+    let r = t.eventually("live.example", "/", |r| r.status == 404).await;
+    assert_eq!(r.status, 404, "{}", r.summary());
+}

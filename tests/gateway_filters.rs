@@ -482,3 +482,55 @@ async fn https_listener() {
         r.summary()
     );
 }
+
+/// httproute-timeout-backend-request (504 when one attempt is too slow),
+/// httproute-request-multiple-mirrors (every mirror gets a copy), and
+/// httproute-named-rule (a named rule is served like any other).
+#[tokio::test]
+async fn backend_timeouts_multiple_mirrors_and_named_rules() {
+    let echo = Echo::services(&["infra-backend-v1"]).await;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let mut mirrors = Vec::new();
+    for _ in 0..2 {
+        let counter = hits.clone();
+        mirrors.push(
+            serve(move |_req| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    http::Response::new(full("mirrored"))
+                }
+            })
+            .await,
+        );
+    }
+    let mut extra = backend(INFRA, "mirror-a", &[mirrors[0].port]);
+    extra.extend(backend(INFRA, "mirror-b", &[mirrors[1].port]));
+    extra.push(filtered(
+        "mirrors",
+        "mirrors.example",
+        &format!("name: two-mirrors\n  filters: [{{type: RequestMirror, requestMirror: {{backendRef: {{name: mirror-a, port: 8080}}}}}}, {{type: RequestMirror, requestMirror: {{backendRef: {{name: mirror-b, port: 8080}}}}}}]\n  {TO_V1}"),
+    ));
+    extra.push(filtered(
+        "backend-timeout",
+        "backendtimeout.example",
+        &format!("timeouts: {{request: 10s, backendRequest: 500ms}}\n  {TO_V1}"),
+    ));
+    let t = Tollgate::with_docs(&infra(&echo, extra)).await;
+    let r = t.get("mirrors.example", "/").await;
+    assert_eq!(
+        r.service().as_deref(),
+        Some("infra-backend-v1"),
+        "{}",
+        r.summary()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while hits.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "one copy per mirror");
+    let r = t.get("backendtimeout.example", "/?delay=100").await;
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let r = t.get("backendtimeout.example", "/?delay=3000").await;
+    assert_eq!(r.status, 504, "{}", r.summary());
+}

@@ -196,3 +196,42 @@ rules:
         "{out}"
     );
 }
+
+/// httproute-backend-protocol-h2c: a Service port with `appProtocol:
+/// kubernetes.io/h2c` is spoken to over HTTP/2 cleartext (the backend here
+/// speaks nothing else), whatever the client spoke.
+#[tokio::test]
+async fn app_protocol_h2c_backend() {
+    let (port, _b) = grpc_backend("h2c-only").await;
+    let mut docs = vec![
+        gateway_class(),
+        gateway(INFRA, "same-namespace", "[{name: http, port: 80, protocol: HTTP}]"),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "h2c-only", "namespace": INFRA},
+            "spec": {"ports": [{"name": "http", "port": 8080, "appProtocol": "kubernetes.io/h2c"}]},
+        }),
+        slice(INFRA, "h2c-only", "h2c-only-0", &[("127.0.0.1", true)], &[("http", port)]),
+        common::gateway::http_route(
+            INFRA,
+            "h2c",
+            "parentRefs: [{name: same-namespace}]\nhostnames: [h2c.example]\nrules: [{backendRefs: [{name: h2c-only, port: 8080}]}]",
+        ),
+    ];
+    docs.push(common::gateway::http_route(
+        INFRA,
+        "h1",
+        "parentRefs: [{name: same-namespace}]\nhostnames: [h1.example]\nrules: [{backendRefs: [{name: plain, port: 8080}]}]",
+    ));
+    docs.extend(backend(INFRA, "plain", &[port]));
+    let t = Tollgate::with_docs(&docs).await;
+    let r = t.get("h2c.example", "/over/h2c").await;
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.header("x-backend").as_deref(), Some("h2c-only"));
+    assert_eq!(r.header("x-path").as_deref(), Some("/over/h2c"));
+    // The same backend without the appProtocol is spoken HTTP/1.1 to, which
+    // it does not understand.
+    let r = t.get("h1.example", "/").await;
+    assert_ne!(r.status, 200, "{}", r.summary());
+}

@@ -534,3 +534,42 @@ async fn backend_timeouts_multiple_mirrors_and_named_rules() {
     let r = t.get("backendtimeout.example", "/?delay=3000").await;
     assert_eq!(r.status, 504, "{}", r.summary());
 }
+
+/// httproute-retry: with `retry.codes` and `attempts`, a request answered
+/// with a listed status by one endpoint is retried on another (without the
+/// retry, round robin would answer 500 every other request).
+#[tokio::test]
+async fn retry_on_listed_statuses() {
+    let echo = Echo::services(&["infra-backend-v1"]).await;
+    let failing = serve(|_req| async {
+        let mut r = http::Response::new(full("boom"));
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
+    .await;
+    let ports = [failing.port, echo.port("infra-backend-v1")];
+    let mut extra = backend(INFRA, "flaky", &ports);
+    extra.extend(backend(INFRA, "flaky-plain", &ports));
+    extra.push(filtered(
+        "retry",
+        "retry.example",
+        "retry: {codes: [500], attempts: 2}\n  backendRefs: [{name: flaky, port: 8080}]",
+    ));
+    extra.push(filtered(
+        "no-retry",
+        "noretry.example",
+        "backendRefs: [{name: flaky-plain, port: 8080}]",
+    ));
+    let t = Tollgate::with_docs(&infra(&echo, extra)).await;
+    for i in 0..10 {
+        let r = t.get("retry.example", "/").await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.summary());
+    }
+    let mut failed = 0;
+    for _ in 0..10 {
+        if t.get("noretry.example", "/").await.status == 500 {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "without retry some requests see the 500");
+}

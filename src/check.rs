@@ -37,7 +37,21 @@ struct Report {
     /// Every Gateway API condition kube mode would write (GatewayClass,
     /// Gateway and listeners, route parents).
     conditions: Vec<ConditionRow>,
+    /// Per Gateway listener: `attachedRoutes` and `supportedKinds`, as
+    /// kube mode writes them beside the conditions.
+    listeners: Vec<ListenerRow>,
     rejected: bool,
+}
+
+#[derive(Serialize)]
+struct ListenerRow {
+    namespace: String,
+    gateway: String,
+    name: String,
+    #[serde(rename = "attachedRoutes")]
+    attached_routes: u32,
+    #[serde(rename = "supportedKinds")]
+    supported_kinds: Vec<&'static str>,
 }
 
 /// Runs the check; returns the process exit code (0 nothing rejected, 1 otherwise).
@@ -115,6 +129,20 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         routes,
         diagnostics,
         conditions: compiled.gateway_status.rows(),
+        listeners: compiled
+            .gateway_status
+            .gateways
+            .iter()
+            .flat_map(|(key, g)| {
+                g.listeners.iter().map(|l| ListenerRow {
+                    namespace: key.namespace.clone(),
+                    gateway: key.name.clone(),
+                    name: l.name.clone(),
+                    attached_routes: l.attached_routes,
+                    supported_kinds: l.supported_kinds.iter().map(|k| k.kind).collect(),
+                })
+            })
+            .collect(),
         rejected,
     };
 
@@ -230,6 +258,16 @@ fn print_text(report: &Report) {
                 c.condition.status,
                 c.condition.reason,
                 c.condition.message
+            );
+        }
+        for l in &report.listeners {
+            println!(
+                "  Gateway {}/{} listener {}: attachedRoutes={} supportedKinds={}",
+                l.namespace,
+                l.gateway,
+                l.name,
+                l.attached_routes,
+                l.supported_kinds.join(",")
             );
         }
     }

@@ -528,9 +528,25 @@ async fn check_reports_conditions() {
         find("HTTPRoute", "lost", "parent", "Accepted")["reason"],
         "NoMatchingParent"
     );
+    let http = report["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["gateway"] == "gw" && l["name"] == "http")
+        .cloned()
+        .unwrap_or_else(|| panic!("no listener http in {out}"));
+    assert_eq!(http["attachedRoutes"], 1, "{http}");
+    assert_eq!(
+        http["supportedKinds"],
+        serde_json::json!(["HTTPRoute", "GRPCRoute"])
+    );
     let (code, text, _) = check(dir.path(), &[]).await;
     assert_eq!(code, 1);
     assert!(text.contains("HTTPRoute gateway-conformance-infra/lost parent gateway-conformance-infra/gw/nope: Accepted=False NoMatchingParent"), "{text}");
+    assert!(
+        text.contains("Gateway gateway-conformance-infra/gw listener http: attachedRoutes=1"),
+        "{text}"
+    );
     assert!(
         text.contains("HTTPRoute gateway-conformance-infra/good"),
         "{text}"

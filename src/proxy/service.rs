@@ -1,5 +1,6 @@
 //! The per-request entry (the hyper service): framing check, Host, route
-//! lookup in the loaded table, the HTTPS redirect and the misdirected-request
+//! lookup in the loaded table (with the request head, for the guards of
+//! Gateway API routes), the HTTPS redirect and the misdirected-request
 //! guard; then the route's policy phases, or straight to forwarding on a
 //! plain route; then the response side ([`super::response`]).
 //!
@@ -10,7 +11,10 @@
 //! - The request path takes no lock; lookups do not allocate; the request
 //!   is forwarded with its original target (normalization is for matching).
 //! - A plain route (no policy, no canary) skips the policy phases with one
-//!   branch and pays nothing for them.
+//!   branch and pays nothing for them; a table without Gateway routes
+//!   resolves as a plain host and path lookup after one branch.
+//! - A plain route needs its own upstream (else 404, never a guess); a
+//!   route with a policy may choose one itself (weighted backends).
 //! - Never fails: every error becomes exactly one response.
 //! - `--max-header-bytes` is exact: this file measures each HTTP/1 head
 //!   (one pass adding the fields' lengths, no allocation) and answers 431;

@@ -18,8 +18,8 @@
 //!   what they say is what the upstream gets) → mirrors (a copy of the
 //!   request exactly as it will be sent);
 //! - forwarding (the route's timeouts, retries, body limit: not a phase,
-//!   the data plane's `Plan`; the whole-request timeout wraps the
-//!   pipeline);
+//!   the data plane's `Plan`; the whole-request timeout is a deadline
+//!   there that bounds every upstream attempt);
 //! - on the response ([`ResponsePhase`]): custom error pages → CORS headers
 //!   → affinity cookie → header edits of the route, then of the chosen
 //!   backend → connection permit release.

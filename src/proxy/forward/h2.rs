@@ -86,15 +86,14 @@ pub async fn forward_h2(
             }
         }
         let inflight = endpoint.start_request();
-        let timed = with_timeouts(
+        let mut response = match with_timeouts(
             sender.send_request(req),
             upload,
             plan.send_timeout,
             plan.read_timeout,
-        );
-        let mut response = match plan
-            .attempt(async { timed.await.map_err(ProxyError::from) })
-            .await?
+            plan.attempt_deadline(),
+        )
+        .await?
         {
             Ok(response) => response,
             Err(_) if upload.is_some_and(|u| u.too_large()) => {

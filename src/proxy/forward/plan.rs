@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use tokio::time::Instant;
 
 use super::pool;
 use crate::lb::{Endpoint, Upstream};
@@ -50,6 +51,10 @@ pub struct Plan<'a> {
     /// Each attempt, from sending to the response headers (Gateway
     /// `timeouts.backendRequest`): 504 after it.
     pub attempt_timeout: Option<Duration>,
+    /// When the whole request must have its response headers (Gateway
+    /// `timeouts.request`, counted from routing): every attempt gets only
+    /// the time left, then 504.
+    pub deadline: Option<Instant>,
     pub max_body: Option<u64>,
     pub retry: Option<&'a Retry>,
     /// How the first endpoint is chosen.
@@ -124,17 +129,15 @@ impl<'a> Backend<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// Runs one attempt within [`Plan::attempt_timeout`], if there is one.
+    /// When an attempt starting now must have its response headers: the
+    /// earlier of [`Plan::attempt_timeout`] from now and
+    /// [`Plan::deadline`]; `None` (no clock read) when neither is set.
     #[inline]
-    pub(super) async fn attempt<T>(
-        &self,
-        exchange: impl std::future::Future<Output = Result<T, ProxyError>>,
-    ) -> Result<T, ProxyError> {
-        match self.attempt_timeout {
-            None => exchange.await,
-            Some(limit) => tokio::time::timeout(limit, exchange)
-                .await
-                .unwrap_or(Err(ProxyError::Timeout)),
+    pub(super) fn attempt_deadline(&self) -> Option<Instant> {
+        let attempt = self.attempt_timeout.map(|d| Instant::now() + d);
+        match (attempt, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -146,6 +149,7 @@ impl<'a> Plan<'a> {
             read_timeout: settings.response_timeout,
             send_timeout: settings.response_timeout,
             attempt_timeout: None,
+            deadline: None,
             max_body: None,
             retry: None,
             pick: Pick::Balanced,
@@ -165,6 +169,7 @@ impl<'a> Plan<'a> {
             read_timeout: policy.timeouts.read.unwrap_or(settings.response_timeout),
             send_timeout: policy.timeouts.send.unwrap_or(settings.response_timeout),
             attempt_timeout: policy.timeouts.backend_request,
+            deadline: policy.timeouts.request.map(|d| Instant::now() + d),
             max_body: policy.max_body,
             retry: policy.retry.as_ref(),
             pick: Pick::Balanced,

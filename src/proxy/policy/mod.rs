@@ -54,25 +54,11 @@ pub struct Served {
 }
 
 /// Serves a request on a route with a policy: request phases, the request
-/// rewritten for the upstream, upstream phases, forwarding, response phases;
-/// all of it within the route's whole-request timeout, if it has one (504).
+/// rewritten for the upstream, upstream phases, forwarding, response phases.
+/// A whole-request timeout is a deadline in the forwarding plan (no timer
+/// wraps the pipeline's future, which would double its size for every
+/// request).
 pub async fn serve(
-    ctx: &ConnCtx,
-    published: &Arc<Published>,
-    route_id: RouteId,
-    route: &Route,
-    req: Request<Incoming>,
-) -> Result<Served, ProxyError> {
-    let phases = run_phases(ctx, published, route_id, route, req);
-    match route.policy.timeouts.request {
-        Some(limit) => tokio::time::timeout(limit, phases)
-            .await
-            .unwrap_or(Err(ProxyError::Timeout)),
-        None => phases.await,
-    }
-}
-
-async fn run_phases(
     ctx: &ConnCtx,
     published: &Arc<Published>,
     route_id: RouteId,

@@ -5,9 +5,11 @@
 
 use serde::Serialize;
 
+use crate::config::gateway::status::ConditionRow;
 use crate::config::{self, Diagnostic, LastGood};
 use crate::provider::files::FileSource;
 use crate::settings::{CheckArgs, OutputFormat};
+use crate::table::guard::{Guard, ValueMatch};
 
 #[derive(Serialize)]
 struct RouteRow {
@@ -17,7 +19,13 @@ struct RouteRow {
     path_type: String,
     service: String,
     endpoints: Vec<String>,
+    /// `namespace/name` of the source object (kept for compatibility).
     ingress: String,
+    /// `Ingress ns/name`, `HTTPRoute ns/name`, or the flag that made it.
+    source: String,
+    /// Extra conditions of a Gateway route (method, headers, query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matches: Option<String>,
     /// What the annotations and TrafficPolicy ask of this route.
     policy: Vec<String>,
 }
@@ -26,7 +34,24 @@ struct RouteRow {
 struct Report {
     routes: Vec<RouteRow>,
     diagnostics: Vec<Diagnostic>,
+    /// Every Gateway API condition kube mode would write (GatewayClass,
+    /// Gateway and listeners, route parents).
+    conditions: Vec<ConditionRow>,
+    /// Per Gateway listener: `attachedRoutes` and `supportedKinds`, as
+    /// kube mode writes them beside the conditions.
+    listeners: Vec<ListenerRow>,
     rejected: bool,
+}
+
+#[derive(Serialize)]
+struct ListenerRow {
+    namespace: String,
+    gateway: String,
+    name: String,
+    #[serde(rename = "attachedRoutes")]
+    attached_routes: u32,
+    #[serde(rename = "supportedKinds")]
+    supported_kinds: Vec<&'static str>,
 }
 
 /// Runs the check; returns the process exit code (0 nothing rejected, 1 otherwise).
@@ -78,6 +103,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             } else {
                 r.ingress.to_string()
             },
+            source: if r.ingress.is_empty() {
+                "--default-backend-service".into()
+            } else {
+                format!("{} {}", r.kind.as_str(), r.ingress)
+            },
+            matches: r.guard.as_deref().map(describe_guard),
             policy: {
                 let mut p = r.policy.summary();
                 if let Some(c) = &r.canary {
@@ -90,11 +121,28 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
             },
         })
         .collect();
+    // Gateway routes keep their precedence order within a path (a stable
+    // sort).
     routes.sort_by(|a, b| (&a.host, &a.path, &a.path_type).cmp(&(&b.host, &b.path, &b.path_type)));
     let rejected = diagnostics.iter().any(Diagnostic::is_rejection);
     let report = Report {
         routes,
         diagnostics,
+        conditions: compiled.gateway_status.rows(),
+        listeners: compiled
+            .gateway_status
+            .gateways
+            .iter()
+            .flat_map(|(key, g)| {
+                g.listeners.iter().map(|l| ListenerRow {
+                    namespace: key.namespace.clone(),
+                    gateway: key.name.clone(),
+                    name: l.name.clone(),
+                    attached_routes: l.attached_routes,
+                    supported_kinds: l.supported_kinds.iter().map(|k| k.kind).collect(),
+                })
+            })
+            .collect(),
         rejected,
     };
 
@@ -105,6 +153,25 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     Ok(i32::from(rejected))
 }
 
+/// A guard as `check` shows it: `GET header:x-v=2 query:q~^a.*$`.
+fn describe_guard(g: &Guard) -> String {
+    let value = |v: &ValueMatch| match v {
+        ValueMatch::Exact(e) => format!("={e}"),
+        ValueMatch::Regex(r) => format!("~{}", r.as_str()),
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = &g.method {
+        parts.push(m.to_string());
+    }
+    for h in g.headers.iter() {
+        parts.push(format!("header:{}{}", h.name, value(&h.value)));
+    }
+    for q in g.query.iter() {
+        parts.push(format!("query:{}{}", q.name, value(&q.value)));
+    }
+    parts.join(" ")
+}
+
 fn print_text(report: &Report) {
     let headers = [
         "HOST",
@@ -112,14 +179,17 @@ fn print_text(report: &Report) {
         "TYPE",
         "SERVICE",
         "ENDPOINTS",
-        "INGRESS",
+        "SOURCE",
         "POLICY",
     ];
     let rows: Vec<[String; 7]> = report
         .routes
         .iter()
         .map(|r| {
-            let endpoints = if r.endpoints.is_empty() {
+            let redirects = r.policy.iter().any(|p| p.starts_with("redirect"));
+            let endpoints = if r.endpoints.is_empty() && redirects {
+                "(redirect)".to_string()
+            } else if r.endpoints.is_empty() {
                 "(none: 503)".to_string()
             } else {
                 r.endpoints.join(",")
@@ -130,11 +200,17 @@ fn print_text(report: &Report) {
                 r.path_type.clone(),
                 r.service.clone(),
                 endpoints,
-                r.ingress.clone(),
-                if r.policy.is_empty() {
-                    "-".to_string()
-                } else {
-                    r.policy.join("; ")
+                r.source.clone(),
+                {
+                    let mut p = r.policy.clone();
+                    if let Some(m) = &r.matches {
+                        p.insert(0, format!("match {m}"));
+                    }
+                    if p.is_empty() {
+                        "-".to_string()
+                    } else {
+                        p.join("; ")
+                    }
                 },
             ]
         })
@@ -160,6 +236,40 @@ fn print_text(report: &Report) {
     }
     if report.routes.is_empty() {
         println!("(no routes)");
+    }
+    if !report.conditions.is_empty() {
+        println!();
+        println!("conditions (as kube mode writes them):");
+        for c in &report.conditions {
+            let scope = if c.scope.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", c.scope)
+            };
+            let key = if c.namespace.is_empty() {
+                c.name.clone()
+            } else {
+                format!("{}/{}", c.namespace, c.name)
+            };
+            println!(
+                "  {} {key}{scope}: {}={} {}: {}",
+                c.kind,
+                c.condition.type_,
+                c.condition.status,
+                c.condition.reason,
+                c.condition.message
+            );
+        }
+        for l in &report.listeners {
+            println!(
+                "  Gateway {}/{} listener {}: attachedRoutes={} supportedKinds={}",
+                l.namespace,
+                l.gateway,
+                l.name,
+                l.attached_routes,
+                l.supported_kinds.join(",")
+            );
+        }
     }
     println!();
     if report.diagnostics.is_empty() {

@@ -24,6 +24,9 @@
 //!   the CRD generated from them (`crd::manifest`, `tollgate crd`), and
 //!   `crd::validate` (`crd::validation`), which re-checks everything the CRD
 //!   schema checks (standalone mode has no API server).
+//! - [`gateway_api`]: the Gateway API kinds (GatewayClass, Gateway,
+//!   HTTPRoute, GRPCRoute, ReferenceGrant) as plain serde types;
+//!   `config::gateway` compiles them into the same table as Ingresses.
 //! - [`publisher`]: turns compiled output into the published state and
 //!   stores it whole (one `ArcSwap`), keeping upstreams, limiters and metric
 //!   handles across recompiles; applies endpoint-only changes through the
@@ -31,8 +34,9 @@
 //!
 //! The boundary (plain types the compiler or publisher build and the data
 //! plane reads):
-//! - [`table`]: the immutable routing table (hosts → paths → routes). Looked up
-//!   per request without locks and without allocating.
+//! - [`table`]: the immutable routing table (hosts → paths → routes, and
+//!   guarded Gateway API candidates at one path). Looked up per request
+//!   without locks and without allocating.
 //! - [`state`]: what a request may read: [`state::Published`] (table,
 //!   certificates, upstreams, per-route metrics and limiters, swapped as
 //!   one and loaded once per request) and the process [`state::Health`].
@@ -84,6 +88,7 @@ pub mod check;
 pub mod config;
 pub mod crd;
 pub mod echo;
+pub mod gateway_api;
 pub mod hop_by_hop;
 pub mod lb;
 pub mod metrics;

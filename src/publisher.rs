@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::traffic_policy::PolicyStatus;
 use crate::config::{
-    self, Changes, CompileOptions, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
+    self, Changes, CompileOptions, Compiled, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
 };
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics};
@@ -176,9 +176,24 @@ impl Publisher {
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .and_then(|d| i64::try_from(d.as_secs()).ok());
-        let mut compiled = config::compile(&self.snapshot, &opts, &self.last_good);
+        let compiled = config::compile(&self.snapshot, &opts, &self.last_good);
         self.metrics.compile_seconds.observe(started.elapsed());
+        self.install(compiled, source_diagnostics, started)
+    }
 
+    /// Publishes a table and upstreams built without the compiler (tests
+    /// that serve a hand-built table); upstreams, metrics and limiters are
+    /// resolved exactly as for a compiled one.
+    pub fn publish(&mut self, compiled: Compiled) -> u64 {
+        self.install(compiled, &[], Instant::now())
+    }
+
+    fn install(
+        &mut self,
+        mut compiled: Compiled,
+        source_diagnostics: &[Diagnostic],
+        started: Instant,
+    ) -> u64 {
         let mut previous = std::mem::take(&mut self.upstreams);
         let mut upstreams =
             HashMap::with_capacity_and_hasher(compiled.upstreams.len(), Default::default());

@@ -122,6 +122,14 @@ pub struct SelectionArgs {
         default_value = "tollgate.dev/ingress-controller"
     )]
     pub controller_name: String,
+    /// Value of GatewayClass spec.controllerName that selects this
+    /// controller (Gateway API).
+    #[arg(
+        long,
+        env = "TOLLGATE_GATEWAY_CONTROLLER_NAME",
+        default_value = "tollgate.dev/gateway-controller"
+    )]
+    pub gateway_controller_name: String,
     /// Only read namespaced objects in these namespaces (repeatable; default all).
     #[arg(
         long = "watch-namespace",
@@ -168,6 +176,7 @@ impl SelectionArgs {
         CompileOptions {
             ingress_class: self.ingress_class.clone(),
             controller_name: self.controller_name.clone(),
+            gateway_controller_name: self.gateway_controller_name.clone(),
             default_backend: self.default_backend_service.clone(),
             default_certificate: self.default_certificate.clone(),
             now: None,

@@ -27,6 +27,7 @@ const FORBIDDEN: &[(&[&str], &[&str])] = &[
             "table",
             "config",
             "crd",
+            "gateway_api",
             "auth",
             "ratelimit",
             "metrics",
@@ -40,6 +41,7 @@ const FORBIDDEN: &[(&[&str], &[&str])] = &[
             "config",
             "table",
             "crd",
+            "gateway_api",
             "ratelimit",
             "state",
             "metrics",
@@ -49,10 +51,21 @@ const FORBIDDEN: &[(&[&str], &[&str])] = &[
         &["proxy"],
     ),
     (
-        &["table", "crd", "auth", "ratelimit", "lb", "state"],
+        &[
+            "table",
+            "crd",
+            "gateway_api",
+            "auth",
+            "ratelimit",
+            "lb",
+            "state",
+        ],
         &["config"],
     ),
-    (&["table", "crd", "auth", "config"], &["lb", "state", "tls"]),
+    (
+        &["table", "crd", "gateway_api", "auth", "config"],
+        &["lb", "state", "tls"],
+    ),
     (&["lb"], &["tls"]),
 ];
 

@@ -429,3 +429,81 @@ async fn policy_affinity_retries_connections_and_hashing() {
         );
     }
 }
+
+#[tokio::test]
+async fn policy_headers_edit_requests_and_responses_and_a_bad_edit_keeps_the_last_valid() {
+    let echo = Echo::services(&["app"]).await;
+    let mut docs = echo.backends(NS);
+    docs.push(annotated_ingress("web", "web.test", "app", json!({})));
+    let headers = |set_value: &str| {
+        json!({"headers": {
+            "request": {
+                "set": [{"name": "X-Env", "value": set_value}],
+                "add": [{"name": "X-Tag", "value": "added"}],
+                "remove": ["X-Debug"],
+            },
+            "response": {
+                "set": [{"name": "Cache-Control", "value": "no-store"}],
+                "add": [{"name": "X-Served-By", "value": "tollgate"}],
+                "remove": ["Content-Type"],
+            },
+        }})
+    };
+    let tg = Tollgate::builder()
+        .file("m.yaml", &yaml_docs(&docs))
+        .file(
+            "p.yaml",
+            &yaml_docs(&[policy("hdr", &["web"], headers("prod"))]),
+        )
+        .start()
+        .await;
+    let call = || async {
+        send(
+            tg.http_addr(),
+            req("GET", "web.test", "/")
+                .header("x-env", "client")
+                .header("x-tag", "client")
+                .header("x-debug", "1")
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+    };
+    let r = call().await;
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let seen = r.echo();
+    assert_eq!(seen.header_values("x-env"), ["prod"]);
+    assert_eq!(seen.header_values("x-tag"), ["client", "added"]);
+    assert!(seen.header_values("x-debug").is_empty());
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(r.header("x-served-by").as_deref(), Some("tollgate"));
+    assert_eq!(r.header("content-type"), None);
+
+    // A Host edit and a value with a line break are refused, naming the
+    // fields; the last valid version keeps applying.
+    let mut broken = headers("prod");
+    broken["headers"]["request"]["set"] = json!([{"name": "Host", "value": "evil.test"}]);
+    broken["headers"]["response"]["add"] = json!([{"name": "X-A", "value": "a\r\nb"}]);
+    tg.write("p.yaml", &yaml_docs(&[policy("hdr", &["web"], broken)]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !tg
+        .proc_
+        .logs()
+        .contains("its last valid version keeps applying")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", tg.proc_.logs());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let logs = tg.proc_.logs();
+    for field in [
+        "spec.headers.request.set[0].name",
+        "spec.headers.response.add[0].value",
+    ] {
+        assert!(logs.contains(field), "{field} not named in:\n{logs}");
+    }
+    let r = call().await;
+    assert_eq!(r.echo().header_values("x-env"), ["prod"]);
+    assert_eq!(r.echo().host(), "web.test");
+    assert_eq!(r.header("x-served-by").as_deref(), Some("tollgate"));
+}

@@ -28,7 +28,7 @@ use crate::table::upstream::{
     BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
     UpstreamSpec,
 };
-use crate::table::{Route, UpstreamId};
+use crate::table::{Route, RouteKind, UpstreamId};
 
 /// Annotation selecting the load-balancing algorithm of an Ingress's backends.
 pub const LOAD_BALANCE_ANNOTATION: &str = "tollgate.dev/load-balance";
@@ -153,7 +153,7 @@ impl Builder<'_> {
     }
 
     /// [`resolve_upstream`], memoized across compiles by object identity.
-    fn resolve(&mut self, key: &UpstreamKey) -> Result<Vec<EndpointAddr>, Reason> {
+    pub(super) fn resolve(&mut self, key: &UpstreamKey) -> Result<Vec<EndpointAddr>, Reason> {
         let svc_key = ObjectKey::new(key.namespace.clone(), key.service.clone());
         let Some(service) = self.snapshot.services.get(&svc_key) else {
             return resolve_upstream(self.snapshot, key);
@@ -446,6 +446,8 @@ impl Builder<'_> {
         });
         let route = self.out.table.push_route(Route {
             ingress: "".into(),
+            kind: RouteKind::Ingress,
+            guard: None,
             host: "".into(),
             path: "".into(),
             path_type: None,

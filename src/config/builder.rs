@@ -38,6 +38,9 @@ pub(super) struct Builder<'a> {
     pub(super) paths: HashMap<(String, String, PathType), RouteId>,
     /// The TrafficPolicy applying to each Ingress: (policy, its spec).
     pub(super) policies: HashMap<ObjectKey, (ObjectKey, Arc<TrafficPolicy>)>,
+    /// An HTTPS listener without a hostname already gave the default
+    /// certificate (the oldest one does).
+    pub(super) gateway_default_cert: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -58,6 +61,7 @@ impl<'a> Builder<'a> {
             roots: HashMap::default(),
             paths: HashMap::default(),
             policies: HashMap::default(),
+            gateway_default_cert: false,
         }
     }
 

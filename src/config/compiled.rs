@@ -72,6 +72,9 @@ pub struct Compiled {
     pub served: Vec<ObjectKey>,
     /// The `Accepted` condition of every TrafficPolicy.
     pub policy_status: BTreeMap<ObjectKey, PolicyStatus>,
+    /// Every Gateway API condition (GatewayClasses, Gateways, listeners,
+    /// route parents): what kube mode writes and `tollgate check` prints.
+    pub gateway_status: super::gateway::status::GatewayApiStatus,
 }
 
 impl Compiled {

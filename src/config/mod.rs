@@ -15,7 +15,9 @@
 //! - `route_policy`: annotations and TrafficPolicy → each route's
 //!   [`crate::table::policy::RoutePolicy`] (authentication, fallbacks,
 //!   error pages);
-//! - `traffic_policy`: TrafficPolicy ownership and status.
+//! - `traffic_policy`: TrafficPolicy ownership and status;
+//! - `gateway`: GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes (after
+//!   the Ingresses, into the same table), and their status as data.
 //!
 //! What the steps share is in files of its own, which never call a step:
 //! `builder` (the `Builder` state every step extends and reports through),
@@ -49,6 +51,7 @@ mod compiled;
 mod conflicts;
 pub mod diagnostic;
 pub mod endpoints;
+pub mod gateway;
 mod options;
 pub mod overlay;
 pub mod problem;
@@ -70,7 +73,7 @@ pub use backends::{
 };
 pub use compiled::{Compiled, LastGood, Resolved};
 pub use diagnostic::{Diagnostic, Severity};
-pub use options::CompileOptions;
+pub use options::{CompileOptions, DEFAULT_GATEWAY_CONTROLLER_NAME};
 pub use routes::{
     NGINX_FORCE_SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION, SSL_REDIRECT_ANNOTATION,
 };
@@ -115,6 +118,8 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
     }
     served_keys.sort();
     builder.out.served = served_keys;
+    // Gateway API routes after the Ingresses: an Ingress keeps its paths.
+    builder.add_gateway_api();
     if let Some((service, port)) = &opts.default_backend {
         builder.add_default_backend_flag(service, port.as_ref());
     }

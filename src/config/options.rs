@@ -10,11 +10,17 @@ use super::annotations::parser::LimitStatuses;
 use super::snapshot::ObjectKey;
 use crate::table::upstream::PortRef;
 
+/// The default `--gateway-controller-name`.
+pub const DEFAULT_GATEWAY_CONTROLLER_NAME: &str = "tollgate.dev/gateway-controller";
+
 /// Settings the compiler reads (from flags).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileOptions {
     pub ingress_class: String,
     pub controller_name: String,
+    /// GatewayClass `spec.controllerName` that selects this controller
+    /// (`--gateway-controller-name`).
+    pub gateway_controller_name: String,
     /// `--default-backend-service`: served when nothing else matches.
     pub default_backend: Option<(ObjectKey, Option<PortRef>)>,
     /// `--default-certificate`: the TLS Secret for unknown names.
@@ -31,6 +37,7 @@ impl Default for CompileOptions {
         Self {
             ingress_class: "tollgate".into(),
             controller_name: "tollgate.dev/ingress-controller".into(),
+            gateway_controller_name: DEFAULT_GATEWAY_CONTROLLER_NAME.into(),
             default_backend: None,
             default_certificate: None,
             now: None,

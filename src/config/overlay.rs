@@ -19,8 +19,8 @@ use http::HeaderValue;
 use super::annotations::parser::LimitStatuses;
 use crate::crd::{self, TrafficPolicySpec};
 use crate::table::policy::{
-    AccessList, Affinity, AffinityMode, ConnLimit, Cors, CorsOrigins, HashKey, HashPart, RateLimit,
-    Retry, RoutePolicy,
+    AccessList, Affinity, AffinityMode, ConnLimit, Cors, CorsOrigins, HashKey, HashPart,
+    HeaderEdits, RateLimit, Retry, RoutePolicy,
 };
 use crate::table::upstream::LbAlgorithm;
 
@@ -167,6 +167,11 @@ pub fn apply(
             max_age: HeaderValue::from(c.max_age.unwrap_or(1_728_000).max(0)),
         });
     }
+    if let Some(h) = &spec.headers {
+        // No annotation edits headers: nothing is overridden.
+        a.request_headers = h.request.as_ref().map(header_edits).map(Arc::new);
+        a.response_headers = h.response.as_ref().map(header_edits).map(Arc::new);
+    }
     if !spec.ip_allow.is_empty() || !spec.ip_deny.is_empty() {
         note(
             a.access.is_some(),
@@ -182,4 +187,29 @@ pub fn apply(
         a.max_body = u64::try_from(max).ok().filter(|n| *n > 0);
     }
     out
+}
+
+/// A validated header modifier as pre-built names and values (an entry
+/// that does not parse, which validation rules out, is left out).
+fn header_edits(m: &crd::HeaderModifier) -> HeaderEdits {
+    let pairs = |edits: &[crd::HeaderEdit]| {
+        edits
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    http::HeaderName::from_bytes(e.name.as_bytes()).ok()?,
+                    HeaderValue::from_str(&e.value).ok()?,
+                ))
+            })
+            .collect()
+    };
+    HeaderEdits {
+        set: pairs(&m.set),
+        add: pairs(&m.add),
+        remove: m
+            .remove
+            .iter()
+            .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect(),
+    }
 }

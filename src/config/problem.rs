@@ -273,6 +273,19 @@ pub enum Reason {
         reason: String,
         last_valid_applies: bool,
     },
+    // ----------------------------------------------------------- Gateway API
+    #[error("unknown field; ignored (tollgate does not read it)")]
+    UnknownField,
+    /// A condition a Gateway API object gets, as its status says it.
+    #[error("{type_} {reason}: {message}")]
+    GatewayCondition {
+        type_: &'static str,
+        reason: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    GatewayApi(String),
+
     #[error("{status}: {message}; the policy applies to nothing")]
     PolicyAppliesNowhere {
         status: &'static str,

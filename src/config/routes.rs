@@ -24,7 +24,7 @@ use super::select::Served;
 use super::validate;
 use crate::table::policy::{AffinityMode, Rewrite, RoutePolicy};
 use crate::table::upstream::LbAlgorithm;
-use crate::table::{PathType, Route};
+use crate::table::{PathType, Route, RouteKind};
 
 /// `"false"` turns off the HTTP → HTTPS redirect of an Ingress's TLS hosts.
 pub const SSL_REDIRECT_ANNOTATION: &str = "tollgate.dev/ssl-redirect";
@@ -103,6 +103,8 @@ impl Builder<'_> {
                 let service = self.upstream_label(upstream);
                 self.out.table.push_route(Route {
                     ingress: ingress_label.clone(),
+                    kind: RouteKind::Ingress,
+                    guard: None,
                     host: "".into(),
                     path: "".into(),
                     path_type: None,
@@ -160,6 +162,8 @@ impl Builder<'_> {
                 let service = self.upstream_label(upstream);
                 let route = self.out.table.push_route(Route {
                     ingress: ingress_label.clone(),
+                    kind: RouteKind::Ingress,
+                    guard: None,
                     host: host_label.clone(),
                     path: path_str.into(),
                     path_type: Some(path_type),

@@ -11,11 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use crate::crd::TrafficPolicy;
+use crate::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
 
 /// Label on an EndpointSlice naming its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -78,6 +79,13 @@ pub enum Object {
     /// Only Secrets of type `kubernetes.io/tls` or `Opaque` are ever held.
     Secret(Secret),
     TrafficPolicy(TrafficPolicy),
+    GatewayClass(GatewayClass),
+    Gateway(Gateway),
+    HttpRoute(HttpRoute),
+    GrpcRoute(GrpcRoute),
+    ReferenceGrant(ReferenceGrant),
+    /// Read for its labels (`allowedRoutes.namespaces.selector`).
+    Namespace(Namespace),
 }
 
 impl Object {
@@ -89,6 +97,12 @@ impl Object {
             Object::EndpointSlice(_) => "EndpointSlice",
             Object::Secret(_) => "Secret",
             Object::TrafficPolicy(_) => "TrafficPolicy",
+            Object::GatewayClass(_) => "GatewayClass",
+            Object::Gateway(_) => "Gateway",
+            Object::HttpRoute(_) => "HTTPRoute",
+            Object::GrpcRoute(_) => "GRPCRoute",
+            Object::ReferenceGrant(_) => "ReferenceGrant",
+            Object::Namespace(_) => "Namespace",
         }
     }
 
@@ -100,9 +114,17 @@ impl Object {
             Object::EndpointSlice(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::TrafficPolicy(o) => &o.metadata,
+            Object::GatewayClass(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::HttpRoute(o) => &o.metadata,
+            Object::GrpcRoute(o) => &o.metadata,
+            Object::ReferenceGrant(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
         };
         let namespace = match self {
-            Object::IngressClass(_) => String::new(),
+            Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_) => {
+                String::new()
+            }
             _ => meta
                 .namespace
                 .clone()
@@ -144,6 +166,14 @@ pub struct Snapshot {
     /// Secrets of type `kubernetes.io/tls` and `Opaque` only.
     pub secrets: BTreeMap<ObjectKey, Entry<Secret>>,
     pub traffic_policies: BTreeMap<ObjectKey, Entry<TrafficPolicy>>,
+    /// Gateway API (cluster-scoped: keyed by name).
+    pub gateway_classes: BTreeMap<String, Entry<GatewayClass>>,
+    pub gateways: BTreeMap<ObjectKey, Entry<Gateway>>,
+    pub http_routes: BTreeMap<ObjectKey, Entry<HttpRoute>>,
+    pub grpc_routes: BTreeMap<ObjectKey, Entry<GrpcRoute>>,
+    pub reference_grants: BTreeMap<ObjectKey, Entry<ReferenceGrant>>,
+    /// Namespaces by name (their labels select routes).
+    pub namespaces: BTreeMap<String, Entry<Namespace>>,
     slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
 }
 
@@ -178,6 +208,12 @@ impl Snapshot {
             Object::Service(o) => put(&mut self.services, key, origin, o),
             Object::Secret(o) => put(&mut self.secrets, key, origin, o),
             Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, origin, o),
+            Object::GatewayClass(o) => put(&mut self.gateway_classes, key.name, origin, o),
+            Object::Gateway(o) => put(&mut self.gateways, key, origin, o),
+            Object::HttpRoute(o) => put(&mut self.http_routes, key, origin, o),
+            Object::GrpcRoute(o) => put(&mut self.grpc_routes, key, origin, o),
+            Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, origin, o),
+            Object::Namespace(o) => put(&mut self.namespaces, key.name, origin, o),
             Object::EndpointSlice(o) => {
                 let old = self.remove_slice(&key);
                 if let Some(svc) = slice_service(&o, &key.namespace) {
@@ -238,6 +274,33 @@ impl Snapshot {
                     .get(&key)
                     .is_none_or(|e| *e.object != *new)
             }
+            Object::GatewayClass(new) => {
+                changes.routes = self
+                    .gateway_classes
+                    .get(&key.name)
+                    .is_none_or(|e| *e.object != *new)
+            }
+            Object::Gateway(new) => {
+                changes.routes = self.gateways.get(&key).is_none_or(|e| *e.object != *new)
+            }
+            Object::HttpRoute(new) => {
+                changes.routes = self.http_routes.get(&key).is_none_or(|e| *e.object != *new)
+            }
+            Object::GrpcRoute(new) => {
+                changes.routes = self.grpc_routes.get(&key).is_none_or(|e| *e.object != *new)
+            }
+            Object::ReferenceGrant(new) => {
+                changes.routes = self
+                    .reference_grants
+                    .get(&key)
+                    .is_none_or(|e| *e.object != *new)
+            }
+            Object::Namespace(new) => {
+                changes.routes = self
+                    .namespaces
+                    .get(&key.name)
+                    .is_none_or(|e| *e.object != *new)
+            }
         }
         if !changes.is_empty() {
             self.insert(origin, object);
@@ -277,6 +340,12 @@ impl Snapshot {
             "EndpointSlice" => keys(&self.endpoint_slices, ObjectKey::clone),
             "Secret" => keys(&self.secrets, ObjectKey::clone),
             "TrafficPolicy" => keys(&self.traffic_policies, ObjectKey::clone),
+            "GatewayClass" => keys(&self.gateway_classes, |n| ObjectKey::new("", n.clone())),
+            "Gateway" => keys(&self.gateways, ObjectKey::clone),
+            "HTTPRoute" => keys(&self.http_routes, ObjectKey::clone),
+            "GRPCRoute" => keys(&self.grpc_routes, ObjectKey::clone),
+            "ReferenceGrant" => keys(&self.reference_grants, ObjectKey::clone),
+            "Namespace" => keys(&self.namespaces, |n| ObjectKey::new("", n.clone())),
             _ => Vec::new(),
         }
     }
@@ -290,6 +359,12 @@ impl Snapshot {
             "EndpointSlice" => self.remove_slice(key).is_some(),
             "Secret" => self.secrets.remove(key).is_some(),
             "TrafficPolicy" => self.traffic_policies.remove(key).is_some(),
+            "GatewayClass" => self.gateway_classes.remove(&key.name).is_some(),
+            "Gateway" => self.gateways.remove(key).is_some(),
+            "HTTPRoute" => self.http_routes.remove(key).is_some(),
+            "GRPCRoute" => self.grpc_routes.remove(key).is_some(),
+            "ReferenceGrant" => self.reference_grants.remove(key).is_some(),
+            "Namespace" => self.namespaces.remove(&key.name).is_some(),
             _ => false,
         }
     }
@@ -348,7 +423,13 @@ impl Snapshot {
             || !same(&self.ingresses, &old.ingresses)
             || !same(&self.services, &old.services)
             || !same(&self.secrets, &old.secrets)
-            || !same(&self.traffic_policies, &old.traffic_policies);
+            || !same(&self.traffic_policies, &old.traffic_policies)
+            || !same(&self.gateway_classes, &old.gateway_classes)
+            || !same(&self.gateways, &old.gateways)
+            || !same(&self.http_routes, &old.http_routes)
+            || !same(&self.grpc_routes, &old.grpc_routes)
+            || !same(&self.reference_grants, &old.reference_grants)
+            || !same(&self.namespaces, &old.namespaces);
         let mut endpoints = BTreeSet::new();
         let keys: BTreeSet<&ObjectKey> = self
             .endpoint_slices

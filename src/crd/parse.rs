@@ -16,8 +16,8 @@ use ipnet::IpNet;
 use regex::Regex;
 
 use super::rules::{
-    CIDR_PATTERN, COOKIE_PATH_PATTERN, DURATION_PATTERN, MAX_DURATION_LEN, NAME_PATTERN,
-    ORIGIN_PATTERN, TOKEN_PATTERN,
+    CIDR_PATTERN, COOKIE_PATH_PATTERN, DURATION_PATTERN, HEADER_VALUE_PATTERN, MAX_DURATION_LEN,
+    NAME_PATTERN, ORIGIN_PATTERN, TOKEN_PATTERN,
 };
 
 /// A compiled pattern. `None` (a pattern that does not compile, which the
@@ -29,6 +29,8 @@ pub(super) static TOKEN_RE: Pattern = LazyLock::new(|| Regex::new(TOKEN_PATTERN)
 pub(super) static NAME_RE: Pattern = LazyLock::new(|| Regex::new(NAME_PATTERN).ok());
 pub(super) static COOKIE_PATH_RE: Pattern = LazyLock::new(|| Regex::new(COOKIE_PATH_PATTERN).ok());
 pub(super) static ORIGIN_RE: Pattern = LazyLock::new(|| Regex::new(ORIGIN_PATTERN).ok());
+pub(super) static HEADER_VALUE_RE: Pattern =
+    LazyLock::new(|| Regex::new(HEADER_VALUE_PATTERN).ok());
 pub(super) static CIDR_RE: Pattern = LazyLock::new(|| Regex::new(&CIDR_PATTERN).ok());
 
 pub(super) fn matches(pattern: &Pattern, text: &str) -> bool {

@@ -37,6 +37,25 @@ pub const RETRY_ON: [&str; 3] = ["connect-failure", "5xx", "timeout"];
 pub const MAX_RETRY_ATTEMPTS: i64 = 10;
 /// Upper bound of the rate limit integers (they become `u32`).
 pub const MAX_RATE: i64 = u32::MAX as i64;
+/// Most entries of each `headers.*.set`, `add` and `remove` list (as the
+/// Gateway API's header modifiers).
+pub const MAX_HEADER_EDITS: usize = 16;
+/// Longest header value in `headers.*.set` and `add`.
+pub const MAX_HEADER_VALUE_LEN: usize = 4096;
+/// Headers `headers` may not edit (lowercase): the connection-specific
+/// ones (they never cross a hop), `Host` (routing) and `Content-Length`
+/// (framing).
+pub const REFUSED_HEADERS: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
 /// Longest duration string.
 pub const MAX_DURATION_LEN: usize = 32;
 
@@ -46,6 +65,9 @@ pub const MAX_DURATION_LEN: usize = 32;
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 /// An HTTP token (RFC 9110): header names, cookie names, methods.
 pub const TOKEN_PATTERN: &str = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+/// A header value: visible ASCII, spaces and tabs (no control characters,
+/// so no line breaks).
+pub const HEADER_VALUE_PATTERN: &str = r"^[\t -~]*$";
 /// An object name (DNS-1123 subdomain).
 pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A cookie `Path`: absolute, printable ASCII without space or `;`.

@@ -350,3 +350,56 @@ fn lenient_types_hold_values_the_schema_refuses() {
     assert!(s.ip_allow().is_empty());
     assert_eq!(validate(&s).len(), 3);
 }
+
+#[test]
+fn header_edits_are_checked_at_their_fields() {
+    let ok = with(
+        "headers: {request: {set: [{name: X-Env, value: prod}], add: [{name: X-Tag, value: \"a b\"}], \
+         remove: [X-Debug]}, response: {set: [{name: Cache-Control, value: no-store}]}}",
+    );
+    assert_eq!(validate(&spec(&ok)), Vec::<(String, String)>::new());
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "headers: {request: {set: [{name: 'X Bad', value: v}]}}",
+            &["spec.headers.request.set[0].name"],
+        ),
+        (
+            "headers: {response: {add: [{name: X-Ok, value: \"line\\nbreak\"}]}}",
+            &["spec.headers.response.add[0].value"],
+        ),
+        (
+            "headers: {request: {set: [{name: Host, value: evil}], remove: [Transfer-Encoding, x-a, x-a]}}",
+            &[
+                "spec.headers.request.set[0].name",
+                "spec.headers.request.remove[0]",
+                "spec.headers.request.remove[2]",
+            ],
+        ),
+        (
+            "headers: {response: {set: [{name: content-length, value: '1'}, {name: X-A, value: a}, {name: X-A, value: b}]}}",
+            &[
+                "spec.headers.response.set[0].name",
+                "spec.headers.response.set[2]",
+            ],
+        ),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(fields(&with(extra)), *want, "{extra}");
+    }
+    let refused = validate(&spec(&with(
+        "headers: {request: {set: [{name: Connection, value: close}]}}",
+    )));
+    assert!(refused[0].1.contains("cannot be edited"), "{refused:?}");
+}
+
+#[test]
+fn refused_headers_cover_every_connection_specific_one_and_are_in_the_schema() {
+    for h in crate::hop_by_hop::CONNECTION_SPECIFIC {
+        assert!(REFUSED_HEADERS.contains(&h.as_str()), "{h}");
+    }
+    let crd = serde_json::to_string(&TrafficPolicy::crd()).unwrap();
+    for h in REFUSED_HEADERS {
+        assert!(crd.contains(&format!("'{h}'")), "{h} not in the CEL rules");
+    }
+    assert!(crd.contains(&serde_json::to_string(HEADER_VALUE_PATTERN).unwrap()));
+}

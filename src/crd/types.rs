@@ -24,11 +24,15 @@ use super::rules::{
     MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, NAME_PATTERN, ORIGIN_PATTERN, TARGET_GROUP,
     TARGET_KIND, TOKEN_PATTERN,
 };
-use super::schema::{cidr_list_schema, date_time_schema, duration_schema, retry_on_schema};
+use super::schema::{
+    cidr_list_schema, date_time_schema, duration_schema, header_edits_schema, header_names_schema,
+    retry_on_schema,
+};
 
 /// Traffic settings for the Ingresses it targets (in its own namespace):
 /// rate limits, load balancing, session affinity, timeouts, retries, CORS,
-/// IP allow/deny lists and a request body limit. Every section is optional.
+/// header edits, IP allow/deny lists and a request body limit. Every
+/// section is optional.
 // Clippy reads the two printcolumns' equal `type_ = "string"` as a
 // duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -42,7 +46,7 @@ use super::schema::{cidr_list_schema, date_time_schema, duration_schema, retry_o
     derive = "PartialEq",
     shortname = "tp",
     category = "tollgate",
-    doc = "Traffic settings (rate limits, load balancing, session affinity, timeouts, retries, CORS, IP lists, body size) for the Ingresses it targets in its namespace.",
+    doc = "Traffic settings (rate limits, load balancing, session affinity, timeouts, retries, CORS, header edits, IP lists, body size) for the Ingresses it targets in its namespace.",
     printcolumn(
         name = "Accepted",
         type_ = "string",
@@ -77,6 +81,8 @@ pub struct TrafficPolicySpec {
     pub retries: Option<Retries>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
     /// Client addresses or CIDRs allowed; when set, every other client
     /// gets 403.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -273,6 +279,42 @@ pub struct Cors {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub max_age: Option<i64>,
+}
+
+/// Header edits on the requests sent to the backends and on their
+/// responses, applied in the order set, add, remove (as the Gateway API's
+/// RequestHeaderModifier and ResponseHeaderModifier). Hop-by-hop headers,
+/// Host and Content-Length cannot be edited.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct Headers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeaderModifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<HeaderModifier>,
+}
+
+/// Edits of one message's headers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct HeaderModifier {
+    /// Headers set, replacing any value they had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "header_edits_schema")]
+    pub set: Vec<HeaderEdit>,
+    /// Headers added: a further value beside any the header had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "header_edits_schema")]
+    pub add: Vec<HeaderEdit>,
+    /// Header names removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "header_names_schema")]
+    pub remove: Vec<String>,
+}
+
+/// A header and its value.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct HeaderEdit {
+    pub name: String,
+    pub value: String,
 }
 
 /// What the controller reports.

@@ -8,13 +8,15 @@
 //! - Never panics on any input; pure.
 
 use super::parse::{
-    matches, parse_cidr, parse_duration, Pattern, COOKIE_PATH_RE, NAME_RE, ORIGIN_RE, TOKEN_RE,
+    matches, parse_cidr, parse_duration, Pattern, COOKIE_PATH_RE, HEADER_VALUE_RE, NAME_RE,
+    ORIGIN_RE, TOKEN_RE,
 };
 use super::rules::{
-    AFFINITY_MODES, ALGORITHMS, MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, RETRY_ON,
-    TARGET_GROUP, TARGET_KIND,
+    AFFINITY_MODES, ALGORITHMS, MAX_HEADER_EDITS, MAX_HEADER_VALUE_LEN, MAX_RATE,
+    MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, REFUSED_HEADERS, RETRY_ON, TARGET_GROUP, TARGET_KIND,
 };
-use super::types::TrafficPolicySpec;
+use super::schema::REFUSED_MESSAGE;
+use super::types::{HeaderModifier, TrafficPolicySpec};
 
 /// Collects (field path, reason) pairs.
 struct Problems(Vec<(String, String)>);
@@ -46,6 +48,56 @@ impl Problems {
                 field,
                 format!("`{value}` is not one of {}", allowed.join(", ")),
             );
+        }
+    }
+
+    /// A header name `headers` may edit.
+    fn header_name(&mut self, field: String, name: &str) {
+        if name.is_empty() {
+            self.push(field, "required");
+        } else if name.len() <= 256
+            && matches(&TOKEN_RE, name)
+            && REFUSED_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+        {
+            self.push(field, format!("`{name}`: {REFUSED_MESSAGE}"));
+        } else {
+            self.pattern(field, name, &TOKEN_RE, 256, "a header name");
+        }
+    }
+
+    /// One side (`request` or `response`) of `headers`.
+    fn header_modifier(&mut self, side: &str, m: &HeaderModifier) {
+        for (list, edits) in [("set", &m.set), ("add", &m.add)] {
+            let at = format!("spec.headers.{side}.{list}");
+            if edits.len() > MAX_HEADER_EDITS {
+                self.push(at.clone(), format!("at most {MAX_HEADER_EDITS} headers"));
+            }
+            for (i, e) in edits.iter().enumerate() {
+                self.header_name(format!("{at}[{i}].name"), &e.name);
+                self.pattern(
+                    format!("{at}[{i}].value"),
+                    &e.value,
+                    &HEADER_VALUE_RE,
+                    MAX_HEADER_VALUE_LEN,
+                    "a header value (visible ASCII, spaces and tabs)",
+                );
+                if edits[..i].iter().any(|other| other.name == e.name) {
+                    self.push(
+                        format!("{at}[{i}]"),
+                        format!("duplicate header `{}`", e.name),
+                    );
+                }
+            }
+        }
+        let at = format!("spec.headers.{side}.remove");
+        if m.remove.len() > MAX_HEADER_EDITS {
+            self.push(at.clone(), format!("at most {MAX_HEADER_EDITS} headers"));
+        }
+        for (i, name) in m.remove.iter().enumerate() {
+            self.header_name(format!("{at}[{i}]"), name);
+            if m.remove[..i].contains(name) {
+                self.push(format!("{at}[{i}]"), format!("duplicate header `{name}`"));
+            }
         }
     }
 
@@ -247,6 +299,13 @@ pub fn validate(spec: &TrafficPolicySpec) -> Vec<(String, String)> {
             }
         }
         p.range("spec.cors.maxAge", c.max_age, 0, i64::MAX);
+    }
+    if let Some(h) = &spec.headers {
+        for (side, m) in [("request", &h.request), ("response", &h.response)] {
+            if let Some(m) = m {
+                p.header_modifier(side, m);
+            }
+        }
     }
     for (name, list) in [("ipAllow", &spec.ip_allow), ("ipDeny", &spec.ip_deny)] {
         for (i, v) in list.iter().enumerate() {

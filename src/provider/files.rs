@@ -6,6 +6,11 @@
 //!   tollgate does not read (Deployments, ConfigMaps...) are skipped, and
 //!   so are Secrets of types other than `kubernetes.io/tls` and `Opaque`
 //!   (a Secret without a type is `Opaque`, as the API server defaults it).
+//! - Gateway API kinds (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
+//!   ReferenceGrant `v1`/`v1beta1`) and Namespaces are read too. A Gateway
+//!   API field tollgate does not know is kept in the object's
+//!   `unknown_fields` and reported by the compiler as a warning (a valid
+//!   manifest may use experimental fields); a wrong type is a schema error.
 //! - TrafficPolicies are read strictly: an unknown field is a schema error
 //!   (as `kubectl apply` with strict field validation would refuse it);
 //!   values the CRD schema refuses are reported by the compiler.
@@ -27,6 +32,7 @@ use crate::config::snapshot::OPAQUE_SECRET_TYPE;
 use crate::config::tls::TLS_SECRET_TYPE;
 use crate::config::{Diagnostic, Object, ObjectKey, Severity, Snapshot};
 use crate::crd;
+use crate::gateway_api;
 
 /// Why a manifest file could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +218,18 @@ fn collect_objects(
             "v1"
         }
         crd::KIND => crd::API_VERSION,
+        "Namespace" => "v1",
+        gateway_api::GATEWAY_CLASS_KIND
+        | gateway_api::GATEWAY_KIND
+        | gateway_api::HTTP_ROUTE_KIND
+        | gateway_api::GRPC_ROUTE_KIND => gateway_api::API_VERSION,
+        // Served as v1 and v1beta1: either is read.
+        gateway_api::REFERENCE_GRANT_KIND
+            if gateway_api::REFERENCE_GRANT_VERSIONS.contains(&api_version.as_str()) =>
+        {
+            api_version.as_str()
+        }
+        gateway_api::REFERENCE_GRANT_KIND => gateway_api::REFERENCE_GRANT_VERSIONS[0],
         _ => return Ok(()), // not a kind tollgate reads
     };
     if api_version != expected {
@@ -268,10 +286,55 @@ fn collect_objects(
             }
             Object::TrafficPolicy(policy)
         }
+        "Namespace" => Object::Namespace(serde_path_to_error::deserialize(value).map_err(schema)?),
+        gateway_api::GATEWAY_CLASS_KIND => {
+            let (mut o, unknown) = lenient::<gateway_api::GatewayClass>(value).map_err(schema)?;
+            o.unknown_fields = unknown;
+            Object::GatewayClass(o)
+        }
+        gateway_api::GATEWAY_KIND => {
+            let (mut o, unknown) = lenient::<gateway_api::Gateway>(value).map_err(schema)?;
+            o.unknown_fields = unknown;
+            Object::Gateway(o)
+        }
+        gateway_api::HTTP_ROUTE_KIND => {
+            let (mut o, unknown) = lenient::<gateway_api::HttpRoute>(value).map_err(schema)?;
+            o.unknown_fields = unknown;
+            Object::HttpRoute(o)
+        }
+        gateway_api::GRPC_ROUTE_KIND => {
+            let (mut o, unknown) = lenient::<gateway_api::GrpcRoute>(value).map_err(schema)?;
+            o.unknown_fields = unknown;
+            Object::GrpcRoute(o)
+        }
+        gateway_api::REFERENCE_GRANT_KIND => {
+            let (mut o, unknown) = lenient::<gateway_api::ReferenceGrant>(value).map_err(schema)?;
+            o.unknown_fields = unknown;
+            Object::ReferenceGrant(o)
+        }
         _ => Object::EndpointSlice(serde_path_to_error::deserialize(value).map_err(schema)?),
     };
     out.push((origin, object));
     Ok(())
+}
+
+/// Deserializes a Gateway API object, collecting the fields its type does
+/// not know (`apiVersion` and `kind` are known): the compiler reports them
+/// as warnings, since a valid manifest may use fields tollgate does not
+/// read yet (an experimental field, a newer version's).
+fn lenient<T: serde::de::DeserializeOwned>(
+    value: serde_yaml::Value,
+) -> Result<(T, Vec<String>), serde_path_to_error::Error<serde_yaml::Error>> {
+    let mut unknown = Vec::new();
+    let mut note = |field: serde_ignored::Path<'_>| {
+        let field = field_path(&field);
+        if field != "apiVersion" && field != "kind" {
+            unknown.push(field);
+        }
+    };
+    let object =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut note))?;
+    Ok((object, unknown))
 }
 
 /// A field path as the schema errors write it (`spec.ipAllow[2]`).

@@ -1,5 +1,6 @@
 //! The per-request entry (the hyper service): framing check, Host, route
-//! lookup in the loaded table, the HTTPS redirect and the misdirected-request
+//! lookup in the loaded table (with the request head, for the guards of
+//! Gateway API routes), the HTTPS redirect and the misdirected-request
 //! guard; then the route's policy phases, or straight to forwarding on a
 //! plain route; then the response side ([`super::response`]).
 //!
@@ -10,7 +11,10 @@
 //! - The request path takes no lock; lookups do not allocate; the request
 //!   is forwarded with its original target (normalization is for matching).
 //! - A plain route (no policy, no canary) skips the policy phases with one
-//!   branch and pays nothing for them.
+//!   branch and pays nothing for them; a table without Gateway routes
+//!   resolves as a plain host and path lookup after one branch.
+//! - A plain route needs its own upstream (else 404, never a guess); a
+//!   route with a policy may choose one itself (weighted backends).
 //! - Never fails: every error becomes exactly one response.
 //! - `--max-header-bytes` is exact: this file measures each HTTP/1 head
 //!   (one pass adding the fields' lengths, no allocation) and answers 431;
@@ -39,6 +43,7 @@ use super::forward::{self, Backend, Plan};
 use super::{headers, policy, response};
 use crate::metrics::BadRequest;
 use crate::state::Published;
+use crate::table::guard::RequestHead;
 use crate::table::{host, path};
 
 /// The hyper service function: never fails; errors become responses.
@@ -95,7 +100,9 @@ pub async fn handle(
     };
     let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
     let matched_path = path::normalize(req.uri().path());
-    let route_id = published.table.lookup(host, &matched_path);
+    let route_id = published
+        .table
+        .lookup_head(host, &matched_path, &RequestHead::of(&req));
     drop(matched_path);
 
     // Only what the access log needs survives the request being forwarded.
@@ -109,7 +116,12 @@ pub async fn handle(
 
     let routed = route_id.and_then(|id| {
         let route = published.table.route(id)?;
-        let backend = Backend::of(&published, route.upstream)?;
+        // A route with a policy may choose its upstream itself (weighted
+        // backends): only a plain route needs its own.
+        let backend = Backend::of(&published, route.upstream);
+        if route.plain && backend.is_none() {
+            return None;
+        }
         let metrics = published.route_metrics.get(id as usize)?;
         Some((id, route, backend, metrics))
     });
@@ -132,11 +144,13 @@ pub async fn handle(
                 policy::serve(&ctx, &published, id, route, req)
                     .await
                     .map(|served| (served.response, served.endpoint))
-            } else {
+            } else if let Some(backend) = backend {
                 let plan = Plan::from_settings(&state.settings);
                 forward::forward(&ctx, backend, req, &plan)
                     .await
                     .map(|(r, e)| (r, Some(e)))
+            } else {
+                Err(ProxyError::NoEndpoints)
             };
             let (response, endpoint) = match outcome {
                 Ok((response, endpoint)) => (response, endpoint),
@@ -148,7 +162,7 @@ pub async fn handle(
                         e,
                         ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout
                     ) {
-                        tracing::debug!(error = %e, upstream = %backend.upstream.label, "upstream failure");
+                        tracing::debug!(error = %e, service = %route.service, "upstream failure");
                     }
                     (e.response(), None)
                 }

@@ -237,15 +237,22 @@ pub enum Stall {
 
 /// Awaits `response` under the two-phase timeout described in the module
 /// documentation (a single timeout when there is no body): `send` bounds
-/// pauses while the body streams, `read` the wait for response headers.
+/// pauses while the body streams, `read` the wait for response headers;
+/// neither runs past `deadline` (a route's request and attempt timeouts),
+/// which reads the clock only when set.
 pub async fn with_timeouts<F: Future>(
     response: F,
     upload: Option<&Upload>,
     send: Duration,
     read: Duration,
+    deadline: Option<tokio::time::Instant>,
 ) -> Result<F::Output, Stall> {
+    let within = |limit: Duration| match deadline {
+        None => limit,
+        Some(at) => limit.min(at.saturating_duration_since(tokio::time::Instant::now())),
+    };
     let Some(upload) = upload else {
-        return tokio::time::timeout(read, response)
+        return tokio::time::timeout(within(read), response)
             .await
             .map_err(|_| Stall::Upstream);
     };
@@ -256,7 +263,10 @@ pub async fn with_timeouts<F: Future>(
             biased;
             output = response.as_mut() => return Ok(output),
             _ = Sent(upload) => break,
-            _ = tokio::time::sleep(send) => {
+            _ = tokio::time::sleep(within(send)) => {
+                if deadline.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                    return Err(Stall::Upstream);
+                }
                 let now = upload.chunks.load(Ordering::Relaxed);
                 if now == seen {
                     return Err(if upload.waiting_on_client.load(Ordering::Relaxed) {
@@ -272,7 +282,7 @@ pub async fn with_timeouts<F: Future>(
     if upload.too_large() {
         return Err(Stall::TooLarge);
     }
-    tokio::time::timeout(read, response)
+    tokio::time::timeout(within(read), response)
         .await
         .map_err(|_| Stall::Upstream)
 }

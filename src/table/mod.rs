@@ -11,7 +11,21 @@
 //!   prefixes; the longest match wins and an `Exact` match (which is as long
 //!   as the request path) beats any prefix.
 //! - Lookups take *normalized* inputs (see [`host`] and [`path`]).
+//! - Gateway API routes are *candidates*: several may share a (path, type),
+//!   each with a [`guard::Guard`], tried in insertion order (the compiler
+//!   inserts them in the specification's precedence order). A slot holding
+//!   more than one candidate points into the path table's candidate groups
+//!   (a tag bit on the id), so the trie's layout is unchanged.
+//! - [`RoutingTable::lookup_head`] resolves with the request head: the first
+//!   candidate whose guard holds, falling back from an exact path to the
+//!   regular expressions to ever shorter prefixes, and from a host table
+//!   holding Gateway candidates to less specific ones (wildcards over any
+//!   number of labels for Gateway routes, then the hostless rules). A table
+//!   without Gateway routes resolves exactly as [`RoutingTable::lookup`],
+//!   after one branch.
 
+pub mod filters;
+pub mod guard;
 pub mod host;
 pub mod ids;
 pub mod path;
@@ -46,12 +60,37 @@ impl PathType {
     }
 }
 
+/// Which API a route came from (for `tollgate check`, logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum RouteKind {
+    #[default]
+    Ingress,
+    HttpRoute,
+    GrpcRoute,
+}
+
+impl RouteKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Ingress => "Ingress",
+            RouteKind::HttpRoute => "HTTPRoute",
+            RouteKind::GrpcRoute => "GRPCRoute",
+        }
+    }
+}
+
 /// One routable destination: where a matched request goes, and the labels
 /// it is accounted under.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// `namespace/name` of the Ingress this route came from.
+    /// `namespace/name` of the object this route came from (the Ingress,
+    /// or the HTTPRoute/GRPCRoute: see `kind`).
     pub ingress: Arc<str>,
+    /// Which API the route came from.
+    pub kind: RouteKind,
+    /// Conditions beyond host and path; `None`: every request at this host
+    /// and path matches (all Ingress routes).
+    pub guard: Option<Box<guard::Guard>>,
     /// The rule's host (`""` for hostless rules and default backends).
     pub host: Arc<str>,
     /// The rule's path as written (`""` for default backends).
@@ -81,7 +120,8 @@ pub struct Route {
 #[derive(Debug, Default, Clone)]
 pub struct PathTable {
     /// Boxed: most hosts have no exact paths, and a lean `PathTable` keeps
-    /// the host map's entries small.
+    /// the host map's entries small. Values are slots (see [`GROUP`]), as
+    /// are the trie's and the regexes' routes.
     exact: Option<Box<Map<SmolStr, RouteId>>>,
     /// Bit `len % 64` is set for every exact path length.
     exact_lengths: u64,
@@ -92,7 +132,17 @@ pub struct PathTable {
     /// first match wins, after exact paths and before prefixes (as nginx's
     /// regex locations).
     regex: Vec<RegexPath>,
+    /// Candidate groups: a slot with the [`GROUP`] bit set indexes here;
+    /// each group holds two or more routes, tried in order.
+    groups: Vec<Vec<RouteId>>,
+    /// Whether Gateway candidates were inserted: an unmatched request then
+    /// falls through to less specific host tables.
+    gateway: bool,
 }
+
+/// The tag bit of a slot that indexes a candidate group rather than naming
+/// a route (route ids stay far below it).
+const GROUP: u32 = 1 << 31;
 
 /// A `use-regex` path: matched case-insensitively from the path's start.
 #[derive(Debug, Clone)]
@@ -178,6 +228,9 @@ pub struct RoutingTable {
     /// Indexed by `RouteId`: each route's policy as phases, built by
     /// [`RoutingTable::compacted`] (empty until then).
     pipelines: Vec<phases::Pipeline>,
+    /// Whether any route is a Gateway route or guarded: requests are then
+    /// resolved with their head ([`RoutingTable::lookup_head`]).
+    gateway: bool,
 }
 
 /// Outcome of inserting a path: the route that already held it, if any.
@@ -196,7 +249,7 @@ impl PathTable {
         let path = &*path::normalize(path);
         match path_type {
             PathType::Exact => match self.exact.get_or_insert_with(Box::default).get(path) {
-                Some(&held) => Insert::Taken(held),
+                Some(&held) => Insert::Taken(self.first(held)),
                 None => {
                     self.exact
                         .get_or_insert_with(Box::default)
@@ -211,7 +264,7 @@ impl PathTable {
                     node = node.children.get_or_insert(segment);
                 }
                 match node.route {
-                    Some(held) => Insert::Taken(held),
+                    Some(held) => Insert::Taken(self.first(held)),
                     None => {
                         node.route = Some(route);
                         Insert::Added
@@ -219,6 +272,162 @@ impl PathTable {
                 }
             }
         }
+    }
+
+    /// Adds a guarded (or unguarded) candidate at (path, type); candidates
+    /// at one path are tried in insertion order (the compiler inserts them
+    /// in Gateway API precedence order). Never "Taken".
+    pub fn insert_candidate(&mut self, path: &str, path_type: PathType, route: RouteId) {
+        self.gateway = true;
+        let path = &*path::normalize(path);
+        let held = match path_type {
+            PathType::Exact => {
+                self.exact_lengths |= 1u64 << (path.len() % 64);
+                self.exact
+                    .get_or_insert_with(Box::default)
+                    .get(path)
+                    .copied()
+            }
+            PathType::Prefix | PathType::ImplementationSpecific => self.prefix_node(path).route,
+        };
+        let slot = self.join(held, route);
+        match path_type {
+            PathType::Exact => {
+                self.exact
+                    .get_or_insert_with(Box::default)
+                    .insert(path.into(), slot);
+            }
+            PathType::Prefix | PathType::ImplementationSpecific => {
+                self.prefix_node(path).route = Some(slot);
+            }
+        }
+    }
+
+    /// Same for a regular-expression path (Gateway `RegularExpression`):
+    /// `pattern` must match the whole path (the compiler anchors it, see
+    /// [`guard::anchored`]). Candidates of one pattern are tried in order;
+    /// patterns in the order first inserted.
+    pub fn insert_regex_candidate(
+        &mut self,
+        source: &str,
+        pattern: Arc<regex::Regex>,
+        route: RouteId,
+    ) {
+        self.gateway = true;
+        match self.regex.iter().position(|r| r.source == source) {
+            Some(at) => {
+                let held = self.regex.get(at).map(|r| r.route);
+                let slot = self.join(held, route);
+                if let Some(r) = self.regex.get_mut(at) {
+                    r.route = slot;
+                }
+            }
+            None => self.regex.push(RegexPath {
+                pattern,
+                source: source.into(),
+                route,
+            }),
+        }
+    }
+
+    /// The trie node of a prefix path, created on first use.
+    fn prefix_node(&mut self, path: &str) -> &mut PrefixNode {
+        let mut node = &mut self.prefix;
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            node = node.children.get_or_insert(segment);
+        }
+        node
+    }
+
+    /// The slot holding `held` (if any) followed by `route`.
+    fn join(&mut self, held: Option<RouteId>, route: RouteId) -> RouteId {
+        match held {
+            None => route,
+            Some(slot) if slot & GROUP != 0 => {
+                if let Some(group) = self.groups.get_mut((slot & !GROUP) as usize) {
+                    group.push(route);
+                }
+                slot
+            }
+            Some(single) => {
+                self.groups.push(vec![single, route]);
+                // Groups are bounded by routes, far below the tag bit.
+                GROUP | u32::try_from(self.groups.len() - 1).unwrap_or(0)
+            }
+        }
+    }
+
+    /// The first route of a slot (a group's first candidate).
+    #[inline]
+    fn first(&self, slot: RouteId) -> RouteId {
+        if slot & GROUP == 0 {
+            return slot;
+        }
+        self.groups
+            .get((slot & !GROUP) as usize)
+            .and_then(|g| g.first().copied())
+            .unwrap_or(slot)
+    }
+
+    /// The first route of a slot that `accept` takes.
+    #[inline]
+    fn pick(&self, slot: RouteId, accept: &impl Fn(RouteId) -> bool) -> Option<RouteId> {
+        if slot & GROUP == 0 {
+            return accept(slot).then_some(slot);
+        }
+        self.groups
+            .get((slot & !GROUP) as usize)?
+            .iter()
+            .copied()
+            .find(|&id| accept(id))
+    }
+
+    /// Whether Gateway candidates were inserted here.
+    pub fn has_candidates(&self) -> bool {
+        self.gateway
+    }
+
+    /// The route for a normalized path among those `accept` takes, in
+    /// Gateway precedence: the exact path, the regular expressions in
+    /// order, the deepest prefix then shorter ones, the host's fallback;
+    /// at each, the slot's candidates in order.
+    pub fn lookup_with(&self, path: &str, accept: &impl Fn(RouteId) -> bool) -> Option<RouteId> {
+        if self.exact_lengths & (1u64 << (path.len() % 64)) != 0 {
+            if let Some(&slot) = self.exact.as_ref().and_then(|m| m.get(path)) {
+                if let Some(route) = self.pick(slot, accept) {
+                    return Some(route);
+                }
+            }
+        }
+        for r in &self.regex {
+            if r.pattern.is_match(path) {
+                if let Some(route) = self.pick(r.route, accept) {
+                    return Some(route);
+                }
+            }
+        }
+        self.prefix_with(&self.prefix, path, accept)
+            .or_else(|| self.fallback.filter(|&id| accept(id)))
+    }
+
+    /// The deepest accepted prefix route under `node` for the rest `path`
+    /// (recursion depth bounded by the trie's, which the compiler built).
+    fn prefix_with(
+        &self,
+        node: &PrefixNode,
+        path: &str,
+        accept: &impl Fn(RouteId) -> bool,
+    ) -> Option<RouteId> {
+        let rest = path.trim_start_matches('/');
+        if !rest.is_empty() {
+            let (segment, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            if let Some(child) = node.children.get(segment) {
+                if let Some(route) = self.prefix_with(child, tail, accept) {
+                    return Some(route);
+                }
+            }
+        }
+        node.route.and_then(|slot| self.pick(slot, accept))
     }
 
     /// Adds a regular-expression path (already compiled, anchored at the
@@ -230,7 +439,7 @@ impl PathTable {
         route: RouteId,
     ) -> Insert {
         if let Some(held) = self.regex.iter().find(|r| r.source == source) {
-            return Insert::Taken(held.route);
+            return Insert::Taken(self.first(held.route));
         }
         let at = self
             .regex
@@ -263,11 +472,11 @@ impl PathTable {
     pub fn lookup(&self, path: &str) -> Option<RouteId> {
         if self.exact_lengths & (1u64 << (path.len() % 64)) != 0 {
             if let Some(&route) = self.exact.as_ref().and_then(|m| m.get(path)) {
-                return Some(route);
+                return Some(self.first(route));
             }
         }
         if let Some(r) = self.regex.iter().find(|r| r.pattern.is_match(path)) {
-            return Some(r.route);
+            return Some(self.first(r.route));
         }
         let mut node = &self.prefix;
         let mut best = node.route;
@@ -282,7 +491,7 @@ impl PathTable {
                 None => break,
             }
         }
-        best.or(self.fallback)
+        best.map(|slot| self.first(slot)).or(self.fallback)
     }
 
     /// Number of distinct paths (for the check output and metrics).
@@ -312,6 +521,7 @@ impl RoutingTable {
     }
 
     pub fn push_route(&mut self, route: Route) -> RouteId {
+        self.gateway |= route.kind != RouteKind::Ingress || route.guard.is_some();
         self.routes.push(route);
         // The compiler bounds the number of routes far below u32::MAX.
         u32::try_from(self.routes.len() - 1).unwrap_or(u32::MAX)
@@ -368,6 +578,76 @@ impl RoutingTable {
             .or(self.default_route)
     }
 
+    /// The route for a request: host and normalized path as
+    /// [`RoutingTable::lookup`], then the first candidate whose guard holds,
+    /// in Gateway precedence (see the module invariants). `None`: no route
+    /// (404).
+    pub fn lookup_request(
+        &self,
+        host: &str,
+        path: &str,
+        parts: &http::request::Parts,
+    ) -> Option<RouteId> {
+        self.lookup_head(host, path, &guard::RequestHead::from(parts))
+    }
+
+    /// [`RoutingTable::lookup_request`] on a borrowed request head (the
+    /// proxy's entry: no need to take the request apart). A table without
+    /// Gateway routes costs one branch over [`RoutingTable::lookup`].
+    #[inline]
+    pub fn lookup_head(
+        &self,
+        host: &str,
+        path: &str,
+        head: &guard::RequestHead<'_>,
+    ) -> Option<RouteId> {
+        if !self.gateway {
+            return self.lookup(host, path);
+        }
+        self.lookup_guarded(host, path, head)
+    }
+
+    fn lookup_guarded(
+        &self,
+        host: &str,
+        path: &str,
+        head: &guard::RequestHead<'_>,
+    ) -> Option<RouteId> {
+        let route = |id: RouteId| self.routes.get(id as usize);
+        let accept = |id: RouteId| {
+            route(id).is_some_and(|r| r.guard.as_ref().is_none_or(|g| g.matches_head(head)))
+        };
+        // Wildcards over more than one label are the Gateway API's only.
+        let accept_deep =
+            |id: RouteId| route(id).is_some_and(|r| r.kind != RouteKind::Ingress) && accept(id);
+        if let Some(table) = self.exact.get(host) {
+            let found = table.lookup_with(path, &accept);
+            if found.is_some() || !table.gateway {
+                return found.or(self.default_route);
+            }
+        }
+        let mut rest = host;
+        let mut first = true;
+        while let Some((_, suffix)) = rest.split_once('.') {
+            if let Some(table) = self.wildcard.get(suffix) {
+                let found = if first {
+                    table.lookup_with(path, &accept)
+                } else {
+                    table.lookup_with(path, &accept_deep)
+                };
+                if found.is_some() || (first && !table.gateway) {
+                    return found.or(self.default_route);
+                }
+            }
+            first = false;
+            rest = suffix;
+        }
+        self.hostless
+            .as_ref()
+            .and_then(|table| table.lookup_with(path, &accept))
+            .or(self.default_route)
+    }
+
     /// Hosts in a stable order with their tables, for `tollgate check`.
     pub fn hosts(&self) -> Vec<(String, &PathTable)> {
         let mut out: Vec<(String, &PathTable)> = self
@@ -402,6 +682,9 @@ impl RoutingTable {
             wildcard: self.wildcard.clone(),
             hostless: self.hostless.clone(),
             default_route: self.default_route,
+            gateway: routes
+                .iter()
+                .any(|r| r.kind != RouteKind::Ingress || r.guard.is_some()),
             routes,
             pipelines,
         }

@@ -4,18 +4,25 @@
 //!
 //! The order is nginx's phase order as ingress-nginx configures it:
 //! - on the request as the client sent it ([`RequestPhase`]): fixed
-//!   redirect, `app-root`, CORS preflight (rewrite phase) → rate limit,
-//!   connection limit (preaccess: they also slow down password guessing) →
-//!   access list (403) → basic authentication (401) → canary choice,
-//!   `default-backend` fallback, request headers, what a custom error page
-//!   will need, endpoint affinity or hashing;
+//!   redirect, computed redirect (Gateway RequestRedirect), `app-root`,
+//!   CORS preflight (rewrite phase) → rate limit, connection limit
+//!   (preaccess: they also slow down password guessing) → access list
+//!   (403) → basic authentication (401) → weighted backend choice (500 for
+//!   an invalid share), canary choice, `default-backend` fallback, request
+//!   headers, what a custom error page will need, endpoint affinity or
+//!   hashing;
 //! - on the request as it will be sent ([`UpstreamPhase`]): external
-//!   authentication (it sees the request as sent) → rewrite (last, so the
-//!   auth service, error pages and hashing see `$request_uri`);
+//!   authentication (it sees the request as sent) → rewrite, URL rewrite
+//!   (so the auth service, error pages and hashing see `$request_uri`) →
+//!   header edits of the route, then of the chosen backend (last but one:
+//!   what they say is what the upstream gets) → mirrors (a copy of the
+//!   request exactly as it will be sent);
 //! - forwarding (the route's timeouts, retries, body limit: not a phase,
-//!   the data plane's `Plan`);
+//!   the data plane's `Plan`; the whole-request timeout is a deadline
+//!   there that bounds every upstream attempt);
 //! - on the response ([`ResponsePhase`]): custom error pages → CORS headers
-//!   → affinity cookie → connection permit release.
+//!   → affinity cookie → header edits of the route, then of the chosen
+//!   backend → connection permit release.
 //!
 //! Invariants:
 //! - [`Pipeline::of`] is pure and deterministic; it adds a phase exactly
@@ -33,8 +40,8 @@ use ipnet::IpNet;
 
 use super::ids::UpstreamId;
 use super::policy::{
-    AccessList, Affinity, BasicAuth, Canary, ConnLimit, Cors, CustomErrors, HashKey, RateLimit,
-    Redirect, Rewrite, RoutePolicy,
+    AccessList, Affinity, Backends, BasicAuth, Canary, ConnLimit, Cors, CustomErrors, HashKey,
+    HeaderEdits, Mirror, RateLimit, Redirect, RedirectTo, Rewrite, RoutePolicy, UrlRewrite,
 };
 use crate::auth::external::ExternalAuth;
 
@@ -54,6 +61,9 @@ pub struct Pipeline {
 pub enum RequestPhase {
     /// `permanent-redirect`, `temporal-redirect`: every request answered.
     Redirect(Redirect),
+    /// Gateway RequestRedirect: every request answered with a `Location`
+    /// computed from it.
+    RedirectTo(Box<RedirectTo>),
     /// `app-root`: requests for `/` redirected (302).
     AppRoot(AppRoot),
     /// CORS: the request's origin noted; preflights answered (204).
@@ -67,6 +77,9 @@ pub enum RequestPhase {
     Access(AccessList),
     /// Basic authentication (401).
     BasicAuth(BasicAuth),
+    /// Weighted backends: one chosen per request (500 for an invalid
+    /// choice or no weight at all).
+    Backends(Box<Backends>),
     /// The canary backend takes the request when its header, cookie or
     /// weight say so.
     Canary(Box<Canary>),
@@ -90,6 +103,15 @@ pub enum UpstreamPhase {
     ExternalAuth(Arc<ExternalAuth>),
     /// `rewrite-target`: the path sent upstream.
     Rewrite(Rewrite),
+    /// Gateway URLRewrite: the Host and path sent upstream.
+    UrlRewrite(Box<UrlRewrite>),
+    /// Header edits of the route (Gateway RequestHeaderModifier,
+    /// TrafficPolicy `headers.request`).
+    RequestHeaders(Arc<HeaderEdits>),
+    /// Header edits of the chosen backend (backendRef filters).
+    BackendRequestHeaders(BackendHeaders),
+    /// Copies of the request sent in the background (RequestMirror).
+    Mirrors(Mirrors),
 }
 
 /// A phase on the upstream's response.
@@ -101,6 +123,11 @@ pub enum ResponsePhase {
     Cors(Cors),
     /// The affinity cookie, when the endpoint it names changed.
     AffinityCookie(Affinity),
+    /// Header edits of the route on the response (Gateway
+    /// ResponseHeaderModifier, TrafficPolicy `headers.response`).
+    ResponseHeaders(Arc<HeaderEdits>),
+    /// Header edits of the chosen backend on the response.
+    BackendResponseHeaders(BackendHeaders),
     /// The connection-limit permit, released when the response body ends.
     ReleasePermit(ReleasePermit),
 }
@@ -130,6 +157,15 @@ pub struct ForwardedPrefix(pub HeaderValue);
 #[derive(Debug, Clone, Copy)]
 pub struct KeepForErrorPage;
 
+/// Marks that the chosen backend's header edits apply (request or
+/// response side, by the phase holding it).
+#[derive(Debug, Clone, Copy)]
+pub struct BackendHeaders;
+
+/// The mirrors of a route.
+#[derive(Debug, Clone)]
+pub struct Mirrors(pub Box<[Mirror]>);
+
 /// Marks that a connection-limit permit is held until the response ends.
 #[derive(Debug, Clone, Copy)]
 pub struct ReleasePermit;
@@ -144,6 +180,9 @@ impl Pipeline {
 
         if let Some(redirect) = &policy.redirect {
             request.push(RequestPhase::Redirect(redirect.clone()));
+        }
+        if let Some(redirect) = &policy.redirect_to {
+            request.push(RequestPhase::RedirectTo(redirect.clone()));
         }
         if let Some(root) = &policy.app_root {
             request.push(RequestPhase::AppRoot(AppRoot(root.clone())));
@@ -165,6 +204,9 @@ impl Pipeline {
         }
         if let Some(basic) = &policy.basic_auth {
             request.push(RequestPhase::BasicAuth(basic.clone()));
+        }
+        if let Some(backends) = &policy.backends {
+            request.push(RequestPhase::Backends(backends.clone()));
         }
         if let Some(canary) = canary {
             request.push(RequestPhase::Canary(Box::new(canary.clone())));
@@ -193,6 +235,19 @@ impl Pipeline {
         if let Some(rewrite) = &policy.rewrite {
             upstream.push(UpstreamPhase::Rewrite(rewrite.clone()));
         }
+        if let Some(rewrite) = &policy.url_rewrite {
+            upstream.push(UpstreamPhase::UrlRewrite(rewrite.clone()));
+        }
+        if let Some(edits) = &policy.request_headers {
+            upstream.push(UpstreamPhase::RequestHeaders(edits.clone()));
+        }
+        let choices = policy.backends.as_deref().map_or(&[][..], |b| &b.choices);
+        if choices.iter().any(|c| c.request_headers.is_some()) {
+            upstream.push(UpstreamPhase::BackendRequestHeaders(BackendHeaders));
+        }
+        if !policy.mirrors.is_empty() {
+            upstream.push(UpstreamPhase::Mirrors(Mirrors(policy.mirrors.clone())));
+        }
 
         if let Some(errors) = &policy.custom_errors {
             response.push(ResponsePhase::ErrorPages(errors.clone()));
@@ -202,6 +257,12 @@ impl Pipeline {
         }
         if let Some(affinity) = &policy.affinity {
             response.push(ResponsePhase::AffinityCookie(affinity.clone()));
+        }
+        if let Some(edits) = &policy.response_headers {
+            response.push(ResponsePhase::ResponseHeaders(edits.clone()));
+        }
+        if choices.iter().any(|c| c.response_headers.is_some()) {
+            response.push(ResponsePhase::BackendResponseHeaders(BackendHeaders));
         }
         if policy.connections.is_some() {
             response.push(ResponsePhase::ReleasePermit(ReleasePermit));
@@ -229,6 +290,8 @@ mod tests {
     fn names(p: &Pipeline) -> Vec<&'static str> {
         let request = p.request.iter().map(|ph| match ph {
             RequestPhase::Redirect(_) => "redirect",
+            RequestPhase::RedirectTo(_) => "redirect-to",
+            RequestPhase::Backends(_) => "backends",
             RequestPhase::AppRoot(_) => "app-root",
             RequestPhase::CorsPreflight(_) => "cors-preflight",
             RequestPhase::RateLimit(_) => "rate",
@@ -245,11 +308,17 @@ mod tests {
         let upstream = p.upstream.iter().map(|ph| match ph {
             UpstreamPhase::ExternalAuth(_) => "external-auth",
             UpstreamPhase::Rewrite(_) => "rewrite",
+            UpstreamPhase::UrlRewrite(_) => "url-rewrite",
+            UpstreamPhase::RequestHeaders(_) => "request-headers",
+            UpstreamPhase::BackendRequestHeaders(_) => "backend-request-headers",
+            UpstreamPhase::Mirrors(_) => "mirrors",
         });
         let response = p.response.iter().map(|ph| match ph {
             ResponsePhase::ErrorPages(_) => "error-pages",
             ResponsePhase::Cors(_) => "cors",
             ResponsePhase::AffinityCookie(_) => "affinity-cookie",
+            ResponsePhase::ResponseHeaders(_) => "response-headers",
+            ResponsePhase::BackendResponseHeaders(_) => "backend-response-headers",
             ResponsePhase::ReleasePermit(_) => "release-permit",
         });
         request.chain(upstream).chain(response).collect()
@@ -333,5 +402,70 @@ mod tests {
                 "release-permit",
             ]
         );
+    }
+
+    #[test]
+    fn gateway_filters_in_order() {
+        use crate::table::policy::{BackendChoice, Mirror, PathModifier};
+        let edits = Arc::new(HeaderEdits::default());
+        let choice = BackendChoice {
+            weight: 1,
+            upstream: Some(0),
+            service: "ns/a:80".into(),
+            request_headers: Some(edits.clone()),
+            response_headers: Some(edits.clone()),
+        };
+        let policy = RoutePolicy {
+            redirect_to: Some(Box::new(RedirectTo {
+                scheme: None,
+                hostname: None,
+                port: None,
+                path: None,
+                status: StatusCode::FOUND,
+                listener_port: 80,
+            })),
+            backends: Some(Box::new(Backends {
+                choices: vec![choice].into(),
+                total: 1,
+            })),
+            url_rewrite: Some(Box::new(UrlRewrite {
+                hostname: None,
+                path: Some(PathModifier::Full("/x".into())),
+            })),
+            request_headers: Some(edits.clone()),
+            response_headers: Some(edits),
+            mirrors: vec![Mirror {
+                upstream: 1,
+                service: "ns/m:80".into(),
+                per_million: 1_000_000,
+            }]
+            .into(),
+            ..Default::default()
+        };
+        assert!(!policy.is_plain());
+        assert_eq!(
+            names(&Pipeline::of(&policy, None)),
+            [
+                "redirect-to",
+                "backends",
+                "url-rewrite",
+                "request-headers",
+                "backend-request-headers",
+                "mirrors",
+                "response-headers",
+                "backend-response-headers",
+            ]
+        );
+        // Timeouts are forwarding settings, not phases.
+        let timeouts = RoutePolicy {
+            timeouts: Timeouts {
+                request: Some(std::time::Duration::from_secs(1)),
+                backend_request: Some(std::time::Duration::from_secs(1)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(!timeouts.is_plain());
+        assert!(Pipeline::of(&timeouts, None).is_empty());
     }
 }

@@ -21,6 +21,9 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use ipnet::IpNet;
 use regex::Regex;
 
+pub use super::filters::{
+    BackendChoice, Backends, HeaderEdits, Mirror, PathModifier, RedirectTo, UrlRewrite,
+};
 use super::ids::UpstreamId;
 
 /// Everything a route asks of its requests beyond routing.
@@ -63,6 +66,20 @@ pub struct RoutePolicy {
     pub custom_errors: Option<CustomErrors>,
     /// `default-backend`: serves the route while its upstream has no endpoint.
     pub fallback: Option<UpstreamId>,
+    /// Weighted backends (Gateway `backendRefs`): one chosen per request;
+    /// an invalid choice, or no valid weight at all, answers 500.
+    pub backends: Option<Box<Backends>>,
+    /// Header edits on the request sent upstream.
+    pub request_headers: Option<Arc<HeaderEdits>>,
+    /// Header edits on the upstream's response.
+    pub response_headers: Option<Arc<HeaderEdits>>,
+    /// Every request answered with a redirect computed from it (Gateway
+    /// RequestRedirect).
+    pub redirect_to: Option<Box<RedirectTo>>,
+    /// The Host and path sent upstream (Gateway URLRewrite).
+    pub url_rewrite: Option<Box<UrlRewrite>>,
+    /// Copies of the request sent elsewhere in the background.
+    pub mirrors: Box<[Mirror]>,
 }
 
 impl RoutePolicy {
@@ -86,6 +103,12 @@ impl RoutePolicy {
             && self.upstream_vhost.is_none()
             && self.custom_errors.is_none()
             && self.fallback.is_none()
+            && self.backends.is_none()
+            && self.request_headers.is_none()
+            && self.response_headers.is_none()
+            && self.redirect_to.is_none()
+            && self.url_rewrite.is_none()
+            && self.mirrors.is_empty()
     }
 }
 
@@ -143,6 +166,8 @@ impl RoutePolicy {
             ("read", t.read),
             ("send", t.send),
             ("idle", t.idle),
+            ("request", t.request),
+            ("backend-request", t.backend_request),
         ] {
             if let Some(d) = d {
                 out.push(format!("{name}-timeout {d:?}"));
@@ -182,6 +207,32 @@ impl RoutePolicy {
         }
         if self.fallback.is_some() {
             out.push("default-backend".into());
+        }
+        if let Some(b) = &self.backends {
+            let shares: Vec<String> = b
+                .choices
+                .iter()
+                .map(|c| {
+                    let valid = if c.upstream.is_some() { "" } else { " (500)" };
+                    format!("{}={}{valid}", c.service, c.weight)
+                })
+                .collect();
+            out.push(format!("backends {}", shares.join(",")));
+        }
+        if self.request_headers.is_some() {
+            out.push("request-headers".into());
+        }
+        if self.response_headers.is_some() {
+            out.push("response-headers".into());
+        }
+        if let Some(r) = &self.redirect_to {
+            out.push(format!("redirect-to {}", r.status.as_u16()));
+        }
+        if self.url_rewrite.is_some() {
+            out.push("url-rewrite".into());
+        }
+        for m in self.mirrors.iter() {
+            out.push(format!("mirror {} {}/1000000", m.service, m.per_million));
         }
         out
     }
@@ -259,6 +310,12 @@ pub struct Timeouts {
     pub send: Option<Duration>,
     /// Pooled upstream connections idle longer are not reused.
     pub idle: Option<Duration>,
+    /// The whole request, from routing to the response headers (Gateway
+    /// `timeouts.request`): 504 after it.
+    pub request: Option<Duration>,
+    /// Each upstream attempt, from sending to the response headers (Gateway
+    /// `timeouts.backendRequest`): 504 after it.
+    pub backend_request: Option<Duration>,
 }
 
 /// `proxy-next-upstream`: what sends a request to another endpoint.

@@ -3,6 +3,8 @@ use super::*;
 fn route(id: u32) -> Route {
     Route {
         ingress: "ns/ing".into(),
+        kind: RouteKind::Ingress,
+        guard: None,
         host: "".into(),
         path: "".into(),
         path_type: None,
@@ -154,4 +156,178 @@ fn rule_paths_are_normalized_like_requests() {
     assert_eq!(t.lookup("h", &path::normalize("/api/v1")), Some(0));
     assert_eq!(t.lookup("h", &path::normalize("/%61pi")), Some(0));
     assert_eq!(t.lookup("h", &path::normalize("/~x")), Some(1));
+}
+
+mod candidates {
+    use super::*;
+    use crate::table::guard::{anchored, Guard, HeaderCond, ValueMatch};
+
+    fn gateway_route(id: u32, guard: Option<Guard>) -> Route {
+        Route {
+            kind: RouteKind::HttpRoute,
+            guard: guard.map(Box::new),
+            ..route(id)
+        }
+    }
+
+    fn header(name: &'static str, value: &str) -> Guard {
+        Guard {
+            headers: vec![HeaderCond {
+                name: http::HeaderName::from_static(name),
+                value: ValueMatch::Exact(value.into()),
+            }]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    fn parts(method: http::Method, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().method(method).uri("/");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn get(headers: &[(&str, &str)]) -> http::request::Parts {
+        parts(http::Method::GET, headers)
+    }
+
+    #[test]
+    fn candidates_at_one_path_in_insertion_order() {
+        let mut t = RoutingTable::default();
+        let v2 = t.push_route(gateway_route(0, Some(header("version", "two"))));
+        let post = t.push_route(gateway_route(
+            1,
+            Some(Guard {
+                method: Some(http::Method::POST),
+                ..Default::default()
+            }),
+        ));
+        let any = t.push_route(gateway_route(2, None));
+        for id in [v2, post, any] {
+            t.host_mut("h").insert_candidate("/", PathType::Prefix, id);
+        }
+        let t = t.compacted();
+        assert_eq!(
+            t.lookup_request("h", "/x", &get(&[("version", "two")])),
+            Some(v2)
+        );
+        assert_eq!(
+            t.lookup_request("h", "/x", &parts(http::Method::POST, &[])),
+            Some(post)
+        );
+        assert_eq!(t.lookup_request("h", "/x", &get(&[])), Some(any));
+        // Without the request, the first candidate (guards unknown).
+        assert_eq!(t.lookup("h", "/x"), Some(v2));
+    }
+
+    #[test]
+    fn precedence_exact_regex_longest_prefix_then_shorter() {
+        let mut t = RoutingTable::default();
+        let exact = t.push_route(gateway_route(0, Some(header("x", "exact"))));
+        let regex = t.push_route(gateway_route(1, Some(header("x", "regex"))));
+        let long = t.push_route(gateway_route(2, Some(header("x", "long"))));
+        let short = t.push_route(gateway_route(3, None));
+        let h = t.host_mut("h");
+        h.insert_candidate("/a/b", PathType::Exact, exact);
+        h.insert_regex_candidate("/a/[a-z]+", anchored("/a/[a-z]+").unwrap(), regex);
+        h.insert_candidate("/a/b", PathType::Prefix, long);
+        h.insert_candidate("/a", PathType::Prefix, short);
+        assert_eq!(
+            t.lookup_request("h", "/a/b", &get(&[("x", "exact")])),
+            Some(exact)
+        );
+        assert_eq!(
+            t.lookup_request("h", "/a/b", &get(&[("x", "regex")])),
+            Some(regex)
+        );
+        assert_eq!(
+            t.lookup_request("h", "/a/b", &get(&[("x", "long")])),
+            Some(long)
+        );
+        assert_eq!(
+            t.lookup_request("h", "/a/b/c", &get(&[("x", "long")])),
+            Some(long)
+        );
+        assert_eq!(t.lookup_request("h", "/a/b", &get(&[])), Some(short));
+        // The regex must match the whole path.
+        assert_eq!(
+            t.lookup_request("h", "/a/b/c", &get(&[("x", "regex")])),
+            Some(short)
+        );
+        assert_eq!(t.lookup_request("h", "/z", &get(&[])), None);
+    }
+
+    #[test]
+    fn unmatched_gateway_host_falls_through_to_wildcards_then_hostless() {
+        let mut t = RoutingTable::default();
+        let exact = t.push_route(gateway_route(0, Some(header("x", "1"))));
+        let wild = t.push_route(gateway_route(1, Some(header("x", "2"))));
+        let hostless = t.push_route(gateway_route(2, None));
+        t.host_mut("a.b.example.com")
+            .insert_candidate("/", PathType::Prefix, exact);
+        t.host_mut("*.example.com")
+            .insert_candidate("/", PathType::Prefix, wild);
+        t.host_mut("")
+            .insert_candidate("/", PathType::Prefix, hostless);
+        let h = "a.b.example.com";
+        assert_eq!(t.lookup_request(h, "/", &get(&[("x", "1")])), Some(exact));
+        // Gateway wildcards cover any number of labels.
+        assert_eq!(t.lookup_request(h, "/", &get(&[("x", "2")])), Some(wild));
+        assert_eq!(t.lookup_request(h, "/", &get(&[])), Some(hostless));
+        assert_eq!(
+            t.lookup_request("example.com", "/", &get(&[("x", "2")])),
+            Some(hostless)
+        );
+    }
+
+    #[test]
+    fn ingress_semantics_kept_beside_gateway_routes() {
+        let mut t = RoutingTable::default();
+        let ing = t.push_route(route(0));
+        let wild_ing = t.push_route(route(1));
+        let gw = t.push_route(gateway_route(2, None));
+        assert_eq!(
+            t.host_mut("i.example")
+                .insert("/only", PathType::Prefix, ing),
+            Insert::Added
+        );
+        assert_eq!(
+            t.host_mut("*.example.org")
+                .insert("/", PathType::Prefix, wild_ing),
+            Insert::Added
+        );
+        t.host_mut("").insert_candidate("/", PathType::Prefix, gw);
+        // An Ingress host never falls through to the hostless rules.
+        assert_eq!(t.lookup_request("i.example", "/other", &get(&[])), None);
+        // An Ingress wildcard covers exactly one label.
+        assert_eq!(
+            t.lookup_request("a.example.org", "/", &get(&[])),
+            Some(wild_ing)
+        );
+        assert_eq!(
+            t.lookup_request("a.b.example.org", "/", &get(&[])),
+            Some(gw)
+        );
+        // An Ingress path inserted after a candidate is taken by it.
+        assert_eq!(
+            t.host_mut("").insert("/", PathType::Prefix, ing),
+            Insert::Taken(gw)
+        );
+    }
+
+    #[test]
+    fn tables_without_gateway_routes_resolve_as_lookup() {
+        let t = table(&[
+            ("h", "/a", PathType::Prefix),
+            ("*.x", "/", PathType::Prefix),
+        ]);
+        for (host, path) in [("h", "/a/b"), ("h", "/b"), ("q.x", "/"), ("q.r.x", "/")] {
+            assert_eq!(
+                t.lookup_request(host, path, &get(&[])),
+                t.lookup(host, path)
+            );
+        }
+    }
 }

@@ -20,6 +20,7 @@
 #![allow(clippy::disallowed_types)]
 
 pub mod fakeapi;
+pub mod gateway;
 pub mod h2raw;
 
 use std::collections::HashSet;

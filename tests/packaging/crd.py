@@ -45,6 +45,10 @@ GOOD = {
         "ipAllow": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"],
         "ipDeny": ["10.66.0.0/16"],
         "maxRequestBodyBytes": 10485760,
+        "headers": {
+            "request": {"set": [{"name": "X-Env", "value": "prod"}], "add": [{"name": "X-Tag", "value": "a b"}], "remove": ["X-Debug"]},
+            "response": {"set": [{"name": "Cache-Control", "value": "no-store"}]},
+        },
     },
 }
 
@@ -71,6 +75,9 @@ BAD = [
     ("target of another kind", ["targetRefs"], [{"group": "networking.k8s.io", "kind": "Service", "name": "web"}], "spec.targetRefs[0].kind"),
     ("target of another group", ["targetRefs"], [{"group": "gateway.networking.k8s.io", "kind": "Ingress", "name": "web"}], "spec.targetRefs[0].group"),
     ("no target", ["targetRefs"], [], "spec.targetRefs"),
+    ("header name with space", ["headers", "request", "set"], [{"name": "X Env", "value": "prod"}], "spec.headers.request.set[0].name"),
+    ("header value with a line break", ["headers", "response", "set"], [{"name": "X-A", "value": "a\nb"}], "spec.headers.response.set[0].value"),
+    ("too many removals", ["headers", "request", "remove"], [f"X-{i}" for i in range(17)], "spec.headers.request.remove"),
 ]
 
 

@@ -103,7 +103,7 @@ pub fn parse(
         connect: p.seconds("proxy-connect-timeout"),
         read: p.seconds("proxy-read-timeout"),
         send: p.seconds("proxy-send-timeout"),
-        idle: None,
+        ..Timeouts::default()
     };
     policy.retry = p.retry();
     policy.affinity = p.affinity();

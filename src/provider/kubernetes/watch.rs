@@ -151,6 +151,13 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
             }
         }
         Object::Secret(o) => trim_meta(&mut o.metadata),
+        // Gateway API kinds are not watched yet (standalone mode only).
+        Object::GatewayClass(o) => trim_meta(&mut o.metadata),
+        Object::Gateway(o) => trim_meta(&mut o.metadata),
+        Object::HttpRoute(o) => trim_meta(&mut o.metadata),
+        Object::GrpcRoute(o) => trim_meta(&mut o.metadata),
+        Object::ReferenceGrant(o) => trim_meta(&mut o.metadata),
+        Object::Namespace(o) => trim_meta(&mut o.metadata),
         Object::Ingress(o) => {
             trim_meta(&mut o.metadata);
             let status = o

@@ -131,6 +131,7 @@ pub async fn send(
                 upload.as_deref(),
                 plan.send_timeout,
                 plan.read_timeout,
+                plan.attempt_deadline(),
             )
             .await
             .map_err(ProxyError::from);

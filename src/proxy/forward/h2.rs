@@ -91,6 +91,7 @@ pub async fn forward_h2(
             upload,
             plan.send_timeout,
             plan.read_timeout,
+            plan.attempt_deadline(),
         )
         .await?
         {

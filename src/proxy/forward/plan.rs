@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use tokio::time::Instant;
 
 use super::pool;
 use crate::lb::{Endpoint, Upstream};
@@ -47,6 +48,13 @@ pub struct Plan<'a> {
     pub read_timeout: Duration,
     /// Longest pause while the request body streams.
     pub send_timeout: Duration,
+    /// Each attempt, from sending to the response headers (Gateway
+    /// `timeouts.backendRequest`): 504 after it.
+    pub attempt_timeout: Option<Duration>,
+    /// When the whole request must have its response headers (Gateway
+    /// `timeouts.request`, counted from routing): every attempt gets only
+    /// the time left, then 504.
+    pub deadline: Option<Instant>,
     pub max_body: Option<u64>,
     pub retry: Option<&'a Retry>,
     /// How the first endpoint is chosen.
@@ -121,6 +129,18 @@ impl<'a> Backend<'a> {
 }
 
 impl<'a> Plan<'a> {
+    /// When an attempt starting now must have its response headers: the
+    /// earlier of [`Plan::attempt_timeout`] from now and
+    /// [`Plan::deadline`]; `None` (no clock read) when neither is set.
+    #[inline]
+    pub(super) fn attempt_deadline(&self) -> Option<Instant> {
+        let attempt = self.attempt_timeout.map(|d| Instant::now() + d);
+        match (attempt, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The global flags, nothing per route.
     pub fn from_settings(settings: &ProxySettings) -> Self {
         Plan {
@@ -128,6 +148,8 @@ impl<'a> Plan<'a> {
             idle_timeout: settings.upstream_idle_timeout,
             read_timeout: settings.response_timeout,
             send_timeout: settings.response_timeout,
+            attempt_timeout: None,
+            deadline: None,
             max_body: None,
             retry: None,
             pick: Pick::Balanced,
@@ -146,6 +168,8 @@ impl<'a> Plan<'a> {
                 .unwrap_or(settings.upstream_idle_timeout),
             read_timeout: policy.timeouts.read.unwrap_or(settings.response_timeout),
             send_timeout: policy.timeouts.send.unwrap_or(settings.response_timeout),
+            attempt_timeout: policy.timeouts.backend_request,
+            deadline: policy.timeouts.request.map(|d| Instant::now() + d),
             max_body: policy.max_body,
             retry: policy.retry.as_ref(),
             pick: Pick::Balanced,

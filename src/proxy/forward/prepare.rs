@@ -39,6 +39,17 @@ pub struct Prepared {
     pub(super) client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
+impl Prepared {
+    /// A request without a body and without an upgrade (a mirror's copy).
+    pub fn head_only(req: Request<UploadBody>) -> Prepared {
+        Prepared {
+            req,
+            upload: None,
+            client_upgrade: None,
+        }
+    }
+}
+
 /// Checks the declared body size, rewrites the head for the upstream
 /// ([`prepare`]) and wraps the body.
 pub fn prepare_upstream(

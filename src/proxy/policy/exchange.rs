@@ -12,6 +12,7 @@
 //!   forwarding plan, bodies, errors).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -25,7 +26,7 @@ use crate::proxy::forward::plan::Plan;
 use crate::proxy::forward::prepare::Prepared;
 use crate::ratelimit::ConnPermit;
 use crate::state::Published;
-use crate::table::policy::Canary;
+use crate::table::policy::{BackendChoice, Canary};
 use crate::table::{Route, RouteId, UpstreamId};
 
 /// What a request phase decided.
@@ -41,7 +42,9 @@ pub(super) enum Flow {
 /// The values of one request that phases share.
 pub(super) struct Cx<'a> {
     pub(super) conn: &'a ConnCtx,
-    pub(super) published: &'a Published,
+    /// The snapshot the request loaded (an `Arc`, so a mirror sent in the
+    /// background keeps the table its upstream ids index).
+    pub(super) published: &'a Arc<Published>,
     pub(super) route_id: RouteId,
     pub(super) route: &'a Route,
     /// The client IP limits, access lists and hashing apply to.
@@ -52,6 +55,8 @@ pub(super) struct Cx<'a> {
     pub(super) upstream: UpstreamId,
     /// The canary that took the request, if one did.
     pub(super) canary: Option<&'a Canary>,
+    /// The weighted backend chosen, if the route has weighted backends.
+    pub(super) choice: Option<&'a BackendChoice>,
     /// How the request is forwarded; phases set its first-endpoint choice.
     pub(super) plan: Plan<'a>,
     /// A new balanced-affinity key, set as the cookie on the response.

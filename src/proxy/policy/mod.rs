@@ -18,12 +18,14 @@
 mod access;
 mod affinity;
 mod auth;
+mod backends;
 mod canary;
 mod cors;
 mod error_pages;
 mod exchange;
 mod headers;
 mod limits;
+mod mirror;
 mod redirect;
 mod rewrite;
 
@@ -53,9 +55,12 @@ pub struct Served {
 
 /// Serves a request on a route with a policy: request phases, the request
 /// rewritten for the upstream, upstream phases, forwarding, response phases.
+/// A whole-request timeout is a deadline in the forwarding plan (no timer
+/// wraps the pipeline's future, which would double its size for every
+/// request).
 pub async fn serve(
     ctx: &ConnCtx,
-    published: &Published,
+    published: &Arc<Published>,
     route_id: RouteId,
     route: &Route,
     mut req: Request<Incoming>,
@@ -72,6 +77,7 @@ pub async fn serve(
         origin: None,
         upstream: route.upstream,
         canary: None,
+        choice: None,
         plan: Plan::for_policy(&route.policy, &ctx.state.settings),
         new_cookie: None,
         permit: None,
@@ -109,6 +115,8 @@ impl RequestStep for RequestPhase {
     ) -> Result<Flow, ProxyError> {
         match self {
             RequestPhase::Redirect(p) => p.run(cx, req).await,
+            RequestPhase::RedirectTo(p) => p.as_ref().run(cx, req).await,
+            RequestPhase::Backends(p) => p.as_ref().run(cx, req).await,
             RequestPhase::AppRoot(p) => p.run(cx, req).await,
             RequestPhase::CorsPreflight(p) => RequestStep::run(p, cx, req).await,
             RequestPhase::RateLimit(p) => p.run(cx, req).await,
@@ -130,6 +138,10 @@ impl UpstreamStep for UpstreamPhase {
         match self {
             UpstreamPhase::ExternalAuth(p) => p.as_ref().run(cx, prepared).await,
             UpstreamPhase::Rewrite(p) => p.run(cx, prepared).await,
+            UpstreamPhase::UrlRewrite(p) => p.as_ref().run(cx, prepared).await,
+            UpstreamPhase::RequestHeaders(p) => UpstreamStep::run(p.as_ref(), cx, prepared).await,
+            UpstreamPhase::BackendRequestHeaders(p) => UpstreamStep::run(p, cx, prepared).await,
+            UpstreamPhase::Mirrors(p) => p.run(cx, prepared).await,
         }
     }
 }
@@ -140,6 +152,12 @@ impl ResponseStep for ResponsePhase {
             ResponsePhase::ErrorPages(p) => p.run(cx, response, endpoint).await,
             ResponsePhase::Cors(p) => ResponseStep::run(p, cx, response, endpoint).await,
             ResponsePhase::AffinityCookie(p) => ResponseStep::run(p, cx, response, endpoint).await,
+            ResponsePhase::ResponseHeaders(p) => {
+                ResponseStep::run(p.as_ref(), cx, response, endpoint).await
+            }
+            ResponsePhase::BackendResponseHeaders(p) => {
+                ResponseStep::run(p, cx, response, endpoint).await
+            }
             ResponsePhase::ReleasePermit(p) => p.run(cx, response, endpoint).await,
         }
     }

@@ -1,16 +1,24 @@
-//! Fixed answers of the rewrite phase: `permanent-redirect` and
-//! `temporal-redirect` (every request), `app-root` (requests for `/`).
+//! Answers of the rewrite phase: `permanent-redirect` and
+//! `temporal-redirect` (every request), `app-root` (requests for `/`), and
+//! the Gateway RequestRedirect, whose `Location` is computed from the
+//! request ([`RedirectTo::location`]).
 //!
-//! Invariant: the `Location` values are pre-built by the compiler; these
-//! phases allocate nothing but the response.
+//! Invariants:
+//! - The fixed `Location` values are pre-built by the compiler; those
+//!   phases allocate nothing but the response. A computed one allocates
+//!   the new `Location` only.
+//! - A computed `Location` that is not a valid header value is a 500,
+//!   never a redirect somewhere else.
 
-use http::{Request, StatusCode};
+use http::header::HOST;
+use http::{HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::exchange::{fixed, Cx, Flow, RequestStep};
 use crate::proxy::error::ProxyError;
 use crate::table::phases::AppRoot;
-use crate::table::policy::Redirect;
+use crate::table::policy::{Redirect, RedirectTo};
+use crate::table::{host, path};
 
 impl RequestStep for Redirect {
     async fn run<'a>(
@@ -32,5 +40,38 @@ impl RequestStep for AppRoot {
             return Ok(Flow::Answer(fixed(StatusCode::FOUND, Some(&self.0))));
         }
         Ok(Flow::Continue)
+    }
+}
+
+impl RequestStep for RedirectTo {
+    async fn run<'a>(
+        &'a self,
+        cx: &mut Cx<'a>,
+        req: &mut Request<Incoming>,
+    ) -> Result<Flow, ProxyError> {
+        let scheme = if cx.conn.client.tls { "https" } else { "http" };
+        // A path modifier works on the path as matched (normalized), as
+        // the rule's prefix was; without one the path is kept as sent.
+        let path = match self.path {
+            Some(_) => path::normalize(req.uri().path()),
+            None => std::borrow::Cow::Borrowed(req.uri().path()),
+        };
+        // The routed host as the service read it (already checked there):
+        // the target's authority, else the Host header; without its port.
+        let raw = match req.uri().authority() {
+            Some(authority) => authority.as_str(),
+            None => req
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(""),
+        };
+        let mut buf = [0u8; host::MAX_HOST_LEN + 2];
+        let host = host::normalize(raw, &mut buf).unwrap_or("");
+        let location = self.location(scheme, host, &path, req.uri().query());
+        let Ok(location) = HeaderValue::try_from(location) else {
+            return Err(ProxyError::Internal("redirect location not a header value"));
+        };
+        Ok(Flow::Answer(fixed(self.status, Some(&location))))
     }
 }

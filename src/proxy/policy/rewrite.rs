@@ -1,23 +1,46 @@
-//! `rewrite-target`: the path sent upstream, rewritten last so external
-//! authentication, error pages and hashing see the request URI as the
-//! client sent it (`$request_uri`).
+//! The path sent upstream: `rewrite-target` and the Gateway URLRewrite
+//! (which also sets the Host), rewritten after external authentication so
+//! it, error pages and hashing see the request URI as the client sent it
+//! (`$request_uri`).
 //!
 //! Invariants:
 //! - The query string is kept; a result that is not a valid request target
 //!   is a 400, never forwarded.
-//! - Matching uses the normalized path, like routing.
+//! - Matching and prefix replacement use the normalized path, like routing.
 
+use http::header::HOST;
 use http::{Request, Uri};
 
 use super::exchange::{Cx, Flow, UpstreamStep};
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::prepare::Prepared;
 use crate::table::path;
-use crate::table::policy::Rewrite;
+use crate::table::policy::{Rewrite, UrlRewrite};
 
 impl UpstreamStep for Rewrite {
     async fn run(&self, _cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError> {
         rewrite_path(&mut prepared.req, &self.pattern, &self.target)?;
+        Ok(Flow::Continue)
+    }
+}
+
+impl UpstreamStep for UrlRewrite {
+    async fn run(&self, _cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError> {
+        let req = &mut prepared.req;
+        if let Some(modifier) = &self.path {
+            let mut out = modifier.apply(&path::normalize(req.uri().path()));
+            if let Some(query) = req.uri().query() {
+                out.push('?');
+                out.push_str(query);
+            }
+            let uri: Uri = out.parse().map_err(|_| {
+                ProxyError::BadRequest("rewritten path is not a valid request target")
+            })?;
+            *req.uri_mut() = uri;
+        }
+        if let Some(host) = &self.hostname {
+            req.headers_mut().insert(HOST, host.clone());
+        }
         Ok(Flow::Continue)
     }
 }

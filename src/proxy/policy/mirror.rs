@@ -1,0 +1,118 @@
+//! Gateway RequestMirror: a copy of the request, exactly as it will be sent
+//! upstream, goes to each mirror in the background; its response is read
+//! and discarded.
+//!
+//! Invariants:
+//! - Never delays nor fails the main request: the copy is sent by a task
+//!   of its own, and every failure there (no endpoint, refused, timeout)
+//!   is only logged at debug level.
+//! - Bounded: the copy carries the request head only, with an empty body
+//!   (`Content-Length`/`Transfer-Encoding` removed), so a mirror never
+//!   buffers a body; at most [`MAX_IN_FLIGHT`] copies are in flight per
+//!   process, and the copy is dropped beyond that; each copy has the
+//!   global connect and response timeouts.
+//! - The mirror task holds the request's published snapshot (an `Arc`),
+//!   so the upstream id it was given still names the same upstream.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::Request;
+use http_body_util::BodyExt;
+
+use super::exchange::{Cx, Flow, UpstreamStep};
+use crate::proxy::error::ProxyError;
+use crate::proxy::forward::{self, Backend, Plan, Prepared};
+use crate::proxy::upload::UploadBody;
+use crate::state::Published;
+use crate::table::phases::Mirrors;
+use crate::table::policy::Mirror;
+
+/// Most mirror copies in flight at once in the process.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// Mirror copies in flight.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Holds one in-flight slot until dropped.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Slot> {
+        let taken = IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        if taken >= MAX_IN_FLIGHT {
+            IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl UpstreamStep for Mirrors {
+    async fn run(&self, cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError> {
+        for mirror in self.0.iter() {
+            if mirror.per_million < 1_000_000 && fastrand::u32(..1_000_000) >= mirror.per_million {
+                continue;
+            }
+            let Some(slot) = Slot::take() else {
+                tracing::debug!(mirror = %mirror.service, "mirror skipped: too many in flight");
+                continue;
+            };
+            let Some(copy) = head_copy(&prepared.req) else {
+                continue;
+            };
+            let plan = Plan::from_settings(&cx.conn.state.settings);
+            send(cx.published.clone(), mirror.clone(), copy, plan, slot);
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// The request head with an empty body.
+fn head_copy(req: &Request<UploadBody>) -> Option<Request<UploadBody>> {
+    let mut copy = Request::builder()
+        .method(req.method().clone())
+        .uri(req.uri().clone())
+        .version(req.version())
+        .body(UploadBody::empty())
+        .ok()?;
+    *copy.headers_mut() = req.headers().clone();
+    copy.headers_mut().remove(CONTENT_LENGTH);
+    copy.headers_mut().remove(TRANSFER_ENCODING);
+    Some(copy)
+}
+
+/// Sends the copy in a task of its own; the response is discarded.
+fn send(
+    published: Arc<Published>,
+    mirror: Mirror,
+    copy: Request<UploadBody>,
+    plan: Plan<'static>,
+    slot: Slot,
+) {
+    tokio::spawn(async move {
+        let _slot = slot;
+        let Some(backend) = Backend::of(&published, mirror.upstream) else {
+            return;
+        };
+        match forward::dispatch(backend, Prepared::head_only(copy), &plan).await {
+            Ok((response, _)) => {
+                // Read to the end without keeping it (so the connection can
+                // be reused), within the response timeout.
+                let mut body = response.into_body();
+                let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+                let _ = tokio::time::timeout(plan.read_timeout, drain).await;
+            }
+            Err(error) => {
+                tracing::debug!(%error, mirror = %mirror.service, "mirror request failed");
+            }
+        }
+    });
+}

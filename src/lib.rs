@@ -84,6 +84,8 @@ pub mod check;
 pub mod config;
 pub mod crd;
 pub mod echo;
+#[cfg(test)]
+mod fuzzing;
 pub mod hop_by_hop;
 pub mod lb;
 pub mod metrics;

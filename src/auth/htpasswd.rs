@@ -49,6 +49,8 @@ use subtle::ConstantTimeEq;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fuzz;
 
 /// Highest bcrypt cost accepted (the maximum `htpasswd -B -C` produces).
 /// Each step doubles the work of a verification; a Secret asking for cost

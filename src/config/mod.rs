@@ -131,3 +131,5 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fuzz;

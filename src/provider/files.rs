@@ -478,3 +478,5 @@ impl FileSource {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fuzz;

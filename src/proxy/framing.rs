@@ -352,3 +352,6 @@ mod properties {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz;

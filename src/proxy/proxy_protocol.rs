@@ -302,3 +302,6 @@ async fn consume(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

@@ -194,7 +194,7 @@ fn misdirected(published: &Published, host: &str, sni: Option<&str>) -> bool {
 /// not `host [":" port]` ([`host::is_valid`]) is a 400, and so is a target
 /// in authority-form (only CONNECT, which is not proxied) or asterisk-form
 /// (only `OPTIONS *`, answered before this), or a scheme other than http(s).
-fn request_host(req: &Request<Incoming>) -> Result<&str, ProxyError> {
+fn request_host<B>(req: &Request<B>) -> Result<&str, ProxyError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
@@ -246,3 +246,6 @@ fn options_asterisk() -> Response<ProxyBody> {
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     response
 }
+
+#[cfg(test)]
+mod fuzz;

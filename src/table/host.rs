@@ -199,3 +199,6 @@ mod tests {
         assert_eq!(n("[::1"), None);
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -138,3 +138,5 @@ pub fn parse(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(super) mod fuzz;

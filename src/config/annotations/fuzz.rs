@@ -119,7 +119,7 @@ fn check(map: BTreeMap<String, String>) -> Result<(), TestCaseError> {
 
 #[test]
 fn annotations() {
-    fuzzing::run("annotations", 600, maps(), check);
+    fuzzing::run("annotations", 300, maps(), check);
 }
 
 /// Reference model of nginx sizes.
@@ -150,10 +150,15 @@ fn render(key: &HashKey) -> String {
 
 #[test]
 fn value_parsers() {
-    fuzzing::run("annotations::values", 2_000, values(), |value| {
+    fuzzing::run("annotations::values", 1_000, values(), |value| {
         prop_assert_eq!(parse_size(&value), model_size(&value), "{:?}", value);
-        let entries: Vec<&str> = value.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
-        let parses = |e: &str| e.parse::<ipnet::IpNet>().is_ok() || e.parse::<std::net::IpAddr>().is_ok();
+        let entries: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        let parses =
+            |e: &str| e.parse::<ipnet::IpNet>().is_ok() || e.parse::<std::net::IpAddr>().is_ok();
         match parse_cidrs(&value) {
             Ok(nets) => {
                 prop_assert!(entries.iter().all(|e| parses(e)), "{value:?}");
@@ -164,7 +169,13 @@ fn value_parsers() {
         }
         if let Ok(key) = parse_hash_key(&value) {
             let text = render(&key);
-            prop_assert_eq!(parse_hash_key(&text).map(|k| k.parts), Ok(key.parts), "{:?} -> {:?}", value, text);
+            prop_assert_eq!(
+                parse_hash_key(&text).map(|k| k.parts),
+                Ok(key.parts),
+                "{:?} -> {:?}",
+                value,
+                text
+            );
         }
         Ok(())
     });

@@ -137,6 +137,6 @@ pub fn parse(
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 pub(super) mod fuzz;
+#[cfg(test)]
+mod tests;

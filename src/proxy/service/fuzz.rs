@@ -131,5 +131,5 @@ fn check(g: Generated) -> Result<(), TestCaseError> {
 
 #[test]
 fn request_host_agrees_with_the_model() {
-    fuzzing::run("proxy::request_host", 2_000, requests(), check);
+    fuzzing::run("proxy::request_host", 1_000, requests(), check);
 }

@@ -135,6 +135,24 @@ fn ingress() -> impl Strategy<Value = (Option<&'static str>, u8, BTreeMap<String
             .collect::<BTreeMap<_, _>>()
     });
     let special = prop_oneof![2 => Just(BTreeMap::new()), 1 => special];
+    // Whole features, which single annotations rarely spell.
+    let preset = |pairs: &'static [(&'static str, &'static str)]| {
+        Just(
+            pairs
+                .iter()
+                .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    };
+    let special = prop_oneof![
+        6 => special,
+        1 => preset(&[("canary", "true"), ("canary-weight", "30")]),
+        1 => preset(&[("canary", "true"), ("canary-by-header", "X-Canary")]),
+        1 => preset(&[("auth-type", "basic"), ("auth-secret", "auth")]),
+        1 => preset(&[("auth-type", "basic"), ("auth-secret", "auth"), ("auth-secret-type", "auth-map")]),
+        1 => preset(&[("use-regex", "true"), ("rewrite-target", "/$1")]),
+        1 => preset(&[("default-backend", "a"), ("custom-http-errors", "404,503")]),
+    ];
     let any_annotation = prop_oneof![
         3 => Just(BTreeMap::new()),
         1 => proptest::collection::btree_map(annotation_gen::names(), annotation_gen::values(), 1..3),

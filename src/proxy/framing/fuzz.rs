@@ -160,12 +160,12 @@ fn request() -> impl Strategy<Value = Vec<u8>> {
             // (up to the generated body), so later requests line up.
             let wanted = lines
                 .iter()
-                .filter_map(|(l, _)| {
+                .rev()
+                .find_map(|(l, _)| {
                     l.to_ascii_lowercase()
                         .strip_prefix("content-length:")
                         .map(|v| v.trim().parse::<usize>().ok())
                 })
-                .last()
                 .flatten()
                 .unwrap_or(0)
                 .min(len);

@@ -187,7 +187,7 @@ fn check((lines, crlf): (Vec<Line>, bool)) -> Result<(), TestCaseError> {
 
 #[test]
 fn generated_files() {
-    fuzzing::run("htpasswd::generated", 100, file(), check);
+    fuzzing::run("htpasswd::generated", 64, file(), check);
 }
 
 #[test]

@@ -203,7 +203,7 @@ fn mutated_files_and_headers() {
     ];
     fuzzing::run(
         "htpasswd::mutated",
-        150,
+        100,
         (text, header),
         |(text, header)| {
             match Htpasswd::parse(&text) {

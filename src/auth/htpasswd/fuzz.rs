@@ -120,10 +120,8 @@ fn hash_field(line: &str) -> &str {
     rest.split_once(':').map_or(rest, |(h, _)| h)
 }
 
-/// Fixed scheme labels an error may print even when a "hash" is just that.
-const LABELS: &[&str] = &[
-    "$2y$", "$2a$", "$2b$", "$2x$", "{SHA}", "$apr1$", "$1$", "$5$", "$6$", "$y$",
-];
+/// The parser's source: every fixed word an error can print is in it.
+const SOURCE: &str = include_str!("../htpasswd.rs");
 
 fn no_leak(text: &str, err: &super::HtpasswdError) -> Result<(), TestCaseError> {
     let Location::Line(n) = err.location else {
@@ -131,7 +129,11 @@ fn no_leak(text: &str, err: &super::HtpasswdError) -> Result<(), TestCaseError> 
     };
     let line = text.lines().nth(n - 1).unwrap_or_default();
     let hash = hash_field(line).trim();
-    if hash.len() >= 4 && !LABELS.contains(&hash) {
+    let user = line.split_once(':').map_or(line, |(u, _)| u);
+    // A short field may match the message's fixed words or the user name
+    // by chance; what must never appear is the field itself.
+    let by_chance = SOURCE.contains(hash) || user.contains(hash);
+    if hash.len() >= 4 && !by_chance {
         prop_assert!(
             !err.to_string().contains(hash),
             "hash {hash:?} leaked: {err}"

@@ -45,7 +45,7 @@ fn doc() -> impl Strategy<Value = Doc> {
         0usize..7,
         name,
         any::<bool>(),
-        proptest::collection::vec("[a-z]{1,5}: \"[ -!#-\\[\\]-~]{0,8}\"", 0..3),
+        proptest::collection::btree_map("k[a-z]{0,4}", "[ -!#-\\[\\]-~]{0,8}", 0..3),
     )
         .prop_map(|(kind, name, ns, annotations)| {
             let (head, body, objects): (&[&str], Vec<String>, usize) = match kind {
@@ -93,7 +93,7 @@ fn doc() -> impl Strategy<Value = Doc> {
             lines.extend(meta(&name, ns && kind != 5));
             if !annotations.is_empty() {
                 lines.push("  annotations:".into());
-                lines.extend(annotations.iter().map(|a| format!("    {a}")));
+                lines.extend(annotations.iter().map(|(k, v)| format!("    {k}: \"{v}\"")));
             }
             lines.extend(body);
             Doc { lines, objects }

@@ -263,12 +263,13 @@ fn worlds() -> impl Strategy<Value = World> {
 }
 
 fn snapshot(docs: &[Value]) -> Result<Snapshot, TestCaseError> {
-    let text: String = docs.iter().map(|d| format!("---\n{d}\n")).collect();
-    let objects = parse_manifests("fuzz.yaml", &text)
-        .map_err(|e| TestCaseError::fail(format!("generated manifests: {e}")))?;
     let mut snapshot = Snapshot::default();
-    for (origin, object) in objects {
-        snapshot.insert(origin, object);
+    for (i, doc) in docs.iter().enumerate() {
+        let objects = parse_manifests(&format!("doc{i}.json"), &doc.to_string())
+            .map_err(|e| TestCaseError::fail(format!("generated manifests: {e}")))?;
+        for (origin, object) in objects {
+            snapshot.insert(origin, object);
+        }
     }
     Ok(snapshot)
 }
@@ -392,5 +393,5 @@ fn check((world, pick): (World, usize)) -> Result<(), TestCaseError> {
 
 #[test]
 fn compiler() {
-    fuzzing::run("config::compile", 32, (worlds(), any::<usize>()), check);
+    fuzzing::run("config::compile", 64, (worlds(), any::<usize>()), check);
 }

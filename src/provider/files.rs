@@ -3,8 +3,8 @@
 //! Invariants:
 //! - Paths are files or directories (recursive); `*.yaml`, `*.yml` and
 //!   `*.json` (read as JSON, one document); multi-document YAML and
-//!   `kind: List` are accepted. Kinds
-//!   tollgate does not read (Deployments, ConfigMaps...) are skipped, and
+//!   `kind: List` are accepted. Kinds tollgate does not read
+//!   (Deployments, ConfigMaps...) are skipped, and
 //!   so are Secrets of types other than `kubernetes.io/tls` and `Opaque`
 //!   (a Secret without a type is `Opaque`, as the API server defaults it).
 //! - TrafficPolicies are read strictly: an unknown field is a schema error

@@ -77,6 +77,8 @@
 //! - [`check`]: `tollgate check`, the same provider and compiler as `run`.
 //! - [`settings`]: the command line (clap), each flag with an env variable.
 //! - [`echo`]: the built-in echo backend shared by examples, tests and benches.
+//! - `fuzzing` (tests only): the runner of the fuzz targets, which live in
+//!   a `fuzz` module next to the code each covers (`docs/fuzzing.md`).
 //!
 //! The data plane never sees a k8s-openapi type: everything it reads was
 //! compiled into plain types first.
@@ -88,6 +90,8 @@ pub mod check;
 pub mod config;
 pub mod crd;
 pub mod echo;
+#[cfg(test)]
+mod fuzzing;
 pub mod gateway_api;
 pub mod hop_by_hop;
 pub mod lb;

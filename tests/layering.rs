@@ -88,9 +88,12 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Test code: files named `tests.rs` or under a `tests/` folder.
+/// Test code: files named `tests.rs`, the fuzz targets (`fuzz.rs`, each
+/// declared `#[cfg(test)] mod fuzz;`) and their runner (`fuzzing.rs`), or
+/// files under a `tests/` folder.
 fn is_test_file(rel: &Path) -> bool {
-    rel.file_name().is_some_and(|n| n == "tests.rs")
+    rel.file_name()
+        .is_some_and(|n| n == "tests.rs" || n == "fuzz.rs" || n == "fuzzing.rs")
         || rel.components().any(|c| c.as_os_str() == "tests")
 }
 

@@ -48,6 +48,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 /// Highest bcrypt cost accepted (the maximum `htpasswd -B -C` produces).
@@ -502,30 +504,73 @@ fn parse_entry(user: &str, stored: &str) -> Result<Entry, HtpasswdErrorKind> {
     })
 }
 
-/// A name for a refused hash that never reveals the hash itself.
+/// A name for a refused hash that never reveals the hash itself: only a
+/// well-known scheme id is named, and only when more follows it (a field
+/// that is just `$6$` or `{PLAIN}`, or `$word$...` with an id nobody uses,
+/// may be a password, so it is not echoed).
 fn scheme_name(stored: &str) -> String {
-    if let Some(rest) = stored.strip_prefix('$') {
-        if let Some((id, _)) = rest.split_once('$') {
-            if !id.is_empty()
-                && id.len() <= 16
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
-                let known = match id {
-                    "5" => " (SHA-256 crypt)",
-                    "6" => " (SHA-512 crypt)",
-                    "y" => " (yescrypt)",
-                    "2x" => " (bcrypt with the 2x bug flag)",
-                    _ => "",
-                };
-                return format!("${id}${known}");
-            }
-        }
-    } else if let Some(rest) = stored.strip_prefix('{') {
-        if let Some((id, _)) = rest.split_once('}') {
-            if !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return format!("{{{id}}}");
-            }
-        }
+    const DOLLAR_IDS: &[&str] = &[
+        "1",
+        "2",
+        "2a",
+        "2b",
+        "2x",
+        "2y",
+        "3",
+        "5",
+        "6",
+        "7",
+        "y",
+        "gy",
+        "md5",
+        "sha1",
+        "apr1",
+        "argon2i",
+        "argon2d",
+        "argon2id",
+        "pbkdf2",
+        "pbkdf2-sha256",
+        "pbkdf2-sha512",
+        "scrypt",
+    ];
+    const BRACE_IDS: &[&str] = &[
+        "SHA",
+        "SSHA",
+        "MD5",
+        "SMD5",
+        "CRYPT",
+        "PLAIN",
+        "CLEARTEXT",
+        "SHA256",
+        "SHA512",
+        "SSHA256",
+        "SSHA512",
+        "PBKDF2",
+        "ARGON2",
+    ];
+    let named = |rest: &str, close: char, ids: &[&str]| {
+        rest.split_once(close)
+            .filter(|(id, after)| !after.is_empty() && ids.contains(id))
+            .map(|(id, _)| id.to_string())
+    };
+    if let Some(id) = stored
+        .strip_prefix('$')
+        .and_then(|rest| named(rest, '$', DOLLAR_IDS))
+    {
+        let known = match id.as_str() {
+            "5" => " (SHA-256 crypt)",
+            "6" => " (SHA-512 crypt)",
+            "y" => " (yescrypt)",
+            "2x" => " (bcrypt with the 2x bug flag)",
+            _ => "",
+        };
+        return format!("${id}${known}");
+    }
+    if let Some(id) = stored
+        .strip_prefix('{')
+        .and_then(|rest| named(rest, '}', BRACE_IDS))
+    {
+        return format!("{{{id}}}");
     }
     if stored.len() == 13 && stored.bytes().all(|b| CRYPT64.contains(&b)) {
         return "crypt(3) DES".to_string();

@@ -135,4 +135,6 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -4,7 +4,10 @@
 //! Invariants:
 //! - Only Ingresses of our class ([`super::class::is_ours`]), oldest first
 //!   (creationTimestamp, then `namespace/name`; a missing timestamp counts
-//!   as oldest): the order every conflict is decided in.
+//!   as oldest): the order every conflict is decided in. The timestamp is
+//!   that of the version served, so a rejected edit (whose timestamp is
+//!   only its claim) never moves its last good version ahead of another
+//!   Ingress.
 //! - An Ingress with any rejecting problem (structure, annotations that
 //!   fail closed, authentication that does not resolve, a regex path that
 //!   does not compile) is never served as written; its last good version
@@ -124,6 +127,14 @@ impl<'a> Builder<'a> {
                 });
             }
         }
+        // Order by the versions served: a rejected edit claiming another
+        // creationTimestamp (a file can say anything) must not let its last
+        // good version take another Ingress's paths.
+        served.sort_by(|a, b| {
+            let created =
+                |s: &Served<'_>| s.object.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            created(a).cmp(&created(b)).then_with(|| a.key.cmp(b.key))
+        });
         served
     }
 

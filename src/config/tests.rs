@@ -847,6 +847,31 @@ fn last_good_version_keeps_serving_when_an_ingress_becomes_invalid() {
     assert_eq!(target(&third, "foo.com", "/"), some("ns/v1:80"));
 }
 
+/// Found by the fuzz target: a rejected edit that also claims an older
+/// creationTimestamp moved its last good version ahead of the Ingress
+/// that held a path, which then lost it.
+#[test]
+fn a_rejected_edit_claiming_an_older_timestamp_takes_no_path() {
+    let holder = ing("a")
+        .created("2024-01-01T00:00:00Z")
+        .rule("foo.com", &[("/", "Prefix", "a")]);
+    let other = ing("b")
+        .created("2024-01-02T00:00:00Z")
+        .rule("foo.com", &[("/", "Prefix", "b")]);
+    let first = compile_docs(&[holder.yaml(), other.yaml()]);
+    assert_eq!(target(&first, "foo.com", "/"), some("ns/a:80"));
+    let broken = ing("b")
+        .created("2023-01-01T00:00:00Z")
+        .annotation("nginx.ingress.kubernetes.io/server-snippet", "return 200;")
+        .rule("foo.com", &[("/", "Prefix", "b")]);
+    let second = compile(
+        &snapshot(&[holder.yaml(), broken.yaml()]),
+        &CompileOptions::default(),
+        &first.last_good,
+    );
+    assert_eq!(target(&second, "foo.com", "/"), some("ns/a:80"));
+}
+
 #[test]
 fn ingress_invalid_from_the_start_is_not_served() {
     let bad = ing("a").rule("Foo.com", &[("/", "Prefix", "web")]);

@@ -2,8 +2,9 @@
 //!
 //! Invariants:
 //! - Paths are files or directories (recursive); `*.yaml`, `*.yml` and
-//!   `*.json`; multi-document YAML and `kind: List` are accepted. Kinds
-//!   tollgate does not read (Deployments, ConfigMaps...) are skipped, and
+//!   `*.json` (read as JSON, one document); multi-document YAML and
+//!   `kind: List` are accepted. Kinds tollgate does not read
+//!   (Deployments, ConfigMaps...) are skipped, and
 //!   so are Secrets of types other than `kubernetes.io/tls` and `Opaque`
 //!   (a Secret without a type is `Opaque`, as the API server defaults it).
 //! - Gateway API kinds (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
@@ -146,6 +147,9 @@ fn document_lines(text: &str) -> Vec<usize> {
 /// Parses one manifest file into objects (pure; used by tests and `check`).
 pub fn parse_manifests(path: &str, text: &str) -> Result<Vec<(Arc<str>, Object)>, FileError> {
     let starts = document_lines(text);
+    if path.ends_with(".json") {
+        return parse_json(path, text, starts.first().copied().unwrap_or(1));
+    }
     let mut out = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value = serde_yaml::Value::deserialize(document).map_err(|e| FileError::Syntax {
@@ -158,6 +162,23 @@ pub fn parse_manifests(path: &str, text: &str) -> Result<Vec<(Arc<str>, Object)>
         let line = starts.get(index).copied().unwrap_or(1);
         collect_objects(path, line, value, &mut out)?;
     }
+    Ok(out)
+}
+
+/// A `.json` manifest, read as JSON: a YAML parser refuses characters that
+/// JSON strings may hold (DEL, C1 controls), so a manifest `kubectl`
+/// accepts would not load.
+fn parse_json(path: &str, text: &str, line: usize) -> Result<Vec<(Arc<str>, Object)>, FileError> {
+    let mut out = Vec::new();
+    if text.trim().is_empty() {
+        return Ok(out);
+    }
+    let value: serde_yaml::Value = serde_json::from_str(text).map_err(|e| FileError::Syntax {
+        path: path.to_string(),
+        line: e.line(),
+        message: e.to_string(),
+    })?;
+    collect_objects(path, line, value, &mut out)?;
     Ok(out)
 }
 
@@ -539,5 +560,7 @@ impl FileSource {
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,8 @@
 //!   buffers more than one line prefix ([`PREFIX`] bytes) and never panics.
 //! - Follows framing exactly while it can (heads, and Content-Length
 //!   bodies); on anything it cannot follow (chunked bodies, upgrades,
-//!   HTTP/2, oversize numbers) it switches itself off for the rest of the
+//!   HTTP/2, a Content-Length that is not plain digits fitting a `u64` or
+//!   that is not seen whole) it switches itself off for the rest of the
 //!   connection. Off only loses the 400: hyper's handling still applies.
 
 use crate::metrics::BadRequest;
@@ -76,6 +77,15 @@ fn strip_prefix_ignore_case<'a>(line: &'a [u8], prefix: &[u8]) -> Option<&'a [u8
     head.eq_ignore_ascii_case(prefix)
         .then(|| line.get(prefix.len()..))
         .flatten()
+}
+
+/// `1*DIGIT` that fits a `u64` (RFC 9110 §8.6; no sign, unlike
+/// `str::parse`).
+fn content_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 impl FramingCheck {
@@ -161,11 +171,10 @@ impl FramingCheck {
         if line.is_empty() {
             self.end_head();
         } else if let Some(value) = strip_prefix_ignore_case(line, b"content-length:") {
-            let digits = value.trim_ascii();
-            match std::str::from_utf8(digits)
-                .ok()
-                .and_then(|d| d.parse::<u64>().ok())
-            {
+            // Only a value seen whole is followed: a cut line may have lost
+            // digits (`000…05` cut to `000…0`), and a wrong length would
+            // take body bytes for a head or a head for body bytes.
+            match content_length(value.trim_ascii()).filter(|_| !self.line_cut) {
                 Some(n) => self.content_length = Some(n),
                 None => self.state = State::Off,
             }
@@ -304,6 +313,27 @@ mod tests {
         check.feed(b"GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
         assert!(check.is_off());
     }
+
+    /// Found by the fuzz target: a Content-Length line longer than the
+    /// kept prefix was parsed from its cut prefix (`0…05` as `0…0`), so the
+    /// check took the body for the next head; and `+5` was read as 5.
+    #[test]
+    fn a_content_length_it_cannot_see_whole_turns_it_off() {
+        let zeros = "0".repeat(60);
+        let body = "GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let input = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {zeros}{}\r\n\r\n{body}",
+            body.len()
+        );
+        for piece in [1, 7, 1000] {
+            let check = feed_in_pieces(input.as_bytes(), piece);
+            assert_eq!(check.bad_head(), None, "piece {piece}: the body is no head");
+            assert!(check.is_off(), "piece {piece}");
+        }
+        let mut check = FramingCheck::default();
+        check.feed(b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n");
+        assert!(check.is_off());
+    }
 }
 
 #[cfg(test)]
@@ -352,3 +382,6 @@ mod properties {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz;

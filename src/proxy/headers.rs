@@ -261,3 +261,6 @@ mod tests {
         assert_ne!(new_request_id(), new_request_id());
     }
 }
+
+#[cfg(test)]
+mod fuzz;

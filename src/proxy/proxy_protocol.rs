@@ -101,14 +101,16 @@ fn parse_v1(input: &[u8]) -> Result<Parsed, ProxyHeaderError> {
     }
     let window = input.get(..V1_MAX).unwrap_or(input);
     let Some(lf) = window.iter().position(|&b| b == b'\n') else {
-        if window.len() >= V1_MAX {
-            return Err(invalid("v1 header longer than 107 bytes"));
-        }
         // A CR may only be the last byte seen so far (its LF pending).
+        // Checked before the length, so the reason for a refusal does not
+        // depend on how many bytes had arrived.
         if let Some(cr) = window.iter().position(|&b| b == b'\r') {
             if cr + 1 != window.len() {
                 return Err(invalid("v1 header: CR not followed by LF"));
             }
+        }
+        if window.len() >= V1_MAX {
+            return Err(invalid("v1 header longer than 107 bytes"));
         }
         return Ok(Parsed::Incomplete);
     };
@@ -302,3 +304,6 @@ async fn consume(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

@@ -219,7 +219,7 @@ fn misdirected(published: &Published, host: &str, sni: Option<&str>) -> bool {
 /// (only `OPTIONS *`, answered before this), a path not starting with `/`
 /// (an HTTP/2 `:path` can be anything) or a scheme other than http(s) is a
 /// 400 too.
-fn request_host(req: &Request<Incoming>) -> Result<&str, ProxyError> {
+fn request_host<B>(req: &Request<B>) -> Result<&str, ProxyError> {
     let host_error = |why| Err(ProxyError::Invalid(BadRequest::Host, why));
     let target_error = |why| Err(ProxyError::Invalid(BadRequest::Target, why));
     let mut hosts = req.headers().get_all(HOST).iter();
@@ -282,3 +282,6 @@ fn options_asterisk() -> Response<ProxyBody> {
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     response
 }
+
+#[cfg(test)]
+mod fuzz;

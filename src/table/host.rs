@@ -12,7 +12,7 @@ pub const MAX_HOST_LEN: usize = 253;
 
 /// Normalizes an `authority` or `Host` value: strips userinfo, the port and a
 /// trailing dot, and lowercases. Returns `None` for an empty or oversized
-/// host. IPv6 literals keep their brackets (`[::1]`).
+/// host, and for one that still ends in a dot (`a..`: an empty label). IPv6 literals keep their brackets (`[::1]`).
 pub fn normalize<'a>(raw: &'a str, buf: &'a mut [u8; MAX_HOST_LEN + 2]) -> Option<&'a str> {
     let raw = match raw.rfind('@') {
         Some(at) => raw.get(at + 1..)?,
@@ -29,7 +29,9 @@ pub fn normalize<'a>(raw: &'a str, buf: &'a mut [u8; MAX_HOST_LEN + 2]) -> Optio
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() || host.len() > buf.len() {
+    // One trailing dot is the root label; a second one (`a..`) would be
+    // an empty label, and no name in the table has one.
+    if host.is_empty() || host.ends_with('.') || host.len() > buf.len() {
         return None;
     }
     if !host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -198,4 +200,17 @@ mod tests {
         assert_eq!(n(&"a".repeat(300)), None);
         assert_eq!(n("[::1"), None);
     }
+
+    /// Found by the fuzz target: `..` (valid reg-name syntax) normalized
+    /// to `.`, a lookup key with a trailing dot.
+    #[test]
+    fn no_key_ends_in_a_dot() {
+        assert_eq!(n(".."), None);
+        assert_eq!(n("..:80"), None);
+        assert_eq!(n("a..:80"), None);
+        assert_eq!(n("a.b."), Some("a.b".to_string()));
+    }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -275,3 +275,6 @@ mod properties {
         assert!(!stays_under_public("a/../../b"));
     }
 }
+
+#[cfg(test)]
+mod fuzz;

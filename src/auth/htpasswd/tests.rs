@@ -154,6 +154,29 @@ fn unsupported_schemes_are_refused_without_echoing_the_hash() {
     }
 }
 
+/// Found by the fuzz target: a "hash" that is only a scheme label
+/// (`$3a$`, `{PLAIN}`) was echoed whole as the scheme's name, and an
+/// unknown `$word$...` echoed its first word.
+#[test]
+fn a_field_that_is_only_a_label_is_not_echoed() {
+    for text in [
+        "u:$3a$",
+        "u:$6$",
+        "u:{PLAIN}",
+        "u:$hunter2$x",
+        "u:{hunter2}x",
+    ] {
+        let err = Htpasswd::parse(text).unwrap_err();
+        let hash = text.split_once(':').unwrap().1;
+        assert!(!err.to_string().contains(hash), "{text}: {err}");
+        assert!(!err.to_string().contains("hunter2"), "{text}: {err}");
+        let HtpasswdErrorKind::UnsupportedScheme { scheme, .. } = &err.kind else {
+            panic!("{text}: {err}");
+        };
+        assert_eq!(scheme, "plain text (or unknown)", "{text}");
+    }
+}
+
 #[test]
 fn auth_map_pairs_trim_hashes_and_name_the_key() {
     let file = Htpasswd::from_pairs([

@@ -117,8 +117,14 @@ impl Parser<'_> {
                 status: statuses.nginx,
             });
         if tollgate.is_some() && nginx.is_some() {
+            // Name the nginx annotation that is set (rps wins over rpm).
+            let unused = if n_rps.is_some() {
+                "limit-rps"
+            } else {
+                "limit-rpm"
+            };
             self.warn(
-                &format!("{NGINX}limit-rps"),
+                &format!("{NGINX}{unused}"),
                 "tollgate.dev/limit-* is also set and wins",
             );
         }

@@ -137,4 +137,6 @@ pub fn parse(
 }
 
 #[cfg(test)]
+pub(super) mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -84,6 +84,19 @@ fn tollgate_limits_are_absolute_and_429() {
     assert!(problems.iter().any(|p| !p.reject));
 }
 
+/// Found by the fuzz target: with nginx's `limit-rpm` (not `limit-rps`)
+/// and a tollgate limit, the warning named `limit-rps`, which is not set.
+#[test]
+fn the_overridden_nginx_limit_is_the_one_named() {
+    let (_, problems) = parse_map(&[(&n("limit-rpm"), "1"), ("tollgate.dev/limit-rps", "1")]);
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [format!("metadata.annotations[{}]", n("limit-rpm"))],
+        "{problems:?}"
+    );
+}
+
 #[test]
 fn sizes() {
     assert_eq!(parse_size("8m"), Some(8 << 20));

@@ -93,6 +93,25 @@ fn json_manifest() {
     assert_eq!(slice.endpoints[0].addresses, ["10.0.0.1"]);
 }
 
+/// Found by the fuzz target: a JSON manifest whose strings hold characters
+/// JSON allows and YAML does not (DEL, C1 controls) did not load.
+#[test]
+fn json_manifests_are_read_as_json() {
+    let text = "{\"apiVersion\": \"v1\", \"kind\": \"Service\",\n \"metadata\": {\"name\": \"web\", \"namespace\": \"ns\", \"annotations\": {\"a\": \"\u{7f}x\u{85}\"}}}";
+    let objects = parse_manifests("f.json", text).expect("valid JSON");
+    let [(origin, Object::Service(service))] = objects.as_slice() else {
+        panic!("{objects:?}")
+    };
+    assert_eq!(&**origin, "f.json:1");
+    let annotations = service.metadata.annotations.as_ref().expect("annotations");
+    assert_eq!(annotations["a"], "\u{7f}x\u{85}");
+    assert!(parse_manifests("f.json", "").expect("empty").is_empty());
+    let FileError::Syntax { line, .. } = parse_manifests("f.json", "{\n\n,").unwrap_err() else {
+        panic!("a syntax error")
+    };
+    assert_eq!(line, 3);
+}
+
 #[test]
 fn unknown_kinds_are_skipped() {
     let text = format!(

@@ -200,6 +200,24 @@ fn garbage_and_malformed_headers_are_refused() {
     assert!(is_invalid(b"PROXY TCP4 1.2.3.4\r5"));
 }
 
+/// Found by the fuzz target: a v1 line with a stray CR was refused as "CR
+/// not followed by LF" or as "longer than 107 bytes" depending on how many
+/// bytes had arrived; the reason is now the same.
+#[test]
+fn the_reason_for_a_refusal_does_not_depend_on_later_bytes() {
+    let mut input = b"PROXY ".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 97));
+    input.extend_from_slice(b"\r\0");
+    let reason = |input: &[u8]| match parse(input) {
+        Err(ProxyHeaderError::Invalid(reason)) => reason,
+        other => panic!("{other:?}"),
+    };
+    let first = reason(&input);
+    assert_eq!(first, "v1 header: CR not followed by LF");
+    input.extend_from_slice(b"0123456789\r\n");
+    assert_eq!(reason(&input), first);
+}
+
 /// Random bytes and mutated headers: never a panic, and more bytes never
 /// change a decision (what [`read_header`] relies on to consume exactly the
 /// header). Bounded: a fixed seed and a fixed number of rounds.

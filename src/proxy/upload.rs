@@ -235,18 +235,49 @@ pub enum Stall {
     TooLarge,
 }
 
+/// How long one exchange with an upstream may take (see the module
+/// documentation). Borrowed by [`with_timeouts`], so its future holds one
+/// pointer, not the values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeLimits {
+    /// Longest pause while the request body streams.
+    pub send: Duration,
+    /// Waiting for response headers.
+    pub read: Duration,
+    /// Each attempt, from sending to the response headers (Gateway
+    /// `timeouts.backendRequest`).
+    pub attempt: Option<Duration>,
+    /// When the whole request must have its response headers (Gateway
+    /// `timeouts.request`, counted from routing).
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+impl ExchangeLimits {
+    /// When an attempt starting now must have its response headers: the
+    /// earlier of `attempt` from now and `deadline`; `None` (no clock
+    /// read) when neither is set.
+    #[inline]
+    pub fn attempt_deadline(&self) -> Option<tokio::time::Instant> {
+        let attempt = self.attempt.map(|d| tokio::time::Instant::now() + d);
+        match (attempt, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// Awaits `response` under the two-phase timeout described in the module
-/// documentation (a single timeout when there is no body): `send` bounds
-/// pauses while the body streams, `read` the wait for response headers;
-/// neither runs past `deadline` (a route's request and attempt timeouts),
-/// which reads the clock only when set.
+/// documentation (a single timeout when there is no body): `limits.send`
+/// bounds pauses while the body streams, `limits.read` the wait for
+/// response headers; neither runs past the attempt's deadline (a route's
+/// request and attempt timeouts), which reads the clock only when set.
 pub async fn with_timeouts<F: Future>(
     response: F,
     upload: Option<&Upload>,
-    send: Duration,
-    read: Duration,
-    deadline: Option<tokio::time::Instant>,
+    limits: &ExchangeLimits,
 ) -> Result<F::Output, Stall> {
+    let (send, read) = (limits.send, limits.read);
+    let deadline = limits.attempt_deadline();
     let within = |limit: Duration| match deadline {
         None => limit,
         Some(at) => limit.min(at.saturating_duration_since(tokio::time::Instant::now())),

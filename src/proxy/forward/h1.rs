@@ -126,15 +126,9 @@ pub async fn send(
             // Latency feeds only the p2c-ewma picker: no clock read otherwise.
             let sent = (upstream.key.lb == LbAlgorithm::P2cEwma).then(Instant::now);
             let exchange = sender.try_send_request(req);
-            let result = with_timeouts(
-                exchange,
-                upload.as_deref(),
-                plan.send_timeout,
-                plan.read_timeout,
-                plan.attempt_deadline(),
-            )
-            .await
-            .map_err(ProxyError::from);
+            let result = with_timeouts(exchange, upload.as_deref(), &plan.exchange)
+                .await
+                .map_err(ProxyError::from);
             let response = match result {
                 Err(ProxyError::Timeout)
                     if replay.is_some() && retry.is_some_and(|r| r.on_timeout) =>

@@ -86,24 +86,17 @@ pub async fn forward_h2(
             }
         }
         let inflight = endpoint.start_request();
-        let mut response = match with_timeouts(
-            sender.send_request(req),
-            upload,
-            plan.send_timeout,
-            plan.read_timeout,
-            plan.attempt_deadline(),
-        )
-        .await?
-        {
-            Ok(response) => response,
-            Err(_) if upload.is_some_and(|u| u.too_large()) => {
-                return Err(ProxyError::PayloadTooLarge)
-            }
-            Err(e) => match upload.and_then(|u| u.client_fault()) {
-                Some(fault) => return Err(ProxyError::Malformed(fault)),
-                None => return Err(ProxyError::Upstream(e)),
-            },
-        };
+        let mut response =
+            match with_timeouts(sender.send_request(req), upload, &plan.exchange).await? {
+                Ok(response) => response,
+                Err(_) if upload.is_some_and(|u| u.too_large()) => {
+                    return Err(ProxyError::PayloadTooLarge)
+                }
+                Err(e) => match upload.and_then(|u| u.client_fault()) {
+                    Some(fault) => return Err(ProxyError::Malformed(fault)),
+                    None => return Err(ProxyError::Upstream(e)),
+                },
+            };
         hop_by_hop::strip_hop_by_hop(response.headers_mut(), false);
         return Ok((
             response.map(|body| ProxyBody::upstream(body, None, inflight)),

@@ -22,6 +22,7 @@ use super::pool;
 use crate::lb::{Endpoint, Upstream};
 use crate::proxy::error::ProxyError;
 use crate::proxy::shared::ProxySettings;
+use crate::proxy::upload::ExchangeLimits;
 use crate::state::Published;
 use crate::table::policy::{Retry, RoutePolicy};
 use crate::table::UpstreamId;
@@ -44,17 +45,9 @@ pub struct Plan<'a> {
     pub connect_timeout: Duration,
     /// Pooled upstream connections idle longer are not reused.
     pub idle_timeout: Duration,
-    /// Waiting for response headers.
-    pub read_timeout: Duration,
-    /// Longest pause while the request body streams.
-    pub send_timeout: Duration,
-    /// Each attempt, from sending to the response headers (Gateway
-    /// `timeouts.backendRequest`): 504 after it.
-    pub attempt_timeout: Option<Duration>,
-    /// When the whole request must have its response headers (Gateway
-    /// `timeouts.request`, counted from routing): every attempt gets only
-    /// the time left, then 504.
-    pub deadline: Option<Instant>,
+    /// The response-header, body-pause, attempt and whole-request limits
+    /// of each exchange (504 past them).
+    pub exchange: ExchangeLimits,
     pub max_body: Option<u64>,
     pub retry: Option<&'a Retry>,
     /// How the first endpoint is chosen.
@@ -129,27 +122,17 @@ impl<'a> Backend<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// When an attempt starting now must have its response headers: the
-    /// earlier of [`Plan::attempt_timeout`] from now and
-    /// [`Plan::deadline`]; `None` (no clock read) when neither is set.
-    #[inline]
-    pub(super) fn attempt_deadline(&self) -> Option<Instant> {
-        let attempt = self.attempt_timeout.map(|d| Instant::now() + d);
-        match (attempt, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     /// The global flags, nothing per route.
     pub fn from_settings(settings: &ProxySettings) -> Self {
         Plan {
             connect_timeout: settings.connect_timeout,
             idle_timeout: settings.upstream_idle_timeout,
-            read_timeout: settings.response_timeout,
-            send_timeout: settings.response_timeout,
-            attempt_timeout: None,
-            deadline: None,
+            exchange: ExchangeLimits {
+                send: settings.response_timeout,
+                read: settings.response_timeout,
+                attempt: None,
+                deadline: None,
+            },
             max_body: None,
             retry: None,
             pick: Pick::Balanced,
@@ -166,10 +149,12 @@ impl<'a> Plan<'a> {
                 .timeouts
                 .idle
                 .unwrap_or(settings.upstream_idle_timeout),
-            read_timeout: policy.timeouts.read.unwrap_or(settings.response_timeout),
-            send_timeout: policy.timeouts.send.unwrap_or(settings.response_timeout),
-            attempt_timeout: policy.timeouts.backend_request,
-            deadline: policy.timeouts.request.map(|d| Instant::now() + d),
+            exchange: ExchangeLimits {
+                send: policy.timeouts.send.unwrap_or(settings.response_timeout),
+                read: policy.timeouts.read.unwrap_or(settings.response_timeout),
+                attempt: policy.timeouts.backend_request,
+                deadline: policy.timeouts.request.map(|d| Instant::now() + d),
+            },
             max_body: policy.max_body,
             retry: policy.retry.as_ref(),
             pick: Pick::Balanced,

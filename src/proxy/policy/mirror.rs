@@ -108,7 +108,7 @@ fn send(
                 // be reused), within the response timeout.
                 let mut body = response.into_body();
                 let drain = async { while let Some(Ok(_)) = body.frame().await {} };
-                let _ = tokio::time::timeout(plan.read_timeout, drain).await;
+                let _ = tokio::time::timeout(plan.exchange.read, drain).await;
             }
             Err(error) => {
                 tracing::debug!(%error, mirror = %mirror.service, "mirror request failed");

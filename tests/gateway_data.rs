@@ -147,6 +147,8 @@ async fn proxy(build: Build) -> Proxy {
         idle_timeout: Duration::from_secs(30),
         max_header_bytes: 16 * 1024,
         proxy_protocol: false,
+        http2_max_concurrent_streams: 256,
+        http2_max_control_frames: 200,
     };
     let task = tokio::spawn(listener::serve(
         listener,

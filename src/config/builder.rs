@@ -17,6 +17,7 @@ use super::diagnostic::Severity;
 use super::options::CompileOptions;
 use super::problem::{Problem, Subject};
 use super::snapshot::{ObjectKey, Snapshot};
+use super::traffic_policy::Target;
 use crate::crd::TrafficPolicy;
 use crate::table::tls::CertId;
 use crate::table::upstream::{TrustAnchors, UpstreamKey};
@@ -36,8 +37,9 @@ pub(super) struct Builder<'a> {
     pub(super) roots: HashMap<ObjectKey, TrustAnchors>,
     /// Routes by (host, path, pathType), for attaching canaries.
     pub(super) paths: HashMap<(String, String, PathType), RouteId>,
-    /// The TrafficPolicy applying to each Ingress: (policy, its spec).
-    pub(super) policies: HashMap<ObjectKey, (ObjectKey, Arc<TrafficPolicy>)>,
+    /// The TrafficPolicy applying to each target (Ingress, HTTPRoute,
+    /// Gateway): (policy, its spec).
+    pub(super) policies: HashMap<Target, (ObjectKey, Arc<TrafficPolicy>)>,
     /// An HTTPS listener without a hostname already gave the default
     /// certificate (the oldest one does).
     pub(super) gateway_default_cert: bool,

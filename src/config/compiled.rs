@@ -70,6 +70,9 @@ pub struct Compiled {
     /// The Ingresses served (as written or from their last good version),
     /// sorted: the ones whose status gets our addresses.
     pub served: Vec<ObjectKey>,
+    /// The HTTPRoutes in the table and the Gateways of ours: the Gateway
+    /// API objects a TrafficPolicy can apply to.
+    pub gateway_targets: Vec<super::traffic_policy::Target>,
     /// The `Accepted` condition of every TrafficPolicy.
     pub policy_status: BTreeMap<ObjectKey, PolicyStatus>,
     /// Every Gateway API condition (GatewayClasses, Gateways, listeners,

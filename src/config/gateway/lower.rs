@@ -29,8 +29,10 @@ use super::backends::RefProblem;
 use super::filters::{self, FilterContext, FilterProblem};
 use crate::config::builder::Builder;
 use crate::config::diagnostic::Severity;
+use crate::config::overlay;
 use crate::config::problem::{Field, Problem, Reason, Subject};
 use crate::config::snapshot::ObjectKey;
+use crate::crd::TrafficPolicy;
 use crate::gateway_api::route::{
     BackendRef, HttpRouteMatch, HttpRouteRule, ValueMatch as MatchSpec,
 };
@@ -183,6 +185,10 @@ pub(super) struct RouteInput<'a> {
     pub order: usize,
     pub hosts: &'a [HostBinding],
     pub rules: &'a [HttpRouteRule],
+    /// The TrafficPolicies reaching the route, least specific first (its
+    /// Gateway's, then its own): each laid over the one before, section
+    /// by section, before the rule's own filters.
+    pub policies: &'a [Arc<TrafficPolicy>],
 }
 
 impl RouteInput<'_> {
@@ -220,6 +226,12 @@ impl Builder<'_> {
         out: &mut Lowered,
     ) -> Result<(), Unsupported> {
         let default_match = [HttpRouteMatch::default()];
+        // What the policies set; a rule's filters then set their own
+        // sections over it (the route's own settings win).
+        let mut base = RoutePolicy::default();
+        for p in input.policies {
+            overlay::apply(&mut base, &p.spec, self.opts.limit_statuses, false);
+        }
         for (r, rule) in input.rules.iter().enumerate() {
             let matches: &[HttpRouteMatch] = match &rule.matches {
                 Some(m) if !m.is_empty() => m,
@@ -235,7 +247,7 @@ impl Builder<'_> {
                     _ => None,
                 };
                 for binding in input.hosts {
-                    let mut policy = RoutePolicy::default();
+                    let mut policy = base.clone();
                     let cx = FilterContext {
                         route_kind: input.kind,
                         route: input.key,

@@ -10,11 +10,11 @@
 //!   route's `namespace/name`, the rule's and the match's order. The table
 //!   orders paths itself (Exact, regular expressions, longest prefix) and
 //!   tries the candidates of one path in insertion order.
-//! - Hostnames take precedence over paths, as the spec says: a request is
-//!   matched against the candidates of the most specific host that has any
-//!   (exact, then wildcard, then every host) and does not fall through to
-//!   a less specific one (as Envoy-based implementations do, and as
-//!   Ingress hosts behave).
+//! - Hostnames take precedence over paths, as the spec says: the table
+//!   tries the candidates of the exact host, then of the wildcards from the
+//!   longest suffix (a Gateway wildcard covers one or more labels), then of
+//!   every host, and moves to a less specific host only when no candidate
+//!   of the more specific one matches ([`crate::table::RoutingTable::lookup_head`]).
 //! - A rule whose backends are all invalid (or that has none) answers 500,
 //!   a partly invalid rule sends the invalid share to 500; a rule with a
 //!   RequestRedirect needs no backend.

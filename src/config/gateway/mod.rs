@@ -92,6 +92,29 @@ impl RouteEntry<'_> {
     }
 }
 
+/// The first route hostname the CRD schema refuses (field, message).
+fn hostname_problem(hostnames: &[String]) -> Option<(String, String)> {
+    if hostnames.len() > hostname::MAX_ROUTE_HOSTNAMES {
+        return Some((
+            "spec.hostnames".into(),
+            format!(
+                "at most {} hostnames (the CRD schema refuses the route; it is not served)",
+                hostname::MAX_ROUTE_HOSTNAMES
+            ),
+        ));
+    }
+    let (i, bad) = hostnames
+        .iter()
+        .enumerate()
+        .find(|(_, h)| !hostname::schema_valid(h))?;
+    Some((
+        format!("spec.hostnames[{i}]"),
+        format!(
+            "`{bad}` is not a valid hostname (lowercase DNS labels, optionally after `*.`, no port, at most 253 characters): the CRD schema refuses the route; it is not served"
+        ),
+    ))
+}
+
 impl Builder<'_> {
     /// Compiles every Gateway API object of ours into the table and the
     /// status.
@@ -175,6 +198,20 @@ impl Builder<'_> {
         let snapshot = self.snapshot;
         let generation = route.meta.generation;
         let key = route.key;
+        if let Some(problem) = hostname_problem(route.hostnames) {
+            // The API server would refuse the object: it is not served and
+            // gets no status.
+            self.report(
+                Severity::Rejected,
+                Subject {
+                    kind: route.kind,
+                    key,
+                    origin: &Some(route.origin.clone()),
+                },
+                Problem::new(Field::Reported(problem.0), Reason::GatewayApi(problem.1)),
+            );
+            return None;
+        }
         let attached = attach(
             snapshot,
             &self.opts.gateway_controller_name,

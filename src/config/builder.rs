@@ -12,12 +12,11 @@
 use std::sync::Arc;
 
 use super::certificate::Certificate;
-use super::compiled::{Compiled, HashMap, LastGood};
+use super::compiled::{Compiled, HashMap, LastGood, Target};
 use super::diagnostic::Severity;
 use super::options::CompileOptions;
 use super::problem::{Problem, Subject};
 use super::snapshot::{ObjectKey, Snapshot};
-use super::traffic_policy::Target;
 use crate::crd::TrafficPolicy;
 use crate::table::tls::CertId;
 use crate::table::upstream::{TrustAnchors, UpstreamKey};

@@ -4,10 +4,11 @@
 //! Invariants:
 //! - Pure (no IO, no clock), like the rest of the compiler.
 //! - A policy applies only to objects in its own namespace that it names
-//!   in `targetRefs` ([`Target`]: kind and key), and only in a version [`crate::crd::validate`] finds
-//!   nothing wrong with: the current one, or, while the current one is
-//!   invalid, the last valid one ([`Fallback`], so a broken edit never
-//!   opens an allow list). A policy never valid claims no Ingress. Invalid
+//!   in `targetRefs` ([`Target`]: kind and key), and only in a version
+//!   [`crate::crd::validate`] finds nothing wrong with: the current one,
+//!   or, while the current one is invalid, the last valid one
+//!   ([`Fallback`], so a broken edit never opens an allow list). A policy
+//!   never valid claims no target. Invalid
 //!   versions are reported, never half-applied.
 //! - One policy per target: when several valid policies target the same
 //!   object, the oldest (creationTimestamp, then name; a missing timestamp
@@ -29,11 +30,8 @@ use super::diagnostic::{Diagnostic, Severity};
 use super::problem::{Field, Problem, Reason, Subject};
 use super::snapshot::{Entry, ObjectKey, Snapshot};
 
-pub use super::compiled::PolicyStatus;
+pub use super::compiled::{PolicyStatus, Target};
 use crate::crd::{self, TargetKind, TrafficPolicy};
-
-/// An object a policy can target: its kind and `namespace/name`.
-pub type Target = (TargetKind, ObjectKey);
 
 /// Reasons of the `Accepted` condition.
 pub const ACCEPTED: &str = "Accepted";

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use super::certificate::Certificate;
-use super::compiled::{Compiled, HashMap, LastGood};
+use super::compiled::{Compiled, HashMap, LastGood, Target};
 use super::diagnostic::Severity;
 use super::options::CompileOptions;
 use super::problem::{Problem, Subject};
@@ -36,8 +36,9 @@ pub(super) struct Builder<'a> {
     pub(super) roots: HashMap<ObjectKey, TrustAnchors>,
     /// Routes by (host, path, pathType), for attaching canaries.
     pub(super) paths: HashMap<(String, String, PathType), RouteId>,
-    /// The TrafficPolicy applying to each Ingress: (policy, its spec).
-    pub(super) policies: HashMap<ObjectKey, (ObjectKey, Arc<TrafficPolicy>)>,
+    /// The TrafficPolicy applying to each target (Ingress, HTTPRoute,
+    /// Gateway): (policy, its spec).
+    pub(super) policies: HashMap<Target, (ObjectKey, Arc<TrafficPolicy>)>,
     /// An HTTPS listener without a hostname already gave the default
     /// certificate (the oldest one does).
     pub(super) gateway_default_cert: bool,

@@ -20,7 +20,7 @@ use super::certificate::Certificate;
 use super::diagnostic::Diagnostic;
 use super::snapshot::ObjectKey;
 use crate::auth::htpasswd::Htpasswd;
-use crate::crd::TrafficPolicy;
+use crate::crd::{TargetKind, TrafficPolicy};
 use crate::table::tls::TlsTable;
 use crate::table::upstream::{EndpointAddr, UpstreamKey, UpstreamSpec};
 use crate::table::RoutingTable;
@@ -70,6 +70,9 @@ pub struct Compiled {
     /// The Ingresses served (as written or from their last good version),
     /// sorted: the ones whose status gets our addresses.
     pub served: Vec<ObjectKey>,
+    /// The HTTPRoutes in the table and the Gateways of ours: the Gateway
+    /// API objects a TrafficPolicy can apply to.
+    pub gateway_targets: Vec<Target>,
     /// The `Accepted` condition of every TrafficPolicy.
     pub policy_status: BTreeMap<ObjectKey, PolicyStatus>,
     /// Every Gateway API condition (GatewayClasses, Gateways, listeners,
@@ -82,6 +85,9 @@ impl Compiled {
         self.diagnostics.iter().any(Diagnostic::is_rejection)
     }
 }
+
+/// An object a TrafficPolicy can target: its kind and `namespace/name`.
+pub type Target = (TargetKind, ObjectKey);
 
 /// What a policy's `Accepted` condition should say.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -93,7 +93,10 @@ impl Builder<'_> {
         ingress: &Ingress,
         policy: &mut RoutePolicy,
     ) -> Option<LbAlgorithm> {
-        let (policy_key, traffic_policy) = self.policies.get(key).cloned()?;
+        let (policy_key, traffic_policy) = self
+            .policies
+            .get(&(crate::crd::TargetKind::Ingress, key.clone()))
+            .cloned()?;
         let applied = overlay::apply(
             policy,
             &traffic_policy.spec,

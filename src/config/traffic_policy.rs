@@ -1,20 +1,25 @@
-//! TrafficPolicies: which policy applies to which Ingress, and what each
-//! policy's `Accepted` condition says.
+//! TrafficPolicies: which policy applies to which Ingress, HTTPRoute or
+//! Gateway, and what each policy's `Accepted` condition says.
 //!
 //! Invariants:
 //! - Pure (no IO, no clock), like the rest of the compiler.
-//! - A policy applies only to Ingresses in its own namespace that it names
-//!   in `targetRefs`, and only in a version [`crate::crd::validate`] finds
-//!   nothing wrong with: the current one, or, while the current one is
-//!   invalid, the last valid one ([`Fallback`], so a broken edit never
-//!   opens an allow list). A policy never valid claims no Ingress. Invalid
+//! - A policy applies only to objects in its own namespace that it names
+//!   in `targetRefs` ([`Target`]: kind and key), and only in a version
+//!   [`crate::crd::validate`] finds nothing wrong with: the current one,
+//!   or, while the current one is invalid, the last valid one
+//!   ([`Fallback`], so a broken edit never opens an allow list). A policy
+//!   never valid claims no target. Invalid
 //!   versions are reported, never half-applied.
-//! - One policy per Ingress: when several valid policies target the same
-//!   Ingress, the oldest (creationTimestamp, then name; a missing timestamp
+//! - One policy per target: when several valid policies target the same
+//!   object, the oldest (creationTimestamp, then name; a missing timestamp
 //!   counts as oldest, as for Ingresses) applies and the others are
 //!   Conflicted there. [`owners`] and [`statuses`] use the same rule.
-//! - A policy is Accepted when it applies to at least one Ingress this
-//!   controller serves; its message names the targets it does not apply to.
+//! - A policy is Accepted when it applies to at least one object this
+//!   controller serves (an Ingress served, an HTTPRoute in the table, a
+//!   Gateway of ours); its message names the targets it does not apply to.
+//! - How a route combines the policies reaching it (a Gateway's, then its
+//!   HTTPRoute's, then the route's own filters) is the lowering's business
+//!   (`gateway::lower`); this file only says who owns which target.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,8 +30,8 @@ use super::diagnostic::{Diagnostic, Severity};
 use super::problem::{Field, Problem, Reason, Subject};
 use super::snapshot::{Entry, ObjectKey, Snapshot};
 
-pub use super::compiled::PolicyStatus;
-use crate::crd::{self, TrafficPolicy};
+pub use super::compiled::{PolicyStatus, Target};
+use crate::crd::{self, TargetKind, TrafficPolicy};
 
 /// Reasons of the `Accepted` condition.
 pub const ACCEPTED: &str = "Accepted";
@@ -91,13 +96,13 @@ pub fn versions_in_force(snapshot: &Snapshot, fallback: &Fallback) -> Fallback {
         .collect()
 }
 
-/// The policy applying to each Ingress it targets (`namespace/name` of the
-/// Ingress → the policy's key and the version in force): of the policies
-/// targeting an Ingress, the oldest.
+/// The policy applying to each object it targets (kind and
+/// `namespace/name` of the target → the policy's key and the version in
+/// force): of the policies targeting an object, the oldest.
 pub fn owners(
     snapshot: &Snapshot,
     fallback: &Fallback,
-) -> BTreeMap<ObjectKey, (ObjectKey, Arc<TrafficPolicy>)> {
+) -> BTreeMap<Target, (ObjectKey, Arc<TrafficPolicy>)> {
     let mut policies: Vec<Policy<'_>> = in_force(snapshot, fallback)
         .into_iter()
         .map(|(p, _)| p)
@@ -106,24 +111,50 @@ pub fn owners(
     let mut out = BTreeMap::new();
     for (key, entry) in policies {
         for target in &entry.object.spec.target_refs {
-            if !entry.object.spec.targets(&target.name) {
+            let Some(kind) = target.target_kind() else {
                 continue;
-            }
-            out.entry(ObjectKey::new(key.namespace.clone(), target.name.clone()))
-                .or_insert_with(|| (key.clone(), entry.object.clone()));
+            };
+            out.entry((
+                kind,
+                ObjectKey::new(key.namespace.clone(), target.name.clone()),
+            ))
+            .or_insert_with(|| (key.clone(), entry.object.clone()));
         }
     }
     out
 }
 
 /// The status of every policy in the snapshot. `served`: the Ingresses
-/// this controller serves ([`Compiled::served`]).
+/// this controller serves ([`Compiled::served`]); `gateway_targets`: the
+/// HTTPRoutes and Gateways it serves ([`Compiled::gateway_targets`]).
 pub fn statuses(
     snapshot: &Snapshot,
     served: &[ObjectKey],
+    gateway_targets: &[Target],
     fallback: &Fallback,
 ) -> BTreeMap<ObjectKey, PolicyStatus> {
-    evaluate(snapshot, served, fallback).0
+    evaluate(snapshot, &served_targets(served, gateway_targets), fallback).0
+}
+
+fn served_targets<'a>(served: &'a [ObjectKey], gateway_targets: &'a [Target]) -> BTreeSet<Target> {
+    served
+        .iter()
+        .map(|k| (TargetKind::Ingress, k.clone()))
+        .chain(gateway_targets.iter().cloned())
+        .collect()
+}
+
+/// "Ingress a, b and HTTPRoute c": names grouped by kind, in kind order.
+fn names(targets: &[(TargetKind, String)]) -> String {
+    let mut by_kind: BTreeMap<TargetKind, Vec<&str>> = BTreeMap::new();
+    for (kind, name) in targets {
+        by_kind.entry(*kind).or_default().push(name);
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, names)| format!("{} {}", kind.as_str(), names.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 /// Fills [`Compiled::policy_status`] and adds a diagnostic per problem of
@@ -131,17 +162,17 @@ pub fn statuses(
 /// (warning), so `tollgate check` and Events show them. `fallback`: the
 /// previous compile's versions in force.
 pub fn apply(snapshot: &Snapshot, out: &mut Compiled, fallback: &Fallback) {
-    let (statuses, diagnostics) = evaluate(snapshot, &out.served, fallback);
+    let served = served_targets(&out.served, &out.gateway_targets);
+    let (statuses, diagnostics) = evaluate(snapshot, &served, fallback);
     out.policy_status = statuses;
     out.diagnostics.extend(diagnostics);
 }
 
 fn evaluate(
     snapshot: &Snapshot,
-    served: &[ObjectKey],
+    served: &BTreeSet<Target>,
     fallback: &Fallback,
 ) -> (BTreeMap<ObjectKey, PolicyStatus>, Vec<Diagnostic>) {
-    let served: BTreeSet<&ObjectKey> = served.iter().collect();
     let mut out = BTreeMap::new();
     let mut diagnostics = Vec::new();
     let mut valid: Vec<Policy<'_>> = Vec::new();
@@ -205,12 +236,15 @@ fn evaluate(
     }
     // Oldest first, so the first policy to claim an Ingress keeps it.
     valid.sort_by(older);
-    let mut owner: BTreeMap<ObjectKey, &ObjectKey> = BTreeMap::new();
+    let mut owner: BTreeMap<Target, &ObjectKey> = BTreeMap::new();
+    let target_of = |key: &ObjectKey, t: &crd::TargetRef| {
+        let kind = t.target_kind()?;
+        Some((kind, ObjectKey::new(key.namespace.clone(), t.name.clone())))
+    };
     for (key, entry) in &valid {
         for target in &entry.object.spec.target_refs {
-            let ingress = ObjectKey::new(key.namespace.clone(), target.name.clone());
-            if served.contains(&ingress) {
-                owner.entry(ingress).or_insert(key);
+            if let Some(target) = target_of(key, target).filter(|t| served.contains(t)) {
+                owner.entry(target).or_insert(key);
             }
         }
     }
@@ -223,24 +257,30 @@ fn evaluate(
         let mut conflicts = Vec::new();
         let mut missing = Vec::new();
         for target in &entry.object.spec.target_refs {
-            let ingress = ObjectKey::new(key.namespace.clone(), target.name.clone());
-            match owner.get(&ingress) {
-                Some(holder) if *holder == key => applies.push(target.name.clone()),
+            // A valid version names only kinds it may.
+            let Some(t) = target_of(key, target) else {
+                continue;
+            };
+            let named = (t.0, target.name.clone());
+            match owner.get(&t) {
+                Some(holder) if *holder == key => applies.push(named),
                 Some(holder) => conflicts.push(format!(
-                    "Ingress {} already has the older TrafficPolicy {}",
-                    target.name, holder.name
+                    "{} {} already has the older TrafficPolicy {}",
+                    t.0.as_str(),
+                    target.name,
+                    holder.name
                 )),
-                None => missing.push(target.name.clone()),
+                None => missing.push(named),
             }
         }
         let missing_text = (!missing.is_empty()).then(|| {
             format!(
-                "Ingress {} does not exist or is not served by this controller",
-                missing.join(", ")
+                "{} does not exist or is not served by this controller",
+                names(&missing)
             )
         });
         let (accepted, reason, message) = if !applies.is_empty() {
-            let mut parts = vec![format!("applies to Ingress {}", applies.join(", "))];
+            let mut parts = vec![format!("applies to {}", names(&applies))];
             parts.extend(conflicts);
             parts.extend(missing_text);
             (true, ACCEPTED, parts.join("; "))
@@ -340,19 +380,20 @@ mod tests {
         let served = [key("ns", "api"), key("ns", "web"), key("other", "web")];
         assert_eq!(
             owners(&s, &Fallback::new())
-                .get(&key("ns", "web"))
+                .get(&(TargetKind::Ingress, key("ns", "web")))
                 .map(|(k, _)| k.name.as_str()),
             Some("old")
         );
         assert_eq!(
             owners(&s, &Fallback::new())
-                .get(&key("other", "web"))
+                .get(&(TargetKind::Ingress, key("other", "web")))
                 .map(|(k, _)| k.to_string()),
             Some("other/x".into())
         );
-        assert!(!owners(&s, &Fallback::new()).contains_key(&key("ns", "nothing")));
+        assert!(!owners(&s, &Fallback::new())
+            .contains_key(&(TargetKind::Ingress, key("ns", "nothing"))));
 
-        let st = statuses(&s, &served, &Fallback::new());
+        let st = statuses(&s, &served, &[], &Fallback::new());
         let old = &st[&key("ns", "old")];
         assert_eq!((old.accepted, old.reason), (true, ACCEPTED));
         assert!(old.message.contains("web, api"), "{}", old.message);
@@ -379,7 +420,7 @@ mod tests {
             policy("ns", "lost", Some(0), &targets(&["gone"])),
             policy("ns", "part", Some(0), &targets(&["web", "gone"])),
         ]);
-        let st = statuses(&s, &[key("ns", "web")], &Fallback::new());
+        let st = statuses(&s, &[key("ns", "web")], &[], &Fallback::new());
         let lost = &st[&key("ns", "lost")];
         assert_eq!((lost.accepted, lost.reason), (false, TARGET_NOT_FOUND));
         assert!(lost.message.contains("gone"), "{}", lost.message);
@@ -390,6 +431,83 @@ mod tests {
             "{}",
             part.message
         );
+    }
+
+    #[test]
+    fn gateway_api_targets_are_owned_and_reported_by_kind() {
+        let gw = |kind: &str, name: &str| {
+            format!("{{group: gateway.networking.k8s.io, kind: {kind}, name: {name}}}")
+        };
+        let s = snapshot(vec![
+            policy(
+                "ns",
+                "route",
+                Some(0),
+                &format!(
+                    "targetRefs: [{}, {}, {}]",
+                    gw("HTTPRoute", "web"),
+                    gw("HTTPRoute", "gone"),
+                    targets(&["web"])
+                        .trim_start_matches("targetRefs: [")
+                        .trim_end_matches(']')
+                ),
+            ),
+            policy(
+                "ns",
+                "gateway",
+                Some(5),
+                &format!("targetRefs: [{}]", gw("Gateway", "edge")),
+            ),
+            policy(
+                "ns",
+                "late",
+                Some(9),
+                &format!("targetRefs: [{}]", gw("HTTPRoute", "web")),
+            ),
+        ]);
+        let owners = owners(&s, &Fallback::new());
+        let owner = |kind, name| {
+            owners
+                .get(&(kind, key("ns", name)))
+                .map(|(k, _)| k.name.clone())
+        };
+        assert_eq!(
+            owner(TargetKind::HttpRoute, "web").as_deref(),
+            Some("route")
+        );
+        assert_eq!(owner(TargetKind::Ingress, "web").as_deref(), Some("route"));
+        assert_eq!(
+            owner(TargetKind::Gateway, "edge").as_deref(),
+            Some("gateway")
+        );
+        // An Ingress and an HTTPRoute of the same name are different targets.
+        let served_gw = [
+            (TargetKind::HttpRoute, key("ns", "web")),
+            (TargetKind::Gateway, key("ns", "edge")),
+        ];
+        let st = statuses(&s, &[key("ns", "web")], &served_gw, &Fallback::new());
+        let route = &st[&key("ns", "route")];
+        assert_eq!(route.reason, ACCEPTED);
+        assert!(
+            route
+                .message
+                .contains("applies to Ingress web and HTTPRoute web")
+                && route.message.contains("HTTPRoute gone does not exist"),
+            "{}",
+            route.message
+        );
+        assert_eq!(st[&key("ns", "gateway")].reason, ACCEPTED);
+        let late = &st[&key("ns", "late")];
+        assert_eq!(late.reason, CONFLICTED);
+        assert!(
+            late.message
+                .contains("HTTPRoute web already has the older TrafficPolicy route"),
+            "{}",
+            late.message
+        );
+        // Not served (not in the table): not found.
+        let st = statuses(&s, &[], &[], &Fallback::new());
+        assert_eq!(st[&key("ns", "gateway")].reason, TARGET_NOT_FOUND);
     }
 
     #[test]
@@ -414,7 +532,7 @@ mod tests {
         ]);
         assert_eq!(
             owners(&s, &Fallback::new())
-                .get(&key("ns", "web"))
+                .get(&(TargetKind::Ingress, key("ns", "web")))
                 .map(|(k, _)| k.name.as_str()),
             Some("b")
         );
@@ -468,14 +586,16 @@ mod tests {
         ]);
         let owners = owners(&broken, &fallback);
         assert_eq!(
-            owners.get(&key("ns", "web")).map(|(k, _)| k.name.as_str()),
+            owners
+                .get(&(TargetKind::Ingress, key("ns", "web")))
+                .map(|(k, _)| k.name.as_str()),
             Some("guard")
         );
         assert!(
-            !owners.contains_key(&key("ns", "api")),
+            !owners.contains_key(&(TargetKind::Ingress, key("ns", "api"))),
             "the invalid version's new target is not claimed"
         );
-        let st = statuses(&broken, &[key("ns", "web")], &fallback);
+        let st = statuses(&broken, &[key("ns", "web")], &[], &fallback);
         let guard = &st[&key("ns", "guard")];
         assert_eq!((guard.accepted, guard.reason), (false, INVALID));
         assert!(

@@ -15,10 +15,20 @@ use std::sync::LazyLock;
 pub const API_VERSION: &str = "tollgate.dev/v1alpha1";
 /// `kind` of the resource.
 pub const KIND: &str = "TrafficPolicy";
-/// The only `targetRefs[].group` accepted.
+/// `targetRefs[].group` of an Ingress target.
 pub const TARGET_GROUP: &str = "networking.k8s.io";
-/// The only `targetRefs[].kind` accepted.
+/// `targetRefs[].kind` of an Ingress target.
 pub const TARGET_KIND: &str = "Ingress";
+/// `targetRefs[].group` of a Gateway API target.
+pub const GATEWAY_TARGET_GROUP: &str = "gateway.networking.k8s.io";
+/// The `targetRefs[].group` values accepted.
+pub const TARGET_GROUPS: [&str; 2] = [TARGET_GROUP, GATEWAY_TARGET_GROUP];
+/// The `targetRefs[].kind` values accepted.
+pub const TARGET_KINDS: [&str; 3] = [TARGET_KIND, "HTTPRoute", "Gateway"];
+/// The CEL rule tying a target's kind to its group (Ingress is
+/// `networking.k8s.io`, HTTPRoute and Gateway `gateway.networking.k8s.io`).
+pub const TARGET_GROUP_RULE: &str =
+    "(self.kind == 'Ingress') == (self.group == 'networking.k8s.io')";
 /// Most `targetRefs` a policy may have.
 pub const MAX_TARGET_REFS: usize = 16;
 /// `sessionAffinity.cookieName` when unset: ingress-nginx's default, so

@@ -183,12 +183,25 @@ fn each_bad_value_is_reported_at_its_field() {
 fn target_refs_are_checked() {
     assert_eq!(fields("targetRefs: []"), ["spec.targetRefs"]);
     assert_eq!(
-        fields("targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: Web}]"),
+        fields("targetRefs: [{group: apps, kind: Deployment, name: Web}]"),
         [
             "spec.targetRefs[0].group",
             "spec.targetRefs[0].kind",
             "spec.targetRefs[0].name"
         ]
+    );
+    // Gateway API targets are in their own group, and only there.
+    assert!(fields(
+        "targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: web},\
+         {group: gateway.networking.k8s.io, kind: Gateway, name: web}]"
+    )
+    .is_empty());
+    assert_eq!(
+        fields(
+            "targetRefs: [{group: gateway.networking.k8s.io, kind: Ingress, name: web},\
+             {group: networking.k8s.io, kind: HTTPRoute, name: web}]"
+        ),
+        ["spec.targetRefs[0].group", "spec.targetRefs[1].group"]
     );
     let twice = "targetRefs: [{group: networking.k8s.io, kind: Ingress, name: a},\
                  {group: networking.k8s.io, kind: Ingress, name: a}]";
@@ -327,6 +340,19 @@ fn schema_uses_the_validated_constants() {
         serde_json::json!(1.0)
     );
     assert_eq!(spec["targetRefs"]["minItems"], serde_json::json!(1));
+    let target = &spec["targetRefs"]["items"];
+    assert_eq!(
+        target["properties"]["group"]["enum"],
+        serde_json::json!(TARGET_GROUPS)
+    );
+    assert_eq!(
+        target["properties"]["kind"]["enum"],
+        serde_json::json!(TARGET_KINDS)
+    );
+    assert_eq!(
+        target["x-kubernetes-validations"][0]["rule"],
+        serde_json::json!(TARGET_GROUP_RULE)
+    );
     assert_eq!(
         spec["sessionAffinity"]["properties"]["cookieName"]["default"],
         serde_json::json!(DEFAULT_COOKIE_NAME)

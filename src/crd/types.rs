@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::parse::{parse_cidr, parse_duration};
 use super::rules::{
     AFFINITY_MODES, ALGORITHMS, CONDITION_ACCEPTED, COOKIE_PATH_PATTERN, DEFAULT_COOKIE_NAME,
-    MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, NAME_PATTERN, ORIGIN_PATTERN, TARGET_GROUP,
-    TARGET_KIND, TOKEN_PATTERN,
+    MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, NAME_PATTERN, ORIGIN_PATTERN, TARGET_GROUPS,
+    TARGET_GROUP_RULE, TARGET_KIND, TARGET_KINDS, TOKEN_PATTERN,
 };
 use super::schema::{
     cidr_list_schema, date_time_schema, duration_schema, header_edits_schema, header_names_schema,
@@ -65,8 +65,9 @@ use super::schema::{
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicySpec {
-    /// The Ingresses (in the policy's namespace) this policy applies to.
-    /// When several policies target one Ingress, the oldest applies.
+    /// The Ingresses, HTTPRoutes and Gateways (in the policy's namespace)
+    /// this policy applies to. When several policies target one object,
+    /// the oldest applies.
     #[schemars(schema_with = "target_refs_schema")]
     pub target_refs: Vec<TargetRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,18 +100,62 @@ pub struct TrafficPolicySpec {
     pub max_request_body_bytes: Option<i64>,
 }
 
-/// A reference to an Ingress in the policy's namespace.
+/// A reference to an Ingress, HTTPRoute or Gateway in the policy's
+/// namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": TARGET_GROUP_RULE,
+     "message": "kind Ingress is in group networking.k8s.io; HTTPRoute and Gateway in gateway.networking.k8s.io"},
+]))]
 pub struct TargetRef {
-    /// Always `networking.k8s.io`.
-    #[schemars(extend("enum" = [TARGET_GROUP]))]
+    /// `networking.k8s.io` for an Ingress, `gateway.networking.k8s.io`
+    /// for an HTTPRoute or a Gateway.
+    #[schemars(extend("enum" = TARGET_GROUPS))]
     pub group: String,
-    /// Always `Ingress`.
-    #[schemars(extend("enum" = [TARGET_KIND]))]
+    /// `Ingress`, `HTTPRoute` or `Gateway`.
+    #[schemars(extend("enum" = TARGET_KINDS))]
     pub kind: String,
-    /// The Ingress's name.
+    /// The object's name.
     #[schemars(length(min = 1, max = 253), regex(pattern = NAME_PATTERN))]
     pub name: String,
+}
+
+/// What a [`TargetRef`] names, by its group and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TargetKind {
+    Ingress,
+    HttpRoute,
+    Gateway,
+}
+
+impl TargetKind {
+    /// The kind as written in `targetRefs[].kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Ingress => TARGET_KIND,
+            TargetKind::HttpRoute => TARGET_KINDS[1],
+            TargetKind::Gateway => TARGET_KINDS[2],
+        }
+    }
+}
+
+impl TargetRef {
+    /// The kind of object named, `None` for a group and kind that do not
+    /// go together (which [`super::validate`] reports).
+    pub fn target_kind(&self) -> Option<TargetKind> {
+        let kind = [
+            TargetKind::Ingress,
+            TargetKind::HttpRoute,
+            TargetKind::Gateway,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == self.kind)?;
+        let group = match kind {
+            TargetKind::Ingress => TARGET_GROUPS[0],
+            _ => TARGET_GROUPS[1],
+        };
+        (self.group == group).then_some(kind)
+    }
 }
 
 /// The schema of `targetRefs`: a map-keyed list, so the API server merges
@@ -124,7 +169,7 @@ fn target_refs_schema(generator: &mut SchemaGenerator) -> Schema {
         "maxItems": MAX_TARGET_REFS,
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["group", "kind", "name"],
-        "description": "The Ingresses (in the policy's namespace) this policy applies to. When several policies target one Ingress, the oldest applies."
+        "description": "The Ingresses, HTTPRoutes and Gateways (in the policy's namespace) this policy applies to. When several policies target one object, the oldest applies."
     })
 }
 
@@ -419,7 +464,7 @@ impl TrafficPolicySpec {
     pub fn targets(&self, ingress_name: &str) -> bool {
         self.target_refs
             .iter()
-            .any(|t| t.name == ingress_name && t.group == TARGET_GROUP && t.kind == TARGET_KIND)
+            .any(|t| t.name == ingress_name && t.target_kind() == Some(TargetKind::Ingress))
     }
 
     /// `ipAllow` as networks (entries that do not parse are left out;

@@ -13,7 +13,7 @@ use super::parse::{
 };
 use super::rules::{
     AFFINITY_MODES, ALGORITHMS, MAX_HEADER_EDITS, MAX_HEADER_VALUE_LEN, MAX_RATE,
-    MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, REFUSED_HEADERS, RETRY_ON, TARGET_GROUP, TARGET_KIND,
+    MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, REFUSED_HEADERS, RETRY_ON, TARGET_GROUPS, TARGET_KINDS,
 };
 use super::schema::REFUSED_MESSAGE;
 use super::types::{HeaderModifier, TrafficPolicySpec};
@@ -129,13 +129,18 @@ pub fn validate(spec: &TrafficPolicySpec) -> Vec<(String, String)> {
         p.one_of(
             format!("spec.targetRefs[{i}].group"),
             &t.group,
-            &[TARGET_GROUP],
+            &TARGET_GROUPS,
         );
-        p.one_of(
-            format!("spec.targetRefs[{i}].kind"),
-            &t.kind,
-            &[TARGET_KIND],
-        );
+        p.one_of(format!("spec.targetRefs[{i}].kind"), &t.kind, &TARGET_KINDS);
+        if TARGET_GROUPS.contains(&t.group.as_str())
+            && TARGET_KINDS.contains(&t.kind.as_str())
+            && t.target_kind().is_none()
+        {
+            p.push(
+                format!("spec.targetRefs[{i}].group"),
+                format!("kind {} is not in group {}", t.kind, t.group),
+            );
+        }
         if t.name.is_empty() {
             p.push(format!("spec.targetRefs[{i}].name"), "required");
         } else {
@@ -150,7 +155,7 @@ pub fn validate(spec: &TrafficPolicySpec) -> Vec<(String, String)> {
         if spec.target_refs[..i].contains(t) {
             p.push(
                 format!("spec.targetRefs[{i}]"),
-                format!("duplicate target Ingress `{}`", t.name),
+                format!("duplicate target {} `{}`", t.kind, t.name),
             );
         }
     }

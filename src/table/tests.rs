@@ -318,6 +318,39 @@ mod candidates {
     }
 
     #[test]
+    fn the_longest_gateway_wildcard_suffix_wins_at_any_depth() {
+        let mut t = RoutingTable::default();
+        let short = t.push_route(gateway_route(0, None));
+        let long = t.push_route(gateway_route(1, None));
+        let ing = t.push_route(route(2));
+        t.host_mut("*.example.com")
+            .insert_candidate("/", PathType::Prefix, short);
+        t.host_mut("*.deep.example.com")
+            .insert_candidate("/", PathType::Prefix, long);
+        assert_eq!(
+            t.host_mut("*.ingress.example.com")
+                .insert("/", PathType::Prefix, ing),
+            Insert::Added
+        );
+        for (host, want) in [
+            ("a.example.com", Some(short)),
+            ("a.b.c.example.com", Some(short)),
+            ("deep.example.com", Some(short)),
+            ("a.deep.example.com", Some(long)),
+            ("a.b.c.deep.example.com", Some(long)),
+            // One label under an Ingress wildcard: the Ingress; deeper,
+            // the Ingress wildcard does not match, the Gateway's does.
+            ("a.ingress.example.com", Some(ing)),
+            ("a.b.ingress.example.com", Some(short)),
+            ("example.com", None),
+        ] {
+            assert_eq!(t.lookup_request(host, "/", &get(&[])), want, "{host}");
+        }
+        // Without the request head (Ingress-only resolution), one label.
+        assert_eq!(t.lookup("a.b.c.deep.example.com", "/"), None);
+    }
+
+    #[test]
     fn tables_without_gateway_routes_resolve_as_lookup() {
         let t = table(&[
             ("h", "/a", PathType::Prefix),

@@ -73,7 +73,10 @@ BAD = [
     ("negative CORS max age", ["cors", "maxAge"], -1, "spec.cors.maxAge"),
     ("negative body limit", ["maxRequestBodyBytes"], -1, "spec.maxRequestBodyBytes"),
     ("target of another kind", ["targetRefs"], [{"group": "networking.k8s.io", "kind": "Service", "name": "web"}], "spec.targetRefs[0].kind"),
-    ("target of another group", ["targetRefs"], [{"group": "gateway.networking.k8s.io", "kind": "Ingress", "name": "web"}], "spec.targetRefs[0].group"),
+    # (gateway.networking.k8s.io is a target group too, for HTTPRoute and
+    # Gateway; pairing it with Ingress is a CEL rule, which jsonschema does
+    # not run: the Rust tests cover it.)
+    ("target of another group", ["targetRefs"], [{"group": "apps", "kind": "Ingress", "name": "web"}], "spec.targetRefs[0].group"),
     ("no target", ["targetRefs"], [], "spec.targetRefs"),
     ("header name with space", ["headers", "request", "set"], [{"name": "X Env", "value": "prod"}], "spec.headers.request.set[0].name"),
     ("header value with a line break", ["headers", "response", "set"], [{"name": "X-A", "value": "a\nb"}], "spec.headers.response.set[0].value"),

@@ -52,6 +52,29 @@ pub fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
     out
 }
 
+/// Most `hostnames` a route may list (the CRD's `maxItems`).
+pub const MAX_ROUTE_HOSTNAMES: usize = 16;
+
+/// Whether a route hostname passes the CRD schema (Gateway API's
+/// `Hostname`: 1 to 253 characters, pattern
+/// `^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`):
+/// lowercase labels, optionally a leading `*.`, no port, no trailing dot.
+/// The API server refuses an object with one that does not.
+pub fn schema_valid(hostname: &str) -> bool {
+    if hostname.is_empty() || hostname.len() > 253 {
+        return false;
+    }
+    let name = hostname.strip_prefix("*.").unwrap_or(hostname);
+    name.split('.').all(|label| {
+        !label.is_empty()
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    })
+}
+
 /// Whether a hostname is valid for a listener or route: an RFC 1123 DNS
 /// name, optionally with a leading `*.` label, no IP address, no port.
 pub fn is_valid(hostname: &str) -> bool {
@@ -111,5 +134,31 @@ mod tests {
         assert!(!is_valid("Foo.com"));
         assert!(!is_valid("a.*.com"));
         assert!(!is_valid("a.com:80"));
+    }
+
+    #[test]
+    fn schema_validity_is_the_crd_pattern() {
+        for good in ["a", "foo.example.com", "*.example.com", "x-1.y2", "1.2.3.4"] {
+            assert!(schema_valid(good), "{good}");
+        }
+        let long = format!("{}.com", "a".repeat(250));
+        for bad in [
+            "",
+            "*",
+            "*.",
+            "Foo.com",
+            "a.*.com",
+            "**.a.com",
+            "a.com:80",
+            "a.com.",
+            ".a.com",
+            "-a.com",
+            "a-.com",
+            "a_b.com",
+            "a..com",
+            long.as_str(),
+        ] {
+            assert!(!schema_valid(bad), "{bad}");
+        }
     }
 }

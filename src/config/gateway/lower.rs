@@ -10,11 +10,11 @@
 //!   route's `namespace/name`, the rule's and the match's order. The table
 //!   orders paths itself (Exact, regular expressions, longest prefix) and
 //!   tries the candidates of one path in insertion order.
-//! - Hostnames take precedence over paths, as the spec says: a request is
-//!   matched against the candidates of the most specific host that has any
-//!   (exact, then wildcard, then every host) and does not fall through to
-//!   a less specific one (as Envoy-based implementations do, and as
-//!   Ingress hosts behave).
+//! - Hostnames take precedence over paths, as the spec says: the table
+//!   tries the candidates of the exact host, then of the wildcards from the
+//!   longest suffix (a Gateway wildcard covers one or more labels), then of
+//!   every host, and moves to a less specific host only when no candidate
+//!   of the more specific one matches ([`crate::table::RoutingTable::lookup_head`]).
 //! - A rule whose backends are all invalid (or that has none) answers 500,
 //!   a partly invalid rule sends the invalid share to 500; a rule with a
 //!   RequestRedirect needs no backend.
@@ -29,8 +29,10 @@ use super::backends::RefProblem;
 use super::filters::{self, FilterContext, FilterProblem};
 use crate::config::builder::Builder;
 use crate::config::diagnostic::Severity;
+use crate::config::overlay;
 use crate::config::problem::{Field, Problem, Reason, Subject};
 use crate::config::snapshot::ObjectKey;
+use crate::crd::TrafficPolicy;
 use crate::gateway_api::route::{
     BackendRef, HttpRouteMatch, HttpRouteRule, ValueMatch as MatchSpec,
 };
@@ -183,6 +185,10 @@ pub(super) struct RouteInput<'a> {
     pub order: usize,
     pub hosts: &'a [HostBinding],
     pub rules: &'a [HttpRouteRule],
+    /// The TrafficPolicies reaching the route, least specific first (its
+    /// Gateway's, then its own): each laid over the one before, section
+    /// by section, before the rule's own filters.
+    pub policies: &'a [Arc<TrafficPolicy>],
 }
 
 impl RouteInput<'_> {
@@ -220,6 +226,12 @@ impl Builder<'_> {
         out: &mut Lowered,
     ) -> Result<(), Unsupported> {
         let default_match = [HttpRouteMatch::default()];
+        // What the policies set; a rule's filters then set their own
+        // sections over it (the route's own settings win).
+        let mut base = RoutePolicy::default();
+        for p in input.policies {
+            overlay::apply(&mut base, &p.spec, self.opts.limit_statuses, false);
+        }
         for (r, rule) in input.rules.iter().enumerate() {
             let matches: &[HttpRouteMatch] = match &rule.matches {
                 Some(m) if !m.is_empty() => m,
@@ -235,7 +247,7 @@ impl Builder<'_> {
                     _ => None,
                 };
                 for binding in input.hosts {
-                    let mut policy = RoutePolicy::default();
+                    let mut policy = base.clone();
                     let cx = FilterContext {
                         route_kind: input.kind,
                         route: input.key,

@@ -15,6 +15,11 @@
 //!   path match), lowered by the same code;
 //! - `status`: the conditions kube mode writes, with their reasons.
 //!
+//! TrafficPolicies reach a route through its Gateway and through the
+//! HTTPRoute itself (`route_policies`): the Gateway's is laid first, the
+//! HTTPRoute's over it section by section, and the rule's own filters last
+//! (a route's own setting wins over a policy's).
+//!
 //! Invariants:
 //! - Pure, like the rest of the compiler: the same snapshot and options
 //!   give the same table and the same conditions.
@@ -45,6 +50,7 @@ use super::builder::Builder;
 use super::diagnostic::Severity;
 use super::problem::{Field, Problem, Reason, Subject};
 use super::snapshot::ObjectKey;
+use crate::crd::{TargetKind, TrafficPolicy};
 use crate::gateway_api::route::{GrpcRouteRule, HttpRouteRule, ParentRef};
 use crate::gateway_api::{GRPC_ROUTE_KIND, HTTP_ROUTE_KIND};
 use attach::{attach, RouteRef};
@@ -84,6 +90,29 @@ impl RouteEntry<'_> {
                 .map(std::borrow::Cow::Owned),
         }
     }
+}
+
+/// The first route hostname the CRD schema refuses (field, message).
+fn hostname_problem(hostnames: &[String]) -> Option<(String, String)> {
+    if hostnames.len() > hostname::MAX_ROUTE_HOSTNAMES {
+        return Some((
+            "spec.hostnames".into(),
+            format!(
+                "at most {} hostnames (the CRD schema refuses the route; it is not served)",
+                hostname::MAX_ROUTE_HOSTNAMES
+            ),
+        ));
+    }
+    let (i, bad) = hostnames
+        .iter()
+        .enumerate()
+        .find(|(_, h)| !hostname::schema_valid(h))?;
+    Some((
+        format!("spec.hostnames[{i}]"),
+        format!(
+            "`{bad}` is not a valid hostname (lowercase DNS labels, optionally after `*.`, no port, at most 253 characters): the CRD schema refuses the route; it is not served"
+        ),
+    ))
 }
 
 impl Builder<'_> {
@@ -128,8 +157,18 @@ impl Builder<'_> {
                 .then_with(|| a.kind.cmp(b.kind))
         });
         let mut candidates = Vec::new();
+        for gateway in &gateways {
+            self.out
+                .gateway_targets
+                .push((TargetKind::Gateway, gateway.key.clone()));
+        }
         for (order, route) in routes.into_iter().enumerate() {
             if let Some((status, lowered)) = self.add_route(&mut gateways, order, &route) {
+                if route.kind == HTTP_ROUTE_KIND && !lowered.is_empty() {
+                    self.out
+                        .gateway_targets
+                        .push((TargetKind::HttpRoute, route.key.clone()));
+                }
                 candidates.extend(lowered);
                 let statuses = match route.kind {
                     GRPC_ROUTE_KIND => &mut self.out.gateway_status.grpc_routes,
@@ -159,6 +198,20 @@ impl Builder<'_> {
         let snapshot = self.snapshot;
         let generation = route.meta.generation;
         let key = route.key;
+        if let Some(problem) = hostname_problem(route.hostnames) {
+            // The API server would refuse the object: it is not served and
+            // gets no status.
+            self.report(
+                Severity::Rejected,
+                Subject {
+                    kind: route.kind,
+                    key,
+                    origin: &Some(route.origin.clone()),
+                },
+                Problem::new(Field::Reported(problem.0), Reason::GatewayApi(problem.1)),
+            );
+            return None;
+        }
         let attached = attach(
             snapshot,
             &self.opts.gateway_controller_name,
@@ -193,6 +246,7 @@ impl Builder<'_> {
         let mut refs = Vec::new();
         let mut candidates = Vec::new();
         if !attached.hosts.is_empty() {
+            let policies = self.route_policies(gateways, route, &attached.listeners);
             let lowered = route.http_rules().and_then(|rules| {
                 self.lower_http_route(&RouteInput {
                     kind: route.kind,
@@ -200,6 +254,7 @@ impl Builder<'_> {
                     order,
                     hosts: &attached.hosts,
                     rules: &rules,
+                    policies: &policies,
                 })
             });
             match lowered {
@@ -253,6 +308,42 @@ impl Builder<'_> {
             p.conditions.push(resolved.clone());
         }
         Some((RouteStatus { parents }, candidates))
+    }
+
+    /// The TrafficPolicies reaching a route, least specific first: the
+    /// policy of the oldest Gateway it attached to that has one, then the
+    /// route's own (HTTPRoutes only).
+    fn route_policies(
+        &self,
+        gateways: &[listeners::GatewayView],
+        route: &RouteEntry<'_>,
+        listeners: &[(usize, usize)],
+    ) -> Vec<Arc<TrafficPolicy>> {
+        let mut out = Vec::new();
+        if self.policies.is_empty() {
+            return out;
+        }
+        // Gateways are in age order: the lowest index is the oldest.
+        let mut attached: Vec<usize> = listeners.iter().map(|(g, _)| *g).collect();
+        attached.sort_unstable();
+        attached.dedup();
+        let gateway = attached
+            .iter()
+            .filter_map(|g| gateways.get(*g))
+            .find_map(|gw| {
+                self.policies
+                    .get(&(TargetKind::Gateway, gw.key.clone()))
+                    .map(|(_, p)| p.clone())
+            });
+        out.extend(gateway);
+        if route.kind == HTTP_ROUTE_KIND {
+            out.extend(
+                self.policies
+                    .get(&(TargetKind::HttpRoute, route.key.clone()))
+                    .map(|(_, p)| p.clone()),
+            );
+        }
+        out
     }
 
     /// A warning for each field of a Gateway API object tollgate does not

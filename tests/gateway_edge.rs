@@ -1,0 +1,232 @@
+//! Gateway API cases at the edges of HTTP, standalone mode, through the
+//! real binary: WebSocket to a backend whose Service port says
+//! `appProtocol: kubernetes.io/ws` (httproute-backend-protocol-websocket),
+//! 421 for a request whose host another HTTPS listener's certificate serves
+//! (httproute-https-listener-detect-misdirected-requests), and route
+//! hostnames checked as the CRD schema checks them.
+
+mod common;
+
+use common::gateway::*;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+fn infra(echo: &Echo, extra: Vec<Value>) -> Vec<Value> {
+    let mut docs = vec![
+        gateway_class(),
+        gateway(
+            INFRA,
+            "same-namespace",
+            "[{name: http, port: 80, protocol: HTTP}]",
+        ),
+    ];
+    docs.extend(echo.backends(INFRA));
+    docs.extend(extra);
+    docs
+}
+
+/// httproute-backend-protocol-websocket: the Service port's appProtocol is
+/// `kubernetes.io/ws`; the upgrade reaches the backend and messages flow
+/// both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
+async fn websocket_to_an_app_protocol_ws_backend() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<String>();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let cb =
+            |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+             resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
+                let _ = seen_tx.send(req.uri().to_string());
+                Ok(resp)
+            };
+        let mut ws = tokio_tungstenite::accept_hdr_async(stream, cb)
+            .await
+            .unwrap();
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Text(_) | Message::Binary(_) => ws.send(msg).await.unwrap(),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    let echo = Echo::services(&["infra-backend-v1"]).await;
+    let mut ws_backend = backend(INFRA, "ws-backend", &[port]);
+    ws_backend[0]["spec"]["ports"][0]["appProtocol"] = json!("kubernetes.io/ws");
+    let mut extra = ws_backend;
+    extra.push(http_route(
+        INFRA,
+        "backend-protocol-ws",
+        "parentRefs: [{name: same-namespace}]\nhostnames: [ws.example]\nrules: [{backendRefs: [{name: ws-backend, port: 8080}]}]",
+    ));
+    let t = Tollgate::with_docs(&infra(&echo, extra)).await;
+
+    let stream = TcpStream::connect(t.http_addr()).await.unwrap();
+    let (mut ws, resp) = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        tokio_tungstenite::client_async("ws://ws.example/ws?x=1", stream),
+    )
+    .await
+    .expect("websocket handshake timed out")
+    .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status(), 101);
+    let uri = tokio::time::timeout(REQUEST_TIMEOUT, seen_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(uri, "/ws?x=1");
+    for m in [
+        Message::Text("hello".into()),
+        Message::Binary(vec![1, 2, 3]),
+        Message::Text("again".into()),
+    ] {
+        ws.send(m.clone()).await.unwrap();
+        let back = tokio::time::timeout(REQUEST_TIMEOUT, ws.next())
+            .await
+            .expect("echo timed out")
+            .expect("stream ended")
+            .expect("ws error");
+        assert_eq!(back, m);
+    }
+    ws.close(None).await.unwrap();
+    server.await.unwrap();
+}
+
+/// httproute-https-listener-detect-misdirected-requests: a TLS connection
+/// whose SNI chose one listener's certificate, asking for a host another
+/// listener's certificate serves, gets 421; its own host, 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listeners_answer_misdirected_requests_with_421() {
+    let echo = Echo::services(&["infra-backend-v1", "infra-backend-v2"]).await;
+    let ca = TestCa::new("gateway misdirected CA");
+    let first = ca.leaf("example.org", &["example.org"]);
+    let second = ca.leaf("second-example.org", &["second-example.org"]);
+    let t = Tollgate::with_docs(&infra(
+        &echo,
+        vec![
+            tls_secret(INFRA, "first-cert", &first.chain_pem, &first.key_pem),
+            tls_secret(INFRA, "second-cert", &second.chain_pem, &second.key_pem),
+            gateway(
+                INFRA,
+                "misdirected",
+                "[{name: https-1, port: 443, protocol: HTTPS, hostname: example.org, tls: {certificateRefs: [{name: first-cert}]}},
+  {name: https-2, port: 443, protocol: HTTPS, hostname: second-example.org, tls: {certificateRefs: [{name: second-cert}]}}]",
+            ),
+            http_route(
+                INFRA,
+                "first",
+                "parentRefs: [{name: misdirected, sectionName: https-1}]\nrules: [{backendRefs: [{name: infra-backend-v1, port: 8080}]}]",
+            ),
+            http_route(
+                INFRA,
+                "second",
+                "parentRefs: [{name: misdirected, sectionName: https-2}]\nrules: [{backendRefs: [{name: infra-backend-v2, port: 8080}]}]",
+            ),
+        ],
+    ))
+    .await;
+    let mut f = Failures::default();
+    for (sni, cert, own, own_backend, other) in [
+        (
+            "example.org",
+            &first,
+            "example.org",
+            "infra-backend-v1",
+            "second-example.org",
+        ),
+        (
+            "second-example.org",
+            &second,
+            "second-example.org",
+            "infra-backend-v2",
+            "example.org",
+        ),
+    ] {
+        let mut c = HttpsConn::open(t.https_addr(), Some(sni))
+            .await
+            .unwrap_or_else(|e| panic!("TLS to {sni}: {e}"));
+        f.check(c.cert.is(cert), || {
+            format!("SNI {sni}: {}", c.cert.describe())
+        });
+        match c.get(own, "/").await {
+            Ok(r) => f.check(r.status == 200 && r.echo().service() == own_backend, || {
+                format!("SNI {sni}, Host {own}: {}", r.summary())
+            }),
+            Err(e) => f.push(format!("SNI {sni}, Host {own}: {e}")),
+        }
+        match c.get(other, "/").await {
+            Ok(r) => f.check(r.status == 421, || {
+                format!("SNI {sni}, Host {other}: {} (want 421)", r.summary())
+            }),
+            Err(e) => f.push(format!("SNI {sni}, Host {other}: {e}")),
+        }
+    }
+    f.assert_none();
+}
+
+/// Route hostnames the CRD schema refuses (uppercase, a port, a wildcard
+/// not in front, a trailing dot, more than 16): the API server would not
+/// store such a route, so it is not served, gets no status, and `tollgate
+/// check` rejects it naming the field. Its valid siblings are served.
+#[tokio::test]
+async fn route_hostnames_are_checked_like_the_crd_schema() {
+    let echo = Echo::services(&["infra-backend-v1"]).await;
+    let route = |name: &str, hostnames: &str| {
+        http_route(
+            INFRA,
+            name,
+            &format!("parentRefs: [{{name: same-namespace}}]\nhostnames: {hostnames}\nrules: [{{backendRefs: [{{name: infra-backend-v1, port: 8080}}]}}]"),
+        )
+    };
+    let many: Vec<String> = (0..17).map(|i| format!("h{i}.example")).collect();
+    let docs = infra(
+        &echo,
+        vec![
+            route("upper", "[ok-upper.example, Upper.example]"),
+            route("port", "['port.example:8080']"),
+            route("inner-wildcard", "['a.*.example']"),
+            route("trailing-dot", "['dot.example.']"),
+            route("too-many", &format!("[{}]", many.join(", "))),
+            route("valid", "[valid.example, '*.wild.example']"),
+        ],
+    );
+    let dir = TempDir::new("gateway-hostnames-check");
+    dir.write("m.yaml", &yaml_docs(&docs));
+    let (code, out, err) = check(dir.path(), &[]).await;
+    let all = format!("{out}\n{err}");
+    assert_eq!(code, 1, "{all}");
+    for (name, field) in [
+        ("upper", "spec.hostnames[1]"),
+        ("port", "spec.hostnames[0]"),
+        ("inner-wildcard", "spec.hostnames[0]"),
+        ("trailing-dot", "spec.hostnames[0]"),
+        ("too-many", "spec.hostnames"),
+    ] {
+        assert!(
+            all.contains(&format!("HTTPRoute {INFRA}/{name}: {field}:")),
+            "{name}: {all}"
+        );
+    }
+    assert!(!all.contains(&format!("HTTPRoute {INFRA}/valid:")), "{all}");
+
+    let t = Tollgate::with_docs(&docs).await;
+    let mut f = Failures::default();
+    for (host, want) in [
+        ("ok-upper.example", 404),
+        ("h0.example", 404),
+        ("valid.example", 200),
+        ("a.b.wild.example", 200),
+    ] {
+        let r = t.get(host, "/").await;
+        f.check(r.status == want, || {
+            format!("{host}: {} (want {want})", r.summary())
+        });
+    }
+    f.assert_none();
+}

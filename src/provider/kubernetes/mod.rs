@@ -199,13 +199,22 @@ pub const PERMISSIONS: &[Permission] = &[
     },
 ];
 
+impl Permission {
+    /// Whether the rule is used only with `--gateway-api` (the Gateway API
+    /// kinds, and Namespaces for their labels).
+    pub fn for_gateway_api(&self) -> bool {
+        self.group == crate::gateway_api::GROUP || self.resource == "namespaces"
+    }
+}
+
 /// [`PERMISSIONS`] as a ClusterRole and a Role (for `tollgate rbac`, the
-/// Helm chart and the docs), named `name`, the Role in `namespace`.
-pub fn rbac_manifests(name: &str, namespace: &str) -> String {
+/// Helm chart and the docs), named `name`, the Role in `namespace`;
+/// without the Gateway API rules unless `gateway_api`.
+pub fn rbac_manifests(name: &str, namespace: &str, gateway_api: bool) -> String {
     let rules = |scope: Scope| -> Vec<serde_json::Value> {
         PERMISSIONS
             .iter()
-            .filter(|p| p.scope == scope)
+            .filter(|p| p.scope == scope && (gateway_api || !p.for_gateway_api()))
             .map(|p| {
                 serde_json::json!({
                     "apiGroups": [p.group],
@@ -249,6 +258,8 @@ pub enum KubeError {
 pub struct KubeSettings {
     /// Namespaces to watch; empty means all.
     pub namespaces: Vec<String>,
+    /// Watch the Gateway API kinds and Namespaces, write their status.
+    pub gateway_api: bool,
     /// At most one recompile per window.
     pub debounce: Duration,
     pub publish: Publish,
@@ -359,7 +370,7 @@ pub async fn run(
     mut stop: channel::Receiver<bool>,
 ) {
     let origin: Arc<str> = "kubernetes".into();
-    let (infos, mut streams) = watch::start(&client, &settings.namespaces);
+    let (infos, mut streams) = watch::start(&client, &settings.namespaces, settings.gateway_api);
     let mut states: Vec<StreamState> = infos
         .iter()
         .map(|info| {
@@ -381,7 +392,7 @@ pub async fn run(
         mpsc::unbounded_channel::<policy_status::Observed>();
     let mut gateway_sinks = BTreeMap::new();
     let mut gateway_rx = BTreeMap::new();
-    for kind in GATEWAY_STATUS_KINDS {
+    for kind in GATEWAY_STATUS_KINDS.into_iter().filter(|_| settings.gateway_api) {
         let (tx, rx) = mpsc::unbounded_channel::<gateway_status::Observed>();
         gateway_sinks.insert(kind, tx);
         gateway_rx.insert(kind, rx);

@@ -65,6 +65,16 @@ pub const OPTIONAL_KINDS: [&str; 6] = [
     "ReferenceGrant",
 ];
 
+/// The kinds watched only with `--gateway-api`.
+pub const GATEWAY_API_KINDS: [&str; 6] = [
+    "Namespace",
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "GRPCRoute",
+    "ReferenceGrant",
+];
+
 /// Cluster-scoped kinds: one stream, whatever `--watch-namespace` says.
 const CLUSTER_KINDS: [&str; 3] = ["IngressClass", "Namespace", "GatewayClass"];
 
@@ -274,10 +284,12 @@ where
     }
 }
 
-/// Starts every watch. `namespaces` empty means all namespaces.
+/// Starts every watch. `namespaces` empty means all namespaces; without
+/// `gateway_api`, the Gateway API kinds and Namespaces are not watched.
 pub fn start(
     client: &Client,
     namespaces: &[String],
+    gateway_api: bool,
 ) -> (Vec<StreamInfo>, SelectAll<BoxStream<'static, Update>>) {
     let mut infos = Vec::new();
     let mut streams = SelectAll::new();
@@ -293,6 +305,9 @@ pub fn start(
         }
     };
     for kind in KINDS {
+        if !gateway_api && GATEWAY_API_KINDS.contains(&kind) {
+            continue;
+        }
         let kind_scopes: &[Option<&str>] = if CLUSTER_KINDS.contains(&kind) {
             &[None]
         } else {

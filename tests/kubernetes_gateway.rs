@@ -204,19 +204,26 @@ fn world(echo: &Echo) -> Vec<Value> {
 
 /// Waits until every status of [`world`] we write is there.
 async fn until_world_written(c: &Cluster) {
-    until("Gateway API status written", CHANGE_TIMEOUT, || async move {
-        let mine = c.our_parent("HTTPRoute", "mine");
-        let both = c.our_parent("HTTPRoute", "both");
-        let gw = c.object("Gateway", NS, "gw")["status"].clone();
-        let class = c.api.get(GW, "GatewayClass", "", "tollgate").unwrap_or_default();
-        let attached = gw["listeners"][0]["attachedRoutes"].clone();
-        if mine.is_null() || both.is_null() || attached != json!(2) || class["status"].is_null()
-        {
-            Err(format!("mine {mine}\nboth {both}\ngw {gw}\nclass {class}"))
-        } else {
-            Ok(())
-        }
-    })
+    until(
+        "Gateway API status written",
+        CHANGE_TIMEOUT,
+        || async move {
+            let mine = c.our_parent("HTTPRoute", "mine");
+            let both = c.our_parent("HTTPRoute", "both");
+            let gw = c.object("Gateway", NS, "gw")["status"].clone();
+            let class = c
+                .api
+                .get(GW, "GatewayClass", "", "tollgate")
+                .unwrap_or_default();
+            let attached = gw["listeners"][0]["attachedRoutes"].clone();
+            if mine.is_null() || both.is_null() || attached != json!(2) || class["status"].is_null()
+            {
+                Err(format!("mine {mine}\nboth {both}\ngw {gw}\nclass {class}"))
+            } else {
+                Ok(())
+            }
+        },
+    )
     .await;
 }
 
@@ -240,8 +247,14 @@ async fn httproute_on_our_gateway_is_routed_and_status_is_written_for_ours_only(
     let generation = c.object("HTTPRoute", NS, "mine")["metadata"]["generation"].clone();
     let mine = c.our_parent("HTTPRoute", "mine");
     assert_eq!(mine["parentRef"], json!({"name": "gw"}), "{mine}");
-    assert!(has(&mine["conditions"], "Accepted", "True", &generation), "{mine}");
-    assert!(has(&mine["conditions"], "ResolvedRefs", "True", &generation), "{mine}");
+    assert!(
+        has(&mine["conditions"], "Accepted", "True", &generation),
+        "{mine}"
+    );
+    assert!(
+        has(&mine["conditions"], "ResolvedRefs", "True", &generation),
+        "{mine}"
+    );
     assert!(condition(&mine["conditions"], "Accepted")["lastTransitionTime"].is_string());
 
     // The other controller's entries are untouched.
@@ -259,31 +272,52 @@ async fn httproute_on_our_gateway_is_routed_and_status_is_written_for_ours_only(
     );
 
     // GatewayClass: ours accepted, with supported features; theirs alone.
-    let class = c.api.get(GW, "GatewayClass", "", "tollgate").unwrap_or_default();
-    assert_eq!(condition(&class["status"]["conditions"], "Accepted")["status"], "True");
+    let class = c
+        .api
+        .get(GW, "GatewayClass", "", "tollgate")
+        .unwrap_or_default();
+    assert_eq!(
+        condition(&class["status"]["conditions"], "Accepted")["status"],
+        "True"
+    );
     let features: Vec<&str> = class["status"]["supportedFeatures"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|f| f["name"].as_str())
         .collect();
-    assert!(features.contains(&"HTTPRoute") && features.contains(&"Gateway"), "{features:?}");
+    assert!(
+        features.contains(&"HTTPRoute") && features.contains(&"Gateway"),
+        "{features:?}"
+    );
     assert_eq!(c.status_writes_to("/gatewayclasses/other/"), 0);
 
     // Gateway: conditions, addresses, listeners.
     let gw = c.object("Gateway", NS, "gw");
     let gen = gw["metadata"]["generation"].clone();
     let status = &gw["status"];
-    assert!(has(&status["conditions"], "Accepted", "True", &gen), "{status}");
-    assert!(has(&status["conditions"], "Programmed", "True", &gen), "{status}");
-    assert_eq!(status["addresses"], json!([{"type": "IPAddress", "value": PUBLISHED}]));
+    assert!(
+        has(&status["conditions"], "Accepted", "True", &gen),
+        "{status}"
+    );
+    assert!(
+        has(&status["conditions"], "Programmed", "True", &gen),
+        "{status}"
+    );
+    assert_eq!(
+        status["addresses"],
+        json!([{"type": "IPAddress", "value": PUBLISHED}])
+    );
     let listener = &status["listeners"][0];
     assert_eq!(listener["name"], "http");
     assert_eq!(listener["attachedRoutes"], 2);
     assert!(listener["supportedKinds"]
         .as_array()
         .is_some_and(|ks| ks.iter().any(|k| k["kind"] == "HTTPRoute")));
-    assert!(has(&listener["conditions"], "Accepted", "True", &gen), "{listener}");
+    assert!(
+        has(&listener["conditions"], "Accepted", "True", &gen),
+        "{listener}"
+    );
     assert_eq!(c.status_writes_to("/gateways/theirs/"), 0);
 
     // A route that stops naming our Gateway loses our entry (theirs stays).
@@ -340,7 +374,11 @@ async fn restart_with_unchanged_objects_writes_no_gateway_status() {
     until_leader(&b).await;
     expect_route(&b, "mine.example", "/", 200, Some("web")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(c.gateway_api_writes(), written, "a status already right was written");
+    assert_eq!(
+        c.gateway_api_writes(),
+        written,
+        "a status already right was written"
+    );
     for kind in ["gatewayclass", "gateway", "httproute", "grpcroute"] {
         assert_eq!(
             metric(&b, "tollgate_status_writes_total", &[("kind", kind)]).await,
@@ -351,7 +389,8 @@ async fn restart_with_unchanged_objects_writes_no_gateway_status() {
 
     // A spec change: one write, new observedGeneration, same transition time.
     let mut edited = c.object("HTTPRoute", NS, "mine");
-    edited["spec"]["rules"][0]["matches"] = json!([{"path": {"type": "PathPrefix", "value": "/v2"}}]);
+    edited["spec"]["rules"][0]["matches"] =
+        json!([{"path": {"type": "PathPrefix", "value": "/v2"}}]);
     c.api.apply(edited);
     let generation = c.object("HTTPRoute", NS, "mine")["metadata"]["generation"].clone();
     assert_ne!(generation, before["conditions"][0]["observedGeneration"]);
@@ -402,7 +441,13 @@ async fn without_gateway_api_crds_ingresses_are_served_and_routes_come_later() {
     expect_route(&tg, "web.example", "/", 200, Some("web")).await;
     let ready = tg.admin("/readyz").await.map(|r| r.status);
     assert_eq!(ready, Ok(200));
-    for kind in ["GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant"] {
+    for kind in [
+        "GatewayClass",
+        "Gateway",
+        "HTTPRoute",
+        "GRPCRoute",
+        "ReferenceGrant",
+    ] {
         assert_eq!(
             metric(&tg, "tollgate_kube_watch_synced", &[("kind", kind)]).await,
             1.0,
@@ -459,23 +504,30 @@ async fn reference_grants_fall_back_to_v1beta1() {
     let tg = c.tollgate().start().await;
     expect_route(&tg, "granted.example", "/", 200, Some("web")).await;
     // Without the grant the backend reference is refused (500).
-    assert!(c
-        .api
-        .delete("gateway.networking.k8s.io/v1beta1", "ReferenceGrant", NS, "allow-apps"));
+    assert!(c.api.delete(
+        "gateway.networking.k8s.io/v1beta1",
+        "ReferenceGrant",
+        NS,
+        "allow-apps"
+    ));
     expect_route(&tg, "granted.example", "/", 500, None).await;
-    let resolved = until("ResolvedRefs False RefNotPermitted", CHANGE_TIMEOUT, || async {
-        let p = c
-            .api
-            .get(GW, "HTTPRoute", "apps", "granted")
-            .map(|r| r["status"]["parents"][0]["conditions"].clone())
-            .unwrap_or_default();
-        let r = condition(&p, "ResolvedRefs");
-        if r["reason"] == "RefNotPermitted" {
-            Ok(r)
-        } else {
-            Err(p.to_string())
-        }
-    })
+    let resolved = until(
+        "ResolvedRefs False RefNotPermitted",
+        CHANGE_TIMEOUT,
+        || async {
+            let p = c
+                .api
+                .get(GW, "HTTPRoute", "apps", "granted")
+                .map(|r| r["status"]["parents"][0]["conditions"].clone())
+                .unwrap_or_default();
+            let r = condition(&p, "ResolvedRefs");
+            if r["reason"] == "RefNotPermitted" {
+                Ok(r)
+            } else {
+                Err(p.to_string())
+            }
+        },
+    )
     .await;
     assert_eq!(resolved["status"], "False");
 }
@@ -501,7 +553,11 @@ async fn httproute_changes_reach_the_table_quickly() {
     let mut ms = Vec::with_capacity(N);
     for i in 0..N {
         let host = format!("t{i}.example");
-        let route = http_route(NS, &format!("t{i}"), &route_spec("[{name: gw}]", &host, "web"));
+        let route = http_route(
+            NS,
+            &format!("t{i}"),
+            &route_spec("[{name: gw}]", &host, "web"),
+        );
         let t0 = Instant::now();
         c.api.apply(route);
         loop {
@@ -524,4 +580,34 @@ async fn httproute_changes_reach_the_table_quickly() {
         ms[ms.len() - 1]
     );
     assert!(pct(0.99) < 2000.0, "{ms:?}");
+}
+
+/// `--gateway-api=false` (the chart without `gatewayAPI.enabled`, whose
+/// RBAC grants none of it): no Gateway API kind and no Namespace is ever
+/// requested, and Ingresses are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_off_requests_none_of_it() {
+    let c = Cluster::new();
+    let echo = Echo::services(&["web"]).await;
+    c.api.apply_many(world(&echo));
+    c.api.apply_many(vec![
+        ingress_class("tollgate", false),
+        ingress(NS, "web", &simple_spec("web.example", "web")),
+    ]);
+    let tg = c.tollgate().arg("--gateway-api=false").start().await;
+    expect_route(&tg, "web.example", "/", 200, Some("web")).await;
+    expect_route(&tg, "mine.example", "/", 404, None).await;
+    let requested: Vec<String> = c
+        .api
+        .requests()
+        .into_iter()
+        .map(|(_, p, _)| p)
+        .filter(|p| {
+            p.contains("gateway.networking.k8s.io")
+                || p.starts_with("/api/v1/namespaces?")
+                || p == "/api/v1/namespaces"
+        })
+        .collect();
+    assert!(requested.is_empty(), "{requested:?}");
+    assert_eq!(c.gateway_api_writes(), 0);
 }

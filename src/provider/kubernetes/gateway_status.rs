@@ -343,8 +343,8 @@ fn plan_routes(
     writes(observed, sent, |key, existing| {
         let parents = desired.get(key).map_or(&[][..], |s| s.parents.as_slice());
         let built = route_parents(parents, controller, existing, &now)?;
-        let want = route_parents(parents, controller, &Value::Null, &Value::Null)
-            .unwrap_or(Value::Null);
+        let want =
+            route_parents(parents, controller, &Value::Null, &Value::Null).unwrap_or(Value::Null);
         Some((want, json!({ "parents": built })))
     })
 }

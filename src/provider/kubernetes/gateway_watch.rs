@@ -129,12 +129,60 @@ macro_rules! spec {
     };
 }
 
-spec!(GatewayClassV1, GatewayClass, ClusterResourceScope, gateway_api::GATEWAY_CLASS_KIND, "v1", "gatewayclasses", GatewayClass);
-spec!(GatewayV1, Gateway, NamespaceResourceScope, gateway_api::GATEWAY_KIND, "v1", "gateways", Gateway);
-spec!(HttpRouteV1, HttpRoute, NamespaceResourceScope, gateway_api::HTTP_ROUTE_KIND, "v1", "httproutes", HttpRoute);
-spec!(GrpcRouteV1, GrpcRoute, NamespaceResourceScope, gateway_api::GRPC_ROUTE_KIND, "v1", "grpcroutes", GrpcRoute);
-spec!(ReferenceGrantV1, ReferenceGrant, NamespaceResourceScope, gateway_api::REFERENCE_GRANT_KIND, "v1", "referencegrants", ReferenceGrant);
-spec!(ReferenceGrantV1Beta1, ReferenceGrant, NamespaceResourceScope, gateway_api::REFERENCE_GRANT_KIND, "v1beta1", "referencegrants", ReferenceGrant);
+spec!(
+    GatewayClassV1,
+    GatewayClass,
+    ClusterResourceScope,
+    gateway_api::GATEWAY_CLASS_KIND,
+    "v1",
+    "gatewayclasses",
+    GatewayClass
+);
+spec!(
+    GatewayV1,
+    Gateway,
+    NamespaceResourceScope,
+    gateway_api::GATEWAY_KIND,
+    "v1",
+    "gateways",
+    Gateway
+);
+spec!(
+    HttpRouteV1,
+    HttpRoute,
+    NamespaceResourceScope,
+    gateway_api::HTTP_ROUTE_KIND,
+    "v1",
+    "httproutes",
+    HttpRoute
+);
+spec!(
+    GrpcRouteV1,
+    GrpcRoute,
+    NamespaceResourceScope,
+    gateway_api::GRPC_ROUTE_KIND,
+    "v1",
+    "grpcroutes",
+    GrpcRoute
+);
+spec!(
+    ReferenceGrantV1,
+    ReferenceGrant,
+    NamespaceResourceScope,
+    gateway_api::REFERENCE_GRANT_KIND,
+    "v1",
+    "referencegrants",
+    ReferenceGrant
+);
+spec!(
+    ReferenceGrantV1Beta1,
+    ReferenceGrant,
+    NamespaceResourceScope,
+    gateway_api::REFERENCE_GRANT_KIND,
+    "v1beta1",
+    "referencegrants",
+    ReferenceGrant
+);
 
 /// The events of one watcher as [`Object`] events.
 pub type Events = BoxStream<'static, Result<watcher::Event<Object>, watcher::Error>>;
@@ -225,4 +273,23 @@ pub fn reference_grants(client: Client, namespace: Option<String>) -> Events {
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_recorded_not_fatal() {
+        let text = r#"{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "ns", "generation": 4},
+            "spec": {"parentRefs": [{"name": "gw"}], "future": true},
+            "status": {"parents": []}}"#;
+        let route: Watched<HttpRouteV1> = serde_json::from_str(text).unwrap();
+        assert_eq!(route.0.unknown_fields, vec!["spec.future".to_string()]);
+        assert_eq!(route.meta().generation, Some(4));
+        assert!(route.0.status.is_some());
+        assert_eq!(Watched::<ReferenceGrantV1Beta1>::version(&()), "v1beta1");
+        assert_eq!(Watched::<GatewayClassV1>::plural(&()), "gatewayclasses");
+    }
 }

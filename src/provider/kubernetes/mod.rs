@@ -392,7 +392,10 @@ pub async fn run(
         mpsc::unbounded_channel::<policy_status::Observed>();
     let mut gateway_sinks = BTreeMap::new();
     let mut gateway_rx = BTreeMap::new();
-    for kind in GATEWAY_STATUS_KINDS.into_iter().filter(|_| settings.gateway_api) {
+    for kind in GATEWAY_STATUS_KINDS
+        .into_iter()
+        .filter(|_| settings.gateway_api)
+    {
         let (tx, rx) = mpsc::unbounded_channel::<gateway_status::Observed>();
         gateway_sinks.insert(kind, tx);
         gateway_rx.insert(kind, rx);
@@ -467,9 +470,12 @@ pub async fn run(
         };
         let (client, metrics) = (client.clone(), metrics.clone());
         tasks.push(match kind {
-            "GatewayClass" => {
-                tokio::spawn(writer::run(client, gateway_status::ClassStatus, inputs, metrics))
-            }
+            "GatewayClass" => tokio::spawn(writer::run(
+                client,
+                gateway_status::ClassStatus,
+                inputs,
+                metrics,
+            )),
             "Gateway" => tokio::spawn(writer::run(
                 client.clone(),
                 gateway_status::GatewayStatusKind::new(status::IngressStatus::new(

@@ -66,12 +66,7 @@ pub trait Kind: Send + 'static {
     /// What a write is meant to achieve.
     type Want: Clone + PartialEq + Send + 'static;
     /// The API resource patched.
-    type Resource: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + 'static;
+    type Resource: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static;
     /// The `kind` label of `tollgate_status_writes_total`.
     const KIND: &'static str;
 

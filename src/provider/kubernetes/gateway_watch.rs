@@ -11,7 +11,8 @@
 //!   when `v1` answers 404 the stream switches to `v1beta1` (no event is
 //!   lost, no object is listed twice). Only when neither is served does
 //!   the stream yield the 404 (the caller treats it as "CRD not installed")
-//!   and tries `v1` again after [`VERSION_RETRY`].
+//!   and tries `v1` again after a pause that doubles from [`VERSION_RETRY`]
+//!   up to [`VERSION_RETRY_MAX`] (as the watcher's own backoff would).
 
 use std::borrow::Cow;
 use std::fmt::Debug;
@@ -33,6 +34,8 @@ use crate::gateway_api::{self, Gateway, GatewayClass, GrpcRoute, HttpRoute, Refe
 /// How long to wait before trying ReferenceGrant `v1` again once neither
 /// version was served.
 pub const VERSION_RETRY: Duration = Duration::from_secs(5);
+/// The longest pause between two such tries.
+pub const VERSION_RETRY_MAX: Duration = Duration::from_secs(40);
 
 /// One Gateway API kind at one version, as the watcher needs it.
 pub trait Spec: Send + Sync + 'static {
@@ -233,19 +236,23 @@ pub fn reference_grants(client: Client, namespace: Option<String>) -> Events {
         namespace: Option<String>,
         v1: bool,
         inner: Option<Events>,
-        /// Neither version was served last time: wait before trying again.
-        wait: bool,
+        /// Neither version was served last time: wait this long before
+        /// trying again.
+        wait: Option<Duration>,
+        /// The next pause (doubles while neither version is served).
+        pause: Duration,
     }
     let state = State {
         client,
         namespace,
         v1: true,
         inner: None,
-        wait: false,
+        wait: None,
+        pause: VERSION_RETRY,
     };
     stream::unfold(state, |mut s| async move {
-        if std::mem::take(&mut s.wait) {
-            tokio::time::sleep(VERSION_RETRY).await;
+        if let Some(wait) = s.wait.take() {
+            tokio::time::sleep(wait).await;
         }
         loop {
             let inner = match s.inner.as_mut() {
@@ -265,10 +272,16 @@ pub fn reference_grants(client: Client, namespace: Option<String>) -> Events {
                     // Neither version: report it, then start over with v1.
                     s.v1 = true;
                     s.inner = None;
-                    s.wait = true;
+                    s.wait = Some(s.pause);
+                    s.pause = (s.pause * 2).min(VERSION_RETRY_MAX);
                     return Some((Err(e), s));
                 }
-                item => return Some((item, s)),
+                item => {
+                    if matches!(item, Ok(watcher::Event::InitDone)) {
+                        s.pause = VERSION_RETRY;
+                    }
+                    return Some((item, s));
+                }
             }
         }
     })

@@ -35,6 +35,9 @@
 //! `KUBE_SCALE_TOLLGATE_LOG` (tollgate's `RUST_LOG`; default
 //! `info,rustls=error,tollgate::publisher=debug`, which adds one log line per
 //! endpoint change so the endpoint path can be timed from the log).
+//! `KUBE_SCALE_HTTPROUTES` (0: none) loads that many HTTPRoutes on one
+//! Gateway beside the Ingresses and measures HTTPRoute propagation the way
+//! Ingress propagation is measured (`KUBE_SCALE_INGRESS_N` new routes).
 //! `KUBE_SCALE_PERF=1` also profiles tollgate during each phase
 //! (`perf record -e cpu-clock --call-graph dwarf`, into
 //! `target/kube-scale/perf-{ingress,endpoints,churn}.data`; it perturbs the
@@ -93,6 +96,8 @@ struct Config {
     churn_secs: u64,
     tollgate_log: String,
     perf: bool,
+    /// HTTPRoutes loaded beside the Ingresses (0: no Gateway API phase).
+    httproutes: usize,
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -121,6 +126,7 @@ impl Config {
             tollgate_log: std::env::var("KUBE_SCALE_TOLLGATE_LOG")
                 .unwrap_or_else(|_| "info,rustls=error,tollgate::publisher=debug".into()),
             perf: env_num("KUBE_SCALE_PERF", 0) != 0,
+            httproutes: env_num("KUBE_SCALE_HTTPROUTES", 0) as usize,
         }
     }
 }
@@ -267,6 +273,42 @@ fn ingress_class() -> Value {
         "kind": "IngressClass",
         "metadata": {"name": "tollgate"},
         "spec": {"controller": "tollgate.dev/ingress-controller"},
+    })
+}
+
+/// Our GatewayClass and one Gateway (namespace `gw`) admitting routes from
+/// every namespace.
+fn gateway_objects() -> Vec<Value> {
+    vec![
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GatewayClass",
+            "metadata": {"name": "tollgate"},
+            "spec": {"controllerName": "tollgate.dev/gateway-controller"},
+        }),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "gw"},
+            "spec": {"gatewayClassName": "tollgate", "listeners": [{
+                "name": "http", "port": 80, "protocol": "HTTP",
+                "allowedRoutes": {"namespaces": {"from": "All"}},
+            }]},
+        }),
+    ]
+}
+
+/// HTTPRoute `name` in the namespace of Service `svc`: `host` / → `svc-{svc}:80`.
+fn http_route(name: &str, host: &str, svc: usize) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": ns(svc)},
+        "spec": {
+            "parentRefs": [{"name": "gw", "namespace": "gw"}],
+            "hostnames": [host],
+            "rules": [{"backendRefs": [{"name": format!("svc-{svc}"), "port": 80}]}],
+        },
     })
 }
 
@@ -849,6 +891,7 @@ struct Results {
     ingress_ms: Vec<f64>,
     ingress_budget: Vec<IngressBudget>,
     ingress_polls: Vec<f64>,
+    httproute_ms: Vec<f64>,
     metrics_bytes: usize,
     metrics_scrape_ms: f64,
     rss_scrape_kb: u64,
@@ -940,6 +983,17 @@ async fn run(cfg: &Config, bin: &Path, out_dir: &Path, ticks: u64) -> Results {
     }
     for i in 0..cfg.ingresses {
         objects.push(ingress(&format!("ing-{i}"), &format!("h{i}.bench"), i));
+    }
+    if cfg.httproutes > 0 {
+        objects.extend(gateway_objects());
+        for i in 0..cfg.httproutes {
+            let svc = i % cfg.services;
+            objects.push(http_route(
+                &format!("route-{i}"),
+                &format!("r{i}.bench"),
+                svc,
+            ));
+        }
     }
     let count = objects.len();
     fake.apply_many(objects);
@@ -1107,6 +1161,47 @@ async fn run(cfg: &Config, bin: &Path, out_dir: &Path, ticks: u64) -> Results {
         let d = dist(&ingress_ms);
         log(&format!(
             "ingress propagation: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            d.p50, d.p99, d.max
+        ));
+    }
+
+    // 2b. HTTPRoute propagation (with KUBE_SCALE_HTTPROUTES): the same
+    // loop as the Ingresses', new HTTPRoutes instead.
+    let mut httproute_ms = Vec::new();
+    if cfg.httproutes > 0 {
+        log(&format!(
+            "httproute propagation: {} new HTTPRoutes beside {} loaded, {} ms apart",
+            cfg.ingress_n,
+            cfg.httproutes,
+            INGRESS_SPACING.as_millis()
+        ));
+        for k in 0..cfg.ingress_n {
+            let svc = cfg.ingresses + k;
+            let host = format!("newroute{k}.bench");
+            let want = format!("b{}", slices[svc].group);
+            if let Err(e) = client.get("h0.bench", "/").await {
+                errors.push(format!("httproute {k}: warm-up: {e}"));
+            }
+            let object = http_route(&format!("new-route-{k}"), &host, svc);
+            let t0 = Instant::now();
+            fake.apply(object);
+            match poll_until(&mut client, &host, t0, |r| r.status == 200).await {
+                Ok((lat, _, reply)) => {
+                    httproute_ms.push(lat.as_secs_f64() * 1000.0);
+                    if reply.backend.as_deref() != Some(want.as_str()) {
+                        errors.push(format!(
+                            "httproute {k}: first 200 for {host} came from {:?}, expected {want}",
+                            reply.backend
+                        ));
+                    }
+                }
+                Err(e) => errors.push(format!("httproute {k}: {e}")),
+            }
+            tokio::time::sleep(INGRESS_SPACING).await;
+        }
+        let d = dist(&httproute_ms);
+        log(&format!(
+            "httproute propagation: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             d.p50, d.p99, d.max
         ));
     }
@@ -1306,6 +1401,7 @@ async fn run(cfg: &Config, bin: &Path, out_dir: &Path, ticks: u64) -> Results {
         ingress_ms,
         ingress_budget,
         ingress_polls,
+        httproute_ms,
         metrics_bytes,
         metrics_scrape_ms,
         rss_scrape_kb,
@@ -1379,6 +1475,12 @@ fn report(cfg: &Config, r: &Results, out_dir: &Path) {
     );
     println!("{}", dist_header());
     println!("{}", dist_row("ingress: apply → first 200", &r.ingress_ms));
+    if !r.httproute_ms.is_empty() {
+        println!(
+            "{}",
+            dist_row("httproute: apply → first 200", &r.httproute_ms)
+        );
+    }
     let col =
         |f: fn(&IngressBudget) -> f64| -> Vec<f64> { r.ingress_budget.iter().map(f).collect() };
     println!(

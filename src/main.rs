@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Rbac(args) => {
             print!(
                 "{}",
-                kubernetes::rbac_manifests(&args.name, &args.namespace)
+                kubernetes::rbac_manifests(&args.name, &args.namespace, args.gateway_api)
             );
             Ok(())
         }
@@ -309,6 +309,7 @@ fn spawn_control(
     };
     let settings = KubeSettings {
         namespaces: args.selection.watch_namespaces.clone(),
+        gateway_api: args.selection.gateway_api,
         debounce: args.reload_debounce,
         publish,
         election_id: args.election_id.clone(),

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::config::gateway::status::GatewayApiStatus;
 use crate::config::traffic_policy::PolicyStatus;
 use crate::config::{
     self, Changes, CompileOptions, Compiled, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
@@ -73,6 +74,8 @@ pub struct Publisher {
     served: Vec<ObjectKey>,
     /// The TrafficPolicy conditions of the last compile.
     policy_status: BTreeMap<ObjectKey, PolicyStatus>,
+    /// The Gateway API statuses of the last compile.
+    gateway_status: GatewayApiStatus,
     /// Incremental changes (`upsert`/`delete`) not yet committed.
     pending: Changes,
 }
@@ -96,6 +99,7 @@ impl Publisher {
             last_diagnostics: Vec::new(),
             served: Vec::new(),
             policy_status: BTreeMap::new(),
+            gateway_status: GatewayApiStatus::default(),
             pending: Changes::default(),
         }
     }
@@ -139,6 +143,16 @@ impl Publisher {
         } else {
             Applied::Nothing
         }
+    }
+
+    /// The Gateway API statuses of the last compile.
+    pub fn gateway_status(&self) -> &GatewayApiStatus {
+        &self.gateway_status
+    }
+
+    /// The compile options (controller names among them).
+    pub fn options(&self) -> &CompileOptions {
+        &self.opts
     }
 
     /// The Ingresses served at the last compile, sorted.
@@ -304,6 +318,7 @@ impl Publisher {
             .collect();
         self.served = compiled.served;
         self.policy_status = compiled.policy_status;
+        self.gateway_status = compiled.gateway_status;
         self.metrics.certificate_expiry.clear();
         for (secret, cert) in &compiled.last_good.certificates {
             self.metrics

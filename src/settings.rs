@@ -52,6 +52,9 @@ pub struct RbacArgs {
     /// Namespace of the Role (where the controller and its Lease live).
     #[arg(long, default_value = "tollgate")]
     pub namespace: String,
+    /// Include the Gateway API rules (as `run --gateway-api`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub gateway_api: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,6 +133,17 @@ pub struct SelectionArgs {
         default_value = "tollgate.dev/gateway-controller"
     )]
     pub gateway_controller_name: String,
+    /// Kubernetes mode: watch the Gateway API kinds (GatewayClass, Gateway,
+    /// HTTPRoute, GRPCRoute, ReferenceGrant) and Namespaces, and write their
+    /// status. `false` where the RBAC does not grant them (the Helm chart
+    /// without `gatewayAPI.enabled`).
+    #[arg(
+        long,
+        env = "TOLLGATE_GATEWAY_API",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub gateway_api: bool,
     /// Only read namespaced objects in these namespaces (repeatable; default all).
     #[arg(
         long = "watch-namespace",

@@ -2245,6 +2245,24 @@ async fn every_request_is_covered_by_the_printed_rbac() {
         ingress(NS, "bad", BOGUS),
         policy("site-policy", "2024-01-01T00:00:00Z", &["site"], json!({})),
     ]);
+    // Gateway API objects of every written kind (their status patches).
+    c.api.apply_many(vec![
+        common::gateway::namespace(NS, &[]),
+        common::gateway::gateway_class(),
+        common::gateway::gateway(NS, "gw", "[{name: http, port: 80, protocol: HTTP}]"),
+        common::gateway::http_route(
+            NS,
+            "r",
+            "parentRefs: [{name: gw}]\nrules: [{backendRefs: [{name: web, port: 8080}]}]",
+        ),
+        json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "GRPCRoute",
+            "metadata": {"name": "g", "namespace": NS},
+            "spec": {"parentRefs": [{"name": "gw"}], "hostnames": ["grpc.example"],
+                "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]},
+        }),
+    ]);
     let mut tg = c
         .tollgate()
         .args(&[
@@ -2268,15 +2286,25 @@ async fn every_request_is_covered_by_the_printed_rbac() {
                 .iter()
                 .any(|(m, p, _)| m == "PUT" && p.contains("/leases/"));
             let policy = cl.accepted("site-policy");
+            let gateway_kinds = ["gatewayclasses", "gateways", "httproutes", "grpcroutes"]
+                .iter()
+                .all(|k| {
+                    cl.api
+                        .status_writes()
+                        .iter()
+                        .any(|(_, p, _)| p.contains(&format!("/{k}/")))
+                });
             if status == json!([{"ip": "203.0.113.9"}])
                 && events > 0
                 && renewed
                 && policy["status"] == "True"
+                && gateway_kinds
             {
                 Ok(())
             } else {
                 Err(format!(
-                    "status {status}, {events} Events, renewed {renewed}, policy {policy}"
+                    "status {status}, {events} Events, renewed {renewed}, policy {policy}, \
+                     Gateway API statuses {gateway_kinds}"
                 ))
             }
         },
@@ -2388,7 +2416,13 @@ async fn watch_namespace_limits_what_is_watched_and_served() {
         let Ok(call) = classify(&method, &path, &query) else {
             continue;
         };
-        if !matches!(call.verb, "list" | "watch") || call.resource == "ingressclasses" {
+        // Cluster-scoped kinds are listed cluster-wide whatever the flag.
+        if !matches!(call.verb, "list" | "watch")
+            || matches!(
+                call.resource.as_str(),
+                "ingressclasses" | "namespaces" | "gatewayclasses"
+            )
+        {
             continue;
         }
         // The publish Service is not configured: every namespaced list or

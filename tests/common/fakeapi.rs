@@ -148,7 +148,22 @@ pub const RESOURCES: &[ResourceType] = &[
     rt("coordination.k8s.io", "v1", "coordination.k8s.io/v1", "Lease", "leases", true, false),
     rt("events.k8s.io", "v1", "events.k8s.io/v1", "Event", "events", true, false),
     rt("tollgate.dev", "v1alpha1", "tollgate.dev/v1alpha1", "TrafficPolicy", "trafficpolicies", true, true),
+    rt("", "v1", "v1", "Namespace", "namespaces", false, true),
+    rt("gateway.networking.k8s.io", "v1", "gateway.networking.k8s.io/v1", "GatewayClass", "gatewayclasses", false, true),
+    rt("gateway.networking.k8s.io", "v1", "gateway.networking.k8s.io/v1", "Gateway", "gateways", true, true),
+    rt("gateway.networking.k8s.io", "v1", "gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes", true, true),
+    rt("gateway.networking.k8s.io", "v1", "gateway.networking.k8s.io/v1", "GRPCRoute", "grpcroutes", true, true),
+    rt("gateway.networking.k8s.io", "v1", "gateway.networking.k8s.io/v1", "ReferenceGrant", "referencegrants", true, false),
+    rt("gateway.networking.k8s.io", "v1beta1", "gateway.networking.k8s.io/v1beta1", "ReferenceGrant", "referencegrants", true, false),
 ];
+
+/// Whether `absent` (plurals, or `plural.version` for one version only)
+/// uninstalls a resource type.
+fn is_absent(absent: &[String], rt: &ResourceType) -> bool {
+    absent
+        .iter()
+        .any(|p| *p == rt.plural || *p == format!("{}.{}", rt.plural, rt.version))
+}
 
 fn res_by_kind(api_version: &str, kind: &str) -> usize {
     RESOURCES
@@ -669,7 +684,8 @@ impl FakeApi {
         *self.shared.fail.lock().unwrap_or_else(|e| e.into_inner()) = plural.map(str::to_string);
     }
 
-    /// Installs or uninstalls a resource (plural, e.g. `"trafficpolicies"`),
+    /// Installs or uninstalls a resource (plural, e.g. `"trafficpolicies"`,
+    /// or `plural.version` for one version, e.g. `"referencegrants.v1"`),
     /// as installing or deleting its CRD would: while uninstalled, every
     /// request for it gets `404 NotFound` and discovery leaves it out.
     pub fn set_installed(&self, plural: &str, installed: bool) {
@@ -1101,7 +1117,7 @@ async fn dispatch(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    if res.is_some_and(|res| absent.iter().any(|p| p == RESOURCES[res].plural)) {
+    if res.is_some_and(|res| is_absent(&absent, &RESOURCES[res])) {
         return Err(ApiError::new(
             404,
             "NotFound",
@@ -1278,7 +1294,7 @@ fn api_group(group: &str) -> Value {
 fn group_list(absent: &[String]) -> Value {
     let mut groups: Vec<&str> = RESOURCES
         .iter()
-        .filter(|r| !absent.iter().any(|p| p == r.plural))
+        .filter(|r| !is_absent(absent, r))
         .map(|r| r.group)
         .filter(|g| !g.is_empty())
         .collect();
@@ -1302,7 +1318,7 @@ fn resource_list(group: &str, version: &str, absent: &[String]) -> Value {
     for r in RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
-        .filter(|r| !absent.iter().any(|p| p == r.plural))
+        .filter(|r| !is_absent(absent, r))
     {
         resources.push(json!({
             "name": r.plural,

@@ -37,7 +37,7 @@ import helm_python as helm
 import yaml
 
 BINARY = sys.argv[1]
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "IngressClass"}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "IngressClass", "GatewayClass"}
 
 # name -> (values, release name, namespace). Non-default values are combined
 # so that each template branch renders at least once.
@@ -87,6 +87,15 @@ CASES: dict[str, tuple[dict, str, str]] = {
         "tollgate",
         "tollgate",
     ),
+    "Gateway API enabled": ({"gatewayAPI": {"enabled": True}}, "tollgate", "tollgate"),
+    "Gateway API, own class and controller name, watchNamespaces": (
+        {
+            "gatewayAPI": {"enabled": True, "className": "edge", "controllerName": "example.com/edge-gateway"},
+            "watchNamespaces": ["team-a"],
+        },
+        "edge",
+        "edge-system",
+    ),
     "second controller, own class, no preStop, ClusterIP": (
         {
             "fullnameOverride": "tollgate-internal",
@@ -116,6 +125,8 @@ BAD_VALUES = [
     {"defaultCertificate": "no-namespace"},
     {"extraArgs": ["run"]},
     {"ingressClass": {"nmae": "typo"}},
+    {"gatewayAPI": {"enabled": "yes"}},
+    {"gatewayAPI": {"controllerName": "no-domain"}},
 ]
 
 
@@ -189,6 +200,8 @@ def check_crds(chart: helm.Chart) -> None:
     top = ROOT / "crds"
     check(top.is_dir() and (top / "README.md").is_file(), "crds/README.md exists at the top level")
     check(link.is_symlink(), "helm/tollgate/crds is a symbolic link to the top-level crds/")
+    for crd in sorted(top.glob("*.y*ml")):
+        check("gateway.networking.k8s.io" not in crd.read_text(), f"{crd.name}: the chart does not install the Gateway API CRDs")
     check(link.resolve() == top.resolve(), f"helm/tollgate/crds resolves to {link.resolve()}, not {top}")
     manifests = sorted(
         p.name for p in top.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file()
@@ -277,6 +290,9 @@ def check_release(name: str, values: dict, release: str, namespace: str, chart: 
             if obj.get("kind") == "ServiceMonitor":
                 # A CRD (Prometheus Operator): no schema in kubernetes-validate.
                 check(obj.get("apiVersion") == "monitoring.coreos.com/v1", f"[{name}] ServiceMonitor apiVersion")
+            elif obj.get("kind") == "GatewayClass":
+                # A Gateway API CRD (not installed by the chart): checked below.
+                check(obj.get("apiVersion") == "gateway.networking.k8s.io/v1", f"[{name}] GatewayClass apiVersion")
             else:
                 validate_k8s(obj, f"[{name}] {path}")
 
@@ -462,7 +478,8 @@ def check_release(name: str, values: dict, release: str, namespace: str, chart: 
     # --- RBAC: exactly `tollgate rbac` --------------------------------------
     fullname = deploy["metadata"]["name"]
     expected = {doc["kind"]: doc for doc in yaml.safe_load_all(
-        run([BINARY, "rbac", "--name", fullname, "--namespace", namespace]).stdout) if doc}
+        run([BINARY, "rbac", "--name", fullname, "--namespace", namespace,
+             f"--gateway-api={str(merged['gatewayAPI']['enabled']).lower()}"]).stdout) if doc}
     check(set(expected) == {"ClusterRole", "Role"}, f"`tollgate rbac` prints a ClusterRole and a Role: {list(expected)}")
     for kind in ("ClusterRole", "Role"):
         got = one(kind)
@@ -490,6 +507,26 @@ def check_release(name: str, values: dict, release: str, namespace: str, chart: 
         check(annotations.get("ingressclass.kubernetes.io/is-default-class") == "true", f"[{name}] default-class annotation")
     else:
         check("ingressclass.kubernetes.io/is-default-class" not in annotations, f"[{name}] not the default class")
+
+    # --- Gateway API ---------------------------------------------------------
+    gw_enabled = merged["gatewayAPI"]["enabled"]
+    check(flag_value(args, "--gateway-api") == str(gw_enabled).lower(), f"[{name}] --gateway-api={gw_enabled}")
+    gateway_rules = [r for r in one("ClusterRole").get("rules", []) if "gateway.networking.k8s.io" in r.get("apiGroups", [])]
+    namespace_rules = [r for r in one("ClusterRole").get("rules", []) if "namespaces" in r.get("resources", [])]
+    if gw_enabled:
+        gc = one("GatewayClass")
+        check(gc.get("metadata", {}).get("name") == merged["gatewayAPI"]["className"], f"[{name}] GatewayClass name")
+        check(gc.get("spec", {}).get("controllerName") == flag_value(args, "--gateway-controller-name"), f"[{name}] GatewayClass controllerName = --gateway-controller-name")
+        check(gc.get("spec", {}).get("controllerName") == merged["gatewayAPI"]["controllerName"], f"[{name}] GatewayClass controllerName = gatewayAPI.controllerName")
+        resources = sorted(res for r in gateway_rules for res in r.get("resources", []))
+        check(resources == sorted(["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants",
+                                   "gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status"]),
+              f"[{name}] Gateway API rules: {resources}")
+        check(all(set(r["verbs"]) <= {"list", "watch", "patch"} for r in gateway_rules + namespace_rules), f"[{name}] Gateway API rules only read and patch status")
+        check(len(namespace_rules) == 1 and namespace_rules[0]["verbs"] == ["list", "watch"], f"[{name}] Namespaces list/watch")
+    else:
+        check(not by_kind.get("GatewayClass"), f"[{name}] no GatewayClass unless gatewayAPI.enabled")
+        check(not gateway_rules and not namespace_rules, f"[{name}] no Gateway API rules unless gatewayAPI.enabled")
 
     # --- PodDisruptionBudget ------------------------------------------------
     replicas = merged["autoscaling"]["minReplicas"] if merged["autoscaling"]["enabled"] else merged["replicaCount"]
@@ -533,6 +570,8 @@ def main() -> None:
         check(values["ingressClass"]["controllerName"] == defaults.get("--controller-name"), "ingressClass.controllerName default = --controller-name default")
         check(values["ingressClass"]["name"] == defaults.get("--ingress-class"), "ingressClass.name default = --ingress-class default")
         check(values["electionId"] == defaults.get("--election-id"), "electionId default = --election-id default")
+        check(values["gatewayAPI"]["controllerName"] == defaults.get("--gateway-controller-name"), "gatewayAPI.controllerName default = --gateway-controller-name default")
+        check(values["gatewayAPI"]["enabled"] is False, "gatewayAPI.enabled defaults to false")
         check(f"{values['shutdownGraceSeconds']}s" == defaults.get("--shutdown-grace"), "shutdownGraceSeconds default = --shutdown-grace default")
         for flag, port in (("--http-addr", 8080), ("--https-addr", 8443), ("--admin-addr", 9180)):
             check(defaults.get(flag, "").endswith(f":{port}"), f"{flag} default {defaults.get(flag)}: the chart assumes port {port}")

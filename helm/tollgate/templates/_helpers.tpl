@@ -69,6 +69,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - "--admin-addr=0.0.0.0:9180"
 - {{ printf "--ingress-class=%s" .Values.ingressClass.name | quote }}
 - {{ printf "--controller-name=%s" .Values.ingressClass.controllerName | quote }}
+{{- if .Values.gatewayAPI.enabled }}
+- "--gateway-api=true"
+- {{ printf "--gateway-controller-name=%s" .Values.gatewayAPI.controllerName | quote }}
+{{- else }}
+- "--gateway-api=false"
+{{- end }}
 - {{ printf "--publish-service=%s/%s" .Release.Namespace (include "tollgate.fullname" .) | quote }}
 - {{ printf "--election-id=%s" .Values.electionId | quote }}
 - {{ printf "--shutdown-grace=%ds" (int .Values.shutdownGraceSeconds) | quote }}

@@ -5,7 +5,8 @@
 //! Invariants:
 //! - Nothing is published before the initial list of every watched kind
 //!   has synced; readiness follows the first publish. A kind whose CRD is
-//!   not installed (its list answers 404: TrafficPolicy) counts as synced
+//!   not installed (its list answers 404: TrafficPolicy, the Gateway API
+//!   kinds) counts as synced
 //!   with no objects, so it never blocks readiness; its watch keeps
 //!   retrying, and installing the CRD later brings its objects in.
 //! - A failing watch, an unreachable API server or a re-list (410 Gone)
@@ -21,14 +22,17 @@
 //! - Runs on the control-plane thread's own runtime, never on a worker.
 
 pub mod events;
+pub mod gateway_status;
+pub mod gateway_watch;
 pub mod leader;
 pub mod policy_status;
+pub mod rbac;
 pub mod status;
 pub mod view;
 pub mod watch;
 pub mod writer;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,127 +52,10 @@ use crate::publisher::{Applied, Publisher};
 use status::{Observed, Publish};
 use view::View;
 
+pub use rbac::{rbac_manifests, Permission, Scope, PERMISSIONS};
+
 /// The controller name in Events and the default field manager.
 pub const CONTROLLER: &str = "tollgate";
-
-/// Where a permission applies: cluster-wide (ClusterRole) or in the
-/// controller's own namespace (Role).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Cluster,
-    OwnNamespace,
-}
-
-/// One RBAC rule the controller needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Permission {
-    pub group: &'static str,
-    pub resource: &'static str,
-    pub verbs: &'static [&'static str],
-    pub scope: Scope,
-}
-
-/// Every API call Kubernetes mode makes, as RBAC rules: the watches
-/// (list, watch), the status writer, the Event recorder and the leader
-/// election. Nothing else is called (the integration tests check every
-/// request against this table), and no Secret is ever written.
-pub const PERMISSIONS: &[Permission] = &[
-    Permission {
-        group: "networking.k8s.io",
-        resource: "ingressclasses",
-        verbs: &["list", "watch"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "networking.k8s.io",
-        resource: "ingresses",
-        verbs: &["list", "watch"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "networking.k8s.io",
-        resource: "ingresses/status",
-        verbs: &["patch"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "",
-        resource: "services",
-        verbs: &["list", "watch"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "discovery.k8s.io",
-        resource: "endpointslices",
-        verbs: &["list", "watch"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "",
-        resource: "secrets",
-        verbs: &["list", "watch"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "tollgate.dev",
-        resource: "trafficpolicies",
-        verbs: &["list", "watch"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "tollgate.dev",
-        resource: "trafficpolicies/status",
-        verbs: &["patch"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "events.k8s.io",
-        resource: "events",
-        verbs: &["create"],
-        scope: Scope::Cluster,
-    },
-    Permission {
-        group: "coordination.k8s.io",
-        resource: "leases",
-        verbs: &["get", "create", "update"],
-        scope: Scope::OwnNamespace,
-    },
-];
-
-/// [`PERMISSIONS`] as a ClusterRole and a Role (for `tollgate rbac`, the
-/// Helm chart and the docs), named `name`, the Role in `namespace`.
-pub fn rbac_manifests(name: &str, namespace: &str) -> String {
-    let rules = |scope: Scope| -> Vec<serde_json::Value> {
-        PERMISSIONS
-            .iter()
-            .filter(|p| p.scope == scope)
-            .map(|p| {
-                serde_json::json!({
-                    "apiGroups": [p.group],
-                    "resources": [p.resource],
-                    "verbs": p.verbs,
-                })
-            })
-            .collect()
-    };
-    let cluster_role = serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": name},
-        "rules": rules(Scope::Cluster),
-    });
-    let role = serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": name, "namespace": namespace},
-        "rules": rules(Scope::OwnNamespace),
-    });
-    [cluster_role, role]
-        .iter()
-        .filter_map(|doc| serde_yaml::to_string(doc).ok())
-        .collect::<Vec<_>>()
-        .join("---\n")
-}
 
 /// Why Kubernetes mode could not start.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +72,8 @@ pub enum KubeError {
 pub struct KubeSettings {
     /// Namespaces to watch; empty means all.
     pub namespaces: Vec<String>,
+    /// Watch the Gateway API kinds and Namespaces, write their status.
+    pub gateway_api: bool,
     /// At most one recompile per window.
     pub debounce: Duration,
     pub publish: Publish,
@@ -202,6 +91,9 @@ pub struct KubeSettings {
 pub async fn connect() -> Result<Client, KubeError> {
     Client::try_default().await.map_err(KubeError::Config)
 }
+
+/// The Gateway API kinds whose status is written, one writer each.
+const GATEWAY_STATUS_KINDS: [&str; 4] = ["GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute"];
 
 /// Per-stream state of the merged watch.
 struct StreamState {
@@ -224,6 +116,8 @@ struct StatusSinks {
     /// To the TrafficPolicy status writer
     /// ([`policy_status::PolicyConditions`]).
     policies: mpsc::UnboundedSender<policy_status::Observed>,
+    /// To the Gateway API status writers ([`gateway_status`]), by kind.
+    gateway: BTreeMap<&'static str, mpsc::UnboundedSender<gateway_status::Observed>>,
 }
 
 /// The object references of diagnostics about namespaced or cluster
@@ -290,7 +184,7 @@ pub async fn run(
     mut stop: channel::Receiver<bool>,
 ) {
     let origin: Arc<str> = "kubernetes".into();
-    let (infos, mut streams) = watch::start(&client, &settings.namespaces);
+    let (infos, mut streams) = watch::start(&client, &settings.namespaces, settings.gateway_api);
     let mut states: Vec<StreamState> = infos
         .iter()
         .map(|info| {
@@ -310,9 +204,20 @@ pub async fn run(
     let (observed_tx, observed_rx) = mpsc::unbounded_channel::<Observed>();
     let (policy_observed_tx, policy_observed_rx) =
         mpsc::unbounded_channel::<policy_status::Observed>();
+    let mut gateway_sinks = BTreeMap::new();
+    let mut gateway_rx = BTreeMap::new();
+    for kind in GATEWAY_STATUS_KINDS
+        .into_iter()
+        .filter(|_| settings.gateway_api)
+    {
+        let (tx, rx) = mpsc::unbounded_channel::<gateway_status::Observed>();
+        gateway_sinks.insert(kind, tx);
+        gateway_rx.insert(kind, rx);
+    }
     let sinks = StatusSinks {
         ingresses: observed_tx,
         policies: policy_observed_tx,
+        gateway: gateway_sinks,
     };
     let (mut gate, view_rx) = view::Gate::new();
     let (diag_tx, diag_rx) = channel::channel(Arc::new(Vec::<events::Regarding>::new()));
@@ -351,7 +256,7 @@ pub async fn run(
             policy_status::PolicyConditions,
             writer::Inputs {
                 observed: policy_observed_rx,
-                view: view_rx,
+                view: view_rx.clone(),
                 leader: leader_rx.clone(),
                 stop: stop.clone(),
             },
@@ -369,6 +274,49 @@ pub async fn run(
             stop.clone(),
         )),
     ];
+    let controller = publisher.options().gateway_controller_name.clone();
+    for (kind, observed) in gateway_rx {
+        let inputs = writer::Inputs {
+            observed,
+            view: view_rx.clone(),
+            leader: leader_rx.clone(),
+            stop: stop.clone(),
+        };
+        let (client, metrics) = (client.clone(), metrics.clone());
+        tasks.push(match kind {
+            "GatewayClass" => tokio::spawn(writer::run(
+                client,
+                gateway_status::ClassStatus,
+                inputs,
+                metrics,
+            )),
+            "Gateway" => tokio::spawn(writer::run(
+                client.clone(),
+                gateway_status::GatewayStatusKind::new(status::IngressStatus::new(
+                    &client,
+                    &settings.publish,
+                )),
+                inputs,
+                metrics,
+            )),
+            "GRPCRoute" => tokio::spawn(writer::run(
+                client,
+                gateway_status::RouteParents::<true> {
+                    controller: controller.clone(),
+                },
+                inputs,
+                metrics,
+            )),
+            _ => tokio::spawn(writer::run(
+                client,
+                gateway_status::RouteParents::<false> {
+                    controller: controller.clone(),
+                },
+                inputs,
+                metrics,
+            )),
+        });
+    }
     {
         let mut leader_rx = leader_rx;
         let gauge = metrics.leader.clone();
@@ -443,23 +391,13 @@ pub async fn run(
             gate.open(|| View {
                 served: publisher.served().to_vec(),
                 policies: view::desired(publisher.snapshot(), publisher.policy_status()),
+                gateway: publisher.gateway_status().clone(),
             });
         }
     }
     for task in tasks {
         // The leader task releases the Lease on stop; give it a moment.
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-    }
-}
-
-/// A 404 from the API server: the resource type does not exist there.
-fn is_not_found(error: &watcher::Error) -> bool {
-    match error {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
-        watcher::Error::WatchError(s) => s.code == 404,
-        _ => false,
     }
 }
 
@@ -472,7 +410,11 @@ fn forget(kind: &str, key: ObjectKey, sinks: &StatusSinks) {
         "TrafficPolicy" => {
             let _ = sinks.policies.send(policy_status::Observed::Deleted(key));
         }
-        _ => {}
+        _ => {
+            if let Some(sink) = sinks.gateway.get(kind) {
+                let _ = sink.send(gateway_status::Observed::Deleted(key));
+            }
+        }
     }
 }
 
@@ -517,13 +459,18 @@ fn handle(
                     .policies
                     .send(policy_status::Observed::Status(object.key(), status));
             }
+            Some(watch::Taken::GatewayApi(kind, status)) => {
+                if let Some(sink) = sinks.gateway.get(kind) {
+                    let _ = sink.send(gateway_status::Observed::Status(object.key(), status));
+                }
+            }
             None => {}
         }
         publisher.upsert(origin.clone(), object);
     };
     let event = match event {
         Ok(event) => event,
-        Err(e) if info.optional && is_not_found(&e) => {
+        Err(e) if info.optional && gateway_watch::is_not_found(&e) => {
             // The CRD is not installed: no objects of this kind exist. The
             // watcher keeps retrying (with backoff), so installing the CRD
             // later starts the watch.

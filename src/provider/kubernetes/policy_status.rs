@@ -22,6 +22,7 @@ use super::view::{Desired, View};
 use super::writer::{self, Kind, Write};
 use crate::config::ObjectKey;
 use crate::crd::{Condition, TrafficPolicy, TrafficPolicyStatus, CONDITION_ACCEPTED};
+use kube::{Api, Client};
 
 /// What the watch reports about TrafficPolicy statuses.
 pub type Observed = writer::Observed<TrafficPolicyStatus>;
@@ -94,6 +95,10 @@ impl Kind for PolicyConditions {
     type Want = Desired;
     type Resource = TrafficPolicy;
     const KIND: &'static str = "trafficpolicy";
+
+    fn api(client: Client, key: &ObjectKey) -> Api<TrafficPolicy> {
+        Api::namespaced(client, &key.namespace)
+    }
 
     async fn changed(&mut self) {
         std::future::pending::<()>().await

@@ -157,6 +157,11 @@ impl IngressStatus {
         }
     }
 
+    /// The addresses to publish; `None` while unknown (no decision).
+    pub fn current(&self) -> Option<&LbStatus> {
+        self.addresses.as_ref()
+    }
+
     /// Applies one event of the publish Service's watch; true when the
     /// addresses changed. A list (initial or re-list) counts only once
     /// complete.
@@ -200,6 +205,10 @@ impl Kind for IngressStatus {
     type Want = LbStatus;
     type Resource = Ingress;
     const KIND: &'static str = "ingress";
+
+    fn api(client: Client, key: &ObjectKey) -> Api<Ingress> {
+        Api::namespaced(client, &key.namespace)
+    }
 
     async fn changed(&mut self) {
         loop {

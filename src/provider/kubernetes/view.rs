@@ -16,8 +16,8 @@
 //! - Closed until the first table is published from a complete initial sync
 //!   (the readiness the data plane uses); closed again at the start of every
 //!   re-list.
-//! - Status writers make no decision without a view. Every writer, present
-//!   and future (Gateway API statuses), reads this one gate: what it should
+//! - Status writers make no decision without a view. Every writer (Ingress,
+//!   TrafficPolicy, Gateway API statuses) reads this one gate: what it should
 //!   write is a field of [`View`], computed from the same compile.
 //! - The statuses a writer observes come from the same lists: the watch
 //!   hands them over only when a list completes (never a partial one), and
@@ -28,16 +28,19 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::config::gateway::status::GatewayApiStatus;
 use crate::config::traffic_policy::PolicyStatus;
 use crate::config::{ObjectKey, Snapshot};
 
 /// What the status writers decide from: one compile's verdicts.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct View {
     /// Ingresses the published table serves, sorted.
     pub served: Vec<ObjectKey>,
     /// The `Accepted` condition each TrafficPolicy should have.
     pub policies: BTreeMap<ObjectKey, Desired>,
+    /// The Gateway API statuses (ours only) the compile decided.
+    pub gateway: GatewayApiStatus,
 }
 
 impl View {
@@ -157,6 +160,7 @@ mod tests {
         View {
             served: names.iter().map(|n| ObjectKey::new("ns", *n)).collect(),
             policies: BTreeMap::new(),
+            gateway: GatewayApiStatus::default(),
         }
     }
 

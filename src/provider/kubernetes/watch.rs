@@ -12,15 +12,18 @@
 //!   no-op update compares equal and triggers nothing. Services and
 //!   EndpointSlices keep only the fields the compiler reads.
 //!   `metadata.generation` is kept (TrafficPolicy conditions report it).
-//! - TrafficPolicy is [`StreamInfo::optional`]: its CRD may not be
-//!   installed, and the caller treats a 404 as an empty list.
+//! - TrafficPolicy and the Gateway API kinds ([`OPTIONAL_KINDS`]) are
+//!   [`StreamInfo::optional`]: their CRDs may not be installed, and the
+//!   caller treats a 404 as an empty list. Namespaces keep only their
+//!   labels (what `allowedRoutes` selectors read). Gateway API objects
+//!   lose their status to their status writer, like Ingresses.
 //! - Failures are yielded as `Err` items; the watcher retries on its own
 //!   with backoff (`default_backoff`), re-listing after a 410 Gone.
 
 use std::fmt::Debug;
 
 use futures_util::stream::{BoxStream, SelectAll, StreamExt};
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -29,20 +32,51 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
+use super::gateway_watch as gw;
 use crate::config::snapshot::{OPAQUE_SECRET_TYPE, SERVICE_NAME_LABEL};
 use crate::config::tls::TLS_SECRET_TYPE;
 use crate::config::{Object, Snapshot};
 use crate::crd::{TrafficPolicy, TrafficPolicyStatus};
 
 /// The kinds tollgate watches, in the order their streams are created.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 12] = [
     "IngressClass",
     "Ingress",
     "Service",
     "EndpointSlice",
     "Secret",
     "TrafficPolicy",
+    "Namespace",
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "GRPCRoute",
+    "ReferenceGrant",
 ];
+
+/// Kinds that may not exist on the server (CRDs): a 404 on their list
+/// means "no objects".
+pub const OPTIONAL_KINDS: [&str; 6] = [
+    "TrafficPolicy",
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "GRPCRoute",
+    "ReferenceGrant",
+];
+
+/// The kinds watched only with `--gateway-api`.
+pub const GATEWAY_API_KINDS: [&str; 6] = [
+    "Namespace",
+    "GatewayClass",
+    "Gateway",
+    "HTTPRoute",
+    "GRPCRoute",
+    "ReferenceGrant",
+];
+
+/// Cluster-scoped kinds: one stream, whatever `--watch-namespace` says.
+const CLUSTER_KINDS: [&str; 3] = ["IngressClass", "Namespace", "GatewayClass"];
 
 /// The Secret types watched, one stream each.
 pub const SECRET_TYPES: [&str; 2] = [TLS_SECRET_TYPE, OPAQUE_SECRET_TYPE];
@@ -102,6 +136,9 @@ pub type LbStatus = Vec<IngressLoadBalancerIngress>;
 pub enum Taken {
     Ingress(LbStatus),
     TrafficPolicy(TrafficPolicyStatus),
+    /// A Gateway API object's `status` (`null` when it has none), with
+    /// the object's kind.
+    GatewayApi(&'static str, serde_json::Value),
 }
 
 fn trim_meta(meta: &mut ObjectMeta) {
@@ -151,13 +188,32 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
             }
         }
         Object::Secret(o) => trim_meta(&mut o.metadata),
-        // Gateway API kinds are not watched yet (standalone mode only).
-        Object::GatewayClass(o) => trim_meta(&mut o.metadata),
-        Object::Gateway(o) => trim_meta(&mut o.metadata),
-        Object::HttpRoute(o) => trim_meta(&mut o.metadata),
-        Object::GrpcRoute(o) => trim_meta(&mut o.metadata),
+        Object::GatewayClass(o) => {
+            trim_meta(&mut o.metadata);
+            return Some(gateway_status(object));
+        }
+        Object::Gateway(o) => {
+            trim_meta(&mut o.metadata);
+            return Some(gateway_status(object));
+        }
+        Object::HttpRoute(o) => {
+            trim_meta(&mut o.metadata);
+            return Some(gateway_status(object));
+        }
+        Object::GrpcRoute(o) => {
+            trim_meta(&mut o.metadata);
+            return Some(gateway_status(object));
+        }
         Object::ReferenceGrant(o) => trim_meta(&mut o.metadata),
-        Object::Namespace(o) => trim_meta(&mut o.metadata),
+        Object::Namespace(o) => {
+            // Labels only (allowedRoutes selectors).
+            trim_meta(&mut o.metadata);
+            o.metadata.annotations = None;
+            o.metadata.owner_references = None;
+            o.metadata.finalizers = None;
+            o.spec = None;
+            o.status = None;
+        }
         Object::Ingress(o) => {
             trim_meta(&mut o.metadata);
             let status = o
@@ -174,6 +230,18 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
         }
     }
     None
+}
+
+/// Takes the status off a Gateway API object that has one.
+fn gateway_status(object: &mut Object) -> Taken {
+    let (kind, status) = match object {
+        Object::GatewayClass(o) => ("GatewayClass", o.status.take()),
+        Object::Gateway(o) => ("Gateway", o.status.take()),
+        Object::HttpRoute(o) => ("HTTPRoute", o.status.take()),
+        Object::GrpcRoute(o) => ("GRPCRoute", o.status.take()),
+        _ => ("", None),
+    };
+    Taken::GatewayApi(kind, status.unwrap_or(serde_json::Value::Null))
 }
 
 fn watch<K>(
@@ -201,6 +269,10 @@ where
         .boxed()
 }
 
+fn numbered(events: gw::Events, stream: usize) -> BoxStream<'static, Update> {
+    events.map(move |event| Update { stream, event }).boxed()
+}
+
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -212,10 +284,12 @@ where
     }
 }
 
-/// Starts every watch. `namespaces` empty means all namespaces.
+/// Starts every watch. `namespaces` empty means all namespaces; without
+/// `gateway_api`, the Gateway API kinds and Namespaces are not watched.
 pub fn start(
     client: &Client,
     namespaces: &[String],
+    gateway_api: bool,
 ) -> (Vec<StreamInfo>, SelectAll<BoxStream<'static, Update>>) {
     let mut infos = Vec::new();
     let mut streams = SelectAll::new();
@@ -231,7 +305,10 @@ pub fn start(
         }
     };
     for kind in KINDS {
-        let kind_scopes: &[Option<&str>] = if kind == "IngressClass" {
+        if !gateway_api && GATEWAY_API_KINDS.contains(&kind) {
+            continue;
+        }
+        let kind_scopes: &[Option<&str>] = if CLUSTER_KINDS.contains(&kind) {
             &[None]
         } else {
             &scopes
@@ -273,6 +350,32 @@ pub fn start(
                     index,
                     Object::TrafficPolicy,
                 ),
+                "Namespace" => watch(
+                    Api::<Namespace>::all(client.clone()),
+                    config,
+                    index,
+                    Object::Namespace,
+                ),
+                "GatewayClass" => numbered(
+                    gw::events::<gw::GatewayClassV1>(Api::all(client.clone()), config),
+                    index,
+                ),
+                "Gateway" => numbered(
+                    gw::events::<gw::GatewayV1>(api(client, *scope), config),
+                    index,
+                ),
+                "HTTPRoute" => numbered(
+                    gw::events::<gw::HttpRouteV1>(api(client, *scope), config),
+                    index,
+                ),
+                "GRPCRoute" => numbered(
+                    gw::events::<gw::GrpcRouteV1>(api(client, *scope), config),
+                    index,
+                ),
+                "ReferenceGrant" => numbered(
+                    gw::reference_grants(client.clone(), scope.map(str::to_string)),
+                    index,
+                ),
                 _ => watch(
                     api::<Secret>(client, *scope),
                     config.fields(&secret_field_selector(
@@ -286,7 +389,7 @@ pub fn start(
                 kind,
                 namespace: scope.map(str::to_string),
                 secret_type,
-                optional: kind == "TrafficPolicy",
+                optional: OPTIONAL_KINDS.contains(&kind),
             });
             streams.push(stream);
         }

@@ -1,5 +1,5 @@
 //! The status writer loop every written kind shares (Ingress status,
-//! TrafficPolicy conditions; Gateway API statuses later): inputs, leader
+//! TrafficPolicy conditions, Gateway API statuses): inputs, leader
 //! gating, batching, concurrent patches, retries and counting. What a kind
 //! writes is its [`Kind`]: a pure plan and the resource it patches.
 //!
@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -67,14 +66,12 @@ pub trait Kind: Send + 'static {
     /// What a write is meant to achieve.
     type Want: Clone + PartialEq + Send + 'static;
     /// The API resource patched.
-    type Resource: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + 'static;
+    type Resource: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static;
     /// The `kind` label of `tollgate_status_writes_total`.
     const KIND: &'static str;
+
+    /// Where the object `key` is patched (namespaced or cluster-wide).
+    fn api(client: Client, key: &ObjectKey) -> Api<Self::Resource>;
 
     /// Resolves when an input of the kind's own changed (the Ingress
     /// writer's publish Service); never, for kinds without one. Must be
@@ -180,7 +177,8 @@ pub async fn run<K: Kind>(
             .map(|w| {
                 let client = client.clone();
                 async move {
-                    let done = write::<K::Resource>(client, K::KIND, &w.key, &w.patch).await;
+                    let api = K::api(client, &w.key);
+                    let done = write(api, K::KIND, &w.key, &w.patch).await;
                     (w.key, w.want, done)
                 }
             })
@@ -204,14 +202,10 @@ pub async fn run<K: Kind>(
 }
 
 /// One merge patch of `/status`; true when done (or the object is gone).
-async fn write<R>(client: Client, kind: &str, key: &ObjectKey, patch: &serde_json::Value) -> bool
+async fn write<R>(api: Api<R>, kind: &str, key: &ObjectKey, patch: &serde_json::Value) -> bool
 where
-    R: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug,
+    R: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    let api = Api::<R>::namespaced(client, &key.namespace);
     match api
         .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(patch))
         .await

@@ -10,23 +10,9 @@ mod common;
 use common::gateway::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
-
-fn infra(echo: &Echo, extra: Vec<Value>) -> Vec<Value> {
-    let mut docs = vec![
-        gateway_class(),
-        gateway(
-            INFRA,
-            "same-namespace",
-            "[{name: http, port: 80, protocol: HTTP}]",
-        ),
-    ];
-    docs.extend(echo.backends(INFRA));
-    docs.extend(extra);
-    docs
-}
 
 /// httproute-backend-protocol-websocket: the Service port's appProtocol is
 /// `kubernetes.io/ws`; the upgrade reaches the backend and messages flow

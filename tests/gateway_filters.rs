@@ -16,20 +16,6 @@ use common::*;
 use http_body_util::Full;
 use serde_json::Value;
 
-fn infra(echo: &Echo, extra: Vec<Value>) -> Vec<Value> {
-    let mut docs = vec![
-        gateway_class(),
-        gateway(
-            INFRA,
-            "same-namespace",
-            "[{name: http, port: 80, protocol: HTTP}]",
-        ),
-    ];
-    docs.extend(echo.backends(INFRA));
-    docs.extend(extra);
-    docs
-}
-
 /// An HTTPRoute on `same-namespace` for `host` with one rule: `filters`
 /// (YAML flow), to infra-backend-v1 unless `backends` says otherwise.
 fn filtered(name: &str, host: &str, rule: &str) -> Value {

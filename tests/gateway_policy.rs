@@ -42,20 +42,6 @@ fn route(name: &str, host: &str, filters: &str) -> Value {
     )
 }
 
-fn docs(echo: &Echo, extra: Vec<Value>) -> Vec<Value> {
-    let mut docs = vec![
-        gateway_class(),
-        gateway(
-            INFRA,
-            "same-namespace",
-            "[{name: http, port: 80, protocol: HTTP}]",
-        ),
-    ];
-    docs.extend(echo.backends(INFRA));
-    docs.extend(extra);
-    docs
-}
-
 async fn get_from(t: &Tollgate, src: &str, host: &str) -> Resp {
     send_from(
         src.parse().unwrap(),
@@ -71,7 +57,7 @@ async fn get_from(t: &Tollgate, src: &str, host: &str) -> Resp {
 #[tokio::test]
 async fn a_policy_on_an_httproute_limits_and_allows_its_requests_only() {
     let echo = Echo::services(&["infra-backend-v1"]).await;
-    let t = Tollgate::with_docs(&docs(
+    let t = Tollgate::with_docs(&infra(
         &echo,
         vec![
             route("limited", "limited.example", "[]"),
@@ -136,7 +122,7 @@ async fn a_policy_on_an_httproute_limits_and_allows_its_requests_only() {
 #[tokio::test]
 async fn a_policy_on_a_gateway_reaches_all_its_routes_and_a_route_policy_wins() {
     let echo = Echo::services(&["infra-backend-v1"]).await;
-    let t = Tollgate::with_docs(&docs(
+    let t = Tollgate::with_docs(&infra(
         &echo,
         vec![
             route("one", "one.example", "[]"),
@@ -184,7 +170,7 @@ async fn a_policy_on_a_gateway_reaches_all_its_routes_and_a_route_policy_wins() 
 async fn check_reports_a_policy_whose_httproute_is_missing() {
     let echo = Echo::services(&["infra-backend-v1"]).await;
     let dir = TempDir::new("gateway-policy-check");
-    let docs = docs(
+    let docs = infra(
         &echo,
         vec![
             route("present", "present.example", "[]"),

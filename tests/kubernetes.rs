@@ -14,11 +14,11 @@ mod common;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cluster::Cluster;
 use common::fakeapi::FakeApi;
 use common::*;
 use http_body_util::Full;
@@ -42,30 +42,7 @@ const BACKOFF_TIMEOUT: Duration = Duration::from_secs(30);
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// A fake API server and a kubeconfig pointing at it.
-struct Cluster {
-    api: FakeApi,
-    kubeconfig: PathBuf,
-    _dir: TempDir,
-}
-
 impl Cluster {
-    fn new() -> Cluster {
-        let api = FakeApi::start();
-        let dir = TempDir::new("kube");
-        let kubeconfig = api.write_kubeconfig(dir.path());
-        Cluster {
-            api,
-            kubeconfig,
-            _dir: dir,
-        }
-    }
-
-    /// `tollgate run` in Kubernetes mode against this cluster.
-    fn tollgate(&self) -> TollgateBuilder {
-        Tollgate::builder().kubeconfig(&self.kubeconfig)
-    }
-
     fn ingress(&self, ns: &str, name: &str) -> Value {
         self.api
             .get(NETWORKING, "Ingress", ns, name)

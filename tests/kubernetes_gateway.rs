@@ -11,10 +11,9 @@
 mod common;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::fakeapi::FakeApi;
+use common::cluster::Cluster;
 use common::gateway::{gateway, gateway_class, http_route, namespace};
 use common::*;
 use serde_json::{json, Value};
@@ -29,28 +28,7 @@ const BACKOFF_TIMEOUT: Duration = Duration::from_secs(30);
 const PUBLISHED: &str = "10.9.8.7";
 const HTTP_LISTENER: &str = "[{name: http, port: 80, protocol: HTTP}]";
 
-struct Cluster {
-    api: FakeApi,
-    kubeconfig: PathBuf,
-    _dir: TempDir,
-}
-
 impl Cluster {
-    fn new() -> Cluster {
-        let api = FakeApi::start();
-        let dir = TempDir::new("kube-gw");
-        let kubeconfig = api.write_kubeconfig(dir.path());
-        Cluster {
-            api,
-            kubeconfig,
-            _dir: dir,
-        }
-    }
-
-    fn tollgate(&self) -> TollgateBuilder {
-        Tollgate::builder().kubeconfig(&self.kubeconfig)
-    }
-
     fn object(&self, kind: &str, ns: &str, name: &str) -> Value {
         self.api
             .get(GW, kind, ns, name)

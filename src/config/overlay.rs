@@ -143,16 +143,7 @@ pub fn apply(
                     .unwrap_or_else(|_| HeaderValue::from_static(default))
             }
         };
-        let origins = if c.allow_origins.is_empty() || c.allow_origins.iter().any(|o| o == "*") {
-            CorsOrigins::Any
-        } else {
-            CorsOrigins::List(
-                c.allow_origins
-                    .iter()
-                    .map(|o| Arc::from(o.trim_end_matches('/').to_ascii_lowercase()))
-                    .collect(),
-            )
-        };
+        let origins = CorsOrigins::from_list(&c.allow_origins);
         a.cors = Some(Cors {
             origins,
             allow_methods: list(&c.allow_methods, "GET, PUT, POST, DELETE, PATCH, OPTIONS"),

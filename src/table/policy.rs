@@ -396,6 +396,20 @@ pub enum CorsOrigins {
 }
 
 impl CorsOrigins {
+    /// The origins of a policy's `allowOrigins` list: none or one `*` is
+    /// any origin; otherwise each lowercased, without a trailing slash.
+    pub fn from_list(origins: &[String]) -> CorsOrigins {
+        if origins.is_empty() || origins.iter().any(|o| o == "*") {
+            return CorsOrigins::Any;
+        }
+        CorsOrigins::List(
+            origins
+                .iter()
+                .map(|o| Arc::from(o.trim_end_matches('/').to_ascii_lowercase()))
+                .collect(),
+        )
+    }
+
     /// Whether `origin` (as sent in the Origin header) is allowed.
     pub fn allows(&self, origin: &str) -> bool {
         match self {

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::yaml;
+use super::{yaml, Echo};
 
 /// The namespace the upstream conformance suite puts its infrastructure in.
 pub const INFRA: &str = "gateway-conformance-infra";
@@ -74,4 +74,20 @@ pub fn service_grant(ns: &str, name: &str, from_ns: &str, to_name: Option<&str>)
             "to": [to],
         },
     })
+}
+
+/// Our class, Gateway `same-namespace` in [`INFRA`] (one HTTP listener on
+/// port 80), the echo backends' Services there, and `extra`.
+pub fn infra(echo: &Echo, extra: Vec<Value>) -> Vec<Value> {
+    let mut docs = vec![
+        gateway_class(),
+        gateway(
+            INFRA,
+            "same-namespace",
+            "[{name: http, port: 80, protocol: HTTP}]",
+        ),
+    ];
+    docs.extend(echo.backends(INFRA));
+    docs.extend(extra);
+    docs
 }

@@ -19,6 +19,7 @@
 // Test scaffolding, not the data plane: a lock guarding the port registry is fine.
 #![allow(clippy::disallowed_types)]
 
+pub mod cluster;
 pub mod fakeapi;
 pub mod gateway;
 pub mod h2raw;

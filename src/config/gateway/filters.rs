@@ -99,16 +99,7 @@ fn cors(c: &RouteCors) -> Result<Cors, FilterProblem> {
             })
         }
     };
-    let origins = if c.allow_origins.is_empty() || c.allow_origins.iter().any(|o| o == "*") {
-        CorsOrigins::Any
-    } else {
-        CorsOrigins::List(
-            c.allow_origins
-                .iter()
-                .map(|o| Arc::from(o.trim_end_matches('/').to_ascii_lowercase()))
-                .collect(),
-        )
-    };
+    let origins = CorsOrigins::from_list(&c.allow_origins);
     Ok(Cors {
         origins,
         allow_methods: list(&c.allow_methods, "GET, HEAD, POST")?,

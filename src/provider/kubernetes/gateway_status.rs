@@ -258,10 +258,6 @@ impl Kind for ClassStatus {
         Api::all(client)
     }
 
-    async fn changed(&mut self) {
-        std::future::pending::<()>().await
-    }
-
     fn plan(
         &mut self,
         view: &View,
@@ -359,10 +355,6 @@ impl Kind for RouteParents<false> {
         Api::namespaced(client, &key.namespace)
     }
 
-    async fn changed(&mut self) {
-        std::future::pending::<()>().await
-    }
-
     fn plan(
         &mut self,
         view: &View,
@@ -381,10 +373,6 @@ impl Kind for RouteParents<true> {
 
     fn api(client: Client, key: &ObjectKey) -> Api<Self::Resource> {
         Api::namespaced(client, &key.namespace)
-    }
-
-    async fn changed(&mut self) {
-        std::future::pending::<()>().await
     }
 
     fn plan(

@@ -100,10 +100,6 @@ impl Kind for PolicyConditions {
         Api::namespaced(client, &key.namespace)
     }
 
-    async fn changed(&mut self) {
-        std::future::pending::<()>().await
-    }
-
     fn plan(
         &mut self,
         view: &View,

@@ -74,9 +74,11 @@ pub trait Kind: Send + 'static {
     fn api(client: Client, key: &ObjectKey) -> Api<Self::Resource>;
 
     /// Resolves when an input of the kind's own changed (the Ingress
-    /// writer's publish Service); never, for kinds without one. Must be
-    /// cancel-safe.
-    fn changed(&mut self) -> impl Future<Output = ()> + Send;
+    /// writer's publish Service); never, for kinds without one (the
+    /// default). Must be cancel-safe.
+    fn changed(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 
     /// The writes one pass should make: only differences between the
     /// observed statuses and the view, minus what `sent` already covers.

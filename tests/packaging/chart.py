@@ -201,7 +201,15 @@ def check_crds(chart: helm.Chart) -> None:
     check(top.is_dir() and (top / "README.md").is_file(), "crds/README.md exists at the top level")
     check(link.is_symlink(), "helm/tollgate/crds is a symbolic link to the top-level crds/")
     for crd in sorted(top.glob("*.y*ml")):
-        check("gateway.networking.k8s.io" not in crd.read_text(), f"{crd.name}: the chart does not install the Gateway API CRDs")
+        groups = {
+            (doc.get("spec") or {}).get("group")
+            for doc in yaml.safe_load_all(crd.read_text())
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
+        }
+        check(
+            "gateway.networking.k8s.io" not in groups,
+            f"{crd.name}: the chart does not install the Gateway API CRDs",
+        )
     check(link.resolve() == top.resolve(), f"helm/tollgate/crds resolves to {link.resolve()}, not {top}")
     manifests = sorted(
         p.name for p in top.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file()

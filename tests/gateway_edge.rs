@@ -8,10 +8,11 @@
 mod common;
 
 use common::gateway::*;
+use common::ws::{ws_echo_backend, WsBackend};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// httproute-backend-protocol-websocket: the Service port's appProtocol is
@@ -20,28 +21,11 @@ use tokio_tungstenite::tungstenite::Message;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::result_large_err)] // tungstenite's handshake callback type
 async fn websocket_to_an_app_protocol_ws_backend() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<String>();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let cb =
-            |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-             resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-                let _ = seen_tx.send(req.uri().to_string());
-                Ok(resp)
-            };
-        let mut ws = tokio_tungstenite::accept_hdr_async(stream, cb)
-            .await
-            .unwrap();
-        while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Text(_) | Message::Binary(_) => ws.send(msg).await.unwrap(),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    });
+    let WsBackend {
+        port,
+        seen: seen_rx,
+        task: server,
+    } = ws_echo_backend().await;
     let echo = Echo::services(&["infra-backend-v1"]).await;
     let mut ws_backend = backend(INFRA, "ws-backend", &[port]);
     ws_backend[0]["spec"]["ports"][0]["appProtocol"] = json!("kubernetes.io/ws");
@@ -62,7 +46,7 @@ async fn websocket_to_an_app_protocol_ws_backend() {
     .expect("websocket handshake timed out")
     .expect("websocket handshake through the proxy");
     assert_eq!(resp.status(), 101);
-    let uri = tokio::time::timeout(REQUEST_TIMEOUT, seen_rx)
+    let (uri, _host) = tokio::time::timeout(REQUEST_TIMEOUT, seen_rx)
         .await
         .unwrap()
         .unwrap();

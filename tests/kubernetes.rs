@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{expect_route, metric, Cluster, CHANGE_TIMEOUT};
 use common::fakeapi::FakeApi;
 use common::*;
 use http_body_util::Full;
@@ -31,9 +31,6 @@ const EVENTS: &str = "events.k8s.io/v1";
 const COORDINATION: &str = "coordination.k8s.io/v1";
 const POLICIES: &str = "tollgate.dev/v1alpha1";
 
-/// Upper bound for a change in the fake to show in routing, status or
-/// Events (about 100 ms expected).
-const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound when a watch has failed and the watcher's backoff delays the
 /// next attempt (up to ~13 s after four failures).
 const BACKOFF_TIMEOUT: Duration = Duration::from_secs(30);
@@ -152,27 +149,6 @@ where
 /// GET that reports transport errors instead of panicking.
 async fn try_get(addr: SocketAddr, host: &str, path: &str) -> Result<Resp, String> {
     send(addr, req("GET", host, path).body(Full::default()).unwrap()).await
-}
-
-/// Waits until `host``path` answers `status` (and, when given, from echo
-/// service `service`); panics with the last response otherwise.
-async fn expect_route(tg: &Tollgate, host: &str, path: &str, status: u16, service: Option<&str>) {
-    let r = tg
-        .eventually_within(host, path, CHANGE_TIMEOUT, |r| {
-            r.status == status && (service.is_none() || r.service().as_deref() == service)
-        })
-        .await;
-    assert!(
-        r.status == status && (service.is_none() || r.service().as_deref() == service),
-        "http://{host}{path}: {} (want {status} from {service:?})\n{}",
-        r.summary(),
-        tg.proc_.logs()
-    );
-}
-
-/// The value of a metric (summed over matching label sets; 0 if absent).
-async fn metric(tg: &Tollgate, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric_sum(&tg.metrics().await, name, labels).unwrap_or(0.0)
 }
 
 /// Polls `/metrics` (bounded by `CHANGE_TIMEOUT`) until the metric reaches `at_least`.

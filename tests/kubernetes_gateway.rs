@@ -13,7 +13,7 @@ mod common;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::{expect_route, metric, Cluster, CHANGE_TIMEOUT};
 use common::gateway::{gateway, gateway_class, http_route, namespace};
 use common::*;
 use serde_json::{json, Value};
@@ -21,7 +21,6 @@ use serde_json::{json, Value};
 const NS: &str = "default";
 const GW: &str = "gateway.networking.k8s.io/v1";
 const CONTROLLER: &str = "tollgate.dev/gateway-controller";
-const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A watch retried after a 404 (the watcher's backoff, then the version
 /// fallback's pause).
 const BACKOFF_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,24 +73,6 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-}
-
-async fn expect_route(tg: &Tollgate, host: &str, path: &str, status: u16, service: Option<&str>) {
-    let r = tg
-        .eventually_within(host, path, CHANGE_TIMEOUT, |r| {
-            r.status == status && (service.is_none() || r.service().as_deref() == service)
-        })
-        .await;
-    assert!(
-        r.status == status && (service.is_none() || r.service().as_deref() == service),
-        "http://{host}{path}: {} (want {status} from {service:?})\n{}",
-        r.summary(),
-        tg.proc_.logs()
-    );
-}
-
-async fn metric(tg: &Tollgate, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric_sum(&tg.metrics().await, name, labels).unwrap_or(0.0)
 }
 
 async fn until_leader(tg: &Tollgate) {

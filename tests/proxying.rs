@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::ws::{ws_echo_backend, WsBackend};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, Version};
@@ -281,33 +282,11 @@ async fn request_id_is_kept_or_generated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::result_large_err)] // tungstenite's handshake callback type
 async fn websocket_upgrade_passes_through() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<(String, String)>();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
-        let cb =
-            |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-             resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
-                let host = req
-                    .headers()
-                    .get("host")
-                    .map(|h| h.to_str().unwrap_or_default().to_string())
-                    .unwrap_or_default();
-                let _ = seen_tx.send((req.uri().to_string(), host));
-                Ok(resp)
-            };
-        let mut ws = tokio_tungstenite::accept_hdr_async(stream, cb)
-            .await
-            .unwrap();
-        while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Text(_) | Message::Binary(_) => ws.send(msg).await.unwrap(),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    });
+    let WsBackend {
+        port,
+        seen: seen_rx,
+        task: server,
+    } = ws_echo_backend().await;
 
     let tg = Tollgate::with_docs(&routed(NS, "ws.test", "ws", &[port])).await;
     let stream = TcpStream::connect(tg.http_addr()).await.unwrap();

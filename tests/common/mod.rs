@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod fakeapi;
 pub mod gateway;
 pub mod h2raw;
+pub mod ws;
 
 use std::collections::HashSet;
 use std::convert::Infallible;

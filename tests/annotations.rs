@@ -291,7 +291,8 @@ async fn redirects_and_app_root() {
     let r = tg.get("root.test", "/").await;
     assert_eq!(
         (r.status, r.header("location").as_deref()),
-        (302, Some("/app1"))
+        // ingress-nginx: `return 302 $scheme://$http_host/app1`.
+        (302, Some("http://root.test/app1"))
     );
     let r = tg.get("root.test", "/app1/page").await;
     assert_eq!(r.status, 200);

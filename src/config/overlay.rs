@@ -100,6 +100,7 @@ pub fn apply(
             },
             max_age: sa.max_age().map(|d| d.as_secs()),
             path: sa.path.as_deref().map(Arc::from),
+            attrs: Default::default(),
         });
     }
     if let Some(t) = &spec.timeouts {
@@ -156,6 +157,7 @@ pub fn apply(
                 .flatten(),
             allow_credentials: c.allow_credentials.unwrap_or(true),
             max_age: HeaderValue::from(c.max_age.unwrap_or(1_728_000).max(0)),
+            nginx: false,
         });
     }
     if let Some(h) = &spec.headers {

@@ -130,8 +130,9 @@ pub struct PathTable {
     /// The Ingress `defaultBackend` for this host: serves unmatched paths.
     fallback: Option<RouteId>,
     /// Regular-expression paths (`use-regex`), longest pattern first; the
-    /// first match wins, after exact paths and before prefixes (as nginx's
-    /// regex locations).
+    /// first match wins, after exact paths and before a prefix match
+    /// written shorter than the pattern (as nginx, which tries every
+    /// location of a host with regex locations longest first).
     regex: Vec<RegexPath>,
     /// Candidate groups: a slot with the [`GROUP`] bit set indexes here;
     /// each group holds two or more routes, tried in order.
@@ -332,20 +333,34 @@ impl PathTable {
                 return Some(self.first(route));
             }
         }
-        if let Some(r) = self.regex.iter().find(|r| r.pattern.is_match(path)) {
-            return Some(self.first(r.route));
-        }
+        let regex = self.regex.iter().find(|r| r.pattern.is_match(path));
         let mut node = &self.prefix;
         let mut best = node.route;
-        for segment in path.split('/').filter(|s| !s.is_empty()) {
+        // Length of the path `best` was written as (`/` counts 1).
+        let mut best_len = 1;
+        let mut end = 0;
+        for segment in path.split('/') {
+            end += segment.len() + 1;
+            if segment.is_empty() {
+                continue;
+            }
             match node.children.get(segment) {
                 Some(child) => {
                     node = child;
                     if child.route.is_some() {
                         best = child.route;
+                        best_len = end - 1;
                     }
                 }
                 None => break,
+            }
+        }
+        // As nginx once a host has regex locations (all its locations are
+        // then tried longest first): a regex wins unless the matching
+        // prefix was written longer.
+        if let Some(r) = regex {
+            if best.is_none() || r.source.len() >= best_len {
+                return Some(self.first(r.route));
             }
         }
         best.map(|slot| self.first(slot)).or(self.fallback)

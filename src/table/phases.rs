@@ -348,12 +348,14 @@ mod tests {
             expose_headers: None,
             allow_credentials: false,
             max_age: HeaderValue::from_static("1"),
+            nginx: false,
         };
         let affinity = Affinity {
             cookie: "route".into(),
             mode: AffinityMode::Balanced,
             max_age: None,
             path: None,
+            attrs: Default::default(),
         };
         let policy = RoutePolicy {
             access: Some(AccessList::default()),

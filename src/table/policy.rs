@@ -344,6 +344,27 @@ pub struct Affinity {
     /// `Max-Age` of the cookie, seconds; a session cookie when `None`.
     pub max_age: Option<u64>,
     pub path: Option<Arc<str>>,
+    /// ingress-nginx's further cookie attributes (annotations only).
+    pub attrs: CookieAttrs,
+}
+
+/// The affinity cookie as ingress-nginx sets it (`session-cookie-*`);
+/// the default is the TrafficPolicy cookie (`Path=/` unless set, `HttpOnly`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CookieAttrs {
+    /// ingress-nginx's defaults: `Path` is the rule's path as written, and
+    /// the cookie is `Secure` on HTTPS requests.
+    pub nginx: bool,
+    /// `Expires` this many seconds after the response.
+    pub expires: Option<u64>,
+    pub domain: Option<Arc<str>>,
+    /// `Secure` on plain HTTP too.
+    pub secure: bool,
+    /// `SameSite` value: `None`, `Lax` or `Strict`.
+    pub samesite: Option<&'static str>,
+    /// `SameSite=None` is left out for clients that mishandle it (by
+    /// User-Agent, ingress-nginx's list).
+    pub conditional_samesite_none: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +405,14 @@ pub struct Cors {
     pub expose_headers: Option<HeaderValue>,
     pub allow_credentials: bool,
     pub max_age: HeaderValue,
+    /// ingress-nginx's semantics (the annotations): every response of the
+    /// route, answers included, carries the headers when the origin is
+    /// allowed; any-origin sends `*` even without an `Origin`; every
+    /// `OPTIONS` from an allowed origin is answered 204; a wildcard origin
+    /// stands for one DNS label. Otherwise (TrafficPolicy, HTTPRoute) the
+    /// Fetch semantics: only requests with an allowed `Origin`, preflights
+    /// only with `Access-Control-Request-Method`.
+    pub nginx: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -415,6 +444,26 @@ impl CorsOrigins {
         match self {
             CorsOrigins::Any => true,
             CorsOrigins::List(list) => list.iter().any(|allowed| origin_matches(allowed, origin)),
+        }
+    }
+
+    /// ingress-nginx's match: as [`Self::allows`], but the `*` of a
+    /// wildcard origin stands for exactly one DNS label
+    /// (`[A-Za-z0-9-]+`), as ingress-nginx's generated regex does.
+    pub fn allows_nginx(&self, origin: &str) -> bool {
+        match self {
+            CorsOrigins::Any => true,
+            CorsOrigins::List(list) => list.iter().any(|allowed| {
+                origin_matches(allowed, origin)
+                    && allowed.split_once("://*.").is_none_or(|(scheme, suffix)| {
+                        let label_len = origin.len() - scheme.len() - 3 - suffix.len() - 1;
+                        origin
+                            .get(scheme.len() + 3..scheme.len() + 3 + label_len)
+                            .is_some_and(|l| {
+                                l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                            })
+                    })
+            }),
         }
     }
 }

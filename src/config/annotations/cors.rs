@@ -2,8 +2,10 @@
 //! defaults.
 //!
 //! Invariant: every header value is pre-built here (the request path
-//! allocates nothing for CORS); an origin that is not `http(s)://…` is
-//! skipped with a warning, and a `*` anywhere allows any origin.
+//! allocates nothing for CORS). As ingress-nginx: a missing or blank
+//! `cors-allow-origin`, or a `*` anywhere in the list, allows any origin;
+//! an entry that is not an origin (`scheme://host[:port]`, `null`, with at
+//! most a leading `*.` label) is skipped with a warning.
 
 use std::sync::Arc;
 
@@ -19,7 +21,8 @@ impl Parser<'_> {
         }
         let origin_name = format!("{NGINX}cors-allow-origin");
         let origins = match self.get(&origin_name) {
-            None | Some("*") | Some("") => CorsOrigins::Any,
+            None => CorsOrigins::Any,
+            Some(blank) if blank.trim().is_empty() => CorsOrigins::Any,
             Some(list) => {
                 let mut origins = Vec::new();
                 for o in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
@@ -27,7 +30,7 @@ impl Parser<'_> {
                         origins.clear();
                         break;
                     }
-                    if !(o.starts_with("http://") || o.starts_with("https://")) {
+                    if !nginx_origin(o) {
                         self.warn(
                             &origin_name,
                             format!("`{o}` is not an origin like https://example.com; skipped"),
@@ -77,6 +80,29 @@ impl Parser<'_> {
             expose_headers,
             allow_credentials,
             max_age,
+            nginx: true,
         })
     }
+}
+
+/// ingress-nginx's origin syntax: `[a-z]+://` then an optional `*.`, then
+/// `[A-Za-z0-9.-]*` and an optional `:port`; or `null`.
+fn nginx_origin(o: &str) -> bool {
+    if o == "null" {
+        return true;
+    }
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
+    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_lowercase()) {
+        return false;
+    }
+    let rest = rest.strip_prefix("*.").unwrap_or(rest);
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -35,6 +35,7 @@ pub mod known;
 mod limits;
 pub(super) mod parser;
 mod redirect;
+mod session_cookie;
 mod upstream;
 pub mod values;
 
@@ -106,7 +107,7 @@ pub fn parse(
         ..Timeouts::default()
     };
     policy.retry = p.retry();
-    policy.affinity = p.affinity();
+    policy.affinity = p.affinity(use_regex);
     policy.hash_by = p.hash_by();
     policy.cors = p.cors();
     let basic_auth = p.basic_auth();

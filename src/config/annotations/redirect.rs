@@ -12,8 +12,9 @@ use crate::table::policy::Redirect;
 impl Parser<'_> {
     pub(super) fn redirect(&mut self) -> Option<Redirect> {
         for (suffix, code_suffix, default) in [
-            ("permanent-redirect", "permanent-redirect-code", 301u16),
+            // ingress-nginx: a temporal redirect wins over a permanent one.
             ("temporal-redirect", "temporal-redirect-code", 302u16),
+            ("permanent-redirect", "permanent-redirect-code", 301u16),
         ] {
             let name = format!("{NGINX}{suffix}");
             let Some(url) = self.get(&name) else { continue };

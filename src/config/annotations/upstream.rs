@@ -102,7 +102,7 @@ impl Parser<'_> {
         Some(retry)
     }
 
-    pub(super) fn affinity(&mut self) -> Option<Affinity> {
+    pub(super) fn affinity(&mut self, use_regex: bool) -> Option<Affinity> {
         let name = format!("{NGINX}affinity");
         let value = self.get(&name)?;
         if value != "cookie" {
@@ -163,11 +163,13 @@ impl Parser<'_> {
                 None
             }
         };
+        let attrs = self.cookie_attrs(use_regex, path.is_some());
         Some(Affinity {
             cookie: cookie.into(),
             mode,
             max_age,
             path,
+            attrs,
         })
     }
 

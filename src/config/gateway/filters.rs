@@ -111,6 +111,7 @@ fn cors(c: &RouteCors) -> Result<Cors, FilterProblem> {
         },
         allow_credentials: c.allow_credentials.unwrap_or(false),
         max_age: HeaderValue::from(c.max_age.unwrap_or(5).max(0)),
+        nginx: false,
     })
 }
 

@@ -15,7 +15,8 @@ use http::header::{self, HeaderMap, HeaderValue, COOKIE};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::exchange::{Cx, Flow, RequestStep, ResponseStep};
+use super::affinity_cookie::{samesite_none_broken, set_cookie};
+use super::exchange::{CookieRequest, Cx, Flow, RequestStep, ResponseStep};
 use crate::lb::{stable_hash, Endpoint, StableHasher};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
@@ -29,6 +30,17 @@ impl RequestStep for Affinity {
         req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
         let existing = cookie(req.headers(), &self.cookie);
+        if self.attrs.nginx {
+            cx.cookie_request = CookieRequest {
+                tls: cx.conn.client.tls,
+                samesite_none_broken: self.attrs.conditional_samesite_none
+                    && req
+                        .headers()
+                        .get(header::USER_AGENT)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(samesite_none_broken),
+            };
+        }
         cx.plan.pick = match self.mode {
             AffinityMode::Persistent => {
                 match existing.and_then(|v| u64::from_str_radix(v, 16).ok()) {
@@ -73,14 +85,7 @@ impl ResponseStep for Affinity {
         let Some(value) = value else {
             return;
         };
-        let mut cookie = format!(
-            "{}={value}; Path={}; HttpOnly",
-            self.cookie,
-            self.path.as_deref().unwrap_or("/")
-        );
-        if let Some(age) = self.max_age {
-            cookie.push_str(&format!("; Max-Age={age}"));
-        }
+        let cookie = set_cookie(self, &value, &cx.route.path, cx.cookie_request);
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, v);
         }

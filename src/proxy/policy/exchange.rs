@@ -26,7 +26,7 @@ use crate::proxy::forward::plan::Plan;
 use crate::proxy::forward::prepare::Prepared;
 use crate::ratelimit::ConnPermit;
 use crate::state::Published;
-use crate::table::policy::{BackendChoice, Canary};
+use crate::table::policy::{BackendChoice, Canary, Cors};
 use crate::table::{Route, RouteId, UpstreamId};
 
 /// What a request phase decided.
@@ -51,6 +51,9 @@ pub(super) struct Cx<'a> {
     pub(super) client: IpAddr,
     /// The request's `Origin` (CORS routes only).
     pub(super) origin: Option<HeaderValue>,
+    /// ingress-nginx CORS allowed this request: its responses, answers
+    /// included, carry the CORS headers.
+    pub(super) cors: Option<&'a Cors>,
     /// The upstream chosen so far (the route's, the canary's, a fallback).
     pub(super) upstream: UpstreamId,
     /// The canary that took the request, if one did.
@@ -61,6 +64,8 @@ pub(super) struct Cx<'a> {
     pub(super) plan: Plan<'a>,
     /// A new balanced-affinity key, set as the cookie on the response.
     pub(super) new_cookie: Option<String>,
+    /// What the request tells about an affinity cookie to set.
+    pub(super) cookie_request: CookieRequest,
     /// The connection-limit slot, held until the response ends.
     pub(super) permit: Option<ConnPermit>,
     /// Kept for a custom error page request.
@@ -84,6 +89,16 @@ pub(super) trait UpstreamStep {
 /// A phase on the upstream's response.
 pub(super) trait ResponseStep {
     async fn run(&self, cx: &mut Cx<'_>, response: &mut Response<ProxyBody>, endpoint: &Endpoint);
+}
+
+/// What the request tells about the cookie to set.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CookieRequest {
+    /// The request came over TLS.
+    pub(super) tls: bool,
+    /// The client mishandles `SameSite=None` (it is then left out when
+    /// `session-cookie-conditional-samesite-none` is set).
+    pub(super) samesite_none_broken: bool,
 }
 
 /// What the custom error page request needs of the original request.

@@ -17,6 +17,7 @@
 
 mod access;
 mod affinity;
+mod affinity_cookie;
 mod auth;
 mod backends;
 mod canary;
@@ -75,16 +76,19 @@ pub async fn serve(
         route,
         client: ctx.client_ip(req.headers()),
         origin: None,
+        cors: None,
         upstream: route.upstream,
         canary: None,
         choice: None,
         plan: Plan::for_policy(&route.policy, &ctx.state.settings),
         new_cookie: None,
+        cookie_request: Default::default(),
         permit: None,
         error_page: None,
     };
     for phase in pipeline.request.iter() {
-        if let Flow::Answer(response) = phase.run(&mut cx, &mut req).await? {
+        if let Flow::Answer(mut response) = phase.run(&mut cx, &mut req).await? {
+            cors::on_answer(&cx, &mut response);
             return Ok(answered(response));
         }
     }
@@ -93,7 +97,8 @@ pub async fn serve(
     };
     let mut prepared = forward::prepare_upstream(ctx, req, &cx.plan)?;
     for phase in pipeline.upstream.iter() {
-        if let Flow::Answer(response) = phase.run(&mut cx, &mut prepared).await? {
+        if let Flow::Answer(mut response) = phase.run(&mut cx, &mut prepared).await? {
+            cors::on_answer(&cx, &mut response);
             return Ok(answered(response));
         }
     }

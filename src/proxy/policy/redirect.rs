@@ -33,11 +33,28 @@ impl RequestStep for Redirect {
 impl RequestStep for AppRoot {
     async fn run<'a>(
         &'a self,
-        _cx: &mut Cx<'a>,
+        cx: &mut Cx<'a>,
         req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
         if req.uri().path() == "/" {
-            return Ok(Flow::Answer(fixed(StatusCode::FOUND, Some(&self.0))));
+            // ingress-nginx: `return 302 $scheme://$http_host<app-root>`.
+            let scheme = if cx.conn.client.tls { "https://" } else { "http://" };
+            let host = match req.uri().authority() {
+                Some(authority) => authority.as_str(),
+                None => req
+                    .headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or(""),
+            };
+            let mut location = String::with_capacity(scheme.len() + host.len() + self.0.len());
+            location.push_str(scheme);
+            location.push_str(host);
+            location.push_str(self.0.to_str().unwrap_or("/"));
+            let Ok(location) = HeaderValue::try_from(location) else {
+                return Err(ProxyError::Internal("app-root location not a header value"));
+            };
+            return Ok(Flow::Answer(fixed(StatusCode::FOUND, Some(&location))));
         }
         Ok(Flow::Continue)
     }

@@ -272,7 +272,7 @@ impl ExternalAuth {
         match status {
             StatusCode::UNAUTHORIZED => match &self.signin {
                 Some(signin) => {
-                    let location = signin_location(signin, vars, original);
+                    let location = signin_location(signin, &self.signin_param, vars, original);
                     let location = HeaderValue::try_from(location).map_err(|_| Failure::Signin)?;
                     let mut response = plain(StatusCode::FOUND);
                     response.headers_mut().insert(LOCATION, location);
@@ -294,18 +294,20 @@ impl ExternalAuth {
     }
 }
 
-/// The rendered signin URL with `rd=<original>` added unless the template
-/// has its own `rd` argument; the fragment (if any) stays last.
-fn signin_location(signin: &Template, vars: &dyn Vars, original: &str) -> String {
+/// The rendered signin URL with `<param>=<original>` (`rd` by default)
+/// added unless the template has its own such argument; the fragment (if
+/// any) stays last.
+fn signin_location(signin: &Template, param: &str, vars: &dyn Vars, original: &str) -> String {
     let mut url = signin.render(vars);
-    if signin.has_query_arg("rd") {
+    if signin.has_query_arg(param) {
         return url;
     }
     let fragment = url.find('#').map(|i| url.split_off(i));
     if !(url.ends_with('?') || url.ends_with('&')) {
         url.push(if url.contains('?') { '&' } else { '?' });
     }
-    url.push_str("rd=");
+    url.push_str(param);
+    url.push('=');
     url.extend(utf8_percent_encode(original, COMPONENT));
     if let Some(fragment) = fragment {
         url.push_str(&fragment);

@@ -61,6 +61,9 @@ pub struct ExternalAuth {
     method: Method,
     response_headers: Vec<HeaderName>,
     signin: Option<Template>,
+    /// The query argument carrying the original URL to the signin page
+    /// (`auth-signin-redirect-param`, default `rd`).
+    signin_param: Box<str>,
     timeout: Duration,
 }
 
@@ -96,7 +99,22 @@ impl ExternalAuth {
             method,
             response_headers,
             signin,
+            signin_param: "rd".into(),
             timeout,
+        })
+    }
+
+    /// Names the signin page's query argument for the original URL
+    /// (`auth-signin-redirect-param`); `None` if `param` is not a plain
+    /// argument name (letters, digits, `-`, `_`, `.`).
+    pub fn with_signin_param(mut self, param: &str) -> Option<ExternalAuth> {
+        let plain = !param.is_empty()
+            && param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        plain.then(|| {
+            self.signin_param = param.into();
+            self
         })
     }
 

@@ -87,7 +87,19 @@ impl Parser<'_> {
             signin,
             DEFAULT_TIMEOUT,
         ) {
-            Ok(auth) => Ok(Some(Arc::new(auth))),
+            Ok(auth) => match self.nginx("auth-signin-redirect-param") {
+                None => Ok(Some(Arc::new(auth))),
+                Some(param) => match auth.with_signin_param(param) {
+                    Some(auth) => Ok(Some(Arc::new(auth))),
+                    None => {
+                        self.reject(
+                            &format!("{NGINX}auth-signin-redirect-param"),
+                            format!("`{param}` is not a query argument name"),
+                        );
+                        Err(())
+                    }
+                },
+            },
             Err(e) => {
                 self.reject(&format!("{NGINX}auth-url"), e.to_string());
                 Err(())

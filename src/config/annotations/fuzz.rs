@@ -99,7 +99,7 @@ fn check(map: BTreeMap<String, String>) -> Result<(), TestCaseError> {
             continue;
         };
         match support(suffix) {
-            Some(Support::RefusedInjection | Support::RefusedSecurity) => {
+            Some(Support::RefusedInjection | Support::RefusedSecurity | Support::Refused(_)) => {
                 prop_assert!(rejects(name), "{name} not refused: {problems:?}");
             }
             None => prop_assert!(

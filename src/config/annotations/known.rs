@@ -4,7 +4,9 @@
 //!
 //! Invariants:
 //! - Every annotation under the prefix is accounted for: honoured, refused
-//!   (rejects the Ingress) or listed in one warning as ignored or unknown.
+//!   (rejects the Ingress), accepted as a no-op with its reason, or listed
+//!   in one warning as ignored or unknown. Every annotation ingress-nginx
+//!   documents is in [`KNOWN`] (a test checks the list).
 //! - Anything ending in `-snippet` or starting with `lua-resty-waf` is
 //!   refused, listed or not: configuration is never injected.
 
@@ -22,9 +24,29 @@ pub enum Support {
     /// Not supported and security-relevant: ignoring it could open access,
     /// so the Ingress is rejected.
     RefusedSecurity,
+    /// Not supported and it changes what clients see: ignoring it would
+    /// serve the Ingress differently from ingress-nginx, so it is refused
+    /// (the Ingress is rejected) with this reason.
+    Refused(&'static str),
+    /// Accepted with no effect, for this reason (nginx tuning with no
+    /// counterpart, or tollgate already behaves so); a warning names it.
+    NoOp(&'static str),
     /// Not supported; ignored with a warning (the Ingress is served).
+    /// Only annotations owned by work in progress elsewhere (issue 13
+    /// items 2 and 4: `custom-headers`, `ssl-passthrough`).
     Ignored,
 }
+
+const BUFFERS: &str = "tollgate streams bodies; nginx's buffers and temporary files have no counterpart";
+const AUTH_CACHE: &str =
+    "every request is checked with the auth service (no cache): stricter, never looser";
+const AUTH_POOL: &str = "connections to the auth service are pooled by tollgate's client";
+const OTEL: &str = "no OpenTelemetry tracing; trace headers pass through untouched";
+const RUSTLS: &str = "rustls offers only TLS 1.2/1.3 with modern AEAD suites";
+const FCGI: &str = "FastCGI backends are not supported";
+const RATE: &str = "response bandwidth limits are not supported";
+const MIRROR: &str = "Ingress mirroring is not supported (HTTPRoute RequestMirror is)";
+const REWRITES: &str = "rewriting the upstream's Set-Cookie and Location is not supported";
 
 /// Every ingress-nginx annotation (suffix after the prefix) tollgate knows.
 /// Annotations ending in `-snippet` and `lua-resty-waf*` are refused even
@@ -79,7 +101,12 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-ssl-verify", Support::Supported),
     ("rewrite-target", Support::Supported),
     ("server-alias", Support::Supported),
+    ("session-cookie-conditional-samesite-none", Support::Supported),
+    ("session-cookie-domain", Support::Supported),
+    ("session-cookie-expires", Support::Supported),
     ("session-cookie-max-age", Support::Supported),
+    ("session-cookie-samesite", Support::Supported),
+    ("session-cookie-secure", Support::Supported),
     ("session-cookie-name", Support::Supported),
     ("session-cookie-path", Support::Supported),
     ("ssl-redirect", Support::Supported),
@@ -111,53 +138,69 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("enable-modsecurity", Support::RefusedSecurity),
     ("enable-owasp-core-rules", Support::RefusedSecurity),
     ("global-rate-limit", Support::RefusedSecurity),
-    // Known, not supported, harmless to ignore.
-    ("auth-cache-duration", Support::Ignored),
-    ("auth-cache-key", Support::Ignored),
-    ("auth-keepalive", Support::Ignored),
-    ("auth-proxy-set-headers", Support::Ignored),
-    ("auth-request-redirect", Support::Ignored),
-    ("auth-always-set-cookie", Support::Ignored),
-    ("client-body-buffer-size", Support::Ignored),
-    ("connection-proxy-header", Support::Ignored),
+    ("allowlist-source-range", Support::Supported),
+    ("limit-allowlist", Support::Supported),
+    ("auth-signin-redirect-param", Support::Supported),
+    // Accepted, no effect: nginx tuning with no counterpart, or tollgate
+    // already behaves so.
+    ("client-body-buffer-size", Support::NoOp(BUFFERS)),
+    ("proxy-buffer-size", Support::NoOp(BUFFERS)),
+    ("proxy-buffering", Support::NoOp(BUFFERS)),
+    ("proxy-buffers-number", Support::NoOp(BUFFERS)),
+    ("proxy-busy-buffers-size", Support::NoOp(BUFFERS)),
+    ("proxy-max-temp-file-size", Support::NoOp(BUFFERS)),
+    ("proxy-request-buffering", Support::NoOp(BUFFERS)),
+    ("auth-cache-duration", Support::NoOp(AUTH_CACHE)),
+    ("auth-cache-key", Support::NoOp(AUTH_CACHE)),
+    ("auth-keepalive", Support::NoOp(AUTH_POOL)),
+    ("auth-keepalive-requests", Support::NoOp(AUTH_POOL)),
+    ("auth-keepalive-timeout", Support::NoOp(AUTH_POOL)),
+    ("auth-keepalive-share-vars", Support::NoOp(AUTH_POOL)),
+    ("enable-global-auth", Support::NoOp("tollgate has no global external authentication to opt out of")),
+    ("connection-proxy-header", Support::NoOp("tollgate manages upstream connections (and their Connection header) itself")),
+    ("enable-access-log", Support::NoOp("the access log is configured for the whole process")),
+    ("enable-rewrite-log", Support::NoOp("nginx debug logging; tollgate has no rewrite log")),
+    ("enable-opentelemetry", Support::NoOp(OTEL)),
+    ("opentelemetry-trust-incoming-span", Support::NoOp(OTEL)),
+    ("opentelemetry-operation-name", Support::NoOp(OTEL)),
+    ("http2-push-preload", Support::NoOp("HTTP/2 server push is obsolete (browsers removed it)")),
+    ("proxy-http-version", Support::NoOp("the upstream HTTP version follows backend-protocol")),
+    ("modsecurity-transaction-id", Support::NoOp("no ModSecurity (enable-modsecurity is refused)")),
+    ("preserve-trailing-slash", Support::NoOp("the HTTPS redirect always keeps the path as requested")),
+    ("proxy-ssl-ciphers", Support::NoOp(RUSTLS)),
+    ("proxy-ssl-protocols", Support::NoOp(RUSTLS)),
+    ("proxy-ssl-verify-depth", Support::NoOp("rustls verifies the whole chain to the CA")),
+    ("proxy-ssl-server-name", Support::NoOp("the TLS name sent to backends is proxy-ssl-name (or the Service host)")),
+    ("ssl-ciphers", Support::NoOp(RUSTLS)),
+    ("ssl-prefer-server-ciphers", Support::NoOp(RUSTLS)),
+    ("service-upstream", Support::NoOp("tollgate balances over the endpoints itself; affinity and hashing need them")),
+    ("session-cookie-change-on-failure", Support::NoOp("a retry always goes to another endpoint; in persistent mode the cookie then names the endpoint that served")),
+    ("upstream-hash-by-subset", Support::NoOp("consistent hashing over all endpoints: a key still maps to one endpoint")),
+    ("upstream-hash-by-subset-size", Support::NoOp("consistent hashing over all endpoints: a key still maps to one endpoint")),
+    ("x-forwarded-port", Support::NoOp("X-Forwarded-Port is always the listener's port")),
+    // Not implemented and visible to clients: refused, never half-served.
+    ("affinity-canary-behavior", Support::Refused("the canary choice does not follow the affinity cookie")),
+    ("auth-always-set-cookie", Support::Refused("cookies of the auth response are not passed to the client")),
+    ("auth-proxy-set-headers", Support::Refused("headers from a ConfigMap to the auth service are not supported")),
+    ("auth-request-redirect", Support::Refused("X-Auth-Request-Redirect to the auth service is not supported")),
+    ("disable-proxy-intercept-errors", Support::Refused("not supported with custom-http-errors")),
+    ("fastcgi-index", Support::Refused(FCGI)),
+    ("fastcgi-params-configmap", Support::Refused(FCGI)),
+    ("from-to-www-redirect", Support::Refused("www redirects are not supported")),
+    ("limit-rate", Support::Refused(RATE)),
+    ("limit-rate-after", Support::Refused(RATE)),
+    ("mirror-host", Support::Refused(MIRROR)),
+    ("mirror-request-body", Support::Refused(MIRROR)),
+    ("mirror-target", Support::Refused(MIRROR)),
+    ("proxy-cookie-domain", Support::Refused(REWRITES)),
+    ("proxy-cookie-path", Support::Refused(REWRITES)),
+    ("proxy-redirect-from", Support::Refused(REWRITES)),
+    ("proxy-redirect-to", Support::Refused(REWRITES)),
+    ("proxy-next-upstream-timeout", Support::Refused("a time limit on retries is not supported (proxy-next-upstream-tries is)")),
+    ("relative-redirects", Support::Refused("redirects are absolute")),
+    // Owned by issue 13 items 2 and 4 (header rules, TLS passthrough).
     ("custom-headers", Support::Ignored),
-    ("enable-access-log", Support::Ignored),
-    ("enable-opentelemetry", Support::Ignored),
-    ("enable-rewrite-log", Support::Ignored),
-    ("from-to-www-redirect", Support::Ignored),
-    ("http2-push-preload", Support::Ignored),
-    ("mirror-host", Support::Ignored),
-    ("mirror-request-body", Support::Ignored),
-    ("mirror-target", Support::Ignored),
-    ("opentelemetry-trust-incoming-span", Support::Ignored),
-    ("preserve-trailing-slash", Support::Ignored),
-    ("proxy-buffer-size", Support::Ignored),
-    ("proxy-buffering", Support::Ignored),
-    ("proxy-buffers-number", Support::Ignored),
-    ("proxy-cookie-domain", Support::Ignored),
-    ("proxy-cookie-path", Support::Ignored),
-    ("proxy-http-version", Support::Ignored),
-    ("proxy-max-temp-file-size", Support::Ignored),
-    ("proxy-redirect-from", Support::Ignored),
-    ("proxy-redirect-to", Support::Ignored),
-    ("proxy-request-buffering", Support::Ignored),
-    ("proxy-ssl-ciphers", Support::Ignored),
-    ("proxy-ssl-protocols", Support::Ignored),
-    ("proxy-ssl-server-name", Support::Ignored),
-    ("proxy-ssl-verify-depth", Support::Ignored),
-    ("service-upstream", Support::Ignored),
-    ("session-cookie-change-on-failure", Support::Ignored),
-    ("session-cookie-conditional-samesite-none", Support::Ignored),
-    ("session-cookie-domain", Support::Ignored),
-    ("session-cookie-expires", Support::Ignored),
-    ("session-cookie-samesite", Support::Ignored),
-    ("session-cookie-secure", Support::Ignored),
-    ("ssl-ciphers", Support::Ignored),
-    ("ssl-prefer-server-ciphers", Support::Ignored),
     ("ssl-passthrough", Support::Ignored),
-    ("upstream-hash-by-subset", Support::Ignored),
-    ("upstream-hash-by-subset-size", Support::Ignored),
-    ("x-forwarded-port", Support::Ignored),
 ];
 
 /// How an annotation suffix is treated (see [`KNOWN`]); `None`: unknown.
@@ -173,6 +216,7 @@ impl Parser<'_> {
         let Some(map) = self.map else { return };
         let mut unknown = Vec::new();
         let mut ignored = Vec::new();
+        let mut noop = Vec::new();
         for name in map.keys() {
             let Some(suffix) = name.strip_prefix(NGINX) else {
                 continue;
@@ -187,9 +231,24 @@ impl Parser<'_> {
                     name,
                     "not supported, and serving without it could open access; the Ingress is not served as written",
                 ),
+                Some(Support::Refused(reason)) => self.reject(
+                    name,
+                    format!("not supported ({reason}); the Ingress is not served as written"),
+                ),
+                Some(Support::NoOp(reason)) => noop.push(format!("{suffix} ({reason})")),
                 Some(Support::Ignored) => ignored.push(suffix),
                 None => unknown.push(suffix),
             }
+        }
+        if !noop.is_empty() {
+            self.problems.push(Problem {
+                field: "metadata.annotations".into(),
+                reason: format!(
+                    "accepted, no effect in tollgate: {} (see docs/annotations.md)",
+                    noop.join("; ")
+                ),
+                reject: false,
+            });
         }
         if !ignored.is_empty() {
             self.problems.push(Problem {

@@ -31,6 +31,8 @@ impl Parser<'_> {
         let mut any = false;
         for (suffix, allow) in [
             ("whitelist-source-range", true),
+            // ingress-nginx's newer name for the same list.
+            ("allowlist-source-range", true),
             ("denylist-source-range", false),
         ] {
             let name = format!("{NGINX}{suffix}");
@@ -138,7 +140,12 @@ impl Parser<'_> {
                 max,
                 status: statuses.nginx,
             }));
-        let exempt = format!("{NGINX}limit-whitelist");
+        // `limit-allowlist` is ingress-nginx's newer name; it wins.
+        let exempt = ["limit-allowlist", "limit-whitelist"]
+            .iter()
+            .map(|suffix| format!("{NGINX}{suffix}"))
+            .find(|name| self.get(name).is_some())
+            .unwrap_or_default();
         match self.cidrs(&exempt) {
             None => {}
             Some(Ok(nets)) => out.limit_exempt = nets,

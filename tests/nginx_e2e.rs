@@ -17,6 +17,8 @@ mod auth;
 mod approot;
 #[path = "nginx_e2e/cors.rs"]
 mod cors;
+#[path = "nginx_e2e/iplists.rs"]
+mod iplists;
 #[path = "nginx_e2e/redirect.rs"]
 mod redirect;
 #[path = "nginx_e2e/rewrite.rs"]
@@ -87,12 +89,18 @@ impl Site {
 
     /// With further objects (Secrets, Services).
     pub async fn start_with(ingresses: Vec<Value>, extra: Vec<Value>) -> Site {
+        Site::start_args(ingresses, extra, &[]).await
+    }
+
+    /// With further objects and command-line arguments.
+    pub async fn start_args(ingresses: Vec<Value>, extra: Vec<Value>, args: &[&str]) -> Site {
         let echo = Echo::services(&[ECHO]).await;
         let mut docs = echo.backends(NS);
         docs.extend(extra);
         docs.extend(ingresses);
         let tg = Tollgate::builder()
             .file("manifests.yaml", &yaml_docs(&docs))
+            .args(args)
             .start()
             .await;
         Site { tg, _echo: echo }

@@ -11,10 +11,10 @@ mod common;
 
 #[path = "nginx_e2e/affinity.rs"]
 mod affinity;
-#[path = "nginx_e2e/auth.rs"]
-mod auth;
 #[path = "nginx_e2e/approot.rs"]
 mod approot;
+#[path = "nginx_e2e/auth.rs"]
+mod auth;
 #[path = "nginx_e2e/cors.rs"]
 mod cors;
 #[path = "nginx_e2e/iplists.rs"]

@@ -68,7 +68,10 @@ async fn should_set_cookie_with_expires() {
         .split("; ")
         .find_map(|a| a.strip_prefix("Expires="))
         .unwrap_or_else(|| panic!("no Expires: {c}"));
-    assert!(expires.ends_with(" GMT") && expires.len() == 27, "{expires}");
+    assert!(
+        expires.ends_with(" GMT") && expires.len() == 27,
+        "{expires}"
+    );
     assert!(c.contains("Max-Age=259200"), "{c}");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -110,7 +113,10 @@ async fn should_set_cookie_with_domain() {
 #[tokio::test]
 async fn should_not_set_cookie_without_domain_annotation() {
     let host = "cookienodomain.foo.com";
-    let annotations = [("affinity", "cookie"), ("session-cookie-name", "NoDomainCookie")];
+    let annotations = [
+        ("affinity", "cookie"),
+        ("session-cookie-name", "NoDomainCookie"),
+    ];
     let site = Site::start(vec![single(host, "/", host, &annotations)]).await;
     let c = set_cookie(&site.get(host, "/", &[]).await);
     assert!(!c.contains("; Domain"), "{c}");
@@ -122,7 +128,10 @@ async fn should_work_with_use_regex_annotation_and_session_cookie_path() {
     let annotations = sticky(&[("use-regex", "true"), ("session-cookie-path", "/foo/bar")]);
     let site = Site::start(vec![single(host, "/foo/.*", host, &annotations)]).await;
     let c = set_cookie(&site.get(host, "/foo/bar", &[]).await);
-    assert!(c.contains("Path=/foo/bar") && c.contains("SERVERID="), "{c}");
+    assert!(
+        c.contains("Path=/foo/bar") && c.contains("SERVERID="),
+        "{c}"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +147,11 @@ async fn should_warn_user_when_use_regex_is_true_and_session_cookie_path_is_not_
         .logs()
         .contains("session-cookie-path should be set when use-regex is true")
     {
-        assert!(std::time::Instant::now() < deadline, "{}", site.tg.proc_.logs());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            site.tg.proc_.logs()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -194,8 +207,14 @@ async fn balancer_sets_samesite_unless_the_client_mishandles_none() {
     ]);
     let site = Site::start(vec![single(host, "/", host, &annotations)]).await;
     let c = set_cookie(&site.get(host, "/", &[]).await);
-    assert!(c.contains("; SameSite=None") && c.contains("HttpOnly"), "{c}");
-    let old = [("User-Agent", "Mozilla/5.0 Chrome/51.0.2704.103 Safari/537.36")];
+    assert!(
+        c.contains("; SameSite=None") && c.contains("HttpOnly"),
+        "{c}"
+    );
+    let old = [(
+        "User-Agent",
+        "Mozilla/5.0 Chrome/51.0.2704.103 Safari/537.36",
+    )];
     let c = set_cookie(&site.get(host, "/", &old).await);
     assert!(!c.contains("SameSite"), "{c}");
 }

@@ -31,7 +31,11 @@ async fn basic_site(extra: &[(&str, &str)], secret_doc: Value) -> Site {
         ("auth-realm", "test auth"),
     ];
     annotations.extend_from_slice(extra);
-    Site::start_with(vec![single(HOST, "/", HOST, &annotations)], vec![secret_doc]).await
+    Site::start_with(
+        vec![single(HOST, "/", HOST, &annotations)],
+        vec![secret_doc],
+    )
+    .await
 }
 
 fn status(r: &Resp, want: u16) {
@@ -78,14 +82,20 @@ async fn should_return_status_code_401_and_cors_headers_when_authentication_and_
     .await;
     let r = site.get(HOST, "/", &[]).await;
     status(&r, 401);
-    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
 }
 
 #[tokio::test]
 async fn should_return_status_code_200_when_authentication_is_configured_and_authorization_header_is_sent(
 ) {
     let site = basic_site(&[], secret("test", &[("auth", FOO_SHA)])).await;
-    status(&site.get(HOST, "/", &[("Authorization", FOO_BAR)]).await, 200);
+    status(
+        &site.get(HOST, "/", &[("Authorization", FOO_BAR)]).await,
+        200,
+    );
 }
 
 #[tokio::test]
@@ -96,5 +106,8 @@ async fn should_return_status_code_200_when_authentication_is_configured_with_a_
         secret("test", &[("foo", "{SHA}Ys23Ag/5IOWqZCw9QGaVDdHwH00=")]),
     )
     .await;
-    status(&site.get(HOST, "/", &[("Authorization", FOO_BAR)]).await, 200);
+    status(
+        &site.get(HOST, "/", &[("Authorization", FOO_BAR)]).await,
+        200,
+    );
 }

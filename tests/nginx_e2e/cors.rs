@@ -41,7 +41,12 @@ fn allowed(r: &Resp, want: &str) {
 /// Asserts no `Access-Control-Allow-Origin` (the browser then blocks).
 fn refused(r: &Resp) {
     assert_eq!(r.status, 200, "{}", r.summary());
-    assert_eq!(r.header("access-control-allow-origin"), None, "{:?}", r.headers);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        None,
+        "{:?}",
+        r.headers
+    );
 }
 
 #[tokio::test]
@@ -56,7 +61,10 @@ async fn should_enable_cors() {
         r.header("access-control-allow-headers").as_deref(),
         Some("DNT,Keep-Alive,User-Agent,X-Requested-With,If-Modified-Since,Cache-Control,Content-Type,Range,Authorization")
     );
-    assert_eq!(r.header("access-control-max-age").as_deref(), Some("1728000"));
+    assert_eq!(
+        r.header("access-control-max-age").as_deref(),
+        Some("1728000")
+    );
     assert_eq!(
         r.header("access-control-allow-credentials").as_deref(),
         Some("true")
@@ -240,7 +248,10 @@ async fn should_allow_matching_origin_with_wildcard_origin_2_subdomains() {
         "http://*.origin.cors.com, http://*.origin.com:8080",
     )])
     .await;
-    for origin in ["http://foo.origin.cors.com", "http://bar-foo.origin.cors.com"] {
+    for origin in [
+        "http://foo.origin.cors.com",
+        "http://bar-foo.origin.cors.com",
+    ] {
         allowed(&get(&site, Some(origin)).await, origin);
     }
 }
@@ -352,5 +363,8 @@ async fn template_answers_options_of_an_allowed_origin() {
         Some("text/plain charset=UTF-8")
     );
     assert!(r.body.is_empty());
-    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some("*"));
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
 }

@@ -26,7 +26,10 @@ async fn should_respond_with_a_custom_redirect_code() {
         HOST,
         "/something",
         HOST,
-        &[("permanent-redirect", URL), ("permanent-redirect-code", "302")],
+        &[
+            ("permanent-redirect", URL),
+            ("permanent-redirect-code", "302"),
+        ],
     )])
     .await;
     let r = site.get(HOST, "/something", &[]).await;

@@ -37,7 +37,8 @@ pub enum Support {
     Ignored,
 }
 
-const BUFFERS: &str = "tollgate streams bodies; nginx's buffers and temporary files have no counterpart";
+const BUFFERS: &str =
+    "tollgate streams bodies; nginx's buffers and temporary files have no counterpart";
 const AUTH_CACHE: &str =
     "every request is checked with the auth service (no cache): stricter, never looser";
 const AUTH_POOL: &str = "connections to the auth service are pooled by tollgate's client";

@@ -51,7 +51,8 @@ pub(super) fn set_cookie(
     }
     out.push_str("; HttpOnly");
     if let Some(samesite) = attrs.samesite {
-        let drop = samesite == "None" && attrs.conditional_samesite_none && req.samesite_none_broken;
+        let drop =
+            samesite == "None" && attrs.conditional_samesite_none && req.samesite_none_broken;
         if !drop {
             let _ = write!(out, "; SameSite={samesite}");
         }

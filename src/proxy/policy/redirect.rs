@@ -38,7 +38,11 @@ impl RequestStep for AppRoot {
     ) -> Result<Flow, ProxyError> {
         if req.uri().path() == "/" {
             // ingress-nginx: `return 302 $scheme://$http_host<app-root>`.
-            let scheme = if cx.conn.client.tls { "https://" } else { "http://" };
+            let scheme = if cx.conn.client.tls {
+                "https://"
+            } else {
+                "http://"
+            };
             let host = match req.uri().authority() {
                 Some(authority) => authority.as_str(),
                 None => req

@@ -11,6 +11,8 @@ mod common;
 
 #[path = "nginx_e2e/affinity.rs"]
 mod affinity;
+#[path = "nginx_e2e/alias.rs"]
+mod alias;
 #[path = "nginx_e2e/approot.rs"]
 mod approot;
 #[path = "nginx_e2e/auth.rs"]

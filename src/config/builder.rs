@@ -42,6 +42,9 @@ pub(super) struct Builder<'a> {
     /// An HTTPS listener without a hostname already gave the default
     /// certificate (the oldest one does).
     pub(super) gateway_default_cert: bool,
+    /// `server-alias` (alias, host, Ingress), added once every Ingress has
+    /// its paths (an alias serves all paths of its host).
+    pub(super) aliases: Vec<(String, String, ObjectKey)>,
 }
 
 impl<'a> Builder<'a> {
@@ -63,6 +66,7 @@ impl<'a> Builder<'a> {
             paths: HashMap::default(),
             policies: HashMap::default(),
             gateway_default_cert: false,
+            aliases: Vec::new(),
         }
     }
 

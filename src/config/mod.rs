@@ -116,6 +116,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         builder.add_canary(ingress);
         builder.out.ingresses += 1;
     }
+    builder.add_aliases();
     served_keys.sort();
     builder.out.served = served_keys;
     // Gateway API routes after the Ingresses: an Ingress keeps its paths.

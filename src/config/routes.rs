@@ -19,7 +19,7 @@ use super::annotations::parser::annotation;
 use super::backends::port_ref;
 use super::builder::Builder;
 use super::conflicts::Claim;
-use super::problem::{Field, PathPart};
+use super::problem::{Field, PathPart, Problem, Reason};
 use super::select::Served;
 use super::validate;
 use crate::table::policy::{AffinityMode, Rewrite, RoutePolicy};
@@ -117,17 +117,18 @@ impl Builder<'_> {
                 })
             });
 
-        // `server-alias` hosts serve the paths of every rule with a host.
+        // `server-alias` hosts serve every path of the rules' hosts: added
+        // once all Ingresses have their paths (see `add_aliases`).
         let mut hosts: Vec<(usize, String)> = Vec::new();
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
             let host = rule.host.clone().unwrap_or_default();
-            let named = !host.is_empty();
-            hosts.push((i, host));
-            if named {
+            if !host.is_empty() {
                 for alias in &parsed.aliases {
-                    hosts.push((i, alias.clone()));
+                    self.aliases
+                        .push((alias.clone(), host.clone(), key.clone()));
                 }
             }
+            hosts.push((i, host));
         }
         for (i, host) in hosts {
             let Some(rule) = spec.rules.as_ref().and_then(|r| r.get(i)) else {
@@ -193,6 +194,35 @@ impl Builder<'_> {
         if let Some(route) = default_route {
             // Requests matching no host at all: the oldest default backend.
             self.claim_unmatched_hosts(key, &origin, route);
+        }
+    }
+}
+
+impl Builder<'_> {
+    /// `server-alias`, as ingress-nginx: each alias serves every path of
+    /// its host (whichever Ingress gave them), and never takes over a host
+    /// that has its own Ingress (a warning says so).
+    pub(super) fn add_aliases(&mut self) {
+        let aliases = std::mem::take(&mut self.aliases);
+        let mut added: Vec<(&str, &str)> = Vec::new();
+        for (alias, host, key) in &aliases {
+            if added.contains(&(alias.as_str(), host.as_str())) {
+                continue;
+            }
+            if self.out.table.add_alias(alias, host) {
+                added.push((alias, host));
+                continue;
+            }
+            self.warn(
+                key,
+                &None,
+                Problem::new(
+                    Field::annotation("nginx.ingress.kubernetes.io/server-alias"),
+                    Reason::Annotation(format!(
+                        "`{alias}` is not an alias of {host}: it has an Ingress of its own, or is a wildcard"
+                    )),
+                ),
+            );
         }
     }
 }

@@ -392,6 +392,21 @@ impl RoutingTable {
         }
     }
 
+    /// ingress-nginx's `server-alias`: `alias` serves every path of `host`
+    /// (a copy of its table, routes shared), unless `alias` already has a
+    /// table of its own (a host with its own Ingress is never taken over).
+    /// Returns whether the alias was added.
+    pub fn add_alias(&mut self, alias: &str, host: &str) -> bool {
+        if alias.is_empty() || alias.starts_with("*.") || self.exact.contains_key(alias) {
+            return false;
+        }
+        let Some(table) = self.exact.get(host).cloned() else {
+            return false;
+        };
+        self.exact.insert(alias.into(), table);
+        true
+    }
+
     pub fn push_route(&mut self, route: Route) -> RouteId {
         self.gateway |= route.kind != RouteKind::Ingress || route.guard.is_some();
         self.routes.push(route);

@@ -1258,14 +1258,23 @@ async fn basic_auth_with_bcrypt_sha1_and_apr1_users() {
             .status,
         401
     );
+    // As ingress-nginx: never served unauthenticated; a missing Secret
+    // answers 503, unusable content lets nobody in.
     assert_eq!(
         tg.get("missing.test", "/").await.status,
-        404,
+        503,
         "never served without its Secret"
     );
     assert_eq!(
-        tg.get("plain.test", "/").await.status,
-        404,
+        get_with(
+            &tg,
+            "plain.test",
+            "/",
+            &[("authorization", &basic("eve", "plaintext"))]
+        )
+        .await
+        .status,
+        401,
         "plain-text passwords are refused"
     );
 

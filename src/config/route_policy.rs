@@ -130,8 +130,8 @@ impl Builder<'_> {
         parsed: &Annotations,
         backend: &BackendPolicy,
     ) -> RoutePolicy {
-        // Validation already rejected an Ingress whose authentication does
-        // not resolve; if it fails here anyway, refuse every request. (A
+        // Authentication that does not resolve never serves unauthenticated:
+        // 503 without the Secret, 401 with unusable content. (A
         // `basic_auth` already set is the parser's refuse-all for an
         // `auth-url` that did not parse: it stays.)
         if let Some(spec) = parsed
@@ -144,11 +144,24 @@ impl Builder<'_> {
                 ObjectKey::new(key.namespace.clone(), spec.secret.clone()),
                 spec.map,
             );
+            let mut missing = false;
             let users = match basic_auth_users(self.snapshot, &key.namespace, spec) {
                 Ok(users) => Some(Arc::new(users)),
-                // Served from its last good version: the Secret's last good
-                // users keep working; with none, nobody gets in.
-                Err(_) => self.last_good.auth_users.get(&secret).cloned(),
+                // As ingress-nginx, the Ingress is served anyway: the
+                // Secret's last good users keep working; with none, a
+                // missing Secret answers 503 and unusable content lets
+                // nobody in (401).
+                Err(reason) => {
+                    let last = self.last_good.auth_users.get(&secret).cloned();
+                    missing = last.is_none()
+                        && matches!(
+                            reason,
+                            Reason::AuthSecretNotFound(_) | Reason::AuthSecretElsewhere { .. }
+                        );
+                    let field = Field::annotation("nginx.ingress.kubernetes.io/auth-secret");
+                    self.warn(key, origin, Problem::new(field, reason));
+                    last
+                }
             };
             if let Some(users) = &users {
                 self.out.last_good.auth_users.insert(secret, users.clone());
@@ -157,6 +170,7 @@ impl Builder<'_> {
                 users: users.unwrap_or_default(),
                 challenge: HeaderValue::from_str(&challenge)
                     .unwrap_or_else(|_| HeaderValue::from_static("Basic")),
+                unavailable: missing,
             });
         }
         if let Some(name) = &parsed.default_backend {

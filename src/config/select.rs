@@ -26,7 +26,7 @@ use super::builder::Builder;
 use super::options::CompileOptions;
 use super::problem::{Field, PathPart, Problem, Reason};
 use super::snapshot::{Entry, ObjectKey, Snapshot};
-use super::{route_policy, validate};
+use super::validate;
 
 /// An Ingress chosen to be served, with its parsed annotations.
 pub(super) struct Served<'a> {
@@ -89,7 +89,6 @@ impl<'a> Builder<'a> {
             } else {
                 let mut problems = validate::ingress(&entry.object);
                 problems.extend(self.validate_annotations(
-                    key,
                     &entry.object,
                     &parsed,
                     &annotation_problems,
@@ -142,7 +141,6 @@ impl<'a> Builder<'a> {
     /// expression paths that do not compile.
     fn validate_annotations(
         &self,
-        key: &ObjectKey,
         ingress: &Ingress,
         parsed: &Annotations,
         problems: &[annotations::Problem],
@@ -153,16 +151,8 @@ impl<'a> Builder<'a> {
             .cloned()
             .map(Problem::from)
             .collect();
-        // Authentication that cannot be set up fails closed.
-        if let Some(spec) = &parsed.basic_auth {
-            if let Err(reason) = route_policy::basic_auth_users(self.snapshot, &key.namespace, spec)
-            {
-                out.push(Problem::new(
-                    Field::annotation("nginx.ingress.kubernetes.io/auth-secret"),
-                    reason,
-                ));
-            }
-        }
+        // Authentication whose Secret cannot be used is served failing
+        // closed, as ingress-nginx (503 or 401: see `route_policy`).
         if parsed.use_regex {
             let spec = ingress.spec.as_ref();
             for (i, rule) in spec

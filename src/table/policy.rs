@@ -497,6 +497,10 @@ pub struct BasicAuth {
     pub users: Arc<crate::auth::htpasswd::Htpasswd>,
     /// The whole `WWW-Authenticate` value (`Basic realm="..."`).
     pub challenge: HeaderValue,
+    /// Its Secret does not exist (and no earlier version of it was
+    /// good): every request is answered 503, as ingress-nginx denies the
+    /// location.
+    pub unavailable: bool,
 }
 
 /// `custom-http-errors`: statuses answered by the default backend.

@@ -111,3 +111,24 @@ async fn should_return_status_code_200_when_authentication_is_configured_with_a_
         200,
     );
 }
+
+#[tokio::test]
+async fn should_return_status_code_503_when_authentication_is_configured_with_an_invalid_secret() {
+    let annotations = [
+        ("auth-type", "basic"),
+        ("auth-secret", "something"),
+        ("auth-realm", "test auth"),
+    ];
+    let site = Site::start(vec![single(HOST, "/", HOST, &annotations)]).await;
+    status(&site.get(HOST, "/", &[]).await, 503);
+}
+
+#[tokio::test]
+async fn should_return_status_code_401_when_authentication_is_configured_with_invalid_content_and_authorization_header_is_sent(
+) {
+    let site = basic_site(&[], secret("test", &[("auth", "foo:")])).await;
+    status(
+        &site.get(HOST, "/", &[("Authorization", FOO_BAR)]).await,
+        401,
+    );
+}

@@ -118,6 +118,7 @@ pub fn parse(
             policy.basic_auth = Some(BasicAuth {
                 users: Default::default(),
                 challenge: HeaderValue::from_static("Basic"),
+                unavailable: false,
             })
         }
     }

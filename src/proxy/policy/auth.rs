@@ -30,6 +30,9 @@ impl RequestStep for BasicAuth {
         _cx: &mut Cx<'a>,
         req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
+        if self.unavailable {
+            return Ok(Flow::Answer(fixed(StatusCode::SERVICE_UNAVAILABLE, None)));
+        }
         if basic_auth_ok(self, req.headers()).await {
             return Ok(Flow::Continue);
         }

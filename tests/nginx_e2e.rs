@@ -21,6 +21,8 @@ mod auth;
 mod cors;
 #[path = "nginx_e2e/iplists.rs"]
 mod iplists;
+#[path = "nginx_e2e/proxy.rs"]
+mod proxy;
 #[path = "nginx_e2e/redirect.rs"]
 mod redirect;
 #[path = "nginx_e2e/rewrite.rs"]

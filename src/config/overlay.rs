@@ -132,6 +132,7 @@ pub fn apply(
             },
             non_idempotent: false,
             budget: r.budget(),
+            within: None,
         });
     }
     if let Some(c) = &spec.cors {

@@ -334,6 +334,9 @@ pub struct Retry {
     /// At most this percent of an upstream's recent requests may be
     /// retries (TrafficPolicy `retries.budget`); `None`: no budget.
     pub budget: Option<u8>,
+    /// No further endpoint is tried this long after the first attempt
+    /// (`proxy-next-upstream-timeout`); `None`: no limit.
+    pub within: Option<std::time::Duration>,
 }
 
 /// Sticky sessions (`affinity: cookie`).

@@ -94,6 +94,7 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-body-size", Support::Supported),
     ("proxy-connect-timeout", Support::Supported),
     ("proxy-next-upstream", Support::Partial),
+    ("proxy-next-upstream-timeout", Support::Supported),
     ("proxy-next-upstream-tries", Support::Supported),
     ("proxy-read-timeout", Support::Supported),
     ("proxy-send-timeout", Support::Supported),
@@ -197,7 +198,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-cookie-path", Support::Refused(REWRITES)),
     ("proxy-redirect-from", Support::Refused(REWRITES)),
     ("proxy-redirect-to", Support::Refused(REWRITES)),
-    ("proxy-next-upstream-timeout", Support::Refused("a time limit on retries is not supported (proxy-next-upstream-tries is)")),
     ("relative-redirects", Support::Refused("redirects are absolute")),
     // Owned by issue 13 items 2 and 4 (header rules, TLS passthrough).
     ("custom-headers", Support::Ignored),

@@ -53,7 +53,9 @@ impl Parser<'_> {
         let tries_name = format!("{NGINX}proxy-next-upstream-tries");
         let tokens = self.get(&name);
         let tries = self.get(&tries_name);
-        if tokens.is_none() && tries.is_none() {
+        let within_name = format!("{NGINX}proxy-next-upstream-timeout");
+        let within = self.get(&within_name);
+        if tokens.is_none() && tries.is_none() && within.is_none() {
             return None;
         }
         // ingress-nginx's defaults: "error timeout", 3 tries.
@@ -64,6 +66,7 @@ impl Parser<'_> {
             on_status: Vec::new(),
             non_idempotent: false,
             budget: None,
+            within: None,
         };
         if let Some(tokens) = tokens {
             retry.on_error = false;
@@ -97,6 +100,17 @@ impl Parser<'_> {
                 Ok(0) => retry.tries = 10,
                 Ok(n) => retry.tries = u8::try_from(n.min(10)).unwrap_or(10),
                 Err(_) => self.warn(&tries_name, format!("`{value}` is not a number; using 3")),
+            }
+        }
+        if let Some(value) = within {
+            // nginx time: seconds, `0` for no limit.
+            match value.trim_end_matches('s').parse::<u64>() {
+                Ok(0) => {}
+                Ok(n) => retry.within = Some(std::time::Duration::from_secs(n)),
+                Err(_) => self.warn(
+                    &within_name,
+                    format!("`{value}` is not a number of seconds; no limit"),
+                ),
             }
         }
         Some(retry)

@@ -166,6 +166,7 @@ pub(super) fn retry(r: &RouteRetry, policy: &mut RoutePolicy) -> Result<(), Filt
         on_status: codes,
         non_idempotent: false,
         budget: None,
+        within: None,
     });
     Ok(())
 }

@@ -88,7 +88,12 @@ pub async fn send(
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
     let mut pick = plan.pick;
+    // `proxy-next-upstream-timeout`: no next endpoint past this instant.
+    let retry_until = retry.and_then(|r| r.within).map(|d| Instant::now() + d);
     while tried.len() < max_attempts {
+        if !tried.is_empty() && retry_until.is_some_and(|until| Instant::now() >= until) {
+            break;
+        }
         let Some(endpoint) = backend.next_endpoint(&tried, pick)? else {
             break;
         };
@@ -168,6 +173,7 @@ pub async fn send(
             let status = response.status().as_u16();
             let again = replay.is_some()
                 && tried.len() + 1 < max_attempts
+                && retry_until.is_none_or(|until| Instant::now() < until)
                 && retry.is_some_and(|r| r.on_status.contains(&status));
             if again {
                 // Dropping the unread response closes that connection.

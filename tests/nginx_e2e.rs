@@ -19,6 +19,8 @@ mod approot;
 mod auth;
 #[path = "nginx_e2e/cors.rs"]
 mod cors;
+#[path = "nginx_e2e/default_backend.rs"]
+mod default_backend;
 #[path = "nginx_e2e/iplists.rs"]
 mod iplists;
 #[path = "nginx_e2e/proxy.rs"]

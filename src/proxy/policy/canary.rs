@@ -8,6 +8,7 @@ use http::{HeaderMap, Request};
 use hyper::body::Incoming;
 
 use super::affinity::cookie;
+use super::error_pages::error_headers;
 use super::exchange::{Cx, Flow, RequestStep};
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::plan::Backend;
@@ -32,7 +33,7 @@ impl RequestStep for Fallback {
     async fn run<'a>(
         &'a self,
         cx: &mut Cx<'a>,
-        _req: &mut Request<Incoming>,
+        req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
         let Some(chosen) = Backend::of(cx.published, cx.upstream) else {
             return Err(ProxyError::NoEndpoints);
@@ -41,6 +42,23 @@ impl RequestStep for Fallback {
             && Backend::of(cx.published, self.0).is_some()
         {
             cx.upstream = self.0;
+            // As ingress-nginx: the default backend learns why (503) and
+            // for what, as for a custom error page.
+            let served_by = cx.canary.map_or(&cx.route.service, |c| &c.service);
+            let ingress = cx.canary.map_or(&cx.route.ingress, |c| &c.ingress);
+            let uri = req.uri().clone();
+            let (accept, headers) = {
+                let h = req.headers_mut();
+                (h.get(http::header::ACCEPT).cloned(), h)
+            };
+            error_headers(
+                headers,
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                accept.as_ref(),
+                &uri,
+                ingress,
+                served_by,
+            );
         }
         Ok(Flow::Continue)
     }

@@ -68,6 +68,43 @@ impl ResponseStep for CustomErrors {
     }
 }
 
+/// ingress-nginx's headers for the default backend (all but
+/// X-Request-ID): X-Code, X-Format (the client's `Accept`, else
+/// `text/html`), X-Original-URI, X-Namespace, X-Ingress-Name,
+/// X-Service-Name, X-Service-Port.
+pub(super) fn error_headers(
+    h: &mut http::HeaderMap,
+    status: StatusCode,
+    accept: Option<&HeaderValue>,
+    uri: &Uri,
+    ingress: &str,
+    service: &str,
+) {
+    h.insert(X_CODE, HeaderValue::from(status.as_u16()));
+    h.insert(
+        X_FORMAT,
+        accept
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("text/html")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&uri.to_string()) {
+        h.insert(X_ORIGINAL_URI, v);
+    }
+    let (namespace, name) = ingress.split_once('/').unwrap_or(("", ingress));
+    let service_name = service.split_once('/').map_or(service, |(_, s)| s);
+    let (svc, port) = service_name.rsplit_once(':').unwrap_or((service_name, ""));
+    for (header, value) in [
+        (X_NAMESPACE, namespace),
+        (X_INGRESS_NAME, name),
+        (X_SERVICE_NAME, svc),
+        (X_SERVICE_PORT, port),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(header, v);
+        }
+    }
+}
+
 /// Asks the default backend for the page of `status`, with ingress-nginx's
 /// headers (X-Code, X-Format, X-Original-URI, X-Namespace, X-Ingress-Name,
 /// X-Service-Name, X-Service-Port, X-Request-ID). `None` when it fails:
@@ -86,29 +123,7 @@ async fn error_page_response(
         .path_and_query()
         .map_or_else(|| Uri::from_static("/"), |p| Uri::from(p.clone()));
     let h = req.headers_mut();
-    h.insert(X_CODE, HeaderValue::from(status.as_u16()));
-    h.insert(
-        X_FORMAT,
-        info.accept
-            .clone()
-            .unwrap_or_else(|| HeaderValue::from_static("text/html")),
-    );
-    if let Ok(v) = HeaderValue::from_str(&info.uri.to_string()) {
-        h.insert(X_ORIGINAL_URI, v);
-    }
-    let (namespace, name) = ingress.split_once('/').unwrap_or(("", ingress));
-    let service_name = service.split_once('/').map_or(service, |(_, s)| s);
-    let (svc, port) = service_name.rsplit_once(':').unwrap_or((service_name, ""));
-    for (header, value) in [
-        (X_NAMESPACE, namespace),
-        (X_INGRESS_NAME, name),
-        (X_SERVICE_NAME, svc),
-        (X_SERVICE_PORT, port),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(header, v);
-        }
-    }
+    error_headers(h, status, info.accept.as_ref(), &info.uri, ingress, service);
     if let Some(id) = &info.request_id {
         h.insert(X_REQUEST_ID, id.clone());
     }

@@ -312,7 +312,8 @@ async fn unauthorized_with_signin_redirects_with_rd() {
     let server = AuthServer::plain(|_| status(401)).await;
     let client = client();
     let req = client_request("/p/q?x=1&y=2", &[]);
-    let original = "https%3A%2F%2Fapp.test%3A8443%2Fp%2Fq%3Fx%3D1%26y%3D2";
+    // ingress-nginx: `$scheme://$http_host$escaped_request_uri`.
+    let original = "https://app.test:8443%2Fp%2Fq%3Fx%3D1%26y%3D2";
     let cases = [
         (
             "https://login.test/oauth2/start".to_string(),

@@ -132,3 +132,85 @@ async fn should_return_status_code_401_when_authentication_is_configured_with_in
         401,
     );
 }
+
+/// httpbin's `/basic-auth/user/password`: 200 for `user:password`, else 401.
+async fn httpbin() -> crate::common::Backend {
+    crate::common::serve(|req: http::Request<hyper::body::Incoming>| async move {
+        let ok = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v == "Basic dXNlcjpwYXNzd29yZA==");
+        let mut r = http::Response::new(crate::common::full(""));
+        if !ok {
+            *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+        }
+        r
+    })
+    .await
+}
+
+async fn external_site(bin: &crate::common::Backend, extra: &[(&str, &str)]) -> Site {
+    let url = format!("http://127.0.0.1:{}/basic-auth/user/password", bin.port);
+    let mut annotations = vec![
+        ("auth-url", url.as_str()),
+        ("auth-signin", "http://$host/auth/start"),
+    ];
+    annotations.extend_from_slice(extra);
+    Site::start(vec![single(HOST, "/", HOST, &annotations)]).await
+}
+
+// auth.go, "when external authentication is configured"
+#[tokio::test]
+async fn external_should_return_status_code_200_when_signed_in() {
+    let bin = httpbin().await;
+    let site = external_site(&bin, &[]).await;
+    let r = site
+        .get(
+            HOST,
+            "/",
+            &[("Authorization", "Basic dXNlcjpwYXNzd29yZA==")],
+        )
+        .await;
+    status(&r, 200);
+}
+
+// auth.go, "when external authentication is configured"
+#[tokio::test]
+async fn external_should_redirect_to_signin_url_when_not_signed_in() {
+    let bin = httpbin().await;
+    let site = external_site(&bin, &[]).await;
+    let r = site.get(HOST, "/?a=b&c=d", &[]).await;
+    status(&r, 302);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://auth/auth/start?rd=http://auth%2F%3Fa%3Db%26c%3Dd")
+    );
+}
+
+// auth.go, "... configured with a custom redirect param"
+#[tokio::test]
+async fn custom_redirect_param_should_return_status_code_200_when_signed_in() {
+    let bin = httpbin().await;
+    let site = external_site(&bin, &[("auth-signin-redirect-param", "orig")]).await;
+    let r = site
+        .get(
+            HOST,
+            "/",
+            &[("Authorization", "Basic dXNlcjpwYXNzd29yZA==")],
+        )
+        .await;
+    status(&r, 200);
+}
+
+// auth.go, "... configured with a custom redirect param"
+#[tokio::test]
+async fn custom_redirect_param_should_redirect_to_signin_url_when_not_signed_in() {
+    let bin = httpbin().await;
+    let site = external_site(&bin, &[("auth-signin-redirect-param", "orig")]).await;
+    let r = site.get(HOST, "/?a=b&c=d", &[]).await;
+    status(&r, 302);
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://auth/auth/start?orig=http://auth%2F%3Fa%3Db%26c%3Dd")
+    );
+}

@@ -17,8 +17,10 @@
 //! - 2xx: [`Decision::Allow`] with the `auth-response-headers` the auth
 //!   service returned (see [`ExternalAuth::apply_allowed`] for how they
 //!   replace the client's);
-//! - 401: a 302 to the rendered `auth-signin` with `rd=<original URL,
-//!   percent-encoded>` appended unless the template has an `rd` argument;
+//! - 401: a 302 to the rendered `auth-signin` with `rd=<scheme://host
+//!   and the percent-encoded request URI>` (ingress-nginx's value; the
+//!   argument renamed by `auth-signin-redirect-param`) appended unless the
+//!   template has such an argument;
 //!   without `auth-signin`, a 401 carrying the service's `WWW-Authenticate`;
 //! - 403: 403;
 //! - anything else, a connection error, an unusable URL or no answer within
@@ -294,7 +296,8 @@ impl ExternalAuth {
     }
 }
 
-/// The rendered signin URL with `<param>=<original>` (`rd` by default)
+/// The rendered signin URL with `<param>=<scheme://host><escaped request
+/// URI>` (`rd` by default, as ingress-nginx)
 /// added unless the template has its own such argument; the fragment (if
 /// any) stays last.
 fn signin_location(signin: &Template, param: &str, vars: &dyn Vars, original: &str) -> String {
@@ -308,7 +311,15 @@ fn signin_location(signin: &Template, param: &str, vars: &dyn Vars, original: &s
     }
     url.push_str(param);
     url.push('=');
-    url.extend(utf8_percent_encode(original, COMPONENT));
+    // ingress-nginx: `$scheme://$http_host$escaped_request_uri`, only the
+    // request URI escaped.
+    let split = original
+        .find("://")
+        .and_then(|i| original.get(i + 3..)?.find('/').map(|j| i + 3 + j))
+        .unwrap_or(original.len());
+    let (origin, request_uri) = original.split_at(split);
+    url.push_str(origin);
+    url.extend(utf8_percent_encode(request_uri, COMPONENT));
     if let Some(fragment) = fragment {
         url.push_str(&fragment);
     }

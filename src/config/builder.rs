@@ -42,6 +42,8 @@ pub(super) struct Builder<'a> {
     /// An HTTPS listener without a hostname already gave the default
     /// certificate (the oldest one does).
     pub(super) gateway_default_cert: bool,
+    /// The ingress-nginx ConfigMap's settings (`--configmap`).
+    pub(super) nginx: super::nginx_config::NginxConfig,
 }
 
 impl<'a> Builder<'a> {
@@ -63,6 +65,7 @@ impl<'a> Builder<'a> {
             paths: HashMap::default(),
             policies: HashMap::default(),
             gateway_default_cert: false,
+            nginx: Default::default(),
         }
     }
 

@@ -6,7 +6,9 @@
 //! - Every annotation under the prefix is accounted for: honoured, refused
 //!   (rejects the Ingress) or listed in one warning as ignored or unknown.
 //! - Anything ending in `-snippet` or starting with `lua-resty-waf` is
-//!   refused, listed or not: configuration is never injected.
+//!   refused, listed or not: configuration is never injected. The two
+//!   header snippets are `Partial`: `snippet.rs` reads literal header
+//!   directives from them and refuses anything else.
 
 use super::parser::{Parser, Problem, NGINX};
 
@@ -55,6 +57,7 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("cors-allow-origin", Support::Supported),
     ("cors-expose-headers", Support::Supported),
     ("cors-max-age", Support::Supported),
+    ("custom-headers", Support::Supported),
     ("custom-http-errors", Support::Supported),
     ("default-backend", Support::Supported),
     ("denylist-source-range", Support::Supported),
@@ -92,9 +95,10 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("x-forwarded-prefix", Support::Supported),
     // Injection: never executed.
     ("auth-snippet", Support::RefusedInjection),
-    ("configuration-snippet", Support::RefusedInjection),
+    // Read only when made of literal header directives (snippet.rs).
+    ("configuration-snippet", Support::Partial),
     ("modsecurity-snippet", Support::RefusedInjection),
-    ("server-snippet", Support::RefusedInjection),
+    ("server-snippet", Support::Partial),
     ("stream-snippet", Support::RefusedInjection),
     ("lua-resty-waf", Support::RefusedInjection),
     // Security settings we cannot honour: ignoring them would open access.
@@ -120,7 +124,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("auth-always-set-cookie", Support::Ignored),
     ("client-body-buffer-size", Support::Ignored),
     ("connection-proxy-header", Support::Ignored),
-    ("custom-headers", Support::Ignored),
     ("enable-access-log", Support::Ignored),
     ("enable-opentelemetry", Support::Ignored),
     ("enable-rewrite-log", Support::Ignored),
@@ -162,10 +165,15 @@ pub const KNOWN: &[(&str, Support)] = &[
 
 /// How an annotation suffix is treated (see [`KNOWN`]); `None`: unknown.
 pub fn support(suffix: &str) -> Option<Support> {
+    let known = KNOWN.iter().find(|(s, _)| *s == suffix).map(|(_, s)| *s);
+    if known == Some(Support::Partial) {
+        // The header snippets: their own parser refuses anything else.
+        return known;
+    }
     if suffix.ends_with("-snippet") || suffix.starts_with("lua-resty-waf") {
         return Some(Support::RefusedInjection);
     }
-    KNOWN.iter().find(|(s, _)| *s == suffix).map(|(_, s)| *s)
+    known
 }
 
 impl Parser<'_> {

@@ -188,6 +188,10 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
             }
         }
         Object::Secret(o) => trim_meta(&mut o.metadata),
+        Object::ConfigMap(o) => {
+            trim_meta(&mut o.metadata);
+            o.binary_data = None;
+        }
         Object::GatewayClass(o) => {
             trim_meta(&mut o.metadata);
             return Some(gateway_status(object));

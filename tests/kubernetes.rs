@@ -2223,6 +2223,9 @@ async fn every_request_is_covered_by_the_printed_rbac() {
             "tollgate-system/lb",
             "--election-lease-duration",
             "2s",
+            // The ConfigMaps of its namespace are watched (Role).
+            "--configmap",
+            "default/ingress-nginx-controller",
         ])
         .start()
         .await;

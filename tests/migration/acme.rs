@@ -47,7 +47,7 @@ async fn the_challenge_passes_over_http_on_a_host_that_forces_https() {
         );
     }
     // The example checks clean but for the Secret cert-manager will issue
-    // (the ClusterIssuer is skipped, not an error).
+    // (no cert-manager kind among the manifests).
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cert-manager");
     let (_, out, err) = check(&dir, &[]).await;
     let diagnostics: Vec<&str> = out.lines().filter(|l| l.contains(".yaml:")).collect();

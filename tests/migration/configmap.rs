@@ -132,3 +132,45 @@ async fn ssl_redirect_defaults_and_unknown_keys() {
         "{out}"
     );
 }
+
+/// Kubernetes mode: the ConfigMap (and the header ConfigMaps of its
+/// namespace) come from the API server, watched; a change applies without
+/// a restart, a deletion brings the defaults back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_mode_watches_the_config_map() {
+    use crate::common::cluster::{expect_route, Cluster, CHANGE_TIMEOUT};
+    let c = Cluster::new();
+    let echo = Echo::services(&["app"]).await;
+    c.api.apply_many(echo.backends(NS));
+    c.api.apply_many(vec![
+        ingress("app", "app.test", "app", &[]),
+        config_map("headers", &[("X-From-Config", "watched")]),
+    ]);
+    let tg = c
+        .tollgate()
+        .args(&["--configmap", "default/ingress-nginx-controller"])
+        .start()
+        .await;
+    expect_route(&tg, "app.test", "/", 200, Some("app")).await;
+    c.api.apply(config_map(
+        "ingress-nginx-controller",
+        &[("add-headers", "headers"), ("block-cidrs", "192.0.2.0/24")],
+    ));
+    let r = tg
+        .eventually_within("app.test", "/", CHANGE_TIMEOUT, |r| {
+            r.header("x-from-config").is_some()
+        })
+        .await;
+    assert_eq!(r.header("x-from-config").as_deref(), Some("watched"));
+    assert_eq!(r.status, 200);
+    c.api.apply(config_map(
+        "ingress-nginx-controller",
+        &[("block-cidrs", "127.0.0.0/8")],
+    ));
+    expect_route(&tg, "app.test", "/", 403, None).await;
+    assert!(c
+        .api
+        .delete("v1", "ConfigMap", NS, "ingress-nginx-controller"));
+    expect_route(&tg, "app.test", "/", 200, Some("app")).await;
+    assert_eq!(tg.get("app.test", "/").await.header("x-from-config"), None);
+}

@@ -350,6 +350,10 @@ pub struct CheckArgs {
     pub selection: SelectionArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
+    /// Treat Services, Secrets and ConfigMaps the Ingresses name but the
+    /// manifests lack as present (lint Ingress-only repositories).
+    #[arg(long)]
+    pub assume_external_refs: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,6 +10,8 @@ mod common;
 
 #[path = "migration/acme.rs"]
 mod acme;
+#[path = "migration/check.rs"]
+mod check;
 #[path = "migration/configmap.rs"]
 mod configmap;
 #[path = "migration/headers.rs"]

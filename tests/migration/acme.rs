@@ -46,13 +46,19 @@ async fn the_challenge_passes_over_http_on_a_host_that_forces_https() {
             Some(format!("https://{host}:8443{path}").as_str())
         );
     }
-    // The example checks clean but for the Secret cert-manager will issue
-    // (no cert-manager kind among the manifests).
+    // The example checks clean but for the Secret cert-manager will issue;
+    // with --assume-external-refs it checks clean.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cert-manager");
     let (_, out, err) = check(&dir, &[]).await;
     let diagnostics: Vec<&str> = out.lines().filter(|l| l.contains(".yaml:")).collect();
     assert!(
         diagnostics.len() == 1 && diagnostics[0].contains("acme-demo/web-tls not found"),
         "{out}{err}"
+    );
+    let (code, out, err) = check(&dir, &["--assume-external-refs"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Secret acme-demo/web-tls") && out.contains("no diagnostics"),
+        "{out}"
     );
 }

@@ -28,6 +28,18 @@ pub enum Support {
     Ignored,
 }
 
+impl Support {
+    /// The state `tollgate check` summarizes it under: `supported` (in
+    /// full or in part), `no-op` (accepted, ignored) or `refused`.
+    pub fn state(self) -> &'static str {
+        match self {
+            Support::Supported | Support::Partial => "supported",
+            Support::Ignored => "no-op",
+            Support::RefusedInjection | Support::RefusedSecurity => "refused",
+        }
+    }
+}
+
 /// Every ingress-nginx annotation (suffix after the prefix) tollgate knows.
 /// Annotations ending in `-snippet` and `lua-resty-waf*` are refused even
 /// when not listed.

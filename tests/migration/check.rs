@@ -122,3 +122,23 @@ fn without_assumed_refs_the_missing_objects_are_named() {
     assert_ne!(code, 0);
     assert!(out.contains("refused: auth-tls-verify-client (1)"), "{out}");
 }
+
+/// `ssl-passthrough` is not implemented: refused with a diagnostic, never
+/// silently terminated.
+#[test]
+fn ssl_passthrough_is_refused_not_terminated() {
+    let text = before().replace(
+        "nginx.ingress.kubernetes.io/proxy-buffering: \"on\"",
+        "nginx.ingress.kubernetes.io/ssl-passthrough: \"true\"",
+    );
+    let mut args = vec!["--manifests", "-", "--assume-external-refs"];
+    args.extend(NGINX);
+    let (code, out, _) = check_stdin(&args, &text);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("refused: ssl-passthrough (1)"), "{out}");
+    assert!(
+        out.contains("annotations[nginx.ingress.kubernetes.io/ssl-passthrough]")
+            && out.contains("shop/legacy"),
+        "{out}"
+    );
+}

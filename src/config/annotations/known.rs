@@ -127,6 +127,9 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("enable-modsecurity", Support::RefusedSecurity),
     ("enable-owasp-core-rules", Support::RefusedSecurity),
     ("global-rate-limit", Support::RefusedSecurity),
+    // Terminating instead would show clients tollgate's certificate and
+    // hand the backend plain HTTP: never done silently.
+    ("ssl-passthrough", Support::RefusedSecurity),
     // Known, not supported, harmless to ignore.
     ("auth-cache-duration", Support::Ignored),
     ("auth-cache-key", Support::Ignored),
@@ -169,7 +172,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("session-cookie-secure", Support::Ignored),
     ("ssl-ciphers", Support::Ignored),
     ("ssl-prefer-server-ciphers", Support::Ignored),
-    ("ssl-passthrough", Support::Ignored),
     ("upstream-hash-by-subset", Support::Ignored),
     ("upstream-hash-by-subset-size", Support::Ignored),
     ("x-forwarded-port", Support::Ignored),

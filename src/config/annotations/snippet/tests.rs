@@ -113,3 +113,57 @@ fn empty_and_comment_only_snippets_have_no_rules() {
     assert!(parse("").unwrap().is_empty());
     assert!(parse("  # nothing here\n").unwrap().is_empty());
 }
+
+mod fuzz {
+    //! Fuzz target: the snippet parser on generated snippets (header
+    //! directives, other directives, quotes, escapes, braces, variables,
+    //! comments, arbitrary text). Invariants: it never panics and is
+    //! deterministic; without quotes, escapes or comments, a snippet it
+    //! reads has no block and no variable anywhere.
+
+    use proptest::prelude::*;
+
+    use super::super::parse;
+    use crate::fuzzing;
+
+    fn token() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => Just("more_set_headers".to_string()),
+            2 => Just("more_clear_headers".to_string()),
+            2 => Just("add_header".to_string()),
+            2 => Just("proxy_set_header".to_string()),
+            1 => Just("proxy_hide_header".to_string()),
+            1 => Just("always".to_string()),
+            1 => Just("rewrite".to_string()),
+            1 => Just("content_by_lua_block".to_string()),
+            3 => "\"[A-Za-z-]{1,8}: ?[ -~]{0,10}\"",
+            3 => "'[A-Za-z-]{1,8}:[a-z ;]{0,6}'",
+            3 => "[A-Za-z-]{1,10}:?",
+            1 => "\\$[a-z_]{1,8}",
+            1 => prop_oneof![Just(";"), Just("{"), Just("}"), Just("#"), Just("\\"), Just("\n")]
+                .prop_map(str::to_string),
+            1 => any::<String>(),
+        ]
+    }
+
+    fn snippet() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            (token(), prop_oneof![Just(" "), Just(";\n"), Just("")]),
+            0..16,
+        )
+        .prop_map(|parts| parts.into_iter().map(|(t, sep)| t + sep).collect())
+    }
+
+    #[test]
+    fn snippets() {
+        fuzzing::run("annotations::snippet", 500, snippet(), |text| {
+            let first = parse(&text);
+            prop_assert_eq!(&first, &parse(&text));
+            let plain = !text.contains(['"', '\'', '\\', '#']);
+            if first.is_ok() && plain {
+                prop_assert!(!text.contains(['{', '}', '$']), "read: {:?}", text);
+            }
+            Ok(())
+        });
+    }
+}

@@ -36,10 +36,15 @@ fn meta(key: &ObjectKey) -> ObjectMeta {
     }
 }
 
-/// The ports each missing Service is referenced with.
+/// A Service port as an Ingress references it: number, name.
+type PortRef = (Option<i32>, Option<String>);
+
+/// What the Ingresses reference: Services (with the ports referenced),
+/// TLS Secrets (with their hosts), basic-auth Secrets (auth-map or not),
+/// ConfigMaps.
 #[derive(Default)]
 struct Wanted {
-    services: BTreeMap<ObjectKey, BTreeSet<(Option<i32>, Option<String>)>>,
+    services: BTreeMap<ObjectKey, BTreeSet<PortRef>>,
     tls: BTreeMap<ObjectKey, BTreeSet<String>>,
     auth: BTreeMap<ObjectKey, bool>,
     config_maps: BTreeSet<ObjectKey>,

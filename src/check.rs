@@ -364,7 +364,12 @@ fn print_text(report: &Report) {
             count("refused"),
             count("unknown")
         );
-        for (state, names) in &report.annotations {
+        // What needs attention, by name (all of them: `--output json`).
+        for (state, names) in report
+            .annotations
+            .iter()
+            .filter(|(s, _)| **s != "supported")
+        {
             let list: Vec<String> = names
                 .iter()
                 .map(|(name, n)| format!("{name} ({n})"))

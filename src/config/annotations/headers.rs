@@ -21,13 +21,8 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
-use super::parser::{Parser, NGINX};
-use super::snippet;
 use crate::crd::REFUSED_HEADERS;
 use crate::table::policy::HeaderEdits;
-
-/// The snippet annotations read as header rules.
-pub const SNIPPETS: [&str; 2] = ["server-snippet", "configuration-snippet"];
 
 /// Edits of one message's headers, in the making.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -159,37 +154,6 @@ pub fn config_map_headers(
         edits.set(parsed, header_value(name, value.trim())?);
     }
     Ok(edits)
-}
-
-impl Parser<'_> {
-    /// `custom-headers` and the snippet annotations. A snippet that is not
-    /// made only of literal header directives rejects the Ingress.
-    pub(super) fn headers(&mut self) -> HeaderAnnotations {
-        let mut out = HeaderAnnotations {
-            custom_headers: self
-                .nginx("custom-headers")
-                .filter(|v| !v.is_empty())
-                .map(str::to_string),
-            ..HeaderAnnotations::default()
-        };
-        for suffix in SNIPPETS {
-            let name = format!("{NGINX}{suffix}");
-            let Some(text) = self.get(&name) else {
-                continue;
-            };
-            out.snippet_names.push(name.clone());
-            match snippet::parse(text) {
-                Ok(rules) => out.snippets.extend(&rules),
-                Err(e) => self.reject(
-                    &name,
-                    format!(
-                        "refused: {e}; a snippet is never executed: only more_set_headers, more_clear_headers, add_header, proxy_set_header and proxy_hide_header with literal values are read from it (see docs/annotations.md)"
-                    ),
-                ),
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]

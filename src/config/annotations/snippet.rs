@@ -1,4 +1,5 @@
-//! The snippet subset tollgate reads: a `configuration-snippet` or
+//! The snippet subset tollgate reads (and `custom-headers`, read beside
+//! it by [`Parser::headers`]): a `configuration-snippet` or
 //! `server-snippet` made only of header directives with literal values
 //! becomes typed header rules ([`HeaderRules`]); anything else refuses the
 //! snippet, naming what was found.
@@ -25,7 +26,11 @@
 //!   directive, so what follows is read as a directive of its own (and
 //!   refused unless it is one of the above).
 
-use super::headers::{header_name, header_value, HeaderRules};
+use super::headers::{header_name, header_value, HeaderAnnotations, HeaderRules};
+use super::parser::{Parser, NGINX};
+
+/// The snippet annotations read as header rules, in the order applied.
+pub const SNIPPETS: [&str; 2] = ["server-snippet", "configuration-snippet"];
 
 /// Longest snippet read.
 pub const MAX_LEN: usize = 16 * 1024;
@@ -251,6 +256,37 @@ pub fn parse(text: &str) -> Result<HeaderRules, String> {
         }
     }
     Ok(rules)
+}
+
+impl Parser<'_> {
+    /// `custom-headers` and the snippet annotations. A snippet that is not
+    /// made only of literal header directives rejects the Ingress.
+    pub(super) fn headers(&mut self) -> HeaderAnnotations {
+        let mut out = HeaderAnnotations {
+            custom_headers: self
+                .nginx("custom-headers")
+                .filter(|v| !v.is_empty())
+                .map(str::to_string),
+            ..HeaderAnnotations::default()
+        };
+        for suffix in SNIPPETS {
+            let name = format!("{NGINX}{suffix}");
+            let Some(text) = self.get(&name) else {
+                continue;
+            };
+            out.snippet_names.push(name.clone());
+            match parse(text) {
+                Ok(rules) => out.snippets.extend(&rules),
+                Err(e) => self.reject(
+                    &name,
+                    format!(
+                        "refused: {e}; a snippet is never executed: only more_set_headers, more_clear_headers, add_header, proxy_set_header and proxy_hide_header with literal values are read from it (see docs/annotations.md)"
+                    ),
+                ),
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,19 @@
 //! `tollgate check`: compile manifests once and explain the result.
 //!
+//! For migrations: `--manifests -` reads stdin, `--assume-external-refs`
+//! assumes the objects the Ingresses name but the manifests lack
+//! ([`assume`]), and the report sums up the `nginx.ingress.kubernetes.io/`
+//! annotations used by state (supported, no-op, refused, unknown), as
+//! [`crate::config::annotations::known`] classifies them.
+//!
 //! Invariant: uses exactly the provider and compiler that `run` uses, so
 //! what `check` accepts is what `run` serves.
+
+mod assume;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -40,6 +52,11 @@ struct Report {
     /// Per Gateway listener: `attachedRoutes` and `supportedKinds`, as
     /// kube mode writes them beside the conditions.
     listeners: Vec<ListenerRow>,
+    /// `nginx.ingress.kubernetes.io/` annotations of the Ingresses read,
+    /// by state, then name, with the number of Ingresses using each.
+    annotations: BTreeMap<&'static str, BTreeMap<String, usize>>,
+    /// Objects assumed present (`--assume-external-refs`).
+    assumed: Vec<String>,
     rejected: bool,
 }
 
@@ -59,12 +76,48 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     if args.selection.manifests.is_empty() {
         anyhow::bail!("--manifests is required");
     }
+    let stdin = Path::new("-");
     let mut source = FileSource::new(
-        args.selection.manifests.clone(),
+        args.selection
+            .manifests
+            .iter()
+            .filter(|p| p.as_path() != stdin)
+            .cloned()
+            .collect(),
         args.selection.watch_namespaces.clone(),
     );
     source.reload();
-    let (snapshot, mut diagnostics) = source.snapshot();
+    let (mut snapshot, mut diagnostics) = source.snapshot();
+    if args
+        .selection
+        .manifests
+        .iter()
+        .any(|p| p.as_path() == stdin)
+    {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        match crate::provider::files::parse_manifests("-", &text) {
+            Ok(objects) => {
+                for (origin, object) in objects {
+                    snapshot.insert(origin, object);
+                }
+            }
+            Err(e) => diagnostics.push(Diagnostic::new(
+                crate::config::Severity::Rejected,
+                "File",
+                &crate::config::ObjectKey::new("", "-"),
+                None,
+                "content",
+                e.to_string(),
+            )),
+        }
+    }
+    let assumed = if args.assume_external_refs {
+        assume::assume_external_refs(&mut snapshot, args.selection.configmap.as_ref())
+    } else {
+        Vec::new()
+    };
+    let annotations = annotation_states(&snapshot);
     let mut opts = args.selection.compile_options();
     opts.now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -143,6 +196,8 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
                 })
             })
             .collect(),
+        annotations,
+        assumed,
         rejected,
     };
 
@@ -151,6 +206,34 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         OutputFormat::Text => print_text(&report),
     }
     Ok(i32::from(rejected))
+}
+
+/// The ingress-nginx annotations of every Ingress read, by state.
+fn annotation_states(
+    snapshot: &crate::config::Snapshot,
+) -> BTreeMap<&'static str, BTreeMap<String, usize>> {
+    use crate::config::annotations::{support, NGINX};
+    let mut out: BTreeMap<&'static str, BTreeMap<String, usize>> = BTreeMap::new();
+    for entry in snapshot.ingresses.values() {
+        for name in entry
+            .object
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            let Some(suffix) = name.strip_prefix(NGINX) else {
+                continue;
+            };
+            let state = support(suffix).map_or("unknown", |s| s.state());
+            *out.entry(state)
+                .or_default()
+                .entry(suffix.to_string())
+                .or_default() += 1;
+        }
+    }
+    out
 }
 
 /// A guard as `check` shows it: `GET header:x-v=2 query:q~^a.*$`.
@@ -270,6 +353,36 @@ fn print_text(report: &Report) {
                 l.supported_kinds.join(",")
             );
         }
+    }
+    if !report.annotations.is_empty() {
+        println!();
+        let count = |state: &str| report.annotations.get(state).map_or(0, BTreeMap::len);
+        println!(
+            "annotations (nginx.ingress.kubernetes.io/): {} supported, {} no-op, {} refused, {} unknown",
+            count("supported"),
+            count("no-op"),
+            count("refused"),
+            count("unknown")
+        );
+        // What needs attention, by name (all of them: `--output json`).
+        for (state, names) in report
+            .annotations
+            .iter()
+            .filter(|(s, _)| **s != "supported")
+        {
+            let list: Vec<String> = names
+                .iter()
+                .map(|(name, n)| format!("{name} ({n})"))
+                .collect();
+            println!("  {state}: {}", list.join(", "));
+        }
+    }
+    if !report.assumed.is_empty() {
+        println!();
+        println!(
+            "assumed present (--assume-external-refs): {}",
+            report.assumed.join(", ")
+        );
     }
     println!();
     if report.diagnostics.is_empty() {

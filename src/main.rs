@@ -318,6 +318,11 @@ fn spawn_control(
             .filter(|s| !s.is_empty()),
         identity: identity(),
         lease_duration: args.election_lease_duration,
+        configmap_namespace: args
+            .selection
+            .configmap
+            .as_ref()
+            .map(|k| k.namespace.clone()),
     };
     let (connected_tx, connected_rx) = std::sync::mpsc::channel();
     let handle = builder.spawn(move || {

@@ -166,6 +166,12 @@ pub struct SelectionArgs {
     /// rejects a request (ingress-nginx's default is 503).
     #[arg(long, env = "TOLLGATE_NGINX_LIMIT_STATUS", default_value_t = 503, value_parser = limit_status)]
     pub nginx_limit_status: u16,
+    /// ingress-nginx's ConfigMap (namespace/name) of global settings, with
+    /// ingress-nginx's key names (docs/migration.md): watched in Kubernetes
+    /// mode, read from the manifests in standalone mode; changes apply
+    /// without a restart. Annotations override it.
+    #[arg(long, env = "TOLLGATE_CONFIGMAP", value_parser = object_ref)]
+    pub configmap: Option<ObjectKey>,
 }
 
 fn limit_status(s: &str) -> Result<u16, String> {
@@ -200,6 +206,7 @@ impl SelectionArgs {
                 nginx: http::StatusCode::from_u16(self.nginx_limit_status)
                     .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
             },
+            configmap: self.configmap.clone(),
         }
     }
 }
@@ -343,6 +350,10 @@ pub struct CheckArgs {
     pub selection: SelectionArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub output: OutputFormat,
+    /// Treat Services, Secrets and ConfigMaps the Ingresses name but the
+    /// manifests lack as present (lint Ingress-only repositories).
+    #[arg(long)]
+    pub assume_external_refs: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -2223,6 +2223,9 @@ async fn every_request_is_covered_by_the_printed_rbac() {
             "tollgate-system/lb",
             "--election-lease-duration",
             "2s",
+            // The ConfigMaps of its namespace are watched (Role).
+            "--configmap",
+            "default/ingress-nginx-controller",
         ])
         .start()
         .await;
@@ -2462,7 +2465,8 @@ async fn a_snippet_annotation_is_refused_with_an_event_and_never_served() {
     c.api.apply_many(echo.backends(NS));
     let mut snippet = ingress(NS, "snippet", &simple_spec("snippet.example", "web"));
     snippet["metadata"]["annotations"] = json!({
-        "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"X: 1\";",
+        // Header directives are read; the `rewrite` smuggled after one is not.
+        "nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers \"X: 1\"; rewrite ^ /admin break;",
         "nginx.ingress.kubernetes.io/made-up-thing": "1",
     });
     let mut fine = ingress(NS, "fine", &simple_spec("fine.example", "web"));

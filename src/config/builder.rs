@@ -45,6 +45,8 @@ pub(super) struct Builder<'a> {
     /// `server-alias` (alias, host, Ingress), added once every Ingress has
     /// its paths (an alias serves all paths of its host).
     pub(super) aliases: Vec<(String, String, ObjectKey)>,
+    /// The ingress-nginx ConfigMap's settings (`--configmap`).
+    pub(super) nginx: super::nginx_config::NginxConfig,
 }
 
 impl<'a> Builder<'a> {
@@ -67,6 +69,7 @@ impl<'a> Builder<'a> {
             policies: HashMap::default(),
             gateway_default_cert: false,
             aliases: Vec::new(),
+            nginx: Default::default(),
         }
     }
 

@@ -3,6 +3,8 @@
 //! to, and diagnostics.
 //!
 //! [`compile`] runs the steps in order, one file each:
+//! - `ingress_nginx`: the ingress-nginx ConfigMap (`--configmap`,
+//!   parsed by `nginx_config`) under every Ingress's annotations;
 //! - `select`: which Ingresses are ours, oldest first, and which version of
 //!   each is served (as written, or its last good one);
 //! - `tls`: certificates for the hosts of `spec.tls`;
@@ -52,6 +54,8 @@ mod conflicts;
 pub mod diagnostic;
 pub mod endpoints;
 pub mod gateway;
+mod ingress_nginx;
+pub mod nginx_config;
 mod options;
 pub mod overlay;
 pub mod problem;
@@ -87,7 +91,12 @@ use crate::table::upstream::{EndpointAddr, LbAlgorithm};
 pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood) -> Compiled {
     let mut out = Compiled::default();
     let ours = select::ours(snapshot, opts);
+    // The ingress-nginx ConfigMap (`--configmap`), parsed once: the
+    // defaults every Ingress's annotations are read over.
+    let (nginx, nginx_diagnostics) = ingress_nginx::load(snapshot, opts.configmap.as_ref());
+    out.diagnostics.extend(nginx_diagnostics);
     let mut builder = Builder::new(snapshot, opts, last_good, &mut out);
+    builder.nginx = nginx;
     // The version of each TrafficPolicy in force (current, or last valid
     // while the current one is invalid), and which applies to which Ingress.
     builder.out.last_good.policies =

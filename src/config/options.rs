@@ -30,6 +30,8 @@ pub struct CompileOptions {
     pub now: Option<i64>,
     /// Rejection statuses of the rate and connection limits.
     pub limit_statuses: LimitStatuses,
+    /// `--configmap`: ingress-nginx's global settings.
+    pub configmap: Option<ObjectKey>,
 }
 
 impl Default for CompileOptions {
@@ -42,6 +44,7 @@ impl Default for CompileOptions {
             default_certificate: None,
             now: None,
             limit_statuses: LimitStatuses::default(),
+            configmap: None,
         }
     }
 }

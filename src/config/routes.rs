@@ -60,11 +60,14 @@ impl Builder<'_> {
         // A TrafficPolicy wins over the annotations, section by section.
         let mut policy = std::mem::take(&mut parsed.policy);
         let policy_lb = self.apply_traffic_policy(key, &origin, &object, &mut policy);
+        // The Ingress's own annotation, else the ConfigMap's default.
+        let setting = |a: &str| {
+            annotation(&object, a).or_else(|| self.nginx.defaults.get(a).map(String::as_str))
+        };
         let ssl_redirect = ![SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION]
             .iter()
-            .any(|a| annotation(&object, a) == Some("false"));
-        let force_redirect =
-            annotation(&object, NGINX_FORCE_SSL_REDIRECT_ANNOTATION) == Some("true");
+            .any(|a| setting(a) == Some("false"));
+        let force_redirect = setting(NGINX_FORCE_SSL_REDIRECT_ANNOTATION) == Some("true");
         // Like ingress-nginx: hosts redirect to HTTPS when they have a
         // certificate of their own (not when their Secret is missing, where
         // HTTPS could only offer the default certificate).

@@ -63,10 +63,6 @@ pub(super) fn is_canary(ingress: &Ingress) -> bool {
     annotation(ingress, "nginx.ingress.kubernetes.io/canary") == Some("true")
 }
 
-fn parse(ingress: &Ingress, opts: &CompileOptions) -> (Annotations, Vec<annotations::Problem>) {
-    annotations::parse(ingress.metadata.annotations.as_ref(), opts.limit_statuses)
-}
-
 impl<'a> Builder<'a> {
     /// The version of each Ingress to serve, in order; rejections are
     /// reported and last good versions remembered.
@@ -83,7 +79,7 @@ impl<'a> Builder<'a> {
                 .ingresses
                 .get(key)
                 .is_some_and(|good| Arc::ptr_eq(good, &entry.object));
-            let (parsed, annotation_problems) = parse(&entry.object, self.opts);
+            let (parsed, annotation_problems) = self.parse_annotations(&entry.object);
             let problems = if validated {
                 Vec::new()
             } else {
@@ -108,7 +104,7 @@ impl<'a> Builder<'a> {
                 };
                 self.reject(key, &origin, Problem::new(Field::Metadata, reason));
                 previous.map(|ingress| {
-                    let (parsed, problems) = parse(&ingress, self.opts);
+                    let (parsed, problems) = self.parse_annotations(&ingress);
                     (ingress, parsed, problems)
                 })
             };

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
@@ -86,6 +86,9 @@ pub enum Object {
     ReferenceGrant(ReferenceGrant),
     /// Read for its labels (`allowedRoutes.namespaces.selector`).
     Namespace(Namespace),
+    /// ingress-nginx settings (`--configmap`) and header lists
+    /// (`custom-headers`, `add-headers`, `proxy-set-headers`).
+    ConfigMap(ConfigMap),
 }
 
 impl Object {
@@ -103,6 +106,7 @@ impl Object {
             Object::GrpcRoute(_) => "GRPCRoute",
             Object::ReferenceGrant(_) => "ReferenceGrant",
             Object::Namespace(_) => "Namespace",
+            Object::ConfigMap(_) => "ConfigMap",
         }
     }
 
@@ -120,6 +124,7 @@ impl Object {
             Object::GrpcRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
         };
         let namespace = match self {
             Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_) => {
@@ -174,6 +179,8 @@ pub struct Snapshot {
     pub reference_grants: BTreeMap<ObjectKey, Entry<ReferenceGrant>>,
     /// Namespaces by name (their labels select routes).
     pub namespaces: BTreeMap<String, Entry<Namespace>>,
+    /// ConfigMaps: ingress-nginx settings and header lists.
+    pub config_maps: BTreeMap<ObjectKey, Entry<ConfigMap>>,
     slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
 }
 
@@ -214,6 +221,7 @@ impl Snapshot {
             Object::GrpcRoute(o) => put(&mut self.grpc_routes, key, origin, o),
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, origin, o),
             Object::Namespace(o) => put(&mut self.namespaces, key.name, origin, o),
+            Object::ConfigMap(o) => put(&mut self.config_maps, key, origin, o),
             Object::EndpointSlice(o) => {
                 let old = self.remove_slice(&key);
                 if let Some(svc) = slice_service(&o, &key.namespace) {
@@ -301,6 +309,9 @@ impl Snapshot {
                     .get(&key.name)
                     .is_none_or(|e| *e.object != *new)
             }
+            Object::ConfigMap(new) => {
+                changes.routes = self.config_maps.get(&key).is_none_or(|e| *e.object != *new)
+            }
         }
         if !changes.is_empty() {
             self.insert(origin, object);
@@ -346,6 +357,7 @@ impl Snapshot {
             "GRPCRoute" => keys(&self.grpc_routes, ObjectKey::clone),
             "ReferenceGrant" => keys(&self.reference_grants, ObjectKey::clone),
             "Namespace" => keys(&self.namespaces, |n| ObjectKey::new("", n.clone())),
+            "ConfigMap" => keys(&self.config_maps, ObjectKey::clone),
             _ => Vec::new(),
         }
     }
@@ -365,6 +377,7 @@ impl Snapshot {
             "GRPCRoute" => self.grpc_routes.remove(key).is_some(),
             "ReferenceGrant" => self.reference_grants.remove(key).is_some(),
             "Namespace" => self.namespaces.remove(&key.name).is_some(),
+            "ConfigMap" => self.config_maps.remove(key).is_some(),
             _ => false,
         }
     }
@@ -429,7 +442,8 @@ impl Snapshot {
             || !same(&self.http_routes, &old.http_routes)
             || !same(&self.grpc_routes, &old.grpc_routes)
             || !same(&self.reference_grants, &old.reference_grants)
-            || !same(&self.namespaces, &old.namespaces);
+            || !same(&self.namespaces, &old.namespaces)
+            || !same(&self.config_maps, &old.config_maps);
         let mut endpoints = BTreeSet::new();
         let keys: BTreeSet<&ObjectKey> = self
             .endpoint_slices

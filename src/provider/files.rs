@@ -4,7 +4,7 @@
 //! - Paths are files or directories (recursive); `*.yaml`, `*.yml` and
 //!   `*.json` (read as JSON, one document); multi-document YAML and
 //!   `kind: List` are accepted. Kinds tollgate does not read
-//!   (Deployments, ConfigMaps...) are skipped, and
+//!   (Deployments, cert-manager's...) are skipped, and
 //!   so are Secrets of types other than `kubernetes.io/tls` and `Opaque`
 //!   (a Secret without a type is `Opaque`, as the API server defaults it).
 //! - Gateway API kinds (GatewayClass, Gateway, HTTPRoute, GRPCRoute,
@@ -239,7 +239,7 @@ fn collect_objects(
             "v1"
         }
         crd::KIND => crd::API_VERSION,
-        "Namespace" => "v1",
+        "Namespace" | "ConfigMap" => "v1",
         gateway_api::GATEWAY_CLASS_KIND
         | gateway_api::GATEWAY_KIND
         | gateway_api::HTTP_ROUTE_KIND
@@ -308,6 +308,7 @@ fn collect_objects(
             Object::TrafficPolicy(policy)
         }
         "Namespace" => Object::Namespace(serde_path_to_error::deserialize(value).map_err(schema)?),
+        "ConfigMap" => Object::ConfigMap(serde_path_to_error::deserialize(value).map_err(schema)?),
         gateway_api::GATEWAY_CLASS_KIND => {
             let (mut o, unknown) = lenient::<gateway_api::GatewayClass>(value).map_err(schema)?;
             o.unknown_fields = unknown;

@@ -1,7 +1,7 @@
 //! The per-request entry (the hyper service): framing check, Host, route
 //! lookup in the loaded table (with the request head, for the guards of
 //! Gateway API routes), the HTTPS redirect and the misdirected-request
-//! guard; then the route's policy phases, or straight to forwarding on a
+//! guard (ACME HTTP-01 challenges are never redirected); then the route's policy phases, or straight to forwarding on a
 //! plain route; then the response side ([`super::response`]).
 //!
 //! Invariants:
@@ -103,6 +103,7 @@ pub async fn handle(
     let route_id = published
         .table
         .lookup_head(host, &matched_path, &RequestHead::of(&req));
+    let acme_challenge = path::is_acme_challenge(&matched_path);
     drop(matched_path);
 
     // Only what the access log needs survives the request being forwarded.
@@ -133,7 +134,7 @@ pub async fn handle(
         ),
         Some((id, route, backend, metrics)) => {
             let client = &ctx.client;
-            let outcome = if !client.tls && route.redirect_https {
+            let outcome = if !client.tls && route.redirect_https && !acme_challenge {
                 Ok((
                     redirect_to_https(host, &req, state.settings.https_redirect_port),
                     None,

@@ -13,6 +13,17 @@
 
 use std::borrow::Cow;
 
+/// Where ACME HTTP-01 challenges are answered (RFC 8555 §8.3).
+pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Whether a (normalized) request path is an ACME HTTP-01 challenge: such
+/// requests are never redirected to HTTPS (ingress-nginx's
+/// `no-tls-redirect-locations` default), so a certificate can be issued
+/// for a host that forces HTTPS.
+pub fn is_acme_challenge(path: &str) -> bool {
+    path.starts_with(ACME_CHALLENGE_PREFIX)
+}
+
 /// Normalizes a request path (without the query).
 pub fn normalize(path: &str) -> Cow<'_, str> {
     if !needs_work(path.as_bytes()) {

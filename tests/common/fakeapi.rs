@@ -141,6 +141,7 @@ const fn rt(
 pub const RESOURCES: &[ResourceType] = &[
     rt("", "v1", "v1", "Service", "services", true, true),
     rt("", "v1", "v1", "Secret", "secrets", true, false),
+    rt("", "v1", "v1", "ConfigMap", "configmaps", true, false),
     rt("", "v1", "v1", "Event", "events", true, false),
     rt("discovery.k8s.io", "v1", "discovery.k8s.io/v1", "EndpointSlice", "endpointslices", true, false),
     rt("networking.k8s.io", "v1", "networking.k8s.io/v1", "Ingress", "ingresses", true, true),

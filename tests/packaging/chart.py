@@ -63,6 +63,7 @@ CASES: dict[str, tuple[dict, str, str]] = {
             "defaultCertificate": "tollgate/default-tls",
             "hsts": "max-age=31536000; includeSubDomains",
             "logFormat": "text",
+            "controller": {"config": {"ssl-redirect": "false", "proxy-body-size": "8m", "hsts-preload": True}},
         },
         "tollgate",
         "tollgate",
@@ -401,6 +402,19 @@ def check_release(name: str, values: dict, release: str, namespace: str, chart: 
     )
     for extra in merged["extraArgs"]:
         check(extra in args, f"[{name}] extra argument {extra} passed")
+    # controller.config: the ConfigMap (values as strings) and --configmap.
+    config = merged["controller"]["config"]
+    maps = [m for m in by_kind.get("ConfigMap", []) if m["metadata"]["name"].endswith("-config")]
+    check(len(maps) == (1 if config else 0), f"[{name}] one ConfigMap iff controller.config")
+    if config and maps:
+        want = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()}
+        check(maps[0].get("data") == want, f"[{name}] ConfigMap data {maps[0].get('data')} != {want}")
+        check(
+            flag_value(args, "--configmap") == f"{namespace}/{maps[0]['metadata']['name']}",
+            f"[{name}] --configmap names the rendered ConfigMap",
+        )
+    else:
+        check(flag_value(args, "--configmap") is None, f"[{name}] no --configmap without controller.config")
     check_binary_accepts(name, c)
 
     # Shutdown: the kubelet waits longer than the preStop sleep + drain.

@@ -94,6 +94,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- with .Values.hsts }}
 - {{ printf "--hsts=%s" . | quote }}
 {{- end }}
+{{- if .Values.controller.config }}
+- {{ printf "--configmap=%s/%s-config" .Release.Namespace (include "tollgate.fullname" .) | quote }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}

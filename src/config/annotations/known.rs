@@ -8,7 +8,9 @@
 //!   in one warning as ignored or unknown. Every annotation ingress-nginx
 //!   documents is in [`KNOWN`] (a test checks the list).
 //! - Anything ending in `-snippet` or starting with `lua-resty-waf` is
-//!   refused, listed or not: configuration is never injected.
+//!   refused, listed or not: configuration is never injected. The two
+//!   header snippets are `Partial`: `snippet.rs` reads literal header
+//!   directives from them and refuses anything else.
 
 use super::parser::{Parser, Problem, NGINX};
 
@@ -32,8 +34,7 @@ pub enum Support {
     /// counterpart, or tollgate already behaves so); a warning names it.
     NoOp(&'static str),
     /// Not supported; ignored with a warning (the Ingress is served).
-    /// Only annotations owned by work in progress elsewhere (issue 13
-    /// items 2 and 4: `custom-headers`, `ssl-passthrough`).
+    /// No annotation of [`KNOWN`] is in this state today.
     Ignored,
 }
 
@@ -48,6 +49,17 @@ const FCGI: &str = "FastCGI backends are not supported";
 const RATE: &str = "response bandwidth limits are not supported";
 const MIRROR: &str = "Ingress mirroring is not supported (HTTPRoute RequestMirror is)";
 const REWRITES: &str = "rewriting the upstream's Set-Cookie and Location is not supported";
+impl Support {
+    /// The state `tollgate check` summarizes it under: `supported` (in
+    /// full or in part), `no-op` (accepted, ignored) or `refused`.
+    pub fn state(self) -> &'static str {
+        match self {
+            Support::Supported | Support::Partial => "supported",
+            Support::Ignored | Support::NoOp(_) => "no-op",
+            Support::RefusedInjection | Support::RefusedSecurity | Support::Refused(_) => "refused",
+        }
+    }
+}
 
 /// Every ingress-nginx annotation (suffix after the prefix) tollgate knows.
 /// Annotations ending in `-snippet` and `lua-resty-waf*` are refused even
@@ -78,6 +90,7 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("cors-allow-origin", Support::Supported),
     ("cors-expose-headers", Support::Supported),
     ("cors-max-age", Support::Supported),
+    ("custom-headers", Support::Supported),
     ("custom-http-errors", Support::Supported),
     ("default-backend", Support::Supported),
     ("denylist-source-range", Support::Supported),
@@ -121,9 +134,10 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("x-forwarded-prefix", Support::Supported),
     // Injection: never executed.
     ("auth-snippet", Support::RefusedInjection),
-    ("configuration-snippet", Support::RefusedInjection),
+    // Read only when made of literal header directives (snippet.rs).
+    ("configuration-snippet", Support::Partial),
     ("modsecurity-snippet", Support::RefusedInjection),
-    ("server-snippet", Support::RefusedInjection),
+    ("server-snippet", Support::Partial),
     ("stream-snippet", Support::RefusedInjection),
     ("lua-resty-waf", Support::RefusedInjection),
     // Security settings we cannot honour: ignoring them would open access.
@@ -199,17 +213,22 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-redirect-from", Support::Refused(REWRITES)),
     ("proxy-redirect-to", Support::Refused(REWRITES)),
     ("relative-redirects", Support::Refused("redirects are absolute")),
-    // Owned by issue 13 items 2 and 4 (header rules, TLS passthrough).
-    ("custom-headers", Support::Ignored),
-    ("ssl-passthrough", Support::Ignored),
+    // Terminating instead would show clients tollgate's certificate and
+    // hand the backend plain HTTP: never done silently.
+    ("ssl-passthrough", Support::RefusedSecurity),
 ];
 
 /// How an annotation suffix is treated (see [`KNOWN`]); `None`: unknown.
 pub fn support(suffix: &str) -> Option<Support> {
+    let known = KNOWN.iter().find(|(s, _)| *s == suffix).map(|(_, s)| *s);
+    if known == Some(Support::Partial) {
+        // The header snippets: their own parser refuses anything else.
+        return known;
+    }
     if suffix.ends_with("-snippet") || suffix.starts_with("lua-resty-waf") {
         return Some(Support::RefusedInjection);
     }
-    KNOWN.iter().find(|(s, _)| *s == suffix).map(|(_, s)| *s)
+    known
 }
 
 impl Parser<'_> {

@@ -16,7 +16,10 @@
 //! - Pure: strings in, typed values and problems out. Never panics.
 //! - Nothing is interpolated or executed: snippet and Lua annotations (the
 //!   way configuration was injected into ingress-nginx, CVE-2025-1974) are
-//!   refused, which rejects the Ingress.
+//!   refused, which rejects the Ingress; the one exception is a
+//!   `configuration-snippet` / `server-snippet` made only of literal header
+//!   directives, read (never executed) as header rules (`snippet`,
+//!   `headers`).
 //! - Fail closed: an access list, an authentication setting, or a
 //!   security annotation we cannot honour that does not parse rejects the
 //!   Ingress (its last good version keeps serving); any other bad value is a
@@ -30,12 +33,14 @@
 
 mod auth;
 mod cors;
+pub mod headers;
 mod ingress;
 pub mod known;
 mod limits;
 pub(super) mod parser;
 mod redirect;
 mod session_cookie;
+mod snippet;
 mod upstream;
 pub mod values;
 
@@ -78,6 +83,9 @@ pub struct Annotations {
     pub custom_errors: Vec<u16>,
     /// Set on a canary Ingress (`canary: "true"`).
     pub canary: Option<CanarySpec>,
+    /// `custom-headers` and the header snippets (`headers`), for the
+    /// compiler to merge with the ConfigMap's header lists.
+    pub headers: headers::HeaderAnnotations,
 }
 
 /// Parses the annotations of one Ingress.
@@ -134,6 +142,7 @@ pub fn parse(
         default_backend: p.nginx("default-backend").map(str::to_string),
         custom_errors: p.custom_errors(),
         canary: p.canary(),
+        headers: p.headers(),
     };
     (out, p.problems)
 }

@@ -116,9 +116,23 @@ fn json_manifests_are_read_as_json() {
 fn unknown_kinds_are_skipped() {
     let text = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d}}\nspec: {{replicas: 1}}\n---\n\
-         apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{a: b}}\n---\n{SERVICE}"
+         apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {{name: c}}\nspec: {{acme: {{}}}}\n---\n{SERVICE}"
     );
     assert_eq!(parsed(&text), owned(&[("Service", "ns/web", "f.yaml:11")]));
+}
+
+#[test]
+fn config_maps_are_read() {
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c, namespace: ns}}\ndata: {{a: b}}\n---\n{SERVICE}"
+    );
+    assert_eq!(
+        parsed(&text),
+        owned(&[
+            ("ConfigMap", "ns/c", "f.yaml:1"),
+            ("Service", "ns/web", "f.yaml:6")
+        ])
+    );
 }
 
 #[test]

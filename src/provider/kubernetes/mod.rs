@@ -84,6 +84,8 @@ pub struct KubeSettings {
     /// This replica's name in the Lease and in Events.
     pub identity: String,
     pub lease_duration: Duration,
+    /// The namespace of `--configmap`: its ConfigMaps are watched.
+    pub configmap_namespace: Option<String>,
 }
 
 /// Connects with the in-cluster service account when present, else
@@ -184,7 +186,12 @@ pub async fn run(
     mut stop: channel::Receiver<bool>,
 ) {
     let origin: Arc<str> = "kubernetes".into();
-    let (infos, mut streams) = watch::start(&client, &settings.namespaces, settings.gateway_api);
+    let (infos, mut streams) = watch::start(
+        &client,
+        &settings.namespaces,
+        settings.gateway_api,
+        settings.configmap_namespace.as_deref(),
+    );
     let mut states: Vec<StreamState> = infos
         .iter()
         .map(|info| {

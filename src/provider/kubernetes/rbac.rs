@@ -145,6 +145,13 @@ pub const PERMISSIONS: &[Permission] = &[
         verbs: &["create"],
         scope: Scope::Cluster,
     },
+    // `--configmap`: the ConfigMaps of its namespace (the controller's).
+    Permission {
+        group: "",
+        resource: "configmaps",
+        verbs: &["list", "watch"],
+        scope: Scope::OwnNamespace,
+    },
     Permission {
         group: "coordination.k8s.io",
         resource: "leases",

@@ -23,7 +23,7 @@
 use std::fmt::Debug;
 
 use futures_util::stream::{BoxStream, SelectAll, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressLoadBalancerIngress};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -188,6 +188,10 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
             }
         }
         Object::Secret(o) => trim_meta(&mut o.metadata),
+        Object::ConfigMap(o) => {
+            trim_meta(&mut o.metadata);
+            o.binary_data = None;
+        }
         Object::GatewayClass(o) => {
             trim_meta(&mut o.metadata);
             return Some(gateway_status(object));
@@ -286,10 +290,13 @@ where
 
 /// Starts every watch. `namespaces` empty means all namespaces; without
 /// `gateway_api`, the Gateway API kinds and Namespaces are not watched.
+/// `configmaps`: the namespace of `--configmap`, whose ConfigMaps (the
+/// settings and the header lists they name) are watched.
 pub fn start(
     client: &Client,
     namespaces: &[String],
     gateway_api: bool,
+    configmaps: Option<&str>,
 ) -> (Vec<StreamInfo>, SelectAll<BoxStream<'static, Update>>) {
     let mut infos = Vec::new();
     let mut streams = SelectAll::new();
@@ -393,6 +400,20 @@ pub fn start(
             });
             streams.push(stream);
         }
+    }
+    if let Some(ns) = configmaps {
+        streams.push(watch(
+            Api::<ConfigMap>::namespaced(client.clone(), ns),
+            watcher::Config::default(),
+            infos.len(),
+            Object::ConfigMap,
+        ));
+        infos.push(StreamInfo {
+            kind: "ConfigMap",
+            namespace: Some(ns.to_string()),
+            secret_type: None,
+            optional: false,
+        });
     }
     (infos, streams)
 }

@@ -7,6 +7,8 @@
 //! - The fixed `Location` values are pre-built by the compiler; those
 //!   phases allocate nothing but the response. A computed one allocates
 //!   the new `Location` only.
+//! - An ACME HTTP-01 challenge (`/.well-known/acme-challenge/`) over HTTP
+//!   is never redirected to HTTPS by a computed redirect.
 //! - A computed `Location` that is not a valid header value is a 500,
 //!   never a redirect somewhere else.
 
@@ -71,6 +73,14 @@ impl RequestStep for RedirectTo {
         req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
         let scheme = if cx.conn.client.tls { "https" } else { "http" };
+        // An ACME HTTP-01 challenge is never sent to HTTPS: the route's
+        // other phases and backends answer it.
+        if scheme == "http"
+            && self.scheme.as_deref() == Some("https")
+            && path::is_acme_challenge(&path::normalize(req.uri().path()))
+        {
+            return Ok(Flow::Continue);
+        }
         // A path modifier works on the path as matched (normalized), as
         // the rule's prefix was; without one the path is kept as sent.
         let path = match self.path {

@@ -166,6 +166,8 @@ pub struct SelectionArgs {
     /// rejects a request (ingress-nginx's default is 503).
     #[arg(long, env = "TOLLGATE_NGINX_LIMIT_STATUS", default_value_t = 503, value_parser = limit_status)]
     pub nginx_limit_status: u16,
+    #[command(flatten)]
+    pub global_rate_limit: crate::ratelimit::global::settings::GlobalRateLimitArgs,
 }
 
 fn limit_status(s: &str) -> Result<u16, String> {
@@ -200,6 +202,7 @@ impl SelectionArgs {
                 nginx: http::StatusCode::from_u16(self.nginx_limit_status)
                     .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
             },
+            global_rate_limit_store: self.global_rate_limit.global_rate_limit_store.is_some(),
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct CompileOptions {
     pub now: Option<i64>,
     /// Rejection statuses of the rate and connection limits.
     pub limit_statuses: LimitStatuses,
+    /// A global rate limit store is configured; without one, global limits
+    /// are counted per replica and reported.
+    pub global_rate_limit_store: bool,
 }
 
 impl Default for CompileOptions {
@@ -42,6 +45,7 @@ impl Default for CompileOptions {
             default_certificate: None,
             now: None,
             limit_statuses: LimitStatuses::default(),
+            global_rate_limit_store: false,
         }
     }
 }

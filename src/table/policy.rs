@@ -33,6 +33,8 @@ pub struct RoutePolicy {
     pub access: Option<AccessList>,
     /// Requests per client IP (shared by the routes of one Ingress).
     pub rate: Option<RateLimit>,
+    /// Requests per key counted across every replica (the shared store).
+    pub global_rate: Option<Arc<super::global_limit::GlobalRateLimit>>,
     /// Concurrent requests per client IP.
     pub connections: Option<ConnLimit>,
     /// Clients never limited (`limit-whitelist`).
@@ -87,6 +89,7 @@ impl RoutePolicy {
     pub fn is_plain(&self) -> bool {
         self.access.is_none()
             && self.rate.is_none()
+            && self.global_rate.is_none()
             && self.connections.is_none()
             && self.redirect.is_none()
             && self.app_root.is_none()

@@ -16,6 +16,8 @@
 //!   [`crate::table::policy::RoutePolicy`] (authentication, fallbacks,
 //!   error pages);
 //! - `traffic_policy`: TrafficPolicy ownership and status;
+//! - `global_limit`: a warning on every object asking for a global rate
+//!   limit when no store is configured;
 //! - `gateway`: GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes (after
 //!   the Ingresses, into the same table), and their status as data.
 //!
@@ -49,6 +51,7 @@ mod certificate;
 pub mod class;
 mod compiled;
 mod conflicts;
+mod global_limit;
 pub mod diagnostic;
 pub mod endpoints;
 pub mod gateway;
@@ -130,6 +133,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         }
     }
     traffic_policy::apply(snapshot, &mut out, &last_good.policies);
+    global_limit::report_without_store(snapshot, &mut out, opts);
     out.table = out.table.compacted();
     out
 }

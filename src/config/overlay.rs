@@ -18,6 +18,7 @@ use http::HeaderValue;
 
 use super::annotations::parser::LimitStatuses;
 use crate::crd::{self, TrafficPolicySpec};
+use crate::table::global_limit::{GlobalRateLimit, LimitKey};
 use crate::table::policy::{
     AccessList, Affinity, AffinityMode, ConnLimit, Cors, CorsOrigins, HashKey, HashPart,
     HeaderEdits, RateLimit, Retry, RoutePolicy,
@@ -47,7 +48,10 @@ pub fn apply(
         }
     };
     if let Some(rl) = &spec.rate_limit {
-        note(a.rate.is_some() || a.connections.is_some(), "limit-*");
+        note(
+            a.rate.is_some() || a.connections.is_some() || a.global_rate.is_some(),
+            "limit-*",
+        );
         a.rate = rl.rate().map(|rate| {
             let (requests, per) = match rate {
                 crd::Rate::PerSecond(n) => (n, Duration::from_secs(1)),
@@ -61,6 +65,18 @@ pub fn apply(
                 status: statuses.tollgate,
             }
         });
+        // `scope: Global`: the rate is counted in the shared store.
+        a.global_rate = match a.rate.take() {
+            Some(rate) if rl.is_global() => Some(Arc::new(GlobalRateLimit {
+                rate,
+                key: LimitKey::ClientIp,
+                exempt: Arc::from([]),
+            })),
+            rate => {
+                a.rate = rate;
+                None
+            }
+        };
         a.connections = rl
             .connections()
             .and_then(NonZeroU32::new)

@@ -60,6 +60,10 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("denylist-source-range", Support::Supported),
     ("enable-cors", Support::Supported),
     ("force-ssl-redirect", Support::Supported),
+    ("global-rate-limit", Support::Supported),
+    ("global-rate-limit-window", Support::Supported),
+    ("global-rate-limit-key", Support::Supported),
+    ("global-rate-limit-ignored-cidrs", Support::Supported),
     ("limit-burst-multiplier", Support::Supported),
     ("limit-connections", Support::Supported),
     ("limit-rpm", Support::Supported),
@@ -110,7 +114,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("satisfy", Support::RefusedSecurity),
     ("enable-modsecurity", Support::RefusedSecurity),
     ("enable-owasp-core-rules", Support::RefusedSecurity),
-    ("global-rate-limit", Support::RefusedSecurity),
     // Known, not supported, harmless to ignore.
     ("auth-cache-duration", Support::Ignored),
     ("auth-cache-key", Support::Ignored),

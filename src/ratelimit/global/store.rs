@@ -205,7 +205,11 @@ impl GlobalStore {
             .arg(interval_us)
             .arg(burst)
             .arg(requests);
-        let mut reply = conn.send_packed_command(&cmd).await;
+        // A server error comes back as a value: made an `Err` here.
+        let mut reply = conn
+            .send_packed_command(&cmd)
+            .await
+            .and_then(Value::extract_error);
         if matches!(&reply, Err(e) if e.code() == Some("NOSCRIPT")) {
             let mut eval = redis::cmd("EVAL");
             eval.arg(SCRIPT)
@@ -214,7 +218,10 @@ impl GlobalStore {
                 .arg(interval_us)
                 .arg(burst)
                 .arg(requests);
-            reply = conn.send_packed_command(&eval).await;
+            reply = conn
+                .send_packed_command(&eval)
+                .await
+                .and_then(Value::extract_error);
         }
         self.metrics.round_trip.observe(started.elapsed());
         match reply {

@@ -220,3 +220,47 @@ fn header_edits(m: &crd::HeaderModifier) -> HeaderEdits {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> TrafficPolicySpec {
+        serde_yaml::from_str(&format!(
+            "targetRefs: [{{group: networking.k8s.io, kind: Ingress, name: web}}]\n{yaml}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn rate_limit_scope_global_counts_the_rate_in_the_store() {
+        let mut a = RoutePolicy::default();
+        apply(
+            &mut a,
+            &spec("rateLimit: {requestsPerSecond: 5, burst: 10, connections: 3, scope: Global}"),
+            LimitStatuses::default(),
+            false,
+        );
+        assert!(a.rate.is_none());
+        assert!(a.connections.is_some(), "connections stay per replica");
+        let g = a.global_rate.expect("global");
+        assert_eq!((g.rate.requests.get(), g.rate.burst.get()), (5, 10));
+        // Local (the default) replaces an annotation's global limit.
+        let mut a = RoutePolicy {
+            global_rate: Some(Arc::new(GlobalRateLimit {
+                rate: g.rate,
+                key: LimitKey::ClientIp,
+                exempt: Arc::from([]),
+            })),
+            ..RoutePolicy::default()
+        };
+        let out = apply(
+            &mut a,
+            &spec("rateLimit: {requestsPerSecond: 1}"),
+            LimitStatuses::default(),
+            false,
+        );
+        assert!(a.global_rate.is_none() && a.rate.is_some());
+        assert_eq!(out.overridden, ["limit-*"]);
+    }
+}

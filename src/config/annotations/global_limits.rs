@@ -146,3 +146,86 @@ impl Parser<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::{parse, LimitStatuses, Problem};
+    use super::*;
+
+    fn parse_map(pairs: &[(&str, &str)]) -> (RoutePolicy, Vec<Problem>) {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (a, problems) = parse(Some(&map), LimitStatuses::default());
+        (a.policy, problems)
+    }
+
+    #[test]
+    fn limit_scope_global_moves_the_tollgate_rate_to_the_store() {
+        let (p, problems) = parse_map(&[
+            ("tollgate.dev/limit-rps", "5"),
+            ("tollgate.dev/limit-burst", "10"),
+            ("tollgate.dev/limit-scope", "global"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(p.rate.is_none());
+        let g = p.global_rate.expect("global");
+        assert_eq!((g.rate.requests.get(), g.rate.burst.get()), (5, 10));
+        assert_eq!(g.rate.per, Duration::from_secs(1));
+        assert_eq!(g.key, LimitKey::ClientIp);
+        // Local by default; a scope without a tollgate.dev rate is reported.
+        let (p, _) = parse_map(&[("tollgate.dev/limit-rps", "5")]);
+        assert!(p.rate.is_some() && p.global_rate.is_none());
+        let (p, problems) = parse_map(&[("tollgate.dev/limit-scope", "global")]);
+        assert!(p.global_rate.is_none() && problems.len() == 1, "{problems:?}");
+        let (_, problems) = parse_map(&[
+            ("tollgate.dev/limit-rps", "5"),
+            ("tollgate.dev/limit-scope", "fleet"),
+        ]);
+        assert!(problems[0].reason.contains("stays local"), "{problems:?}");
+    }
+
+    #[test]
+    fn ingress_nginx_global_rate_limit_has_its_documented_semantics() {
+        let n = |s: &str| format!("{NGINX}{s}");
+        let (p, problems) = parse_map(&[
+            (&n("global-rate-limit"), "100"),
+            (&n("global-rate-limit-window"), "1m"),
+            (&n("global-rate-limit-key"), "${remote_addr}-${http_x_api_client}"),
+            (&n("global-rate-limit-ignored-cidrs"), "10.0.0.0/8, 192.168.1.1"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let g = p.global_rate.expect("global");
+        assert_eq!((g.rate.requests.get(), g.rate.burst.get()), (100, 100));
+        assert_eq!(g.rate.per, Duration::from_secs(60));
+        assert_eq!(g.rate.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(matches!(g.key, LimitKey::Template(_)));
+        assert_eq!(g.exempt.len(), 2);
+        // Both are required; 0 disables; a bad value rejects.
+        let (p, problems) = parse_map(&[(&n("global-rate-limit"), "100")]);
+        assert!(p.global_rate.is_none() && !problems[0].reject);
+        let (p, problems) = parse_map(&[
+            (&n("global-rate-limit"), "0"),
+            (&n("global-rate-limit-window"), "1m"),
+        ]);
+        assert!(p.global_rate.is_none() && problems.is_empty());
+        let (_, problems) = parse_map(&[
+            (&n("global-rate-limit"), "100"),
+            (&n("global-rate-limit-window"), "soon"),
+        ]);
+        assert!(problems[0].reject, "{problems:?}");
+        // An unusable key counts by address; unusable CIDRs exempt nobody.
+        let (p, problems) = parse_map(&[
+            (&n("global-rate-limit"), "1"),
+            (&n("global-rate-limit-window"), "1s"),
+            (&n("global-rate-limit-key"), "$request_uri"),
+            (&n("global-rate-limit-ignored-cidrs"), "not-a-cidr"),
+        ]);
+        let g = p.global_rate.expect("global");
+        assert_eq!((g.key.clone(), g.exempt.len()), (LimitKey::ClientIp, 0));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+}

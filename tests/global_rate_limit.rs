@@ -251,7 +251,10 @@ async fn replicas_sharing_one_redis_hold_one_combined_limit() {
         );
     }
     // A third client is unaffected by the two that are over their limit.
-    assert_eq!(get(&tgs[2], "127.0.0.4", "shared.test", &[]).await.status, 200);
+    assert_eq!(
+        get(&tgs[2], "127.0.0.4", "shared.test", &[]).await.status,
+        200
+    );
     let route = [("route", "Ingress/default/shared")];
     let allowed = total(
         &tgs,
@@ -272,7 +275,10 @@ async fn replicas_sharing_one_redis_hold_one_combined_limit() {
     // One round trip per request at most (fewer: batches and the refusal
     // cache), counted by Redis itself.
     let calls = redis.calls("evalsha") + redis.calls("eval");
-    assert!((1..=81).contains(&calls), "{calls} script calls for 81 requests");
+    assert!(
+        (1..=81).contains(&calls),
+        "{calls} script calls for 81 requests"
+    );
 }
 
 /// Redis stops: traffic keeps flowing under the local per-replica limit,
@@ -292,7 +298,11 @@ async fn a_store_outage_falls_back_to_local_limits_and_recovers() {
     // Requests never wait on the dead store: the local limit decides, per
     // replica (10 at once on each), and nothing fails.
     let (statuses, took) = burst(&both, "127.0.0.5", "outage.test", 40).await;
-    assert_eq!(count(&statuses, 200) + count(&statuses, 429), 40, "{statuses:?}");
+    assert_eq!(
+        count(&statuses, 200) + count(&statuses, 429),
+        40,
+        "{statuses:?}"
+    );
     assert!(
         (20..=26).contains(&count(&statuses, 200)),
         "per replica 10 at once (+5/s over {took:?}): {statuses:?}"
@@ -352,7 +362,10 @@ async fn without_an_answer_closed_refuses_and_open_serves() {
     let r = get(&closed[0], "127.0.0.2", "closed.test", &[]).await;
     assert_eq!(r.status, 503, "{}", r.summary());
     let open = replicas(1, &docs, &["--global-rate-limit-store", &nowhere]).await;
-    assert_eq!(get(&open[0], "127.0.0.2", "closed.test", &[]).await.status, 200);
+    assert_eq!(
+        get(&open[0], "127.0.0.2", "closed.test", &[]).await.status,
+        200
+    );
     assert_eq!(
         metric(
             &closed[0],
@@ -383,10 +396,16 @@ async fn a_flushed_script_is_loaded_again() {
     docs.push(global_5_per_second("flush", "flush.test"));
     let tgs = replicas(1, &docs, &["--global-rate-limit-store", &redis.url()]).await;
     wait_store_up(&tgs, true, Duration::from_secs(10)).await;
-    assert_eq!(get(&tgs[0], "127.0.0.2", "flush.test", &[]).await.status, 200);
+    assert_eq!(
+        get(&tgs[0], "127.0.0.2", "flush.test", &[]).await.status,
+        200
+    );
     assert_eq!(redis.cmd(&["SCRIPT", "FLUSH"]).as_deref(), Some("OK"));
     for _ in 0..3 {
-        assert_eq!(get(&tgs[0], "127.0.0.2", "flush.test", &[]).await.status, 200);
+        assert_eq!(
+            get(&tgs[0], "127.0.0.2", "flush.test", &[]).await.status,
+            200
+        );
     }
     let tg = &tgs[0];
     let decided = |result: &'static str| async move {

@@ -22,8 +22,7 @@ use super::parse::{parse_cidr, parse_duration};
 use super::rules::{
     AFFINITY_MODES, ALGORITHMS, CONDITION_ACCEPTED, COOKIE_PATH_PATTERN, DEFAULT_COOKIE_NAME,
     MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, NAME_PATTERN, ORIGIN_PATTERN, RATE_LIMIT_SCOPES,
-    TARGET_GROUPS,
-    TARGET_GROUP_RULE, TARGET_KIND, TARGET_KINDS, TOKEN_PATTERN,
+    TARGET_GROUPS, TARGET_GROUP_RULE, TARGET_KIND, TARGET_KINDS, TOKEN_PATTERN,
 };
 use super::schema::{
     cidr_list_schema, date_time_schema, duration_schema, header_edits_schema, header_names_schema,

@@ -96,7 +96,11 @@ impl Parser<'_> {
         let (limit, window) = match (limit, window) {
             (None, None) => return None,
             (Some(_), None) | (None, Some(_)) => {
-                let name = if limit.is_some() { &limit_name } else { &window_name };
+                let name = if limit.is_some() {
+                    &limit_name
+                } else {
+                    &window_name
+                };
                 self.warn(
                     name,
                     "global-rate-limit and global-rate-limit-window are both required; no global limit applied",
@@ -180,7 +184,10 @@ mod tests {
         let (p, _) = parse_map(&[("tollgate.dev/limit-rps", "5")]);
         assert!(p.rate.is_some() && p.global_rate.is_none());
         let (p, problems) = parse_map(&[("tollgate.dev/limit-scope", "global")]);
-        assert!(p.global_rate.is_none() && problems.len() == 1, "{problems:?}");
+        assert!(
+            p.global_rate.is_none() && problems.len() == 1,
+            "{problems:?}"
+        );
         let (_, problems) = parse_map(&[
             ("tollgate.dev/limit-rps", "5"),
             ("tollgate.dev/limit-scope", "fleet"),
@@ -194,8 +201,14 @@ mod tests {
         let (p, problems) = parse_map(&[
             (&n("global-rate-limit"), "100"),
             (&n("global-rate-limit-window"), "1m"),
-            (&n("global-rate-limit-key"), "${remote_addr}-${http_x_api_client}"),
-            (&n("global-rate-limit-ignored-cidrs"), "10.0.0.0/8, 192.168.1.1"),
+            (
+                &n("global-rate-limit-key"),
+                "${remote_addr}-${http_x_api_client}",
+            ),
+            (
+                &n("global-rate-limit-ignored-cidrs"),
+                "10.0.0.0/8, 192.168.1.1",
+            ),
         ]);
         assert!(problems.is_empty(), "{problems:?}");
         let g = p.global_rate.expect("global");

@@ -70,10 +70,9 @@ impl RequestStep for Limit<Arc<GlobalRateLimit>> {
                 cx.conn.state.metrics.limited_rate.inc();
                 Ok(Flow::Answer(limited(self.limit.rate.status, Some(wait))))
             }
-            Decision::Unavailable => Ok(Flow::Answer(limited(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-            ))),
+            Decision::Unavailable => {
+                Ok(Flow::Answer(limited(StatusCode::SERVICE_UNAVAILABLE, None)))
+            }
         }
     }
 }

@@ -104,7 +104,11 @@ impl Batches {
     /// opens one and, once the key's previous call is done, sends it with
     /// `send(n)` for all `n` requests that joined. `Ok(None)`: allowed;
     /// `Ok(Some(wait))`: refused; `Err`: no decision.
-    pub(super) async fn decide<F, Fut>(&self, key: &[u8], send: F) -> Result<Option<Duration>, StoreError>
+    pub(super) async fn decide<F, Fut>(
+        &self,
+        key: &[u8],
+        send: F,
+    ) -> Result<Option<Duration>, StoreError>
     where
         F: FnOnce(u32) -> Fut,
         Fut: Future<Output = Answer>,

@@ -143,7 +143,8 @@ impl GlobalLimiter {
             Ok(Ok(Some(wait))) => {
                 self.decisions.count(Outcome::Limited);
                 if wait >= Duration::from_millis(1) {
-                    let until = now.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
+                    let until =
+                        now.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
                     self.denied.pin().insert(key.into_boxed_slice(), until);
                 }
                 Decision::Limited(wait)

@@ -15,10 +15,19 @@ pub struct GlobalRateLimitArgs {
     /// Store of global rate limits (shared by every replica):
     /// `redis://[user:password@]HOST:PORT[/DB]`, or `rediss://` for TLS.
     /// Without it, global limits are counted per replica (and reported).
-    #[arg(long, env = "TOLLGATE_GLOBAL_RATE_LIMIT_STORE", help_heading = "Global rate limits")]
+    #[arg(
+        long,
+        env = "TOLLGATE_GLOBAL_RATE_LIMIT_STORE",
+        help_heading = "Global rate limits"
+    )]
     pub global_rate_limit_store: Option<String>,
     /// Password for the store when its URL has none (e.g. from a Secret).
-    #[arg(long, env = "TOLLGATE_GLOBAL_RATE_LIMIT_PASSWORD", hide_env_values = true, help_heading = "Global rate limits")]
+    #[arg(
+        long,
+        env = "TOLLGATE_GLOBAL_RATE_LIMIT_PASSWORD",
+        hide_env_values = true,
+        help_heading = "Global rate limits"
+    )]
     pub global_rate_limit_password: Option<String>,
     /// Longest a request waits for a global limit's decision; without an
     /// answer in time the limit fails open or closed.
@@ -26,7 +35,13 @@ pub struct GlobalRateLimitArgs {
     pub global_rate_limit_timeout: Duration,
     /// When the store cannot decide: `open` (the local per-replica limit
     /// applies) or `closed` (503).
-    #[arg(long, env = "TOLLGATE_GLOBAL_RATE_LIMIT_FAIL", value_enum, default_value = "open", help_heading = "Global rate limits")]
+    #[arg(
+        long,
+        env = "TOLLGATE_GLOBAL_RATE_LIMIT_FAIL",
+        value_enum,
+        default_value = "open",
+        help_heading = "Global rate limits"
+    )]
     pub global_rate_limit_fail: Fail,
 }
 
@@ -70,7 +85,10 @@ impl std::fmt::Debug for GlobalRateLimitArgs {
             .map(|u| u.split("://").next().unwrap_or(""));
         f.debug_struct("GlobalRateLimitArgs")
             .field("store", &store)
-            .field("password", &self.global_rate_limit_password.as_ref().map(|_| "…"))
+            .field(
+                "password",
+                &self.global_rate_limit_password.as_ref().map(|_| "…"),
+            )
             .field("timeout", &self.global_rate_limit_timeout)
             .field("fail", &self.global_rate_limit_fail)
             .finish()

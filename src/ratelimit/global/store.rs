@@ -282,7 +282,10 @@ async fn supervise(store: std::sync::Weak<GlobalStore>, client: Client, connect_
         if s.stopped.load(Ordering::Acquire) {
             return;
         }
-        match client.get_multiplexed_async_connection_with_config(&config).await {
+        match client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+        {
             Ok(mut conn) => {
                 // Load the script now, so the first requests need no EVAL.
                 let loaded: Result<String, _> = redis::cmd("SCRIPT")

@@ -47,7 +47,11 @@ async fn same_key_requests_in_flight_together_share_a_call() {
         }
     }
     let calls = calls.load(Ordering::Relaxed);
-    assert_eq!(asked.load(Ordering::Relaxed), 50, "every request asked once");
+    assert_eq!(
+        asked.load(Ordering::Relaxed),
+        50,
+        "every request asked once"
+    );
     assert!(calls < 50, "{calls} calls for 50 requests");
     assert_eq!(
         allowed,
@@ -91,6 +95,9 @@ async fn an_abandoned_batch_answers_its_followers() {
         .unwrap();
     // The follower either waited on the abandoned call (Cancelled) or led
     // its own batch after it (allowed).
-    assert!(matches!(answer, Err(StoreError::Cancelled) | Ok(None)), "{answer:?}");
+    assert!(
+        matches!(answer, Err(StoreError::Cancelled) | Ok(None)),
+        "{answer:?}"
+    );
     assert_eq!(batches.len(), 0);
 }

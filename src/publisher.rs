@@ -31,7 +31,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::ratelimit::global::{GlobalLimiter, GlobalStore};
 use crate::ratelimit::{ConnLimiter, RateSpec, RequestLimiter};
 use crate::state::{Health, Published, RouteLimits};
-use crate::table::global_limit::GlobalRateLimit;
+use crate::table::policy::GlobalRateLimit;
 use crate::table::policy::{ConnLimit, RateLimit};
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;

@@ -18,7 +18,8 @@ use http::HeaderValue;
 
 use super::annotations::parser::LimitStatuses;
 use crate::crd::{self, TrafficPolicySpec};
-use crate::table::global_limit::{GlobalRateLimit, LimitKey};
+use crate::table::global_limit::LimitKey;
+use crate::table::policy::GlobalRateLimit;
 use crate::table::policy::{
     AccessList, Affinity, AffinityMode, ConnLimit, Cors, CorsOrigins, HashKey, HashPart,
     HeaderEdits, RateLimit, Retry, RoutePolicy,

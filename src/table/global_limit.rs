@@ -1,7 +1,6 @@
-//! [`GlobalRateLimit`]: a request rate counted across every replica in the
-//! shared store (`tollgate.dev/limit-scope: global`, TrafficPolicy
-//! `rateLimit.scope: Global`, ingress-nginx's `global-rate-limit`), and the
-//! key it counts by ([`LimitKey`]).
+//! [`LimitKey`]: what a global rate limit
+//! ([`super::policy::GlobalRateLimit`]) counts requests by: the client
+//! address, or ingress-nginx's `global-rate-limit-key` template.
 //!
 //! Invariants:
 //! - Plain values built by the compiler: comparable and hashable, so the
@@ -16,21 +15,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName};
-use ipnet::IpNet;
-
-use super::policy::RateLimit;
-
-/// A rate limit whose budget lives in the shared store.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct GlobalRateLimit {
-    /// Requests, period, burst and the rejection status (429).
-    pub rate: RateLimit,
-    /// What requests are counted by (default: the client address).
-    pub key: LimitKey,
-    /// Clients never counted (`global-rate-limit-ignored-cidrs`, and the
-    /// route's `limit-whitelist`).
-    pub exempt: Arc<[IpNet]>,
-}
 
 /// What a global limit counts requests by.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]

@@ -39,8 +39,8 @@ use std::sync::Arc;
 use http::HeaderValue;
 use ipnet::IpNet;
 
-use super::global_limit::GlobalRateLimit;
 use super::ids::UpstreamId;
+use super::policy::GlobalRateLimit;
 use super::policy::{
     AccessList, Affinity, Backends, BasicAuth, Canary, ConnLimit, Cors, CustomErrors, HashKey,
     HeaderEdits, Mirror, RateLimit, Redirect, RedirectTo, Rewrite, RoutePolicy, UrlRewrite,

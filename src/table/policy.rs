@@ -24,6 +24,7 @@ use regex::Regex;
 pub use super::filters::{
     BackendChoice, Backends, HeaderEdits, Mirror, PathModifier, RedirectTo, UrlRewrite,
 };
+use super::global_limit::LimitKey;
 use super::ids::UpstreamId;
 
 /// Everything a route asks of its requests beyond routing.
@@ -34,7 +35,7 @@ pub struct RoutePolicy {
     /// Requests per client IP (shared by the routes of one Ingress).
     pub rate: Option<RateLimit>,
     /// Requests per key counted across every replica (the shared store).
-    pub global_rate: Option<Arc<super::global_limit::GlobalRateLimit>>,
+    pub global_rate: Option<Arc<GlobalRateLimit>>,
     /// Concurrent requests per client IP.
     pub connections: Option<ConnLimit>,
     /// Clients never limited (`limit-whitelist`).
@@ -277,6 +278,20 @@ pub struct RateLimit {
     pub burst: NonZeroU32,
     /// The rejection status (429 for `tollgate.dev/`, 503 as ingress-nginx).
     pub status: StatusCode,
+}
+
+/// A rate limit whose budget lives in the shared store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// (`tollgate.dev/limit-scope: global`, TrafficPolicy `rateLimit.scope:
+/// Global`, ingress-nginx's `global-rate-limit`.)
+pub struct GlobalRateLimit {
+    /// Requests, period, burst and the rejection status (429).
+    pub rate: RateLimit,
+    /// What requests are counted by (default: the client address).
+    pub key: LimitKey,
+    /// Clients never counted (`global-rate-limit-ignored-cidrs`, and the
+    /// route's `limit-whitelist`).
+    pub exempt: Arc<[IpNet]>,
 }
 
 /// A limit on concurrent requests per client IP.

@@ -24,7 +24,8 @@ use http::StatusCode;
 
 use super::parser::{Parser, NGINX, TOLLGATE};
 use super::values::parse_cidrs;
-use crate::table::global_limit::{GlobalRateLimit, LimitKey};
+use crate::table::global_limit::LimitKey;
+use crate::table::policy::GlobalRateLimit;
 use crate::table::policy::{RateLimit, RoutePolicy};
 
 impl Parser<'_> {

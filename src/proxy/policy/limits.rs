@@ -22,8 +22,8 @@ use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
 use crate::ratelimit::global::Decision;
 use crate::state::RouteLimits;
-use crate::table::global_limit::GlobalRateLimit;
 use crate::table::phases::{Limit, ReleasePermit};
+use crate::table::policy::GlobalRateLimit;
 use crate::table::policy::{ConnLimit, RateLimit};
 
 impl<T> Limit<T> {

@@ -44,7 +44,8 @@ use tokio::time::Instant;
 use self::batch::Batches;
 use self::metrics::{DecisionCounters, Outcome};
 use super::{RateSpec, RequestLimiter};
-use crate::table::global_limit::{GlobalRateLimit, LimitKey};
+use crate::table::global_limit::LimitKey;
+use crate::table::policy::GlobalRateLimit;
 
 pub use metrics::GlobalMetrics;
 pub use store::{FailMode, GlobalStore, SetupError, StoreConfig, StoreError, SCRIPT};

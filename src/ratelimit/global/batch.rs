@@ -10,8 +10,11 @@
 //!   budget), so followers never wait past their own budget.
 //! - The map holds a key only while a batch of it is open or in flight:
 //!   the leader removes its batch when done, unless a newer one replaced it.
-//! - No lock: the map is papaya (lock-free), a batch is atomics, a
-//!   `OnceLock` written once and a `Notify`.
+//! - No lock of ours: the map is papaya (lock-free), a batch is atomics
+//!   and a `OnceLock` written once. Waiting uses tokio's `Notify`, whose
+//!   waiter list has a short internal lock: only requests that wait for a
+//!   batch (and its leader, once, to wake them) touch it, never a route
+//!   without a global limit.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};

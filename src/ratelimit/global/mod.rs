@@ -18,8 +18,10 @@
 //!   until its next allowed time, with no round trip. That time only moves
 //!   later when other replicas count requests of the same key, so the cache
 //!   never refuses a request the store would pass.
-//! - No lock: the maps are papaya, counters atomics. Keys are rendered once
-//!   per request into one buffer.
+//! - No lock of ours: the maps are papaya, counters atomics (waiting for a
+//!   batch uses tokio's `Notify`: see `batch`). A decision renders its key
+//!   once into one buffer (the one allocation of a decision that finds the
+//!   key in the refusal cache).
 //!
 //! # Must never
 //! Block or delay a request beyond the budget, or let a global limit pass

@@ -216,6 +216,18 @@ async fn burst(tgs: &[&Tollgate], src: &str, host: &str, n: usize) -> (Vec<u16>,
     (statuses, started.elapsed())
 }
 
+/// The most a rate 5/s burst 10 limit passes in a burst that took `took`:
+/// 16 within a second (the burst, the rate, one request of slack for the
+/// replicas' requests in flight at the second's edge); on a machine so
+/// loaded that sending 40 requests takes longer, GCRA's bound for that time.
+fn most_within(took: Duration) -> usize {
+    if took <= Duration::from_secs(1) {
+        16
+    } else {
+        10 + (5.0 * took.as_secs_f64()).ceil() as usize + 1
+    }
+}
+
 fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
@@ -246,7 +258,7 @@ async fn replicas_sharing_one_redis_hold_one_combined_limit() {
         let allowed = count(&statuses, 200);
         assert_eq!(allowed + count(&statuses, 429), 40, "{statuses:?}");
         assert!(
-            (10..=16).contains(&allowed),
+            (10..=most_within(took)).contains(&allowed),
             "{replicas} replicas: {allowed} of 40 allowed in {took:?}: {statuses:?}"
         );
     }
@@ -334,7 +346,7 @@ async fn a_store_outage_falls_back_to_local_limits_and_recovers() {
     let (statuses, took) = burst(&both, "127.0.0.6", "outage.test", 40).await;
     let allowed = count(&statuses, 200);
     assert!(
-        (10..=16).contains(&allowed),
+        (10..=most_within(took)).contains(&allowed),
         "global again after {resumed:?}: {allowed} of 40 in {took:?}"
     );
 }

@@ -76,3 +76,86 @@ pub fn report_without_store(snapshot: &Snapshot, out: &mut Compiled, opts: &Comp
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{compile, CompileOptions, LastGood, Snapshot};
+    use crate::provider::files::parse_manifests;
+
+    const DOCS: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: tollgate}
+spec: {controllerName: tollgate.dev/gateway-controller}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{port: 8080}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: tollgate
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [api.example.com]
+  rules: [{backendRefs: [{name: web, port: 8080}]}]
+---
+apiVersion: tollgate.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: global, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: api}]
+  rateLimit: {requestsPerSecond: 5, burst: 10, scope: Global}
+";
+
+    /// A TrafficPolicy with `scope: Global` on an HTTPRoute gives its routes
+    /// a global limit; without a store, the route and the policy say so.
+    #[test]
+    fn an_httproute_policy_with_scope_global_is_global_and_reported_without_a_store() {
+        let mut snapshot = Snapshot::default();
+        for (origin, object) in parse_manifests("test.yaml", DOCS).expect("manifests parse") {
+            snapshot.insert(origin, object);
+        }
+        let out = compile(&snapshot, &CompileOptions::default(), &LastGood::new());
+        let routes: Vec<_> = out
+            .table
+            .routes()
+            .iter()
+            .filter(|r| &*r.ingress == "default/api")
+            .collect();
+        assert!(!routes.is_empty());
+        for r in &routes {
+            let g = r.policy.global_rate.as_ref().expect("global");
+            assert_eq!((g.rate.requests.get(), g.rate.burst.get()), (5, 10));
+            assert!(r.policy.rate.is_none());
+        }
+        let warned: Vec<_> = out
+            .diagnostics
+            .iter()
+            .filter(|d| d.reason.contains("no --global-rate-limit-store"))
+            .map(|d| d.kind)
+            .collect();
+        assert_eq!(
+            warned,
+            ["HTTPRoute", "TrafficPolicy"],
+            "{:?}",
+            out.diagnostics
+        );
+        let with_store = CompileOptions {
+            global_rate_limit_store: true,
+            ..CompileOptions::default()
+        };
+        let out = compile(&snapshot, &with_store, &LastGood::new());
+        assert!(!out
+            .diagnostics
+            .iter()
+            .any(|d| d.reason.contains("global-rate-limit-store")));
+    }
+}

@@ -95,11 +95,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let publisher = Publisher::new(
+    let mut publisher = Publisher::new(
         args.selection.compile_options(),
         metrics.clone(),
         health.clone(),
     );
+    if let Some(config) = args.selection.global_rate_limit.store_config() {
+        let store = tollgate::ratelimit::global::GlobalStore::start(
+            config,
+            metrics.global_rate_limit.clone(),
+        )?;
+        publisher.set_global_store(store);
+    }
     let published = publisher.published();
 
     // The control plane runs on its own thread: parsing, watching and

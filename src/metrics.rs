@@ -284,6 +284,8 @@ pub struct Metrics {
     pub status_writes: Family<StatusWriteLabels, Counter>,
     /// Kubernetes Events published for diagnostics, by result.
     pub events_published: Family<ResultLabels, Counter>,
+    /// Global rate limits: decisions, the store's health and round trips.
+    pub global_rate_limit: crate::ratelimit::global::GlobalMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -462,6 +464,7 @@ impl Metrics {
             "Kubernetes Events published for configuration diagnostics, by result",
             events_published.clone(),
         );
+        let global_rate_limit = crate::ratelimit::global::GlobalMetrics::register(&mut registry);
         Self {
             registry,
             requests,
@@ -487,6 +490,7 @@ impl Metrics {
             status_updates,
             status_writes,
             events_published,
+            global_rate_limit,
         }
     }
 

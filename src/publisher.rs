@@ -28,8 +28,10 @@ use crate::config::{
 };
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::ratelimit::global::{GlobalLimiter, GlobalStore};
 use crate::ratelimit::{ConnLimiter, RateSpec, RequestLimiter};
 use crate::state::{Health, Published, RouteLimits};
+use crate::table::policy::GlobalRateLimit;
 use crate::table::policy::{ConnLimit, RateLimit};
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;
@@ -65,6 +67,9 @@ pub struct Publisher {
     /// Live limiters by (ingress, limit), kept while the limit stays.
     rate_limiters: HashMap<(Arc<str>, RateLimit), Arc<RequestLimiter>>,
     conn_limiters: HashMap<(Arc<str>, ConnLimit), Arc<ConnLimiter>>,
+    /// Live global limiters by (route object, limit), and their store.
+    global_limiters: HashMap<(Arc<str>, GlobalRateLimit), Arc<GlobalLimiter>>,
+    global_store: Option<Arc<GlobalStore>>,
     generation: u64,
     /// Diagnostics of the last compile, so only new ones are logged.
     diagnostics: BTreeSet<String>,
@@ -94,6 +99,8 @@ impl Publisher {
             route_metric_handles: HashMap::default(),
             rate_limiters: HashMap::default(),
             conn_limiters: HashMap::default(),
+            global_limiters: HashMap::default(),
+            global_store: None,
             generation: 0,
             diagnostics: BTreeSet::new(),
             last_diagnostics: Vec::new(),
@@ -102,6 +109,12 @@ impl Publisher {
             gateway_status: GatewayApiStatus::default(),
             pending: Changes::default(),
         }
+    }
+
+    /// The shared store global rate limits count in (`--global-rate-limit-store`);
+    /// without one they are local. Set before the first publish.
+    pub fn set_global_store(&mut self, store: Arc<GlobalStore>) {
+        self.global_store = Some(store);
     }
 
     /// Incremental input (Kubernetes mode): inserts or replaces one object.
@@ -347,10 +360,12 @@ impl Publisher {
     fn route_limits(&mut self, table: &RoutingTable) -> Vec<RouteLimits> {
         let mut rate = HashMap::default();
         let mut conns = HashMap::default();
+        let mut globals = HashMap::default();
         let mut out = Vec::new();
         for (i, route) in table.routes().iter().enumerate() {
             let policy = &route.policy;
-            if policy.rate.is_none() && policy.connections.is_none() {
+            if policy.rate.is_none() && policy.connections.is_none() && policy.global_rate.is_none()
+            {
                 continue;
             }
             if out.is_empty() {
@@ -373,6 +388,25 @@ impl Publisher {
                     rate.insert(key, limiter.clone());
                     limiter
                 }),
+                global: policy.global_rate.as_ref().map(|limit| {
+                    let object: Arc<str> =
+                        format!("{}/{}", route.kind.as_str(), route.ingress).into();
+                    let key = (object, GlobalRateLimit::clone(limit));
+                    let limiter = globals
+                        .get(&key)
+                        .cloned()
+                        .or_else(|| self.global_limiters.remove(&key))
+                        .unwrap_or_else(|| {
+                            Arc::new(GlobalLimiter::new(
+                                &key.0,
+                                limit,
+                                self.global_store.clone(),
+                                self.metrics.global_rate_limit.decisions(&key.0),
+                            ))
+                        });
+                    globals.insert(key, limiter.clone());
+                    limiter
+                }),
                 connections: policy.connections.map(|spec| {
                     let key = (route.ingress.clone(), spec);
                     let limiter = conns
@@ -390,6 +424,7 @@ impl Publisher {
         }
         self.rate_limiters = rate;
         self.conn_limiters = conns;
+        self.global_limiters = globals;
         out
     }
 

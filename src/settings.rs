@@ -172,6 +172,8 @@ pub struct SelectionArgs {
     /// without a restart. Annotations override it.
     #[arg(long, env = "TOLLGATE_CONFIGMAP", value_parser = object_ref)]
     pub configmap: Option<ObjectKey>,
+    #[command(flatten)]
+    pub global_rate_limit: crate::ratelimit::global::settings::GlobalRateLimitArgs,
 }
 
 fn limit_status(s: &str) -> Result<u16, String> {
@@ -207,6 +209,7 @@ impl SelectionArgs {
                     .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
             },
             configmap: self.configmap.clone(),
+            global_rate_limit_store: self.global_rate_limit.global_rate_limit_store.is_some(),
         }
     }
 }

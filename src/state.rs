@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use crate::lb::Upstream;
 use crate::metrics::RouteMetrics;
+use crate::ratelimit::global::GlobalLimiter;
 use crate::ratelimit::{ConnLimiter, RequestLimiter};
 use crate::table::tls::TlsTable;
 use crate::table::RoutingTable;
@@ -58,6 +59,8 @@ pub struct Published {
 #[derive(Debug, Default, Clone)]
 pub struct RouteLimits {
     pub rate: Option<Arc<RequestLimiter>>,
+    /// Counted across replicas in the shared store.
+    pub global: Option<Arc<GlobalLimiter>>,
     pub connections: Option<Arc<ConnLimiter>>,
 }
 
@@ -71,6 +74,14 @@ impl Published {
         }
         let mut seen: Vec<*const RequestLimiter> = Vec::new();
         for limiter in self.route_limits.iter().filter_map(|l| l.rate.as_ref()) {
+            let ptr = Arc::as_ptr(limiter);
+            if !seen.contains(&ptr) {
+                seen.push(ptr);
+                limiter.prune();
+            }
+        }
+        let mut seen: Vec<*const GlobalLimiter> = Vec::new();
+        for limiter in self.route_limits.iter().filter_map(|l| l.global.as_ref()) {
             let ptr = Arc::as_ptr(limiter);
             if !seen.contains(&ptr) {
                 seen.push(ptr);

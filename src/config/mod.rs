@@ -18,6 +18,8 @@
 //!   [`crate::table::policy::RoutePolicy`] (authentication, fallbacks,
 //!   error pages);
 //! - `traffic_policy`: TrafficPolicy ownership and status;
+//! - `global_limit`: a warning on every object asking for a global rate
+//!   limit when no store is configured;
 //! - `gateway`: GatewayClasses, Gateways, HTTPRoutes and GRPCRoutes (after
 //!   the Ingresses, into the same table), and their status as data.
 //!
@@ -56,6 +58,7 @@ pub mod endpoints;
 pub mod gateway;
 mod ingress_nginx;
 pub mod nginx_config;
+mod global_limit;
 mod options;
 pub mod overlay;
 pub mod problem;
@@ -140,6 +143,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         }
     }
     traffic_policy::apply(snapshot, &mut out, &last_good.policies);
+    global_limit::report_without_store(snapshot, &mut out, opts);
     out.table = out.table.compacted();
     out
 }

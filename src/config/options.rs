@@ -32,6 +32,9 @@ pub struct CompileOptions {
     pub limit_statuses: LimitStatuses,
     /// `--configmap`: ingress-nginx's global settings.
     pub configmap: Option<ObjectKey>,
+    /// A global rate limit store is configured; without one, global limits
+    /// are counted per replica and reported.
+    pub global_rate_limit_store: bool,
 }
 
 impl Default for CompileOptions {
@@ -45,6 +48,7 @@ impl Default for CompileOptions {
             now: None,
             limit_statuses: LimitStatuses::default(),
             configmap: None,
+            global_rate_limit_store: false,
         }
     }
 }

@@ -18,6 +18,8 @@ use http::HeaderValue;
 
 use super::annotations::parser::LimitStatuses;
 use crate::crd::{self, TrafficPolicySpec};
+use crate::table::global_limit::LimitKey;
+use crate::table::policy::GlobalRateLimit;
 use crate::table::policy::{
     AccessList, Affinity, AffinityMode, ConnLimit, Cors, CorsOrigins, HashKey, HashPart,
     HeaderEdits, RateLimit, Retry, RoutePolicy,
@@ -47,7 +49,10 @@ pub fn apply(
         }
     };
     if let Some(rl) = &spec.rate_limit {
-        note(a.rate.is_some() || a.connections.is_some(), "limit-*");
+        note(
+            a.rate.is_some() || a.connections.is_some() || a.global_rate.is_some(),
+            "limit-*",
+        );
         a.rate = rl.rate().map(|rate| {
             let (requests, per) = match rate {
                 crd::Rate::PerSecond(n) => (n, Duration::from_secs(1)),
@@ -61,6 +66,18 @@ pub fn apply(
                 status: statuses.tollgate,
             }
         });
+        // `scope: Global`: the rate is counted in the shared store.
+        a.global_rate = match a.rate.take() {
+            Some(rate) if rl.is_global() => Some(Arc::new(GlobalRateLimit {
+                rate,
+                key: LimitKey::ClientIp,
+                exempt: Arc::from([]),
+            })),
+            rate => {
+                a.rate = rate;
+                None
+            }
+        };
         a.connections = rl
             .connections()
             .and_then(NonZeroU32::new)
@@ -205,5 +222,49 @@ fn header_edits(m: &crd::HeaderModifier) -> HeaderEdits {
             .iter()
             .filter_map(|n| http::HeaderName::from_bytes(n.as_bytes()).ok())
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> TrafficPolicySpec {
+        serde_yaml::from_str(&format!(
+            "targetRefs: [{{group: networking.k8s.io, kind: Ingress, name: web}}]\n{yaml}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn rate_limit_scope_global_counts_the_rate_in_the_store() {
+        let mut a = RoutePolicy::default();
+        apply(
+            &mut a,
+            &spec("rateLimit: {requestsPerSecond: 5, burst: 10, connections: 3, scope: Global}"),
+            LimitStatuses::default(),
+            false,
+        );
+        assert!(a.rate.is_none());
+        assert!(a.connections.is_some(), "connections stay per replica");
+        let g = a.global_rate.expect("global");
+        assert_eq!((g.rate.requests.get(), g.rate.burst.get()), (5, 10));
+        // Local (the default) replaces an annotation's global limit.
+        let mut a = RoutePolicy {
+            global_rate: Some(Arc::new(GlobalRateLimit {
+                rate: g.rate,
+                key: LimitKey::ClientIp,
+                exempt: Arc::from([]),
+            })),
+            ..RoutePolicy::default()
+        };
+        let out = apply(
+            &mut a,
+            &spec("rateLimit: {requestsPerSecond: 1}"),
+            LimitStatuses::default(),
+            false,
+        );
+        assert!(a.global_rate.is_none() && a.rate.is_some());
+        assert_eq!(out.overridden, ["limit-*"]);
     }
 }

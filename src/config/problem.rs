@@ -207,6 +207,8 @@ pub enum Reason {
     NoDefaultBackendPorts,
     #[error("needs a default backend (the default-backend annotation or --default-backend-service); ignored")]
     CustomErrorsWithoutDefaultBackend,
+    #[error("a global rate limit, but no --global-rate-limit-store: counted per replica (every replica allows the whole limit)")]
+    GlobalLimitWithoutStore,
 
     // ------------------------------------------------------- authentication
     #[error("`{secret}`: the Secret must be in the Ingress's namespace `{namespace}`")]

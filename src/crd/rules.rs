@@ -39,6 +39,9 @@ pub const CONDITION_ACCEPTED: &str = "Accepted";
 
 /// Load-balancing algorithms (`loadBalancer.algorithm`).
 pub const ALGORITHMS: [&str; 3] = ["round-robin", "p2c-ewma", "consistent-hash"];
+/// Rate limit scopes (`rateLimit.scope`): per replica, or across all of
+/// them in the global rate limit store.
+pub const RATE_LIMIT_SCOPES: [&str; 2] = ["Local", "Global"];
 /// Session affinity modes (`sessionAffinity.mode`).
 pub const AFFINITY_MODES: [&str; 2] = ["balanced", "persistent"];
 /// Retry conditions (`retries.retryOn[]`).

@@ -93,6 +93,14 @@ fn each_bad_value_is_reported_at_its_field() {
             &["spec.rateLimit"],
         ),
         (
+            "rateLimit: {requestsPerSecond: 1, scope: Fleet}",
+            &["spec.rateLimit.scope"],
+        ),
+        (
+            "rateLimit: {connections: 5, scope: Global}",
+            &["spec.rateLimit.scope"],
+        ),
+        (
             "rateLimit: {burst: 5}",
             &["spec.rateLimit.burst", "spec.rateLimit"],
         ),

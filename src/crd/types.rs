@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::parse::{parse_cidr, parse_duration};
 use super::rules::{
     AFFINITY_MODES, ALGORITHMS, CONDITION_ACCEPTED, COOKIE_PATH_PATTERN, DEFAULT_COOKIE_NAME,
-    MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, NAME_PATTERN, ORIGIN_PATTERN, TARGET_GROUPS,
-    TARGET_GROUP_RULE, TARGET_KIND, TARGET_KINDS, TOKEN_PATTERN,
+    MAX_RATE, MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, NAME_PATTERN, ORIGIN_PATTERN, RATE_LIMIT_SCOPES,
+    TARGET_GROUPS, TARGET_GROUP_RULE, TARGET_KIND, TARGET_KINDS, TOKEN_PATTERN,
 };
 use super::schema::{
     cidr_list_schema, date_time_schema, duration_schema, header_edits_schema, header_names_schema,
@@ -173,10 +173,13 @@ fn target_refs_schema(generator: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// Local rate limits, per client address.
+/// Rate limits, per client address: per replica, or (`scope: Global`)
+/// the request rate across every replica.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.scope) || self.scope != 'Global' || has(self.requestsPerSecond) || has(self.requestsPerMinute)",
+     "message": "scope Global needs requestsPerSecond or requestsPerMinute"},
     {"rule": "!(has(self.requestsPerSecond) && has(self.requestsPerMinute))",
      "message": "set requestsPerSecond or requestsPerMinute, not both"},
     {"rule": "!has(self.burst) || has(self.requestsPerSecond) || has(self.requestsPerMinute)",
@@ -200,6 +203,12 @@ pub struct RateLimit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = MAX_RATE))]
     pub connections: Option<i64>,
+    /// `Local` (default): the request rate is counted per replica.
+    /// `Global`: counted across every replica in the global rate limit
+    /// store (`--global-rate-limit-store`). `connections` stays per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = RATE_LIMIT_SCOPES))]
+    pub scope: Option<String>,
 }
 
 /// How requests are spread over the backends' endpoints.
@@ -505,6 +514,11 @@ impl RateLimit {
 
     pub fn connections(&self) -> Option<u32> {
         u32_of(self.connections)
+    }
+
+    /// `scope: Global`.
+    pub fn is_global(&self) -> bool {
+        self.scope.as_deref() == Some("Global")
     }
 }
 

@@ -13,7 +13,8 @@ use super::parse::{
 };
 use super::rules::{
     AFFINITY_MODES, ALGORITHMS, MAX_HEADER_EDITS, MAX_HEADER_VALUE_LEN, MAX_RATE,
-    MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, REFUSED_HEADERS, RETRY_ON, TARGET_GROUPS, TARGET_KINDS,
+    MAX_RETRY_ATTEMPTS, MAX_TARGET_REFS, RATE_LIMIT_SCOPES, REFUSED_HEADERS, RETRY_ON,
+    TARGET_GROUPS, TARGET_KINDS,
 };
 use super::schema::REFUSED_MESSAGE;
 use super::types::{HeaderModifier, TrafficPolicySpec};
@@ -167,6 +168,15 @@ pub fn validate(spec: &TrafficPolicySpec) -> Vec<(String, String)> {
             ("connections", r.connections),
         ] {
             p.range(&format!("spec.rateLimit.{name}"), v, 1, MAX_RATE);
+        }
+        if let Some(scope) = &r.scope {
+            p.one_of("spec.rateLimit.scope".into(), scope, &RATE_LIMIT_SCOPES);
+            if r.is_global() && r.requests_per_second.is_none() && r.requests_per_minute.is_none() {
+                p.push(
+                    "spec.rateLimit.scope",
+                    "scope Global needs requestsPerSecond or requestsPerMinute",
+                );
+            }
         }
         if r.requests_per_second.is_some() && r.requests_per_minute.is_some() {
             p.push(

@@ -11,6 +11,8 @@
 //! - [`RequestLimiter`]: a request rate per client IP, GCRA (governor's
 //!   algorithm and clock), with the per-client state in our own
 //!   lock-free store (`store`).
+//! - [`global`]: limits counted across replicas in a shared store
+//!   (Redis), with the local limiter as their fallback.
 //! - [`ConnLimiter`] / [`ConnPermit`]: concurrent in-flight requests (or
 //!   connections) per client IP; the permit counts until it drops.
 //!
@@ -56,6 +58,7 @@
 //! ("Rate limits").
 
 mod conn;
+pub mod global;
 mod request;
 mod spec;
 mod store;

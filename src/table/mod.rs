@@ -26,6 +26,7 @@
 
 mod candidates;
 pub mod filters;
+pub mod global_limit;
 pub mod guard;
 pub mod host;
 pub mod ids;

@@ -5,7 +5,8 @@
 //! The order is nginx's phase order as ingress-nginx configures it:
 //! - on the request as the client sent it ([`RequestPhase`]): fixed
 //!   redirect, computed redirect (Gateway RequestRedirect), `app-root`,
-//!   CORS preflight (rewrite phase) → rate limit, connection limit
+//!   CORS preflight (rewrite phase) → rate limit, global rate limit,
+//!   connection limit
 //!   (preaccess: they also slow down password guessing) → access list
 //!   (403) → basic authentication (401) → weighted backend choice (500 for
 //!   an invalid share), canary choice, `default-backend` fallback, request
@@ -39,6 +40,7 @@ use http::HeaderValue;
 use ipnet::IpNet;
 
 use super::ids::UpstreamId;
+use super::policy::GlobalRateLimit;
 use super::policy::{
     AccessList, Affinity, Backends, BasicAuth, Canary, ConnLimit, Cors, CustomErrors, HashKey,
     HeaderEdits, Mirror, RateLimit, Redirect, RedirectTo, Rewrite, RoutePolicy, UrlRewrite,
@@ -70,6 +72,9 @@ pub enum RequestPhase {
     CorsPreflight(Cors),
     /// Requests per client IP (429/503).
     RateLimit(Limit<RateLimit>),
+    /// Requests per key counted across every replica (429, or 503 when
+    /// the store is down and the limit fails closed).
+    GlobalRateLimit(Limit<Arc<GlobalRateLimit>>),
     /// Concurrent requests per client IP (429/503); the permit is held
     /// until the response ends.
     ConnLimit(Limit<ConnLimit>),
@@ -196,6 +201,12 @@ impl Pipeline {
                 exempt: exempt.clone(),
             }));
         }
+        if let Some(limit) = &policy.global_rate {
+            request.push(RequestPhase::GlobalRateLimit(Limit {
+                limit: limit.clone(),
+                exempt: exempt.clone(),
+            }));
+        }
         if let Some(limit) = policy.connections {
             request.push(RequestPhase::ConnLimit(Limit { limit, exempt }));
         }
@@ -295,6 +306,7 @@ mod tests {
             RequestPhase::AppRoot(_) => "app-root",
             RequestPhase::CorsPreflight(_) => "cors-preflight",
             RequestPhase::RateLimit(_) => "rate",
+            RequestPhase::GlobalRateLimit(_) => "global-rate",
             RequestPhase::ConnLimit(_) => "connections",
             RequestPhase::Access(_) => "access",
             RequestPhase::BasicAuth(_) => "basic-auth",

@@ -24,6 +24,7 @@ use regex::Regex;
 pub use super::filters::{
     BackendChoice, Backends, HeaderEdits, Mirror, PathModifier, RedirectTo, UrlRewrite,
 };
+use super::global_limit::LimitKey;
 use super::ids::UpstreamId;
 
 /// Everything a route asks of its requests beyond routing.
@@ -33,6 +34,8 @@ pub struct RoutePolicy {
     pub access: Option<AccessList>,
     /// Requests per client IP (shared by the routes of one Ingress).
     pub rate: Option<RateLimit>,
+    /// Requests per key counted across every replica (the shared store).
+    pub global_rate: Option<Arc<GlobalRateLimit>>,
     /// Concurrent requests per client IP.
     pub connections: Option<ConnLimit>,
     /// Clients never limited (`limit-whitelist`).
@@ -87,6 +90,7 @@ impl RoutePolicy {
     pub fn is_plain(&self) -> bool {
         self.access.is_none()
             && self.rate.is_none()
+            && self.global_rate.is_none()
             && self.connections.is_none()
             && self.redirect.is_none()
             && self.app_root.is_none()
@@ -274,6 +278,20 @@ pub struct RateLimit {
     pub burst: NonZeroU32,
     /// The rejection status (429 for `tollgate.dev/`, 503 as ingress-nginx).
     pub status: StatusCode,
+}
+
+/// A rate limit whose budget lives in the shared store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// (`tollgate.dev/limit-scope: global`, TrafficPolicy `rateLimit.scope:
+/// Global`, ingress-nginx's `global-rate-limit`.)
+pub struct GlobalRateLimit {
+    /// Requests, period, burst and the rejection status (429).
+    pub rate: RateLimit,
+    /// What requests are counted by (default: the client address).
+    pub key: LimitKey,
+    /// Clients never counted (`global-rate-limit-ignored-cidrs`, and the
+    /// route's `limit-whitelist`).
+    pub exempt: Arc<[IpNet]>,
 }
 
 /// A limit on concurrent requests per client IP.

@@ -34,6 +34,7 @@
 mod auth;
 mod cors;
 pub mod headers;
+mod global_limits;
 mod ingress;
 pub mod known;
 mod limits;
@@ -103,6 +104,7 @@ pub fn parse(
         ..RoutePolicy::default()
     };
     p.limits(&mut policy, statuses);
+    p.global_limits(&mut policy);
     policy.redirect = p.redirect();
     policy.app_root = p.app_root();
     let rewrite_target = p.nginx("rewrite-target").map(str::to_string);

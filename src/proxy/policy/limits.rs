@@ -1,5 +1,6 @@
 //! The preaccess phases: request rate and concurrent requests per client
-//! IP, with the route's exempt clients.
+//! IP, the global rate limit (counted across replicas), with the route's
+//! exempt clients.
 //!
 //! Invariants:
 //! - The live limiters are the published ones of the route (shared by the
@@ -7,6 +8,8 @@
 //!   lock.
 //! - A connection permit is held by the request ([`super::exchange::Cx`]) and then
 //!   by the response body until it ends; a refused request holds none.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -17,8 +20,10 @@ use super::exchange::{Cx, Flow, RequestStep, ResponseStep};
 use crate::lb::Endpoint;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
+use crate::ratelimit::global::Decision;
 use crate::state::RouteLimits;
 use crate::table::phases::{Limit, ReleasePermit};
+use crate::table::policy::GlobalRateLimit;
 use crate::table::policy::{ConnLimit, RateLimit};
 
 impl<T> Limit<T> {
@@ -44,6 +49,31 @@ impl RequestStep for Limit<RateLimit> {
             }
         }
         Ok(Flow::Continue)
+    }
+}
+
+impl RequestStep for Limit<Arc<GlobalRateLimit>> {
+    async fn run<'a>(
+        &'a self,
+        cx: &mut Cx<'a>,
+        req: &mut Request<Incoming>,
+    ) -> Result<Flow, ProxyError> {
+        if self.limit.exempt.iter().any(|n| n.contains(&cx.client)) {
+            return Ok(Flow::Continue);
+        }
+        let Some(limiter) = self.limiters(cx).and_then(|l| l.global.as_ref()) else {
+            return Ok(Flow::Continue);
+        };
+        match limiter.check(cx.client, req.headers()).await {
+            Decision::Allowed => Ok(Flow::Continue),
+            Decision::Limited(wait) => {
+                cx.conn.state.metrics.limited_rate.inc();
+                Ok(Flow::Answer(limited(self.limit.rate.status, Some(wait))))
+            }
+            Decision::Unavailable => {
+                Ok(Flow::Answer(limited(StatusCode::SERVICE_UNAVAILABLE, None)))
+            }
+        }
     }
 }
 

@@ -125,6 +125,7 @@ impl RequestStep for RequestPhase {
             RequestPhase::AppRoot(p) => p.run(cx, req).await,
             RequestPhase::CorsPreflight(p) => RequestStep::run(p, cx, req).await,
             RequestPhase::RateLimit(p) => p.run(cx, req).await,
+            RequestPhase::GlobalRateLimit(p) => p.run(cx, req).await,
             RequestPhase::ConnLimit(p) => p.run(cx, req).await,
             RequestPhase::Access(p) => p.run(cx, req).await,
             RequestPhase::BasicAuth(p) => p.run(cx, req).await,

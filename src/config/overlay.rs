@@ -131,6 +131,7 @@ pub fn apply(
             },
             non_idempotent: false,
             budget: r.budget(),
+            pacing: None,
         });
     }
     if let Some(c) = &spec.cors {

@@ -64,6 +64,7 @@ impl Parser<'_> {
             on_status: Vec::new(),
             non_idempotent: false,
             budget: None,
+            pacing: None,
         };
         if let Some(tokens) = tokens {
             retry.on_error = false;

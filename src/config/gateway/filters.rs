@@ -22,7 +22,7 @@ use crate::config::snapshot::ObjectKey;
 use crate::gateway_api::route::{HeaderModifier, PathModifier as PathSpec, RouteFilter};
 use crate::gateway_api::route::{RouteCors, RouteRetry, RouteTimeouts};
 use crate::table::policy::{
-    Cors, CorsOrigins, HeaderEdits, Mirror, PathModifier, RedirectTo, Retry, RoutePolicy,
+    Cors, CorsOrigins, HeaderEdits, Mirror, PathModifier, RedirectTo, Retry, RetryPacing, RoutePolicy,
     UrlRewrite,
 };
 
@@ -138,9 +138,12 @@ pub(super) fn timeouts(t: &RouteTimeouts, policy: &mut RoutePolicy) -> Result<()
     Ok(())
 }
 
-/// `retry` (experimental) → retries on connection errors and the listed
-/// statuses; `attempts` retries after the first try. `backoff` is not
-/// applied (retries go to another endpoint at once).
+/// `retry` (experimental) → retries on connection errors (resets and
+/// refusals), on backend timeouts (`timeouts.backendRequest` or the
+/// response timeout) and on the listed statuses; `attempts` retries after
+/// the first try (default 1), counted per attempt even on a one-endpoint
+/// Service, each after `backoff` (doubling, capped; see
+/// [`RetryPacing`]).
 pub(super) fn retry(r: &RouteRetry, policy: &mut RoutePolicy) -> Result<(), FilterProblem> {
     let attempts = r.attempts.unwrap_or(1);
     let tries = u8::try_from(attempts.saturating_add(1))
@@ -155,16 +158,18 @@ pub(super) fn retry(r: &RouteRetry, policy: &mut RoutePolicy) -> Result<(), Filt
                 .ok_or_else(|| unsupported(format!("retry code {c} is not in 400..599")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(b) = &r.backoff {
-        duration("retry.backoff", b)?;
-    }
+    let backoff = match &r.backoff {
+        Some(b) => duration("retry.backoff", b)?.unwrap_or_default(),
+        None => Duration::ZERO,
+    };
     policy.retry = Some(Retry {
         tries: tries.max(1),
         on_error: true,
-        on_timeout: false,
+        on_timeout: true,
         on_status: codes,
         non_idempotent: false,
         budget: None,
+        pacing: Some(RetryPacing { backoff }),
     });
     Ok(())
 }

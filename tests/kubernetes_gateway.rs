@@ -570,3 +570,61 @@ async fn gateway_api_off_requests_none_of_it() {
     assert!(requested.is_empty(), "{requested:?}");
     assert_eq!(c.gateway_api_writes(), 0);
 }
+
+/// httproute-observed-generation-bump (HTTPRouteObservedGenerationBump):
+/// after a spec change (the backendRef's name), every condition of our
+/// parent entry carries the new generation, `Accepted` and `ResolvedRefs`
+/// are `True`, and the change is routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_observed_generation_bump() {
+    let c = Cluster::new();
+    let echo = Echo::services(&["infra-backend-v1", "infra-backend-v2"]).await;
+    let mut docs = echo.backends(NS);
+    docs.extend([
+        namespace(NS, &[]),
+        gateway_class(),
+        gateway(NS, "gw", HTTP_LISTENER),
+        http_route(
+            NS,
+            "observed-generation-bump",
+            &route_spec("[{name: gw}]", "bump.example", "infra-backend-v1"),
+        ),
+    ]);
+    c.api.apply_many(docs);
+    let tg = c.tollgate().start().await;
+    expect_route(&tg, "bump.example", "/", 200, Some("infra-backend-v1")).await;
+    let latest = |c: &Cluster| {
+        let generation = c.object("HTTPRoute", NS, "observed-generation-bump")["metadata"]
+            ["generation"]
+            .clone();
+        let parent = c.our_parent("HTTPRoute", "observed-generation-bump");
+        let conditions = parent["conditions"].as_array().cloned().unwrap_or_default();
+        let all_latest = !conditions.is_empty()
+            && conditions
+                .iter()
+                .all(|c| c["observedGeneration"] == generation);
+        let ok = all_latest
+            && has(&parent["conditions"], "Accepted", "True", &generation)
+            && has(&parent["conditions"], "ResolvedRefs", "True", &generation);
+        (generation, ok, parent)
+    };
+    let original = until("the first status", CHANGE_TIMEOUT, || async {
+        match latest(&c) {
+            (generation, true, _) => Ok(generation),
+            (_, false, parent) => Err(parent.to_string()),
+        }
+    })
+    .await;
+    let mut edited = c.object("HTTPRoute", NS, "observed-generation-bump");
+    edited["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("infra-backend-v2");
+    c.api.apply(edited);
+    let updated = until("the bumped generation in status", CHANGE_TIMEOUT, || async {
+        match latest(&c) {
+            (generation, true, _) if generation != original => Ok(generation),
+            (_, _, parent) => Err(parent.to_string()),
+        }
+    })
+    .await;
+    assert_ne!(original, updated, "generation should change after an update");
+    expect_route(&tg, "bump.example", "/", 200, Some("infra-backend-v2")).await;
+}

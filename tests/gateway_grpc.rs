@@ -345,3 +345,48 @@ async fn grpc_listener_hostname_matching() {
     }
     f.assert_none();
 }
+
+/// A TrafficPolicy targeting a GRPCRoute (`targetRefs` kind GRPCRoute)
+/// applies to it as to an HTTPRoute, over its Gateway's policy: here the
+/// Gateway's policy refuses 127.0.0.1, the route's own policy allows it
+/// again; another GRPCRoute of the Gateway keeps the Gateway's policy.
+#[tokio::test]
+async fn a_traffic_policy_targets_a_grpc_route() {
+    let (p1, _b1) = grpc_backend("grpc-v1").await;
+    let mut docs = vec![
+        gateway_class(),
+        gateway(INFRA, "same-namespace", "[{name: http, port: 80, protocol: HTTP}]"),
+    ];
+    docs.extend(grpc_service("grpc-v1", p1));
+    for (name, host) in [("opened", "opened.example"), ("closed", "closed.example")] {
+        docs.push(grpc_route(
+            name,
+            &format!(
+                "parentRefs: [{{name: same-namespace}}]\nhostnames: [{host}]\nrules: [{{backendRefs: [{{name: grpc-v1, port: 8080}}]}}]"
+            ),
+        ));
+    }
+    let policy = |name: &str, kind: &str, target: &str, allow: &str| {
+        json!({
+            "apiVersion": "tollgate.dev/v1alpha1",
+            "kind": "TrafficPolicy",
+            "metadata": {"name": name, "namespace": INFRA},
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": kind, "name": target}],
+                "ipAllow": [allow],
+            },
+        })
+    };
+    docs.push(policy("gateway-wide", "Gateway", "same-namespace", "10.0.0.0/8"));
+    docs.push(policy("grpc-own", "GRPCRoute", "opened", "127.0.0.0/8"));
+    let t = Tollgate::with_docs(&docs).await;
+    let got = call(&t, "opened.example", "/a.B/C", &[]).await;
+    assert_eq!(got.map(|g| g.0), Ok("grpc-v1".to_string()));
+    assert_eq!(call(&t, "closed.example", "/a.B/C", &[]).await, Err(403));
+    let (code, out, err) = check(&t.manifests_dir(), &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !format!("{out}{err}").contains("TrafficPolicy gateway-conformance-infra/grpc-own:"),
+        "the GRPCRoute policy applies: {out}{err}"
+    );
+}

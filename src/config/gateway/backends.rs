@@ -41,13 +41,16 @@ pub(super) struct Backend {
 
 impl Builder<'_> {
     /// The upstream of a route's backend reference. `route_kind` is the
-    /// referring kind (for ReferenceGrants); `grpc`: spoken to as gRPC.
+    /// referring kind (for ReferenceGrants); `grpc`: spoken to as gRPC;
+    /// `lb`: the algorithm its endpoints are picked with (a
+    /// TrafficPolicy's `loadBalancer`).
     pub(super) fn gateway_backend(
         &mut self,
         route_kind: &str,
         route: &ObjectKey,
         backend: &BackendRef,
         grpc: bool,
+        lb: LbAlgorithm,
     ) -> (Backend, Option<RefProblem>) {
         let namespace = backend
             .namespace
@@ -151,7 +154,7 @@ impl Builder<'_> {
             namespace,
             service: backend.name.clone(),
             port: PortRef::Number(i32::from(port)),
-            lb: LbAlgorithm::RoundRobin,
+            lb,
             protocol,
             verify: None,
         };

@@ -153,7 +153,7 @@ mod tests {
     #[tokio::test]
     async fn a_copy_gets_the_body_and_its_end() {
         let mut tee = Tee::default();
-        let mut body = tee.copy(Some(6));
+        let body = tee.copy(Some(6));
         tee.push(&Bytes::from_static(b"abc"));
         tee.push(&Bytes::from_static(b"def"));
         tee.end();
@@ -182,7 +182,7 @@ mod tests {
         assert!(failed, "then the copy ends in an error, not a clean end");
         // A failed client body abandons the copies too.
         let mut tee = Tee::default();
-        let mut body = tee.copy(None);
+        let body = tee.copy(None);
         tee.push(&Bytes::from_static(b"x"));
         tee.fail();
         assert!(body.collect().await.is_err());

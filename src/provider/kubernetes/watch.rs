@@ -32,6 +32,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
+use super::gateway_status::Reported;
 use super::gateway_watch as gw;
 use crate::config::snapshot::{OPAQUE_SECRET_TYPE, SERVICE_NAME_LABEL};
 use crate::config::tls::TLS_SECRET_TYPE;
@@ -136,9 +137,9 @@ pub type LbStatus = Vec<IngressLoadBalancerIngress>;
 pub enum Taken {
     Ingress(LbStatus),
     TrafficPolicy(TrafficPolicyStatus),
-    /// A Gateway API object's `status` (`null` when it has none), with
-    /// the object's kind.
-    GatewayApi(&'static str, serde_json::Value),
+    /// A Gateway API object's `status` (`null` when it has none) and
+    /// resourceVersion, with the object's kind.
+    GatewayApi(&'static str, Reported),
 }
 
 fn trim_meta(meta: &mut ObjectMeta) {
@@ -190,19 +191,21 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
         Object::Secret(o) => trim_meta(&mut o.metadata),
         Object::GatewayClass(o) => {
             trim_meta(&mut o.metadata);
-            return Some(gateway_status(object));
+            return Some(gateway_status(object, None));
         }
         Object::Gateway(o) => {
             trim_meta(&mut o.metadata);
-            return Some(gateway_status(object));
+            return Some(gateway_status(object, None));
         }
         Object::HttpRoute(o) => {
+            let version = o.metadata.resource_version.take();
             trim_meta(&mut o.metadata);
-            return Some(gateway_status(object));
+            return Some(gateway_status(object, version));
         }
         Object::GrpcRoute(o) => {
+            let version = o.metadata.resource_version.take();
             trim_meta(&mut o.metadata);
-            return Some(gateway_status(object));
+            return Some(gateway_status(object, version));
         }
         Object::ReferenceGrant(o) => trim_meta(&mut o.metadata),
         Object::Namespace(o) => {
@@ -232,8 +235,9 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
     None
 }
 
-/// Takes the status off a Gateway API object that has one.
-fn gateway_status(object: &mut Object) -> Taken {
+/// Takes the status off a Gateway API object that has one; `version`:
+/// its resourceVersion, kept for the writes conditional on it (routes).
+fn gateway_status(object: &mut Object, version: Option<String>) -> Taken {
     let (kind, status) = match object {
         Object::GatewayClass(o) => ("GatewayClass", o.status.take()),
         Object::Gateway(o) => ("Gateway", o.status.take()),
@@ -241,7 +245,13 @@ fn gateway_status(object: &mut Object) -> Taken {
         Object::GrpcRoute(o) => ("GRPCRoute", o.status.take()),
         _ => ("", None),
     };
-    Taken::GatewayApi(kind, status.unwrap_or(serde_json::Value::Null))
+    Taken::GatewayApi(
+        kind,
+        Reported {
+            status: status.unwrap_or(serde_json::Value::Null),
+            version,
+        },
+    )
 }
 
 fn watch<K>(

@@ -708,8 +708,18 @@ rules:
   backendRefs: [{name: external-name, port: 8080}]",
         ),
         service("manual-endpointslices", false),
-        slice("manual-endpointslices", "manual-endpointslices-ip4", "IPv4", &["127.0.0.1"]),
-        slice("manual-endpointslices", "manual-endpointslices-ip6", "IPv6", &[]),
+        slice(
+            "manual-endpointslices",
+            "manual-endpointslices-ip4",
+            "IPv4",
+            &["127.0.0.1"],
+        ),
+        slice(
+            "manual-endpointslices",
+            "manual-endpointslices-ip6",
+            "IPv6",
+            &[],
+        ),
         headless,
         slice("headless", "headless-7xk2p", "IPv4", &["127.0.0.1"]),
         service("headless-manual-endpointslices", true),
@@ -734,7 +744,11 @@ spec: {{type: ExternalName, externalName: localhost, ports: [{{name: http, port:
     ];
     let docs = infra(&echo, extra);
     let t = Tollgate::with_docs(&docs).await;
-    for path in ["/manual-endpointslices", "/headless", "/headless-manual-endpointslices"] {
+    for path in [
+        "/manual-endpointslices",
+        "/headless",
+        "/headless-manual-endpointslices",
+    ] {
         let r = t.get("service-types.example", path).await;
         assert_eq!(r.status, 200, "{path}: {}", r.summary());
         assert_eq!(r.service().as_deref(), Some("infra-backend-v1"), "{path}");
@@ -754,7 +768,10 @@ spec: {{type: ExternalName, externalName: localhost, ports: [{{name: http, port:
     assert_eq!(refs["status"], "False", "{refs}");
     assert_eq!(refs["reason"], "InvalidKind", "{refs}");
     assert!(
-        refs["message"].as_str().unwrap_or("").contains("ExternalName"),
+        refs["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ExternalName"),
         "{refs}"
     );
 }
@@ -845,4 +862,129 @@ rules: [{backendRefs: [{name: infra-backend-v1, port: 8080}]}]",
     }
     let t = Tollgate::with_docs(&docs).await;
     assert_eq!(t.get("invalid-kinds.example", "/").await.status, 404);
+}
+
+/// httproute-invalid-reference-grant (HTTPRouteInvalidReferenceGrant):
+/// ReferenceGrants that are each wrong in one way (namespace, from group,
+/// from kind, from namespace, to group, to kind, to name) permit nothing:
+/// `ResolvedRefs: False, RefNotPermitted`, and the route answers 500.
+/// httproute-invalid-parentref-section-name-not-matching-port: a parentRef
+/// whose sectionName names a listener on another port than its `port` is
+/// `NoMatchingParent`, and the Gateway has no attached route.
+#[tokio::test]
+async fn invalid_reference_grants_and_section_name_not_matching_port() {
+    let echo = Echo::services(&["infra-backend-v1", "web-backend"]).await;
+    let grant = |ns: &str, name: &str, from: (&str, &str, &str), to: (&str, &str, &str)| {
+        serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "ReferenceGrant",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "from": [{"group": from.0, "kind": from.1, "namespace": from.2}],
+                "to": [{"group": to.0, "kind": to.1, "name": to.2}],
+            },
+        })
+    };
+    let gw = "gateway.networking.k8s.io";
+    let route_from = (gw, "HTTPRoute", INFRA);
+    let web = ("", "Service", "web-backend");
+    let mut extra = vec![
+        namespace(WEB_BACKEND, &[]),
+        grant(INFRA, "reference-grant-wrong-namespace", route_from, web),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-from-group",
+            ("not-the-group-youre-looking-for", "HTTPRoute", INFRA),
+            web,
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-from-kind",
+            (gw, "Gateway", INFRA),
+            web,
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-from-namespace",
+            (gw, "HTTPRoute", "not-the-namespace-youre-looking-for"),
+            web,
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-to-group",
+            route_from,
+            ("not-the-group-youre-looking-for", "Service", "web-backend"),
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-to-kind",
+            route_from,
+            ("", "Secret", "web-backend"),
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-to-name",
+            route_from,
+            ("", "Secret", "not-the-service-youre-looking-for"),
+        ),
+        http_route(
+            INFRA,
+            "reference-grant",
+            &format!(
+                "parentRefs: [{{name: same-namespace}}]\nhostnames: [grant.example]\nrules: [{{backendRefs: [{{name: web-backend, namespace: {WEB_BACKEND}, port: 8080}}]}}]"
+            ),
+        ),
+        gateway(
+            INFRA,
+            "gateway-with-one-not-matching-port-and-section-name-route",
+            "[{name: http, port: 80, protocol: HTTP, hostname: port.example, allowedRoutes: {kinds: [{kind: HTTPRoute}], namespaces: {from: All}}}]",
+        ),
+        http_route(
+            INFRA,
+            "httproute-listener-section-name-not-matching-port",
+            &format!(
+                "parentRefs: [{{name: gateway-with-one-not-matching-port-and-section-name-route, namespace: {INFRA}, sectionName: http, port: 81}}]\nrules: [{{backendRefs: [{{name: infra-backend-v1, kind: Service, port: 8080}}]}}]"
+            ),
+        ),
+    ];
+    extra.extend(echo.backends(WEB_BACKEND));
+    let docs = infra(&echo, extra);
+    let t = Tollgate::with_docs(&docs).await;
+    let r = t.get("grant.example", "/").await;
+    assert_eq!(r.status, 500, "{}", r.summary());
+    assert_eq!(t.get("port.example", "/").await.status, 404);
+    let (_, out, err) = check(&t.manifests_dir(), &["--output", "json"]).await;
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let condition = |name: &str, type_: &str| {
+        report["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == "HTTPRoute" && c["name"] == name && c["type"] == type_)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {type_} of {name} in {out}"))
+    };
+    let refs = condition("reference-grant", "ResolvedRefs");
+    assert_eq!(
+        (refs["status"].as_str(), refs["reason"].as_str()),
+        (Some("False"), Some("RefNotPermitted")),
+        "{refs}"
+    );
+    let accepted = condition(
+        "httproute-listener-section-name-not-matching-port",
+        "Accepted",
+    );
+    assert_eq!(
+        (accepted["status"].as_str(), accepted["reason"].as_str()),
+        (Some("False"), Some("NoMatchingParent")),
+        "{accepted}"
+    );
+    let listener = report["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["gateway"] == "gateway-with-one-not-matching-port-and-section-name-route")
+        .cloned()
+        .unwrap_or_else(|| panic!("no listener in {out}"));
+    assert_eq!(listener["attachedRoutes"], 0, "{listener}");
 }

@@ -311,7 +311,12 @@ async fn retries_on_backend_timeouts_within_the_request_timeout() {
         ),
     ] {
         let (r, n) = retry_probe(&t, &sim, path, query).await;
-        assert_eq!(r.status, want, "{path}?{query}: {} after {n} attempts", r.summary());
+        assert_eq!(
+            r.status,
+            want,
+            "{path}?{query}: {} after {n} attempts",
+            r.summary()
+        );
         if want == 200 {
             assert_eq!(r.service().as_deref(), Some("infra-backend-v3"));
         }
@@ -325,7 +330,13 @@ async fn retries_on_backend_timeouts_within_the_request_timeout() {
 async fn retry_backoff_waits_between_attempts_and_the_deadline_wins() {
     let (t, sim, _echo) = retry_cluster().await;
     let started = std::time::Instant::now();
-    let (r, n) = retry_probe(&t, &sim, "/retry/backoff-200ms", "responseCode=500&succeedAfter=2").await;
+    let (r, n) = retry_probe(
+        &t,
+        &sim,
+        "/retry/backoff-200ms",
+        "responseCode=500&succeedAfter=2",
+    )
+    .await;
     let elapsed = started.elapsed();
     assert_eq!(r.status, 200, "{}", r.summary());
     assert_eq!(n, 3);

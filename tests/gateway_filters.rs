@@ -617,7 +617,11 @@ async fn mirrors_get_the_body_and_a_stalled_mirror_never_slows_the_request() {
     while seen.lock().unwrap().0.is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(seen.lock().unwrap().0, vec![small], "the mirror got the body");
+    assert_eq!(
+        seen.lock().unwrap().0,
+        vec![small],
+        "the mirror got the body"
+    );
 
     // 16 MiB: far more than the stalled mirror's socket buffers and queue.
     let big = 16 * 1024 * 1024;

@@ -248,7 +248,11 @@ async fn grpc_exact_method_matching() {
     let (p2, _b2) = grpc_backend("grpc-infra-backend-v2").await;
     let mut docs = vec![
         gateway_class(),
-        gateway(INFRA, "same-namespace", "[{name: http, port: 80, protocol: HTTP}]"),
+        gateway(
+            INFRA,
+            "same-namespace",
+            "[{name: http, port: 80, protocol: HTTP}]",
+        ),
     ];
     docs.extend(grpc_service("grpc-infra-backend-v1", p1));
     docs.extend(grpc_service("grpc-infra-backend-v2", p2));
@@ -272,10 +276,14 @@ rules:
         let path = format!("{service}/{method}");
         let got = call(&t, "grpc.example", &path, &[]).await;
         let got = got.map(|(backend, seen_path, _)| {
-            f.check(seen_path == path, || format!("{path}: backend saw {seen_path}"));
+            f.check(seen_path == path, || {
+                format!("{path}: backend saw {seen_path}")
+            });
             backend
         });
-        f.check(got.as_deref().map_err(|e| *e) == want, || format!("{path}: want {want:?}, got {got:?}"));
+        f.check(got.as_deref().map_err(|e| *e) == want, || {
+            format!("{path}: want {want:?}, got {got:?}")
+        });
     }
     f.assert_none();
 }
@@ -309,7 +317,11 @@ async fn grpc_listener_hostname_matching() {
     for (name, sections, backend) in [
         ("backend-v1", &["listener-1"][..], "grpc-infra-backend-v1"),
         ("backend-v2", &["listener-2"][..], "grpc-infra-backend-v2"),
-        ("backend-v3", &["listener-3", "listener-4"][..], "grpc-infra-backend-v3"),
+        (
+            "backend-v3",
+            &["listener-3", "listener-4"][..],
+            "grpc-infra-backend-v3",
+        ),
     ] {
         let parents: Vec<String> = sections
             .iter()
@@ -355,7 +367,11 @@ async fn a_traffic_policy_targets_a_grpc_route() {
     let (p1, _b1) = grpc_backend("grpc-v1").await;
     let mut docs = vec![
         gateway_class(),
-        gateway(INFRA, "same-namespace", "[{name: http, port: 80, protocol: HTTP}]"),
+        gateway(
+            INFRA,
+            "same-namespace",
+            "[{name: http, port: 80, protocol: HTTP}]",
+        ),
     ];
     docs.extend(grpc_service("grpc-v1", p1));
     for (name, host) in [("opened", "opened.example"), ("closed", "closed.example")] {
@@ -377,7 +393,12 @@ async fn a_traffic_policy_targets_a_grpc_route() {
             },
         })
     };
-    docs.push(policy("gateway-wide", "Gateway", "same-namespace", "10.0.0.0/8"));
+    docs.push(policy(
+        "gateway-wide",
+        "Gateway",
+        "same-namespace",
+        "10.0.0.0/8",
+    ));
     docs.push(policy("grpc-own", "GRPCRoute", "opened", "127.0.0.0/8"));
     let t = Tollgate::with_docs(&docs).await;
     let got = call(&t, "opened.example", "/a.B/C", &[]).await;
@@ -389,4 +410,43 @@ async fn a_traffic_policy_targets_a_grpc_route() {
         !format!("{out}{err}").contains("TrafficPolicy gateway-conformance-infra/grpc-own:"),
         "the GRPCRoute policy applies: {out}{err}"
     );
+}
+
+/// grpcroute-named-rule (GRPCRouteNamedRule): a rule with a `name` is
+/// served like any other.
+#[tokio::test]
+async fn grpc_named_rule() {
+    let (p1, _b1) = grpc_backend("grpc-infra-backend-v1").await;
+    let (p2, _b2) = grpc_backend("grpc-infra-backend-v2").await;
+    let mut docs = vec![
+        gateway_class(),
+        gateway(
+            INFRA,
+            "same-namespace",
+            "[{name: http, port: 80, protocol: HTTP}]",
+        ),
+    ];
+    docs.extend(grpc_service("grpc-infra-backend-v1", p1));
+    docs.extend(grpc_service("grpc-infra-backend-v2", p2));
+    docs.push(grpc_route(
+        "grpc-named-rules",
+        "parentRefs: [{name: same-namespace}]
+rules:
+- name: named-rule
+  matches: [{method: {service: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho, method: Echo}}]
+  backendRefs: [{name: grpc-infra-backend-v1, port: 8080}]
+- matches: [{method: {service: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho, method: EchoTwo}}]
+  backendRefs: [{name: grpc-infra-backend-v2, port: 8080}]",
+    ));
+    let t = Tollgate::with_docs(&docs).await;
+    let service = "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
+    for (method, want) in [
+        ("Echo", "grpc-infra-backend-v1"),
+        ("EchoTwo", "grpc-infra-backend-v2"),
+    ] {
+        let got = call(&t, "grpc.example", &format!("{service}/{method}"), &[])
+            .await
+            .map(|g| g.0);
+        assert_eq!(got.as_deref(), Ok(want), "{method}");
+    }
 }

@@ -594,9 +594,8 @@ async fn httproute_observed_generation_bump() {
     let tg = c.tollgate().start().await;
     expect_route(&tg, "bump.example", "/", 200, Some("infra-backend-v1")).await;
     let latest = |c: &Cluster| {
-        let generation = c.object("HTTPRoute", NS, "observed-generation-bump")["metadata"]
-            ["generation"]
-            .clone();
+        let generation =
+            c.object("HTTPRoute", NS, "observed-generation-bump")["metadata"]["generation"].clone();
         let parent = c.our_parent("HTTPRoute", "observed-generation-bump");
         let conditions = parent["conditions"].as_array().cloned().unwrap_or_default();
         let all_latest = !conditions.is_empty()
@@ -618,14 +617,21 @@ async fn httproute_observed_generation_bump() {
     let mut edited = c.object("HTTPRoute", NS, "observed-generation-bump");
     edited["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("infra-backend-v2");
     c.api.apply(edited);
-    let updated = until("the bumped generation in status", CHANGE_TIMEOUT, || async {
-        match latest(&c) {
-            (generation, true, _) if generation != original => Ok(generation),
-            (_, _, parent) => Err(parent.to_string()),
-        }
-    })
+    let updated = until(
+        "the bumped generation in status",
+        CHANGE_TIMEOUT,
+        || async {
+            match latest(&c) {
+                (generation, true, _) if generation != original => Ok(generation),
+                (_, _, parent) => Err(parent.to_string()),
+            }
+        },
+    )
     .await;
-    assert_ne!(original, updated, "generation should change after an update");
+    assert_ne!(
+        original, updated,
+        "generation should change after an update"
+    );
     expect_route(&tg, "bump.example", "/", 200, Some("infra-backend-v2")).await;
 }
 
@@ -644,7 +650,11 @@ async fn route_status_writes_never_lose_another_controllers_entry() {
         namespace(NS, &[]),
         gateway_class(),
         gateway(NS, "gw", HTTP_LISTENER),
-        http_route(NS, "raced", &route_spec("[{name: gw}]", "raced.example", "web")),
+        http_route(
+            NS,
+            "raced",
+            &route_spec("[{name: gw}]", "raced.example", "web"),
+        ),
     ]);
     c.api.apply_many(docs);
     let _tg = c.tollgate().start().await;
@@ -678,10 +688,9 @@ async fn route_status_writes_never_lose_another_controllers_entry() {
         let route = c.object("HTTPRoute", NS, "raced");
         let parents = route["status"]["parents"].clone();
         let ours = c.our_parent("HTTPRoute", "raced");
-        let has_theirs = parents
-            .as_array()
-            .is_some_and(|ps| ps.contains(&theirs));
-        if has_theirs && condition(&ours["conditions"], "ResolvedRefs")["reason"] == "BackendNotFound"
+        let has_theirs = parents.as_array().is_some_and(|ps| ps.contains(&theirs));
+        if has_theirs
+            && condition(&ours["conditions"], "ResolvedRefs")["reason"] == "BackendNotFound"
         {
             Ok(parents)
         } else {

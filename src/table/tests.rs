@@ -378,7 +378,11 @@ fn retry_backoff_doubles_up_to_its_cap() {
     let long = RetryPacing {
         backoff: Duration::from_secs(30),
     };
-    assert_eq!(long.wait_before(3), Duration::from_secs(30), "never below backoff");
+    assert_eq!(
+        long.wait_before(3),
+        Duration::from_secs(30),
+        "never below backoff"
+    );
     let none = RetryPacing {
         backoff: Duration::ZERO,
     };

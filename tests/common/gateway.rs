@@ -118,9 +118,10 @@ impl RetrySim {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let attempts = std::sync::Arc::new(std::sync::Mutex::new(
-            std::collections::HashMap::<String, u32>::new(),
-        ));
+        let attempts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            String,
+            u32,
+        >::new()));
         let counts = attempts.clone();
         let task = tokio::spawn(async move {
             loop {

@@ -21,11 +21,11 @@ use crate::config::builder::Builder;
 use crate::config::snapshot::ObjectKey;
 use crate::gateway_api::route::{HeaderModifier, PathModifier as PathSpec, RouteFilter};
 use crate::gateway_api::route::{RouteCors, RouteRetry, RouteTimeouts};
-use crate::table::upstream::LbAlgorithm;
 use crate::table::policy::{
-    Cors, CorsOrigins, HeaderEdits, Mirror, PathModifier, RedirectTo, Retry, RetryPacing, RoutePolicy,
-    UrlRewrite,
+    Cors, CorsOrigins, HeaderEdits, Mirror, PathModifier, RedirectTo, Retry, RetryPacing,
+    RoutePolicy, UrlRewrite,
 };
+use crate::table::upstream::LbAlgorithm;
 
 /// Why a filter cannot be lowered: `Accepted: False, UnsupportedValue`
 /// with this message.
@@ -279,14 +279,13 @@ impl Builder<'_> {
                         }
                         (None, None) => 1_000_000,
                     };
-                    let (backend, problem) =
-                        self.gateway_backend(
-                            cx.route_kind,
-                            cx.route,
-                            &m.backend_ref,
-                            cx.grpc,
-                            LbAlgorithm::RoundRobin,
-                        );
+                    let (backend, problem) = self.gateway_backend(
+                        cx.route_kind,
+                        cx.route,
+                        &m.backend_ref,
+                        cx.grpc,
+                        LbAlgorithm::RoundRobin,
+                    );
                     refs.extend(problem);
                     if let Some(upstream) = backend.upstream {
                         mirrors.push(Mirror {

@@ -38,8 +38,8 @@ use crate::gateway_api::route::{
 };
 use crate::table::guard::{anchored, Guard, HeaderCond, QueryCond, ValueMatch};
 use crate::table::policy::{BackendChoice, Backends, RoutePolicy};
-use crate::table::{PathType, Route, RouteId, RouteKind};
 use crate::table::upstream::LbAlgorithm;
+use crate::table::{PathType, Route, RouteId, RouteKind};
 
 /// A rule's path match, lowered.
 #[derive(Debug, Clone)]

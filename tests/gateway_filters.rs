@@ -567,17 +567,24 @@ async fn retry_on_listed_statuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrors_get_the_body_and_a_stalled_mirror_never_slows_the_request() {
     let echo = Echo::services(&["infra-backend-v1"]).await;
-    // (complete bodies' lengths, aborted bodies) seen by the reading mirror.
-    let seen = Arc::new(std::sync::Mutex::new((Vec::<usize>::new(), 0usize)));
+    let small = 64 * 1024;
+    // 16 MiB: far more than the stalled mirror's socket buffers and queue.
+    let big = 16 * 1024 * 1024;
+    // What the reading mirror saw: complete bodies of each size, complete
+    // bodies of any other size (truncated: must never happen), aborted ones.
+    let seen: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
     let record = seen.clone();
     let reading = serve(move |req| {
         let record = record.clone();
         async move {
             use http_body_util::BodyExt;
-            match req.into_body().collect().await {
-                Ok(b) => record.lock().unwrap().0.push(b.to_bytes().len()),
-                Err(_) => record.lock().unwrap().1 += 1,
-            }
+            let slot = match req.into_body().collect().await.map(|b| b.to_bytes().len()) {
+                Ok(n) if n == small => 0,
+                Ok(n) if n == big => 1,
+                Ok(_) => 2,
+                Err(_) => 3,
+            };
+            record[slot].fetch_add(1, Ordering::SeqCst);
             http::Response::new(full("mirrored"))
         }
     })
@@ -609,22 +616,15 @@ async fn mirrors_get_the_body_and_a_stalled_mirror_never_slows_the_request() {
             .body(Full::new(Bytes::from(vec![b'x'; size])))
             .unwrap()
     };
-    let small = 64 * 1024;
     let r = send(t.http_addr(), post(small)).await.unwrap();
     assert_eq!(r.status, 200, "{}", r.summary());
     assert_eq!(r.echo().body_bytes(), small as u64);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while seen.lock().unwrap().0.is_empty() && std::time::Instant::now() < deadline {
+    while seen[0].load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(
-        seen.lock().unwrap().0,
-        vec![small],
-        "the mirror got the body"
-    );
+    assert_eq!(seen[0].load(Ordering::SeqCst), 1, "the mirror got the body");
 
-    // 16 MiB: far more than the stalled mirror's socket buffers and queue.
-    let big = 16 * 1024 * 1024;
     for _ in 0..2 {
         let started = std::time::Instant::now();
         let r = tokio::time::timeout(Duration::from_secs(20), send(t.http_addr(), post(big)))
@@ -636,16 +636,13 @@ async fn mirrors_get_the_body_and_a_stalled_mirror_never_slows_the_request() {
         assert!(started.elapsed() < Duration::from_secs(15));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while {
-        let s = seen.lock().unwrap();
-        s.0.len() + s.1 < 3
-    } && std::time::Instant::now() < deadline
-    {
+    let count = || seen.iter().map(|n| n.load(Ordering::SeqCst)).sum::<usize>();
+    while count() < 3 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (complete, _aborted) = seen.lock().unwrap().clone();
-    assert!(
-        complete.iter().all(|n| *n == small || *n == big),
-        "a mirror never gets a truncated body as if complete: {complete:?}"
+    assert_eq!(
+        seen[2].load(Ordering::SeqCst),
+        0,
+        "a mirror never gets a truncated body as if complete"
     );
 }

@@ -43,7 +43,7 @@ use serde_json::{json, Map, Value};
 use super::gateway_watch::{GatewayClassV1, GatewayV1, GrpcRouteV1, HttpRouteV1, Watched};
 use super::status::IngressStatus;
 use super::view::View;
-use super::watch::LbStatus;
+use super::watch::{LbStatus, Reported};
 use super::writer::{self, Kind, Write};
 use crate::config::gateway::status::{Condition, GatewayStatus, RouteParentStatus};
 use crate::config::ObjectKey;
@@ -52,15 +52,6 @@ use crate::gateway_api::route::ParentRef;
 /// What the watch reports about a Gateway API object's status.
 pub type Observed = writer::Observed<Reported>;
 
-/// A Gateway API object's status as the watch reported it.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Reported {
-    /// `status` (`null` when it has none).
-    pub status: Value,
-    /// The object's resourceVersion (routes only: their writes are
-    /// conditional on it).
-    pub version: Option<String>,
-}
 
 /// The features a GatewayClass of ours reports in
 /// `status.supportedFeatures` (sorted, as the spec asks): the core kinds

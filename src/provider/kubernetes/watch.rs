@@ -32,7 +32,6 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::gateway_status::Reported;
 use super::gateway_watch as gw;
 use crate::config::snapshot::{OPAQUE_SECRET_TYPE, SERVICE_NAME_LABEL};
 use crate::config::tls::TLS_SECRET_TYPE;
@@ -140,6 +139,17 @@ pub enum Taken {
     /// A Gateway API object's `status` (`null` when it has none) and
     /// resourceVersion, with the object's kind.
     GatewayApi(&'static str, Reported),
+}
+
+/// A Gateway API object's status as the watch reported it (what the
+/// Gateway API status writers plan from).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reported {
+    /// `status` (`null` when it has none).
+    pub status: serde_json::Value,
+    /// The object's resourceVersion (routes only: their status writes are
+    /// conditional on it).
+    pub version: Option<String>,
 }
 
 fn trim_meta(meta: &mut ObjectMeta) {

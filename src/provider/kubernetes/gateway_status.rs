@@ -52,7 +52,6 @@ use crate::gateway_api::route::ParentRef;
 /// What the watch reports about a Gateway API object's status.
 pub type Observed = writer::Observed<Reported>;
 
-
 /// The features a GatewayClass of ours reports in
 /// `status.supportedFeatures` (sorted, as the spec asks): the core kinds
 /// and the Extended features docs/gateway-api-conformance.md lists as

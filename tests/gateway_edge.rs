@@ -205,7 +205,9 @@ async fn route_hostnames_are_checked_like_the_crd_schema() {
 
 /// The upstream retry manifests (httproute-retry-connection-error,
 /// httproute-retry-with-timeouts) against a flaky `infra-backend-v3`, plus
-/// a rule with `backoff`.
+/// a rule with `backoff`. Durations are upstream's times five (1 s for
+/// 200 ms...), so that a loaded test machine's late timers cannot turn a
+/// timeout into an answer; the paths keep upstream's names.
 async fn retry_cluster() -> (Tollgate, RetrySim, Echo) {
     let sim = RetrySim::start("infra-backend-v3").await;
     let echo = Echo::services(&["infra-backend-v1"]).await;
@@ -226,11 +228,11 @@ rules:
 rules:
 - matches: [{path: {type: PathPrefix, value: /retry/backend-request-timeout-200ms}}]
   retry: {attempts: 2}
-  timeouts: {backendRequest: 200ms}
+  timeouts: {backendRequest: 1s}
   backendRefs: [{name: infra-backend-v3, port: 8080}]
 - matches: [{path: {type: PathPrefix, value: /retry/request-timeout-200ms}}]
   retry: {codes: [500], attempts: 5}
-  timeouts: {backendRequest: 200ms, request: 400ms}
+  timeouts: {backendRequest: 1s, request: 2s}
   backendRefs: [{name: infra-backend-v3, port: 8080}]",
     ));
     extra.push(http_route(
@@ -242,7 +244,7 @@ rules:
   retry: {codes: [500], attempts: 2, backoff: 200ms}
   backendRefs: [{name: infra-backend-v3, port: 8080}]
 - matches: [{path: {type: PathPrefix, value: /retry/backoff-past-deadline}}]
-  retry: {codes: [500], attempts: 2, backoff: 1s}
+  retry: {codes: [500], attempts: 2, backoff: 5s}
   timeouts: {request: 300ms}
   backendRefs: [{name: infra-backend-v3, port: 8080}]",
     ));
@@ -295,18 +297,18 @@ async fn retries_on_backend_timeouts_within_the_request_timeout() {
     for (path, query, want) in [
         (
             backend_timeout,
-            "responseCode=500&succeedAfter=2&delayRetry=300ms",
+            "responseCode=500&succeedAfter=2&delayRetry=1500ms",
             200,
         ),
         (
             backend_timeout,
-            "responseCode=500&succeedAfter=3&delayRetry=300ms",
+            "responseCode=500&succeedAfter=3&delayRetry=1500ms",
             504,
         ),
         (request_timeout, "responseCode=500&succeedAfter=1", 200),
         (
             request_timeout,
-            "responseCode=500&succeedAfter=4&delayRetry=100ms",
+            "responseCode=500&succeedAfter=4&delayRetry=500ms",
             504,
         ),
     ] {
@@ -356,7 +358,7 @@ async fn retry_backoff_waits_between_attempts_and_the_deadline_wins() {
     assert_eq!(r.status, 504, "{}", r.summary());
     assert_eq!(n, 1, "the retry would start after the deadline");
     assert!(
-        elapsed < std::time::Duration::from_millis(900),
-        "504 at the 300 ms deadline, not after the 1 s backoff: {elapsed:?}"
+        elapsed < std::time::Duration::from_secs(3),
+        "504 at the 300 ms deadline, not after the 5 s backoff: {elapsed:?}"
     );
 }

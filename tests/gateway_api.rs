@@ -643,3 +643,348 @@ async fn route_changes_apply_live() {
     let r = t.eventually("live.example", "/", |r| r.status == 404).await;
     assert_eq!(r.status, 404, "{}", r.summary());
 }
+
+/// httproute-service-types (HTTPRouteServiceTypes): one route to a
+/// Service whose EndpointSlices were written by hand, a headless Service
+/// (`clusterIP: None`) with a selector (its slices written as the
+/// EndpointSlice controller does) and a headless Service with hand-written
+/// slices; the Service port (8080) differs from the target port, and the
+/// IPv6 slices stay empty, as upstream leaves them on an IPv4 cluster. An
+/// ExternalName Service is refused (the spec: implementations SHOULD NOT
+/// forward to them): `ResolvedRefs: False, InvalidKind`, its share 500.
+#[tokio::test]
+async fn service_types() {
+    let echo = Echo::services(&["infra-backend-v1"]).await;
+    let port = echo.port("infra-backend-v1");
+    let service = |name: &str, headless: bool| {
+        let mut s = yaml(&format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {INFRA}}}
+spec:
+  ports: [{{name: first-port, protocol: TCP, port: 8080, targetPort: 3000}}]"
+        ));
+        if headless {
+            s["spec"]["clusterIP"] = "None".into();
+        }
+        s
+    };
+    let slice = |service: &str, name: &str, family: &str, addresses: &[&str]| {
+        let endpoints: Vec<Value> = addresses
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "addresses": [a],
+                    "conditions": {"ready": true, "serving": true, "terminating": false},
+                    "targetRef": {"kind": "Pod", "name": "infra-backend-v1-0", "namespace": INFRA},
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": INFRA,
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": family,
+            "ports": [{"name": "first-port", "port": port, "protocol": "TCP"}],
+            "endpoints": endpoints,
+        })
+    };
+    let mut headless = service("headless", true);
+    headless["spec"]["selector"] = serde_json::json!({"app": "infra-backend-v1"});
+    let extra = vec![
+        http_route(
+            INFRA,
+            "service-types",
+            "parentRefs: [{name: same-namespace}]
+rules:
+- matches: [{path: {type: Exact, value: /manual-endpointslices}}]
+  backendRefs: [{name: manual-endpointslices, port: 8080}]
+- matches: [{path: {type: Exact, value: /headless}}]
+  backendRefs: [{name: headless, port: 8080}]
+- matches: [{path: {type: Exact, value: /headless-manual-endpointslices}}]
+  backendRefs: [{name: headless-manual-endpointslices, port: 8080}]
+- matches: [{path: {type: Exact, value: /external-name}}]
+  backendRefs: [{name: external-name, port: 8080}]",
+        ),
+        service("manual-endpointslices", false),
+        slice(
+            "manual-endpointslices",
+            "manual-endpointslices-ip4",
+            "IPv4",
+            &["127.0.0.1"],
+        ),
+        slice(
+            "manual-endpointslices",
+            "manual-endpointslices-ip6",
+            "IPv6",
+            &[],
+        ),
+        headless,
+        slice("headless", "headless-7xk2p", "IPv4", &["127.0.0.1"]),
+        service("headless-manual-endpointslices", true),
+        slice(
+            "headless-manual-endpointslices",
+            "headless-manual-endpointslices-ip4",
+            "IPv4",
+            &["127.0.0.1"],
+        ),
+        slice(
+            "headless-manual-endpointslices",
+            "headless-manual-endpointslices-ip6",
+            "IPv6",
+            &[],
+        ),
+        yaml(&format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: external-name, namespace: {INFRA}}}
+spec: {{type: ExternalName, externalName: localhost, ports: [{{name: http, port: 8080}}]}}"
+        )),
+    ];
+    let docs = infra(&echo, extra);
+    let t = Tollgate::with_docs(&docs).await;
+    for path in [
+        "/manual-endpointslices",
+        "/headless",
+        "/headless-manual-endpointslices",
+    ] {
+        let r = t.get("service-types.example", path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.summary());
+        assert_eq!(r.service().as_deref(), Some("infra-backend-v1"), "{path}");
+        assert_eq!(r.echo().path(), path);
+    }
+    let r = t.get("service-types.example", "/external-name").await;
+    assert_eq!(r.status, 500, "{}", r.summary());
+    let (_, out, err) = check(&t.manifests_dir(), &["--output", "json"]).await;
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let refs = report["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "service-types" && c["type"] == "ResolvedRefs")
+        .cloned()
+        .unwrap_or_else(|| panic!("no ResolvedRefs in {out}"));
+    assert_eq!(refs["status"], "False", "{refs}");
+    assert_eq!(refs["reason"], "InvalidKind", "{refs}");
+    assert!(
+        refs["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ExternalName"),
+        "{refs}"
+    );
+}
+
+/// gateway-invalid-route-kind (GatewayInvalidRouteKind), through `tollgate
+/// check` and `run`: a listener whose `allowedRoutes.kinds` names only a
+/// kind tollgate does not serve has `ResolvedRefs: False,
+/// InvalidRouteKinds`, no supported kinds and no attached routes; one
+/// naming HTTPRoute too keeps HTTPRoute in its supported kinds. An
+/// HTTPRoute naming the first Gateway is not served.
+#[tokio::test]
+async fn gateway_invalid_route_kind() {
+    let echo = infra_echo().await;
+    let gateway = |name: &str, kinds: &str| {
+        yaml(&format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: {name}
+  namespace: {INFRA}
+  annotations: {{gateway-api/skip-this-for-readiness: 'true'}}
+spec:
+  gatewayClassName: tollgate
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes:
+      namespaces: {{from: All}}
+      kinds: {kinds}"
+        ))
+    };
+    let extra = vec![
+        gateway("gateway-only-invalid-route-kind", "[{kind: InvalidRoute}]"),
+        gateway(
+            "gateway-supported-and-invalid-route-kind",
+            "[{kind: InvalidRoute}, {kind: HTTPRoute}]",
+        ),
+        http_route(
+            INFRA,
+            "to-invalid-kinds",
+            "parentRefs: [{name: gateway-only-invalid-route-kind}]
+hostnames: [invalid-kinds.example]
+rules: [{backendRefs: [{name: infra-backend-v1, port: 8080}]}]",
+        ),
+    ];
+    let docs = infra(&echo, extra);
+    let dir = TempDir::new("gw-kinds");
+    dir.write("gw.yaml", &yaml_docs(&docs));
+    let (_, out, err) = check(dir.path(), &["--output", "json"]).await;
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let listener = |gw: &str| {
+        report["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["gateway"] == gw && l["name"] == "http")
+            .cloned()
+            .unwrap_or_else(|| panic!("no listener of {gw} in {out}"))
+    };
+    let resolved = |gw: &str| {
+        report["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["kind"] == "Gateway"
+                    && c["name"] == gw
+                    && c["scope"] == "listener http"
+                    && c["type"] == "ResolvedRefs"
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no listener ResolvedRefs of {gw} in {out}"))
+    };
+    for (gw, kinds) in [
+        ("gateway-only-invalid-route-kind", serde_json::json!([])),
+        (
+            "gateway-supported-and-invalid-route-kind",
+            serde_json::json!(["HTTPRoute"]),
+        ),
+    ] {
+        let l = listener(gw);
+        assert_eq!(l["supportedKinds"], kinds, "{gw}: {l}");
+        assert_eq!(l["attachedRoutes"], 0, "{gw}: {l}");
+        let c = resolved(gw);
+        assert_eq!(c["status"], "False", "{gw}: {c}");
+        assert_eq!(c["reason"], "InvalidRouteKinds", "{gw}: {c}");
+    }
+    let t = Tollgate::with_docs(&docs).await;
+    assert_eq!(t.get("invalid-kinds.example", "/").await.status, 404);
+}
+
+/// httproute-invalid-reference-grant (HTTPRouteInvalidReferenceGrant):
+/// ReferenceGrants that are each wrong in one way (namespace, from group,
+/// from kind, from namespace, to group, to kind, to name) permit nothing:
+/// `ResolvedRefs: False, RefNotPermitted`, and the route answers 500.
+/// httproute-invalid-parentref-section-name-not-matching-port: a parentRef
+/// whose sectionName names a listener on another port than its `port` is
+/// `NoMatchingParent`, and the Gateway has no attached route.
+#[tokio::test]
+async fn invalid_reference_grants_and_section_name_not_matching_port() {
+    let echo = Echo::services(&["infra-backend-v1", "web-backend"]).await;
+    let grant = |ns: &str, name: &str, from: (&str, &str, &str), to: (&str, &str, &str)| {
+        serde_json::json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "ReferenceGrant",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "from": [{"group": from.0, "kind": from.1, "namespace": from.2}],
+                "to": [{"group": to.0, "kind": to.1, "name": to.2}],
+            },
+        })
+    };
+    let gw = "gateway.networking.k8s.io";
+    let route_from = (gw, "HTTPRoute", INFRA);
+    let web = ("", "Service", "web-backend");
+    let mut extra = vec![
+        namespace(WEB_BACKEND, &[]),
+        grant(INFRA, "reference-grant-wrong-namespace", route_from, web),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-from-group",
+            ("not-the-group-youre-looking-for", "HTTPRoute", INFRA),
+            web,
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-from-kind",
+            (gw, "Gateway", INFRA),
+            web,
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-from-namespace",
+            (gw, "HTTPRoute", "not-the-namespace-youre-looking-for"),
+            web,
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-to-group",
+            route_from,
+            ("not-the-group-youre-looking-for", "Service", "web-backend"),
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-to-kind",
+            route_from,
+            ("", "Secret", "web-backend"),
+        ),
+        grant(
+            WEB_BACKEND,
+            "reference-grant-wrong-to-name",
+            route_from,
+            ("", "Secret", "not-the-service-youre-looking-for"),
+        ),
+        http_route(
+            INFRA,
+            "reference-grant",
+            &format!(
+                "parentRefs: [{{name: same-namespace}}]\nhostnames: [grant.example]\nrules: [{{backendRefs: [{{name: web-backend, namespace: {WEB_BACKEND}, port: 8080}}]}}]"
+            ),
+        ),
+        gateway(
+            INFRA,
+            "gateway-with-one-not-matching-port-and-section-name-route",
+            "[{name: http, port: 80, protocol: HTTP, hostname: port.example, allowedRoutes: {kinds: [{kind: HTTPRoute}], namespaces: {from: All}}}]",
+        ),
+        http_route(
+            INFRA,
+            "httproute-listener-section-name-not-matching-port",
+            &format!(
+                "parentRefs: [{{name: gateway-with-one-not-matching-port-and-section-name-route, namespace: {INFRA}, sectionName: http, port: 81}}]\nrules: [{{backendRefs: [{{name: infra-backend-v1, kind: Service, port: 8080}}]}}]"
+            ),
+        ),
+    ];
+    extra.extend(echo.backends(WEB_BACKEND));
+    let docs = infra(&echo, extra);
+    let t = Tollgate::with_docs(&docs).await;
+    let r = t.get("grant.example", "/").await;
+    assert_eq!(r.status, 500, "{}", r.summary());
+    assert_eq!(t.get("port.example", "/").await.status, 404);
+    let (_, out, err) = check(&t.manifests_dir(), &["--output", "json"]).await;
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let condition = |name: &str, type_: &str| {
+        report["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["kind"] == "HTTPRoute" && c["name"] == name && c["type"] == type_)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {type_} of {name} in {out}"))
+    };
+    let refs = condition("reference-grant", "ResolvedRefs");
+    assert_eq!(
+        (refs["status"].as_str(), refs["reason"].as_str()),
+        (Some("False"), Some("RefNotPermitted")),
+        "{refs}"
+    );
+    let accepted = condition(
+        "httproute-listener-section-name-not-matching-port",
+        "Accepted",
+    );
+    assert_eq!(
+        (accepted["status"].as_str(), accepted["reason"].as_str()),
+        (Some("False"), Some("NoMatchingParent")),
+        "{accepted}"
+    );
+    let listener = report["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["gateway"] == "gateway-with-one-not-matching-port-and-section-name-route")
+        .cloned()
+        .unwrap_or_else(|| panic!("no listener in {out}"));
+    assert_eq!(listener["attachedRoutes"], 0, "{listener}");
+}

@@ -2,8 +2,10 @@
 //! real binary: WebSocket to a backend whose Service port says
 //! `appProtocol: kubernetes.io/ws` (httproute-backend-protocol-websocket),
 //! 421 for a request whose host another HTTPS listener's certificate serves
-//! (httproute-https-listener-detect-misdirected-requests), and route
-//! hostnames checked as the CRD schema checks them.
+//! (httproute-https-listener-detect-misdirected-requests), route
+//! hostnames checked as the CRD schema checks them, and experimental
+//! `retry` on connection errors, backend timeouts and with `backoff`
+//! (httproute-retry-connection-error, httproute-retry-with-timeouts).
 
 mod common;
 
@@ -199,4 +201,164 @@ async fn route_hostnames_are_checked_like_the_crd_schema() {
         });
     }
     f.assert_none();
+}
+
+/// The upstream retry manifests (httproute-retry-connection-error,
+/// httproute-retry-with-timeouts) against a flaky `infra-backend-v3`, plus
+/// a rule with `backoff`. Durations are upstream's times five (1 s for
+/// 200 ms...), so that a loaded test machine's late timers cannot turn a
+/// timeout into an answer; the paths keep upstream's names.
+async fn retry_cluster() -> (Tollgate, RetrySim, Echo) {
+    let sim = RetrySim::start("infra-backend-v3").await;
+    let echo = Echo::services(&["infra-backend-v1"]).await;
+    let mut extra = backend(INFRA, "infra-backend-v3", &[sim.port]);
+    extra.push(http_route(
+        INFRA,
+        "retries-connection-error",
+        "parentRefs: [{name: same-namespace}]
+rules:
+- matches: [{path: {type: PathPrefix, value: /retry/no-status-code-attempts-3}}]
+  retry: {attempts: 3}
+  backendRefs: [{name: infra-backend-v3, port: 8080}]",
+    ));
+    extra.push(http_route(
+        INFRA,
+        "retries-with-timeouts",
+        "parentRefs: [{name: same-namespace}]
+rules:
+- matches: [{path: {type: PathPrefix, value: /retry/backend-request-timeout-200ms}}]
+  retry: {attempts: 2}
+  timeouts: {backendRequest: 1s}
+  backendRefs: [{name: infra-backend-v3, port: 8080}]
+- matches: [{path: {type: PathPrefix, value: /retry/request-timeout-200ms}}]
+  retry: {codes: [500], attempts: 5}
+  timeouts: {backendRequest: 1s, request: 2s}
+  backendRefs: [{name: infra-backend-v3, port: 8080}]",
+    ));
+    extra.push(http_route(
+        INFRA,
+        "retries-with-backoff",
+        "parentRefs: [{name: same-namespace}]
+rules:
+- matches: [{path: {type: PathPrefix, value: /retry/backoff-200ms}}]
+  retry: {codes: [500], attempts: 2, backoff: 200ms}
+  backendRefs: [{name: infra-backend-v3, port: 8080}]
+- matches: [{path: {type: PathPrefix, value: /retry/backoff-past-deadline}}]
+  retry: {codes: [500], attempts: 2, backoff: 5s}
+  timeouts: {request: 300ms}
+  backendRefs: [{name: infra-backend-v3, port: 8080}]",
+    ));
+    let t = Tollgate::with_docs(&infra(&echo, extra)).await;
+    (t, sim, echo)
+}
+
+/// One probe as upstream's `assertConsistentRetryBehaviour` sends it: a
+/// fresh uuid; returns the response and how many attempts reached the
+/// backend.
+async fn retry_probe(t: &Tollgate, sim: &RetrySim, path: &str, query: &str) -> (Resp, u32) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let uuid = format!(
+        "probe-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let r = t
+        .get("retry.example", &format!("{path}?{query}&uuid={uuid}"))
+        .await;
+    // A timed-out attempt may still be on its way in: wait for it.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    (r, sim.attempts(&uuid))
+}
+
+/// httproute-retry-connection-error (HTTPRouteRetryConnectionError): a
+/// reset connection is retried on the same (only) endpoint up to
+/// `attempts` times; past them the answer is 503 (upstream accepts 500 or
+/// 503).
+#[tokio::test]
+async fn retries_on_connection_errors() {
+    let (t, sim, _echo) = retry_cluster().await;
+    let path = "/retry/no-status-code-attempts-3";
+    let (r, n) = retry_probe(&t, &sim, path, "succeedAfter=2").await;
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.service().as_deref(), Some("infra-backend-v3"));
+    assert_eq!(n, 3, "two resets, then the answer");
+    let (r, n) = retry_probe(&t, &sim, path, "succeedAfter=4").await;
+    assert!([500, 503].contains(&r.status), "{}", r.summary());
+    assert_eq!(n, 4, "the first try and three retries");
+}
+
+/// httproute-retry-with-timeouts (HTTPRouteRetryBackendTimeout): an
+/// attempt past `timeouts.backendRequest` is retried (no `codes` needed),
+/// and `timeouts.request` bounds the attempts and their retries together.
+#[tokio::test]
+async fn retries_on_backend_timeouts_within_the_request_timeout() {
+    let (t, sim, _echo) = retry_cluster().await;
+    let backend_timeout = "/retry/backend-request-timeout-200ms";
+    let request_timeout = "/retry/request-timeout-200ms";
+    for (path, query, want) in [
+        (
+            backend_timeout,
+            "responseCode=500&succeedAfter=2&delayRetry=1500ms",
+            200,
+        ),
+        (
+            backend_timeout,
+            "responseCode=500&succeedAfter=3&delayRetry=1500ms",
+            504,
+        ),
+        (request_timeout, "responseCode=500&succeedAfter=1", 200),
+        (
+            request_timeout,
+            "responseCode=500&succeedAfter=4&delayRetry=500ms",
+            504,
+        ),
+    ] {
+        let (r, n) = retry_probe(&t, &sim, path, query).await;
+        assert_eq!(
+            r.status,
+            want,
+            "{path}?{query}: {} after {n} attempts",
+            r.summary()
+        );
+        if want == 200 {
+            assert_eq!(r.service().as_deref(), Some("infra-backend-v3"));
+        }
+    }
+}
+
+/// `retry.backoff`: each retry waits at least the backoff (doubling: 200
+/// ms, then 400 ms), and a request deadline that comes first ends the
+/// request with 504 at the deadline, not after the wait.
+#[tokio::test]
+async fn retry_backoff_waits_between_attempts_and_the_deadline_wins() {
+    let (t, sim, _echo) = retry_cluster().await;
+    let started = std::time::Instant::now();
+    let (r, n) = retry_probe(
+        &t,
+        &sim,
+        "/retry/backoff-200ms",
+        "responseCode=500&succeedAfter=2",
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(n, 3);
+    assert!(
+        elapsed >= std::time::Duration::from_millis(600),
+        "two retries wait 200 ms and 400 ms: {elapsed:?}"
+    );
+    let started = std::time::Instant::now();
+    let (r, n) = retry_probe(
+        &t,
+        &sim,
+        "/retry/backoff-past-deadline",
+        "responseCode=500&succeedAfter=1",
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(r.status, 504, "{}", r.summary());
+    assert_eq!(n, 1, "the retry would start after the deadline");
+    assert!(
+        elapsed < std::time::Duration::from_secs(3),
+        "504 at the 300 ms deadline, not after the 5 s backoff: {elapsed:?}"
+    );
 }

@@ -559,3 +559,90 @@ async fn retry_on_listed_statuses() {
     }
     assert!(failed > 0, "without retry some requests see the 500");
 }
+
+/// RequestMirror with a body: each mirror gets the request's body too
+/// (teed as the main request streams it), and a mirror that never reads
+/// never slows the main request: its copy is abandoned (an aborted
+/// request, never a truncated one) once it is 1 MiB behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_get_the_body_and_a_stalled_mirror_never_slows_the_request() {
+    let echo = Echo::services(&["infra-backend-v1"]).await;
+    let small = 64 * 1024;
+    // 16 MiB: far more than the stalled mirror's socket buffers and queue.
+    let big = 16 * 1024 * 1024;
+    // What the reading mirror saw: complete bodies of each size, complete
+    // bodies of any other size (truncated: must never happen), aborted ones.
+    let seen: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+    let record = seen.clone();
+    let reading = serve(move |req| {
+        let record = record.clone();
+        async move {
+            use http_body_util::BodyExt;
+            let slot = match req.into_body().collect().await.map(|b| b.to_bytes().len()) {
+                Ok(n) if n == small => 0,
+                Ok(n) if n == big => 1,
+                Ok(_) => 2,
+                Err(_) => 3,
+            };
+            record[slot].fetch_add(1, Ordering::SeqCst);
+            http::Response::new(full("mirrored"))
+        }
+    })
+    .await;
+    // Accepts connections and never reads from them.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_port = stalled.local_addr().unwrap().port();
+    let _stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = stalled.accept().await {
+            held.push(s);
+        }
+    });
+    let mut extra = backend(INFRA, "reading-mirror", &[reading.port]);
+    extra.extend(backend(INFRA, "stalled-mirror", &[stalled_port]));
+    extra.push(filtered(
+        "mirror-body",
+        "mirrorbody.example",
+        &format!(
+            "filters:
+  - {{type: RequestMirror, requestMirror: {{backendRef: {{name: reading-mirror, port: 8080}}}}}}
+  - {{type: RequestMirror, requestMirror: {{backendRef: {{name: stalled-mirror, port: 8080}}}}}}
+  {TO_V1}"
+        ),
+    ));
+    let t = Tollgate::with_docs(&infra(&echo, extra)).await;
+    let post = |size: usize| {
+        req("POST", "mirrorbody.example", "/upload")
+            .body(Full::new(Bytes::from(vec![b'x'; size])))
+            .unwrap()
+    };
+    let r = send(t.http_addr(), post(small)).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.echo().body_bytes(), small as u64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while seen[0].load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen[0].load(Ordering::SeqCst), 1, "the mirror got the body");
+
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(20), send(t.http_addr(), post(big)))
+            .await
+            .expect("the main request must not wait for the stalled mirror")
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.summary());
+        assert_eq!(r.echo().body_bytes(), big as u64);
+        assert!(started.elapsed() < Duration::from_secs(15));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let count = || seen.iter().map(|n| n.load(Ordering::SeqCst)).sum::<usize>();
+    while count() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        seen[2].load(Ordering::SeqCst),
+        0,
+        "a mirror never gets a truncated body as if complete"
+    );
+}

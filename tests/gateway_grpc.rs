@@ -2,9 +2,10 @@
 //! RegularExpression) and header matching, weights and header filters, to
 //! in-test gRPC-style HTTP/2 cleartext backends that answer with the path
 //! they saw and their name. Expectations follow upstream's
-//! `conformance/tests/grpcroute-exact-method-matching`,
-//! `grpcroute-header-matching`, `grpcroute-weight` and
-//! `grpcroute-request-header-modifier` (written anew).
+//! `conformance/tests/grpcroute-exact-method-matching` (its whole matrix),
+//! `grpcroute-listener-hostname-matching`, `grpcroute-header-matching`,
+//! `grpcroute-weight` and `grpcroute-request-header-modifier` (written
+//! anew).
 
 mod common;
 
@@ -234,4 +235,218 @@ async fn app_protocol_h2c_backend() {
     // it does not understand.
     let r = t.get("h1.example", "/").await;
     assert_ne!(r.status, 200, "{}", r.summary());
+}
+
+/// grpcroute-exact-method-matching (GRPCExactMethodMatching), its whole
+/// matrix: `Echo` and `EchoTwo` of the conformance echo service go to
+/// their backends; `EchoThree`, matched by no rule, is answered 404, which
+/// gRPC clients read as `UNIMPLEMENTED` (gRPC's HTTP-to-status mapping),
+/// the code upstream expects.
+#[tokio::test]
+async fn grpc_exact_method_matching() {
+    let (p1, _b1) = grpc_backend("grpc-infra-backend-v1").await;
+    let (p2, _b2) = grpc_backend("grpc-infra-backend-v2").await;
+    let mut docs = vec![
+        gateway_class(),
+        gateway(
+            INFRA,
+            "same-namespace",
+            "[{name: http, port: 80, protocol: HTTP}]",
+        ),
+    ];
+    docs.extend(grpc_service("grpc-infra-backend-v1", p1));
+    docs.extend(grpc_service("grpc-infra-backend-v2", p2));
+    docs.push(grpc_route(
+        "exact-matching",
+        "parentRefs: [{name: same-namespace}]
+rules:
+- matches: [{method: {service: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho, method: Echo}}]
+  backendRefs: [{name: grpc-infra-backend-v1, port: 8080}]
+- matches: [{method: {service: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho, method: EchoTwo}}]
+  backendRefs: [{name: grpc-infra-backend-v2, port: 8080}]",
+    ));
+    let t = Tollgate::with_docs(&docs).await;
+    let service = "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
+    let mut f = Failures::default();
+    for (method, want) in [
+        ("Echo", Ok("grpc-infra-backend-v1")),
+        ("EchoTwo", Ok("grpc-infra-backend-v2")),
+        ("EchoThree", Err(404)),
+    ] {
+        let path = format!("{service}/{method}");
+        let got = call(&t, "grpc.example", &path, &[]).await;
+        let got = got.map(|(backend, seen_path, _)| {
+            f.check(seen_path == path, || {
+                format!("{path}: backend saw {seen_path}")
+            });
+            backend
+        });
+        f.check(got.as_deref().map_err(|e| *e) == want, || {
+            format!("{path}: want {want:?}, got {got:?}")
+        });
+    }
+    f.assert_none();
+}
+
+/// grpcroute-listener-hostname-matching (GRPCRouteListenerHostnameMatching):
+/// four HTTP listeners on one port with different hostnames, GRPCRoutes
+/// attached by `sectionName`; the `:authority` picks the listener, the most
+/// specific hostname first, and a host no listener has is not served
+/// (404, `UNIMPLEMENTED` to a gRPC client).
+#[tokio::test]
+async fn grpc_listener_hostname_matching() {
+    let (p1, _b1) = grpc_backend("grpc-infra-backend-v1").await;
+    let (p2, _b2) = grpc_backend("grpc-infra-backend-v2").await;
+    let (p3, _b3) = grpc_backend("grpc-infra-backend-v3").await;
+    let gw = "grpcroute-listener-hostname-matching";
+    let mut docs = vec![
+        gateway_class(),
+        gateway(
+            INFRA,
+            gw,
+            "
+  - {name: listener-1, port: 80, protocol: HTTP, hostname: bar.com, allowedRoutes: {namespaces: {from: Same}}}
+  - {name: listener-2, port: 80, protocol: HTTP, hostname: foo.bar.com, allowedRoutes: {namespaces: {from: Same}}}
+  - {name: listener-3, port: 80, protocol: HTTP, hostname: '*.bar.com', allowedRoutes: {namespaces: {from: Same}}}
+  - {name: listener-4, port: 80, protocol: HTTP, hostname: '*.foo.com', allowedRoutes: {namespaces: {from: Same}}}",
+        ),
+    ];
+    docs.extend(grpc_service("grpc-infra-backend-v1", p1));
+    docs.extend(grpc_service("grpc-infra-backend-v2", p2));
+    docs.extend(grpc_service("grpc-infra-backend-v3", p3));
+    for (name, sections, backend) in [
+        ("backend-v1", &["listener-1"][..], "grpc-infra-backend-v1"),
+        ("backend-v2", &["listener-2"][..], "grpc-infra-backend-v2"),
+        (
+            "backend-v3",
+            &["listener-3", "listener-4"][..],
+            "grpc-infra-backend-v3",
+        ),
+    ] {
+        let parents: Vec<String> = sections
+            .iter()
+            .map(|s| format!("{{name: {gw}, namespace: {INFRA}, sectionName: {s}}}"))
+            .collect();
+        docs.push(grpc_route(
+            name,
+            &format!(
+                "parentRefs: [{}]\nrules: [{{backendRefs: [{{name: {backend}, port: 8080}}]}}]",
+                parents.join(", ")
+            ),
+        ));
+    }
+    let t = Tollgate::with_docs(&docs).await;
+    let path = "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho/Echo";
+    let mut f = Failures::default();
+    for (authority, want) in [
+        ("bar.com", Ok("grpc-infra-backend-v1")),
+        ("foo.bar.com", Ok("grpc-infra-backend-v2")),
+        ("baz.bar.com", Ok("grpc-infra-backend-v3")),
+        ("boo.bar.com", Ok("grpc-infra-backend-v3")),
+        ("multiple.prefixes.bar.com", Ok("grpc-infra-backend-v3")),
+        ("multiple.prefixes.foo.com", Ok("grpc-infra-backend-v3")),
+        ("foo.com", Err(404)),
+        ("no.matching.host", Err(404)),
+    ] {
+        let got = call(&t, authority, path, &[])
+            .await
+            .map(|(backend, _, _)| backend);
+        f.check(got.as_deref().map_err(|e| *e) == want, || {
+            format!("{authority}: want {want:?}, got {got:?}")
+        });
+    }
+    f.assert_none();
+}
+
+/// A TrafficPolicy targeting a GRPCRoute (`targetRefs` kind GRPCRoute)
+/// applies to it as to an HTTPRoute, over its Gateway's policy: here the
+/// Gateway's policy refuses 127.0.0.1, the route's own policy allows it
+/// again; another GRPCRoute of the Gateway keeps the Gateway's policy.
+#[tokio::test]
+async fn a_traffic_policy_targets_a_grpc_route() {
+    let (p1, _b1) = grpc_backend("grpc-v1").await;
+    let mut docs = vec![
+        gateway_class(),
+        gateway(
+            INFRA,
+            "same-namespace",
+            "[{name: http, port: 80, protocol: HTTP}]",
+        ),
+    ];
+    docs.extend(grpc_service("grpc-v1", p1));
+    for (name, host) in [("opened", "opened.example"), ("closed", "closed.example")] {
+        docs.push(grpc_route(
+            name,
+            &format!(
+                "parentRefs: [{{name: same-namespace}}]\nhostnames: [{host}]\nrules: [{{backendRefs: [{{name: grpc-v1, port: 8080}}]}}]"
+            ),
+        ));
+    }
+    let policy = |name: &str, kind: &str, target: &str, allow: &str| {
+        json!({
+            "apiVersion": "tollgate.dev/v1alpha1",
+            "kind": "TrafficPolicy",
+            "metadata": {"name": name, "namespace": INFRA},
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": kind, "name": target}],
+                "ipAllow": [allow],
+            },
+        })
+    };
+    docs.push(policy(
+        "gateway-wide",
+        "Gateway",
+        "same-namespace",
+        "10.0.0.0/8",
+    ));
+    docs.push(policy("grpc-own", "GRPCRoute", "opened", "127.0.0.0/8"));
+    let t = Tollgate::with_docs(&docs).await;
+    let got = call(&t, "opened.example", "/a.B/C", &[]).await;
+    assert_eq!(got.map(|g| g.0), Ok("grpc-v1".to_string()));
+    assert_eq!(call(&t, "closed.example", "/a.B/C", &[]).await, Err(403));
+    let (code, out, err) = check(&t.manifests_dir(), &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        !format!("{out}{err}").contains("TrafficPolicy gateway-conformance-infra/grpc-own:"),
+        "the GRPCRoute policy applies: {out}{err}"
+    );
+}
+
+/// grpcroute-named-rule (GRPCRouteNamedRule): a rule with a `name` is
+/// served like any other.
+#[tokio::test]
+async fn grpc_named_rule() {
+    let (p1, _b1) = grpc_backend("grpc-infra-backend-v1").await;
+    let (p2, _b2) = grpc_backend("grpc-infra-backend-v2").await;
+    let mut docs = vec![
+        gateway_class(),
+        gateway(
+            INFRA,
+            "same-namespace",
+            "[{name: http, port: 80, protocol: HTTP}]",
+        ),
+    ];
+    docs.extend(grpc_service("grpc-infra-backend-v1", p1));
+    docs.extend(grpc_service("grpc-infra-backend-v2", p2));
+    docs.push(grpc_route(
+        "grpc-named-rules",
+        "parentRefs: [{name: same-namespace}]
+rules:
+- name: named-rule
+  matches: [{method: {service: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho, method: Echo}}]
+  backendRefs: [{name: grpc-infra-backend-v1, port: 8080}]
+- matches: [{method: {service: gateway_api_conformance.echo_basic.grpcecho.GrpcEcho, method: EchoTwo}}]
+  backendRefs: [{name: grpc-infra-backend-v2, port: 8080}]",
+    ));
+    let t = Tollgate::with_docs(&docs).await;
+    let service = "/gateway_api_conformance.echo_basic.grpcecho.GrpcEcho";
+    for (method, want) in [
+        ("Echo", "grpc-infra-backend-v1"),
+        ("EchoTwo", "grpc-infra-backend-v2"),
+    ] {
+        let got = call(&t, "grpc.example", &format!("{service}/{method}"), &[])
+            .await
+            .map(|g| g.0);
+        assert_eq!(got.as_deref(), Ok(want), "{method}");
+    }
 }

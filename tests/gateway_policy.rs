@@ -213,3 +213,58 @@ async fn check_reports_a_policy_whose_httproute_is_missing() {
         "{out}"
     );
 }
+
+/// `loadBalancer.algorithm` of a policy on an HTTPRoute picks the
+/// algorithm of the route's backends: with `p2c-ewma`, a slow endpoint
+/// beside a fast one gets few requests once its latency is seen; the same
+/// Service behind a route without the policy stays round robin (half).
+#[tokio::test]
+async fn a_policy_load_balancer_applies_to_an_httproute() {
+    let echo = Echo::services(&["infra-backend-v1"]).await;
+    let slow = serve(|_req| async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        http::Response::new(full(r#"{"service": "slow"}"#))
+    })
+    .await;
+    let pair = |name: &str, host: &str| {
+        http_route(
+            INFRA,
+            name,
+            &format!(
+                "parentRefs: [{{name: same-namespace}}]\nhostnames: [{host}]\nrules: [{{backendRefs: [{{name: pair, port: 8080}}]}}]"
+            ),
+        )
+    };
+    let mut extra = backend(INFRA, "pair", &[echo.port("infra-backend-v1"), slow.port]);
+    extra.extend([
+        pair("balanced", "balanced.example"),
+        pair("plain", "plain.example"),
+        gateway_policy(
+            "ewma",
+            &[("HTTPRoute", "balanced")],
+            json!({"loadBalancer": {"algorithm": "p2c-ewma"}}),
+        ),
+    ]);
+    let t = Tollgate::with_docs(&infra(&echo, extra)).await;
+    let slow_share = |host: &'static str| {
+        let t = &t;
+        async move {
+            let mut slow = 0;
+            for _ in 0..20 {
+                let r = t.get(host, "/").await;
+                assert_eq!(r.status, 200, "{host}: {}", r.summary());
+                if r.service().as_deref() == Some("slow") {
+                    slow += 1;
+                }
+            }
+            slow
+        }
+    };
+    let ewma = slow_share("balanced.example").await;
+    let round_robin = slow_share("plain.example").await;
+    assert!(ewma <= 5, "p2c-ewma avoids the slow endpoint: {ewma} of 20");
+    assert!(
+        (9..=11).contains(&round_robin),
+        "round robin without the policy: {round_robin} of 20"
+    );
+}

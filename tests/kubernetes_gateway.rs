@@ -570,3 +570,137 @@ async fn gateway_api_off_requests_none_of_it() {
     assert!(requested.is_empty(), "{requested:?}");
     assert_eq!(c.gateway_api_writes(), 0);
 }
+
+/// httproute-observed-generation-bump (HTTPRouteObservedGenerationBump):
+/// after a spec change (the backendRef's name), every condition of our
+/// parent entry carries the new generation, `Accepted` and `ResolvedRefs`
+/// are `True`, and the change is routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_observed_generation_bump() {
+    let c = Cluster::new();
+    let echo = Echo::services(&["infra-backend-v1", "infra-backend-v2"]).await;
+    let mut docs = echo.backends(NS);
+    docs.extend([
+        namespace(NS, &[]),
+        gateway_class(),
+        gateway(NS, "gw", HTTP_LISTENER),
+        http_route(
+            NS,
+            "observed-generation-bump",
+            &route_spec("[{name: gw}]", "bump.example", "infra-backend-v1"),
+        ),
+    ]);
+    c.api.apply_many(docs);
+    let tg = c.tollgate().start().await;
+    expect_route(&tg, "bump.example", "/", 200, Some("infra-backend-v1")).await;
+    let latest = |c: &Cluster| {
+        let generation =
+            c.object("HTTPRoute", NS, "observed-generation-bump")["metadata"]["generation"].clone();
+        let parent = c.our_parent("HTTPRoute", "observed-generation-bump");
+        let conditions = parent["conditions"].as_array().cloned().unwrap_or_default();
+        let all_latest = !conditions.is_empty()
+            && conditions
+                .iter()
+                .all(|c| c["observedGeneration"] == generation);
+        let ok = all_latest
+            && has(&parent["conditions"], "Accepted", "True", &generation)
+            && has(&parent["conditions"], "ResolvedRefs", "True", &generation);
+        (generation, ok, parent)
+    };
+    let original = until("the first status", CHANGE_TIMEOUT, || async {
+        match latest(&c) {
+            (generation, true, _) => Ok(generation),
+            (_, false, parent) => Err(parent.to_string()),
+        }
+    })
+    .await;
+    let mut edited = c.object("HTTPRoute", NS, "observed-generation-bump");
+    edited["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("infra-backend-v2");
+    c.api.apply(edited);
+    let updated = until(
+        "the bumped generation in status",
+        CHANGE_TIMEOUT,
+        || async {
+            match latest(&c) {
+                (generation, true, _) if generation != original => Ok(generation),
+                (_, _, parent) => Err(parent.to_string()),
+            }
+        },
+    )
+    .await;
+    assert_ne!(
+        original, updated,
+        "generation should change after an update"
+    );
+    expect_route(&tg, "bump.example", "/", 200, Some("infra-backend-v2")).await;
+}
+
+/// `status.parents` is an atomic list in the Gateway API CRDs, so a
+/// route's status write is a read-modify-write conditional on the
+/// resourceVersion it was built from (as the spec asks): another
+/// controller's entry written between tollgate's read and its write is
+/// never lost. The fake slips that entry in just before tollgate's write;
+/// the write is refused (409) and made again from the newer version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_status_writes_never_lose_another_controllers_entry() {
+    let c = Cluster::new();
+    let echo = Echo::services(&["web"]).await;
+    let mut docs = echo.backends(NS);
+    docs.extend([
+        namespace(NS, &[]),
+        gateway_class(),
+        gateway(NS, "gw", HTTP_LISTENER),
+        http_route(
+            NS,
+            "raced",
+            &route_spec("[{name: gw}]", "raced.example", "web"),
+        ),
+    ]);
+    c.api.apply_many(docs);
+    let _tg = c.tollgate().start().await;
+    until("our entry", CHANGE_TIMEOUT, || async {
+        let p = c.our_parent("HTTPRoute", "raced");
+        if condition(&p["conditions"], "ResolvedRefs")["status"] == "True" {
+            Ok(())
+        } else {
+            Err(p.to_string())
+        }
+    })
+    .await;
+    let theirs = json!({
+        "parentRef": {"name": "theirs"},
+        "controllerName": "example.com/other-controller",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+            "message": "theirs", "observedGeneration": 1,
+            "lastTransitionTime": "2024-01-01T00:00:00Z"}],
+    });
+    let slipped = theirs.clone();
+    c.api
+        .before_next_status_write("httproutes", "raced", move |route| {
+            if let Some(parents) = route["status"]["parents"].as_array_mut() {
+                parents.push(slipped);
+            }
+        });
+    let writes_before = c.status_writes_to("/httproutes/raced/");
+    // Our status changes (the backend is gone): tollgate writes again.
+    assert!(c.api.delete("v1", "Service", NS, "web"));
+    let parents = until("both entries, ours updated", CHANGE_TIMEOUT, || async {
+        let route = c.object("HTTPRoute", NS, "raced");
+        let parents = route["status"]["parents"].clone();
+        let ours = c.our_parent("HTTPRoute", "raced");
+        let has_theirs = parents.as_array().is_some_and(|ps| ps.contains(&theirs));
+        if has_theirs
+            && condition(&ours["conditions"], "ResolvedRefs")["reason"] == "BackendNotFound"
+        {
+            Ok(parents)
+        } else {
+            Err(parents.to_string())
+        }
+    })
+    .await;
+    assert_eq!(parents.as_array().map(Vec::len), Some(2), "{parents}");
+    assert!(
+        c.status_writes_to("/httproutes/raced/") >= writes_before + 2,
+        "the refused write, then the one from the newer version"
+    );
+}

@@ -150,6 +150,7 @@ pub fn apply(
             non_idempotent: false,
             budget: r.budget(),
             within: None,
+            pacing: None,
         });
     }
     if let Some(c) = &spec.cors {

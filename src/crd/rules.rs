@@ -24,9 +24,10 @@ pub const GATEWAY_TARGET_GROUP: &str = "gateway.networking.k8s.io";
 /// The `targetRefs[].group` values accepted.
 pub const TARGET_GROUPS: [&str; 2] = [TARGET_GROUP, GATEWAY_TARGET_GROUP];
 /// The `targetRefs[].kind` values accepted.
-pub const TARGET_KINDS: [&str; 3] = [TARGET_KIND, "HTTPRoute", "Gateway"];
+pub const TARGET_KINDS: [&str; 4] = [TARGET_KIND, "HTTPRoute", "GRPCRoute", "Gateway"];
 /// The CEL rule tying a target's kind to its group (Ingress is
-/// `networking.k8s.io`, HTTPRoute and Gateway `gateway.networking.k8s.io`).
+/// `networking.k8s.io`, HTTPRoute, GRPCRoute and Gateway
+/// `gateway.networking.k8s.io`).
 pub const TARGET_GROUP_RULE: &str =
     "(self.kind == 'Ingress') == (self.group == 'networking.k8s.io')";
 /// Most `targetRefs` a policy may have.

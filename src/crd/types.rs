@@ -65,7 +65,7 @@ use super::schema::{
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficPolicySpec {
-    /// The Ingresses, HTTPRoutes and Gateways (in the policy's namespace)
+    /// The Ingresses, HTTPRoutes, GRPCRoutes and Gateways (in the policy's namespace)
     /// this policy applies to. When several policies target one object,
     /// the oldest applies.
     #[schemars(schema_with = "target_refs_schema")]
@@ -100,19 +100,19 @@ pub struct TrafficPolicySpec {
     pub max_request_body_bytes: Option<i64>,
 }
 
-/// A reference to an Ingress, HTTPRoute or Gateway in the policy's
-/// namespace.
+/// A reference to an Ingress, HTTPRoute, GRPCRoute or Gateway in the
+/// policy's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": TARGET_GROUP_RULE,
-     "message": "kind Ingress is in group networking.k8s.io; HTTPRoute and Gateway in gateway.networking.k8s.io"},
+     "message": "kind Ingress is in group networking.k8s.io; HTTPRoute, GRPCRoute and Gateway in gateway.networking.k8s.io"},
 ]))]
 pub struct TargetRef {
     /// `networking.k8s.io` for an Ingress, `gateway.networking.k8s.io`
-    /// for an HTTPRoute or a Gateway.
+    /// for an HTTPRoute, a GRPCRoute or a Gateway.
     #[schemars(extend("enum" = TARGET_GROUPS))]
     pub group: String,
-    /// `Ingress`, `HTTPRoute` or `Gateway`.
+    /// `Ingress`, `HTTPRoute`, `GRPCRoute` or `Gateway`.
     #[schemars(extend("enum" = TARGET_KINDS))]
     pub kind: String,
     /// The object's name.
@@ -125,6 +125,7 @@ pub struct TargetRef {
 pub enum TargetKind {
     Ingress,
     HttpRoute,
+    GrpcRoute,
     Gateway,
 }
 
@@ -134,7 +135,8 @@ impl TargetKind {
         match self {
             TargetKind::Ingress => TARGET_KIND,
             TargetKind::HttpRoute => TARGET_KINDS[1],
-            TargetKind::Gateway => TARGET_KINDS[2],
+            TargetKind::GrpcRoute => TARGET_KINDS[2],
+            TargetKind::Gateway => TARGET_KINDS[3],
         }
     }
 }
@@ -146,6 +148,7 @@ impl TargetRef {
         let kind = [
             TargetKind::Ingress,
             TargetKind::HttpRoute,
+            TargetKind::GrpcRoute,
             TargetKind::Gateway,
         ]
         .into_iter()

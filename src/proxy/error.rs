@@ -41,6 +41,11 @@ pub enum ProxyError {
     /// Upstream: the connection failed after the request was sent.
     #[error("upstream: {0}")]
     Upstream(#[source] hyper::Error),
+    /// Upstream: a Gateway API retry policy ran out of attempts on
+    /// connection errors (refused, reset): the backend is unavailable
+    /// (503, as the spec's conformance expects), not a bad gateway.
+    #[error("upstream unavailable after retries: {0}")]
+    Unavailable(#[source] Box<ProxyError>),
     /// Upstream: a `101 Switching Protocols` to a request that asked for
     /// no upgrade (the connection is dropped, never bridged nor reused).
     #[error("upstream switched protocols unasked")]
@@ -76,7 +81,7 @@ impl ProxyError {
             }
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
-            ProxyError::NoEndpoints => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::NoEndpoints | ProxyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UnaskedUpgrade => {
                 StatusCode::BAD_GATEWAY
             }
@@ -96,7 +101,7 @@ impl ProxyError {
             }
             ProxyError::HeadersTooLarge => "431 Request Header Fields Too Large\n",
             ProxyError::NoRoute => "404 Not Found\n",
-            ProxyError::NoEndpoints => "503 Service Unavailable\n",
+            ProxyError::NoEndpoints | ProxyError::Unavailable(_) => "503 Service Unavailable\n",
             ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UnaskedUpgrade => {
                 "502 Bad Gateway\n"
             }

@@ -12,7 +12,7 @@
 //!
 //! Beside them: [`conn`] (the connection context every step reads, defined
 //! below the listener so no step names the listener), [`body`], [`upload`]
-//! (the bodies), [`error`] (error → status), [`headers`], [`client_ip`],
+//! (the bodies), [`tee`] (a request body copied to mirrors), [`error`] (error → status), [`headers`], [`client_ip`],
 //! [`framing`], [`h2_flood`] (HTTP/2 control-frame budget),
 //! [`proxy_protocol`], [`shared`] (what every connection
 //! shares).
@@ -33,6 +33,7 @@ pub mod proxy_protocol;
 pub mod response;
 pub mod service;
 pub mod shared;
+pub mod tee;
 pub mod upload;
 
 pub use shared::{ProxySettings, ProxyState};

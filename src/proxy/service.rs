@@ -161,7 +161,10 @@ pub async fn handle(
                     }
                     if matches!(
                         e,
-                        ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::Timeout
+                        ProxyError::Connect(_)
+                            | ProxyError::Upstream(_)
+                            | ProxyError::Timeout
+                            | ProxyError::Unavailable(_)
                     ) {
                         tracing::debug!(error = %e, service = %route.service, "upstream failure");
                     }

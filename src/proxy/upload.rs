@@ -31,6 +31,7 @@ use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::tee::{Abandoned, Tee, TeeBody};
 use crate::metrics::BadRequest;
 
 /// [`Upload::client_fault`] values.
@@ -105,6 +106,9 @@ pub enum UploadError {
     Client(#[from] hyper::Error),
     #[error("request body larger than the route allows")]
     TooLarge,
+    /// A mirror's copy of the body stopped before its end.
+    #[error(transparent)]
+    MirrorAbandoned(#[from] Abandoned),
 }
 
 /// The client's request body, forwarded upstream, reporting its progress.
@@ -115,6 +119,10 @@ pub struct UploadBody {
     upload: Option<Arc<Upload>>,
     /// Bytes still allowed (`proxy-body-size`); `u64::MAX` when unlimited.
     remaining: u64,
+    /// Mirrors fed a copy of what is read (`None`: no mirror, most requests).
+    tee: Option<Box<Tee>>,
+    /// A mirror's copy of another request's body (then `inner` is `None`).
+    mirrored: Option<Box<TeeBody>>,
 }
 
 impl UploadBody {
@@ -131,6 +139,8 @@ impl UploadBody {
                 inner: Some(inner),
                 upload: upload.clone(),
                 remaining: limit.unwrap_or(u64::MAX),
+                tee: None,
+                mirrored: None,
             },
             upload,
         )
@@ -142,7 +152,22 @@ impl UploadBody {
             inner: None,
             upload: None,
             remaining: u64::MAX,
+            tee: None,
+            mirrored: None,
         }
+    }
+
+    /// A copy of this body for a mirror, fed as this one is read (see
+    /// [`crate::proxy::tee`]); `None` when there is no body to copy.
+    pub fn tee(&mut self, exact: Option<u64>) -> Option<UploadBody> {
+        if self.inner.as_ref().is_none_or(|i| i.is_end_stream()) {
+            return None;
+        }
+        let copy = self.tee.get_or_insert_with(Box::default).copy(exact);
+        Some(Self {
+            mirrored: Some(Box::new(copy)),
+            ..Self::empty()
+        })
     }
 }
 
@@ -155,7 +180,12 @@ impl Body for UploadBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UploadError>>> {
         let Some(inner) = self.inner.as_mut() else {
-            return Poll::Ready(None);
+            return match self.mirrored.as_mut() {
+                Some(copy) => Pin::new(&mut **copy)
+                    .poll_frame(cx)
+                    .map(|f| f.map(|r| r.map_err(UploadError::from))),
+                None => Poll::Ready(None),
+            };
         };
         let polled = Pin::new(&mut *inner).poll_frame(cx);
         let end = inner.is_end_stream();
@@ -163,6 +193,9 @@ impl Body for UploadBody {
             if let Some(data) = frame.data_ref() {
                 let len = data.len() as u64;
                 if len > self.remaining {
+                    if let Some(tee) = self.tee.as_mut() {
+                        tee.fail();
+                    }
                     if let Some(upload) = &self.upload {
                         upload.too_large.store(true, Ordering::Relaxed);
                         upload.done.store(true, Ordering::Release);
@@ -171,6 +204,21 @@ impl Body for UploadBody {
                     return Poll::Ready(Some(Err(UploadError::TooLarge)));
                 }
                 self.remaining -= len;
+            }
+        }
+        if let Some(tee) = self.tee.as_mut() {
+            match &polled {
+                Poll::Pending => {}
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        tee.push(data);
+                    }
+                    if end {
+                        tee.end();
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => tee.fail(),
+                Poll::Ready(None) => tee.end(),
             }
         }
         if let Some(upload) = &self.upload {
@@ -195,13 +243,18 @@ impl Body for UploadBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|i| i.is_end_stream())
+        match (&self.inner, &self.mirrored) {
+            (Some(i), _) => i.is_end_stream(),
+            (None, Some(copy)) => copy.is_end_stream(),
+            (None, None) => true,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Some(i) => i.size_hint(),
-            None => SizeHint::with_exact(0),
+        match (&self.inner, &self.mirrored) {
+            (Some(i), _) => i.size_hint(),
+            (None, Some(copy)) => copy.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
         }
     }
 }

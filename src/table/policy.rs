@@ -355,6 +355,39 @@ pub struct Retry {
     /// No further endpoint is tried this long after the first attempt
     /// (`proxy-next-upstream-timeout`); `None`: no limit.
     pub within: Option<std::time::Duration>,
+    /// Gateway API `retry` semantics ([`RetryPacing`]); `None`: nginx's
+    /// `proxy-next-upstream` (each try on another endpoint).
+    pub pacing: Option<RetryPacing>,
+}
+
+/// How a Gateway API `retry` differs from `proxy-next-upstream`:
+/// `tries` counts attempts, not endpoints (once every endpoint was tried,
+/// the same ones are tried again, so a one-endpoint Service is retried
+/// too); each retry waits `backoff` first, doubling per retry up to
+/// [`RetryPacing::MAX_BACKOFF`] (never below `backoff`), and a request
+/// deadline (`timeouts.request`) cuts the wait short with a 504; a
+/// request whose tries all failed on the connection answers 503 (the
+/// backend is unavailable), not 502.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPacing {
+    /// The least wait before a retry; zero retries at once.
+    pub backoff: Duration,
+}
+
+impl RetryPacing {
+    /// The longest wait between two attempts, however many retries.
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+    /// The wait before retry `n` (1 for the first retry): `backoff`
+    /// doubled `n - 1` times, capped at [`Self::MAX_BACKOFF`] unless
+    /// `backoff` itself is longer.
+    pub fn wait_before(&self, n: u32) -> Duration {
+        let doubled = self
+            .backoff
+            .checked_mul(1u32 << n.saturating_sub(1).min(16))
+            .unwrap_or(Self::MAX_BACKOFF);
+        doubled.min(Self::MAX_BACKOFF).max(self.backoff)
+    }
 }
 
 /// Sticky sessions (`affinity: cookie`).

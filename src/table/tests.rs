@@ -364,3 +364,27 @@ mod candidates {
         }
     }
 }
+
+#[test]
+fn retry_backoff_doubles_up_to_its_cap() {
+    use crate::table::policy::RetryPacing;
+    use std::time::Duration;
+    let ms = Duration::from_millis;
+    let p = RetryPacing { backoff: ms(100) };
+    assert_eq!(p.wait_before(1), ms(100));
+    assert_eq!(p.wait_before(2), ms(200));
+    assert_eq!(p.wait_before(3), ms(400));
+    assert_eq!(p.wait_before(40), RetryPacing::MAX_BACKOFF);
+    let long = RetryPacing {
+        backoff: Duration::from_secs(30),
+    };
+    assert_eq!(
+        long.wait_before(3),
+        Duration::from_secs(30),
+        "never below backoff"
+    );
+    let none = RetryPacing {
+        backoff: Duration::ZERO,
+    };
+    assert_eq!(none.wait_before(5), Duration::ZERO);
+}

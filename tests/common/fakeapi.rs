@@ -50,7 +50,10 @@
 //! - Test hooks: every write to a `status` subresource is recorded with its
 //!   body ([`FakeApi::status_writes`]), so a test sees each status a
 //!   controller wrote, blanks included; LIST answers of a resource can be
-//!   delayed ([`FakeApi::delay_lists`]) to make an initial sync slow.
+//!   delayed ([`FakeApi::delay_lists`]) to make an initial sync slow; a
+//!   change can be slipped in just before the next status write to an
+//!   object ([`FakeApi::before_next_status_write`]), as another writer
+//!   racing the controller would.
 //!
 //! # Limits
 //!
@@ -426,8 +429,14 @@ struct Shared {
     list_delays: Mutex<Vec<(String, Duration)>>,
     /// Every write to a `status` subresource: (method, path, body).
     status_writes: Mutex<Vec<(String, String, Value)>>,
+    /// Changes made to an object (plural, name) just before the next
+    /// status PATCH to it is processed: [`FakeApi::before_next_status_write`].
+    interleaved: Mutex<Vec<Interleaved>>,
     names: AtomicU64,
 }
+
+/// One [`FakeApi::before_next_status_write`] change.
+type Interleaved = (String, String, Box<dyn FnOnce(&mut Value) + Send>);
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
@@ -489,6 +498,7 @@ impl FakeApi {
             absent: Mutex::new(Vec::new()),
             list_delays: Mutex::new(Vec::new()),
             status_writes: Mutex::new(Vec::new()),
+            interleaved: Mutex::new(Vec::new()),
             names: AtomicU64::new(0),
         });
         let mut fake = FakeApi {
@@ -610,6 +620,25 @@ impl FakeApi {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Slips a change in before the next status PATCH to object `name` of
+    /// resource `plural` (any namespace): `change` edits the stored
+    /// object, which is stored under a new resourceVersion (with its watch
+    /// event) before the PATCH is processed, as if another writer had
+    /// come first. A PATCH that names the older resourceVersion then gets
+    /// `409 Conflict`.
+    pub fn before_next_status_write(
+        &self,
+        plural: &str,
+        name: &str,
+        change: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        self.shared
+            .interleaved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((plural.to_string(), name.to_string(), Box::new(change)));
     }
 
     /// Delays the answer to every LIST request (each page) of one resource
@@ -2012,8 +2041,28 @@ impl Ctx<'_> {
             ));
         }
         let key = self.object_key(res, &ns, name);
+        let interleaved = if status {
+            let mut all = self
+                .shared
+                .interleaved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            all.iter()
+                .position(|(p, n, _)| p == rt.plural && n == name)
+                .map(|i| all.remove(i).2)
+        } else {
+            None
+        };
         let (obj, changed) = {
             let mut state = self.shared.state();
+            if let Some(change) = interleaved {
+                if let Some(prev) = state.objects[res].get(&key).cloned() {
+                    let mut other = prev.value.clone();
+                    change(&mut other);
+                    self.update(&mut state, res, other, &prev);
+                    self.shared.notify();
+                }
+            }
             let prev = state.objects[res].get(&key).cloned();
             let base = match &prev {
                 Some(p) => p.value.clone(),

@@ -2,6 +2,8 @@
 //! Gateways, HTTPRoutes, ReferenceGrants and Namespaces, built from YAML
 //! text as the upstream conformance manifests write them.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use super::{yaml, Echo};
@@ -90,4 +92,118 @@ pub fn infra(echo: &Echo, extra: Vec<Value>) -> Vec<Value> {
     docs.extend(echo.backends(INFRA));
     docs.extend(extra);
     docs
+}
+
+/// A flaky backend like upstream's echo-basic `/retry/` handler: a request
+/// carrying `uuid` and `succeedAfter=N` fails its first N attempts (per
+/// uuid) and then answers 200 with echo-style JSON naming `service`. A
+/// failing attempt waits `delayRetry` (milliseconds, `300ms` form) and then
+/// answers `responseCode`, or, without one, resets the connection (TCP
+/// RST). One request per connection. The attempts per uuid are counted in
+/// [`RetrySim::attempts`].
+pub struct RetrySim {
+    pub port: u16,
+    attempts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RetrySim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RetrySim {
+    pub async fn start(service: &'static str) -> RetrySim {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let attempts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+            String,
+            u32,
+        >::new()));
+        let counts = attempts.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let target = text.split(' ').nth(1).unwrap_or("/").to_string();
+                    let query = |key: &str| {
+                        target.split_once('?').and_then(|(_, q)| {
+                            q.split('&').find_map(|kv| {
+                                kv.split_once('=')
+                                    .filter(|(k, _)| *k == key)
+                                    .map(|(_, v)| v.to_string())
+                            })
+                        })
+                    };
+                    let uuid = query("uuid").unwrap_or_default();
+                    let succeed_after: u32 = query("succeedAfter")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let failing = {
+                        let mut map = counts.lock().unwrap();
+                        let n = map.entry(uuid).or_insert(0);
+                        *n += 1;
+                        *n <= succeed_after
+                    };
+                    let (status, body) = if failing {
+                        if let Some(ms) = query("delayRetry")
+                            .and_then(|d| d.trim_end_matches("ms").parse::<u64>().ok())
+                        {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        match query("responseCode").and_then(|c| c.parse::<u16>().ok()) {
+                            Some(code) => (code, String::new()),
+                            None => {
+                                let _ = socket2::SockRef::from(&stream)
+                                    .set_linger(Some(Duration::ZERO));
+                                drop(stream);
+                                return;
+                            }
+                        }
+                    } else {
+                        (
+                            200,
+                            json!({"service": service, "path": target, "namespace": INFRA})
+                                .to_string(),
+                        )
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        RetrySim {
+            port,
+            attempts,
+            task,
+        }
+    }
+
+    /// How many attempts reached the backend for `uuid`.
+    pub fn attempts(&self, uuid: &str) -> u32 {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(uuid)
+            .copied()
+            .unwrap_or(0)
+    }
 }

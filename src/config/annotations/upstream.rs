@@ -67,6 +67,7 @@ impl Parser<'_> {
             non_idempotent: false,
             budget: None,
             within: None,
+            pacing: None,
         };
         if let Some(tokens) = tokens {
             retry.on_error = false;

@@ -5,9 +5,11 @@
 //! Invariants:
 //! - The same upstreams as Ingress backends (`config::backends`): one per
 //!   distinct key per compile, endpoints resolved by the same code.
-//! - An invalid reference (another kind, not permitted, no such Service or
-//!   port) yields no upstream and a `ResolvedRefs` reason; the caller sends
-//!   its share of requests to 500.
+//! - An invalid reference (another kind, an ExternalName Service, not
+//!   permitted, no such Service or port) yields no upstream and a
+//!   `ResolvedRefs` reason; the caller sends its share of requests to 500.
+//! - Headless Services (`clusterIP: None`) are Services like any other:
+//!   their endpoints come from their EndpointSlices.
 
 use std::sync::Arc;
 
@@ -39,13 +41,16 @@ pub(super) struct Backend {
 
 impl Builder<'_> {
     /// The upstream of a route's backend reference. `route_kind` is the
-    /// referring kind (for ReferenceGrants); `grpc`: spoken to as gRPC.
+    /// referring kind (for ReferenceGrants); `grpc`: spoken to as gRPC;
+    /// `lb`: the algorithm its endpoints are picked with (a
+    /// TrafficPolicy's `loadBalancer`).
     pub(super) fn gateway_backend(
         &mut self,
         route_kind: &str,
         route: &ObjectKey,
         backend: &BackendRef,
         grpc: bool,
+        lb: LbAlgorithm,
     ) -> (Backend, Option<RefProblem>) {
         let namespace = backend
             .namespace
@@ -122,6 +127,17 @@ impl Builder<'_> {
                 format!("Service {svc_key} not found"),
             );
         };
+        let spec = service.object.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+            // The spec: implementations SHOULD NOT support ExternalName
+            // Services (they may point anywhere; CVE-2021-25740).
+            return invalid(
+                REASON_INVALID_KIND,
+                format!(
+                    "Service {svc_key} is of type ExternalName, which Gateway API routes do not forward to (CVE-2021-25740); use a Service with endpoints"
+                ),
+            );
+        }
         let app_protocol = service
             .object
             .spec
@@ -138,7 +154,7 @@ impl Builder<'_> {
             namespace,
             service: backend.name.clone(),
             port: PortRef::Number(i32::from(port)),
-            lb: LbAlgorithm::RoundRobin,
+            lb,
             protocol,
             verify: None,
         };

@@ -22,9 +22,10 @@ use crate::config::snapshot::ObjectKey;
 use crate::gateway_api::route::{HeaderModifier, PathModifier as PathSpec, RouteFilter};
 use crate::gateway_api::route::{RouteCors, RouteRetry, RouteTimeouts};
 use crate::table::policy::{
-    Cors, CorsOrigins, HeaderEdits, Mirror, PathModifier, RedirectTo, Retry, RoutePolicy,
-    UrlRewrite,
+    Cors, CorsOrigins, HeaderEdits, Mirror, PathModifier, RedirectTo, Retry, RetryPacing,
+    RoutePolicy, UrlRewrite,
 };
+use crate::table::upstream::LbAlgorithm;
 
 /// Why a filter cannot be lowered: `Accepted: False, UnsupportedValue`
 /// with this message.
@@ -139,9 +140,12 @@ pub(super) fn timeouts(t: &RouteTimeouts, policy: &mut RoutePolicy) -> Result<()
     Ok(())
 }
 
-/// `retry` (experimental) → retries on connection errors and the listed
-/// statuses; `attempts` retries after the first try. `backoff` is not
-/// applied (retries go to another endpoint at once).
+/// `retry` (experimental) → retries on connection errors (resets and
+/// refusals), on backend timeouts (`timeouts.backendRequest` or the
+/// response timeout) and on the listed statuses; `attempts` retries after
+/// the first try (default 1), counted per attempt even on a one-endpoint
+/// Service, each after `backoff` (doubling, capped; see
+/// [`RetryPacing`]).
 pub(super) fn retry(r: &RouteRetry, policy: &mut RoutePolicy) -> Result<(), FilterProblem> {
     let attempts = r.attempts.unwrap_or(1);
     let tries = u8::try_from(attempts.saturating_add(1))
@@ -156,17 +160,19 @@ pub(super) fn retry(r: &RouteRetry, policy: &mut RoutePolicy) -> Result<(), Filt
                 .ok_or_else(|| unsupported(format!("retry code {c} is not in 400..599")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(b) = &r.backoff {
-        duration("retry.backoff", b)?;
-    }
+    let backoff = match &r.backoff {
+        Some(b) => duration("retry.backoff", b)?.unwrap_or_default(),
+        None => Duration::ZERO,
+    };
     policy.retry = Some(Retry {
         tries: tries.max(1),
         on_error: true,
-        on_timeout: false,
+        on_timeout: true,
         on_status: codes,
         non_idempotent: false,
         budget: None,
         within: None,
+        pacing: Some(RetryPacing { backoff }),
     });
     Ok(())
 }
@@ -275,8 +281,13 @@ impl Builder<'_> {
                         }
                         (None, None) => 1_000_000,
                     };
-                    let (backend, problem) =
-                        self.gateway_backend(cx.route_kind, cx.route, &m.backend_ref, cx.grpc);
+                    let (backend, problem) = self.gateway_backend(
+                        cx.route_kind,
+                        cx.route,
+                        &m.backend_ref,
+                        cx.grpc,
+                        LbAlgorithm::RoundRobin,
+                    );
                     refs.extend(problem);
                     if let Some(upstream) = backend.upstream {
                         mirrors.push(Mirror {

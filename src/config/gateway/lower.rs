@@ -38,6 +38,7 @@ use crate::gateway_api::route::{
 };
 use crate::table::guard::{anchored, Guard, HeaderCond, QueryCond, ValueMatch};
 use crate::table::policy::{BackendChoice, Backends, RoutePolicy};
+use crate::table::upstream::LbAlgorithm;
 use crate::table::{PathType, Route, RouteId, RouteKind};
 
 /// A rule's path match, lowered.
@@ -229,8 +230,12 @@ impl Builder<'_> {
         // What the policies set; a rule's filters then set their own
         // sections over it (the route's own settings win).
         let mut base = RoutePolicy::default();
+        // The algorithm of the route's backends: the most specific policy
+        // that sets one.
+        let mut lb = LbAlgorithm::RoundRobin;
         for p in input.policies {
-            overlay::apply(&mut base, &p.spec, self.opts.limit_statuses, false);
+            let laid = overlay::apply(&mut base, &p.spec, self.opts.limit_statuses, false);
+            lb = laid.lb.unwrap_or(lb);
         }
         for (r, rule) in input.rules.iter().enumerate() {
             let matches: &[HttpRouteMatch] = match &rule.matches {
@@ -238,7 +243,8 @@ impl Builder<'_> {
                 _ => &default_match,
             };
             let at = |what: &str| format!("spec.rules[{r}]{what}");
-            let (backends, first) = self.rule_backends(input, &rule.backend_refs, &mut out.refs)?;
+            let (backends, first) =
+                self.rule_backends(input, &rule.backend_refs, lb, &mut out.refs)?;
             for (mi, m) in matches.iter().enumerate() {
                 let (path, guard) = lower_match(m)
                     .map_err(|e| format!("{}: {e}", at(&format!(".matches[{mi}]"))))?;
@@ -321,6 +327,7 @@ impl Builder<'_> {
         &mut self,
         input: &RouteInput<'_>,
         refs: &[BackendRef],
+        lb: LbAlgorithm,
         problems: &mut Vec<RefProblem>,
     ) -> Result<
         (
@@ -341,7 +348,8 @@ impl Builder<'_> {
                         b.name, b.weight
                     )
                 })?;
-            let (backend, problem) = self.gateway_backend(input.kind, input.key, b, input.grpc());
+            let (backend, problem) =
+                self.gateway_backend(input.kind, input.key, b, input.grpc(), lb);
             problems.extend(problem);
             let mut request_headers = None;
             let mut response_headers = None;

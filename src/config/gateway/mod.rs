@@ -16,9 +16,10 @@
 //! - `status`: the conditions kube mode writes, with their reasons.
 //!
 //! TrafficPolicies reach a route through its Gateway and through the
-//! HTTPRoute itself (`route_policies`): the Gateway's is laid first, the
-//! HTTPRoute's over it section by section, and the rule's own filters last
-//! (a route's own setting wins over a policy's).
+//! HTTPRoute or GRPCRoute itself (`route_policies`): the Gateway's is laid
+//! first, the route's over it section by section, and the rule's own
+//! filters last (a route's own setting wins over a policy's); a policy's
+//! `loadBalancer.algorithm` picks the algorithm of the route's backends.
 //!
 //! Invariants:
 //! - Pure, like the rest of the compiler: the same snapshot and options
@@ -89,6 +90,15 @@ impl RouteEntry<'_> {
                 .collect::<Result<Vec<_>, _>>()
                 .map(std::borrow::Cow::Owned),
         }
+    }
+}
+
+/// The TrafficPolicy target kind of a route kind.
+fn policy_target(route_kind: &str) -> TargetKind {
+    if route_kind == GRPC_ROUTE_KIND {
+        TargetKind::GrpcRoute
+    } else {
+        TargetKind::HttpRoute
     }
 }
 
@@ -164,10 +174,10 @@ impl Builder<'_> {
         }
         for (order, route) in routes.into_iter().enumerate() {
             if let Some((status, lowered)) = self.add_route(&mut gateways, order, &route) {
-                if route.kind == HTTP_ROUTE_KIND && !lowered.is_empty() {
+                if !lowered.is_empty() {
                     self.out
                         .gateway_targets
-                        .push((TargetKind::HttpRoute, route.key.clone()));
+                        .push((policy_target(route.kind), route.key.clone()));
                 }
                 candidates.extend(lowered);
                 let statuses = match route.kind {
@@ -312,7 +322,7 @@ impl Builder<'_> {
 
     /// The TrafficPolicies reaching a route, least specific first: the
     /// policy of the oldest Gateway it attached to that has one, then the
-    /// route's own (HTTPRoutes only).
+    /// route's own (an HTTPRoute's or a GRPCRoute's, alike).
     fn route_policies(
         &self,
         gateways: &[listeners::GatewayView],
@@ -336,13 +346,11 @@ impl Builder<'_> {
                     .map(|(_, p)| p.clone())
             });
         out.extend(gateway);
-        if route.kind == HTTP_ROUTE_KIND {
-            out.extend(
-                self.policies
-                    .get(&(TargetKind::HttpRoute, route.key.clone()))
-                    .map(|(_, p)| p.clone()),
-            );
-        }
+        out.extend(
+            self.policies
+                .get(&(policy_target(route.kind), route.key.clone()))
+                .map(|(_, p)| p.clone()),
+        );
         out
     }
 

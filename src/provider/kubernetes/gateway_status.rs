@@ -4,7 +4,8 @@
 //! [`View`]). The loop around them (view gate, leader, retries, counting)
 //! is [`super::writer`]; these are four [`Kind`]s.
 //!
-//! What is written (all to the `/status` subresource, JSON merge patch):
+//! What is written (all to the `/status` subresource, JSON merge patch;
+//! route patches conditional on the resourceVersion they were built from):
 //! - GatewayClass (ours only): `conditions` (`Accepted`) and
 //!   `supportedFeatures` ([`SUPPORTED_FEATURES`]).
 //! - Gateway (of our classes): `conditions` (`Accepted`, `Programmed`),
@@ -24,6 +25,13 @@
 //!   had the same status (on the same listener or parent); otherwise now.
 //! - Never touches another controller's `parents[]` entries (kept as they
 //!   are, in their order); never writes a class or Gateway that is not ours.
+//!   `parents[]` is an atomic list (`listType=atomic` in the Gateway API
+//!   CRDs), so neither a merge patch nor server-side apply can write only
+//!   our entries: as the spec asks, a route's patch is a read-modify-write
+//!   conditional on `metadata.resourceVersion`, the version the watch
+//!   reported and the patch was built from. If another controller wrote in
+//!   between, the API server answers 409 and nothing of theirs is lost; the
+//!   writer retries from the newer version the watch then reports.
 
 use std::collections::BTreeMap;
 
@@ -35,15 +43,14 @@ use serde_json::{json, Map, Value};
 use super::gateway_watch::{GatewayClassV1, GatewayV1, GrpcRouteV1, HttpRouteV1, Watched};
 use super::status::IngressStatus;
 use super::view::View;
-use super::watch::LbStatus;
+use super::watch::{LbStatus, Reported};
 use super::writer::{self, Kind, Write};
 use crate::config::gateway::status::{Condition, GatewayStatus, RouteParentStatus};
 use crate::config::ObjectKey;
 use crate::gateway_api::route::ParentRef;
 
-/// What the watch reports about a Gateway API object's status (`null`
-/// when it has none).
-pub type Observed = writer::Observed<Value>;
+/// What the watch reports about a Gateway API object's status.
+pub type Observed = writer::Observed<Reported>;
 
 /// The features a GatewayClass of ours reports in
 /// `status.supportedFeatures` (sorted, as the spec asks): the core kinds
@@ -55,6 +62,7 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "GatewayPort8080",
     "HTTPRoute",
     "HTTPRouteBackendProtocolH2C",
+    "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendTimeout",
     "HTTPRouteCORS",
@@ -72,6 +80,8 @@ pub const SUPPORTED_FEATURES: &[&str] = &[
     "HTTPRouteRequestTimeout",
     "HTTPRouteResponseHeaderModification",
     "HTTPRouteRetry",
+    "HTTPRouteRetryBackendTimeout",
+    "HTTPRouteRetryConnectionError",
     "HTTPRouteSchemeRedirect",
     "ReferenceGrant",
 ];
@@ -223,23 +233,31 @@ pub fn route_parents(
 }
 
 /// The writes of one kind: `build(key, existing)` gives the `status`
-/// patch (and what it is for) of each object that should change.
+/// patch (and what it is for) of each object that should change; the patch
+/// names the reported resourceVersion when there is one (routes).
 fn writes(
-    observed: &BTreeMap<ObjectKey, Value>,
+    observed: &BTreeMap<ObjectKey, Reported>,
     sent: &BTreeMap<ObjectKey, Value>,
     mut build: impl FnMut(&ObjectKey, &Value) -> Option<(Value, Value)>,
 ) -> Vec<Write<Value>> {
     observed
         .iter()
         .filter_map(|(key, existing)| {
-            let (want, status) = build(key, existing)?;
+            let (want, status) = build(key, &existing.status)?;
             if sent.get(key) == Some(&want) {
                 return None;
             }
+            let patch = match &existing.version {
+                Some(version) => json!({
+                    "metadata": {"resourceVersion": version},
+                    "status": status,
+                }),
+                None => json!({ "status": status }),
+            };
             Some(Write {
                 key: key.clone(),
                 want,
-                patch: json!({ "status": status }),
+                patch,
             })
         })
         .collect()
@@ -249,7 +267,7 @@ fn writes(
 pub struct ClassStatus;
 
 impl Kind for ClassStatus {
-    type Status = Value;
+    type Status = Reported;
     type Want = Value;
     type Resource = Watched<GatewayClassV1>;
     const KIND: &'static str = "gatewayclass";
@@ -261,7 +279,7 @@ impl Kind for ClassStatus {
     fn plan(
         &mut self,
         view: &View,
-        observed: &BTreeMap<ObjectKey, Value>,
+        observed: &BTreeMap<ObjectKey, Reported>,
         sent: &BTreeMap<ObjectKey, Value>,
     ) -> Vec<Write<Value>> {
         let now = now();
@@ -290,7 +308,7 @@ impl GatewayStatusKind {
 }
 
 impl Kind for GatewayStatusKind {
-    type Status = Value;
+    type Status = Reported;
     type Want = Value;
     type Resource = Watched<GatewayV1>;
     const KIND: &'static str = "gateway";
@@ -306,7 +324,7 @@ impl Kind for GatewayStatusKind {
     fn plan(
         &mut self,
         view: &View,
-        observed: &BTreeMap<ObjectKey, Value>,
+        observed: &BTreeMap<ObjectKey, Reported>,
         sent: &BTreeMap<ObjectKey, Value>,
     ) -> Vec<Write<Value>> {
         let now = now();
@@ -332,7 +350,7 @@ pub struct RouteParents<const GRPC: bool> {
 fn plan_routes(
     desired: &BTreeMap<ObjectKey, crate::config::gateway::status::RouteStatus>,
     controller: &str,
-    observed: &BTreeMap<ObjectKey, Value>,
+    observed: &BTreeMap<ObjectKey, Reported>,
     sent: &BTreeMap<ObjectKey, Value>,
 ) -> Vec<Write<Value>> {
     let now = now();
@@ -346,7 +364,7 @@ fn plan_routes(
 }
 
 impl Kind for RouteParents<false> {
-    type Status = Value;
+    type Status = Reported;
     type Want = Value;
     type Resource = Watched<HttpRouteV1>;
     const KIND: &'static str = "httproute";
@@ -358,7 +376,7 @@ impl Kind for RouteParents<false> {
     fn plan(
         &mut self,
         view: &View,
-        observed: &BTreeMap<ObjectKey, Value>,
+        observed: &BTreeMap<ObjectKey, Reported>,
         sent: &BTreeMap<ObjectKey, Value>,
     ) -> Vec<Write<Value>> {
         plan_routes(&view.gateway.http_routes, &self.controller, observed, sent)
@@ -366,7 +384,7 @@ impl Kind for RouteParents<false> {
 }
 
 impl Kind for RouteParents<true> {
-    type Status = Value;
+    type Status = Reported;
     type Want = Value;
     type Resource = Watched<GrpcRouteV1>;
     const KIND: &'static str = "grpcroute";
@@ -378,7 +396,7 @@ impl Kind for RouteParents<true> {
     fn plan(
         &mut self,
         view: &View,
-        observed: &BTreeMap<ObjectKey, Value>,
+        observed: &BTreeMap<ObjectKey, Reported>,
         sent: &BTreeMap<ObjectKey, Value>,
     ) -> Vec<Write<Value>> {
         plan_routes(&view.gateway.grpc_routes, &self.controller, observed, sent)

@@ -136,9 +136,20 @@ pub type LbStatus = Vec<IngressLoadBalancerIngress>;
 pub enum Taken {
     Ingress(LbStatus),
     TrafficPolicy(TrafficPolicyStatus),
-    /// A Gateway API object's `status` (`null` when it has none), with
-    /// the object's kind.
-    GatewayApi(&'static str, serde_json::Value),
+    /// A Gateway API object's `status` (`null` when it has none) and
+    /// resourceVersion, with the object's kind.
+    GatewayApi(&'static str, Reported),
+}
+
+/// A Gateway API object's status as the watch reported it (what the
+/// Gateway API status writers plan from).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reported {
+    /// `status` (`null` when it has none).
+    pub status: serde_json::Value,
+    /// The object's resourceVersion (routes only: their status writes are
+    /// conditional on it).
+    pub version: Option<String>,
 }
 
 fn trim_meta(meta: &mut ObjectMeta) {
@@ -194,19 +205,21 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
         }
         Object::GatewayClass(o) => {
             trim_meta(&mut o.metadata);
-            return Some(gateway_status(object));
+            return Some(gateway_status(object, None));
         }
         Object::Gateway(o) => {
             trim_meta(&mut o.metadata);
-            return Some(gateway_status(object));
+            return Some(gateway_status(object, None));
         }
         Object::HttpRoute(o) => {
+            let version = o.metadata.resource_version.take();
             trim_meta(&mut o.metadata);
-            return Some(gateway_status(object));
+            return Some(gateway_status(object, version));
         }
         Object::GrpcRoute(o) => {
+            let version = o.metadata.resource_version.take();
             trim_meta(&mut o.metadata);
-            return Some(gateway_status(object));
+            return Some(gateway_status(object, version));
         }
         Object::ReferenceGrant(o) => trim_meta(&mut o.metadata),
         Object::Namespace(o) => {
@@ -236,8 +249,9 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
     None
 }
 
-/// Takes the status off a Gateway API object that has one.
-fn gateway_status(object: &mut Object) -> Taken {
+/// Takes the status off a Gateway API object that has one; `version`:
+/// its resourceVersion, kept for the writes conditional on it (routes).
+fn gateway_status(object: &mut Object, version: Option<String>) -> Taken {
     let (kind, status) = match object {
         Object::GatewayClass(o) => ("GatewayClass", o.status.take()),
         Object::Gateway(o) => ("Gateway", o.status.take()),
@@ -245,7 +259,13 @@ fn gateway_status(object: &mut Object) -> Taken {
         Object::GrpcRoute(o) => ("GRPCRoute", o.status.take()),
         _ => ("", None),
     };
-    Taken::GatewayApi(kind, status.unwrap_or(serde_json::Value::Null))
+    Taken::GatewayApi(
+        kind,
+        Reported {
+            status: status.unwrap_or(serde_json::Value::Null),
+            version,
+        },
+    )
 }
 
 fn watch<K>(

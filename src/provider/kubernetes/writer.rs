@@ -217,6 +217,12 @@ where
             true
         }
         Err(kube::Error::Api(e)) if e.code == 404 => true, // deleted meanwhile
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            // A conditional write (its resourceVersion) lost a race with
+            // another writer: planned again from the newer version.
+            tracing::debug!(kind, object = %key, "status changed meanwhile; retrying");
+            false
+        }
         Err(e) => {
             tracing::warn!(kind, object = %key, error = %e, "cannot update status; retrying");
             false

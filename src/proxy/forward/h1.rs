@@ -18,6 +18,7 @@
 //!   dropped.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -85,18 +86,36 @@ pub async fn send(
     let mut client_upgrade = client_upgrade;
     // `None` once sent (and not handed back).
     let mut pending = Some(req);
+    let pacing = retry.and_then(|r| r.pacing);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
     let mut pick = plan.pick;
     // `proxy-next-upstream-timeout`: no next endpoint past this instant.
     let retry_until = retry.and_then(|r| r.within).map(|d| Instant::now() + d);
-    while tried.len() < max_attempts {
-        if !tried.is_empty() && retry_until.is_some_and(|until| Instant::now() >= until) {
+    // Attempts so far; without pacing always `tried.len()`.
+    let mut attempts = 0usize;
+    while attempts < max_attempts {
+        if attempts > 0 && retry_until.is_some_and(|until| Instant::now() >= until) {
             break;
         }
-        let Some(endpoint) = backend.next_endpoint(&tried, pick)? else {
-            break;
+        if let (Some(pacing), Ok(retry_number)) = (pacing, u32::try_from(attempts)) {
+            if attempts > 0 {
+                pace(pacing.wait_before(retry_number), plan).await?;
+            }
+        }
+        let endpoint = match backend.next_endpoint(&tried, pick)? {
+            Some(endpoint) => endpoint,
+            // Gateway API attempts may go to endpoints tried before.
+            None if pacing.is_some() && !tried.is_empty() => {
+                tried.clear();
+                match backend.next_endpoint(&tried, pick)? {
+                    Some(endpoint) => endpoint,
+                    None => break,
+                }
+            }
+            None => break,
         };
+        attempts += 1;
         pick = Pick::Balanced;
 
         // A pooled connection first; if it turns out closed before taking
@@ -136,7 +155,9 @@ pub async fn send(
                 .map_err(ProxyError::from);
             let response = match result {
                 Err(ProxyError::Timeout)
-                    if replay.is_some() && retry.is_some_and(|r| r.on_timeout) =>
+                    if replay.is_some()
+                        && retry.is_some_and(|r| r.on_timeout)
+                        && !past_deadline(plan) =>
                 {
                     last_error = Some(ProxyError::Timeout);
                     break None;
@@ -172,7 +193,7 @@ pub async fn send(
             }
             let status = response.status().as_u16();
             let again = replay.is_some()
-                && tried.len() + 1 < max_attempts
+                && attempts < max_attempts
                 && retry_until.is_none_or(|until| Instant::now() < until)
                 && retry.is_some_and(|r| r.on_status.contains(&status));
             if again {
@@ -210,7 +231,36 @@ pub async fn send(
             }
         }
     }
-    Err(last_error.unwrap_or(ProxyError::NoEndpoints))
+    Err(match last_error {
+        Some(e @ (ProxyError::Connect(_) | ProxyError::Upstream(_))) if pacing.is_some() => {
+            ProxyError::Unavailable(Box::new(e))
+        }
+        Some(e) => e,
+        None => ProxyError::NoEndpoints,
+    })
+}
+
+/// Waits `wait` before a Gateway API retry; a request deadline that comes
+/// first ends the request there (504), as the spec asks.
+async fn pace(wait: Duration, plan: &Plan<'_>) -> Result<(), ProxyError> {
+    if let Some(deadline) = plan.exchange.deadline {
+        if Instant::now() + wait >= deadline {
+            tokio::time::sleep_until(deadline).await;
+            return Err(ProxyError::Timeout);
+        }
+    }
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    Ok(())
+}
+
+/// Whether the request's whole deadline (`timeouts.request`) has passed:
+/// then a timed-out attempt is not retried.
+fn past_deadline(plan: &Plan<'_>) -> bool {
+    plan.exchange
+        .deadline
+        .is_some_and(|deadline| Instant::now() >= deadline)
 }
 
 /// Methods that may be sent twice (RFC 9110 §9.2.2).

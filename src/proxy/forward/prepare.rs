@@ -40,7 +40,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// A request without a body and without an upgrade (a mirror's copy).
+    /// A request without an upload tracker and without an upgrade (a
+    /// mirror's copy: no body, or one teed from the main request's).
     pub fn head_only(req: Request<UploadBody>) -> Prepared {
         Prepared {
             req,

@@ -6,11 +6,14 @@
 //! - Never delays nor fails the main request: the copy is sent by a task
 //!   of its own, and every failure there (no endpoint, refused, timeout)
 //!   is only logged at debug level.
-//! - Bounded: the copy carries the request head only, with an empty body
-//!   (`Content-Length`/`Transfer-Encoding` removed), so a mirror never
-//!   buffers a body; at most [`MAX_IN_FLIGHT`] copies are in flight per
-//!   process, and the copy is dropped beyond that; each copy has the
-//!   global connect and response timeouts.
+//! - Bounded: the copy's body is teed from the main request's as the main
+//!   exchange reads it ([`crate::proxy::tee`]): the main request never
+//!   waits for a mirror, and a mirror more than
+//!   [`crate::proxy::tee::MAX_QUEUED_BYTES`] behind is abandoned (its
+//!   request aborted, never completed with a truncated body); at most
+//!   [`MAX_IN_FLIGHT`] copies are in flight per process, and the copy is
+//!   dropped beyond that; each copy has the global connect and response
+//!   timeouts.
 //! - The mirror task holds the request's published snapshot (an `Arc`),
 //!   so the upstream id it was given still names the same upstream.
 
@@ -65,7 +68,7 @@ impl UpstreamStep for Mirrors {
                 tracing::debug!(mirror = %mirror.service, "mirror skipped: too many in flight");
                 continue;
             };
-            let Some(copy) = head_copy(&prepared.req) else {
+            let Some(copy) = copy_of(&mut prepared.req) else {
                 continue;
             };
             let plan = Plan::from_settings(&cx.conn.state.settings);
@@ -75,17 +78,28 @@ impl UpstreamStep for Mirrors {
     }
 }
 
-/// The request head with an empty body.
-fn head_copy(req: &Request<UploadBody>) -> Option<Request<UploadBody>> {
+/// The request as it will be sent upstream: its head, and its body teed
+/// as the main request reads it (see [`crate::proxy::tee`]); a request
+/// without a body gets an empty one without framing headers.
+fn copy_of(req: &mut Request<UploadBody>) -> Option<Request<UploadBody>> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = req.body_mut().tee(declared);
+    let framed = body.is_some();
     let mut copy = Request::builder()
         .method(req.method().clone())
         .uri(req.uri().clone())
         .version(req.version())
-        .body(UploadBody::empty())
+        .body(body.unwrap_or_else(UploadBody::empty))
         .ok()?;
     *copy.headers_mut() = req.headers().clone();
-    copy.headers_mut().remove(CONTENT_LENGTH);
-    copy.headers_mut().remove(TRANSFER_ENCODING);
+    if !framed {
+        copy.headers_mut().remove(CONTENT_LENGTH);
+        copy.headers_mut().remove(TRANSFER_ENCODING);
+    }
     Some(copy)
 }
 

@@ -164,9 +164,12 @@ fn plans_skip_what_is_right_or_already_sent() {
     );
     let class_key = ObjectKey::new("", "tollgate");
     let other_class = ObjectKey::new("", "other");
-    let observed: BTreeMap<_, _> = [(class_key.clone(), Value::Null), (other_class, Value::Null)]
-        .into_iter()
-        .collect();
+    let observed: BTreeMap<_, _> = [
+        (class_key.clone(), Reported::default()),
+        (other_class, Reported::default()),
+    ]
+    .into_iter()
+    .collect();
     let writes = ClassStatus.plan(&view, &observed, &BTreeMap::new());
     assert_eq!(writes.len(), 1, "only our class");
     assert_eq!(writes[0].key, class_key);
@@ -185,7 +188,10 @@ fn plans_skip_what_is_right_or_already_sent() {
     // Reported back as written: nothing to do.
     let reported: BTreeMap<_, _> = [(
         class_key,
-        class_status(&[accepted(true, 1)], &Value::Null, &json!(T0)),
+        Reported {
+            status: class_status(&[accepted(true, 1)], &Value::Null, &json!(T0)),
+            version: None,
+        },
     )]
     .into_iter()
     .collect();
@@ -197,11 +203,20 @@ fn plans_skip_what_is_right_or_already_sent() {
         controller: OURS.into(),
     };
     let observed: BTreeMap<_, _> = [
-        (ObjectKey::new("ns", "r"), Value::Null),
+        (
+            ObjectKey::new("ns", "r"),
+            Reported {
+                status: Value::Null,
+                version: Some("41".into()),
+            },
+        ),
         (
             ObjectKey::new("ns", "foreign"),
-            json!({"parents": [
-            {"parentRef": {"name": "x"}, "controllerName": "example.com/x", "conditions": []}]}),
+            Reported {
+                status: json!({"parents": [
+                {"parentRef": {"name": "x"}, "controllerName": "example.com/x", "conditions": []}]}),
+                version: Some("42".into()),
+            },
         ),
     ]
     .into_iter()
@@ -209,4 +224,7 @@ fn plans_skip_what_is_right_or_already_sent() {
     let writes = routes.plan(&view, &observed, &BTreeMap::new());
     assert_eq!(writes.len(), 1, "no write to a route that is not ours");
     assert_eq!(writes[0].key, ObjectKey::new("ns", "r"));
+    // parents[] is an atomic list: the write is conditional on the
+    // version it was built from.
+    assert_eq!(writes[0].patch["metadata"]["resourceVersion"], "41");
 }

@@ -86,6 +86,9 @@
 
 pub mod admin;
 pub mod auth;
+// Observability (issue 18): the build's version and revision, the access log.
+pub mod access_log;
+pub mod build_info;
 pub mod check;
 pub mod config;
 pub mod crd;

@@ -121,7 +121,7 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("client-body-buffer-size", Support::Ignored),
     ("connection-proxy-header", Support::Ignored),
     ("custom-headers", Support::Ignored),
-    ("enable-access-log", Support::Ignored),
+    ("enable-access-log", Support::Supported),
     ("enable-opentelemetry", Support::Ignored),
     ("enable-rewrite-log", Support::Ignored),
     ("from-to-www-redirect", Support::Ignored),

@@ -33,6 +33,7 @@ mod cors;
 mod ingress;
 pub mod known;
 mod limits;
+mod logging;
 pub(super) mod parser;
 mod redirect;
 mod upstream;
@@ -122,6 +123,7 @@ pub fn parse(
     }
     policy.forwarded_prefix = p.header_value("x-forwarded-prefix");
     policy.upstream_vhost = p.header_value("upstream-vhost");
+    policy.no_access_log = p.access_log_off();
     // Field order is evaluation order: problems keep their order.
     let out = Annotations {
         policy,

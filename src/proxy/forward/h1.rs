@@ -101,7 +101,12 @@ pub async fn send(
             let reused = pooled.is_some();
             let mut sender = match pooled.take() {
                 Some(s) => s,
-                None => match backend.dial(&endpoint).connect(plan.connect_timeout).await {
+                None => match timed(
+                    plan,
+                    backend.dial(&endpoint).connect(plan.connect_timeout),
+                )
+                .await
+                {
                     Ok(s) => {
                         endpoint.mark_ok();
                         s
@@ -123,8 +128,10 @@ pub async fn send(
                 break None;
             };
             let inflight = endpoint.start_request();
-            // Latency feeds only the p2c-ewma picker: no clock read otherwise.
-            let sent = (upstream.key.lb == LbAlgorithm::P2cEwma).then(Instant::now);
+            // Latency feeds the p2c-ewma picker and the request's timing:
+            // no clock read when neither wants it.
+            let sent = (upstream.key.lb == LbAlgorithm::P2cEwma || plan.timing.is_some())
+                .then(Instant::now);
             let exchange = sender.try_send_request(req);
             let result = with_timeouts(exchange, upload.as_deref(), &plan.exchange)
                 .await
@@ -161,11 +168,14 @@ pub async fn send(
                     }
                 },
             };
-            if let Some(sent) = sent {
-                endpoint
-                    .observe_latency(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
-            }
             let status = response.status().as_u16();
+            if let Some(sent) = sent {
+                let elapsed = sent.elapsed();
+                endpoint.observe_latency(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+                if let Some(timing) = plan.timing {
+                    timing.responded(elapsed, status);
+                }
+            }
             let again = replay.is_some()
                 && tried.len() + 1 < max_attempts
                 && retry.is_some_and(|r| r.on_status.contains(&status));
@@ -205,6 +215,17 @@ pub async fn send(
         }
     }
     Err(last_error.unwrap_or(ProxyError::NoEndpoints))
+}
+
+/// Awaits a new connection, noting how long it took in the plan's timing.
+pub(super) async fn timed<T>(plan: &Plan<'_>, connect: impl std::future::Future<Output = T>) -> T {
+    let Some(timing) = plan.timing else {
+        return connect.await;
+    };
+    let started = Instant::now();
+    let out = connect.await;
+    timing.connected(started.elapsed());
+    out
 }
 
 /// Methods that may be sent twice (RFC 9110 §9.2.2).

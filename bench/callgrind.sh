@@ -49,7 +49,7 @@ vpid=$!
 pids+=($vpid)
 for _ in $(seq 1 100); do curl -fs "127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.3; done
 wrk -t1 -c${CONNS:-20} -d1s -H 'Host: bench.local' "http://127.0.0.1:$http/" >/dev/null
-count() { curl -fs "127.0.0.1:$admin/metrics" | awk '/^tollgate_requests_total\{ingress="bench\/bench".*status_class="2xx"/ {print $2}'; }
+count() { curl -fs "127.0.0.1:$admin/metrics" | awk '/^tollgate_requests_total\{ingress="bench\/bench".*status="200"/ {print $2}'; }
 before=$(count)
 [ -n "${KEEP:-}" ] || callgrind_control -z "$vpid" >/dev/null 2>&1
 wrk -t1 -c${CONNS:-20} -d"${secs}s" -H 'Host: bench.local' "http://127.0.0.1:$http/" | grep -E "requests in|Non-2xx|Socket errors" || true

@@ -118,29 +118,33 @@ impl Record {
         }
     }
 
-    /// The route that served the request, the series it is counted in
-    /// (the canary's when the canary served it), and the upstream endpoint.
-    pub fn routed(
-        &mut self,
-        route: &Route,
-        series: &Arc<RouteSeries>,
-        canary: bool,
-        upstream: Option<Arc<Endpoint>>,
-    ) {
+    /// The route the request matched and its series, before anything is
+    /// forwarded (a client gone mid-request is counted under its route).
+    pub fn route(&mut self, route: &Route, series: &Arc<RouteSeries>) {
         self.series = Some(series.clone());
-        self.upstream = upstream;
         if route.policy.no_access_log {
             self.log = None;
         }
         if let Some(log) = &mut self.log {
             log.route_kind = route.kind.as_str();
             log.route = Some(route.ingress.clone());
-            log.canary = canary;
-            log.service = Some(match (&route.canary, canary) {
-                (Some(c), true) => c.service.clone(),
-                _ => route.service.clone(),
-            });
+            log.service = Some(route.service.clone());
         }
+    }
+
+    /// The route's canary served the request: counted (and logged) as the
+    /// canary Ingress's, with its Service.
+    pub fn canary(&mut self, series: &Arc<RouteSeries>, service: &Arc<str>) {
+        self.series = Some(series.clone());
+        if let Some(log) = &mut self.log {
+            log.canary = true;
+            log.service = Some(service.clone());
+        }
+    }
+
+    /// The endpoint that answered.
+    pub fn upstream(&mut self, endpoint: Option<Arc<Endpoint>>) {
+        self.upstream = endpoint;
     }
 
     /// The response is known: its status and head size.

@@ -118,6 +118,7 @@ pub async fn handle(
     let response = match routed {
         None => response::unrouted(ProxyError::NoRoute),
         Some((id, route, backend, metrics)) => {
+            record.route(route, &metrics.main);
             let client = &ctx.client;
             let timing = &record.timing;
             let outcome = if !client.tls && route.redirect_https {
@@ -156,11 +157,10 @@ pub async fn handle(
                     (e.response(), None, false)
                 }
             };
-            let series = match (&metrics.canary, canary) {
-                (Some(series), true) => series,
-                _ => &metrics.main,
-            };
-            record.routed(route, series, canary, endpoint);
+            if let (true, Some(series), Some(c)) = (canary, &metrics.canary, &route.canary) {
+                record.canary(series, &c.service);
+            }
+            record.upstream(endpoint);
             response
         }
     };

@@ -14,13 +14,23 @@ use serde_json::Value;
 use super::common::*;
 use super::{annotated, base, log_line, metric_at_least, NS};
 
+/// `req` with its User-Agent replaced (the helper's client sets one).
+fn with_agent(mut req: http::Request<Full<bytes::Bytes>>, agent: &'static str) -> http::Request<Full<bytes::Bytes>> {
+    req.headers_mut()
+        .insert("user-agent", http::HeaderValue::from_static(agent));
+    req
+}
+
 fn tls_docs(echo: &Echo) -> (Vec<Value>, TestCa) {
     let ca = TestCa::new("obs CA");
     let leaf = ca.leaf("app", &["app.test"]);
     let mut docs = base(echo, &["main"]);
     let mut spec = simple_spec("app.test", "main");
     spec.push_str("tls:\n- hosts: [app.test]\n  secretName: app-tls\n");
-    docs.push(ingress(NS, "main", &spec));
+    let mut main = ingress(NS, "main", &spec);
+    main["metadata"]["annotations"]["nginx.ingress.kubernetes.io/ssl-redirect"] =
+        Value::String("false".into());
+    docs.push(main);
     docs.push(tls_secret(NS, "app-tls", &leaf.chain_pem, &leaf.key_pem));
     (docs, ca)
 }
@@ -36,12 +46,14 @@ async fn json_line_has_every_field() {
         .await;
     let r = send(
         tg.http_addr(),
-        req("POST", "app.test", "/json?x=1")
-            .header("user-agent", "obs-agent/1.0")
-            .header("referer", "https://from.test/page")
-            .header("x-request-id", "json-1")
-            .body(Full::new(bytes::Bytes::from_static(b"hello")))
-            .unwrap(),
+        with_agent(
+            req("POST", "app.test", "/json?x=1")
+                .header("referer", "https://from.test/page")
+                .header("x-request-id", "json-1")
+                .body(Full::new(bytes::Bytes::from_static(b"hello")))
+                .unwrap(),
+            "obs-agent/1.0",
+        ),
     )
     .await
     .unwrap();
@@ -102,11 +114,13 @@ async fn text_default_and_custom_templates() {
     let tg = Tollgate::builder().docs("m.yaml", &docs).start().await;
     let r = send(
         tg.http_addr(),
-        req("GET", "app.test", "/plain?x=1")
-            .header("user-agent", "ua \"quoted\"")
-            .header("x-request-id", "txt-1")
-            .body(Full::default())
-            .unwrap(),
+        with_agent(
+            req("GET", "app.test", "/plain?x=1")
+                .header("x-request-id", "txt-1")
+                .body(Full::default())
+                .unwrap(),
+            "ua \"quoted\"",
+        ),
     )
     .await
     .unwrap();
@@ -133,11 +147,13 @@ async fn text_default_and_custom_templates() {
         .await;
     let r = send(
         tg.http_addr(),
-        req("GET", "app.test", "/c?q=1")
-            .header("user-agent", "ua-x")
-            .header("x-request-id", "cus-1")
-            .body(Full::default())
-            .unwrap(),
+        with_agent(
+            req("GET", "app.test", "/c?q=1")
+                .header("x-request-id", "cus-1")
+                .body(Full::default())
+                .unwrap(),
+            "ua-x",
+        ),
     )
     .await
     .unwrap();

@@ -46,6 +46,26 @@ fn readme_metrics() -> BTreeSet<String> {
         .collect()
 }
 
+/// An Ingress refused for a snippet annotation.
+fn rejected_ingress() -> Value {
+    annotated(
+        "snippet",
+        "snippet.test",
+        "main",
+        &[("nginx.ingress.kubernetes.io/configuration-snippet", "return 200;")],
+    )
+}
+
+/// Metrics only Kubernetes mode has data for (pinned by
+/// tests/kubernetes.rs and tests/kubernetes_gateway.rs).
+const KUBERNETES_ONLY: [&str; 5] = [
+    "tollgate_kube_watch_errors_total",
+    "tollgate_kube_watch_synced",
+    "tollgate_status_updates_total",
+    "tollgate_status_writes_total",
+    "tollgate_events_published_total",
+];
+
 fn value(m: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric_sum(m, name, labels).unwrap_or_else(|| panic!("{name}{labels:?} missing:\n{m}"))
 }
@@ -195,37 +215,90 @@ async fn every_metric_after_real_traffic() {
     tg.write("m.yaml", &yaml_docs(&docs2));
     metric_at_least(&tg, "tollgate_endpoint_updates_total", &[], before + 1.0).await;
 
-    // A manifest that cannot be read: a source error, a diagnostic, and
-    // the last apply is not a success.
+    // A manifest that cannot be read: a source error.
     tg.write("broken.yaml", "kind: [unclosed");
     let m = metric_at_least(&tg, "tollgate_source_errors_total", &[], 1.0).await;
     assert!(
         series(&m, "tollgate_source_errors_total").iter().any(|l| l.contains("broken.yaml")),
         "{m}"
     );
-    let m = metric_at_least(&tg, "tollgate_config_diagnostics", &[("kind", "File")], 1.0).await;
+    // A rejected Ingress: a diagnostic, a failed compile, and the last
+    // apply is not a success.
+    tg.write("bad.yaml", &yaml_docs(&[rejected_ingress()]));
+    let m = metric_at_least(
+        &tg,
+        "tollgate_config_diagnostics",
+        &[("kind", "Ingress"), ("severity", "rejected")],
+        1.0,
+    )
+    .await;
     assert_eq!(value(&m, "tollgate_config_last_apply_success", &[]), 0.0, "{m}");
     assert!(value(&m, "tollgate_compile_failures_total", &[]) >= 1.0);
+    // Fixed again: the count of rejections goes back to 0, and the apply
+    // is a success once no file is broken either.
+    tg.remove("broken.yaml");
+    tg.remove("bad.yaml");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = tg.metrics().await;
+        let now = value(&m, "tollgate_config_diagnostics", &[("kind", "Ingress"), ("severity", "rejected")]);
+        if now == 0.0 {
+            assert_eq!(value(&m, "tollgate_config_last_apply_success", &[]), 1.0, "{m}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Every family `/metrics` declares is in the README's table and the other
 /// way round (the table is the reference of the names).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_metric_table_matches_the_binary() {
+    // Traffic, a certificate, a source error and a rejected Ingress: every
+    // family but Kubernetes mode's has data.
     let echo = Echo::services(&["main"]).await;
+    let ca = TestCa::new("obs CA");
+    let leaf = ca.leaf("app", &["app.test"]);
     let mut docs = base(&echo, &["main"]);
-    docs.push(annotated("main", "app.test", "main", &[]));
-    let tg = Tollgate::builder().docs("m.yaml", &docs).start().await;
-    assert_eq!(tg.get("app.test", "/").await.status, 200);
+    let mut spec = simple_spec("app.test", "main");
+    spec.push_str("tls:\n- hosts: [app.test]\n  secretName: app-tls\n");
+    docs.push(ingress(NS, "main", &spec));
+    docs.push(tls_secret(NS, "app-tls", &leaf.chain_pem, &leaf.key_pem));
+    docs.push(rejected_ingress());
+    let tg = Tollgate::builder()
+        .docs("m.yaml", &docs)
+        .file("broken.yaml", "kind: [unclosed")
+        .start()
+        .await;
+    let (r, _) = https_get(tg.https_addr(), Some("app.test"), "app.test", "/").await.unwrap();
+    assert_eq!(r.status, 200);
     let m = metric_at_least(&tg, "tollgate_requests_total", &[("ingress", "obs/main")], 1.0).await;
+    let m = if m.contains("tollgate_source_errors") {
+        m
+    } else {
+        metric_at_least(&tg, "tollgate_source_errors_total", &[], 1.0).await
+    };
+    let expiry = value(
+        &m,
+        "tollgate_certificate_expiry_timestamp_seconds",
+        &[("secret", "obs/app-tls"), ("host", "app.test")],
+    );
+    assert!(expiry > 1.7e9, "{m}");
     let exposed = families(&m);
     let documented = readme_metrics();
     let undocumented: Vec<_> = exposed.difference(&documented).collect();
-    let missing: Vec<_> = documented.difference(&exposed).collect();
+    let missing: Vec<_> = documented
+        .difference(&exposed)
+        .filter(|name| !KUBERNETES_ONLY.contains(&name.as_str()))
+        .collect();
     assert!(
         undocumented.is_empty() && missing.is_empty(),
         "exposed but not in README: {undocumented:?}; in README but not exposed: {missing:?}"
     );
+    for name in KUBERNETES_ONLY {
+        assert!(documented.contains(name), "{name} not in README");
+    }
     // The README's TLS handshake results are the code's.
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let row = readme

@@ -101,14 +101,15 @@ pub async fn send(
             let reused = pooled.is_some();
             let mut sender = match pooled.take() {
                 Some(s) => s,
-                None => match timed(
-                    plan,
-                    backend.dial(&endpoint).connect(plan.connect_timeout),
-                )
-                .await
-                {
+                None => {
+                    // Connect time is measured only when a connection opens.
+                    let dialed = plan.timing.map(|timing| (timing, Instant::now()));
+                    match backend.dial(&endpoint).connect(plan.connect_timeout).await {
                     Ok(s) => {
                         endpoint.mark_ok();
+                        if let Some((timing, started)) = dialed {
+                            timing.connected(started.elapsed());
+                        }
                         s
                     }
                     Err(e) => {
@@ -116,7 +117,8 @@ pub async fn send(
                         last_error = Some(ProxyError::Connect(e));
                         break None;
                     }
-                },
+                }
+                }
             };
             if sender.ready().await.is_err() {
                 if reused {
@@ -215,17 +217,6 @@ pub async fn send(
         }
     }
     Err(last_error.unwrap_or(ProxyError::NoEndpoints))
-}
-
-/// Awaits a new connection, noting how long it took in the plan's timing.
-pub(super) async fn timed<T>(plan: &Plan<'_>, connect: impl std::future::Future<Output = T>) -> T {
-    let Some(timing) = plan.timing else {
-        return connect.await;
-    };
-    let started = Instant::now();
-    let out = connect.await;
-    timing.connected(started.elapsed());
-    out
 }
 
 /// Methods that may be sent twice (RFC 9110 §9.2.2).

@@ -6,6 +6,8 @@
 # (one wakeup each), so two builds compare to within a fraction of a per
 # cent even on a loaded machine; with 20 connections the count also moves
 # with how many requests share a wakeup, which depends on the load.
+# ACCESS_LOG=true counts the access log too (written to a file; add
+# TOLLGATE_ARGS="--log-format json" for the JSON lines).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
@@ -44,7 +46,7 @@ YAML
 "$bin" echo --fixed --listen "127.0.0.1:$backend=echo" >/dev/null 2>&1 &
 pids+=($!)
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run --manifests "$work" \
-  --http-addr "127.0.0.1:$http" --admin-addr "127.0.0.1:$admin" --threads 1 --access-log false >"$work/log" 2>&1 &
+  --http-addr "127.0.0.1:$http" --admin-addr "127.0.0.1:$admin" --threads 1 --access-log "${ACCESS_LOG:-false}" ${TOLLGATE_ARGS:-} >"$work/log" 2>&1 &
 vpid=$!
 pids+=($vpid)
 for _ in $(seq 1 100); do curl -fs "127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.3; done

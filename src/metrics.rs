@@ -51,12 +51,6 @@ pub const HANDSHAKE_RESULTS: [&str; 9] = [
     "other",
 ];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LimitLabels {
-    /// `rate` or `connections`.
-    pub limit: &'static str,
-}
-
 /// Why a request was refused as malformed (`tollgate_bad_requests_total`).
 /// A short, fixed list: the label never carries request data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

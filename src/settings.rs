@@ -241,7 +241,11 @@ pub struct RunArgs {
     pub access_log_format: Option<String>,
     /// Request paths left out of the access log (health checks): exact,
     /// or a prefix when ending in `*`. Comma-separated or repeated.
-    #[arg(long = "access-log-skip-path", env = "TOLLGATE_ACCESS_LOG_SKIP_PATHS", value_delimiter = ',')]
+    #[arg(
+        long = "access-log-skip-path",
+        env = "TOLLGATE_ACCESS_LOG_SKIP_PATHS",
+        value_delimiter = ','
+    )]
     pub access_log_skip_paths: Vec<String>,
     /// Label request metrics with the rule's host (as ingress-nginx's
     /// `--metrics-per-host`); off by default to keep cardinality low.

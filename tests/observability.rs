@@ -46,17 +46,19 @@ async fn log_line(tg: &Tollgate, needle: &str) -> String {
         if let Some(line) = out.lines().find(|l| l.contains(needle)) {
             return line.to_string();
         }
-        assert!(
-            Instant::now() < deadline,
-            "no line with {needle:?}:\n{out}"
-        );
+        assert!(Instant::now() < deadline, "no line with {needle:?}:\n{out}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 /// Waits (bounded) until `metric{labels}` reaches `at_least`; returns the
 /// last `/metrics` text.
-async fn metric_at_least(tg: &Tollgate, name: &str, labels: &[(&str, &str)], at_least: f64) -> String {
+async fn metric_at_least(
+    tg: &Tollgate,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let m = tg.metrics().await;

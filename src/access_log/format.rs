@@ -373,11 +373,13 @@ fn write_var(out: &mut Vec<u8>, var: Var, line: &Line<'_>, civil: Option<Civil>)
         }),
         Var::UpstreamResponseTime => dash_or(out, line.upstream_response_time, seconds),
         Var::UpstreamConnectTime => dash_or(out, line.upstream_connect_time, seconds),
-        Var::UpstreamResponseLength => {
-            dash_or(out, line.upstream_status.map(|_| line.body_bytes_sent), |out, n| {
+        Var::UpstreamResponseLength => dash_or(
+            out,
+            line.upstream_status.map(|_| line.body_bytes_sent),
+            |out, n| {
                 let _ = write!(out, "{n}");
-            })
-        }
+            },
+        ),
         Var::ReqId => escaped_or_dash(out, line.request_id),
         Var::Namespace => escaped_or_dash(out, split_route(line.route).0.as_bytes()),
         Var::IngressName => {

@@ -25,7 +25,9 @@ pub struct Civil {
 
 impl Civil {
     pub fn of(time: SystemTime) -> Self {
-        let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let since = time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         let secs = i64::try_from(since.as_secs()).unwrap_or(0);
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
@@ -87,7 +89,10 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), "2026-12-07T11:42:58.123Z");
         let mut out = Vec::new();
         c.write_local(&mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), "07/Dec/2026:11:42:58 +0000");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "07/Dec/2026:11:42:58 +0000"
+        );
         let leap = Civil::of(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400));
         assert_eq!((leap.year, leap.month, leap.day), (2000, 2, 29));
     }

@@ -146,7 +146,8 @@ mod tests {
 
     #[test]
     fn stat_with_odd_command_name() {
-        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 12345 1000 200";
+        let stat =
+            "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 12345 1000 200";
         let (cpu, start) = parse_stat(stat);
         assert_eq!(cpu, Some(3.0));
         assert_eq!(start, Some(12345));
@@ -159,7 +160,10 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(stats.resident_bytes.unwrap_or(0) > 0, "{stats:?}");
             assert!(stats.open_fds.unwrap_or(0) > 0, "{stats:?}");
-            assert!(stats.start_time_seconds.unwrap_or(0) > 1_600_000_000, "{stats:?}");
+            assert!(
+                stats.start_time_seconds.unwrap_or(0) > 1_600_000_000,
+                "{stats:?}"
+            );
         }
     }
 }

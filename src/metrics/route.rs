@@ -143,13 +143,14 @@ impl RouteSeries {
             };
             let mut current = slot.key.load(Ordering::Relaxed);
             if current == 0 {
-                current = match slot
-                    .key
-                    .compare_exchange(0, key, Ordering::Relaxed, Ordering::Relaxed)
-                {
-                    Ok(_) => key,
-                    Err(actual) => actual,
-                };
+                current =
+                    match slot
+                        .key
+                        .compare_exchange(0, key, Ordering::Relaxed, Ordering::Relaxed)
+                    {
+                        Ok(_) => key,
+                        Err(actual) => actual,
+                    };
             }
             if current == key {
                 slot.count.fetch_add(1, Ordering::Relaxed);

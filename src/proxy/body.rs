@@ -19,8 +19,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::conn::ActiveRequest;
-use super::record::Record;
 use super::forward::pool::{self, Sender};
+use super::record::Record;
 use crate::lb::InFlight;
 use crate::ratelimit::ConnPermit;
 

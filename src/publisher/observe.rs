@@ -57,7 +57,10 @@ fn severity(severity: Severity) -> &'static str {
 /// `(secret, host) → notAfter` of every certificate the table serves:
 /// each host with its own certificate, the default certificate as host
 /// `""`, and a Secret that serves no host also as host `""`.
-pub(super) fn certificate_expiries(tls: &TlsTable, last_good: &LastGood) -> Vec<(SecretLabels, i64)> {
+pub(super) fn certificate_expiries(
+    tls: &TlsTable,
+    last_good: &LastGood,
+) -> Vec<(SecretLabels, i64)> {
     let mut out = Vec::new();
     for (secret, cert) in &last_good.certificates {
         let mut served = false;

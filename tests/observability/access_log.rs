@@ -15,7 +15,10 @@ use super::common::*;
 use super::{annotated, base, log_line, metric_at_least, NS};
 
 /// `req` with its User-Agent replaced (the helper's client sets one).
-fn with_agent(mut req: http::Request<Full<bytes::Bytes>>, agent: &'static str) -> http::Request<Full<bytes::Bytes>> {
+fn with_agent(
+    mut req: http::Request<Full<bytes::Bytes>>,
+    agent: &'static str,
+) -> http::Request<Full<bytes::Bytes>> {
     req.headers_mut()
         .insert("user-agent", http::HeaderValue::from_static(agent));
     req
@@ -74,7 +77,10 @@ async fn json_line_has_every_field() {
     assert_eq!(v["route_kind"], "Ingress");
     assert_eq!(v["route"], "obs/main");
     assert_eq!(v["ingress"], "obs/main");
-    assert!(v["service"].as_str().unwrap().starts_with("obs/main:"), "{line}");
+    assert!(
+        v["service"].as_str().unwrap().starts_with("obs/main:"),
+        "{line}"
+    );
     assert_eq!(v["canary"], false);
     assert_eq!(v["upstream"], format!("127.0.0.1:{}", echo.port("main")));
     assert_eq!(v["upstream_status"], 200);
@@ -87,7 +93,10 @@ async fn json_line_has_every_field() {
     let upstream_ms = v["upstream_response_ms"].as_f64().unwrap();
     let total_ms = v["duration_ms"].as_f64().unwrap();
     assert!(upstream_ms > 0.0 && upstream_ms <= total_ms, "{line}");
-    assert!(v["upstream_connect_ms"].as_f64().is_some(), "a new connection: {line}");
+    assert!(
+        v["upstream_connect_ms"].as_f64().is_some(),
+        "a new connection: {line}"
+    );
 
     // Over HTTPS: the TLS version and scheme.
     let (r, _) = https_get(tg.https_addr(), Some("app.test"), "app.test", "/over-tls")
@@ -101,7 +110,10 @@ async fn json_line_has_every_field() {
     // An unrouted request names no route.
     assert_eq!(tg.get("nowhere.test", "/unrouted-json").await.status, 404);
     let v: Value = serde_json::from_str(&log_line(&tg, "/unrouted-json").await).unwrap();
-    assert_eq!((v["route"].as_str(), v["status"].as_u64()), (Some(""), Some(404)));
+    assert_eq!(
+        (v["route"].as_str(), v["status"].as_u64()),
+        (Some(""), Some(404))
+    );
     assert_eq!(v["upstream_status"], Value::Null);
 }
 
@@ -183,7 +195,12 @@ async fn per_ingress_switch_and_skip_list() {
     let echo = Echo::services(&["main"]).await;
     let mut docs = base(&echo, &["main"]);
     docs.push(annotated("on", "on.test", "main", &[]));
-    docs.push(annotated("off1", "off1.test", "main", &[("tollgate.dev/enable-access-log", "false")]));
+    docs.push(annotated(
+        "off1",
+        "off1.test",
+        "main",
+        &[("tollgate.dev/enable-access-log", "false")],
+    ));
     docs.push(annotated(
         "off2",
         "off2.test",
@@ -228,7 +245,13 @@ async fn per_ingress_switch_and_skip_list() {
         assert!(!out.contains(id), "{id} logged:\n{out}");
     }
     // Not logged, still counted.
-    metric_at_least(&tg, "tollgate_requests_total", &[("ingress", "obs/off1")], 1.0).await;
+    metric_at_least(
+        &tg,
+        "tollgate_requests_total",
+        &[("ingress", "obs/off1")],
+        1.0,
+    )
+    .await;
 }
 
 /// A process that kills its child on drop (the child's stdout is a pipe
@@ -269,13 +292,24 @@ async fn lines_dropped_when_stdout_stalls_are_counted() {
     );
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
     let metrics = || async move {
-        send(admin_addr, req("GET", "admin", "/metrics").body(Full::default()).unwrap())
-            .await
-            .map(|r| r.text())
+        send(
+            admin_addr,
+            req("GET", "admin", "/metrics")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .map(|r| r.text())
     };
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        let ready = send(admin_addr, req("GET", "admin", "/readyz").body(Full::default()).unwrap()).await;
+        let ready = send(
+            admin_addr,
+            req("GET", "admin", "/readyz")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
         if ready.is_ok_and(|r| r.status == 200) {
             break;
         }
@@ -286,10 +320,17 @@ async fn lines_dropped_when_stdout_stalls_are_counted() {
     let mut conn = Conn::open(addr).await.unwrap();
     for i in 0..REQUESTS {
         let r = conn
-            .send(req("GET", "app.test", &format!("/n{i}")).body(Full::default()).unwrap())
+            .send(
+                req("GET", "app.test", &format!("/n{i}"))
+                    .body(Full::default())
+                    .unwrap(),
+            )
             .await
             .unwrap();
-        assert_eq!(r.status, 200, "request {i}: the proxy never waits for the log");
+        assert_eq!(
+            r.status, 200,
+            "request {i}: the proxy never waits for the log"
+        );
     }
     let m = metrics().await.unwrap();
     let dropped = metric_sum(&m, "tollgate_access_log_dropped_total", &[]).unwrap_or(0.0) as usize;
@@ -312,7 +353,8 @@ async fn lines_dropped_when_stdout_stalls_are_counted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let m = metrics().await.unwrap();
-    let dropped_now = metric_sum(&m, "tollgate_access_log_dropped_total", &[]).unwrap_or(0.0) as usize;
+    let dropped_now =
+        metric_sum(&m, "tollgate_access_log_dropped_total", &[]).unwrap_or(0.0) as usize;
     assert_eq!(dropped_now, dropped, "nothing dropped after stdout drained");
     assert_eq!(written.load(Ordering::Relaxed) + dropped, REQUESTS);
     drop(child);

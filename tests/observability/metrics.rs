@@ -52,7 +52,10 @@ fn rejected_ingress() -> Value {
         "snippet",
         "snippet.test",
         "main",
-        &[("nginx.ingress.kubernetes.io/configuration-snippet", "return 200;")],
+        &[(
+            "nginx.ingress.kubernetes.io/configuration-snippet",
+            "return 200;",
+        )],
     )
 }
 
@@ -77,7 +80,13 @@ fn series<'a>(m: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-async fn get_with(tg: &Tollgate, method: &str, host: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
+async fn get_with(
+    tg: &Tollgate,
+    method: &str,
+    host: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
     let mut b = req(method, host, target);
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -105,7 +114,11 @@ async fn every_metric_after_real_traffic() {
     docs.push(annotated("dead", "dead.test", "dead", &[]));
     docs.extend(backend(NS, "dead", &[free_port()]));
     docs.push(gateway_class());
-    docs.push(gateway(NS, "gw", "[{name: http, port: 80, protocol: HTTP}]"));
+    docs.push(gateway(
+        NS,
+        "gw",
+        "[{name: http, port: 80, protocol: HTTP}]",
+    ));
     docs.push(http_route(
         NS,
         "web",
@@ -116,7 +129,10 @@ async fn every_metric_after_real_traffic() {
     for _ in 0..3 {
         assert_eq!(tg.get("app.test", "/").await.status, 200);
     }
-    assert_eq!(get_with(&tg, "POST", "app.test", "/", &[]).await.status, 200);
+    assert_eq!(
+        get_with(&tg, "POST", "app.test", "/", &[]).await.status,
+        200
+    );
     let canary = get_with(&tg, "GET", "app.test", "/", &[("x-canary", "always")]).await;
     assert_eq!(canary.service().as_deref(), Some("canary"));
     assert_eq!(tg.get("nowhere.test", "/").await.status, 404);
@@ -127,15 +143,35 @@ async fn every_metric_after_real_traffic() {
     let m = metric_at_least(
         &tg,
         "tollgate_requests_total",
-        &[("ingress", "obs/main"), ("canary", "false"), ("status", "200"), ("method", "GET")],
+        &[
+            ("ingress", "obs/main"),
+            ("canary", "false"),
+            ("status", "200"),
+            ("method", "GET"),
+        ],
         3.0,
     )
     .await;
     let main = [("ingress", "obs/main"), ("canary", "false")];
-    assert_eq!(value(&m, "tollgate_requests_total", &[main[0], main[1], ("method", "POST")]), 1.0);
-    assert_eq!(value(&m, "tollgate_requests_total", &main), 4.0, "the canary request is not the stable one's");
+    assert_eq!(
+        value(
+            &m,
+            "tollgate_requests_total",
+            &[main[0], main[1], ("method", "POST")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "tollgate_requests_total", &main),
+        4.0,
+        "the canary request is not the stable one's"
+    );
     // Canary traffic under the canary's own Ingress and Service.
-    let canary = [("ingress", "obs/canary"), ("canary", "true"), ("status", "200")];
+    let canary = [
+        ("ingress", "obs/canary"),
+        ("canary", "true"),
+        ("status", "200"),
+    ];
     assert_eq!(value(&m, "tollgate_requests_total", &canary), 1.0, "{m}");
     assert!(
         series(&m, "tollgate_requests_total")
@@ -145,13 +181,37 @@ async fn every_metric_after_real_traffic() {
     );
     // Gateway API routes carry `route`, not `ingress`.
     assert_eq!(
-        value(&m, "tollgate_requests_total", &[("route", "obs/web"), ("ingress", ""), ("status", "200")]),
+        value(
+            &m,
+            "tollgate_requests_total",
+            &[("route", "obs/web"), ("ingress", ""), ("status", "200")]
+        ),
         1.0
     );
     // Unrouted and failed requests.
-    assert!(value(&m, "tollgate_requests_total", &[("ingress", ""), ("route", ""), ("status", "404")]) >= 1.0);
-    assert_eq!(value(&m, "tollgate_requests_total", &[("ingress", "obs/dead"), ("status", "502")]), 1.0);
-    assert!(value(&m, "tollgate_upstream_connect_errors_total", &[("service", "obs/dead:8080")]) >= 1.0, "{m}");
+    assert!(
+        value(
+            &m,
+            "tollgate_requests_total",
+            &[("ingress", ""), ("route", ""), ("status", "404")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "tollgate_requests_total",
+            &[("ingress", "obs/dead"), ("status", "502")]
+        ),
+        1.0
+    );
+    assert!(
+        value(
+            &m,
+            "tollgate_upstream_connect_errors_total",
+            &[("service", "obs/dead:8080")]
+        ) >= 1.0,
+        "{m}"
+    );
     // No host label without --metrics-per-host.
     assert!(!m.contains("host=\"app.test\""), "{m}");
 
@@ -164,15 +224,31 @@ async fn every_metric_after_real_traffic() {
     ] {
         let count = value(&m, &format!("{name}_count"), &main);
         assert_eq!(count, 4.0, "{name}_count:\n{m}");
-        let inf = value(&m, &format!("{name}_bucket"), &[main[0], main[1], ("le", "+Inf")]);
+        let inf = value(
+            &m,
+            &format!("{name}_bucket"),
+            &[main[0], main[1], ("le", "+Inf")],
+        );
         assert_eq!(inf, 4.0, "{name} +Inf bucket");
     }
-    assert!(value(&m, "tollgate_response_size_bytes_sum", &main) > 4.0 * 100.0, "headers and body");
+    assert!(
+        value(&m, "tollgate_response_size_bytes_sum", &main) > 4.0 * 100.0,
+        "headers and body"
+    );
     assert!(value(&m, "tollgate_request_size_bytes_sum", &main) > 4.0 * 30.0);
     assert!(value(&m, "tollgate_request_duration_seconds_sum", &main) > 0.0);
     // One new upstream connection at least (later requests reuse it).
-    assert!(value(&m, "tollgate_upstream_connect_duration_seconds_count", &main) >= 1.0);
-    assert_eq!(value(&m, "tollgate_request_duration_seconds_count", &canary[..2]), 1.0);
+    assert!(
+        value(
+            &m,
+            "tollgate_upstream_connect_duration_seconds_count",
+            &main
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(&m, "tollgate_request_duration_seconds_count", &canary[..2]),
+        1.0
+    );
 
     // Configuration, build and process.
     assert_eq!(value(&m, "tollgate_config_last_apply_success", &[]), 1.0);
@@ -200,7 +276,10 @@ async fn every_metric_after_real_traffic() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    assert!((now - 120.0..=now + 2.0).contains(&start), "start {start}, now {now}");
+    assert!(
+        (now - 120.0..=now + 2.0).contains(&start),
+        "start {start}, now {now}"
+    );
     // The test's own keep-alive connections may be open or closing: the
     // gauge exists and is never negative.
     assert!(value(&m, "tollgate_open_connections", &[]) >= 0.0);
@@ -209,7 +288,10 @@ async fn every_metric_after_real_traffic() {
     // An endpoint-only change takes the fast path.
     let before = value(&m, "tollgate_endpoint_updates_total", &[]);
     let mut docs2 = docs.clone();
-    for d in docs2.iter_mut().filter(|d| d["kind"] == "EndpointSlice" && d["metadata"]["name"] == "dead-0") {
+    for d in docs2
+        .iter_mut()
+        .filter(|d| d["kind"] == "EndpointSlice" && d["metadata"]["name"] == "dead-0")
+    {
         d["endpoints"][0]["conditions"]["ready"] = Value::Bool(false);
     }
     tg.write("m.yaml", &yaml_docs(&docs2));
@@ -219,7 +301,9 @@ async fn every_metric_after_real_traffic() {
     tg.write("broken.yaml", "kind: [unclosed");
     let m = metric_at_least(&tg, "tollgate_source_errors_total", &[], 1.0).await;
     assert!(
-        series(&m, "tollgate_source_errors_total").iter().any(|l| l.contains("broken.yaml")),
+        series(&m, "tollgate_source_errors_total")
+            .iter()
+            .any(|l| l.contains("broken.yaml")),
         "{m}"
     );
     // A rejected Ingress: a diagnostic, a failed compile, and the last
@@ -232,7 +316,11 @@ async fn every_metric_after_real_traffic() {
         1.0,
     )
     .await;
-    assert_eq!(value(&m, "tollgate_config_last_apply_success", &[]), 0.0, "{m}");
+    assert_eq!(
+        value(&m, "tollgate_config_last_apply_success", &[]),
+        0.0,
+        "{m}"
+    );
     assert!(value(&m, "tollgate_compile_failures_total", &[]) >= 1.0);
     // Fixed again: the count of rejections goes back to 0, and the apply
     // is a success once no file is broken either.
@@ -241,9 +329,17 @@ async fn every_metric_after_real_traffic() {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let m = tg.metrics().await;
-        let now = value(&m, "tollgate_config_diagnostics", &[("kind", "Ingress"), ("severity", "rejected")]);
+        let now = value(
+            &m,
+            "tollgate_config_diagnostics",
+            &[("kind", "Ingress"), ("severity", "rejected")],
+        );
         if now == 0.0 {
-            assert_eq!(value(&m, "tollgate_config_last_apply_success", &[]), 1.0, "{m}");
+            assert_eq!(
+                value(&m, "tollgate_config_last_apply_success", &[]),
+                1.0,
+                "{m}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{m}");
@@ -271,9 +367,17 @@ async fn readme_metric_table_matches_the_binary() {
         .file("broken.yaml", "kind: [unclosed")
         .start()
         .await;
-    let (r, _) = https_get(tg.https_addr(), Some("app.test"), "app.test", "/").await.unwrap();
+    let (r, _) = https_get(tg.https_addr(), Some("app.test"), "app.test", "/")
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
-    let m = metric_at_least(&tg, "tollgate_requests_total", &[("ingress", "obs/main")], 1.0).await;
+    let m = metric_at_least(
+        &tg,
+        "tollgate_requests_total",
+        &[("ingress", "obs/main")],
+        1.0,
+    )
+    .await;
     let m = if m.contains("tollgate_source_errors") {
         m
     } else {
@@ -300,13 +404,17 @@ async fn readme_metric_table_matches_the_binary() {
         assert!(documented.contains(name), "{name} not in README");
     }
     // The README's TLS handshake results are the code's.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let row = readme
         .lines()
         .find(|l| l.starts_with("| `tollgate_tls_handshakes_total"))
         .expect("handshake row");
     for result in tollgate::metrics::HANDSHAKE_RESULTS {
-        assert!(row.contains(&format!("`{result}`")), "README lacks result {result}: {row}");
+        assert!(
+            row.contains(&format!("`{result}`")),
+            "README lacks result {result}: {row}"
+        );
     }
 }
 
@@ -329,7 +437,11 @@ async fn per_host_label_only_with_the_flag() {
     )
     .await;
     assert!(
-        value(&m, "tollgate_request_duration_seconds_count", &[("host", "app.test")]) >= 1.0,
+        value(
+            &m,
+            "tollgate_request_duration_seconds_count",
+            &[("host", "app.test")]
+        ) >= 1.0,
         "{m}"
     );
 }
@@ -359,7 +471,10 @@ async fn client_closing_early_is_499() {
         1.0,
     )
     .await;
-    assert_eq!(value(&m, "tollgate_requests_total", &[("ingress", "obs/main")]), 1.0);
+    assert_eq!(
+        value(&m, "tollgate_requests_total", &[("ingress", "obs/main")]),
+        1.0
+    );
     let line = log_line(&tg, "gone-early").await;
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["status"], 499, "{line}");

@@ -87,7 +87,10 @@ fn canary_is_the_alternative_upstream() {
     let mut l = line();
     l.canary = true;
     assert_eq!(
-        text("[$proxy_upstream_name] [$proxy_alternative_upstream_name] $canary", &l),
+        text(
+            "[$proxy_upstream_name] [$proxy_alternative_upstream_name] $canary",
+            &l
+        ),
         "[] [upstream-shop-web-80] true\n"
     );
 }

@@ -41,7 +41,10 @@ mod tests {
     #[test]
     fn either_annotation_turns_the_log_off() {
         assert_eq!(off(&[]), (false, 0));
-        assert_eq!(off(&[("tollgate.dev/enable-access-log", "false")]), (true, 0));
+        assert_eq!(
+            off(&[("tollgate.dev/enable-access-log", "false")]),
+            (true, 0)
+        );
         assert_eq!(
             off(&[("nginx.ingress.kubernetes.io/enable-access-log", "false")]),
             (true, 0)

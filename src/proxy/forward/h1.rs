@@ -105,19 +105,19 @@ pub async fn send(
                     // Connect time is measured only when a connection opens.
                     let dialed = plan.timing.map(|timing| (timing, Instant::now()));
                     match backend.dial(&endpoint).connect(plan.connect_timeout).await {
-                    Ok(s) => {
-                        endpoint.mark_ok();
-                        if let Some((timing, started)) = dialed {
-                            timing.connected(started.elapsed());
+                        Ok(s) => {
+                            endpoint.mark_ok();
+                            if let Some((timing, started)) = dialed {
+                                timing.connected(started.elapsed());
+                            }
+                            s
                         }
-                        s
+                        Err(e) => {
+                            backend.connect_failed(&endpoint, &e);
+                            last_error = Some(ProxyError::Connect(e));
+                            break None;
+                        }
                     }
-                    Err(e) => {
-                        backend.connect_failed(&endpoint, &e);
-                        last_error = Some(ProxyError::Connect(e));
-                        break None;
-                    }
-                }
                 }
             };
             if sender.ready().await.is_err() {

@@ -195,11 +195,12 @@ impl Record {
         let Some(log) = &self.log else {
             return;
         };
+        // The routed host: the target's authority wins over Host.
         let host = log
-            .host
-            .as_ref()
-            .map(HeaderValue::as_bytes)
-            .or_else(|| log.uri.authority().map(|a| a.as_str().as_bytes()))
+            .uri
+            .authority()
+            .map(|a| a.as_str().as_bytes())
+            .or_else(|| log.host.as_ref().map(HeaderValue::as_bytes))
             .unwrap_or(b"");
         access_log::write(&Line {
             time: std::time::SystemTime::now(),

@@ -27,6 +27,9 @@
 //!   CONNECT, asterisk-form targets and paths not starting with `/` never
 //!   reach a backend. Every 400 and 431 decided here is counted in
 //!   `tollgate_bad_requests_total{reason}`.
+//! - Every request gets one [`Record`] as its first step; it rides on the
+//!   response body and counts the request (and logs it) once, at the end,
+//!   or as a 499 when the request is dropped before a response exists.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -316,7 +316,9 @@ impl Publisher {
         if rejected {
             self.metrics.compile_failures.inc();
         }
-        self.observe_apply(
+        observe::apply(
+            &self.metrics,
+            &self.last_diagnostics,
             rejected,
             source_diagnostics.iter().chain(compiled.diagnostics.iter()),
         );

@@ -7,43 +7,41 @@
 
 use std::sync::Arc;
 
-use super::Publisher;
 use crate::config::{Diagnostic, LastGood, Severity};
-use crate::metrics::{DiagnosticLabels, SecretLabels, SeriesLabels};
+use crate::metrics::{DiagnosticLabels, Metrics, SecretLabels, SeriesLabels};
 use crate::table::policy::Canary;
 use crate::table::tls::TlsTable;
 use crate::table::{Route, RouteKind};
 
-impl Publisher {
-    /// Sets the apply gauges after an install: success (nothing rejected),
-    /// when, and the current diagnostics by kind and severity.
-    pub(super) fn observe_apply<'a>(
-        &self,
-        rejected: bool,
-        diagnostics: impl Iterator<Item = &'a Diagnostic>,
-    ) {
-        let observe = &self.metrics.observe;
-        observe.last_apply_success.set(i64::from(!rejected));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        observe.last_apply_timestamp.set(now);
-        // Counted afresh; a (kind, severity) of the previous install that
-        // has none now reads 0 rather than vanishing.
-        let mut counts: std::collections::BTreeMap<(&'static str, &'static str), i64> = self
-            .last_diagnostics
-            .iter()
-            .map(|d| ((d.kind, severity(d.severity)), 0))
-            .collect();
-        for d in diagnostics {
-            *counts.entry((d.kind, severity(d.severity))).or_default() += 1;
-        }
-        for ((kind, severity), count) in counts {
-            observe
-                .diagnostics
-                .get_or_create(&DiagnosticLabels { kind, severity })
-                .set(count);
-        }
+/// Sets the apply gauges after an install: success (nothing rejected),
+/// when, and the current diagnostics by kind and severity (`previous`: the
+/// diagnostics of the install before).
+pub(super) fn apply<'a>(
+    metrics: &Metrics,
+    previous: &[Diagnostic],
+    rejected: bool,
+    diagnostics: impl Iterator<Item = &'a Diagnostic>,
+) {
+    let observe = &metrics.observe;
+    observe.last_apply_success.set(i64::from(!rejected));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    observe.last_apply_timestamp.set(now);
+    // Counted afresh; a (kind, severity) of the previous install that
+    // has none now reads 0 rather than vanishing.
+    let mut counts: std::collections::BTreeMap<(&'static str, &'static str), i64> = previous
+        .iter()
+        .map(|d| ((d.kind, severity(d.severity)), 0))
+        .collect();
+    for d in diagnostics {
+        *counts.entry((d.kind, severity(d.severity))).or_default() += 1;
+    }
+    for ((kind, severity), count) in counts {
+        observe
+            .diagnostics
+            .get_or_create(&DiagnosticLabels { kind, severity })
+            .set(count);
     }
 }
 

@@ -6,6 +6,8 @@
 # (one wakeup each), so two builds compare to within a fraction of a per
 # cent even on a loaded machine; with 20 connections the count also moves
 # with how many requests share a wakeup, which depends on the load.
+# ACCESS_LOG=true counts the access log too (written to a file; add
+# TOLLGATE_ARGS="--log-format json" for the JSON lines).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
@@ -44,12 +46,12 @@ YAML
 "$bin" echo --fixed --listen "127.0.0.1:$backend=echo" >/dev/null 2>&1 &
 pids+=($!)
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run --manifests "$work" \
-  --http-addr "127.0.0.1:$http" --admin-addr "127.0.0.1:$admin" --threads 1 --access-log false >"$work/log" 2>&1 &
+  --http-addr "127.0.0.1:$http" --admin-addr "127.0.0.1:$admin" --threads 1 --access-log "${ACCESS_LOG:-false}" ${TOLLGATE_ARGS:-} >"$work/log" 2>&1 &
 vpid=$!
 pids+=($vpid)
 for _ in $(seq 1 100); do curl -fs "127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.3; done
 wrk -t1 -c${CONNS:-20} -d1s -H 'Host: bench.local' "http://127.0.0.1:$http/" >/dev/null
-count() { curl -fs "127.0.0.1:$admin/metrics" | awk '/^tollgate_requests_total\{ingress="bench\/bench".*status_class="2xx"/ {print $2}'; }
+count() { curl -fs "127.0.0.1:$admin/metrics" | awk '/^tollgate_requests_total\{ingress="bench\/bench".*status="200"/ {print $2}'; }
 before=$(count)
 [ -n "${KEEP:-}" ] || callgrind_control -z "$vpid" >/dev/null 2>&1
 wrk -t1 -c${CONNS:-20} -d"${secs}s" -H 'Host: bench.local' "http://127.0.0.1:$http/" | grep -E "requests in|Non-2xx|Socket errors" || true

@@ -70,6 +70,10 @@
 //!   HTTP client, which only the proxy uses.
 //! - [`hop_by_hop`]: which headers are connection-specific and never cross
 //!   a hop; used by the proxy and the external-auth client alike.
+//! - [`access_log`]: the access-log line formats (JSON, nginx-style
+//!   templates compiled at start) and its writer thread; workers format
+//!   into per-thread buffers and never wait for stdout.
+//! - [`build_info`]: the version and git revision of the binary.
 //! - [`metrics`]: the Prometheus registry; per-route handles resolved when a
 //!   table is published, so requests only touch atomics.
 //!
@@ -86,6 +90,9 @@
 
 pub mod admin;
 pub mod auth;
+// Observability (issue 18): the build's version and revision, the access log.
+pub mod access_log;
+pub mod build_info;
 pub mod check;
 pub mod config;
 pub mod crd;

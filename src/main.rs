@@ -93,7 +93,10 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new().with_per_host(args.metrics_per_host));
+    if args.access_log {
+        install_access_log(&args, &metrics)?;
+    }
     let health = Arc::new(Health::default());
     let mut publisher = Publisher::new(
         args.selection.compile_options(),
@@ -183,10 +186,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let worker = std::thread::Builder::new()
             .name(format!("tollgate-worker-{i}"))
             .spawn(move || {
+                // An idle worker hands its buffered access-log lines over.
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .on_thread_park(tollgate::access_log::flush)
                     .build()?;
-                rt.block_on(async move {
+                let result = rt.block_on(async move {
                     let listener = TcpListener::from_std(std_listener)?;
                     let tls_listener = TcpListener::from_std(std_tls_listener)?;
                     let sweeper = tokio::spawn(async move {
@@ -221,7 +226,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     let _ = tokio::time::timeout(grace, tracker.wait_idle()).await;
                     sweeper.abort();
                     std::io::Result::Ok(())
-                })
+                });
+                tollgate::access_log::flush();
+                result
             })?;
         workers.push(worker);
     }
@@ -269,10 +276,28 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(_) => tracing::error!("worker thread panicked"),
         }
     }
+    tollgate::access_log::sync(Duration::from_secs(2));
     let _ = stop_tx.send(true);
     let _ = control.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the access-log writer: the custom format, else JSON with
+/// `--log-format json`, else ingress-nginx's `upstreaminfo`.
+fn install_access_log(args: &RunArgs, metrics: &Metrics) -> anyhow::Result<()> {
+    use tollgate::access_log::{self, format::UPSTREAMINFO, Config, Format, Template};
+    let format = match (&args.access_log_format, args.log_format) {
+        (Some(text), _) => Format::Text(Template::parse(text)?),
+        (None, LogFormat::Json) => Format::Json,
+        (None, LogFormat::Text) => Format::Text(Template::parse(UPSTREAMINFO)?),
+    };
+    let config = Config {
+        format,
+        skip: args.access_log_skip_paths.clone(),
+    };
+    access_log::install(config, metrics.observe.access_log_dropped.clone())
+        .context("starting the access-log writer")
 }
 
 /// Starts the control plane: the file watcher with `--manifests`, else

@@ -6,35 +6,24 @@
 //!   table is published ([`RouteMetrics`]), and then only touched through
 //!   atomics. prometheus-client's own `Histogram` takes a lock per
 //!   observation, so request durations use [`AtomicHistogram`].
+//! - Request metrics live in [`route`] (one series per route label set,
+//!   exposed by a collector), process metrics in [`process`], the
+//!   lock-free histograms in [`histogram`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-/// Upper bounds (seconds) of the request-duration histogram.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub mod histogram;
+pub mod process;
+pub mod route;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub ingress: String,
-    pub service: String,
-    pub status_class: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub ingress: String,
-    pub service: String,
-}
+pub use histogram::AtomicHistogram;
+pub use route::{RouteMetrics, RouteSeries, SeriesLabels};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -45,6 +34,8 @@ pub struct UpstreamLabels {
 pub struct SecretLabels {
     /// `namespace/name` of the TLS Secret.
     pub secret: String,
+    /// A host the certificate serves (one series per Ingress TLS host).
+    pub host: String,
 }
 
 /// Results of a TLS handshake: `ok`, or why it failed.
@@ -59,12 +50,6 @@ pub const HANDSHAKE_RESULTS: [&str; 9] = [
     "no_alpn",
     "other",
 ];
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LimitLabels {
-    /// `rate` or `connections`.
-    pub limit: &'static str,
-}
 
 /// Why a request was refused as malformed (`tollgate_bad_requests_total`).
 /// A short, fixed list: the label never carries request data.
@@ -157,94 +142,10 @@ pub struct SourceLabels {
     pub source: String,
 }
 
-/// A histogram with fixed buckets and atomic counts (sum kept in µs).
-#[derive(Debug, Clone)]
-pub struct AtomicHistogram {
-    inner: Arc<HistogramInner>,
-}
-
-#[derive(Debug)]
-struct HistogramInner {
-    /// One count per bucket of [`DURATION_BUCKETS`], plus +Inf.
-    counts: [AtomicU64; DURATION_BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
-}
-
-impl Default for AtomicHistogram {
-    fn default() -> Self {
-        Self {
-            inner: Arc::new(HistogramInner {
-                counts: std::array::from_fn(|_| AtomicU64::new(0)),
-                sum_micros: AtomicU64::new(0),
-            }),
-        }
-    }
-}
-
-impl AtomicHistogram {
-    pub fn observe(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        let bucket = DURATION_BUCKETS
-            .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(DURATION_BUCKETS.len());
-        if let Some(count) = self.inner.counts.get(bucket) {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.inner.sum_micros.fetch_add(micros, Ordering::Relaxed);
-    }
-}
-
-impl TypedMetric for AtomicHistogram {
-    const TYPE: MetricType = MetricType::Histogram;
-}
-
-impl EncodeMetric for AtomicHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let mut buckets = Vec::with_capacity(DURATION_BUCKETS.len() + 1);
-        let mut count = 0;
-        for (i, c) in self.inner.counts.iter().enumerate() {
-            let n = c.load(Ordering::Relaxed);
-            count += n;
-            buckets.push((DURATION_BUCKETS.get(i).copied().unwrap_or(f64::MAX), n));
-        }
-        let sum = self.inner.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
-    }
-}
-
-/// Status classes, indexed by `status / 100 - 1`.
-pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-/// The pre-resolved metrics of one route (cheap to clone: handles only).
-#[derive(Debug, Clone)]
-pub struct RouteMetrics {
-    pub requests: [Counter; 5],
-    pub duration: AtomicHistogram,
-}
-
-impl RouteMetrics {
-    #[inline]
-    pub fn record(&self, status: u16, elapsed: Duration) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        if let Some(c) = self.requests.get(class) {
-            c.inc();
-        }
-        self.duration.observe(elapsed);
-    }
-}
-
 /// All metrics of the process.
 #[derive(Debug)]
 pub struct Metrics {
     pub registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    durations: Family<RouteLabels, AtomicHistogram>,
     pub upstream_connect_errors: Family<UpstreamLabels, Counter>,
     pub open_connections: Gauge,
     pub table_generation: Gauge,
@@ -253,23 +154,20 @@ pub struct Metrics {
     pub compile_failures: Counter,
     pub compile_seconds: AtomicHistogram,
     pub source_errors: Family<SourceLabels, Counter>,
-    /// End of validity (Unix seconds) of each TLS Secret's certificate.
+    /// End of validity (Unix seconds) of each TLS Secret's certificate,
+    /// per host it serves.
     pub certificate_expiry: Family<SecretLabels, Gauge>,
     /// TLS handshakes by result (see [`HANDSHAKE_RESULTS`]), resolved once
     /// so a handshake only increments an atomic.
     pub tls_handshakes: [Counter; HANDSHAKE_RESULTS.len()],
-    /// Requests refused by a rate limit (`limit="rate"`) or a concurrency
-    /// limit (`limit="connections"`), resolved once so a request only
-    /// increments an atomic.
-    pub limited_rate: Counter,
-    pub limited_connections: Counter,
     /// Connections closed for a missing or invalid PROXY protocol header.
     pub proxy_protocol_refused: Counter,
     /// Requests refused as malformed, by [`BadRequest`], resolved once so
     /// a refusal only increments an atomic.
     bad_requests: [Counter; BadRequest::ALL.len()],
-    /// Requests that matched no route (404 from the built-in default backend).
-    pub unrouted: RouteMetrics,
+    /// Requests that matched no route (404 from the built-in default
+    /// backend) or were refused before routing.
+    pub unrouted: Arc<RouteSeries>,
     /// Kubernetes mode: watch failures by kind (the watcher retries with
     /// backoff; the last good table keeps serving).
     pub kube_watch_errors: Family<KindLabels, Counter>,
@@ -286,6 +184,94 @@ pub struct Metrics {
     pub events_published: Family<ResultLabels, Counter>,
     /// Global rate limits: decisions, the store's health and round trips.
     pub global_rate_limit: crate::ratelimit::global::GlobalMetrics,
+    /// Observability (issue 18): per-route series, configuration apply
+    /// state, build and access-log metrics.
+    pub observe: Observe,
+}
+
+/// Metrics of the request series, the last configuration apply, the build
+/// and the access log (one block, registered by [`Observe::register`]).
+#[derive(Debug)]
+pub struct Observe {
+    /// The per-route series the scrape exposes (`tollgate_requests_total`,
+    /// the request histograms, `tollgate_limited_requests_total`).
+    pub series: Arc<route::RouteSeriesSet>,
+    /// Label request series with the rule's host (`--metrics-per-host`).
+    pub per_host: bool,
+    /// 1 when the last compile rejected nothing, else 0.
+    pub last_apply_success: Gauge,
+    /// When the last compile was applied (Unix seconds).
+    pub last_apply_timestamp: Gauge,
+    /// Current diagnostics by object kind and severity.
+    pub diagnostics: Family<DiagnosticLabels, Gauge>,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiagnosticLabels {
+    /// The object's kind (`Ingress`, `HTTPRoute`, `File`...).
+    pub kind: &'static str,
+    /// `warning` or `rejected`.
+    pub severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+impl Observe {
+    fn register(registry: &mut Registry) -> Self {
+        let series = Arc::new(route::RouteSeriesSet::default());
+        registry.register_collector(Box::new(series.clone()));
+        let last_apply_success = Gauge::default();
+        registry.register(
+            "config_last_apply_success",
+            "1 when the last configuration compile rejected nothing, else 0",
+            last_apply_success.clone(),
+        );
+        let last_apply_timestamp = Gauge::default();
+        registry.register_with_unit(
+            "config_last_apply_timestamp",
+            "When the last configuration was compiled and installed, in seconds since the Unix epoch",
+            prometheus_client::registry::Unit::Seconds,
+            last_apply_timestamp.clone(),
+        );
+        let diagnostics = Family::<DiagnosticLabels, Gauge>::default();
+        registry.register(
+            "config_diagnostics",
+            "Current configuration diagnostics by object kind and severity",
+            diagnostics.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Version and git revision of this binary (always 1)",
+            build.clone(),
+        );
+        build
+            .get_or_create(&BuildLabels {
+                version: crate::build_info::VERSION,
+                revision: crate::build_info::REVISION,
+            })
+            .set(1);
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the log writer fell behind",
+            access_log_dropped.clone(),
+        );
+        Self {
+            series,
+            per_host: false,
+            last_apply_success,
+            last_apply_timestamp,
+            diagnostics,
+            access_log_dropped,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -315,19 +301,6 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tollgate");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "Requests by ingress, service and status class",
-            requests.clone(),
-        );
-        let durations = Family::<RouteLabels, AtomicHistogram>::default();
-        registry.register_with_unit(
-            "request_duration",
-            "Time from request received to response headers sent",
-            prometheus_client::registry::Unit::Seconds,
-            durations.clone(),
-        );
         let upstream_connect_errors = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "upstream_connect_errors",
@@ -379,8 +352,8 @@ impl Metrics {
         );
         let certificate_expiry = Family::<SecretLabels, Gauge>::default();
         registry.register(
-            "certificate_expiry_seconds",
-            "End of validity of each TLS Secret's certificate, in seconds since the Unix epoch",
+            "certificate_expiry_timestamp_seconds",
+            "End of validity of each TLS Secret's certificate (notAfter) by host, in seconds since the Unix epoch",
             certificate_expiry.clone(),
         );
         let tls_handshakes = Family::<HandshakeLabels, Counter>::default();
@@ -389,20 +362,6 @@ impl Metrics {
             "TLS handshakes on the HTTPS listener by result: ok, or the reason it failed",
             tls_handshakes.clone(),
         );
-        let limited = Family::<LimitLabels, Counter>::default();
-        registry.register(
-            "limited_requests",
-            "Requests refused by a per-client limit, by limit (rate or connections)",
-            limited.clone(),
-        );
-        let limited_rate = limited
-            .get_or_create(&LimitLabels { limit: "rate" })
-            .clone();
-        let limited_connections = limited
-            .get_or_create(&LimitLabels {
-                limit: "connections",
-            })
-            .clone();
         let proxy_protocol_refused = Counter::default();
         registry.register(
             "proxy_protocol_refused",
@@ -427,7 +386,13 @@ impl Metrics {
                 .get_or_create(&HandshakeLabels { result })
                 .clone()
         });
-        let unrouted = Self::route_metrics_from(&requests, &durations, "", "");
+        let unrouted = Arc::new(RouteSeries::new(SeriesLabels {
+            ingress: "".into(),
+            service: "".into(),
+            route: "".into(),
+            canary: false,
+            host: None,
+        }));
         let kube_watch_errors = Family::<KindLabels, Counter>::default();
         registry.register(
             "kube_watch_errors",
@@ -465,10 +430,9 @@ impl Metrics {
             events_published.clone(),
         );
         let global_rate_limit = crate::ratelimit::global::GlobalMetrics::register(&mut registry);
+        let observe = Observe::register(&mut registry);
         Self {
             registry,
-            requests,
-            durations,
             upstream_connect_errors,
             open_connections,
             table_generation,
@@ -479,8 +443,6 @@ impl Metrics {
             source_errors,
             certificate_expiry,
             tls_handshakes,
-            limited_rate,
-            limited_connections,
             proxy_protocol_refused,
             bad_requests,
             unrouted,
@@ -491,36 +453,15 @@ impl Metrics {
             status_writes,
             events_published,
             global_rate_limit,
+            observe,
         }
     }
 
-    fn route_metrics_from(
-        requests: &Family<RequestLabels, Counter>,
-        durations: &Family<RouteLabels, AtomicHistogram>,
-        ingress: &str,
-        service: &str,
-    ) -> RouteMetrics {
-        let requests = STATUS_CLASSES.map(|status_class| {
-            requests
-                .get_or_create(&RequestLabels {
-                    ingress: ingress.to_string(),
-                    service: service.to_string(),
-                    status_class,
-                })
-                .clone()
-        });
-        let duration = durations
-            .get_or_create(&RouteLabels {
-                ingress: ingress.to_string(),
-                service: service.to_string(),
-            })
-            .clone();
-        RouteMetrics { requests, duration }
-    }
-
-    /// Resolves the metrics of a route (control plane only: takes locks).
-    pub fn route(&self, ingress: &str, service: &str) -> RouteMetrics {
-        Self::route_metrics_from(&self.requests, &self.durations, ingress, service)
+    /// Labels request series with the rule's host (`--metrics-per-host`);
+    /// before the metrics are shared.
+    pub fn with_per_host(mut self, per_host: bool) -> Self {
+        self.observe.per_host = per_host;
+        self
     }
 
     pub fn connect_error(&self, service: &str) -> Counter {
@@ -534,7 +475,13 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        // Process metrics keep their conventional unprefixed names.
+        let mut process = Registry::default();
+        process.register_collector(Box::new(process::ProcessCollector));
+        let encoded = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| prometheus_client::encoding::text::encode_registry(&mut out, &process))
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut out));
+        if encoded.is_err() {
             out.clear();
         }
         out

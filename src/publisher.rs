@@ -27,7 +27,7 @@ use crate::config::{
     self, Changes, CompileOptions, Compiled, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
 };
 use crate::lb::Upstream;
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::{Metrics, RouteMetrics, RouteSeries, SeriesLabels};
 use crate::ratelimit::global::{GlobalLimiter, GlobalStore};
 use crate::ratelimit::{ConnLimiter, RateSpec, RequestLimiter};
 use crate::state::{Health, Published, RouteLimits};
@@ -36,6 +36,8 @@ use crate::table::policy::{ConnLimit, RateLimit};
 use crate::table::upstream::UpstreamKey;
 use crate::table::RoutingTable;
 use crate::tls::client::UpstreamTls;
+
+mod observe;
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
 /// tables; SipHash was a tenth of a 10,000-Ingress recompile.
@@ -62,8 +64,8 @@ pub struct Publisher {
     upstreams: HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
     /// Upstreams by Service, for the endpoint fast path.
     by_service: HashMap<ObjectKey, Vec<Arc<Upstream>>>,
-    /// Metric handles by (ingress, service) of the published routes.
-    route_metric_handles: HashMap<(Arc<str>, Arc<str>), RouteMetrics>,
+    /// Metric series by label set of the published routes.
+    route_metric_handles: HashMap<SeriesLabels, Arc<RouteSeries>>,
     /// Live limiters by (ingress, limit), kept while the limit stays.
     rate_limiters: HashMap<(Arc<str>, RateLimit), Arc<RequestLimiter>>,
     conn_limiters: HashMap<(Arc<str>, ConnLimit), Arc<ConnLimiter>>,
@@ -255,22 +257,40 @@ impl Publisher {
         // takes the registry's locks and allocates the label strings.
         let mut metric_handles =
             HashMap::with_capacity_and_hasher(compiled.table.routes().len(), Default::default());
+        let per_host = self.metrics.observe.per_host;
+        let mut series = |labels: SeriesLabels| -> Arc<RouteSeries> {
+            if let Some(existing) = metric_handles.get(&labels) {
+                return Arc::clone(existing);
+            }
+            let handle = self
+                .route_metric_handles
+                .remove(&labels)
+                .unwrap_or_else(|| Arc::new(RouteSeries::new(labels.clone())));
+            metric_handles.insert(labels, handle.clone());
+            handle
+        };
         let route_metrics: Vec<RouteMetrics> = compiled
             .table
             .routes()
             .iter()
             .map(|r| {
-                let key = (r.ingress.clone(), r.service.clone());
-                let handles = self
-                    .route_metric_handles
-                    .remove(&key)
-                    .unwrap_or_else(|| self.metrics.route(&r.ingress, &r.service));
-                metric_handles.insert(key, handles.clone());
-                handles
+                let labels = observe::labels_of(r, per_host);
+                RouteMetrics {
+                    canary: r
+                        .canary
+                        .as_ref()
+                        .map(|c| series(observe::canary_labels(r, c, per_host))),
+                    main: series(labels),
+                }
             })
             .collect();
         let stale_metric_handles =
             std::mem::replace(&mut self.route_metric_handles, metric_handles);
+        self.metrics.observe.series.publish(
+            std::iter::once(self.metrics.unrouted.clone())
+                .chain(self.route_metric_handles.values().cloned())
+                .collect(),
+        );
         let route_limits = self.route_limits(&compiled.table);
 
         let rejected =
@@ -278,6 +298,7 @@ impl Publisher {
         // Publish first; everything below is bookkeeping that requests do
         // not wait for (dropping the previous state included).
         self.generation += 1;
+        let expiries = observe::certificate_expiries(&compiled.tls, &compiled.last_good);
         let hosts = compiled.table.host_count();
         let routes = compiled.table.routes().len();
         let replaced = self.published.swap(Arc::new(Published {
@@ -308,6 +329,12 @@ impl Publisher {
         if rejected {
             self.metrics.compile_failures.inc();
         }
+        observe::apply(
+            &self.metrics,
+            &self.last_diagnostics,
+            rejected,
+            source_diagnostics.iter().chain(compiled.diagnostics.iter()),
+        );
         let mut seen = BTreeSet::new();
         for d in source_diagnostics.iter().chain(compiled.diagnostics.iter()) {
             let line = d.to_string();
@@ -333,13 +360,11 @@ impl Publisher {
         self.policy_status = compiled.policy_status;
         self.gateway_status = compiled.gateway_status;
         self.metrics.certificate_expiry.clear();
-        for (secret, cert) in &compiled.last_good.certificates {
+        for (labels, not_after) in expiries {
             self.metrics
                 .certificate_expiry
-                .get_or_create(&crate::metrics::SecretLabels {
-                    secret: secret.to_string(),
-                })
-                .set(cert.not_after);
+                .get_or_create(&labels)
+                .set(not_after);
         }
         self.last_good = compiled.last_good;
         drop((replaced, previous, stale_metric_handles));

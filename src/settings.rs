@@ -243,6 +243,24 @@ pub struct RunArgs {
     /// Log one line per request.
     #[arg(long, env = "TOLLGATE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
+    /// Access-log line format with nginx-style `$variable` placeholders
+    /// (ingress-nginx's `log-format-upstream` variables, e.g. `$remote_addr
+    /// $status $request_time $upstream_addr`). Default: one JSON object per
+    /// line with `--log-format json`, else ingress-nginx's `upstreaminfo`.
+    #[arg(long, env = "TOLLGATE_ACCESS_LOG_FORMAT")]
+    pub access_log_format: Option<String>,
+    /// Request paths left out of the access log (health checks): exact,
+    /// or a prefix when ending in `*`. Comma-separated or repeated.
+    #[arg(
+        long = "access-log-skip-path",
+        env = "TOLLGATE_ACCESS_LOG_SKIP_PATHS",
+        value_delimiter = ','
+    )]
+    pub access_log_skip_paths: Vec<String>,
+    /// Label request metrics with the rule's host (as ingress-nginx's
+    /// `--metrics-per-host`); off by default to keep cardinality low.
+    #[arg(long, env = "TOLLGATE_METRICS_PER_HOST")]
+    pub metrics_per_host: bool,
     /// CIDRs whose X-Forwarded-For (and X-Forwarded-*) headers are trusted.
     /// The request's client IP (X-Real-IP, allow/deny lists, rate limits) is
     /// then the right-most X-Forwarded-For address not in these CIDRs.
@@ -342,6 +360,10 @@ impl RunArgs {
         }
         if self.max_header_bytes < 1024 {
             return Err("--max-header-bytes must be at least 1024".into());
+        }
+        if let Some(format) = &self.access_log_format {
+            crate::access_log::Template::parse(format)
+                .map_err(|e| format!("--access-log-format: {e}"))?;
         }
         Ok(())
     }

@@ -959,13 +959,16 @@ async fn tollgate_rate_limit_answers_429_with_retry_after_per_client() {
     assert!((1..=2).contains(&retry_after), "{retry_after}");
     // Another client has its own budget.
     assert_eq!(get_from(&tg, "127.0.0.3", "rl.test", "/").await.status, 200);
-    // Every 429 is counted.
+    // Every 429 is counted, under its route.
     let refused = statuses.iter().filter(|s| **s == 429).count() + 1;
     let metrics = tg.metrics().await;
-    assert!(
-        metrics.contains(&format!(
-            "tollgate_limited_requests_total{{limit=\"rate\"}} {refused}"
-        )),
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "tollgate_limited_requests_total",
+            &[("limit", "rate"), ("ingress", "default/rl")]
+        ),
+        Some(refused as f64),
         "{refused} refused: {metrics}"
     );
     // The budget refills at the rate (2/s).
@@ -1108,10 +1111,14 @@ async fn limit_connections_caps_concurrent_requests_per_client() {
     );
     assert_eq!(a.await.unwrap(), Ok(200));
     assert_eq!(b.await.unwrap(), Ok(200));
-    assert!(tg
-        .metrics()
-        .await
-        .contains("tollgate_limited_requests_total{limit=\"connections\"} 1"));
+    assert_eq!(
+        metric_sum(
+            &tg.metrics().await,
+            "tollgate_limited_requests_total",
+            &[("limit", "connections"), ("ingress", "default/lc")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         get_from(&tg, "127.0.0.2", "lc.test", "/").await.status,
         200,

@@ -1282,11 +1282,15 @@ async fn admin_health_and_request_metrics() {
     let ok = metric_sum(
         &m,
         "tollgate_requests_total",
-        &[("ingress", "proxy/msvc-ing"), ("status_class", "2xx")],
+        &[
+            ("ingress", "proxy/msvc-ing"),
+            ("status", "200"),
+            ("method", "GET"),
+        ],
     );
     assert!(
         ok.unwrap_or(0.0) >= 5.0,
-        "tollgate_requests_total 2xx for proxy/msvc-ing: {ok:?}\n{m}"
+        "tollgate_requests_total 200 GET for proxy/msvc-ing: {ok:?}\n{m}"
     );
     assert!(
         m.lines().any(|l| l.starts_with("tollgate_requests_total{")

@@ -1264,7 +1264,7 @@ async fn handshake_and_expiry_metrics() {
         let secret = format!("{NS}/m-tls");
         let expiry = metric_sum(
             &metrics,
-            "tollgate_certificate_expiry_seconds",
+            "tollgate_certificate_expiry_timestamp_seconds",
             &[("secret", &secret)],
         )
         .unwrap_or(0.0);

@@ -8,6 +8,8 @@
 //!   connection (hyper closes it), so a pooled connection is always clean.
 //! - Dropping the body ends the request's in-flight accounting (p2c-ewma)
 //!   and the client connection's activity (idle timeout).
+//! - The request's [`Record`] rides along: the body counts the bytes it
+//!   hands on and finishes the record at its end (or when dropped).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,6 +20,7 @@ use hyper::body::Incoming;
 
 use super::conn::ActiveRequest;
 use super::forward::pool::{self, Sender};
+use super::record::Record;
 use crate::lb::InFlight;
 use crate::ratelimit::ConnPermit;
 
@@ -51,6 +54,8 @@ pub struct ProxyBody {
     _active: Option<ActiveRequest>,
     /// A `limit-connections` slot, held until the response ends.
     _permit: Option<ConnPermit>,
+    /// The request's metrics and log line, finished at the end of body.
+    record: Option<Record>,
 }
 
 impl ProxyBody {
@@ -59,6 +64,7 @@ impl ProxyBody {
             kind: Kind::Static(Some(bytes)),
             _active: None,
             _permit: None,
+            record: None,
         }
     }
 
@@ -67,6 +73,7 @@ impl ProxyBody {
             kind: Kind::Static(None),
             _active: None,
             _permit: None,
+            record: None,
         }
     }
 
@@ -79,6 +86,7 @@ impl ProxyBody {
             },
             _active: None,
             _permit: None,
+            record: None,
         };
         this.release_if_done();
         this
@@ -92,6 +100,12 @@ impl ProxyBody {
 
     pub fn with_active(mut self, active: ActiveRequest) -> Self {
         self._active = Some(active);
+        self
+    }
+
+    /// Carries the request's record to the end of the body.
+    pub fn with_record(mut self, record: Record) -> Self {
+        self.record = Some(record);
         self
     }
 
@@ -115,7 +129,43 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        match &mut this.kind {
+        let polled = this.poll_kind(cx);
+        if let Some(record) = &mut this.record {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        record.sent(data.len());
+                    }
+                }
+                Poll::Ready(None) => record.finish(),
+                _ => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Static(b) => b.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Static(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Static(None) => SizeHint::with_exact(0),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl ProxyBody {
+    fn poll_kind(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.kind {
             Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream { body, checkin, .. } => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
@@ -137,21 +187,6 @@ impl Body for ProxyBody {
                 }
                 polled
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Static(b) => b.is_none(),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Static(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Kind::Static(None) => SizeHint::with_exact(0),
-            Kind::Upstream { body, .. } => body.size_hint(),
         }
     }
 }

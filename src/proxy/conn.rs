@@ -32,6 +32,9 @@ pub struct ConnCtx {
     /// with `--proxy-protocol`, else the TCP peer.
     pub peer: SocketAddr,
     pub activity: Arc<Activity>,
+    /// The negotiated TLS version (`TLSv1.3`, `TLSv1.2`); `None` on plain
+    /// HTTP. For the access log.
+    pub tls_version: Option<&'static str>,
 }
 
 impl ConnCtx {

@@ -515,6 +515,7 @@ impl Accepted {
                 client,
                 peer,
                 activity,
+                tls_version: None,
             };
             return serve_connection(stream, ctx, builder, guard, h2_budget).await;
         };
@@ -537,11 +538,18 @@ impl Accepted {
         };
         let sni = stream.get_ref().1.server_name().map(str::to_owned);
         let client = state.client_info(peer, local_port, "https", sni.as_deref());
+        let tls_version = match stream.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+            Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+            Some(_) => Some("other"),
+            None => None,
+        };
         let ctx = ConnCtx {
             state,
             client,
             peer,
             activity,
+            tls_version,
         };
         serve_connection(stream, ctx, builder, guard, h2_budget).await;
     }

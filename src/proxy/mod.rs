@@ -12,8 +12,11 @@
 //!
 //! Beside them: [`conn`] (the connection context every step reads, defined
 //! below the listener so no step names the listener), [`body`], [`upload`]
-//! (the bodies), [`tee`] (a request body copied to mirrors), [`error`] (error → status), [`headers`], [`client_ip`],
-//! [`framing`], [`h2_flood`] (HTTP/2 control-frame budget),
+//! (the bodies), [`tee`] (a request body copied to mirrors), [`error`]
+//! (error → status), [`headers`], [`client_ip`],
+//! [`framing`], [`h2_flood`] (HTTP/2 control-frame budget), [`record`]
+//! (one request's metrics and access-log line, finished at the end of its
+//! body), [`timing`] (what forwarding learns about the upstream exchange),
 //! [`proxy_protocol`], [`shared`] (what every connection
 //! shares).
 //!
@@ -30,10 +33,12 @@ pub mod headers;
 pub mod listener;
 pub mod policy;
 pub mod proxy_protocol;
+pub mod record;
 pub mod response;
 pub mod service;
 pub mod shared;
 pub mod tee;
+pub mod timing;
 pub mod upload;
 
 pub use shared::{ProxySettings, ProxyState};

@@ -27,6 +27,9 @@
 //!   CONNECT, asterisk-form targets and paths not starting with `/` never
 //!   reach a backend. Every 400 and 431 decided here is counted in
 //!   `tollgate_bad_requests_total{reason}`.
+//! - Every request gets one [`Record`] as its first step; it rides on the
+//!   response body and counts the request (and logs it) once, at the end,
+//!   or as a 499 when the request is dropped before a response exists.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,12 +37,12 @@ use std::sync::Arc;
 use http::header::HOST;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::conn::ConnCtx;
 use super::error::ProxyError;
 use super::forward::{self, Backend, Plan};
+use super::record::Record;
 use super::{headers, policy, response};
 use crate::metrics::BadRequest;
 use crate::state::Published;
@@ -51,38 +54,36 @@ pub async fn handle(
     ctx: Arc<ConnCtx>,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let started = Instant::now();
     let active = ctx.activity.begin();
     let state = &ctx.state;
+    let head_len = headers::h1_head_len(&req);
+    // Dropped unfinished (the client went away first), it counts a 499.
+    let mut record = Record::begin(&ctx, &req, head_len);
     if let Some(reason) = active.bad_framing() {
         state.metrics.bad_request(reason);
         let error = ProxyError::Malformed(reason);
         return Ok(response::finish(
             &ctx,
-            response::unrouted(state, error, started),
+            response::unrouted(error),
             active,
+            record,
         ));
     }
-    if req.version() != Version::HTTP_2
-        && headers::h1_head_len(&req) > state.settings.max_header_bytes
-    {
+    if req.version() != Version::HTTP_2 && head_len > state.settings.max_header_bytes {
         state.metrics.bad_request(BadRequest::HeadersTooLarge);
         return Ok(response::finish(
             &ctx,
-            response::unrouted(state, ProxyError::HeadersTooLarge, started),
+            response::unrouted(ProxyError::HeadersTooLarge),
             active,
+            record,
         ));
     }
     let published = state.published.load_full();
     let request_id = headers::ensure_request_id(req.headers_mut());
+    record.request_id(&request_id);
 
     if req.method() == Method::OPTIONS && req.uri().path() == "*" {
-        let response = options_asterisk();
-        state
-            .metrics
-            .unrouted
-            .record(response.status().as_u16(), started.elapsed());
-        return Ok(response::finish(&ctx, response, active));
+        return Ok(response::finish(&ctx, options_asterisk(), active, record));
     }
     let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
     let raw_host = match request_host(&req) {
@@ -93,8 +94,9 @@ pub async fn handle(
             }
             return Ok(response::finish(
                 &ctx,
-                response::unrouted(state, e, started),
+                response::unrouted(e),
                 active,
+                record,
             ));
         }
     };
@@ -105,15 +107,6 @@ pub async fn handle(
         .lookup_head(host, &matched_path, &RequestHead::of(&req));
     let acme_challenge = path::is_acme_challenge(&matched_path);
     drop(matched_path);
-
-    // Only what the access log needs survives the request being forwarded.
-    let log = state.settings.access_log.then(|| response::AccessLog {
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        host: raw_host.to_string(),
-        request_id,
-        client: ctx.client_ip(req.headers()),
-    });
 
     let routed = route_id.and_then(|id| {
         let route = published.table.route(id)?;
@@ -126,35 +119,35 @@ pub async fn handle(
         let metrics = published.route_metrics.get(id as usize)?;
         Some((id, route, backend, metrics))
     });
-    let (response, route, endpoint) = match routed {
-        None => (
-            response::unrouted(state, ProxyError::NoRoute, started),
-            None,
-            None,
-        ),
+    let response = match routed {
+        None => response::unrouted(ProxyError::NoRoute),
         Some((id, route, backend, metrics)) => {
+            record.route(route, &metrics.main);
             let client = &ctx.client;
+            let timing = &record.timing;
             let outcome = if !client.tls && route.redirect_https && !acme_challenge {
                 Ok((
                     redirect_to_https(host, &req, state.settings.https_redirect_port),
                     None,
+                    false,
                 ))
             } else if client.tls && misdirected(&published, host, client.sni.as_deref()) {
                 Err(ProxyError::Misdirected)
             } else if !route.plain {
-                policy::serve(&ctx, &published, id, route, req)
+                policy::serve(&ctx, &published, id, route, req, timing)
                     .await
-                    .map(|served| (served.response, served.endpoint))
+                    .map(|served| (served.response, served.endpoint, served.canary))
             } else if let Some(backend) = backend {
-                let plan = Plan::from_settings(&state.settings);
+                let mut plan = Plan::from_settings(&state.settings);
+                plan.timing = Some(timing);
                 forward::forward(&ctx, backend, req, &plan)
                     .await
-                    .map(|(r, e)| (r, Some(e)))
+                    .map(|(r, e)| (r, Some(e), false))
             } else {
                 Err(ProxyError::NoEndpoints)
             };
-            let (response, endpoint) = match outcome {
-                Ok((response, endpoint)) => (response, endpoint),
+            let (response, endpoint, canary) = match outcome {
+                Ok(served) => served,
                 Err(e) => {
                     if let ProxyError::Malformed(reason) = e {
                         state.metrics.bad_request(reason);
@@ -168,17 +161,17 @@ pub async fn handle(
                     ) {
                         tracing::debug!(error = %e, service = %route.service, "upstream failure");
                     }
-                    (e.response(), None)
+                    (e.response(), None, false)
                 }
             };
-            metrics.record(response.status().as_u16(), started.elapsed());
-            (response, Some(route), endpoint)
+            if let (true, Some(series), Some(c)) = (canary, &metrics.canary, &route.canary) {
+                record.canary(series, &c.service);
+            }
+            record.upstream(endpoint);
+            response
         }
     };
-    if let Some(log) = log {
-        log.emit(response.status(), route, endpoint.as_deref(), started);
-    }
-    Ok(response::finish(&ctx, response, active))
+    Ok(response::finish(&ctx, response, active, record))
 }
 
 /// 308 to the same host and target over HTTPS.

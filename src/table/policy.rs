@@ -83,6 +83,10 @@ pub struct RoutePolicy {
     pub url_rewrite: Option<Box<UrlRewrite>>,
     /// Copies of the request sent elsewhere in the background.
     pub mirrors: Box<[Mirror]>,
+    /// No access-log line for this route's requests
+    /// (`tollgate.dev/enable-access-log: "false"`). Not a phase: a plain
+    /// route stays plain.
+    pub no_access_log: bool,
 }
 
 impl RoutePolicy {

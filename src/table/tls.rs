@@ -71,6 +71,19 @@ impl TlsTable {
             .and_then(|id| self.cert(id))
     }
 
+    /// Every host with its own certificate (wildcards as `*.suffix`), and
+    /// the default certificate as host `""`: for metrics, off the request
+    /// path.
+    pub fn hosts(&self) -> impl Iterator<Item = (String, &Arc<CertifiedKey>)> + '_ {
+        let exact = self.exact.iter().map(|(h, &id)| (h.to_string(), id));
+        let wildcard = self.wildcard.iter().map(|(h, &id)| (format!("*.{h}"), id));
+        let default = self.default.map(|id| (String::new(), id));
+        exact
+            .chain(wildcard)
+            .chain(default)
+            .filter_map(|(host, id)| Some((host, self.cert(id)?)))
+    }
+
     pub fn host_count(&self) -> usize {
         self.exact.len() + self.wildcard.len()
     }

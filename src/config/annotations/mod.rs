@@ -38,6 +38,7 @@ mod global_limits;
 mod ingress;
 pub mod known;
 mod limits;
+mod logging;
 pub(super) mod parser;
 mod redirect;
 mod session_cookie;
@@ -134,6 +135,7 @@ pub fn parse(
     }
     policy.forwarded_prefix = p.header_value("x-forwarded-prefix");
     policy.upstream_vhost = p.header_value("upstream-vhost");
+    policy.no_access_log = p.access_log_off();
     // Field order is evaluation order: problems keep their order.
     let out = Annotations {
         policy,

@@ -125,17 +125,24 @@ pub async fn send(
             let reused = pooled.is_some();
             let mut sender = match pooled.take() {
                 Some(s) => s,
-                None => match backend.dial(&endpoint).connect(plan.connect_timeout).await {
-                    Ok(s) => {
-                        endpoint.mark_ok();
-                        s
+                None => {
+                    // Connect time is measured only when a connection opens.
+                    let dialed = plan.timing.map(|timing| (timing, Instant::now()));
+                    match backend.dial(&endpoint).connect(plan.connect_timeout).await {
+                        Ok(s) => {
+                            endpoint.mark_ok();
+                            if let Some((timing, started)) = dialed {
+                                timing.connected(started.elapsed());
+                            }
+                            s
+                        }
+                        Err(e) => {
+                            backend.connect_failed(&endpoint, &e);
+                            last_error = Some(ProxyError::Connect(e));
+                            break None;
+                        }
                     }
-                    Err(e) => {
-                        backend.connect_failed(&endpoint, &e);
-                        last_error = Some(ProxyError::Connect(e));
-                        break None;
-                    }
-                },
+                }
             };
             if sender.ready().await.is_err() {
                 if reused {
@@ -147,8 +154,10 @@ pub async fn send(
                 break None;
             };
             let inflight = endpoint.start_request();
-            // Latency feeds only the p2c-ewma picker: no clock read otherwise.
-            let sent = (upstream.key.lb == LbAlgorithm::P2cEwma).then(Instant::now);
+            // Latency feeds the p2c-ewma picker and the request's timing:
+            // no clock read when neither wants it.
+            let sent = (upstream.key.lb == LbAlgorithm::P2cEwma || plan.timing.is_some())
+                .then(Instant::now);
             let exchange = sender.try_send_request(req);
             let result = with_timeouts(exchange, upload.as_deref(), &plan.exchange)
                 .await
@@ -187,11 +196,14 @@ pub async fn send(
                     }
                 },
             };
-            if let Some(sent) = sent {
-                endpoint
-                    .observe_latency(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
-            }
             let status = response.status().as_u16();
+            if let Some(sent) = sent {
+                let elapsed = sent.elapsed();
+                endpoint.observe_latency(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+                if let Some(timing) = plan.timing {
+                    timing.responded(elapsed, status);
+                }
+            }
             let again = replay.is_some()
                 && attempts < max_attempts
                 && retry_until.is_none_or(|until| Instant::now() < until)

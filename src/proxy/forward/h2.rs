@@ -53,6 +53,7 @@ pub async fn forward_h2(
             break;
         };
         pick = Pick::Balanced;
+        // Not timed: the worker's shared connection is usually already open.
         let mut sender = match backend.dial(&endpoint).h2(plan.connect_timeout).await {
             Ok(s) => {
                 endpoint.mark_ok();
@@ -86,6 +87,7 @@ pub async fn forward_h2(
             }
         }
         let inflight = endpoint.start_request();
+        let sent = plan.timing.map(|t| (t, tokio::time::Instant::now()));
         let mut response =
             match with_timeouts(sender.send_request(req), upload, &plan.exchange).await? {
                 Ok(response) => response,
@@ -97,6 +99,9 @@ pub async fn forward_h2(
                     None => return Err(ProxyError::Upstream(e)),
                 },
             };
+        if let Some((timing, sent)) = sent {
+            timing.responded(sent.elapsed(), response.status().as_u16());
+        }
         hop_by_hop::strip_hop_by_hop(response.headers_mut(), false);
         return Ok((
             response.map(|body| ProxyBody::upstream(body, None, inflight)),

@@ -22,6 +22,7 @@ use super::pool;
 use crate::lb::{Endpoint, Upstream};
 use crate::proxy::error::ProxyError;
 use crate::proxy::shared::ProxySettings;
+use crate::proxy::timing::UpstreamTiming;
 use crate::proxy::upload::ExchangeLimits;
 use crate::state::Published;
 use crate::table::policy::{Retry, RoutePolicy};
@@ -54,6 +55,9 @@ pub struct Plan<'a> {
     pub pick: Pick,
     /// Host header sent upstream instead of the client's (`upstream-vhost`).
     pub host: Option<&'a HeaderValue>,
+    /// Where the senders note connect and response times and the
+    /// upstream status, for metrics and the access log.
+    pub timing: Option<&'a UpstreamTiming>,
 }
 
 /// How the first endpoint of a request is chosen.
@@ -137,6 +141,7 @@ impl<'a> Plan<'a> {
             retry: None,
             pick: Pick::Balanced,
             host: None,
+            timing: None,
         }
     }
 
@@ -159,6 +164,7 @@ impl<'a> Plan<'a> {
             retry: policy.retry.as_ref(),
             pick: Pick::Balanced,
             host: policy.upstream_vhost.as_ref(),
+            timing: None,
         }
     }
 }

@@ -136,6 +136,7 @@ async fn error_page_response(
         pick: Pick::Balanced,
         host: None,
         max_body: None,
+        timing: None,
         ..*plan
     };
     h1::send(page, req, None, None, &plan)

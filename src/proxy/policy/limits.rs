@@ -10,6 +10,7 @@
 //!   by the response body until it ends; a refused request holds none.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -44,7 +45,9 @@ impl RequestStep for Limit<RateLimit> {
     ) -> Result<Flow, ProxyError> {
         if let Some(limiter) = self.limiters(cx).and_then(|l| l.rate.as_ref()) {
             if let Err(wait) = limiter.check(cx.client) {
-                cx.conn.state.metrics.limited_rate.inc();
+                if let Some(m) = cx.published.route_metrics.get(cx.route_id as usize) {
+                    m.main.limited_rate.fetch_add(1, Ordering::Relaxed);
+                }
                 return Ok(Flow::Answer(limited(self.limit.status, Some(wait))));
             }
         }
@@ -67,7 +70,9 @@ impl RequestStep for Limit<Arc<GlobalRateLimit>> {
         match limiter.check(cx.client, req.headers()).await {
             Decision::Allowed => Ok(Flow::Continue),
             Decision::Limited(wait) => {
-                cx.conn.state.metrics.limited_rate.inc();
+                if let Some(m) = cx.published.route_metrics.get(cx.route_id as usize) {
+                    m.main.limited_rate.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok(Flow::Answer(limited(self.limit.rate.status, Some(wait))))
             }
             Decision::Unavailable => {
@@ -87,7 +92,9 @@ impl RequestStep for Limit<ConnLimit> {
             match limiter.acquire(cx.client) {
                 Some(permit) => cx.permit = Some(permit),
                 None => {
-                    cx.conn.state.metrics.limited_connections.inc();
+                    if let Some(m) = cx.published.route_metrics.get(cx.route_id as usize) {
+                        m.main.limited_connections.fetch_add(1, Ordering::Relaxed);
+                    }
                     return Ok(Flow::Answer(limited(self.limit.status, None)));
                 }
             }

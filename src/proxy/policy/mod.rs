@@ -41,6 +41,7 @@ use super::error::ProxyError;
 use super::forward;
 use super::forward::plan::{Backend, Plan};
 use super::forward::prepare::Prepared;
+use super::timing::UpstreamTiming;
 use crate::lb::Endpoint;
 use crate::state::Published;
 use crate::table::phases::{RequestPhase, ResponsePhase, UpstreamPhase};
@@ -52,6 +53,8 @@ use exchange::{Cx, Flow, RequestStep, ResponseStep, UpstreamStep};
 pub struct Served {
     pub response: Response<ProxyBody>,
     pub endpoint: Option<Arc<Endpoint>>,
+    /// The route's canary served the request.
+    pub canary: bool,
 }
 
 /// Serves a request on a route with a policy: request phases, the request
@@ -65,6 +68,7 @@ pub async fn serve(
     route_id: RouteId,
     route: &Route,
     mut req: Request<Incoming>,
+    timing: &UpstreamTiming,
 ) -> Result<Served, ProxyError> {
     let Some(pipeline) = published.table.pipeline(route_id) else {
         return Err(ProxyError::Internal("route without its policy phases"));
@@ -80,7 +84,10 @@ pub async fn serve(
         upstream: route.upstream,
         canary: None,
         choice: None,
-        plan: Plan::for_policy(&route.policy, &ctx.state.settings),
+        plan: Plan {
+            timing: Some(timing),
+            ..Plan::for_policy(&route.policy, &ctx.state.settings)
+        },
         new_cookie: None,
         cookie_request: Default::default(),
         permit: None,
@@ -109,6 +116,7 @@ pub async fn serve(
     Ok(Served {
         response,
         endpoint: Some(endpoint),
+        canary: cx.canary.is_some(),
     })
 }
 
@@ -174,5 +182,6 @@ fn answered(response: Response<ProxyBody>) -> Served {
     Served {
         response,
         endpoint: None,
+        canary: false,
     }
 }

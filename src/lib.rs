@@ -85,7 +85,9 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
+pub mod build_info;
 pub mod check;
 pub mod config;
 pub mod crd;
@@ -94,6 +96,7 @@ pub mod echo;
 mod fuzzing;
 pub mod gateway_api;
 pub mod hop_by_hop;
+pub mod inspect;
 pub mod lb;
 pub mod metrics;
 pub mod provider;

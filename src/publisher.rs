@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -26,6 +26,7 @@ use crate::config::traffic_policy::PolicyStatus;
 use crate::config::{
     self, Changes, CompileOptions, Compiled, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
 };
+use crate::inspect::{diagnostic_key, DiagnosticKey, Inspect, Tracked};
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::ratelimit::{ConnLimiter, RateSpec, RequestLimiter};
@@ -55,7 +56,8 @@ pub struct Publisher {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     snapshot: Snapshot,
-    last_good: LastGood,
+    /// Shared with [`Inspect`] (the webhook compiles against it).
+    last_good: Arc<LastGood>,
     /// Live upstreams with their connection security, by identity.
     upstreams: HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
     /// Upstreams by Service, for the endpoint fast path.
@@ -78,6 +80,12 @@ pub struct Publisher {
     gateway_status: GatewayApiStatus,
     /// Incremental changes (`upsert`/`delete`) not yet committed.
     pending: Changes,
+    /// What the debug endpoints and the admission webhook read; stored
+    /// whole after each recompile.
+    inspect: Arc<ArcSwap<Inspect>>,
+    /// When each current diagnostic was first seen (kept across
+    /// recompiles while it stands).
+    first_seen: BTreeMap<DiagnosticKey, SystemTime>,
 }
 
 impl Publisher {
@@ -88,7 +96,7 @@ impl Publisher {
             metrics,
             health,
             snapshot: Snapshot::default(),
-            last_good: LastGood::new(),
+            last_good: Arc::new(LastGood::new()),
             upstreams: HashMap::default(),
             by_service: HashMap::default(),
             route_metric_handles: HashMap::default(),
@@ -101,6 +109,8 @@ impl Publisher {
             policy_status: BTreeMap::new(),
             gateway_status: GatewayApiStatus::default(),
             pending: Changes::default(),
+            inspect: Arc::new(ArcSwap::from_pointee(Inspect::default())),
+            first_seen: BTreeMap::new(),
         }
     }
 
@@ -173,6 +183,11 @@ impl Publisher {
     /// The handle the proxy reads from.
     pub fn published(&self) -> Arc<ArcSwap<Published>> {
         self.published.clone()
+    }
+
+    /// The handle the debug endpoints and the admission webhook read from.
+    pub fn inspect(&self) -> Arc<ArcSwap<Inspect>> {
+        self.inspect.clone()
     }
 
     /// Applies a whole new snapshot (standalone mode): its difference from
@@ -267,7 +282,7 @@ impl Publisher {
         self.generation += 1;
         let hosts = compiled.table.host_count();
         let routes = compiled.table.routes().len();
-        let replaced = self.published.swap(Arc::new(Published {
+        let published = Arc::new(Published {
             generation: self.generation,
             table: compiled.table,
             tls: compiled.tls,
@@ -275,7 +290,8 @@ impl Publisher {
             upstream_tls,
             route_metrics,
             route_limits,
-        }));
+        });
+        let replaced = self.published.swap(published.clone());
         let publish_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.metrics.reloads.inc();
         self.metrics
@@ -328,7 +344,8 @@ impl Publisher {
                 })
                 .set(cert.not_after);
         }
-        self.last_good = compiled.last_good;
+        self.last_good = Arc::new(compiled.last_good);
+        self.publish_inspect(published);
         drop((replaced, previous, stale_metric_handles));
         tracing::info!(
             generation = self.generation,
@@ -340,6 +357,33 @@ impl Publisher {
             "routing table installed"
         );
         self.generation
+    }
+
+    /// Stores what the debug endpoints and the webhook read, keeping the
+    /// first-seen time of every diagnostic that still stands.
+    fn publish_inspect(&mut self, published: Arc<Published>) {
+        let now = SystemTime::now();
+        let mut first_seen = BTreeMap::new();
+        let diagnostics = self
+            .last_diagnostics
+            .iter()
+            .map(|d| {
+                let key = diagnostic_key(d);
+                let since = self.first_seen.get(&key).copied().unwrap_or(now);
+                first_seen.insert(key, since);
+                Tracked::new(d.clone(), since)
+            })
+            .collect();
+        self.first_seen = first_seen;
+        self.inspect.store(Arc::new(Inspect {
+            generation: self.generation,
+            snapshot: self.snapshot.clone(),
+            last_good: self.last_good.clone(),
+            options: Some(self.opts.clone()),
+            published,
+            diagnostics,
+            gateway_status: self.gateway_status.clone(),
+        }));
     }
 
     /// The limiters of every route, reusing those whose (Ingress, limit)

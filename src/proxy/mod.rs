@@ -19,6 +19,7 @@
 //!
 //! Invariant: this file only wires modules.
 
+pub mod bind;
 pub mod body;
 pub mod client_ip;
 pub mod conn;

@@ -84,6 +84,9 @@ pub struct KubeSettings {
     /// This replica's name in the Lease and in Events.
     pub identity: String,
     pub lease_duration: Duration,
+    /// A standing diagnostic's Event is published again after this long
+    /// ([`events::REPUBLISH_INTERVAL`] unless a test shortens it).
+    pub event_republish_interval: Duration,
 }
 
 /// Connects with the in-cluster service account when present, else
@@ -270,6 +273,7 @@ pub async fn run(
             },
             diag_rx,
             leader_rx.clone(),
+            settings.event_republish_interval,
             metrics.clone(),
             stop.clone(),
         )),

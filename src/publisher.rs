@@ -297,7 +297,6 @@ impl Publisher {
         self.metrics
             .table_generation
             .set(i64::try_from(self.generation).unwrap_or(i64::MAX));
-        self.health.table_installed.store(true, Ordering::Release);
 
         self.by_service.clear();
         for (upstream, _) in self.upstreams.values() {
@@ -346,6 +345,8 @@ impl Publisher {
         }
         self.last_good = Arc::new(compiled.last_good);
         self.publish_inspect(published);
+        // Ready once the debug endpoints and the webhook see this table too.
+        self.health.table_installed.store(true, Ordering::Release);
         drop((replaced, previous, stale_metric_handles));
         tracing::info!(
             generation = self.generation,

@@ -163,8 +163,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
     let admission = match (args.admission_addr, &args.admission_certificate) {
         (Some(addr), Some(secret)) => {
-            let listener = bind(addr, false)
-                .with_context(|| format!("binding --admission-addr {addr}"))?;
+            let listener =
+                bind(addr, false).with_context(|| format!("binding --admission-addr {addr}"))?;
             let certificate = Arc::new(tollgate::admission::AdmissionCertificate::new(
                 inspect.clone(),
                 secret.clone(),

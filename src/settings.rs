@@ -322,7 +322,11 @@ pub struct RunArgs {
     /// Validating admission webhook: serve `POST /validate` (AdmissionReview
     /// v1 for Ingress, TrafficPolicy, Gateway, HTTPRoute, GRPCRoute) over
     /// HTTPS on this address. Needs --admission-certificate.
-    #[arg(long, env = "TOLLGATE_ADMISSION_ADDR", help_heading = "Admission webhook")]
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMISSION_ADDR",
+        help_heading = "Admission webhook"
+    )]
     pub admission_addr: Option<SocketAddr>,
     /// The webhook's certificate: a kubernetes.io/tls Secret (namespace/name)
     /// among the watched objects (or the manifests); re-read when it changes.

@@ -26,7 +26,12 @@ const CERT_NAME: &str = "admission-tls";
 async fn with_webhook(ca: &TestCa, docs: &[Value]) -> (Tollgate, SocketAddr, TestCert) {
     let cert = ca.leaf("tollgate-admission", &["localhost"]);
     let mut all = docs.to_vec();
-    all.push(tls_secret(CERT_NS, CERT_NAME, &cert.chain_pem, &cert.key_pem));
+    all.push(tls_secret(
+        CERT_NS,
+        CERT_NAME,
+        &cert.chain_pem,
+        &cert.key_pem,
+    ));
     let port = free_port();
     let tg = Tollgate::builder()
         .docs("manifests.yaml", &all)
@@ -82,7 +87,10 @@ async fn post_review(addr: SocketAddr, ca: &TestCa, body: &Value) -> Value {
         .await
         .expect("POST /validate");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
     let answer: Value = serde_json::from_slice(&r.body).expect("an AdmissionReview");
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(answer["kind"], "AdmissionReview");
@@ -201,7 +209,12 @@ async fn webhook_allows_denies_and_warns_over_https() {
     // The certificate is re-read when its Secret changes.
     let rotated = ca.leaf("tollgate-admission-rotated", &["localhost"]);
     let mut docs = web_backend();
-    docs.push(tls_secret(CERT_NS, CERT_NAME, &rotated.chain_pem, &rotated.key_pem));
+    docs.push(tls_secret(
+        CERT_NS,
+        CERT_NAME,
+        &rotated.chain_pem,
+        &rotated.key_pem,
+    ));
     tg.write("manifests.yaml", &yaml_docs(&docs));
     let presented = eventually_cert(addr, "localhost", RELOAD_TIMEOUT, |c| c.is(&rotated))
         .await
@@ -232,7 +245,12 @@ async fn webhook_reviews_gateway_api_routes() {
             ),
         )
     };
-    let r = post_review(addr, &ca, &review("u-route", "CREATE", &route("ok", "ok.example"))).await;
+    let r = post_review(
+        addr,
+        &ca,
+        &review("u-route", "CREATE", &route("ok", "ok.example")),
+    )
+    .await;
     assert_eq!(r["allowed"], true, "{r}");
     let r = post_review(
         addr,
@@ -264,7 +282,12 @@ async fn webhook_latency_at_scale() {
         ));
     }
     let cert = ca.leaf("tollgate-admission", &["localhost"]);
-    docs.push(tls_secret(CERT_NS, CERT_NAME, &cert.chain_pem, &cert.key_pem));
+    docs.push(tls_secret(
+        CERT_NS,
+        CERT_NAME,
+        &cert.chain_pem,
+        &cert.key_pem,
+    ));
     let port = free_port();
     let started = Instant::now();
     let tg = Tollgate::builder()
@@ -290,7 +313,11 @@ async fn webhook_latency_at_scale() {
     }
     let mut times = Vec::new();
     for i in 0..50 {
-        let object = ingress("apps", &format!("new-{i}"), &simple_spec("new.bench", "svc-1"));
+        let object = ingress(
+            "apps",
+            &format!("new-{i}"),
+            &simple_spec("new.bench", "svc-1"),
+        );
         let t = Instant::now();
         let r = post_review(addr, &ca, &review(&format!("u{i}"), "CREATE", &object)).await;
         times.push(t.elapsed());
@@ -310,13 +337,23 @@ async fn webhook_latency_at_scale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_routes_print_the_check_report_and_diagnostics_keep_their_since() {
     let mut docs = web_backend();
-    docs.push(ingress("apps", "orphan", &simple_spec("orphan.example", "nope")));
-    let tg = Tollgate::builder().docs("manifests.yaml", &docs).start().await;
+    docs.push(ingress(
+        "apps",
+        "orphan",
+        &simple_spec("orphan.example", "nope"),
+    ));
+    let tg = Tollgate::builder()
+        .docs("manifests.yaml", &docs)
+        .start()
+        .await;
 
     // /debug/routes is what `tollgate check --output json` prints.
     let r = tg.admin("/debug/routes").await.unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
     let live: Value = serde_json::from_slice(&r.body).unwrap();
     let (code, out, err) = check(&tg.manifests_dir(), &["--output", "json"]).await;
     assert_eq!(code, 0, "{err}");
@@ -396,7 +433,10 @@ async fn version_and_dash_dash_version_name_the_git_revision() {
         assert_eq!(code, 0, "{args:?}: {err}");
         let line = out.trim();
         assert!(
-            line.starts_with(&format!("tollgate {} (revision ", env!("CARGO_PKG_VERSION"))),
+            line.starts_with(&format!(
+                "tollgate {} (revision ",
+                env!("CARGO_PKG_VERSION")
+            )),
             "{line}"
         );
         let revision = line

@@ -261,9 +261,7 @@ fn parse_message(e: &FileError) -> String {
             message,
             ..
         } => format!("{object}: field `{field}`: {message}"),
-        FileError::Document { message, .. } | FileError::Syntax { message, .. } => {
-            message.clone()
-        }
+        FileError::Document { message, .. } | FileError::Syntax { message, .. } => message.clone(),
         FileError::Read { .. } => e.to_string(),
     }
 }

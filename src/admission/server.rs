@@ -79,8 +79,10 @@ impl AdmissionCertificate {
         match parse_secret(&entry.object) {
             Ok(certificate) => {
                 tracing::info!(secret = %self.secret, "admission webhook: certificate loaded");
-                self.parsed
-                    .store(Some(Arc::new((entry.object.clone(), certificate.key.clone()))));
+                self.parsed.store(Some(Arc::new((
+                    entry.object.clone(),
+                    certificate.key.clone(),
+                ))));
                 Some(certificate.key)
             }
             Err((field, reason)) => {
@@ -125,7 +127,11 @@ async fn handle(
     permits: Arc<Semaphore>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path() != "/validate" {
-        return Ok(respond(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()));
+        return Ok(respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            b"not found\n".to_vec(),
+        ));
     }
     if req.method() != Method::POST {
         return Ok(respond(
@@ -209,14 +215,16 @@ pub async fn serve(
         };
         let (acceptor, inspect, permits) = (acceptor.clone(), inspect.clone(), permits.clone());
         tokio::spawn(async move {
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
             else {
                 return;
             };
             let service = service_fn(move |req| {
                 let (inspect, permits) = (inspect.clone(), permits.clone());
                 async move {
-                    match tokio::time::timeout(REVIEW_TIMEOUT, handle(req, inspect, permits)).await {
+                    match tokio::time::timeout(REVIEW_TIMEOUT, handle(req, inspect, permits)).await
+                    {
                         Ok(answer) => answer,
                         Err(_) => Ok(respond(
                             StatusCode::SERVICE_UNAVAILABLE,

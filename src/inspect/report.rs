@@ -113,7 +113,9 @@ impl Report {
             .collect();
         // Gateway routes keep their precedence order within a path (a stable
         // sort).
-        routes.sort_by(|a, b| (&a.host, &a.path, &a.path_type).cmp(&(&b.host, &b.path, &b.path_type)));
+        routes.sort_by(|a, b| {
+            (&a.host, &a.path, &a.path_type).cmp(&(&b.host, &b.path, &b.path_type))
+        });
         let rejected = diagnostics.iter().any(Diagnostic::is_rejection);
         Report {
             routes,
@@ -160,4 +162,3 @@ fn describe_guard(g: &Guard) -> String {
     }
     parts.join(" ")
 }
-

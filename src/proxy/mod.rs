@@ -15,7 +15,7 @@
 //! (the bodies), [`error`] (error → status), [`headers`], [`client_ip`],
 //! [`framing`], [`h2_flood`] (HTTP/2 control-frame budget),
 //! [`proxy_protocol`], [`shared`] (what every connection
-//! shares).
+//! shares), [`bind`] (how listeners bind: `[::]` dual-stack).
 //!
 //! Invariant: this file only wires modules.
 

@@ -25,11 +25,4 @@ pub mod review;
 pub mod server;
 
 pub use review::{decide, AdmissionRequest, AdmissionResponse, AdmissionReview};
-pub use server::{serve, AdmissionCertificate};
-
-/// Why the webhook could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum AdmissionError {
-    #[error("admission webhook TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-}
+pub use server::{serve, AdmissionCertificate, AdmissionError};

@@ -31,7 +31,6 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::review::{self, ReviewAnswer};
-use super::AdmissionError;
 use crate::config::{parse_secret, ObjectKey};
 use crate::inspect::Inspect;
 
@@ -44,6 +43,13 @@ pub const CONCURRENT_REVIEWS: usize = 2;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time for one review (the API server's own default timeout is 10 s).
 const REVIEW_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the webhook could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error("admission webhook TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
 
 /// The webhook's serving certificate: the Secret in the current objects,
 /// parsed once per version of it.

@@ -15,61 +15,10 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Serialize;
-
-use crate::config::gateway::status::ConditionRow;
 use crate::config::{self, Diagnostic, LastGood};
+use crate::inspect::report::Report;
 use crate::provider::files::FileSource;
 use crate::settings::{CheckArgs, OutputFormat};
-use crate::table::guard::{Guard, ValueMatch};
-
-#[derive(Serialize)]
-struct RouteRow {
-    host: String,
-    path: String,
-    #[serde(rename = "pathType")]
-    path_type: String,
-    service: String,
-    endpoints: Vec<String>,
-    /// `namespace/name` of the source object (kept for compatibility).
-    ingress: String,
-    /// `Ingress ns/name`, `HTTPRoute ns/name`, or the flag that made it.
-    source: String,
-    /// Extra conditions of a Gateway route (method, headers, query).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    matches: Option<String>,
-    /// What the annotations and TrafficPolicy ask of this route.
-    policy: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct Report {
-    routes: Vec<RouteRow>,
-    diagnostics: Vec<Diagnostic>,
-    /// Every Gateway API condition kube mode would write (GatewayClass,
-    /// Gateway and listeners, route parents).
-    conditions: Vec<ConditionRow>,
-    /// Per Gateway listener: `attachedRoutes` and `supportedKinds`, as
-    /// kube mode writes them beside the conditions.
-    listeners: Vec<ListenerRow>,
-    /// `nginx.ingress.kubernetes.io/` annotations of the Ingresses read,
-    /// by state, then name, with the number of Ingresses using each.
-    annotations: BTreeMap<&'static str, BTreeMap<String, usize>>,
-    /// Objects assumed present (`--assume-external-refs`).
-    assumed: Vec<String>,
-    rejected: bool,
-}
-
-#[derive(Serialize)]
-struct ListenerRow {
-    namespace: String,
-    gateway: String,
-    name: String,
-    #[serde(rename = "attachedRoutes")]
-    attached_routes: u32,
-    #[serde(rename = "supportedKinds")]
-    supported_kinds: Vec<&'static str>,
-}
 
 /// Runs the check; returns the process exit code (0 nothing rejected, 1 otherwise).
 pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
@@ -125,84 +74,24 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         .and_then(|d| i64::try_from(d.as_secs()).ok());
     let compiled = config::compile(&snapshot, &opts, &LastGood::new());
     diagnostics.extend(compiled.diagnostics.iter().cloned());
-
-    let mut routes: Vec<RouteRow> = compiled
-        .table
-        .routes()
-        .iter()
-        .map(|r| RouteRow {
-            host: if r.host.is_empty() {
-                "*".into()
-            } else {
-                r.host.to_string()
-            },
-            path: if r.path_type.is_none() {
-                "(default backend)".into()
-            } else {
-                r.path.to_string()
-            },
-            path_type: r
-                .path_type
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_else(|| "-".into()),
-            service: r.service.to_string(),
-            endpoints: compiled
+    let mut report = Report::new(
+        &compiled.table,
+        |upstream| {
+            compiled
                 .upstreams
-                .get(r.upstream as usize)
+                .get(upstream)
                 .map(|u| u.endpoints.iter().map(ToString::to_string).collect())
-                .unwrap_or_default(),
-            ingress: if r.ingress.is_empty() {
-                "--default-backend-service".into()
-            } else {
-                r.ingress.to_string()
-            },
-            source: if r.ingress.is_empty() {
-                "--default-backend-service".into()
-            } else {
-                format!("{} {}", r.kind.as_str(), r.ingress)
-            },
-            matches: r.guard.as_deref().map(describe_guard),
-            policy: {
-                let mut p = r.policy.summary();
-                if let Some(c) = &r.canary {
-                    p.push(format!(
-                        "canary {} ({} of {})",
-                        c.service, c.weight, c.weight_total
-                    ));
-                }
-                p
-            },
-        })
-        .collect();
-    // Gateway routes keep their precedence order within a path (a stable
-    // sort).
-    routes.sort_by(|a, b| (&a.host, &a.path, &a.path_type).cmp(&(&b.host, &b.path, &b.path_type)));
-    let rejected = diagnostics.iter().any(Diagnostic::is_rejection);
-    let report = Report {
-        routes,
+                .unwrap_or_default()
+        },
         diagnostics,
-        conditions: compiled.gateway_status.rows(),
-        listeners: compiled
-            .gateway_status
-            .gateways
-            .iter()
-            .flat_map(|(key, g)| {
-                g.listeners.iter().map(|l| ListenerRow {
-                    namespace: key.namespace.clone(),
-                    gateway: key.name.clone(),
-                    name: l.name.clone(),
-                    attached_routes: l.attached_routes,
-                    supported_kinds: l.supported_kinds.iter().map(|k| k.kind).collect(),
-                })
-            })
-            .collect(),
-        annotations,
-        assumed,
-        rejected,
-    };
+        &compiled.gateway_status,
+    );
+    report.annotations = annotations;
+    report.assumed = assumed;
+    let rejected = report.rejected;
 
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Json => println!("{}", report.to_json()?),
         OutputFormat::Text => print_text(&report),
     }
     Ok(i32::from(rejected))
@@ -234,25 +123,6 @@ fn annotation_states(
         }
     }
     out
-}
-
-/// A guard as `check` shows it: `GET header:x-v=2 query:q~^a.*$`.
-fn describe_guard(g: &Guard) -> String {
-    let value = |v: &ValueMatch| match v {
-        ValueMatch::Exact(e) => format!("={e}"),
-        ValueMatch::Regex(r) => format!("~{}", r.as_str()),
-    };
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(m) = &g.method {
-        parts.push(m.to_string());
-    }
-    for h in g.headers.iter() {
-        parts.push(format!("header:{}{}", h.name, value(&h.value)));
-    }
-    for q in g.query.iter() {
-        parts.push(format!("query:{}{}", q.name, value(&q.value)));
-    }
-    parts.join(" ")
 }
 
 fn print_text(report: &Report) {

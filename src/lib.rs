@@ -61,7 +61,8 @@
 //!   certificate, handshake failure reasons. `tls::client` secures
 //!   connections to upstreams (verified against configured CAs, or not, or
 //!   blocked).
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, and `/debug/routes`,
+//!   `/debug/diagnostics` (read from [`inspect`]).
 //!
 //! Shared building blocks (import nothing above them):
 //! - [`auth`]: authentication the compiler builds from the auth annotations
@@ -78,6 +79,14 @@
 //!   table is published, so requests only touch atomics.
 //!
 //! Around them:
+//! - [`inspect`]: what the publisher shows outside the request path after
+//!   each recompile (snapshot, diagnostics with first-seen times, the
+//!   report `check` prints), swapped as one; read by `admin` and
+//!   `admission`, never by the proxy.
+//! - [`admission`]: the validating admission webhook (HTTPS): a reviewed
+//!   object is added to a copy of the snapshot and compiled by the pure
+//!   compiler; nothing from it is ever executed.
+//! - [`build_info`]: the version and git revision (`tollgate version`).
 //! - [`check`]: `tollgate check`, the same provider and compiler as `run`.
 //! - [`settings`]: the command line (clap), each flag with an env variable.
 //! - [`echo`]: the built-in echo backend shared by examples, tests and benches.
@@ -89,6 +98,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 // Observability (issue 18): the build's version and revision, the access log.
 pub mod access_log;
@@ -101,6 +111,7 @@ pub mod echo;
 mod fuzzing;
 pub mod gateway_api;
 pub mod hop_by_hop;
+pub mod inspect;
 pub mod lb;
 pub mod metrics;
 pub mod provider;

@@ -71,6 +71,14 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Version => {
+            println!(
+                "tollgate {} (revision {})",
+                tollgate::build_info::VERSION,
+                tollgate::build_info::REVISION
+            );
+            Ok(())
+        }
         Command::Echo(args) => {
             let _guard = init_tracing(LogFormat::Text);
             tokio::runtime::Builder::new_multi_thread()
@@ -111,6 +119,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         publisher.set_global_store(store);
     }
     let published = publisher.published();
+    let inspect = publisher.inspect();
 
     // The control plane runs on its own thread: parsing, watching and
     // compiling never take a data-plane worker.
@@ -162,6 +171,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let admin_listener = bind(args.admin_addr, false)
         .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
+    let admission = match (args.admission_addr, &args.admission_certificate) {
+        (Some(addr), Some(secret)) => {
+            let listener =
+                bind(addr, false).with_context(|| format!("binding --admission-addr {addr}"))?;
+            let certificate = Arc::new(tollgate::admission::AdmissionCertificate::new(
+                inspect.clone(),
+                secret.clone(),
+            ));
+            let config = tollgate::admission::server::server_config(certificate)?;
+            Some((listener, config))
+        }
+        _ => None,
+    };
 
     let (drain_tx, drain_rx) = watch::channel(false);
     let tracker = Arc::new(ConnTracker::default());
@@ -240,7 +262,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let admin = TcpListener::from_std(admin_listener)?;
         let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-        let admin_task = tokio::spawn(tollgate::admin::serve(admin, health.clone(), metrics.clone(), admin_stop_rx));
+        let admin_task = tokio::spawn(tollgate::admin::serve(admin, health.clone(), metrics.clone(), inspect.clone(), admin_stop_rx.clone()));
+        let admission_task = match admission {
+            Some((listener, config)) => Some(tokio::spawn(tollgate::admission::serve(
+                TcpListener::from_std(listener)?,
+                config,
+                inspect.clone(),
+                admin_stop_rx,
+            ))),
+            None => None,
+        };
         // Every second: limiter state of clients whose budget is full again
         // is dropped (memory stays bounded by recently active clients), and
         // retry budgets age.
@@ -267,6 +298,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         let _ = admin_stop_tx.send(true);
         let _ = admin_task.await;
+        if let Some(task) = admission_task {
+            let _ = task.await;
+        }
         anyhow::Ok(())
     })?;
     for worker in workers {
@@ -355,6 +389,7 @@ fn spawn_control(
             .configmap
             .as_ref()
             .map(|k| k.namespace.clone()),
+        event_republish_interval: args.event_republish_interval,
     };
     let (connected_tx, connected_rx) = std::sync::mpsc::channel();
     let handle = builder.spawn(move || {
@@ -406,17 +441,9 @@ fn identity() -> String {
 
 /// A non-blocking listening socket; with `reuse_port`, one of several
 /// sockets sharing the address (the kernel spreads connections over them).
+/// `[::]` is dual-stack, falling back to `0.0.0.0` without IPv6.
 fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
+    tollgate::proxy::bind::bind(addr, reuse_port)
 }
 
 async fn shutdown_signal() {

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -26,6 +26,7 @@ use crate::config::traffic_policy::PolicyStatus;
 use crate::config::{
     self, Changes, CompileOptions, Compiled, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
 };
+use crate::inspect::{diagnostic_key, DiagnosticKey, Inspect, Tracked};
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics, RouteSeries, SeriesLabels};
 use crate::ratelimit::global::{GlobalLimiter, GlobalStore};
@@ -59,7 +60,8 @@ pub struct Publisher {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     snapshot: Snapshot,
-    last_good: LastGood,
+    /// Shared with [`Inspect`] (the webhook compiles against it).
+    last_good: Arc<LastGood>,
     /// Live upstreams with their connection security, by identity.
     upstreams: HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
     /// Upstreams by Service, for the endpoint fast path.
@@ -85,6 +87,12 @@ pub struct Publisher {
     gateway_status: GatewayApiStatus,
     /// Incremental changes (`upsert`/`delete`) not yet committed.
     pending: Changes,
+    /// What the debug endpoints and the admission webhook read; stored
+    /// whole after each recompile.
+    inspect: Arc<ArcSwap<Inspect>>,
+    /// When each current diagnostic was first seen (kept across
+    /// recompiles while it stands).
+    first_seen: BTreeMap<DiagnosticKey, SystemTime>,
 }
 
 impl Publisher {
@@ -95,7 +103,7 @@ impl Publisher {
             metrics,
             health,
             snapshot: Snapshot::default(),
-            last_good: LastGood::new(),
+            last_good: Arc::new(LastGood::new()),
             upstreams: HashMap::default(),
             by_service: HashMap::default(),
             route_metric_handles: HashMap::default(),
@@ -110,6 +118,8 @@ impl Publisher {
             policy_status: BTreeMap::new(),
             gateway_status: GatewayApiStatus::default(),
             pending: Changes::default(),
+            inspect: Arc::new(ArcSwap::from_pointee(Inspect::default())),
+            first_seen: BTreeMap::new(),
         }
     }
 
@@ -188,6 +198,11 @@ impl Publisher {
     /// The handle the proxy reads from.
     pub fn published(&self) -> Arc<ArcSwap<Published>> {
         self.published.clone()
+    }
+
+    /// The handle the debug endpoints and the admission webhook read from.
+    pub fn inspect(&self) -> Arc<ArcSwap<Inspect>> {
+        self.inspect.clone()
     }
 
     /// Applies a whole new snapshot (standalone mode): its difference from
@@ -301,7 +316,7 @@ impl Publisher {
         let expiries = observe::certificate_expiries(&compiled.tls, &compiled.last_good);
         let hosts = compiled.table.host_count();
         let routes = compiled.table.routes().len();
-        let replaced = self.published.swap(Arc::new(Published {
+        let published = Arc::new(Published {
             generation: self.generation,
             table: compiled.table,
             tls: compiled.tls,
@@ -309,13 +324,13 @@ impl Publisher {
             upstream_tls,
             route_metrics,
             route_limits,
-        }));
+        });
+        let replaced = self.published.swap(published.clone());
         let publish_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.metrics.reloads.inc();
         self.metrics
             .table_generation
             .set(i64::try_from(self.generation).unwrap_or(i64::MAX));
-        self.health.table_installed.store(true, Ordering::Release);
 
         self.by_service.clear();
         for (upstream, _) in self.upstreams.values() {
@@ -366,7 +381,10 @@ impl Publisher {
                 .get_or_create(&labels)
                 .set(not_after);
         }
-        self.last_good = compiled.last_good;
+        self.last_good = Arc::new(compiled.last_good);
+        self.publish_inspect(published);
+        // Ready once the debug endpoints and the webhook see this table too.
+        self.health.table_installed.store(true, Ordering::Release);
         drop((replaced, previous, stale_metric_handles));
         tracing::info!(
             generation = self.generation,
@@ -378,6 +396,33 @@ impl Publisher {
             "routing table installed"
         );
         self.generation
+    }
+
+    /// Stores what the debug endpoints and the webhook read, keeping the
+    /// first-seen time of every diagnostic that still stands.
+    fn publish_inspect(&mut self, published: Arc<Published>) {
+        let now = SystemTime::now();
+        let mut first_seen = BTreeMap::new();
+        let diagnostics = self
+            .last_diagnostics
+            .iter()
+            .map(|d| {
+                let key = diagnostic_key(d);
+                let since = self.first_seen.get(&key).copied().unwrap_or(now);
+                first_seen.insert(key, since);
+                Tracked::new(d.clone(), since)
+            })
+            .collect();
+        self.first_seen = first_seen;
+        self.inspect.store(Arc::new(Inspect {
+            generation: self.generation,
+            snapshot: self.snapshot.clone(),
+            last_good: self.last_good.clone(),
+            options: Some(self.opts.clone()),
+            published,
+            diagnostics,
+            gateway_status: self.gateway_status.clone(),
+        }));
     }
 
     /// The limiters of every route, reusing those whose (Ingress, limit)

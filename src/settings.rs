@@ -14,10 +14,18 @@ use ipnet::IpNet;
 use crate::config::{CompileOptions, ObjectKey};
 use crate::table::upstream::PortRef;
 
+/// `--version` and `tollgate version`: the version and the git revision.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("TOLLGATE_GIT_REVISION"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tollgate",
-    version,
+    version = LONG_VERSION,
     about = "Kubernetes Ingress controller and L7 reverse proxy"
 )]
 pub struct Cli {
@@ -42,6 +50,8 @@ pub enum Command {
     /// Print the TrafficPolicy CustomResourceDefinition (generated from the
     /// types; committed as crds/trafficpolicy.yaml) as YAML.
     Crd,
+    /// Print the version and the git revision it was built from.
+    Version,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -218,11 +228,12 @@ impl SelectionArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub selection: SelectionArgs,
-    /// Plain-HTTP listener (HTTP/1.1 and h2c prior knowledge).
-    #[arg(long, env = "TOLLGATE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    /// Plain-HTTP listener (HTTP/1.1 and h2c prior knowledge). `[::]` (the
+    /// default of every listener) is dual-stack, or `0.0.0.0` without IPv6.
+    #[arg(long, env = "TOLLGATE_HTTP_ADDR", default_value = "[::]:8080")]
     pub http_addr: SocketAddr,
     /// HTTPS listener (TLS 1.2/1.3, ALPN h2 and http/1.1).
-    #[arg(long, env = "TOLLGATE_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
+    #[arg(long, env = "TOLLGATE_HTTPS_ADDR", default_value = "[::]:8443")]
     pub https_addr: SocketAddr,
     /// Port written into HTTP → HTTPS redirects (omitted when 443): the port
     /// clients reach the HTTPS listener on, e.g. through a LoadBalancer.
@@ -233,7 +244,7 @@ pub struct RunArgs {
     #[arg(long, env = "TOLLGATE_HSTS", value_parser = hsts)]
     pub hsts: Option<http::HeaderValue>,
     /// Admin listener: /healthz, /readyz, /metrics.
-    #[arg(long, env = "TOLLGATE_ADMIN_ADDR", default_value = "0.0.0.0:9180")]
+    #[arg(long, env = "TOLLGATE_ADMIN_ADDR", default_value = "[::]:9180")]
     pub admin_addr: SocketAddr,
     /// Worker threads for the data plane (default: number of CPUs).
     #[arg(long, env = "TOLLGATE_THREADS")]
@@ -336,6 +347,24 @@ pub struct RunArgs {
     /// (another replica takes over after this when the leader dies).
     #[arg(long, env = "TOLLGATE_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration, help_heading = "Kubernetes mode")]
     pub election_lease_duration: Duration,
+    /// Validating admission webhook: serve `POST /validate` (AdmissionReview
+    /// v1 for Ingress, TrafficPolicy, Gateway, HTTPRoute, GRPCRoute) over
+    /// HTTPS on this address. Needs --admission-certificate.
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMISSION_ADDR",
+        help_heading = "Admission webhook"
+    )]
+    pub admission_addr: Option<SocketAddr>,
+    /// The webhook's certificate: a kubernetes.io/tls Secret (namespace/name)
+    /// among the watched objects (or the manifests); re-read when it changes.
+    #[arg(long, env = "TOLLGATE_ADMISSION_CERTIFICATE", value_parser = object_ref, help_heading = "Admission webhook")]
+    pub admission_certificate: Option<ObjectKey>,
+    /// Kubernetes mode: a diagnostic that still stands is published again as
+    /// an Event after this long (before the API server's Event TTL, one
+    /// hour by default, deletes it). Hidden: tests shorten it.
+    #[arg(long, env = "TOLLGATE_EVENT_REPUBLISH_INTERVAL", default_value = "30m", value_parser = duration, hide = true)]
+    pub event_republish_interval: Duration,
 }
 
 impl RunArgs {
@@ -364,6 +393,12 @@ impl RunArgs {
         if let Some(format) = &self.access_log_format {
             crate::access_log::Template::parse(format)
                 .map_err(|e| format!("--access-log-format: {e}"))?;
+        }
+        if self.admission_addr.is_some() != self.admission_certificate.is_some() {
+            return Err("--admission-addr and --admission-certificate go together".into());
+        }
+        if self.event_republish_interval < Duration::from_secs(1) {
+            return Err("--event-republish-interval must be at least 1s".into());
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ const FORBIDDEN: &[(&[&str], &[&str])] = &[
             "auth",
             "ratelimit",
             "metrics",
+            "inspect",
         ],
         &["publisher", "runtime", "provider", "check", "settings"],
     ),

@@ -171,6 +171,19 @@ fn helm_chart_renders_lints_and_matches_the_binary() {
     python("chart.py");
 }
 
+/// The chart for every cluster and for operations (issue 18): admission
+/// webhook (Helm-generated and cert-manager certificates, scoped to our
+/// class), DaemonSet, hostNetwork/hostPort, dual-stack Services, node
+/// ports, internal load balancer, extra volumes/containers/objects,
+/// envFrom, security contexts (OpenShift restricted-v2), ServiceMonitor
+/// relabelings, PrometheusRule and Grafana dashboard, each rendered by Helm
+/// and validated; the dashboard's and alerts' metric names are ones the
+/// binary exposes (tests/packaging/metric_names.txt).
+#[test]
+fn helm_chart_values_for_every_cluster_render_and_validate() {
+    python("chart_ops.py");
+}
+
 /// Examples: every manifest valid for Kubernetes (a TrafficPolicy for its
 /// CRD's schema), standalone examples compile cleanly and their READMEs
 /// start the backends their EndpointSlices name, the migration example's

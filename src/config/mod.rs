@@ -78,6 +78,7 @@ pub use backends::{
     NGINX_LOAD_BALANCE_ANNOTATION, NGINX_PROXY_SSL_NAME, NGINX_PROXY_SSL_SECRET,
     NGINX_PROXY_SSL_VERIFY,
 };
+pub use certificate::parse_secret;
 pub use compiled::{Compiled, LastGood, Resolved};
 pub use diagnostic::{Diagnostic, Severity};
 pub use options::{CompileOptions, DEFAULT_GATEWAY_CONTROLLER_NAME};

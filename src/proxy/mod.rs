@@ -18,10 +18,11 @@
 //! (one request's metrics and access-log line, finished at the end of its
 //! body), [`timing`] (what forwarding learns about the upstream exchange),
 //! [`proxy_protocol`], [`shared`] (what every connection
-//! shares).
+//! shares), [`bind`] (how listeners bind: `[::]` dual-stack).
 //!
 //! Invariant: this file only wires modules.
 
+pub mod bind;
 pub mod body;
 pub mod client_ip;
 pub mod conn;

@@ -187,7 +187,8 @@ def check_chart_metadata() -> None:
     def leaves(d: dict, prefix: str = ""):
         for k, v in d.items():
             path = f"{prefix}{k}"
-            if isinstance(v, dict) and v and k not in ("resources",):
+            # Whole objects documented as one row (their keys are Kubernetes').
+            if isinstance(v, dict) and v and k not in ("resources", "podSecurityContext", "containerSecurityContext", "labels"):
                 yield from leaves(v, path + ".")
             else:
                 yield path
@@ -386,7 +387,7 @@ def check_release(name: str, values: dict, release: str, namespace: str, chart: 
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
     check(ports == {"http": 8080, "https": 8443, "admin": 9180}, f"[{name}] container ports {ports}")
     for flag, port in (("--http-addr", "http"), ("--https-addr", "https"), ("--admin-addr", "admin")):
-        check(flag_value(args, flag) == f"0.0.0.0:{ports.get(port)}", f"[{name}] {flag} listens on the {port} port: {flag_value(args, flag)}")
+        check(flag_value(args, flag) == f"[::]:{ports.get(port)}", f"[{name}] {flag} listens dual-stack on the {port} port: {flag_value(args, flag)}")
     check(flag_value(args, "--ingress-class") == merged["ingressClass"]["name"], f"[{name}] --ingress-class")
     check(flag_value(args, "--controller-name") == merged["ingressClass"]["controllerName"], f"[{name}] --controller-name")
     check(flag_value(args, "--election-id") == merged["electionId"], f"[{name}] --election-id")

@@ -202,7 +202,8 @@ def run_help_defaults(binary: str) -> dict[str, str]:
         m = re.match(r"\s+(?:-\w, )?(--[a-z0-9-]+)", line)
         if m:
             flag = m.group(1)
-        d = re.search(r"\[default: ([^\]]*)\]", line)
+        # A default may hold brackets itself (`[::]:8080`).
+        d = re.search(r"\[default: ((?:\[[^\]]*\]|[^\]])*)\]", line)
         if d and flag:
             defaults[flag] = d.group(1)
     return defaults

@@ -64,9 +64,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* The `tollgate run` arguments, one quoted list item each. */}}
 {{- define "tollgate.args" -}}
 - run
-- "--http-addr=0.0.0.0:8080"
-- "--https-addr=0.0.0.0:8443"
-- "--admin-addr=0.0.0.0:9180"
+- "--http-addr=[::]:8080"
+- "--https-addr=[::]:8443"
+- "--admin-addr=[::]:9180"
 - {{ printf "--ingress-class=%s" .Values.ingressClass.name | quote }}
 - {{ printf "--controller-name=%s" .Values.ingressClass.controllerName | quote }}
 {{- if .Values.gatewayAPI.enabled }}
@@ -97,7 +97,40 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.controller.config }}
 - {{ printf "--configmap=%s/%s-config" .Release.Namespace (include "tollgate.fullname" .) | quote }}
 {{- end }}
+{{- if .Values.admissionWebhook.enabled }}
+- {{ printf "--admission-addr=[::]:%d" (int .Values.admissionWebhook.port) | quote }}
+- {{ printf "--admission-certificate=%s/%s" .Release.Namespace (include "tollgate.admissionSecretName" .) | quote }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}
+{{- end }}
+
+{{/* The admission webhook's Service and its certificate's Secret. */}}
+{{- define "tollgate.admissionServiceName" -}}
+{{- printf "%s-admission" (include "tollgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tollgate.admissionSecretName" -}}
+{{- printf "%s-admission-tls" (include "tollgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The HTTP and HTTPS ports of the controller Services. */}}
+{{- define "tollgate.servicePorts" -}}
+- name: http
+  port: {{ .Values.service.ports.http }}
+  targetPort: http
+  protocol: TCP
+  appProtocol: http
+  {{- if and (ne .Values.service.type "ClusterIP") .Values.service.nodePorts.http }}
+  nodePort: {{ .Values.service.nodePorts.http }}
+  {{- end }}
+- name: https
+  port: {{ .Values.service.ports.https }}
+  targetPort: https
+  protocol: TCP
+  appProtocol: https
+  {{- if and (ne .Values.service.type "ClusterIP") .Values.service.nodePorts.https }}
+  nodePort: {{ .Values.service.nodePorts.https }}
+  {{- end }}
 {{- end }}

@@ -3,25 +3,35 @@
 //!
 //! Invariants:
 //! - One Event per diagnostic when it first appears (deduplicated by its
-//!   text): a steady state publishes nothing. A diagnostic that goes away
-//!   and comes back is published again.
+//!   text), and again every [`REPUBLISH_INTERVAL`] while it still stands,
+//!   so the API server's Event TTL (one hour by default) never leaves a
+//!   standing problem without an Event; at most once per interval per
+//!   object and reason. A diagnostic that goes away and comes back is
+//!   published again at once.
 //! - Only the leader publishes (replicas compile the same input, so they
 //!   would all say the same thing); a new leader publishes the diagnostics
 //!   that stand when it takes over.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::{Diagnostic, Severity};
 use crate::metrics::{Metrics, ResultLabels};
 
 /// A diagnostic and the object it is about.
 pub type Regarding = (ObjectReference, Diagnostic);
+
+/// How long after publishing a standing diagnostic's Event it is
+/// published again: half the API server's default Event TTL (`--event-ttl`,
+/// one hour), so the Event never expires while the problem stands.
+pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
 /// Longest note the Events API accepts.
 const MAX_NOTE: usize = 1024;
@@ -50,35 +60,46 @@ pub fn event_for(d: &Diagnostic) -> Event {
     }
 }
 
-/// Runs until `stop`: publishes new diagnostics as Events while leader.
+/// Runs until `stop`: publishes new diagnostics as Events while leader,
+/// and standing ones again every `republish` (normally
+/// [`REPUBLISH_INTERVAL`]).
 pub async fn run(
     client: Client,
     reporter: Reporter,
     mut diagnostics: watch::Receiver<Arc<Vec<Regarding>>>,
     mut leader: watch::Receiver<bool>,
+    republish: Duration,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut published: BTreeSet<String> = BTreeSet::new();
+    // When each standing diagnostic's Event was last published.
+    let mut published: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
+        let due = published.values().min().map(|at| *at + republish);
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => return,
             Ok(()) = diagnostics.changed() => {}
             Ok(()) = leader.changed() => published.clear(),
+            _ = sleep_until(due) => {}
         }
         let current = diagnostics.borrow_and_update().clone();
         // Forget what no longer stands, so it is published if it returns.
         let standing: BTreeSet<String> = current.iter().map(|(_, d)| d.to_string()).collect();
-        published.retain(|line| standing.contains(line));
+        published.retain(|line, _| standing.contains(line));
         if !*leader.borrow_and_update() {
             continue;
         }
-        // Sequential: Events are rare (new diagnostics only), and this
-        // keeps a flood of broken objects from bursting at the API server.
+        // Sequential: Events are rare (new diagnostics, and standing ones
+        // once per interval), and this keeps a flood of broken objects from
+        // bursting at the API server.
+        let now = Instant::now();
         for (reference, d) in current.iter() {
             let line = d.to_string();
-            if published.contains(&line) {
+            if published
+                .get(&line)
+                .is_some_and(|at| now.saturating_duration_since(*at) < republish)
+            {
                 continue;
             }
             // A fresh recorder per Event: a recorder turns a repeat of the
@@ -94,10 +115,19 @@ pub async fn run(
                 .events_published
                 .get_or_create(&ResultLabels { result })
                 .inc();
-            // A failed publish is not retried: the diagnostic is also in the
-            // log and `tollgate check`; retrying could flood the API.
-            published.insert(line);
+            // A failed publish is not retried before the next interval: the
+            // diagnostic is also in the log, `/debug/diagnostics` and
+            // `tollgate check`; retrying could flood the API.
+            published.insert(line, Instant::now());
         }
+    }
+}
+
+/// Sleeps until `due`, or forever without one.
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

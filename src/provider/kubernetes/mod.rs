@@ -86,6 +86,9 @@ pub struct KubeSettings {
     pub lease_duration: Duration,
     /// The namespace of `--configmap`: its ConfigMaps are watched.
     pub configmap_namespace: Option<String>,
+    /// A standing diagnostic's Event is published again after this long
+    /// ([`events::REPUBLISH_INTERVAL`] unless a test shortens it).
+    pub event_republish_interval: Duration,
 }
 
 /// Connects with the in-cluster service account when present, else
@@ -277,6 +280,7 @@ pub async fn run(
             },
             diag_rx,
             leader_rx.clone(),
+            settings.event_republish_interval,
             metrics.clone(),
             stop.clone(),
         )),

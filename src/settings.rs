@@ -18,7 +18,7 @@ use crate::table::upstream::PortRef;
 pub const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (revision ",
-    env!("TOLLGATE_GIT_REVISION"),
+    env!("TOLLGATE_REVISION"),
     ")"
 );
 

@@ -178,7 +178,7 @@ fn helm_chart_renders_lints_and_matches_the_binary() {
 /// envFrom, security contexts (OpenShift restricted-v2), ServiceMonitor
 /// relabelings, PrometheusRule and Grafana dashboard, each rendered by Helm
 /// and validated; the dashboard's and alerts' metric names are ones the
-/// binary exposes (tests/packaging/metric_names.txt).
+/// binary exposes (the README metric table, checked against /metrics by tests/observability.rs).
 #[test]
 fn helm_chart_values_for_every_cluster_render_and_validate() {
     python("chart_ops.py");

@@ -7,7 +7,8 @@ load balancer, extra volumes, containers, init containers, envFrom and
 objects, overridable security contexts (OpenShift restricted-v2 without a
 fixed uid), ServiceMonitor relabelings and namespace, the PrometheusRule
 and the Grafana dashboard, whose metric names must all be ones the binary
-exposes (tests/packaging/metric_names.txt).
+exposes (the README's metric table, which tests/observability.rs checks
+against the binary's /metrics).
 
 Usage: python3 chart_ops.py PATH_TO_TOLLGATE_BINARY
 """
@@ -270,10 +271,11 @@ def metric_names_in(expr: str) -> set[str]:
 
 
 def check_monitoring() -> None:
-    exposed = {
-        line.strip() for line in (ROOT / "tests" / "packaging" / "metric_names.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
+    # The README's metric table: tests/observability.rs checks it against
+    # what the binary's /metrics exposes, so the dashboard and alerts are
+    # checked against the binary through it.
+    exposed = set(re.findall(r"^\| `((?:tollgate|process)_[a-z_]+)`", (ROOT / "README.md").read_text(), re.M))
+    check(len(exposed) > 20, f"README metric table read ({len(exposed)} names)")
     name = "ServiceMonitor, PrometheusRule, Grafana dashboard"
     relabel = [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}]
     values = {"metrics": {
@@ -323,7 +325,7 @@ def check_monitoring() -> None:
             queried.setdefault(m, set()).add(f"alert {alert}")
     check(len(queried) >= 8, f"the dashboard and alerts query the metrics: {sorted(queried)}")
     for m, where in sorted(queried.items()):
-        check(m in exposed or m in EXTERNAL_METRICS, f"{m} ({', '.join(sorted(where))}) is not a metric the binary exposes (metric_names.txt)")
+        check(m in exposed or m in EXTERNAL_METRICS, f"{m} ({', '.join(sorted(where))}) is not a metric the binary exposes (README metric table)")
     for must in ("tollgate_requests_total", "tollgate_request_duration_seconds", "tollgate_upstream_response_duration_seconds",
                  "tollgate_config_last_apply_success", "tollgate_certificate_expiry_timestamp_seconds"):
         check(must in queried, f"the dashboard or alerts use {must}")

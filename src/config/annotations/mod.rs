@@ -33,8 +33,8 @@
 
 mod auth;
 mod cors;
-pub mod headers;
 mod global_limits;
+pub mod headers;
 mod ingress;
 pub mod known;
 mod limits;

@@ -9,8 +9,8 @@
 //! - A connection permit is held by the request ([`super::exchange::Cx`]) and then
 //!   by the response body until it ends; a refused request holds none.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};

@@ -332,8 +332,22 @@ async fn lines_dropped_when_stdout_stalls_are_counted() {
             "request {i}: the proxy never waits for the log"
         );
     }
-    let m = metrics().await.unwrap();
-    let dropped = metric_sum(&m, "tollgate_access_log_dropped_total", &[]).unwrap_or(0.0) as usize;
+    // The worker hands its last lines over when it goes idle, so the count
+    // settles a moment after the last response: read it until it holds.
+    let dropped_count =
+        |m: &str| metric_sum(m, "tollgate_access_log_dropped_total", &[]).unwrap_or(0.0) as usize;
+    let mut m = metrics().await.unwrap();
+    let settle = Instant::now() + Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let again = metrics().await.unwrap();
+        let settled = dropped_count(&again) == dropped_count(&m);
+        m = again;
+        if settled || Instant::now() > settle {
+            break;
+        }
+    }
+    let dropped = dropped_count(&m);
     assert!(dropped > 0, "nothing dropped with stdout stalled:\n{m}");
     eprintln!("stdout stalled: {REQUESTS} requests served, {dropped} lines dropped and counted");
 

@@ -61,12 +61,15 @@ fn rejected_ingress() -> Value {
 
 /// Metrics only Kubernetes mode has data for (pinned by
 /// tests/kubernetes.rs and tests/kubernetes_gateway.rs).
-const KUBERNETES_ONLY: [&str; 5] = [
+const KUBERNETES_ONLY: [&str; 6] = [
     "tollgate_kube_watch_errors_total",
     "tollgate_kube_watch_synced",
     "tollgate_status_updates_total",
     "tollgate_status_writes_total",
     "tollgate_events_published_total",
+    // Not Kubernetes-only: its series appear with the first global rate
+    // limit decision (asserted in tests/global_rate_limit.rs).
+    "tollgate_global_rate_limit_decisions_total",
 ];
 
 fn value(m: &str, name: &str, labels: &[(&str, &str)]) -> f64 {

@@ -69,6 +69,8 @@
 //!   and the proxy calls: htpasswd Basic auth, URL templates, external auth
 //!   (`auth-url`). Pure except `auth::external::client`, the sub-request's
 //!   HTTP client, which only the proxy uses.
+//! - [`nginx_vars`]: nginx-style `$name` placeholders split once (access-log
+//!   formats, rate-limit keys).
 //! - [`hop_by_hop`]: which headers are connection-specific and never cross
 //!   a hop; used by the proxy and the external-auth client alike.
 //! - [`access_log`]: the access-log line formats (JSON, nginx-style
@@ -114,6 +116,7 @@ pub mod hop_by_hop;
 pub mod inspect;
 pub mod lb;
 pub mod metrics;
+pub mod nginx_vars;
 pub mod provider;
 pub mod proxy;
 pub mod publisher;

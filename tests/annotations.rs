@@ -29,29 +29,7 @@ fn annotated_typed(
     svc: &str,
     annotations: &[(&str, &str)],
 ) -> Value {
-    let annotations: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| {
-            let key = if k.contains('/') {
-                k.to_string()
-            } else {
-                format!("nginx.ingress.kubernetes.io/{k}")
-            };
-            (key, json!(v))
-        })
-        .collect();
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
-        "spec": {
-            "ingressClassName": "tollgate",
-            "rules": [{"host": host, "http": {"paths": [{
-                "path": path, "pathType": path_type,
-                "backend": {"service": {"name": svc, "port": {"number": 8080}}}
-            }]}}]
-        }
-    })
+    common::annotated_ingress(NS, name, host, (path, path_type), svc, annotations)
 }
 
 async fn start(echo: &Echo, ingresses: Vec<Value>, args: &[&str]) -> Tollgate {

@@ -122,29 +122,7 @@ impl Drop for Redis {
 }
 
 fn ingress(name: &str, host: &str, annotations: &[(&str, &str)]) -> Value {
-    let annotations: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| {
-            let key = if k.contains('/') {
-                k.to_string()
-            } else {
-                format!("nginx.ingress.kubernetes.io/{k}")
-            };
-            (key, json!(v))
-        })
-        .collect();
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
-        "spec": {
-            "ingressClassName": "tollgate",
-            "rules": [{"host": host, "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "app", "port": {"number": 8080}}}
-            }]}}]
-        }
-    })
+    common::annotated_ingress(NS, name, host, ("/", "Prefix"), "app", annotations)
 }
 
 /// `tollgate.dev/limit-rps: 5`, burst 10, counted globally.

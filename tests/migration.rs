@@ -25,29 +25,7 @@ pub const NS: &str = "default";
 /// An Ingress `name` for `host` → Prefix `/` → `svc`:8080; annotation keys
 /// without a `/` are ingress-nginx's.
 pub fn ingress(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) -> Value {
-    let annotations: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| {
-            let key = if k.contains('/') {
-                k.to_string()
-            } else {
-                format!("nginx.ingress.kubernetes.io/{k}")
-            };
-            (key, json!(v))
-        })
-        .collect();
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
-        "spec": {
-            "ingressClassName": "tollgate",
-            "rules": [{"host": host, "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": svc, "port": {"number": 8080}}}
-            }]}}]
-        }
-    })
+    common::annotated_ingress(NS, name, host, ("/", "Prefix"), svc, annotations)
 }
 
 /// A ConfigMap in [`NS`].

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use super::time::Civil;
+use crate::nginx_vars::Segment;
 
 /// ingress-nginx's default `log-format-upstream` (`upstreaminfo`).
 pub const UPSTREAMINFO: &str = "$remote_addr - $remote_user [$time_local] \"$request\" \
@@ -177,24 +178,19 @@ impl Template {
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
         let mut pieces = Vec::new();
         let mut literal = String::new();
-        let mut rest = text;
-        while let Some(at) = rest.find('$') {
-            literal.push_str(&rest[..at]);
-            let after = &rest[at + 1..];
-            let (name, next) = if let Some(braced) = after.strip_prefix('{') {
-                let end = braced.find('}').ok_or(TemplateError::Unclosed)?;
-                (&braced[..end], &braced[end + 1..])
-            } else {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..end], &after[end..])
+        for segment in crate::nginx_vars::split(text).map_err(|_| TemplateError::Unclosed)? {
+            let name = match segment {
+                Segment::Literal(text) => {
+                    literal.push_str(text);
+                    continue;
+                }
+                // A `$` followed by no name is text.
+                Segment::Var("") => {
+                    literal.push('$');
+                    continue;
+                }
+                Segment::Var(name) => name,
             };
-            if name.is_empty() {
-                literal.push('$');
-                rest = after;
-                continue;
-            }
             let var = VARS
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -207,9 +203,7 @@ impl Template {
                 pieces.push(Piece::Literal(std::mem::take(&mut literal)));
             }
             pieces.push(Piece::Var(var));
-            rest = next;
         }
-        literal.push_str(rest);
         if !literal.is_empty() {
             pieces.push(Piece::Literal(literal));
         }

@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName};
 
+use crate::nginx_vars::Segment;
+
 /// What a global limit counts requests by.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum LimitKey {
@@ -42,20 +44,15 @@ impl LimitKey {
     pub fn parse(template: &str) -> Result<LimitKey, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
-        let mut rest = template;
-        while let Some(at) = rest.find('$') {
-            literal.push_str(&rest[..at]);
-            let after = &rest[at + 1..];
-            let (name, tail) = if let Some(braced) = after.strip_prefix('{') {
-                let end = braced
-                    .find('}')
-                    .ok_or_else(|| format!("`${{` without `}}` in `{template}`"))?;
-                (&braced[..end], &braced[end + 1..])
-            } else {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..end], &after[end..])
+        let segments = crate::nginx_vars::split(template)
+            .map_err(|_| format!("`${{` without `}}` in `{template}`"))?;
+        for segment in segments {
+            let name = match segment {
+                Segment::Literal(text) => {
+                    literal.push_str(text);
+                    continue;
+                }
+                Segment::Var(name) => name,
             };
             let part = if name == "remote_addr" {
                 KeyPart::RemoteAddr
@@ -72,9 +69,7 @@ impl LimitKey {
                 parts.push(KeyPart::Literal(std::mem::take(&mut literal).into()));
             }
             parts.push(part);
-            rest = tail;
         }
-        literal.push_str(rest);
         if !literal.is_empty() {
             parts.push(KeyPart::Literal(literal.into()));
         }

@@ -1269,6 +1269,42 @@ pub fn backend(ns: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
     v
 }
 
+/// An Ingress `ns/name` of class `tollgate` with one rule: `host`, one
+/// path (`path`, `path_type`) → `svc`:8080. Annotation keys without a `/`
+/// are ingress-nginx's (`nginx.ingress.kubernetes.io/` is prepended).
+pub fn annotated_ingress(
+    ns: &str,
+    name: &str,
+    host: &str,
+    (path, path_type): (&str, &str),
+    svc: &str,
+    annotations: &[(&str, &str)],
+) -> Value {
+    let annotations: serde_json::Map<String, Value> = annotations
+        .iter()
+        .map(|(k, v)| {
+            let key = if k.contains('/') {
+                k.to_string()
+            } else {
+                format!("nginx.ingress.kubernetes.io/{k}")
+            };
+            (key, json!(v))
+        })
+        .collect();
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+        "spec": {
+            "ingressClassName": "tollgate",
+            "rules": [{"host": host, "http": {"paths": [{
+                "path": path, "pathType": path_type,
+                "backend": {"service": {"name": svc, "port": {"number": 8080}}}
+            }]}}]
+        }
+    })
+}
+
 /// An Ingress with `spec` given as YAML text.
 pub fn ingress(ns: &str, name: &str, spec: &str) -> Value {
     json!({

@@ -12,6 +12,8 @@
 //! - `conflicts`: who gets a (host, path) or the default backend when two
 //!   Ingresses ask for it, and which route a canary attaches to;
 //! - `canary`: canary Ingresses attached to the others' routes;
+//! - `passthrough`: `ssl-passthrough` hosts → the upstream of their `/`
+//!   route, spliced untouched by the HTTPS listener;
 //! - `backends`: Services → upstreams (protocol, load balancing, backend
 //!   TLS, endpoints);
 //! - `route_policy`: annotations and TrafficPolicy → each route's
@@ -61,6 +63,7 @@ mod ingress_nginx;
 pub mod nginx_config;
 mod options;
 pub mod overlay;
+pub mod passthrough;
 pub mod problem;
 mod route_policy;
 mod routes;
@@ -114,6 +117,8 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
     for ingress in &served {
         builder.add_tls(ingress.key, &ingress.origin, &ingress.object);
     }
+    // TLS passthrough hosts, added once every Ingress has its paths.
+    let passthrough = passthrough::requests(&served, opts);
     let mut served_keys = Vec::with_capacity(served.len());
     // Canary Ingresses attach to the routes of the others: those first.
     let (canaries, mains): (Vec<_>, Vec<_>) = served
@@ -130,6 +135,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         builder.out.ingresses += 1;
     }
     builder.add_aliases();
+    builder.add_passthrough(passthrough);
     served_keys.sort();
     builder.out.served = served_keys;
     // Gateway API routes after the Ingresses: an Ingress keeps its paths.

@@ -147,6 +147,8 @@ impl<'a> Builder<'a> {
             .cloned()
             .map(Problem::from)
             .collect();
+        // TLS passthrough without the flag, or on a rule it cannot serve.
+        out.extend(super::passthrough::problems(ingress, self.opts));
         // Authentication whose Secret cannot be used is served failing
         // closed, as ingress-nginx (503 or 401: see `route_policy`).
         if parsed.use_regex {

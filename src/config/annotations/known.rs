@@ -216,9 +216,10 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-redirect-from", Support::Refused(REWRITES)),
     ("proxy-redirect-to", Support::Refused(REWRITES)),
     ("relative-redirects", Support::Refused("redirects are absolute")),
-    // Terminating instead would show clients tollgate's certificate and
-    // hand the backend plain HTTP: never done silently.
-    ("ssl-passthrough", Support::RefusedSecurity),
+    // With `--enable-ssl-passthrough` (`config::passthrough`); without it
+    // the Ingress is rejected, never terminated in its place, and `check`
+    // counts it as refused.
+    ("ssl-passthrough", Support::Supported),
 ];
 
 /// How an annotation suffix is treated (see [`KNOWN`]); `None`: unknown.

@@ -42,9 +42,7 @@ async fn tls_backend(ca: &TestCa, name: &'static str, host: &str) -> TlsBackend 
         .into_iter()
         .map(rustls::pki_types::CertificateDer::from)
         .collect();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        pem_blocks(&cert.key_pem).remove(0).into(),
-    );
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(pem_blocks(&cert.key_pem).remove(0).into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -148,7 +146,10 @@ async fn get_over(mut stream: TlsStream, host: &str) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, stream.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out).into_owned();
-    text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string()
+    text.split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Sends `line` and reads the same number of bytes back.
@@ -183,11 +184,19 @@ async fn a_passthrough_host_sees_the_backend_and_others_terminate_on_the_same_po
     let tg = start(&docs, &["--enable-ssl-passthrough"]).await;
 
     // The client verifies the backend's own certificate and gets its answer.
-    let stream = verified(&tg, &ca, "pass.test").await.expect("passthrough handshake");
-    assert!(PeerCert::of(&stream).is(&app.cert), "{}", PeerCert::of(&stream).describe());
+    let stream = verified(&tg, &ca, "pass.test")
+        .await
+        .expect("passthrough handshake");
+    assert!(
+        PeerCert::of(&stream).is(&app.cert),
+        "{}",
+        PeerCert::of(&stream).describe()
+    );
     assert_eq!(get_over(stream, "pass.test").await, "backend app");
     // Upper case SNI is the same host.
-    let stream = verified(&tg, &ca, "PASS.test").await.expect("passthrough handshake");
+    let stream = verified(&tg, &ca, "PASS.test")
+        .await
+        .expect("passthrough handshake");
     assert!(PeerCert::of(&stream).is(&app.cert));
 
     // Same port, another host: terminated by tollgate with its certificate.
@@ -195,9 +204,14 @@ async fn a_passthrough_host_sees_the_backend_and_others_terminate_on_the_same_po
         .await
         .expect("terminated host");
     assert!(cert.is(&term_cert), "{}", cert.describe());
-    assert_eq!((resp.status, resp.echo().service()), (200, "svc-term".into()));
+    assert_eq!(
+        (resp.status, resp.echo().service()),
+        (200, "svc-term".into())
+    );
     // Unknown SNI and no SNI: terminated, default certificate.
-    let cert = served_cert(tg.https_addr(), Some("unknown.test")).await.unwrap();
+    let cert = served_cert(tg.https_addr(), Some("unknown.test"))
+        .await
+        .unwrap();
     assert!(cert.is_generated_default(), "{}", cert.describe());
     let cert = served_cert(tg.https_addr(), None).await.unwrap();
     assert!(cert.is_generated_default(), "{}", cert.describe());
@@ -242,7 +256,11 @@ async fn the_client_hello_reaches_the_backend_byte_for_byte_without_the_proxy_he
         .await
         .expect("bytes in time")
         .unwrap();
-    assert_eq!(&got[..hello.len()], &hello[..], "the ClientHello, unchanged");
+    assert_eq!(
+        &got[..hello.len()],
+        &hello[..],
+        "the ClientHello, unchanged"
+    );
     assert_eq!(&got[hello.len()..], b"and after it");
     // And the other way, untouched too.
     upstream.write_all(b"from the backend").await.unwrap();
@@ -321,12 +339,18 @@ async fn endpoint_changes_are_followed_and_open_connections_survive_a_swap() {
     let mut swapped = docs.clone();
     swapped.retain(|d| d["metadata"]["name"] != "app");
     swapped.extend(backend_docs("app", &[b.port]));
-    swapped.push(ingress(NS, "other", &simple_spec("other.test", "svc-other")));
+    swapped.push(ingress(
+        NS,
+        "other",
+        &simple_spec("other.test", "svc-other"),
+    ));
     tg.write("manifests.yaml", &yaml_docs(&swapped));
     tg.eventually("other.test", "/", |r| r.status == 200).await;
     assert_eq!(echo_round(&mut open, "ping 2\n").await, "ping 2\n");
     // New connections for the host are no longer passed through.
-    let cert = served_cert(tg.https_addr(), Some("pass.test")).await.unwrap();
+    let cert = served_cert(tg.https_addr(), Some("pass.test"))
+        .await
+        .unwrap();
     assert!(cert.is_generated_default(), "{}", cert.describe());
 }
 
@@ -353,7 +377,11 @@ async fn a_client_hello_that_never_completes_is_cut_at_the_header_timeout() {
     assert!(started.elapsed() < Duration::from_secs(3));
     let metrics = tg.metrics().await;
     assert!(
-        metric_sum(&metrics, "tollgate_tls_handshakes_total", &[("result", "timeout")]) >= Some(1.0),
+        metric_sum(
+            &metrics,
+            "tollgate_tls_handshakes_total",
+            &[("result", "timeout")]
+        ) >= Some(1.0),
         "{metrics}"
     );
 }
@@ -385,7 +413,9 @@ async fn without_the_flag_the_ingress_is_refused_and_never_terminated() {
 
     // `run` without the flag: nothing passed through, nothing served.
     let tg = start(&docs, &[]).await;
-    let cert = served_cert(tg.https_addr(), Some("pass.test")).await.unwrap();
+    let cert = served_cert(tg.https_addr(), Some("pass.test"))
+        .await
+        .unwrap();
     assert!(cert.is_generated_default(), "{}", cert.describe());
     assert!(verified(&tg, &ca, "pass.test").await.is_err());
     assert_eq!(tg.get("pass.test", "/").await.status, 404);

@@ -149,7 +149,11 @@ impl Builder<'_> {
         {
             if is_canary(&ingress) {
                 let field = Field::annotation(ANNOTATION);
-                self.warn(&key, &origin, Problem::new(field, Reason::PassthroughCanary));
+                self.warn(
+                    &key,
+                    &origin,
+                    Problem::new(field, Reason::PassthroughCanary),
+                );
                 continue;
             }
             let http_only = http_annotations(&ingress);

@@ -145,7 +145,11 @@ pub async fn splice<S>(
     let (mut backend, endpoint) = loop {
         let exclude: Vec<&Endpoint> = tried.iter().map(|e| &**e).collect();
         let Some(endpoint) = upstream.pick(&set, &exclude) else {
-            count(if tried.is_empty() { NO_ENDPOINTS } else { CONNECT_FAILED });
+            count(if tried.is_empty() {
+                NO_ENDPOINTS
+            } else {
+                CONNECT_FAILED
+            });
             tracing::debug!(%peer, upstream = %upstream.label, "TLS passthrough: no endpoint to connect to");
             return;
         };

@@ -22,7 +22,10 @@ fn rule(host: &str, paths: &[(&str, &str)]) -> String {
             format!("{{path: \"{p}\", pathType: Prefix, backend: {{service: {{name: {s}, port: {{number: 443}}}}}}}}")
         })
         .collect();
-    format!("{{host: \"{host}\", http: {{paths: [{}]}}}}", paths.join(", "))
+    format!(
+        "{{host: \"{host}\", http: {{paths: [{}]}}}}",
+        paths.join(", ")
+    )
 }
 
 const ON: &str = "nginx.ingress.kubernetes.io/ssl-passthrough: \"true\"";
@@ -84,7 +87,10 @@ fn without_the_flag_the_ingress_is_rejected_not_terminated() {
     )];
     let c = compile_with(false, &docs);
     assert!(!c.tls.has_passthrough());
-    assert!(c.table.lookup("pass.example", "/").is_none(), "not served terminated");
+    assert!(
+        c.table.lookup("pass.example", "/").is_none(),
+        "not served terminated"
+    );
     has(&c, Severity::Rejected, "a", "--enable-ssl-passthrough");
     let d = c
         .diagnostics
@@ -174,7 +180,10 @@ fn the_oldest_ingress_decides_and_the_root_route_winner_serves() {
         ),
     ];
     let c = compile_with(true, &docs);
-    assert_eq!(passed_to(&c, "pass.example").as_deref(), Some("ns/older:443"));
+    assert_eq!(
+        passed_to(&c, "pass.example").as_deref(),
+        Some("ns/older:443")
+    );
 }
 
 #[test]

@@ -65,8 +65,15 @@ impl Handshake {
             return self.terminate(stream).await;
         };
         let Handshake {
-            state, peer, guard, ..
+            state,
+            peer,
+            guard,
+            activity,
+            ..
         } = self;
+        // No HTTP timeouts apply to a spliced connection: let the
+        // watchdog forget it (the guard keeps it counted for drain).
+        drop(activity);
         let timeout = state.settings.connect_timeout;
         passthrough::splice(stream, &upstream, timeout, &state.metrics, peer).await;
         drop(guard);

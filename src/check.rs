@@ -92,7 +92,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
 
     match args.output {
         OutputFormat::Json => println!("{}", report.to_json()?),
-        OutputFormat::Text => print_text(&report),
+        OutputFormat::Text => {
+            print_text(&report);
+            // TLS passthrough hosts (`--enable-ssl-passthrough`).
+            for (host, id) in compiled.tls.passthrough_hosts() {
+                let to = compiled.upstreams.get(id as usize).map(|u| &*u.label);
+                println!("TLS passthrough: {host} -> {}", to.unwrap_or("?"));
+            }
+        }
     }
     Ok(i32::from(rejected))
 }

@@ -323,7 +323,10 @@ async fn endpoint_changes_are_followed_and_open_connections_survive_a_swap() {
     assert!(PeerCert::of(&open).is(&a.cert));
     assert_eq!(echo_round(&mut open, "ping 1\n").await, "ping 1\n");
 
-    // The Service's endpoints move to b: new connections follow.
+    // The Service's endpoints move to b: new connections follow, without
+    // a recompile (the EndpointSlice fast path).
+    let reloads = |m: &str| metric_sum(m, "tollgate_reloads_total", &[]);
+    let before = tg.metrics().await;
     tg.write("manifests.yaml", &with_slice(b.port));
     let deadline = Instant::now() + RELOAD_TIMEOUT * 2;
     loop {
@@ -334,6 +337,13 @@ async fn endpoint_changes_are_followed_and_open_connections_survive_a_swap() {
         assert!(Instant::now() < deadline, "new connections still reach a");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let after = tg.metrics().await;
+    assert_eq!(reloads(&after), reloads(&before), "{after}");
+    assert!(
+        metric_sum(&after, "tollgate_endpoint_updates_total", &[])
+            > metric_sum(&before, "tollgate_endpoint_updates_total", &[]),
+        "{after}"
+    );
     // A configuration swap (another Ingress) and the removal of the
     // passthrough Ingress itself: the open connection keeps working.
     let mut swapped = docs.clone();
@@ -410,6 +420,10 @@ async fn without_the_flag_the_ingress_is_refused_and_never_terminated() {
     let (code, out, err) = check(dir.path(), &["--enable-ssl-passthrough"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("1 supported"), "{out}");
+    assert!(
+        out.contains("TLS passthrough: pass.test -> pass/app:8080"),
+        "{out}"
+    );
 
     // `run` without the flag: nothing passed through, nothing served.
     let tg = start(&docs, &[]).await;

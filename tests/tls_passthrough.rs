@@ -6,8 +6,9 @@
 //! changes, a configuration swap under an open connection, the peek's
 //! timeout, and the flag off (rejected, never terminated).
 //!
-//! As ingress-nginx (`test/e2e/annotations/sslpassthrough.go`): the client
-//! sees the backend's certificate and the backend's answer.
+//! As ingress-nginx (its e2e "[Flag] enable-ssl-passthrough", ported in
+//! `nginx_e2e_ssl_passthrough_handles_known_and_throttled_traffic`): the
+//! client sees the backend's certificate and the backend's answer.
 
 mod common;
 
@@ -439,6 +440,127 @@ async fn without_the_flag_the_ingress_is_refused_and_never_terminated() {
         Some(0.0),
         "{metrics}"
     );
+}
+
+/// Writes at most `chunk` bytes at a time (ingress-nginx's
+/// `writeThrottledConn`): the ClientHello arrives in pieces.
+struct Throttled {
+    inner: TcpStream,
+    chunk: usize,
+}
+
+impl tokio::io::AsyncRead for Throttled {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Throttled {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf.len().min(self.chunk);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, &buf[..n])
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Ported from ingress-nginx's e2e suite, "[Flag] enable-ssl-passthrough"
+/// ("when handling traffic", its settings tests): known
+/// traffic is passed through, verified or not, with or without a Host
+/// header, also when the client writes its ClientHello in small pieces
+/// ("on throttled connections", chunks of len(host)/3 bytes); a TLS host
+/// without the annotation is terminated by the controller. (Its first case,
+/// `--ssl-passthrough-proxy-port`, has no counterpart: tollgate passes
+/// connections through in the listener, with no internal proxy port.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_e2e_ssl_passthrough_handles_known_and_throttled_traffic() {
+    let host = "testpassthrough.com";
+    let ca = TestCa::new("passthrough test CA");
+    let app = tls_backend(&ca, "echopass", host).await;
+    let bad_cert = ca.leaf(
+        "tollgate noannotationnopassthrough.com",
+        &["noannotationnopassthrough.com"],
+    );
+    let echo = Echo::services(&["svc-bad"]).await;
+    let mut docs = vec![ingress_class("tollgate", false)];
+    docs.extend(echo.backends(NS));
+    docs.extend(backend_docs("echopass", &[app.port]));
+    docs.push(pass_ingress("echopass", host, "echopass", "true", &[]));
+    docs.extend(terminated(
+        "bad",
+        "noannotationnopassthrough.com",
+        "svc-bad",
+        &bad_cert,
+    ));
+    let tg = start(&docs, &["--enable-ssl-passthrough"]).await;
+
+    for (verify, chunk, with_host) in [
+        (true, usize::MAX, true),
+        (false, usize::MAX, true),
+        (true, host.len() / 3, false),
+        (false, host.len() / 3, false),
+        (true, host.len() / 3, true),
+        (false, host.len() / 3, true),
+    ] {
+        let client = TlsClient {
+            trust: verify.then(|| ca.pem.clone()),
+            ..TlsClient::default()
+        };
+        let tcp = TcpStream::connect(tg.https_addr()).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let name = rustls::pki_types::ServerName::try_from(host).unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(client.config())
+            .connect(name, Throttled { inner: tcp, chunk })
+            .await
+            .unwrap_or_else(|e| panic!("verify {verify} chunk {chunk}: {e}"));
+        let presented = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        assert_eq!(presented, app.cert.der, "verify {verify} chunk {chunk}");
+        let head = if with_host {
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n")
+        } else {
+            "GET / HTTP/1.1\r\n\r\n".to_string()
+        };
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, tls.read_to_end(&mut out)).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with("HTTP/1.1 200 "),
+            "verify {verify} chunk {chunk}: {out}"
+        );
+        assert!(out.ends_with("backend echopass"), "{out}");
+    }
+    // The host without the annotation: terminated, with its own certificate.
+    let (resp, cert) = https_get(
+        tg.https_addr(),
+        Some("noannotationnopassthrough.com"),
+        "noannotationnopassthrough.com",
+        "/",
+    )
+    .await
+    .unwrap();
+    assert!(cert.is(&bad_cert), "{}", cert.describe());
+    assert_eq!(resp.echo().service(), "svc-bad");
 }
 
 /// The first flight of a rustls client for `server_name`.

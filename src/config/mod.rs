@@ -118,7 +118,8 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
         builder.add_tls(ingress.key, &ingress.origin, &ingress.object);
     }
     // TLS passthrough hosts, added once every Ingress has its paths.
-    let passthrough = passthrough::requests(&served, opts);
+    let passthrough =
+        passthrough::requests(served.iter().map(|s| (s.key, &s.origin, &s.object)), opts);
     let mut served_keys = Vec::with_capacity(served.len());
     // Canary Ingresses attach to the routes of the others: those first.
     let (canaries, mains): (Vec<_>, Vec<_>) = served

@@ -38,7 +38,6 @@ use super::annotations::{NGINX, TOLLGATE};
 use super::builder::Builder;
 use super::options::CompileOptions;
 use super::problem::{Field, Problem, Reason};
-use super::select::{is_canary, Served};
 use super::snapshot::ObjectKey;
 use crate::table::{PathType, RouteKind};
 
@@ -55,6 +54,11 @@ pub(super) struct Request {
 /// Whether an Ingress asks for passthrough.
 fn asks(ingress: &Ingress) -> bool {
     annotation(ingress, ANNOTATION) == Some("true")
+}
+
+/// Whether an Ingress is a canary (they are never passed through).
+fn is_canary(ingress: &Ingress) -> bool {
+    annotation(ingress, "nginx.ingress.kubernetes.io/canary") == Some("true")
 }
 
 /// The rule's `/` path has a Service backend (ingress-nginx's root
@@ -104,19 +108,21 @@ pub(super) fn problems(ingress: &Ingress, opts: &CompileOptions) -> Vec<Problem>
     out
 }
 
-/// The served Ingresses that ask for passthrough (and may: the flag is
-/// on), in serving order.
-pub(super) fn requests(served: &[Served<'_>], opts: &CompileOptions) -> Vec<Request> {
+/// The served Ingresses (key, origin, version served, in serving order)
+/// that ask for passthrough and may (the flag is on).
+pub(super) fn requests<'a>(
+    served: impl Iterator<Item = (&'a ObjectKey, &'a Option<Arc<str>>, &'a Arc<Ingress>)>,
+    opts: &CompileOptions,
+) -> Vec<Request> {
     if !opts.ssl_passthrough {
         return Vec::new();
     }
     served
-        .iter()
-        .filter(|s| asks(&s.object))
-        .map(|s| Request {
-            key: s.key.clone(),
-            origin: s.origin.clone(),
-            ingress: s.object.clone(),
+        .filter(|(_, _, ingress)| asks(ingress))
+        .map(|(key, origin, ingress)| Request {
+            key: key.clone(),
+            origin: origin.clone(),
+            ingress: ingress.clone(),
         })
         .collect()
 }

@@ -53,6 +53,7 @@ use tokio_rustls::TlsAcceptor;
 use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;
 use super::h2_flood::{FrameScan, POISON};
+use super::passthrough;
 use super::proxy_protocol;
 use super::shared::{ProxyState, H1_BUFFER_FLOOR};
 use crate::metrics::BadRequest;
@@ -530,18 +531,35 @@ impl Accepted {
             acceptor,
             deadline,
             peer,
-            local_port,
             state,
-            builder,
-            activity,
-            guard,
-            h2_budget,
         };
-        if tls.state.published.load().tls.has_passthrough() {
-            tls.peek_first(stream).await
-        } else {
-            tls.terminate(stream).await
+        if !tls.state.published.load().tls.has_passthrough() {
+            let Some(stream) = tls.accept(stream).await else {
+                return;
+            };
+            let ctx = tls.into_context(&stream, local_port, activity);
+            return serve_connection(stream, ctx, builder, guard, h2_budget).await;
         }
+        // Some host is passed through: its SNI decides (see `passthrough`).
+        let mut stream = stream;
+        let Some(peeked) = tls.peek(&mut stream).await else {
+            return;
+        };
+        let upstream = tls.passthrough_to(peeked.sni.as_deref());
+        let stream = passthrough::Rewind::new(peeked.hello, stream);
+        if let Some(upstream) = upstream {
+            // No HTTP timeout applies to a spliced connection: the watchdog
+            // forgets it; the guard keeps it counted until it closes.
+            drop(activity);
+            tls.splice(stream, &upstream).await;
+            drop(guard);
+            return;
+        }
+        let Some(stream) = tls.accept(stream).await else {
+            return;
+        };
+        let ctx = tls.into_context(&stream, local_port, activity);
+        serve_connection(stream, ctx, builder, guard, h2_budget).await;
     }
 }
 

@@ -1,132 +1,123 @@
 //! The HTTPS side of a connection, after its PROXY header: the TLS
-//! handshake, and before it, while some host is passed through, the
-//! ClientHello peek that decides between terminating and splicing
-//! ([`super::super::passthrough`]).
+//! handshake with its metric and log, the connection context it yields,
+//! and, while some host is passed through, the ClientHello peek that
+//! decides between terminating and splicing ([`super::super::passthrough`]).
+//! The listener sequences these steps; nothing here serves HTTP.
 //!
 //! Invariants:
 //! - The handshake (and the peek before it) must finish by the
 //!   connection's deadline (`--client-header-timeout` from accept).
 //! - A connection that is not passed through is terminated exactly as
 //!   without passthrough: the bytes peeked are replayed to rustls first.
+//! - A failed or timed-out peek counts as a failed handshake (`io`,
+//!   `timeout`), as it would have without passthrough.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::super::conn::{Activity, ConnCtx};
-use super::super::passthrough;
+use super::super::passthrough::{self, Peeked};
 use super::super::shared::ProxyState;
-use super::{serve_connection, ConnGuard};
+use crate::lb::Upstream;
 
 /// An HTTPS connection before its handshake.
 pub(super) struct Handshake {
     pub(super) acceptor: TlsAcceptor,
     pub(super) deadline: tokio::time::Instant,
     pub(super) peer: SocketAddr,
-    pub(super) local_port: u16,
     pub(super) state: Arc<ProxyState>,
-    pub(super) builder: Arc<auto::Builder<TokioExecutor>>,
-    pub(super) activity: Arc<Activity>,
-    pub(super) guard: ConnGuard,
-    pub(super) h2_budget: u32,
 }
 
 impl Handshake {
-    /// Some host is passed through: reads the ClientHello first, then
-    /// splices the connection of a passthrough host to its upstream, and
-    /// terminates any other (see [`passthrough`]).
-    pub(super) async fn peek_first(self, mut stream: TcpStream) {
-        let peeked = tokio::time::timeout_at(self.deadline, passthrough::peek(&mut stream)).await;
-        let peeked = match peeked {
-            Ok(Ok(peeked)) => peeked,
-            Ok(Err(e)) => {
-                self.state.metrics.handshake("io");
-                tracing::debug!(error = %e, peer = %self.peer, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                self.state.metrics.handshake("timeout");
-                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
-                return;
-            }
-        };
-        let upstream = peeked.sni.as_deref().and_then(|sni| {
-            let published = self.state.published.load();
-            let id = published.tls.passthrough(sni)?;
-            published.upstreams.get(id as usize).cloned()
-        });
-        let stream = passthrough::Rewind::new(peeked.hello, stream);
-        let Some(upstream) = upstream else {
-            return self.terminate(stream).await;
-        };
-        let Handshake {
-            state,
-            peer,
-            guard,
-            activity,
-            ..
-        } = self;
-        // No HTTP timeouts apply to a spliced connection: let the
-        // watchdog forget it (the guard keeps it counted for drain).
-        drop(activity);
-        let timeout = state.settings.connect_timeout;
-        passthrough::splice(stream, &upstream, timeout, &state.metrics, peer).await;
-        drop(guard);
-    }
-
-    /// Completes the TLS handshake and serves HTTP.
-    pub(super) async fn terminate<S>(self, stream: S)
+    /// Completes the TLS handshake; `None` (counted and logged) when it
+    /// fails or times out.
+    pub(super) async fn accept<S>(&self, stream: S) -> Option<TlsStream<S>>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Handshake {
-            acceptor,
-            deadline,
-            peer,
-            local_port,
-            state,
-            builder,
-            activity,
-            guard,
-            h2_budget,
-        } = self;
-        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
-        state.metrics.handshake(match &handshake {
+        let peer = self.peer;
+        let handshake = tokio::time::timeout_at(self.deadline, self.acceptor.accept(stream)).await;
+        self.state.metrics.handshake(match &handshake {
             Ok(Ok(_)) => "ok",
             Ok(Err(e)) => crate::tls::server::failure_reason(e),
             Err(_) => "timeout",
         });
-        let stream = match handshake {
-            Ok(Ok(stream)) => stream,
+        match handshake {
+            Ok(Ok(stream)) => Some(stream),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                return;
+                None
             }
             Err(_) => {
                 tracing::debug!(%peer, "TLS handshake timed out");
-                return;
+                None
             }
-        };
-        let sni = stream.get_ref().1.server_name().map(str::to_owned);
-        let client = state.client_info(peer, local_port, "https", sni.as_deref());
-        let tls_version = match stream.get_ref().1.protocol_version() {
+        }
+    }
+
+    /// The context of a terminated connection's requests.
+    pub(super) fn into_context<S>(
+        self,
+        stream: &TlsStream<S>,
+        local_port: u16,
+        activity: Arc<Activity>,
+    ) -> ConnCtx {
+        let conn = stream.get_ref().1;
+        let client = self
+            .state
+            .client_info(self.peer, local_port, "https", conn.server_name());
+        let tls_version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
             Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
             Some(_) => Some("other"),
             None => None,
         };
-        let ctx = ConnCtx {
-            state,
+        ConnCtx {
+            state: self.state,
             client,
-            peer,
+            peer: self.peer,
             activity,
             tls_version,
-        };
-        serve_connection(stream, ctx, builder, guard, h2_budget).await;
+        }
+    }
+
+    /// Reads the ClientHello; `None` (counted as a failed handshake) when
+    /// the client fails, closes or is too slow.
+    pub(super) async fn peek(&self, stream: &mut TcpStream) -> Option<Peeked> {
+        let peer = self.peer;
+        match tokio::time::timeout_at(self.deadline, passthrough::peek(stream)).await {
+            Ok(Ok(peeked)) => Some(peeked),
+            Ok(Err(e)) => {
+                self.state.metrics.handshake("io");
+                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                self.state.metrics.handshake("timeout");
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    /// The upstream a (normalized) SNI is passed through to, if any.
+    pub(super) fn passthrough_to(&self, sni: Option<&str>) -> Option<Arc<Upstream>> {
+        let published = self.state.published.load();
+        let id = published.tls.passthrough(sni?)?;
+        published.upstreams.get(id as usize).cloned()
+    }
+
+    /// Splices the connection to `upstream` until either side closes.
+    pub(super) async fn splice<S>(&self, stream: S, upstream: &Upstream)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let timeout = self.state.settings.connect_timeout;
+        passthrough::splice(stream, upstream, timeout, &self.state.metrics, self.peer).await;
     }
 }

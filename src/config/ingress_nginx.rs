@@ -23,17 +23,25 @@ use k8s_openapi::api::networking::v1::Ingress;
 
 use super::annotations::{self, headers::config_map_headers, Annotations, NGINX};
 use super::builder::Builder;
+use super::compiled::LastGood;
 use super::diagnostic::{Diagnostic, Severity};
 use super::nginx_config::{self, config_map_data, config_map_ref, NginxConfig};
+use super::nginx_globals;
 use super::snapshot::{ObjectKey, Snapshot};
+use crate::table::globals::Globals;
 use crate::table::policy::AccessList;
 
-/// The ConfigMap `key` of the snapshot, parsed; its problems as
-/// diagnostics on the ConfigMap (each reported once per compile). A
-/// missing ConfigMap is a warning and every default applies.
-pub fn load(snapshot: &Snapshot, key: Option<&ObjectKey>) -> (NginxConfig, Vec<Diagnostic>) {
+/// The ConfigMap `key` of the snapshot, parsed: the Ingress defaults and
+/// the request path's [`Globals`]; its problems as diagnostics on the
+/// ConfigMap (each reported once per compile). A missing ConfigMap is a
+/// warning and every default applies (and every flag).
+pub fn load(
+    snapshot: &Snapshot,
+    key: Option<&ObjectKey>,
+    last_good: &LastGood,
+) -> (NginxConfig, Globals, Vec<Diagnostic>) {
     let Some(key) = key else {
-        return (NginxConfig::default(), Vec::new());
+        return (NginxConfig::default(), Globals::default(), Vec::new());
     };
     let origin = snapshot.config_maps.get(key).map(|e| e.origin.clone());
     let Some(data) = config_map_data(snapshot, key) else {
@@ -45,9 +53,10 @@ pub fn load(snapshot: &Snapshot, key: Option<&ObjectKey>) -> (NginxConfig, Vec<D
             "metadata.name",
             "not found; ingress-nginx's defaults apply",
         );
-        return (NginxConfig::default(), vec![d]);
+        return (NginxConfig::default(), Globals::default(), vec![d]);
     };
-    let (config, problems) = nginx_config::parse(data, &key.namespace, snapshot);
+    let (config, mut problems) = nginx_config::parse(data, &key.namespace, snapshot);
+    let globals = nginx_globals::parse(data, last_good, &mut problems);
     let diagnostics = problems
         .into_iter()
         .map(|(field, reason)| {
@@ -66,7 +75,7 @@ pub fn load(snapshot: &Snapshot, key: Option<&ObjectKey>) -> (NginxConfig, Vec<D
             )
         })
         .collect();
-    (config, diagnostics)
+    (config, globals, diagnostics)
 }
 
 impl Builder<'_> {

@@ -59,6 +59,7 @@ pub mod gateway;
 mod global_limit;
 mod ingress_nginx;
 pub mod nginx_config;
+mod nginx_globals;
 mod options;
 pub mod overlay;
 pub mod problem;
@@ -97,8 +98,11 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
     let ours = select::ours(snapshot, opts);
     // The ingress-nginx ConfigMap (`--configmap`), parsed once: the
     // defaults every Ingress's annotations are read over.
-    let (nginx, nginx_diagnostics) = ingress_nginx::load(snapshot, opts.configmap.as_ref());
+    let (nginx, globals, nginx_diagnostics) =
+        ingress_nginx::load(snapshot, opts.configmap.as_ref(), last_good);
     out.diagnostics.extend(nginx_diagnostics);
+    out.last_good.block_agents = globals.block_agents.clone();
+    out.table.set_globals(globals);
     let mut builder = Builder::new(snapshot, opts, last_good, &mut out);
     builder.nginx = nginx;
     // The version of each TrafficPolicy in force (current, or last valid

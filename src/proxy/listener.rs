@@ -44,7 +44,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio_rustls::TlsAcceptor;
+use crate::tls::server::Acceptor as TlsAcceptor;
 
 use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;

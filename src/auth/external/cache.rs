@@ -1,8 +1,9 @@
 //! The external-auth answer cache (`auth-cache-key`,
 //! `auth-cache-duration`), as ingress-nginx's `proxy_cache` of the auth
 //! location: the key is the request's host (ingress-nginx: the server's
-//! name, the same for exact hosts and finer for wildcard ones), the auth
-//! URL and the rendered key template; an answer is kept for the duration its status is listed
+//! name, the same for exact hosts and finer for wildcard ones), the
+//! route's path (ingress-nginx: the location's auth path), the auth URL
+//! and the rendered key template; an answer is kept for the duration its status is listed
 //! with (`200 202 401 5m`, ingress-nginx's default).
 //!
 //! [`CacheSpec`] is the pure spec the compiler builds (no clock, no IO);
@@ -114,10 +115,13 @@ impl CacheSpec {
         })
     }
 
-    /// The full key of one request; `None` when it is too long to cache.
-    pub fn key(&self, vars: &dyn Vars) -> Option<Box<str>> {
+    /// The full key of one request at `location` (the route's path);
+    /// `None` when it is too long to cache.
+    pub fn key(&self, vars: &dyn Vars, location: &str) -> Option<Box<str>> {
         let mut key = String::with_capacity(self.prefix.len() + 64);
         key.push_str(vars.get(&Var::Host).as_deref().unwrap_or_default());
+        key.push('\0');
+        key.push_str(location);
         key.push('\0');
         key.push_str(&self.prefix);
         key.push('\0');
@@ -255,9 +259,9 @@ mod tests {
     #[test]
     fn keys_are_whole_and_prefixed() {
         let spec = CacheSpec::parse("u", "$http_x", None).unwrap();
-        assert_eq!(spec.key(&One("a")).as_deref(), Some("a\0u\0a"));
+        assert_eq!(spec.key(&One("a"), "/p").as_deref(), Some("a\0/p\0u\0a"));
         let long: &'static str = Box::leak("x".repeat(MAX_KEY_BYTES).into_boxed_str());
-        assert_eq!(spec.key(&One(long)), None);
+        assert_eq!(spec.key(&One(long), "/"), None);
     }
 
     #[test]

@@ -11,18 +11,25 @@
 //! anything the client sent under those names, `X-Original-URL`
 //! (`scheme://host/request-uri` of the original request; host as the client
 //! sent it, port included), `X-Original-Method`, `X-Auth-Request-Redirect`
-//! (the request URI) and `X-Sent-From: tollgate`.
+//! (`auth-request-redirect`, else the request URI) and `X-Sent-From:
+//! tollgate`; then the `auth-proxy-set-headers` ConfigMap's headers.
+//!
+//! With `auth-cache-key`, an answer whose status `auth-cache-duration`
+//! lists is kept in the client's [`AuthCache`] and decides the requests
+//! with the same key until it expires, without asking the auth service.
 //!
 //! The answer:
 //! - 2xx: [`Decision::Allow`] with the `auth-response-headers` the auth
 //!   service returned (see [`ExternalAuth::apply_allowed`] for how they
-//!   replace the client's);
+//!   replace the client's) and its `Set-Cookie` values (for the client's
+//!   response, never the upstream request);
 //! - 401: a 302 to the rendered `auth-signin` with `rd=<scheme://host
 //!   and the percent-encoded request URI>` (ingress-nginx's value; the
 //!   argument renamed by `auth-signin-redirect-param`) appended unless the
 //!   template has such an argument;
-//!   without `auth-signin`, a 401 carrying the service's `WWW-Authenticate`;
-//! - 403: 403;
+//!   without `auth-signin`, a 401 carrying the service's `WWW-Authenticate`
+//!   (and its `Set-Cookie` with `auth-always-set-cookie`);
+//! - 403: 403 (with its `Set-Cookie` with `auth-always-set-cookie`);
 //! - anything else, a connection error, an unusable URL or no answer within
 //!   the timeout: 500.
 //!
@@ -192,9 +199,21 @@ impl ExternalAuth {
         req: &Parts,
         vars: &(dyn Vars + Sync),
     ) -> Decision {
+        self.check_at(client, req, vars, "").await
+    }
+
+    /// [`ExternalAuth::check`] for a route at `location` (its path): the
+    /// answer cache (`auth-cache-key`) is per location, as ingress-nginx's.
+    pub async fn check_at(
+        &self,
+        client: &AuthClient,
+        req: &Parts,
+        vars: &(dyn Vars + Sync),
+        location: &str,
+    ) -> Decision {
         let deadline = Instant::now() + self.timeout;
         let original = original_url(req, vars);
-        let cache_key = self.cache.as_ref().and_then(|spec| spec.key(vars));
+        let cache_key = self.cache.as_ref().and_then(|spec| spec.key(vars, location));
         if let Some(answer) = cache_key.as_deref().and_then(|k| client.cache.get(k)) {
             if let Ok(decision) = self.decide(answer.status, &answer.headers, vars, &original) {
                 return decision;

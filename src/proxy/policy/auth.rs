@@ -61,7 +61,8 @@ impl UpstreamStep for ExternalAuth {
         let scheme = if cx.conn.client.tls { "https" } else { "http" };
         let decision = {
             let vars = RequestVars::new(&parts, scheme, cx.client);
-            self.check(auth_client, &parts, &vars).await
+            self.check_at(auth_client, &parts, &vars, &cx.route.path)
+                .await
         };
         match decision {
             Decision::Allow(headers) => {

@@ -53,7 +53,9 @@ async fn start(echo: &Echo, data: &[(&str, &str)], args: &[&str]) -> Tollgate {
 
 /// GET app.test/ with these headers.
 async fn get_with(tg: &Tollgate, headers: &[(&str, &str)]) -> Resp {
-    let mut r = req("GET", "app.test", "/").body(Default::default()).unwrap();
+    let mut r = req("GET", "app.test", "/")
+        .body(Default::default())
+        .unwrap();
     for (k, v) in headers {
         // Replaces the test client's own User-Agent.
         r.headers_mut().insert(
@@ -95,7 +97,10 @@ async fn forwarding_trust_follows_the_config_map_live_and_fails_closed() {
     let r = get_with(&tg, &sent).await;
     assert_eq!(r.status, 200, "{}", r.summary());
     assert_eq!(upstream(&r, "x-real-ip").as_deref(), Some("127.0.0.1"));
-    assert_eq!(upstream(&r, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        upstream(&r, "x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
     assert_eq!(upstream(&r, "x-forwarded-proto").as_deref(), Some("http"));
 
     // use-forwarded-headers from a trusted CIDR: the real IP is the
@@ -200,7 +205,10 @@ async fn forwarding_trust_follows_the_config_map_live_and_fails_closed() {
     })
     .await;
     assert_eq!(upstream(&r, "x-real-ip").as_deref(), Some("127.0.0.1"));
-    assert_eq!(upstream(&r, "x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        upstream(&r, "x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
     assert_eq!(upstream(&r, "x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(tg.pid(), pid);
 }
@@ -218,7 +226,10 @@ async fn config_map_overrides_trusted_proxies_and_inherits_it_as_cidr() {
         Some("203.0.113.9, 127.0.0.1")
     );
     // use-forwarded-headers: "false" in the ConfigMap turns the trust off.
-    tg.write("m.yaml", &docs(&echo, &[("use-forwarded-headers", "false")]));
+    tg.write(
+        "m.yaml",
+        &docs(&echo, &[("use-forwarded-headers", "false")]),
+    );
     let r = until(&tg, &[XFF], |r| {
         upstream(r, "x-real-ip").as_deref() == Some("127.0.0.1")
     })

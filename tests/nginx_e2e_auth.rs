@@ -11,7 +11,9 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use common::*;
 use http::{Request, Response, StatusCode};
@@ -50,7 +52,7 @@ struct AuthService {
     backend: Option<Backend>,
     port: u16,
     hits: Arc<AtomicUsize>,
-    last: Arc<Mutex<http::HeaderMap>>,
+    last: Arc<ArcSwap<http::HeaderMap>>,
     /// Deleted: connections tollgate's pool still holds get a 502 (the
     /// accept loop is gone too, so new connections are refused).
     gone: Arc<AtomicBool>,
@@ -59,7 +61,7 @@ struct AuthService {
 impl AuthService {
     async fn start() -> AuthService {
         let hits = Arc::new(AtomicUsize::new(0));
-        let last = Arc::new(Mutex::new(http::HeaderMap::new()));
+        let last = Arc::new(ArcSwap::from_pointee(http::HeaderMap::new()));
         let gone = Arc::new(AtomicBool::new(false));
         let (h, l, g) = (hits.clone(), last.clone(), gone.clone());
         let backend = serve(move |req: Request<Incoming>| {
@@ -71,7 +73,7 @@ impl AuthService {
                     return r;
                 }
                 h.fetch_add(1, Ordering::SeqCst);
-                *l.lock().unwrap() = req.headers().clone();
+                l.store(Arc::new(req.headers().clone()));
                 let path = req.uri().path().to_string();
                 if let Some(rest) = path.strip_prefix("/cookies/set/") {
                     let cookie = rest.replacen('/', "=", 1);
@@ -109,7 +111,7 @@ impl AuthService {
     }
 
     fn last(&self, name: &str) -> Option<String> {
-        let last = self.last.lock().unwrap();
+        let last = self.last.load();
         last.get(name).map(|v| v.to_str().unwrap().to_string())
     }
 
@@ -193,10 +195,7 @@ async fn auth_proxy_set_headers_without_its_config_map_is_refused() {
             "/",
             "auth",
             ECHO,
-            &[
-                ("auth-url", &url),
-                ("auth-proxy-set-headers", "missing"),
-            ],
+            &[("auth-url", &url), ("auth-proxy-set-headers", "missing")],
         )],
     )
     .await;
@@ -228,12 +227,24 @@ async fn auth_cache_key_and_duration_cache_the_answer() {
         )],
     )
     .await;
-    status(&get(&tg, "auth", "/", &[("Authorization", USER_PASSWORD)]).await, 200);
-    status(&get(&tg, "auth", "/", &[("Authorization", USER_PASSWORD)]).await, 200);
+    status(
+        &get(&tg, "auth", "/", &[("Authorization", USER_PASSWORD)]).await,
+        200,
+    );
+    status(
+        &get(&tg, "auth", "/", &[("Authorization", USER_PASSWORD)]).await,
+        200,
+    );
     assert_eq!(auth.hits(), 1, "the second check comes from the cache");
     // Another key is asked (and its 401 is cached too).
-    status(&get(&tg, "auth", "/", &[("Authorization", "Basic eDp5")]).await, 401);
-    status(&get(&tg, "auth", "/", &[("Authorization", "Basic eDp5")]).await, 401);
+    status(
+        &get(&tg, "auth", "/", &[("Authorization", "Basic eDp5")]).await,
+        401,
+    );
+    status(
+        &get(&tg, "auth", "/", &[("Authorization", "Basic eDp5")]).await,
+        401,
+    );
     assert_eq!(auth.hits(), 2);
 }
 
@@ -249,7 +260,10 @@ async fn without_a_cache_key_every_request_is_checked() {
     )
     .await;
     for _ in 0..2 {
-        status(&get(&tg, "auth", "/", &[("Authorization", USER_PASSWORD)]).await, 200);
+        status(
+            &get(&tg, "auth", "/", &[("Authorization", USER_PASSWORD)]).await,
+            200,
+        );
     }
     assert_eq!(auth.hits(), 2);
 }
@@ -395,7 +409,8 @@ async fn cookies_user_retains_cookie_by_default() {
     let r = get(&tg, "auth-check-cookies", "/?a=b&c=d", &[]).await;
     status(&r, 200);
     assert!(
-        r.header("set-cookie").is_some_and(|c| c.contains("alma=armud")),
+        r.header("set-cookie")
+            .is_some_and(|c| c.contains("alma=armud")),
         "{:?}",
         r.headers
     );
@@ -422,7 +437,8 @@ async fn cookies_user_with_annotated_ingress_retains_cookie_if_upstream_returns_
     let r = get(&tg, "auth-check-cookies", "/error?a=b&c=d", &[]).await;
     status(&r, 503);
     assert!(
-        r.header("set-cookie").is_some_and(|c| c.contains("alma=armud")),
+        r.header("set-cookie")
+            .is_some_and(|c| c.contains("alma=armud")),
         "{:?}",
         r.headers
     );
@@ -492,5 +508,8 @@ async fn auth_request_redirect_sets_x_auth_request_redirect() {
         Some("https://sso.example.com/back")
     );
     status(&get(&tg, "without", "/p?q=1", &creds).await, 200);
-    assert_eq!(auth.last("x-auth-request-redirect").as_deref(), Some("/p?q=1"));
+    assert_eq!(
+        auth.last("x-auth-request-redirect").as_deref(),
+        Some("/p?q=1")
+    );
 }

@@ -146,12 +146,7 @@ impl Builder<'_> {
             None => Err(format!("ConfigMap {key} not found")),
             Some(data) => data
                 .iter()
-                .map(|(name, value)| {
-                    Ok((
-                        header_name(name)?,
-                        header_value(name, value.trim())?,
-                    ))
-                })
+                .map(|(name, value)| Ok((header_name(name)?, header_value(name, value.trim())?)))
                 .collect::<Result<Vec<_>, String>>()
                 .map_err(|e| format!("ConfigMap {key}: {e}")),
         };

@@ -62,13 +62,21 @@ pub fn parse(
         Some("true") => true,
         Some("false") => false,
         Some(other) => {
-            bad(key, format!("`{other}` is not true or false; `{default}` applies"));
+            bad(
+                key,
+                format!("`{other}` is not true or false; `{default}` applies"),
+            );
             default
         }
     };
     let mut out = Globals::default();
 
-    let hsts_keys = ["hsts", "hsts-max-age", "hsts-include-subdomains", "hsts-preload"];
+    let hsts_keys = [
+        "hsts",
+        "hsts-max-age",
+        "hsts-include-subdomains",
+        "hsts-preload",
+    ];
     if hsts_keys.iter().any(|k| data.contains_key(*k)) {
         let on = flag("hsts", true, &mut bad);
         let subdomains = flag("hsts-include-subdomains", true, &mut bad);
@@ -317,7 +325,9 @@ mod tests {
         let (g, _) = parsed(&[("hsts-max-age", "100")]);
         assert_eq!(
             g.hsts,
-            Some(Some(HeaderValue::from_static("max-age=100; includeSubDomains")))
+            Some(Some(HeaderValue::from_static(
+                "max-age=100; includeSubDomains"
+            )))
         );
         let (g, _) = parsed(&[("hsts", "false"), ("hsts-preload", "true")]);
         assert_eq!(g.hsts, Some(None));

@@ -71,7 +71,11 @@ impl ConnCtx {
         let ip = super::client_ip::forwarded_client_in(&trust.header, peer, nets, headers);
         let forwarding = Forwarding {
             keep_forwarded: trust.forwarded_headers,
-            xff: if trust.full_chain { Xff::Chain } else { Xff::Client },
+            xff: if trust.full_chain {
+                Xff::Chain
+            } else {
+                Xff::Client
+            },
         };
         (ip, forwarding)
     }

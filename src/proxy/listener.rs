@@ -44,7 +44,6 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use crate::tls::server::Acceptor as TlsAcceptor;
 
 use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;
@@ -52,6 +51,7 @@ use super::h2_flood::{FrameScan, POISON};
 use super::proxy_protocol;
 use super::shared::{ProxyState, H1_BUFFER_FLOOR};
 use crate::metrics::BadRequest;
+use crate::tls::server::Acceptor as TlsAcceptor;
 
 /// Settings of client connections.
 #[derive(Debug, Clone)]

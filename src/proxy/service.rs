@@ -86,7 +86,12 @@ pub async fn handle(
     if let Some(block) = &published.table.globals().block_agents {
         if block.blocks(req.headers().get(http::header::USER_AGENT)) {
             let denied = ProxyError::Forbidden;
-            return Ok(response::finish(&ctx, response::unrouted(denied), active, record));
+            return Ok(response::finish(
+                &ctx,
+                response::unrouted(denied),
+                active,
+                record,
+            ));
         }
     }
     if req.method() == Method::OPTIONS && req.uri().path() == "*" {

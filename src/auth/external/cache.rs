@@ -88,11 +88,7 @@ impl CacheSpec {
     /// `[status ...] time`, status a code or `any`, time `30s`, `5m`, `1h`,
     /// `1d` or seconds; default [`DEFAULT_DURATIONS`]). `url` is the
     /// route's auth URL.
-    pub fn parse(
-        url: &str,
-        key: &str,
-        durations: Option<&str>,
-    ) -> Result<CacheSpec, String> {
+    pub fn parse(url: &str, key: &str, durations: Option<&str>) -> Result<CacheSpec, String> {
         let key = Template::parse(key.trim()).map_err(|e| format!("auth-cache-key: {e}"))?;
         let durations = durations
             .map(str::trim)
@@ -140,7 +136,11 @@ impl CacheSpec {
             }
         });
         named
-            .or_else(|| self.durations.iter().find(|(codes, _)| codes.contains(&None)))
+            .or_else(|| {
+                self.durations
+                    .iter()
+                    .find(|(codes, _)| codes.contains(&None))
+            })
             .map(|(_, ttl)| *ttl)
             .filter(|ttl| !ttl.is_zero())
     }

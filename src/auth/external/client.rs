@@ -213,7 +213,10 @@ impl ExternalAuth {
     ) -> Decision {
         let deadline = Instant::now() + self.timeout;
         let original = original_url(req, vars);
-        let cache_key = self.cache.as_ref().and_then(|spec| spec.key(vars, location));
+        let cache_key = self
+            .cache
+            .as_ref()
+            .and_then(|spec| spec.key(vars, location));
         if let Some(answer) = cache_key.as_deref().and_then(|k| client.cache.get(k)) {
             if let Ok(decision) = self.decide(answer.status, &answer.headers, vars, &original) {
                 return decision;
@@ -254,7 +257,10 @@ impl ExternalAuth {
     /// The headers of an answer that deciding reads (what the cache keeps).
     fn kept_headers(&self, headers: &HeaderMap) -> HeaderMap {
         let mut kept = HeaderMap::new();
-        let names = self.response_headers.iter().chain([&SET_COOKIE, &WWW_AUTHENTICATE]);
+        let names = self
+            .response_headers
+            .iter()
+            .chain([&SET_COOKIE, &WWW_AUTHENTICATE]);
         for name in names {
             if kept.contains_key(name) {
                 continue;

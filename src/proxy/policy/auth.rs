@@ -17,11 +17,11 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::exchange::{fixed, Cx, Flow, RequestStep, ResponseStep, UpstreamStep};
-use crate::lb::Endpoint;
 use crate::auth::external::client::Decision;
 use crate::auth::external::ExternalAuth;
 use crate::auth::htpasswd::CachedCheck;
 use crate::auth::template::RequestVars;
+use crate::lb::Endpoint;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::prepare::Prepared;
@@ -88,7 +88,10 @@ impl ResponseStep for AuthCookies {
             return;
         }
         let status = response.status().as_u16();
-        let add_header = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+        let add_header = matches!(
+            status,
+            200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+        );
         if add_header || self.0.always_set_cookie() {
             for cookie in cx.auth_cookies.drain(..) {
                 response.headers_mut().append(header::SET_COOKIE, cookie);

@@ -4,7 +4,8 @@
 //!
 //! [`compile`] runs the steps in order, one file each:
 //! - `ingress_nginx`: the ingress-nginx ConfigMap (`--configmap`,
-//!   parsed by `nginx_config`) under every Ingress's annotations;
+//!   parsed by `nginx_config`) under every Ingress's annotations, and its
+//!   request-path keys (`nginx_globals`) into the table's globals;
 //! - `select`: which Ingresses are ours, oldest first, and which version of
 //!   each is served (as written, or its last good one);
 //! - `tls`: certificates for the hosts of `spec.tls`;

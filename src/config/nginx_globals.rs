@@ -22,8 +22,10 @@ use http::header::{HeaderName, HeaderValue};
 
 use super::annotations::parse_cidrs;
 use super::compiled::LastGood;
-use super::nginx_config::KeyProblem;
 use crate::table::globals::{AgentBlock, Globals, TlsPrefs, Trust};
+
+/// One problem with a key: (key, reason), as `nginx_config`'s.
+type KeyProblem = (String, String);
 
 /// The keys this file applies.
 pub const KEYS: [&str; 13] = [

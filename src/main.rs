@@ -11,7 +11,6 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use tokio_rustls::TlsAcceptor;
 use tollgate::metrics::{Metrics, SourceLabels};
 use tollgate::provider::files::FileSource;
 use tollgate::provider::kubernetes::{self, status::Publish, KubeSettings};
@@ -166,9 +165,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("binding --https-addr {}", args.https_addr))?;
     let default_certificate = tls::server::generate_default_certificate().context("TLS")?;
-    let tls_acceptor = TlsAcceptor::from(
-        tls::server::server_config(state.published.clone(), default_certificate).context("TLS")?,
-    );
+    let tls_acceptor =
+        tls::server::Acceptor::new(state.published.clone(), default_certificate).context("TLS")?;
     let admin_listener = bind(args.admin_addr, false)
         .with_context(|| format!("binding --admin-addr {}", args.admin_addr))?;
     let admission = match (args.admission_addr, &args.admission_certificate) {

@@ -47,6 +47,8 @@ pub struct LastGood {
     /// The last users each basic-auth Secret yielded (by Secret and
     /// whether it is an `auth-map`): a broken edit keeps them.
     pub auth_users: BTreeMap<(ObjectKey, bool), Arc<Htpasswd>>,
+    /// The ConfigMap's last `block-user-agents` without a bad pattern.
+    pub block_agents: Option<crate::table::globals::AgentBlock>,
 }
 
 impl LastGood {

@@ -4,7 +4,8 @@
 //!
 //! [`compile`] runs the steps in order, one file each:
 //! - `ingress_nginx`: the ingress-nginx ConfigMap (`--configmap`,
-//!   parsed by `nginx_config`) under every Ingress's annotations;
+//!   parsed by `nginx_config`) under every Ingress's annotations, and its
+//!   request-path keys (`nginx_globals`) into the table's globals;
 //! - `select`: which Ingresses are ours, oldest first, and which version of
 //!   each is served (as written, or its last good one);
 //! - `tls`: certificates for the hosts of `spec.tls`;
@@ -61,6 +62,7 @@ pub mod gateway;
 mod global_limit;
 mod ingress_nginx;
 pub mod nginx_config;
+mod nginx_globals;
 mod options;
 pub mod overlay;
 pub mod passthrough;
@@ -100,8 +102,11 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood)
     let ours = select::ours(snapshot, opts);
     // The ingress-nginx ConfigMap (`--configmap`), parsed once: the
     // defaults every Ingress's annotations are read over.
-    let (nginx, nginx_diagnostics) = ingress_nginx::load(snapshot, opts.configmap.as_ref());
+    let (nginx, globals, nginx_diagnostics) =
+        ingress_nginx::load(snapshot, opts.configmap.as_ref(), last_good);
     out.diagnostics.extend(nginx_diagnostics);
+    out.last_good.block_agents = globals.block_agents.clone();
+    out.table.set_globals(globals);
     let mut builder = Builder::new(snapshot, opts, last_good, &mut out);
     builder.nginx = nginx;
     // The version of each TrafficPolicy in force (current, or last valid

@@ -48,7 +48,6 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio_rustls::TlsAcceptor;
 
 use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;
@@ -60,6 +59,7 @@ use crate::metrics::BadRequest;
 use handshake::Handshake;
 
 mod handshake;
+use crate::tls::server::Acceptor as TlsAcceptor;
 
 /// Settings of client connections.
 #[derive(Debug, Clone)]

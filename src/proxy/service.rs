@@ -82,6 +82,18 @@ pub async fn handle(
     let request_id = headers::ensure_request_id(req.headers_mut());
     record.request_id(&request_id);
 
+    // The ConfigMap's `block-user-agents`: refused on every host.
+    if let Some(block) = &published.table.globals().block_agents {
+        if block.blocks(req.headers().get(http::header::USER_AGENT)) {
+            let denied = ProxyError::Forbidden;
+            return Ok(response::finish(
+                &ctx,
+                response::unrouted(denied),
+                active,
+                record,
+            ));
+        }
+    }
     if req.method() == Method::OPTIONS && req.uri().path() == "*" {
         return Ok(response::finish(&ctx, options_asterisk(), active, record));
     }

@@ -27,6 +27,7 @@
 mod candidates;
 pub mod filters;
 pub mod global_limit;
+pub mod globals;
 pub mod guard;
 pub mod host;
 pub mod ids;
@@ -234,6 +235,8 @@ pub struct RoutingTable {
     /// Whether any route is a Gateway route or guarded: requests are then
     /// resolved with their head ([`RoutingTable::lookup_head`]).
     gateway: bool,
+    /// The ConfigMap's settings of the whole request path.
+    globals: Arc<globals::Globals>,
 }
 
 /// Outcome of inserting a path: the route that already held it, if any.
@@ -505,7 +508,18 @@ impl RoutingTable {
                 .any(|r| r.kind != RouteKind::Ingress || r.guard.is_some()),
             routes,
             pipelines,
+            globals: self.globals.clone(),
         }
+    }
+
+    /// The ConfigMap's settings of the whole request path.
+    pub fn globals(&self) -> &globals::Globals {
+        &self.globals
+    }
+
+    /// Sets them (the compiler, once per compile).
+    pub fn set_globals(&mut self, globals: globals::Globals) {
+        self.globals = Arc::new(globals);
     }
 
     pub fn host_count(&self) -> usize {

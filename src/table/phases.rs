@@ -133,9 +133,17 @@ pub enum ResponsePhase {
     ResponseHeaders(Arc<HeaderEdits>),
     /// Header edits of the chosen backend on the response.
     BackendResponseHeaders(BackendHeaders),
+    /// The external auth answer's cookies (`auth-url`; ingress-nginx's
+    /// `add_header Set-Cookie $auth_cookie`).
+    AuthCookies(AuthCookies),
     /// The connection-limit permit, released when the response body ends.
     ReleasePermit(ReleasePermit),
 }
+
+/// The external auth answer's cookies for the client (the route's
+/// [`ExternalAuth`] says on which statuses).
+#[derive(Debug, Clone)]
+pub struct AuthCookies(pub Arc<ExternalAuth>);
 
 /// `app-root`: where requests for `/` are redirected.
 #[derive(Debug, Clone)]
@@ -275,6 +283,9 @@ impl Pipeline {
         if choices.iter().any(|c| c.response_headers.is_some()) {
             response.push(ResponsePhase::BackendResponseHeaders(BackendHeaders));
         }
+        if let Some(auth) = &policy.external_auth {
+            response.push(ResponsePhase::AuthCookies(AuthCookies(auth.clone())));
+        }
         if policy.connections.is_some() {
             response.push(ResponsePhase::ReleasePermit(ReleasePermit));
         }
@@ -331,6 +342,7 @@ mod tests {
             ResponsePhase::AffinityCookie(_) => "affinity-cookie",
             ResponsePhase::ResponseHeaders(_) => "response-headers",
             ResponsePhase::BackendResponseHeaders(_) => "backend-response-headers",
+            ResponsePhase::AuthCookies(_) => "auth-cookies",
             ResponsePhase::ReleasePermit(_) => "release-permit",
         });
         request.chain(upstream).chain(response).collect()

@@ -40,8 +40,6 @@ pub enum Support {
 
 const BUFFERS: &str =
     "tollgate streams bodies; nginx's buffers and temporary files have no counterpart";
-const AUTH_CACHE: &str =
-    "every request is checked with the auth service (no cache): stricter, never looser";
 const AUTH_POOL: &str = "connections to the auth service are pooled by tollgate's client";
 const OTEL: &str = "no OpenTelemetry tracing; trace headers pass through untouched";
 const RUSTLS: &str = "rustls offers only TLS 1.2/1.3 with modern AEAD suites";
@@ -161,6 +159,11 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("allowlist-source-range", Support::Supported),
     ("limit-allowlist", Support::Supported),
     ("auth-signin-redirect-param", Support::Supported),
+    ("auth-always-set-cookie", Support::Supported),
+    ("auth-proxy-set-headers", Support::Supported),
+    ("auth-request-redirect", Support::Supported),
+    ("auth-cache-key", Support::Supported),
+    ("auth-cache-duration", Support::Supported),
     // Accepted, no effect: nginx tuning with no counterpart, or tollgate
     // already behaves so.
     ("client-body-buffer-size", Support::NoOp(BUFFERS)),
@@ -170,8 +173,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-busy-buffers-size", Support::NoOp(BUFFERS)),
     ("proxy-max-temp-file-size", Support::NoOp(BUFFERS)),
     ("proxy-request-buffering", Support::NoOp(BUFFERS)),
-    ("auth-cache-duration", Support::NoOp(AUTH_CACHE)),
-    ("auth-cache-key", Support::NoOp(AUTH_CACHE)),
     ("auth-keepalive", Support::NoOp(AUTH_POOL)),
     ("auth-keepalive-requests", Support::NoOp(AUTH_POOL)),
     ("auth-keepalive-timeout", Support::NoOp(AUTH_POOL)),
@@ -199,9 +200,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("x-forwarded-port", Support::NoOp("X-Forwarded-Port is always the listener's port")),
     // Not implemented and visible to clients: refused, never half-served.
     ("affinity-canary-behavior", Support::Refused("the canary choice does not follow the affinity cookie")),
-    ("auth-always-set-cookie", Support::Refused("cookies of the auth response are not passed to the client")),
-    ("auth-proxy-set-headers", Support::Refused("headers from a ConfigMap to the auth service are not supported")),
-    ("auth-request-redirect", Support::Refused("X-Auth-Request-Redirect to the auth service is not supported")),
     ("disable-proxy-intercept-errors", Support::Refused("not supported with custom-http-errors")),
     ("fastcgi-index", Support::Refused(FCGI)),
     ("fastcgi-params-configmap", Support::Refused(FCGI)),

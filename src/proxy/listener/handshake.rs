@@ -15,10 +15,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::tls::server::Acceptor as TlsAcceptor;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 use super::super::conn::{Activity, ConnCtx};
 use super::super::passthrough::{self, Peeked};

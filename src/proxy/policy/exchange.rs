@@ -70,6 +70,8 @@ pub(super) struct Cx<'a> {
     pub(super) permit: Option<ConnPermit>,
     /// Kept for a custom error page request.
     pub(super) error_page: Option<ErrorPageInfo>,
+    /// Set-Cookie values of the external auth answer, for the client.
+    pub(super) auth_cookies: Vec<HeaderValue>,
 }
 
 /// A phase on the request as the client sent it.

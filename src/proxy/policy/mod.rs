@@ -92,6 +92,7 @@ pub async fn serve(
         cookie_request: Default::default(),
         permit: None,
         error_page: None,
+        auth_cookies: Vec::new(),
     };
     for phase in pipeline.request.iter() {
         if let Flow::Answer(mut response) = phase.run(&mut cx, &mut req).await? {
@@ -172,6 +173,7 @@ impl ResponseStep for ResponsePhase {
             ResponsePhase::BackendResponseHeaders(p) => {
                 ResponseStep::run(p, cx, response, endpoint).await
             }
+            ResponsePhase::AuthCookies(p) => p.run(cx, response, endpoint).await,
             ResponsePhase::ReleasePermit(p) => p.run(cx, response, endpoint).await,
         }
     }

@@ -7,7 +7,9 @@
 //! One file per concern: [`known`] (which annotations exist), `limits`
 //! (access lists, rate and connection limits), `redirect`, `upstream`
 //! (body size, timeouts, retries, affinity, hashing), `cors`, `auth`,
-//! `ingress` (aliases, error codes, canary) and [`values`] (the value
+//! `ingress` (aliases, error codes, canary), `response_rewrite` (the
+//! upstream's `Location` and cookies), `bandwidth` (`limit-rate`) and
+//! [`values`] (the value
 //! parsers); `parser` holds what they share (the prefixes, the `Parser`
 //! they extend, its [`Problem`]). This file only declares them, re-exports,
 //! and runs them in order ([`parse`]).
@@ -32,6 +34,7 @@
 //!   upstream) are left empty here; the compiler fills them.
 
 mod auth;
+mod bandwidth;
 mod cors;
 mod global_limits;
 pub mod headers;
@@ -41,6 +44,7 @@ mod limits;
 mod logging;
 pub(super) mod parser;
 mod redirect;
+mod response_rewrite;
 mod session_cookie;
 mod snippet;
 mod upstream;
@@ -88,6 +92,9 @@ pub struct Annotations {
     /// `custom-headers` and the header snippets (`headers`), for the
     /// compiler to merge with the ConfigMap's header lists.
     pub headers: headers::HeaderAnnotations,
+    /// `from-to-www-redirect`: the `www.` (or bare) twin of each rule's
+    /// host redirects to it.
+    pub www_redirect: bool,
 }
 
 /// Parses the annotations of one Ingress.
@@ -136,6 +143,8 @@ pub fn parse(
     policy.forwarded_prefix = p.header_value("x-forwarded-prefix");
     policy.upstream_vhost = p.header_value("upstream-vhost");
     policy.no_access_log = p.access_log_off();
+    policy.response_rewrite = p.response_rewrite();
+    policy.limit_rate = p.limit_rate();
     // Field order is evaluation order: problems keep their order.
     let out = Annotations {
         policy,
@@ -147,6 +156,7 @@ pub fn parse(
         custom_errors: p.custom_errors(),
         canary: p.canary(),
         headers: p.headers(),
+        www_redirect: p.flag("from-to-www-redirect").unwrap_or(false),
     };
     (out, p.problems)
 }

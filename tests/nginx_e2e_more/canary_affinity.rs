@@ -87,7 +87,11 @@ async fn balancer_keeps_a_client_affinitized_to_the_main_backend() {
     let value = set_cookie_value(&first, COOKIE).expect("affinity cookie");
     let cookie = format!("{COOKIE}={value}");
     let r = site
-        .get(HOST, "/info", &[("cookie", &cookie), ("ForceCanary", "yes")])
+        .get(
+            HOST,
+            "/info",
+            &[("cookie", &cookie), ("ForceCanary", "yes")],
+        )
         .await;
     assert_eq!(r.service().as_deref(), Some(MAIN), "{}", r.summary());
 }

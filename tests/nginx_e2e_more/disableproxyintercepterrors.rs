@@ -25,7 +25,11 @@ fn ingress(disable: &str) -> serde_json::Value {
 async fn configures_nginx_correctly_intercept_disabled() {
     let site = Site::start(vec![ingress("true")]).await;
     let r = site
-        .get(HOST, "/status?status=404", &[("x-request-id", "proxy_intercept_errors")])
+        .get(
+            HOST,
+            "/status?status=404",
+            &[("x-request-id", "proxy_intercept_errors")],
+        )
         .await;
     assert_eq!(r.status, 404, "{}", r.summary());
     // The upstream's own answer: no error-page headers reached a backend.
@@ -40,10 +44,19 @@ async fn configures_nginx_correctly_intercept_disabled() {
 async fn configures_nginx_correctly_intercept_enabled() {
     let site = Site::start(vec![ingress("false")]).await;
     let r = site
-        .get(HOST, "/status?status=404", &[("x-request-id", "proxy_intercept_errors")])
+        .get(
+            HOST,
+            "/status?status=404",
+            &[("x-request-id", "proxy_intercept_errors")],
+        )
         .await;
     let echoed = r.echo();
-    assert_eq!(echoed.header("x-code").as_deref(), Some("404"), "{}", r.summary());
+    assert_eq!(
+        echoed.header("x-code").as_deref(),
+        Some("404"),
+        "{}",
+        r.summary()
+    );
     assert_eq!(echoed.header("x-ingress-name").as_deref(), Some(HOST));
     assert_eq!(echoed.header("x-service-name").as_deref(), Some(ECHO));
     assert_eq!(

@@ -57,7 +57,10 @@ async fn should_redirect_from_www_https_to_https() {
     let (r, _) = https_get(tg.https_addr(), Some(from), from, "/")
         .await
         .expect("GET https://from");
-    assert_eq!(r.status, 200, "sending request to domain should not redirect to www");
+    assert_eq!(
+        r.status, 200,
+        "sending request to domain should not redirect to www"
+    );
     assert_eq!(r.echo().host(), from);
 }
 

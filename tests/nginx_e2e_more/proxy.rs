@@ -4,7 +4,7 @@
 //! `Set-Cookie` naming `hello.com` and `localhost`, so that the rewriting
 //! nginx's directives do is seen by the client.
 
-use common::{full, multi_address_backend, serve, Backend, Tollgate, yaml_docs};
+use common::{full, multi_address_backend, serve, yaml_docs, Backend, Tollgate};
 use http::Response;
 use serde_json::Value;
 
@@ -22,7 +22,10 @@ async fn backend() -> Backend {
             .status(302)
             .header("location", "http://hello.com/a/b")
             .header("refresh", "0; url=http://hello.com/a/b")
-            .header("set-cookie", "s=1; Domain=localhost; Path=/one/two; HttpOnly")
+            .header(
+                "set-cookie",
+                "s=1; Domain=localhost; Path=/one/two; HttpOnly",
+            )
             .header("set-cookie", "t=2; Path=/other")
             .body(full(""))
             .unwrap()
@@ -46,7 +49,10 @@ async fn should_set_proxy_redirect_to_off() {
     let (tg, _be) = start(&[("proxy-redirect-from", "off"), ("proxy-redirect-to", TO)]).await;
     let r = tg.get(HOST, "/").await;
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location").as_deref(), Some("http://hello.com/a/b"));
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://hello.com/a/b")
+    );
 }
 
 /// `default` rewrites nginx's own `proxy_pass` URL, which no upstream
@@ -60,7 +66,10 @@ async fn should_set_proxy_redirect_to_default() {
     .await;
     let r = tg.get(HOST, "/").await;
     assert_eq!(r.status, 302);
-    assert_eq!(r.header("location").as_deref(), Some("http://hello.com/a/b"));
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://hello.com/a/b")
+    );
 }
 
 #[tokio::test]
@@ -107,7 +116,10 @@ async fn should_setup_proxy_cookies() {
         ]
     );
     // proxy_redirect is off by default (ingress-nginx's ConfigMap default).
-    assert_eq!(r.header("location").as_deref(), Some("http://hello.com/a/b"));
+    assert_eq!(
+        r.header("location").as_deref(),
+        Some("http://hello.com/a/b")
+    );
 }
 
 /// A value nginx would have to expand is refused, naming the annotation;
@@ -122,8 +134,5 @@ async fn variables_are_refused_with_a_diagnostic() {
     let r = tg.get(HOST, "/").await;
     assert_eq!(r.status, 404, "a refused Ingress is not served");
     let diagnostics = tg.admin("/debug/diagnostics").await.unwrap().text();
-    assert!(
-        diagnostics.contains("proxy-redirect-to"),
-        "{diagnostics}"
-    );
+    assert!(diagnostics.contains("proxy-redirect-to"), "{diagnostics}");
 }

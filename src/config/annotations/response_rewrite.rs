@@ -57,7 +57,9 @@ impl Parser<'_> {
         let (Some(from), Some(to), None) = (words.next(), words.next(), words.next()) else {
             self.reject(
                 &name,
-                format!("`{value}` is not `off` or `FROM TO`; the Ingress is not served as written"),
+                format!(
+                    "`{value}` is not `off` or `FROM TO`; the Ingress is not served as written"
+                ),
             );
             return None;
         };

@@ -26,7 +26,9 @@ impl RequestStep for WwwRedirect {
         let target = target.strip_suffix('/').unwrap_or(target);
         let location = format!("{scheme}://{}:{port}{target}", self.0);
         let Ok(location) = HeaderValue::try_from(location) else {
-            return Err(ProxyError::Internal("www redirect location not a header value"));
+            return Err(ProxyError::Internal(
+                "www redirect location not a header value",
+            ));
         };
         Ok(Flow::Answer(fixed(
             StatusCode::PERMANENT_REDIRECT,

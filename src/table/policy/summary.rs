@@ -141,4 +141,3 @@ fn join(nets: &[IpNet]) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
-

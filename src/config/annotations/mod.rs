@@ -165,3 +165,5 @@ pub fn parse(
 pub(super) mod fuzz;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_nginx;

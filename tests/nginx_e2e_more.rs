@@ -2,7 +2,7 @@
 //! annotations tollgate once refused for lack of the feature
 //! (`from-to-www-redirect`, `relative-redirects`, `proxy-redirect-*`,
 //! `proxy-cookie-*`, `disable-proxy-intercept-errors`, `limit-rate`,
-//! `affinity-canary-behavior`). As in `tests/nginx_e2e.rs`, each test
+//! `affinity-canary-behavior`, `mirror-*`). As in `tests/nginx_e2e.rs`, each test
 //! repeats one `ginkgo.It` case of kubernetes/ingress-nginx
 //! `test/e2e/annotations/` (the module names the Go file) against the real
 //! `tollgate run` binary, with assertions on what a client sees; where the
@@ -19,6 +19,8 @@ mod disableproxyintercepterrors;
 mod fromtowwwredirect;
 #[path = "nginx_e2e_more/limitrate.rs"]
 mod limitrate;
+#[path = "nginx_e2e_more/mirror.rs"]
+mod mirror;
 #[path = "nginx_e2e_more/proxy.rs"]
 mod proxy;
 #[path = "nginx_e2e_more/relativeredirects.rs"]

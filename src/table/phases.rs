@@ -522,6 +522,7 @@ mod tests {
                 upstream: 1,
                 service: "ns/m:80".into(),
                 per_million: 1_000_000,
+                target: None,
             }]
             .into(),
             ..Default::default()

@@ -22,7 +22,8 @@ use ipnet::IpNet;
 use regex::Regex;
 
 pub use super::filters::{
-    BackendChoice, Backends, HeaderEdits, Mirror, PathModifier, RedirectTo, UrlRewrite,
+    BackendChoice, Backends, HeaderEdits, Mirror, MirrorTarget, PathModifier, RedirectTo,
+    UrlRewrite,
 };
 use super::global_limit::LimitKey;
 use super::ids::UpstreamId;

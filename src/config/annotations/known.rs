@@ -46,7 +46,6 @@ const AUTH_POOL: &str = "connections to the auth service are pooled by tollgate'
 const OTEL: &str = "no OpenTelemetry tracing; trace headers pass through untouched";
 const RUSTLS: &str = "rustls offers only TLS 1.2/1.3 with modern AEAD suites";
 const FCGI: &str = "FastCGI backends are not supported";
-const MIRROR: &str = "Ingress mirroring is not supported (HTTPRoute RequestMirror is)";
 impl Support {
     /// The state `tollgate check` summarizes it under: `supported` (in
     /// full or in part), `no-op` (accepted, ignored) or `refused`.
@@ -139,6 +138,9 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("disable-proxy-intercept-errors", Support::Supported),
     ("from-to-www-redirect", Support::Supported),
     ("limit-rate", Support::Supported),
+    ("mirror-host", Support::Supported),
+    ("mirror-request-body", Support::Supported),
+    ("mirror-target", Support::Supported),
     ("limit-rate-after", Support::Supported),
     ("proxy-cookie-domain", Support::Supported),
     ("proxy-cookie-path", Support::Supported),
@@ -211,9 +213,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("auth-request-redirect", Support::Refused("X-Auth-Request-Redirect to the auth service is not supported")),
     ("fastcgi-index", Support::Refused(FCGI)),
     ("fastcgi-params-configmap", Support::Refused(FCGI)),
-    ("mirror-host", Support::Refused(MIRROR)),
-    ("mirror-request-body", Support::Refused(MIRROR)),
-    ("mirror-target", Support::Refused(MIRROR)),
     // Terminating instead would show clients tollgate's certificate and
     // hand the backend plain HTTP: never done silently.
     ("ssl-passthrough", Support::RefusedSecurity),

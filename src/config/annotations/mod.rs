@@ -8,7 +8,8 @@
 //! (access lists, rate and connection limits), `redirect`, `upstream`
 //! (body size, timeouts, retries, affinity, hashing), `cors`, `auth`,
 //! `ingress` (aliases, error codes, canary), `response_rewrite` (the
-//! upstream's `Location` and cookies), `bandwidth` (`limit-rate`) and
+//! upstream's `Location` and cookies), `bandwidth` (`limit-rate`),
+//! `mirror` (`mirror-target`) and
 //! [`values`] (the value
 //! parsers); `parser` holds what they share (the prefixes, the `Parser`
 //! they extend, its [`Problem`]). This file only declares them, re-exports,
@@ -42,6 +43,7 @@ mod ingress;
 pub mod known;
 mod limits;
 mod logging;
+mod mirror;
 pub(super) mod parser;
 mod redirect;
 mod response_rewrite;
@@ -59,6 +61,7 @@ use crate::table::policy::{BasicAuth, RoutePolicy, Timeouts};
 pub use auth::BasicAuthSpec;
 pub use ingress::CanarySpec;
 pub use known::{support, Support, KNOWN};
+pub use mirror::MirrorSpec;
 use parser::Parser;
 pub use parser::{LimitStatuses, Problem, NGINX, TOLLGATE};
 pub use values::{parse_cidrs, parse_hash_key, parse_size, valid_cookie_name};
@@ -95,6 +98,9 @@ pub struct Annotations {
     /// `from-to-www-redirect`: the `www.` (or bare) twin of each rule's
     /// host redirects to it.
     pub www_redirect: bool,
+    /// `mirror-target` (with `mirror-host`, `mirror-request-body`): the
+    /// compiler gives it an upstream and makes it the route's mirror.
+    pub mirror: Option<MirrorSpec>,
 }
 
 /// Parses the annotations of one Ingress.
@@ -157,6 +163,7 @@ pub fn parse(
         canary: p.canary(),
         headers: p.headers(),
         www_redirect: p.flag("from-to-www-redirect").unwrap_or(false),
+        mirror: p.mirror(),
     };
     (out, p.problems)
 }

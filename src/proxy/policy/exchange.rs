@@ -70,6 +70,9 @@ pub(super) struct Cx<'a> {
     pub(super) permit: Option<ConnPermit>,
     /// Kept for a custom error page request.
     pub(super) error_page: Option<ErrorPageInfo>,
+    /// The request target as the client sent it (`$request_uri`), kept by
+    /// `rewrite-target` for a `mirror-target` that names it.
+    pub(super) request_uri: Option<Uri>,
 }
 
 /// A phase on the request as the client sent it.

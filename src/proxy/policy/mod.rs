@@ -94,6 +94,7 @@ pub async fn serve(
         cookie_request: Default::default(),
         permit: None,
         error_page: None,
+        request_uri: None,
     };
     for phase in pipeline.request.iter() {
         if let Flow::Answer(mut response) = phase.run(&mut cx, &mut req).await? {

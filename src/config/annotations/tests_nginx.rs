@@ -147,3 +147,57 @@ fn www_redirect_is_a_flag() {
     let (a, _) = parse_map(&[("from-to-www-redirect", "false")]);
     assert!(!a.www_redirect);
 }
+
+/// The counts line of `docs/annotations.md` matches its table.
+#[test]
+fn docs_counts_line_matches_the_table() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/annotations.md"))
+        .expect("docs/annotations.md");
+    const STATES: [&str; 6] = [
+        "implemented",
+        "partly implemented",
+        "no-op",
+        "refused",
+        "refused (security)",
+        "refused (injection)",
+    ];
+    let mut documented = [0usize; 6];
+    let mut extra = [0usize; 6];
+    for line in docs.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(name), Some(state)) = (cells.get(1), cells.get(2)) else {
+            continue;
+        };
+        if !name.starts_with('`') || name.contains('/') {
+            continue;
+        }
+        let Some(i) = STATES.iter().position(|s| s == state) else {
+            continue;
+        };
+        if name.ends_with('¹') {
+            extra[i] += 1;
+        } else {
+            documented[i] += 1;
+        }
+    }
+    let list = |counts: &[usize; 6]| {
+        STATES
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let expected = format!(
+        "Counts: of the {} documented, {}; of the {} marked ¹, {}.",
+        documented.iter().sum::<usize>(),
+        list(&documented),
+        extra.iter().sum::<usize>(),
+        list(&extra)
+    );
+    assert!(
+        docs.lines().any(|l| l == expected),
+        "docs/annotations.md should have the line:\n{expected}"
+    );
+}

@@ -12,6 +12,9 @@
 //!   is `"false"`; `force-ssl-redirect` redirects regardless.
 //! - `use-regex` paths (other than Exact) match as regular expressions;
 //!   `rewrite-target` rewrites them.
+//! - `from-to-www-redirect` adds the `www.` (or bare) twin of each rule's
+//!   host, answering only with a 308 to it, after every Ingress and alias
+//!   is in: a twin with an Ingress or alias of its own is never taken over.
 
 use std::sync::Arc;
 

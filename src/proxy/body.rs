@@ -2,7 +2,9 @@
 //! redirects) or an upstream body being streamed through.
 //!
 //! Invariants:
-//! - No boxing: one enum, `Unpin`, polled in place.
+//! - No boxing: one enum, `Unpin`, polled in place (the one exception: a
+//!   `limit-rate` route's body carries its boxed [`Pace`], which delays
+//!   and slices frames on a timer).
 //! - An upstream connection goes back to its pool only when the response
 //!   body has been read to its end; a body dropped early drops the
 //!   connection (hyper closes it), so a pooled connection is always clean.

@@ -131,6 +131,26 @@ impl RoutePolicy {
         for m in self.mirrors.iter() {
             out.push(format!("mirror {} {}/1000000", m.service, m.per_million));
         }
+        if let Some(to) = &self.www_redirect {
+            out.push(format!("www-redirect 308 {to}"));
+        }
+        if let Some(r) = &self.response_rewrite {
+            for (name, swap) in [
+                ("proxy-redirect", &r.redirect),
+                ("cookie-domain", &r.cookie_domain),
+                ("cookie-path", &r.cookie_path),
+            ] {
+                if let Some(swap) = swap {
+                    out.push(format!("{name} {} -> {}", swap.from, swap.to));
+                }
+            }
+        }
+        if let Some(l) = &self.limit_rate {
+            out.push(format!(
+                "limit-rate {}B/s after {}B",
+                l.bytes_per_sec, l.after
+            ));
+        }
         out
     }
 }

@@ -45,6 +45,9 @@ pub(super) struct Builder<'a> {
     /// `server-alias` (alias, host, Ingress), added once every Ingress has
     /// its paths (an alias serves all paths of its host).
     pub(super) aliases: Vec<(String, String, ObjectKey)>,
+    /// `from-to-www-redirect` (twin host, host, one route of the host),
+    /// added after the aliases when the twin has no Ingress of its own.
+    pub(super) www_twins: Vec<(String, String, RouteId)>,
     /// The ingress-nginx ConfigMap's settings (`--configmap`).
     pub(super) nginx: super::nginx_config::NginxConfig,
 }
@@ -69,6 +72,7 @@ impl<'a> Builder<'a> {
             policies: HashMap::default(),
             gateway_default_cert: false,
             aliases: Vec::new(),
+            www_twins: Vec::new(),
             nginx: Default::default(),
         }
     }

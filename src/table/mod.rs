@@ -411,6 +411,11 @@ impl RoutingTable {
         true
     }
 
+    /// Whether `host` (exact, as written in a rule) has a path table.
+    pub fn has_host(&self, host: &str) -> bool {
+        self.exact.contains_key(host)
+    }
+
     pub fn push_route(&mut self, route: Route) -> RouteId {
         self.gateway |= route.kind != RouteKind::Ingress || route.guard.is_some();
         self.routes.push(route);

@@ -44,9 +44,6 @@ const AUTH_POOL: &str = "connections to the auth service are pooled by tollgate'
 const OTEL: &str = "no OpenTelemetry tracing; trace headers pass through untouched";
 const RUSTLS: &str = "rustls offers only TLS 1.2/1.3 with modern AEAD suites";
 const FCGI: &str = "FastCGI backends are not supported";
-const RATE: &str = "response bandwidth limits are not supported";
-const MIRROR: &str = "Ingress mirroring is not supported (HTTPRoute RequestMirror is)";
-const REWRITES: &str = "rewriting the upstream's Set-Cookie and Location is not supported";
 impl Support {
     /// The state `tollgate check` summarizes it under: `supported` (in
     /// full or in part), `no-op` (accepted, ignored) or `refused`.
@@ -135,6 +132,19 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("use-regex", Support::Supported),
     ("whitelist-source-range", Support::Supported),
     ("x-forwarded-prefix", Support::Supported),
+    ("affinity-canary-behavior", Support::Supported),
+    ("disable-proxy-intercept-errors", Support::Supported),
+    ("from-to-www-redirect", Support::Supported),
+    ("limit-rate", Support::Supported),
+    ("mirror-host", Support::Supported),
+    ("mirror-request-body", Support::Supported),
+    ("mirror-target", Support::Supported),
+    ("limit-rate-after", Support::Supported),
+    ("proxy-cookie-domain", Support::Supported),
+    ("proxy-cookie-path", Support::Supported),
+    ("proxy-redirect-from", Support::Supported),
+    ("proxy-redirect-to", Support::Supported),
+    ("relative-redirects", Support::Supported),
     // Injection: never executed.
     ("auth-snippet", Support::RefusedInjection),
     // Read only when made of literal header directives (snippet.rs).
@@ -199,21 +209,8 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("upstream-hash-by-subset-size", Support::NoOp("consistent hashing over all endpoints: a key still maps to one endpoint")),
     ("x-forwarded-port", Support::NoOp("X-Forwarded-Port is always the listener's port")),
     // Not implemented and visible to clients: refused, never half-served.
-    ("affinity-canary-behavior", Support::Refused("the canary choice does not follow the affinity cookie")),
-    ("disable-proxy-intercept-errors", Support::Refused("not supported with custom-http-errors")),
     ("fastcgi-index", Support::Refused(FCGI)),
     ("fastcgi-params-configmap", Support::Refused(FCGI)),
-    ("from-to-www-redirect", Support::Refused("www redirects are not supported")),
-    ("limit-rate", Support::Refused(RATE)),
-    ("limit-rate-after", Support::Refused(RATE)),
-    ("mirror-host", Support::Refused(MIRROR)),
-    ("mirror-request-body", Support::Refused(MIRROR)),
-    ("mirror-target", Support::Refused(MIRROR)),
-    ("proxy-cookie-domain", Support::Refused(REWRITES)),
-    ("proxy-cookie-path", Support::Refused(REWRITES)),
-    ("proxy-redirect-from", Support::Refused(REWRITES)),
-    ("proxy-redirect-to", Support::Refused(REWRITES)),
-    ("relative-redirects", Support::Refused("redirects are absolute")),
     // With `--enable-ssl-passthrough` (`config::passthrough`); without it
     // the Ingress is rejected, never terminated in its place, and `check`
     // counts it as refused.

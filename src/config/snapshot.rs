@@ -21,14 +21,12 @@ pub mod compact;
 
 pub use compact::{
     CompactService, CompactServicePort, CompactServiceSpec, CompactSlice, SliceAddress,
-    SliceEndpoint, SlicePort,
+    SliceEndpoint, SlicePort, SERVICE_NAME_LABEL,
 };
 
 use crate::crd::TrafficPolicy;
 use crate::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
 
-/// Label on an EndpointSlice naming its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The other Secret type held (basic-auth files); a Secret without a type
 /// is of this type.
 pub const OPAQUE_SECRET_TYPE: &str = "Opaque";

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 
-use super::SERVICE_NAME_LABEL;
+/// Label on an EndpointSlice naming its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// A Service as the compiler reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -15,7 +15,7 @@
 //!   request's own `Bytes`-backed values (reference counts, no copies),
 //!   kept only when the line will be written.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, Uri, Version};
@@ -23,10 +23,12 @@ use tokio::time::Instant;
 
 use super::conn::ConnCtx;
 use super::timing::UpstreamTiming;
+use crate::access_log::num::{socket_v4, Fixed};
 use crate::access_log::{self, Line};
 use crate::lb::Endpoint;
 use crate::metrics::route::method_index;
 use crate::metrics::RouteSeries;
+use crate::table::upstream::EndpointAddr;
 use crate::table::Route;
 
 /// Status of a request whose client went away before the response.
@@ -202,6 +204,7 @@ impl Record {
             .map(|a| a.as_str().as_bytes())
             .or_else(|| log.host.as_ref().map(HeaderValue::as_bytes))
             .unwrap_or(b"");
+        let upstream_addr = self.upstream.as_ref().map(|e| UpstreamAddr(&e.addr));
         access_log::write(&Line {
             time: std::time::SystemTime::now(),
             remote_addr: log.client,
@@ -218,10 +221,9 @@ impl Record {
             request_time: elapsed,
             user_agent: log.user_agent.as_ref().map_or(b"", |v| v.as_bytes()),
             referer: log.referer.as_ref().map_or(b"", |v| v.as_bytes()),
-            upstream_addr: self
-                .upstream
+            upstream_addr: upstream_addr
                 .as_ref()
-                .map(|e| &e.addr as &dyn std::fmt::Display),
+                .map(|a| a as &dyn std::fmt::Display),
             upstream_status: self.timing.status(),
             upstream_response_time: upstream_response,
             upstream_connect_time: upstream_connect,
@@ -231,6 +233,23 @@ impl Record {
             service: log.service.as_deref().unwrap_or(""),
             canary: log.canary,
         });
+    }
+}
+
+/// An endpoint's address for the log line: `a.b.c.d:port` written without
+/// the formatting machinery (the common case), anything else as displayed.
+struct UpstreamAddr<'a>(&'a EndpointAddr);
+
+impl std::fmt::Display for UpstreamAddr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            EndpointAddr::Socket(SocketAddr::V4(addr)) => {
+                let mut text = Fixed::<21>::new();
+                socket_v4(&mut text, addr);
+                f.write_str(std::str::from_utf8(text.as_bytes()).unwrap_or_default())
+            }
+            other => other.fmt(f),
+        }
     }
 }
 

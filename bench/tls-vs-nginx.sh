@@ -399,7 +399,7 @@ http {
         ssl_session_tickets on;
 
         location / {
-            set \$proxy_upstream_name "upstream-bench-echo-80";
+            set \$proxy_upstream_name "upstream-bench-echo-http";
             set \$proxy_alternative_upstream_name "";
             proxy_pass http://echo;
             proxy_http_version 1.1;

@@ -37,13 +37,12 @@ use tollgate::table::upstream::{EndpointAddr, PortRef, TrustAnchors, UpstreamKey
 use tollgate::table::{PathType, Route, RouteKind, RoutingTable};
 
 /// The bound: allocations per plain keep-alive GET (HTTP/1.1, access log
-/// off), averaged over [`REQUESTS`]. Measured: 11.0 per request (debug
-/// test build; the same count in release, allocation is not an
-/// optimisation). The bound leaves a margin of 2 for allocator-internal
-/// noise (hashbrown growth in a pool, a timer wheel slot); one more
-/// allocation per request in the plain path adds a whole 1.0 and fails
-/// once the margin is used up.
-const MAX_ALLOCS_PER_REQUEST: f64 = 13.0;
+/// off), averaged over [`REQUESTS`]. Measured: 8.00 per request (16,001
+/// or 16,002 for 2,000 requests; allocation counts do not depend on the
+/// optimisation level). The margin of 0.5 absorbs what is not per request
+/// (a channel block, a table growing now and then); one more allocation
+/// per request makes 9.0 and fails.
+const MAX_ALLOCS_PER_REQUEST: f64 = 8.5;
 
 /// Requests counted (after [`WARMUP`] uncounted ones).
 const REQUESTS: u64 = 2_000;
@@ -259,5 +258,8 @@ async fn plain_request_allocations_are_bounded() {
         "a plain request allocates {per_request:.2} times, more than {MAX_ALLOCS_PER_REQUEST}"
     );
     // The counter sees the proxy's work at all (not a thread mix-up).
-    assert!(per_request >= 1.0, "counted {counted}: nothing on the proxy thread?");
+    assert!(
+        per_request >= 1.0,
+        "counted {counted}: nothing on the proxy thread?"
+    );
 }

@@ -492,8 +492,14 @@ fn write_json(out: &mut Vec<u8>, line: &Line<'_>) {
         None => out.extend_from_slice(b"null"),
     }
     for (name, value) in [
-        (&b",\"upstream_response_ms\":"[..], line.upstream_response_time),
-        (&b",\"upstream_connect_ms\":"[..], line.upstream_connect_time),
+        (
+            &b",\"upstream_response_ms\":"[..],
+            line.upstream_response_time,
+        ),
+        (
+            &b",\"upstream_connect_ms\":"[..],
+            line.upstream_connect_time,
+        ),
     ] {
         out.extend_from_slice(name);
         match value {

@@ -52,10 +52,9 @@ impl<const N: usize> Sink for Fixed<N> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
         let end = (self.len + bytes.len()).min(N);
-        if let (Some(slot), Some(src)) = (
-            self.buf.get_mut(self.len..end),
-            bytes.get(..end - self.len),
-        ) {
+        if let (Some(slot), Some(src)) =
+            (self.buf.get_mut(self.len..end), bytes.get(..end - self.len))
+        {
             slot.copy_from_slice(src);
             self.len = end;
         }
@@ -171,7 +170,13 @@ mod tests {
             let want = format!("{}.{:03}", millis / 1000, millis % 1000);
             assert_eq!(text(|o| seconds_millis(o, d)), want);
         }
-        for a in ["0.0.0.0", "203.0.113.7", "255.255.255.255", "::1", "2001:db8::7"] {
+        for a in [
+            "0.0.0.0",
+            "203.0.113.7",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
             let addr: IpAddr = a.parse().unwrap();
             assert_eq!(text(|o| ip(o, addr)), addr.to_string());
         }

@@ -13,7 +13,8 @@
 //! - Only atomics on the metrics side (the handles were resolved when the
 //!   table was published); the access-log fields are clones of the
 //!   request's own `Bytes`-backed values (reference counts, no copies),
-//!   kept only when the line will be written.
+//!   kept only when the line will be written (in one box, so a request
+//!   without a log line carries a small record).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -50,7 +51,9 @@ pub struct Record {
     /// Written by forwarding through the plan.
     pub timing: UpstreamTiming,
     upstream: Option<Arc<Endpoint>>,
-    log: Option<LogFields>,
+    /// Boxed: the record rides on the response body, which is moved a few
+    /// times per request; without a log line it stays small.
+    log: Option<Box<LogFields>>,
     done: bool,
 }
 
@@ -81,7 +84,7 @@ impl Record {
         let log = match access_log::config() {
             Some(config) if ctx.state.settings.access_log && config.logs(req.uri().path()) => {
                 let headers = req.headers();
-                Some(LogFields {
+                Some(Box::new(LogFields {
                     uri: req.uri().clone(),
                     version: req.version(),
                     host: headers.get(http::header::HOST).cloned(),
@@ -93,7 +96,7 @@ impl Record {
                     route: None,
                     service: None,
                     canary: false,
-                })
+                }))
             }
             _ => None,
         };
@@ -221,9 +224,7 @@ impl Record {
             request_time: elapsed,
             user_agent: log.user_agent.as_ref().map_or(b"", |v| v.as_bytes()),
             referer: log.referer.as_ref().map_or(b"", |v| v.as_bytes()),
-            upstream_addr: upstream_addr
-                .as_ref()
-                .map(|a| a as &dyn std::fmt::Display),
+            upstream_addr: upstream_addr.as_ref().map(|a| a as &dyn std::fmt::Display),
             upstream_status: self.timing.status(),
             upstream_response_time: upstream_response,
             upstream_connect_time: upstream_connect,

@@ -19,7 +19,7 @@
 use std::net::IpAddr;
 
 use bytes::{BufMut, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -188,15 +188,18 @@ pub fn set_forwarded_as(
     }
 }
 
-/// Keeps a valid incoming X-Request-Id or sets a new one; returns it.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    match headers.get(X_REQUEST_ID) {
-        Some(v) if valid_request_id(v.as_bytes()) => v.clone(),
-        _ => {
-            let id = new_request_id();
-            headers.insert(X_REQUEST_ID, id.clone());
-            id
+/// Keeps a valid incoming X-Request-Id or sets a new one; returns it as
+/// stored in `headers` (one lookup; no clone: a clone of a new id's bytes
+/// would allocate their shared form).
+pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
+    match headers.entry(X_REQUEST_ID) {
+        Entry::Occupied(mut entry) => {
+            if !valid_request_id(entry.get().as_bytes()) {
+                entry.insert(new_request_id());
+            }
+            entry.into_mut()
         }
+        Entry::Vacant(entry) => entry.insert(new_request_id()),
     }
 }
 
@@ -213,12 +216,12 @@ pub fn valid_request_id(id: &[u8]) -> bool {
 pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = fastrand::u128(..);
-    let mut out = BytesMut::with_capacity(32);
-    for _ in 0..32 {
-        out.put_u8(HEX[(n & 0xf) as usize]);
+    let mut out = [0u8; 32];
+    for digit in &mut out {
+        *digit = HEX[(n & 0xf) as usize];
         n >>= 4;
     }
-    HeaderValue::from_maybe_shared(out.freeze()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

@@ -1398,6 +1398,21 @@ async fn status_writes(tg: &Tollgate, kind: &str) -> f64 {
     metric(tg, "tollgate_status_writes_total", &[("kind", kind)]).await
 }
 
+/// Waits until the replica's status-write counter reads `expected`: the
+/// fake API server records a write when it arrives, the replica counts it
+/// once the answer is back, so the two can be a moment apart.
+async fn until_status_writes(tg: &Tollgate, kind: &str, expected: f64) {
+    until("the status write count", BACKOFF_TIMEOUT, || async move {
+        let n = status_writes(tg, kind).await;
+        if n == expected {
+            Ok(())
+        } else {
+            Err(format!("tollgate_status_writes_total{{kind={kind}}} {n}, want {expected}"))
+        }
+    })
+    .await;
+}
+
 /// Waits until this replica holds the Lease.
 async fn until_leader(tg: &Tollgate) {
     until("the replica to lead", BACKOFF_TIMEOUT, || async move {
@@ -1467,7 +1482,7 @@ async fn start_restart_leader_change_and_relist_write_no_correct_status() {
         "{:?}",
         c.ingress_status_writes()
     );
-    assert_eq!(status_writes(&a, "ingress").await, 2.0);
+    until_status_writes(&a, "ingress", 2.0).await;
     assert_eq!(
         metric(
             &a,
@@ -1511,7 +1526,7 @@ async fn start_restart_leader_change_and_relist_write_no_correct_status() {
         "{:?}",
         c.ingress_status_writes()
     );
-    assert_eq!(status_writes(&b, "ingress").await, 2.0);
+    until_status_writes(&b, "ingress", 2.0).await;
 
     // 4. Restart: the leader stops, a new process leads at once and syncs
     // slowly; then a re-list of every watch (410 Gone).
@@ -1566,7 +1581,7 @@ async fn start_restart_leader_change_and_relist_write_no_correct_status() {
         "{:?}",
         c.ingress_status_writes()
     );
-    assert_eq!(status_writes(&d, "ingress").await, 1.0);
+    until_status_writes(&d, "ingress", 1.0).await;
     for i in [0, N / 2, N - 1] {
         assert_eq!(c.lb_status(NS, &format!("ing-{i}")), published);
     }
@@ -1665,7 +1680,7 @@ async fn policy_conditions_already_right_are_not_written_on_restart() {
     })
     .await;
     let first = c.accepted("p0");
-    assert_eq!(status_writes(&a, "trafficpolicy").await, N as f64);
+    until_status_writes(&a, "trafficpolicy", N as f64).await;
     // A clean stop releases the Lease: the restart leads at once.
     a.proc_.signal("TERM");
     let exit = a.proc_.wait_exit(Duration::from_secs(20)).await;
@@ -1688,7 +1703,7 @@ async fn policy_conditions_already_right_are_not_written_on_restart() {
     c.until_accepted("p0", "False", "Invalid", CHANGE_TIMEOUT)
         .await;
     assert_eq!(c.policy_status_patches(), N + 1);
-    assert_eq!(status_writes(&b, "trafficpolicy").await, 1.0);
+    until_status_writes(&b, "trafficpolicy", 1.0).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -1407,7 +1407,9 @@ async fn until_status_writes(tg: &Tollgate, kind: &str, expected: f64) {
         if n == expected {
             Ok(())
         } else {
-            Err(format!("tollgate_status_writes_total{{kind={kind}}} {n}, want {expected}"))
+            Err(format!(
+                "tollgate_status_writes_total{{kind={kind}}} {n}, want {expected}"
+            ))
         }
     })
     .await;

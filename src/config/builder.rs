@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::certificate::Certificate;
 use super::compiled::{Compiled, HashMap, LastGood, Target};
 use super::diagnostic::Severity;
+use super::incremental::Memo;
 use super::options::CompileOptions;
 use super::problem::{Problem, Subject};
 use super::snapshot::{ObjectKey, Snapshot};
@@ -47,6 +48,9 @@ pub(super) struct Builder<'a> {
     pub(super) aliases: Vec<(String, String, ObjectKey)>,
     /// The ingress-nginx ConfigMap's settings (`--configmap`).
     pub(super) nginx: super::nginx_config::NginxConfig,
+    /// What earlier compiles computed per Ingress (empty for a full
+    /// compile): read and filled by the steps.
+    pub(super) memo: &'a mut Memo,
 }
 
 impl<'a> Builder<'a> {
@@ -56,6 +60,7 @@ impl<'a> Builder<'a> {
         opts: &'a CompileOptions,
         last_good: &'a LastGood,
         out: &'a mut Compiled,
+        memo: &'a mut Memo,
     ) -> Self {
         Self {
             snapshot,
@@ -70,6 +75,7 @@ impl<'a> Builder<'a> {
             gateway_default_cert: false,
             aliases: Vec::new(),
             nginx: Default::default(),
+            memo,
         }
     }
 

@@ -25,6 +25,7 @@
 //!
 //! What the steps share is in files of its own, which never call a step:
 //! `builder` (the `Builder` state every step extends and reports through),
+//! `incremental` ([`Incremental`]: what a recompile reuses),
 //! `options` ([`CompileOptions`]), `compiled` ([`Compiled`], [`LastGood`]),
 //! `certificate` (TLS Secret parsing), [`snapshot`], [`diagnostic`] and
 //! [`problem`]. This file only declares the modules, re-exports, and runs
@@ -57,6 +58,7 @@ pub mod diagnostic;
 pub mod endpoints;
 pub mod gateway;
 mod global_limit;
+mod incremental;
 mod ingress_nginx;
 pub mod nginx_config;
 mod options;
@@ -81,6 +83,7 @@ pub use backends::{
 pub use certificate::parse_secret;
 pub use compiled::{Compiled, LastGood, Resolved};
 pub use diagnostic::{Diagnostic, Severity};
+pub use incremental::{Incremental, Touched};
 pub use options::{CompileOptions, DEFAULT_GATEWAY_CONTROLLER_NAME};
 pub use routes::{
     NGINX_FORCE_SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION, SSL_REDIRECT_ANNOTATION,
@@ -92,14 +95,25 @@ use builder::Builder;
 #[cfg(test)]
 use crate::table::upstream::{EndpointAddr, LbAlgorithm};
 
+/// A full compile: [`Incremental::compile`] with nothing to reuse.
 pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood) -> Compiled {
+    compile_with(snapshot, opts, last_good, &mut incremental::Memo::default())
+}
+
+/// Runs the steps, reusing (and filling) `memo`.
+fn compile_with(
+    snapshot: &Snapshot,
+    opts: &CompileOptions,
+    last_good: &LastGood,
+    memo: &mut incremental::Memo,
+) -> Compiled {
     let mut out = Compiled::default();
     let ours = select::ours(snapshot, opts);
     // The ingress-nginx ConfigMap (`--configmap`), parsed once: the
     // defaults every Ingress's annotations are read over.
     let (nginx, nginx_diagnostics) = ingress_nginx::load(snapshot, opts.configmap.as_ref());
     out.diagnostics.extend(nginx_diagnostics);
-    let mut builder = Builder::new(snapshot, opts, last_good, &mut out);
+    let mut builder = Builder::new(snapshot, opts, last_good, &mut out, memo);
     builder.nginx = nginx;
     // The version of each TrafficPolicy in force (current, or last valid
     // while the current one is invalid), and which applies to which Ingress.

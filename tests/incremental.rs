@@ -44,9 +44,8 @@ fn certs() -> &'static [(String, String); 2] {
     static CERTS: OnceLock<[(String, String); 2]> = OnceLock::new();
     CERTS.get_or_init(|| {
         let make = |names: &[&str]| {
-            let ck =
-                rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect())
-                    .expect("certificate");
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            let ck = rcgen::generate_simple_self_signed(names).expect("certificate");
             (ck.cert.pem(), ck.signing_key.serialize_pem())
         };
         [

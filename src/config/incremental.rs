@@ -522,6 +522,9 @@ fn copy_of(out: &Compiled) -> Compiled {
 /// The parsed annotations of one Ingress version.
 pub(super) type Parsed = (Annotations, Vec<annotations::Problem>);
 
+/// The versions of one Ingress parsed, with what they parsed to.
+type Versions = Vec<(Arc<Ingress>, Arc<Parsed>)>;
+
 /// Per-Ingress results of earlier compiles, valid for one environment:
 /// the options without the clock and the ConfigMaps (by identity).
 #[derive(Default)]
@@ -529,7 +532,7 @@ pub(super) struct Memo {
     env: Option<(CompileOptions, Vec<(ObjectKey, usize)>)>,
     /// Parsed annotations by Ingress, with the version they were parsed
     /// from (as written, and the last good one).
-    annotations: HashMap<ObjectKey, Vec<(Arc<Ingress>, Arc<Parsed>)>>,
+    annotations: HashMap<ObjectKey, Versions>,
     /// The ingress-nginx ConfigMap, parsed, for this environment.
     nginx: Option<super::nginx_config::NginxConfig>,
 }

@@ -9,13 +9,17 @@
 #        QUICK=1 bench/kube-scale.sh      # 1,000 Ingresses, short phases (~15 s)
 #        PERF=1 bench/kube-scale.sh       # also perf-record each phase (perturbs the figures)
 #        NO_BUILD=1 bench/kube-scale.sh   # skip `cargo build --release`
+#        PROFILE=profiling bench/kube-scale.sh  # build and measure the `profiling`
+#                                         # profile (release without fat LTO: minutes, not 15)
 # Any KUBE_SCALE_* knob of benches/kube_scale.rs passes through.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+profile="${PROFILE:-release}"
 if [ -z "${NO_BUILD:-}" ]; then
-  cargo build --release
+  cargo build --profile "$profile"
 fi
+export TOLLGATE_PROFILE="$profile"
 if [ -n "${QUICK:-}" ]; then
   export KUBE_SCALE_INGRESSES="${KUBE_SCALE_INGRESSES:-1000}"
   export KUBE_SCALE_INGRESS_N="${KUBE_SCALE_INGRESS_N:-10}"
@@ -25,7 +29,12 @@ fi
 if [ -n "${PERF:-}" ]; then
   export KUBE_SCALE_PERF=1
 fi
-cargo bench --bench kube_scale
+# The bench harness is built with the same profile (`bench` is release's).
+if [ "$profile" = release ]; then
+  cargo bench --bench kube_scale
+else
+  cargo bench --profile "$profile" --bench kube_scale
+fi
 if [ -n "${PERF:-}" ]; then
   echo
   echo "profiles: perf report -i target/kube-scale/perf-ingress.data --no-children --sort symbol"

@@ -58,6 +58,10 @@
 #                              client's pace and the rate ratio says nothing about
 #                              the proxies; with an equal quota the proxy is the
 #                              bottleneck and the rate ratio is the efficiency ratio.
+#   ACCESS_LOG=off|on          on: both proxies log every request in ingress-nginx's
+#                              default format (`upstreaminfo`): nginx to a file
+#                              (unbuffered), tollgate its default line to stdout
+#                              redirected to a file (as bench/wrk-vs-nginx.sh)
 #   KEEP_TMP=1                 keep the temp dir (certs, configs, logs, raw wrk output)
 #
 # Exit status: 0 = all rounds clean; 1 = something failed to start / died;
@@ -77,6 +81,9 @@ DURATION=${DURATION:-8}
 WARMUP=${WARMUP:-2}
 ONLY=${ONLY:-both}
 ECHO_FIXED=${ECHO_FIXED:-1}
+ACCESS_LOG=${ACCESS_LOG:-off}
+case "$ACCESS_LOG" in on|off) ;; *) echo "ACCESS_LOG must be on|off" >&2; exit 1 ;; esac
+TG_ACCESS=false; [[ "$ACCESS_LOG" == on ]] && TG_ACCESS=true
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PROBE=${PROBE:-1}
@@ -324,7 +331,7 @@ spec:
 EOF
     taskset -c "$PROXY_CPU" "$TOLLGATE_BIN" run --manifests "$M" \
         --http-addr "127.0.0.1:$TG_HTTP" --https-addr "127.0.0.1:$TG_HTTPS" \
-        --admin-addr "127.0.0.1:$TG_ADMIN" --threads 1 --access-log false \
+        --admin-addr "127.0.0.1:$TG_ADMIN" --threads 1 --access-log "$TG_ACCESS" \
         >"$TMP/tollgate.log" 2>&1 &
     TG_PID=$!; PIDS+=("$TG_PID")
     limit_cpu tollgate "$TG_PID"
@@ -344,6 +351,7 @@ if want nginx; then
     N="$TMP/nginx"; mkdir -p "$N"/{body,proxy,fastcgi,uwsgi,scgi}
     # Same proxy settings as nginx.conf.template (used by wrk-vs-nginx.sh), plus
     # a production-like TLS server and a stub_status listener (connection counts).
+    NG_ACCESS=off; [[ "$ACCESS_LOG" == on ]] && NG_ACCESS="$N/access.log upstreaminfo"
     cat >"$N/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -356,7 +364,12 @@ events {
 }
 
 http {
-    access_log off;
+    log_format upstreaminfo '\$remote_addr - \$remote_user [\$time_local] "\$request" '
+        '\$status \$body_bytes_sent "\$http_referer" "\$http_user_agent" '
+        '\$request_length \$request_time [\$proxy_upstream_name] '
+        '[\$proxy_alternative_upstream_name] \$upstream_addr '
+        '\$upstream_response_length \$upstream_response_time \$upstream_status \$request_id';
+    access_log $NG_ACCESS;
     server_tokens off;
 
     client_body_temp_path $N/body;
@@ -386,6 +399,8 @@ http {
         ssl_session_tickets on;
 
         location / {
+            set \$proxy_upstream_name "upstream-bench-echo-http";
+            set \$proxy_alternative_upstream_name "";
             proxy_pass http://echo;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -871,9 +886,15 @@ if [[ -n "$NG_PID" ]]; then
     ng_rss=0; for p in "${NG_PIDS[@]}"; do ng_rss=$(( ng_rss + $(rss_kb "$p" VmRSS) )); done
     echo "nginx memory after runs (master+workers): VmRSS $ng_rss kB"
 fi
-if [[ -s "$TMP/tollgate.log" ]] && grep -qiE 'error|panic|warn' "$TMP/tollgate.log"; then
-    echo "note: tollgate log contains warnings/errors ($(grep -ciE 'error|panic|warn' "$TMP/tollgate.log") lines, first 10):"
-    grep -iE 'error|panic|warn' "$TMP/tollgate.log" | head -n 10 | sed 's/^/    /'
+if [[ "$ACCESS_LOG" == on ]]; then
+    echo "access-log lines: tollgate $(grep -c '"GET / HTTP/1.1"' "$TMP/tollgate.log" || true)," \
+         "nginx $(grep -c '"GET / HTTP/1.1"' "${N:-$TMP}/access.log" 2>/dev/null || true); sample lines:"
+    grep -m1 '"GET / HTTP/1.1"' "$TMP/tollgate.log" 2>/dev/null | sed 's/^/    tollgate: /' || true
+    grep -m1 '"GET / HTTP/1.1"' "${N:-$TMP}/access.log" 2>/dev/null | sed 's/^/    nginx:    /' || true
+fi
+if [[ -s "$TMP/tollgate.log" ]] && grep -v '"GET / HTTP/1.1"' "$TMP/tollgate.log" | grep -qiE 'error|panic|warn'; then
+    echo "note: tollgate log contains warnings/errors ($(grep -v '"GET / HTTP/1.1"' "$TMP/tollgate.log" | grep -ciE 'error|panic|warn') lines, first 10):"
+    grep -v '"GET / HTTP/1.1"' "$TMP/tollgate.log" | grep -iE 'error|panic|warn' | head -n 10 | sed 's/^/    /'
 fi
 if [[ -n "$NG_PID" ]] && grep -qE '\[(error|crit|alert|emerg)\]' "$N/error.log" 2>/dev/null; then
     echo "note: nginx error.log has errors (first 5):"

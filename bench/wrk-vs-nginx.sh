@@ -23,6 +23,11 @@
 #                              cheapest, leaves more of the shared load core to wrk);
 #                              0 = the JSON echo (body ~350 B, reflects request headers)
 #   PROXY_CPU=0 LOAD_CPU=1     core pinning
+#   ACCESS_LOG=off|on          on: both proxies log every request, in the same
+#                              format (ingress-nginx's default `upstreaminfo`):
+#                              nginx to a file (unbuffered, as ingress-nginx),
+#                              tollgate its default line to stdout redirected
+#                              to a file; the line counts are checked at the end
 #   KEEP_TMP=1                 keep the temp dir (configs, logs, raw wrk output)
 #
 # Exit status: 0 = all rounds clean; 1 = something failed to start / died;
@@ -41,12 +46,16 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 ONLY=${ONLY:-both}
 ECHO_FIXED=${ECHO_FIXED:-1}
+ACCESS_LOG=${ACCESS_LOG:-off}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 HOST_HEADER=bench.local
 START_TIMEOUT_S=30   # per process, bounded
 
 case "$ONLY" in both|tollgate|nginx) ;; *) echo "ONLY must be both|tollgate|nginx" >&2; exit 1 ;; esac
+case "$ACCESS_LOG" in on|off) ;; *) echo "ACCESS_LOG must be on|off" >&2; exit 1 ;; esac
+TG_ACCESS=false; [[ "$ACCESS_LOG" == on ]] && TG_ACCESS=true
+# tollgate's stdout (access log and its own log lines) goes to tollgate.log.
 for v in ROUNDS CONNS DURATION WARMUP PROXY_CPU LOAD_CPU; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "$v must be a non-negative integer (got '${!v}')" >&2; exit 1; }
 done
@@ -183,7 +192,7 @@ spec:
 EOF
     taskset -c "$PROXY_CPU" "$TOLLGATE_BIN" run --manifests "$M" \
         --http-addr "127.0.0.1:$TG_HTTP" --https-addr "127.0.0.1:$TG_HTTPS" \
-        --admin-addr "127.0.0.1:$TG_ADMIN" --threads 1 --access-log false \
+        --admin-addr "127.0.0.1:$TG_ADMIN" --threads 1 --access-log "$TG_ACCESS" \
         >"$TMP/tollgate.log" 2>&1 &
     TG_PID=$!; PIDS+=("$TG_PID")
     wait_http "tollgate (readyz)" "$TG_PID" "http://127.0.0.1:$TG_ADMIN/readyz"
@@ -195,8 +204,10 @@ fi
 NG_PID=""; NG_PIDS=()
 if want nginx; then
     N="$TMP/nginx"; mkdir -p "$N"/{body,proxy,fastcgi,uwsgi,scgi}
+    NG_ACCESS=off; [[ "$ACCESS_LOG" == on ]] && NG_ACCESS="$N/access.log upstreaminfo"
     sed -e "s#@TMP@#$N#g" -e "s#@PORT@#$NG_PORT#g" -e "s#@BACKEND@#127.0.0.1:$ECHO_PORT#g" \
-        -e "s#@HOST@#$HOST_HEADER#g" "$SCRIPT_DIR/nginx.conf.template" >"$N/nginx.conf"
+        -e "s#@HOST@#$HOST_HEADER#g" -e "s#@ACCESS_LOG@#$NG_ACCESS#g" \
+        "$SCRIPT_DIR/nginx.conf.template" >"$N/nginx.conf"
     "$NGINX" -t -q -p "$N" -c "$N/nginx.conf" >"$TMP/nginx-t.log" 2>&1 \
         || { cat "$TMP/nginx-t.log" >&2; die "nginx config test failed"; }
     taskset -c "$PROXY_CPU" "$NGINX" -p "$N" -c "$N/nginx.conf" >"$TMP/nginx.log" 2>&1 &
@@ -256,6 +267,7 @@ run_one() {
     non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF; exit }' "$out")
     sockerr=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10; exit }' "$out")
     [[ -n "$reqs" && -n "$rps" && -n "$p99" ]] || { cat "$out" >&2; die "could not parse wrk output for $proxy"; }
+    echo "$reqs" >>"$TMP/served-$proxy"
     p50=$(to_ms "$p50"); p99=$(to_ms "$p99")
     non2xx=${non2xx:-0}; sockerr=${sockerr:-0}
     local status=ok
@@ -294,7 +306,7 @@ want tollgate && PROXIES+=(tollgate)
 want nginx && PROXIES+=(nginx)
 
 echo
-echo "tollgate-vs-nginx: rounds=$ROUNDS conns=$CONNS duration=${DURATION}s warmup=${WARMUP}s" \
+echo "tollgate-vs-nginx: rounds=$ROUNDS conns=$CONNS duration=${DURATION}s warmup=${WARMUP}s access-log=$ACCESS_LOG" \
      "proxy-cpu=$PROXY_CPU load-cpu=$LOAD_CPU (wrk+backend) clk_tck=$CLK_TCK" \
      "backend=$([[ -n "${BACKEND_ADDR:-}" ]] && echo "external $BACKEND_ADDR" || { [[ "$ECHO_FIXED" == 1 ]] && echo "echo --fixed" || echo "echo (json)"; })"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -401,9 +413,20 @@ if [[ -n "$NG_PID" ]]; then
     ng_rss=0; for p in "${NG_PIDS[@]}"; do ng_rss=$(( ng_rss + $(rss_kb "$p" VmRSS) )); done
     echo "nginx memory after runs (master+workers): VmRSS $ng_rss kB"
 fi
-if [[ -s "$TMP/tollgate.log" ]] && grep -qiE 'error|panic|warn' "$TMP/tollgate.log"; then
+if [[ "$ACCESS_LOG" == on ]]; then
+    # Every request is logged by both: a proxy's lines are the requests wrk
+    # counted for it (warm-up included) plus a few start-up probes.
+    served() { awk '{ n += $1 } END { print n + 0 }' "$TMP/served-$1" 2>/dev/null || echo 0; }
+    tg_lines=$(grep -c '"GET / HTTP/1.1"' "$TMP/tollgate.log" 2>/dev/null || true)
+    ng_lines=$(grep -c '"GET / HTTP/1.1"' "${N:-$TMP}/access.log" 2>/dev/null || true)
+    echo "access-log lines (wrk requests): tollgate ${tg_lines:-0} ($(served tollgate))," \
+         "nginx ${ng_lines:-0} ($(served nginx)); sample lines:"
+    grep -m1 '"GET / HTTP/1.1"' "$TMP/tollgate.log" 2>/dev/null | sed 's/^/    tollgate: /' || true
+    grep -m1 '"GET / HTTP/1.1"' "${N:-$TMP}/access.log" 2>/dev/null | sed 's/^/    nginx:    /' || true
+fi
+if [[ -s "$TMP/tollgate.log" ]] && grep -v '"GET / HTTP/1.1"' "$TMP/tollgate.log" | grep -qiE 'error|panic|warn'; then
     echo "note: tollgate log contains warnings/errors (first 10):"
-    grep -iE 'error|panic|warn' "$TMP/tollgate.log" | head -n 10 | sed 's/^/    /'
+    grep -v '"GET / HTTP/1.1"' "$TMP/tollgate.log" | grep -iE 'error|panic|warn' | head -n 10 | sed 's/^/    /'
 fi
 if [[ -n "$NG_PID" ]] && grep -qE '\[(error|crit|alert|emerg)\]' "$N/error.log" 2>/dev/null; then
     echo "note: nginx error.log has errors (first 5):"

@@ -66,7 +66,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
-    let annotations = annotation_states(&snapshot);
+    let annotations = annotation_states(&snapshot, args.selection.enable_ssl_passthrough);
     let mut opts = args.selection.compile_options();
     opts.now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -92,7 +92,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
 
     match args.output {
         OutputFormat::Json => println!("{}", report.to_json()?),
-        OutputFormat::Text => print_text(&report),
+        OutputFormat::Text => {
+            print_text(&report);
+            // TLS passthrough hosts (`--enable-ssl-passthrough`).
+            for (host, id) in compiled.tls.passthrough_hosts() {
+                let to = compiled.upstreams.get(id as usize).map(|u| &*u.label);
+                println!("TLS passthrough: {host} -> {}", to.unwrap_or("?"));
+            }
+        }
     }
     Ok(i32::from(rejected))
 }
@@ -100,6 +107,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
 /// The ingress-nginx annotations of every Ingress read, by state.
 fn annotation_states(
     snapshot: &crate::config::Snapshot,
+    ssl_passthrough: bool,
 ) -> BTreeMap<&'static str, BTreeMap<String, usize>> {
     use crate::config::annotations::{support, NGINX};
     let mut out: BTreeMap<&'static str, BTreeMap<String, usize>> = BTreeMap::new();
@@ -115,7 +123,11 @@ fn annotation_states(
             let Some(suffix) = name.strip_prefix(NGINX) else {
                 continue;
             };
-            let state = support(suffix).map_or("unknown", |s| s.state());
+            let state = match support(suffix) {
+                // Rejected without its flag (`config::passthrough`).
+                Some(_) if suffix == "ssl-passthrough" && !ssl_passthrough => "refused",
+                known => known.map_or("unknown", |s| s.state()),
+            };
             *out.entry(state)
                 .or_default()
                 .entry(suffix.to_string())

@@ -51,6 +51,18 @@ pub const HANDSHAKE_RESULTS: [&str; 9] = [
     "other",
 ];
 
+/// Results of a TLS passthrough connection
+/// (`tollgate_tls_passthrough_connections_total`): `spliced` to an
+/// endpoint, or closed because the host's Service has `no_endpoints` or
+/// every attempt `connect_failed`.
+pub const PASSTHROUGH_RESULTS: [&str; 3] = ["spliced", "no_endpoints", "connect_failed"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassthroughLabels {
+    /// One of [`PASSTHROUGH_RESULTS`].
+    pub result: &'static str,
+}
+
 /// Why a request was refused as malformed (`tollgate_bad_requests_total`).
 /// A short, fixed list: the label never carries request data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +174,8 @@ pub struct Metrics {
     pub tls_handshakes: [Counter; HANDSHAKE_RESULTS.len()],
     /// Connections closed for a missing or invalid PROXY protocol header.
     pub proxy_protocol_refused: Counter,
+    /// TLS passthrough connections by result (see [`PASSTHROUGH_RESULTS`]).
+    pub tls_passthrough: [Counter; PASSTHROUGH_RESULTS.len()],
     /// Requests refused as malformed, by [`BadRequest`], resolved once so
     /// a refusal only increments an atomic.
     bad_requests: [Counter; BadRequest::ALL.len()],
@@ -368,6 +382,17 @@ impl Metrics {
             "Connections closed for a missing or invalid PROXY protocol header",
             proxy_protocol_refused.clone(),
         );
+        let tls_passthrough = Family::<PassthroughLabels, Counter>::default();
+        registry.register(
+            "tls_passthrough_connections",
+            "TLS passthrough connections (ssl-passthrough hosts) by result: spliced, no_endpoints, connect_failed",
+            tls_passthrough.clone(),
+        );
+        let tls_passthrough = PASSTHROUGH_RESULTS.map(|result| {
+            tls_passthrough
+                .get_or_create(&PassthroughLabels { result })
+                .clone()
+        });
         let bad_requests = Family::<BadRequestLabels, Counter>::default();
         registry.register(
             "bad_requests",
@@ -444,6 +469,7 @@ impl Metrics {
             certificate_expiry,
             tls_handshakes,
             proxy_protocol_refused,
+            tls_passthrough,
             bad_requests,
             unrouted,
             kube_watch_errors,

@@ -272,14 +272,28 @@ impl Publisher {
         let prev = self.published.load_full();
         let specs = std::mem::take(&mut compiled.upstreams);
         let (live, upstream_tls, previous) = if reuse::upstreams_extend(&prev, &specs) {
-            self.extend_upstreams(&prev, specs)
+            let (live, tls) =
+                reuse::extend_upstreams(&prev, specs, &self.metrics, &mut self.upstreams);
+            (live, tls, HashMap::default())
         } else {
             self.rebuild_upstreams(specs)
         };
         let (route_metrics, route_limits, stale_metric_handles) =
             if reuse::routes_extend(&prev, &compiled.table) {
-                let metrics = self.extend_route_metrics(&prev, &compiled.table);
-                let limits = self.extend_route_limits(&prev, &compiled.table);
+                let metrics = reuse::extend_route_metrics(
+                    &prev,
+                    &compiled.table,
+                    &self.metrics,
+                    &mut self.route_metric_handles,
+                );
+                let limiters = reuse::Limiters {
+                    rate: &mut self.rate_limiters,
+                    conn: &mut self.conn_limiters,
+                    global: &mut self.global_limiters,
+                    store: &self.global_store,
+                    metrics: &self.metrics,
+                };
+                let limits = reuse::extend_route_limits(&prev, &compiled.table, limiters);
                 (metrics, limits, HashMap::default())
             } else {
                 self.route_state(&compiled.table)

@@ -182,6 +182,12 @@ pub struct SelectionArgs {
     /// without a restart. Annotations override it.
     #[arg(long, env = "TOLLGATE_CONFIGMAP", value_parser = object_ref)]
     pub configmap: Option<ObjectKey>,
+    /// TLS passthrough (ingress-nginx's `--enable-ssl-passthrough`): the
+    /// HTTPS listener reads the SNI of each ClientHello and splices the
+    /// connections of `ssl-passthrough` hosts to their backend untouched.
+    /// Without it, an Ingress asking for passthrough is rejected.
+    #[arg(long, env = "TOLLGATE_ENABLE_SSL_PASSTHROUGH")]
+    pub enable_ssl_passthrough: bool,
     #[command(flatten)]
     pub global_rate_limit: crate::ratelimit::global::settings::GlobalRateLimitArgs,
 }
@@ -220,6 +226,7 @@ impl SelectionArgs {
             },
             configmap: self.configmap.clone(),
             global_rate_limit_store: self.global_rate_limit.global_rate_limit_store.is_some(),
+            ssl_passthrough: self.enable_ssl_passthrough,
         }
     }
 }

@@ -629,6 +629,7 @@ async fn mirrors_get_a_copy_and_never_hold_up_the_main_request() {
         upstream,
         service: "gw/m:80".into(),
         per_million,
+        target: None,
     };
     let both = t.route(
         ua,

@@ -16,7 +16,8 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use super::time::Civil;
+use super::num;
+use super::time::{write_iso8601_at, write_local_at};
 use crate::nginx_vars::Segment;
 
 /// ingress-nginx's default `log-format-upstream` (`upstreaminfo`).
@@ -212,15 +213,10 @@ impl Template {
 
     /// Appends one line (with its newline).
     pub fn write(&self, out: &mut Vec<u8>, line: &Line<'_>) {
-        let civil = self
-            .pieces
-            .iter()
-            .any(|p| matches!(p, Piece::Var(Var::TimeLocal | Var::TimeIso8601)))
-            .then(|| Civil::of(line.time));
         for piece in &self.pieces {
             match piece {
                 Piece::Literal(text) => out.extend_from_slice(text.as_bytes()),
-                Piece::Var(var) => write_var(out, *var, line, civil),
+                Piece::Var(var) => write_var(out, *var, line),
             }
         }
         out.push(b'\n');
@@ -245,8 +241,7 @@ impl Format {
 }
 
 fn seconds(out: &mut Vec<u8>, d: Duration) {
-    let millis = d.as_millis();
-    let _ = write!(out, "{}.{:03}", millis / 1000, millis % 1000);
+    num::seconds_millis(out, d);
 }
 
 fn dash_or<T>(out: &mut Vec<u8>, value: Option<T>, f: impl FnOnce(&mut Vec<u8>, T)) {
@@ -258,11 +253,23 @@ fn dash_or<T>(out: &mut Vec<u8>, value: Option<T>, f: impl FnOnce(&mut Vec<u8>, 
 
 /// nginx's default escaping of variable values.
 fn escaped(out: &mut Vec<u8>, value: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let plain = |b: u8| b != b'"' && b != b'\\' && (0x20..0x7f).contains(&b);
+    // Most values need no escaping: one copy.
+    if value.iter().all(|&b| plain(b)) {
+        out.extend_from_slice(value);
+        return;
+    }
     for &b in value {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            let _ = write!(out, "\\x{b:02X}");
-        } else {
+        if plain(b) {
             out.push(b);
+        } else {
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
         }
     }
 }
@@ -296,23 +303,13 @@ fn split_service(service: &str) -> (&str, &str) {
     name_port.rsplit_once(':').unwrap_or((name_port, ""))
 }
 
-fn write_var(out: &mut Vec<u8>, var: Var, line: &Line<'_>, civil: Option<Civil>) {
-    let (path, query) = line.target.split_once('?').unwrap_or((line.target, ""));
+fn write_var(out: &mut Vec<u8>, var: Var, line: &Line<'_>) {
+    let split = || line.target.split_once('?').unwrap_or((line.target, ""));
     match var {
-        Var::RemoteAddr => {
-            let _ = write!(out, "{}", line.remote_addr);
-        }
+        Var::RemoteAddr => num::ip(out, line.remote_addr),
         Var::RemoteUser => out.push(b'-'),
-        Var::TimeLocal => {
-            if let Some(c) = civil {
-                c.write_local(out);
-            }
-        }
-        Var::TimeIso8601 => {
-            if let Some(c) = civil {
-                c.write_iso8601(out);
-            }
-        }
+        Var::TimeLocal => write_local_at(line.time, out),
+        Var::TimeIso8601 => write_iso8601_at(line.time, out),
         Var::Msec => {
             let since = line
                 .time
@@ -329,23 +326,15 @@ fn write_var(out: &mut Vec<u8>, var: Var, line: &Line<'_>, civil: Option<Civil>)
         }
         Var::RequestMethod => escaped(out, line.method.as_bytes()),
         Var::RequestUri => escaped(out, line.target.as_bytes()),
-        Var::Uri => escaped(out, path.as_bytes()),
-        Var::Args => escaped_or_dash(out, query.as_bytes()),
+        Var::Uri => escaped(out, split().0.as_bytes()),
+        Var::Args => escaped_or_dash(out, split().1.as_bytes()),
         Var::ServerProtocol => out.extend_from_slice(line.protocol.as_bytes()),
         Var::Scheme => out.extend_from_slice(line.scheme.as_bytes()),
         Var::Host => escaped_or_dash(out, line.host),
-        Var::Status => {
-            let _ = write!(out, "{}", line.status);
-        }
-        Var::BodyBytesSent => {
-            let _ = write!(out, "{}", line.body_bytes_sent);
-        }
-        Var::BytesSent => {
-            let _ = write!(out, "{}", line.bytes_sent);
-        }
-        Var::RequestLength => {
-            let _ = write!(out, "{}", line.request_length);
-        }
+        Var::Status => num::dec(out, u64::from(line.status)),
+        Var::BodyBytesSent => num::dec(out, line.body_bytes_sent),
+        Var::BytesSent => num::dec(out, line.bytes_sent),
+        Var::RequestLength => num::dec(out, line.request_length),
         Var::RequestTime => seconds(out, line.request_time),
         Var::HttpReferer => escaped_or_dash(out, line.referer),
         Var::HttpUserAgent => escaped_or_dash(out, line.user_agent),
@@ -363,16 +352,14 @@ fn write_var(out: &mut Vec<u8>, var: Var, line: &Line<'_>, civil: Option<Civil>)
             let _ = write!(out, "{a}");
         }),
         Var::UpstreamStatus => dash_or(out, line.upstream_status, |out, s| {
-            let _ = write!(out, "{s}");
+            num::dec(out, u64::from(s));
         }),
         Var::UpstreamResponseTime => dash_or(out, line.upstream_response_time, seconds),
         Var::UpstreamConnectTime => dash_or(out, line.upstream_connect_time, seconds),
         Var::UpstreamResponseLength => dash_or(
             out,
             line.upstream_status.map(|_| line.body_bytes_sent),
-            |out, n| {
-                let _ = write!(out, "{n}");
-            },
+            num::dec,
         ),
         Var::ReqId => escaped_or_dash(out, line.request_id),
         Var::Namespace => escaped_or_dash(out, split_route(line.route).0.as_bytes()),
@@ -397,6 +384,15 @@ fn write_var(out: &mut Vec<u8>, var: Var, line: &Line<'_>, civil: Option<Civil>)
 /// invalid sequences become U+FFFD.
 fn json_str(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'"');
+    // Most values are printable ASCII without quotes or backslashes: one copy.
+    if value
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.extend_from_slice(value);
+        out.push(b'"');
+        return;
+    }
     for chunk in value.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
@@ -423,27 +419,32 @@ fn json_str(out: &mut Vec<u8>, value: &[u8]) {
 
 fn json_ms(out: &mut Vec<u8>, d: Duration) {
     let micros = d.as_micros();
-    let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
+    num::dec(out, u64::try_from(micros / 1000).unwrap_or(u64::MAX));
+    out.push(b'.');
+    num::dec_padded(out, (micros % 1000) as u64, 3);
 }
 
 /// The JSON line: the fields of the text formats under stable names
 /// (`target: "access"` tells it from other log lines).
 fn write_json(out: &mut Vec<u8>, line: &Line<'_>) {
     out.extend_from_slice(b"{\"timestamp\":\"");
-    Civil::of(line.time).write_iso8601(out);
+    write_iso8601_at(line.time, out);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"target\":\"access\",\"request_id\":");
     json_str(out, line.request_id);
-    let _ = write!(out, ",\"client\":\"{}\",\"method\":", line.remote_addr);
+    out.extend_from_slice(b",\"client\":\"");
+    num::ip(out, line.remote_addr);
+    out.extend_from_slice(b"\",\"method\":");
     json_str(out, line.method.as_bytes());
     out.extend_from_slice(b",\"host\":");
     json_str(out, line.host);
     out.extend_from_slice(b",\"path\":");
     json_str(out, line.target.as_bytes());
-    let _ = write!(
-        out,
-        ",\"protocol\":\"{}\",\"scheme\":\"{}\",\"status\":{}",
-        line.protocol, line.scheme, line.status
-    );
+    out.extend_from_slice(b",\"protocol\":\"");
+    out.extend_from_slice(line.protocol.as_bytes());
+    out.extend_from_slice(b"\",\"scheme\":\"");
+    out.extend_from_slice(line.scheme.as_bytes());
+    out.extend_from_slice(b"\",\"status\":");
+    num::dec(out, u64::from(line.status));
     out.extend_from_slice(b",\"tls_version\":");
     match line.tls_version {
         Some(v) => json_str(out, v.as_bytes()),
@@ -453,11 +454,12 @@ fn write_json(out: &mut Vec<u8>, line: &Line<'_>) {
     json_str(out, line.user_agent);
     out.extend_from_slice(b",\"referer\":");
     json_str(out, line.referer);
-    let _ = write!(
-        out,
-        ",\"request_bytes\":{},\"response_bytes\":{},\"body_bytes\":{}",
-        line.request_length, line.bytes_sent, line.body_bytes_sent
-    );
+    out.extend_from_slice(b",\"request_bytes\":");
+    num::dec(out, line.request_length);
+    out.extend_from_slice(b",\"response_bytes\":");
+    num::dec(out, line.bytes_sent);
+    out.extend_from_slice(b",\"body_bytes\":");
+    num::dec(out, line.body_bytes_sent);
     out.extend_from_slice(b",\"route_kind\":");
     json_str(out, line.route_kind.as_bytes());
     out.extend_from_slice(b",\"route\":");
@@ -472,7 +474,11 @@ fn write_json(out: &mut Vec<u8>, line: &Line<'_>) {
     json_str(out, ingress.as_bytes());
     out.extend_from_slice(b",\"service\":");
     json_str(out, line.service.as_bytes());
-    let _ = write!(out, ",\"canary\":{}", line.canary);
+    out.extend_from_slice(if line.canary {
+        b",\"canary\":true"
+    } else {
+        b",\"canary\":false"
+    });
     out.extend_from_slice(b",\"upstream\":");
     match line.upstream_addr {
         Some(a) => {
@@ -482,16 +488,20 @@ fn write_json(out: &mut Vec<u8>, line: &Line<'_>) {
     }
     out.extend_from_slice(b",\"upstream_status\":");
     match line.upstream_status {
-        Some(s) => {
-            let _ = write!(out, "{s}");
-        }
+        Some(s) => num::dec(out, u64::from(s)),
         None => out.extend_from_slice(b"null"),
     }
     for (name, value) in [
-        ("upstream_response_ms", line.upstream_response_time),
-        ("upstream_connect_ms", line.upstream_connect_time),
+        (
+            &b",\"upstream_response_ms\":"[..],
+            line.upstream_response_time,
+        ),
+        (
+            &b",\"upstream_connect_ms\":"[..],
+            line.upstream_connect_time,
+        ),
     ] {
-        let _ = write!(out, ",\"{name}\":");
+        out.extend_from_slice(name);
         match value {
             Some(d) => json_ms(out, d),
             None => out.extend_from_slice(b"null"),

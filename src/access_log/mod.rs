@@ -26,6 +26,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 
 pub mod format;
+pub mod num;
 pub mod time;
 
 pub use format::{Format, Line, Template, TemplateError};

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::certificate::Certificate;
 use super::compiled::{Compiled, HashMap, LastGood, Target};
 use super::diagnostic::Severity;
-use super::incremental::Memo;
+use super::memo::Memo;
 use super::options::CompileOptions;
 use super::problem::{Problem, Subject};
 use super::snapshot::{ObjectKey, Snapshot};
@@ -46,6 +46,9 @@ pub(super) struct Builder<'a> {
     /// `server-alias` (alias, host, Ingress), added once every Ingress has
     /// its paths (an alias serves all paths of its host).
     pub(super) aliases: Vec<(String, String, ObjectKey)>,
+    /// `from-to-www-redirect` (twin host, host, one route of the host),
+    /// added after the aliases when the twin has no Ingress of its own.
+    pub(super) www_twins: Vec<(String, String, RouteId)>,
     /// The ingress-nginx ConfigMap's settings (`--configmap`).
     pub(super) nginx: super::nginx_config::NginxConfig,
     /// What earlier compiles computed per Ingress (empty for a full
@@ -74,6 +77,7 @@ impl<'a> Builder<'a> {
             policies: HashMap::default(),
             gateway_default_cert: false,
             aliases: Vec::new(),
+            www_twins: Vec::new(),
             nginx: Default::default(),
             memo,
         }

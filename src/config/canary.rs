@@ -60,6 +60,7 @@ impl Builder<'_> {
                     cookie: canary.cookie.clone(),
                     weight: canary.weight,
                     weight_total: canary.weight_total,
+                    sticky: canary.sticky,
                 };
                 if let Some(route) = self.out.table.route_mut(main) {
                     route.canary = Some(Box::new(canary));

@@ -12,8 +12,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::certificate::Certificate;
@@ -47,6 +45,8 @@ pub struct LastGood {
     /// The last users each basic-auth Secret yielded (by Secret and
     /// whether it is an `auth-map`): a broken edit keeps them.
     pub auth_users: BTreeMap<(ObjectKey, bool), Arc<Htpasswd>>,
+    /// The ConfigMap's last `block-user-agents` without a bad pattern.
+    pub block_agents: Option<crate::table::globals::AgentBlock>,
 }
 
 impl LastGood {
@@ -185,7 +185,7 @@ pub struct PolicyStatus {
 /// One memoized endpoint resolution and the objects it came from.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    pub(super) service: Arc<Service>,
-    pub(super) slices: Vec<Arc<EndpointSlice>>,
+    pub(super) service: Arc<super::snapshot::CompactService>,
+    pub(super) slices: Vec<Arc<super::snapshot::CompactSlice>>,
     pub(super) endpoints: Vec<EndpointAddr>,
 }

@@ -9,11 +9,9 @@
 //!   name (both may be empty for single-port Services).
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use k8s_openapi::api::core::v1::{Service, ServicePort};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-
+use super::snapshot::{CompactService, CompactServicePort, CompactSlice, SliceAddress};
 use crate::table::upstream::{EndpointAddr, PortRef};
 
 /// Why a backend cannot be resolved to a Service port.
@@ -39,7 +37,7 @@ impl std::fmt::Display for PortProblem {
     }
 }
 
-fn find_port<'a>(service: &'a Service, port: &PortRef) -> Option<&'a ServicePort> {
+fn find_port<'a>(service: &'a CompactService, port: &PortRef) -> Option<&'a CompactServicePort> {
     let ports = service.spec.as_ref()?.ports.as_ref()?;
     ports.iter().find(|p| match port {
         PortRef::Number(n) => p.port == *n,
@@ -49,9 +47,9 @@ fn find_port<'a>(service: &'a Service, port: &PortRef) -> Option<&'a ServicePort
 
 /// Resolves the endpoints behind `service`'s `port`.
 pub fn resolve<'a>(
-    service: &Service,
+    service: &CompactService,
     port: &PortRef,
-    slices: impl Iterator<Item = &'a EndpointSlice>,
+    slices: impl Iterator<Item = &'a CompactSlice>,
 ) -> Result<Vec<EndpointAddr>, PortProblem> {
     let spec = service.spec.as_ref();
     let service_port = find_port(service, port);
@@ -80,36 +78,26 @@ pub fn resolve<'a>(
         let Some(number) = slice
             .ports
             .iter()
-            .flatten()
             .find(|p| p.name.as_deref().unwrap_or("") == port_name)
             .and_then(|p| p.port)
             .and_then(|p| u16::try_from(p).ok())
         else {
             continue;
         };
-        let fqdn = slice.address_type == "FQDN";
-        for endpoint in &slice.endpoints {
-            let Some(address) = endpoint.addresses.first() else {
-                continue;
-            };
-            let addr = if fqdn {
-                EndpointAddr::Dns {
-                    host: address.trim_end_matches('.').into(),
+        for endpoint in slice.endpoints.iter() {
+            let addr = match &endpoint.address {
+                SliceAddress::Name(host) if slice.fqdn => EndpointAddr::Dns {
+                    host: host.clone(),
                     port: number,
+                },
+                SliceAddress::Ip(ip) if !slice.fqdn => {
+                    EndpointAddr::Socket(SocketAddr::new(*ip, number))
                 }
-            } else {
-                match address.parse::<IpAddr>() {
-                    Ok(ip) => EndpointAddr::Socket(SocketAddr::new(ip, number)),
-                    Err(_) => continue,
-                }
+                _ => continue,
             };
-            let conditions = endpoint.conditions.as_ref();
-            let is_ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-            if is_ready {
+            if endpoint.ready.unwrap_or(true) {
                 ready.insert(addr);
-            } else if conditions.and_then(|c| c.serving) == Some(true)
-                && conditions.and_then(|c| c.terminating) == Some(true)
-            {
+            } else if endpoint.serving == Some(true) && endpoint.terminating == Some(true) {
                 fallback.insert(addr);
             }
         }

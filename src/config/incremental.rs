@@ -1,7 +1,8 @@
 //! Incremental compilation: [`Incremental`] recompiles only what a change
 //! touches. When only Ingresses (and EndpointSlices) changed and each
 //! changed Ingress is *isolated* — its hosts named by no other object, no
-//! TLS, canary, alias, hostless rule, default backend, TrafficPolicy or
+//! TLS, canary, alias, `www` twin, passthrough, mirror, hostless rule,
+//! default backend, TrafficPolicy or
 //! diagnostic, before and after — the previous output is patched: the old
 //! version's host tables are removed, the new version is compiled alone
 //! (by the same steps as a full compile) and grafted in, and the upstreams
@@ -29,12 +30,13 @@ use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::annotations::{self, Annotations};
-use super::builder::Builder;
+use super::backends::resolve_upstream;
 use super::compiled::{Compiled, HashMap, LastGood, Resolved};
+use super::memo::Memo;
+use super::nginx_config::NginxConfig;
 use super::options::CompileOptions;
-use super::snapshot::{Changes, Entry, ObjectKey, Snapshot};
-use super::{class, ingress_nginx, select, traffic_policy};
+use super::snapshot::{Changes, ObjectKey, Snapshot};
+use super::{class, ingress_nginx, select, steps};
 use crate::table::upstream::UpstreamKey;
 use crate::table::UpstreamId;
 
@@ -83,6 +85,8 @@ impl Touched {
 #[derive(Default)]
 pub struct Incremental {
     memo: Memo,
+    /// The ingress-nginx ConfigMap, parsed, for the memo's environment.
+    nginx: Option<NginxConfig>,
     state: Option<State>,
     patches: u64,
     full: u64,
@@ -100,8 +104,9 @@ struct State {
     /// How many served objects name each host (Ingress rules and TLS
     /// sections, Gateway routes' hostnames, hosts holding Gateway routes).
     hosts: StdHashMap<String, u32, foldhash::fast::RandomState>,
-    /// Some served Ingress has `server-alias` hosts: no patches.
-    aliases: bool,
+    /// Some served Ingress reaches beyond its hosts (`server-alias`,
+    /// `from-to-www-redirect`, passthrough, mirror): no patches.
+    reaching: bool,
     /// Routes left unreachable by patches.
     dead: usize,
 }
@@ -119,8 +124,10 @@ impl Incremental {
         opts: &CompileOptions,
         last_good: &LastGood,
     ) -> Compiled {
-        self.memo.prepare(snapshot, opts);
-        let out = super::compile_with(snapshot, opts, last_good, &mut self.memo);
+        if self.memo.prepare(snapshot, opts) {
+            self.nginx = None;
+        }
+        let out = steps::run(snapshot, opts, last_good, &mut self.memo);
         self.memo.retain(snapshot);
         self.full += 1;
         self.state = Some(State::of(snapshot, opts, &out, &self.memo));
@@ -160,7 +167,7 @@ impl Incremental {
             now: None,
             ..opts.clone()
         };
-        if touched.other || state.opts != opts_now || state.aliases {
+        if touched.other || state.opts != opts_now || state.reaching {
             return None;
         }
         // A certificate that expired since: a full compile warns about it.
@@ -173,7 +180,15 @@ impl Incremental {
         {
             return None;
         }
-        let nginx = self.memo.nginx(snapshot, opts);
+        if self.memo.prepare(snapshot, opts) {
+            self.nginx = None;
+        }
+        let nginx = self
+            .nginx
+            .get_or_insert_with(|| {
+                ingress_nginx::load(snapshot, opts.configmap.as_ref(), last_good).0
+            })
+            .clone();
         let mut plan = Vec::with_capacity(touched.ingresses.len());
         for key in &touched.ingresses {
             plan.push(state.plan(snapshot, opts, last_good, key, &nginx, &mut self.memo)?);
@@ -205,7 +220,7 @@ struct Step {
 impl State {
     fn of(snapshot: &Snapshot, opts: &CompileOptions, out: &Compiled, memo: &Memo) -> State {
         let mut hosts: StdHashMap<String, u32, foldhash::fast::RandomState> = Default::default();
-        let mut aliases = false;
+        let mut reaching = false;
         let mut add = |names: BTreeSet<String>| {
             for h in names {
                 *hosts.entry(h).or_default() += 1;
@@ -216,10 +231,7 @@ impl State {
                 continue;
             };
             add(ingress_hosts(version, true));
-            aliases |= memo
-                .annotations
-                .get(key)
-                .is_none_or(|v| v.iter().any(|(_, p)| !p.0.aliases.is_empty()));
+            reaching |= memo.any_reaches_out(key) || reaches_out(version);
         }
         for entry in snapshot.http_routes.values() {
             add(entry.object.spec.hostnames.iter().cloned().collect());
@@ -243,7 +255,7 @@ impl State {
             out: copy_of(out),
             upstream_ids,
             hosts,
-            aliases,
+            reaching,
             dead: 0,
         }
     }
@@ -256,7 +268,7 @@ impl State {
         opts: &CompileOptions,
         last_good: &LastGood,
         key: &ObjectKey,
-        nginx: &super::nginx_config::NginxConfig,
+        nginx: &NginxConfig,
         memo: &mut Memo,
     ) -> Option<Step> {
         // No TrafficPolicy names it (its status would change).
@@ -280,7 +292,7 @@ impl State {
             Ok(_) => {
                 let old = self.out.last_good.ingresses.get(key)?;
                 let hosts = ingress_hosts(old, true);
-                if !self.isolated(old, &hosts)? || memo.aliased(key, old) {
+                if !self.isolated(old, &hosts)? || memo.reaches_out(key, old) {
                     return None;
                 }
                 (hosts, path_count(old))
@@ -289,7 +301,7 @@ impl State {
         };
         let new = match snapshot.ingresses.get(key) {
             Some(entry) if class::is_ours(&entry.object, &snapshot.ingress_classes, opts) => {
-                let one = compile_one(snapshot, opts, last_good, key, entry, nginx, memo);
+                let one = steps::one(snapshot, opts, last_good, key, entry, nginx, memo);
                 if !one.diagnostics.is_empty() {
                     return None;
                 }
@@ -297,7 +309,7 @@ impl State {
                     None => None,
                     Some(version) => {
                         if !Arc::ptr_eq(version, &entry.object)
-                            || memo.aliased(key, version)
+                            || memo.reaches_out(key, version)
                             || !self.isolated(version, &old_hosts)?
                             || one.table.routes().iter().any(|r| {
                                 r.policy.global_rate.is_some() && !opts.global_rate_limit_store
@@ -328,6 +340,7 @@ impl State {
     fn isolated(&self, ingress: &Ingress, mine: &BTreeSet<String>) -> Option<bool> {
         let spec = ingress.spec.as_ref()?;
         if select::is_canary(ingress)
+            || reaches_out(ingress)
             || spec.tls.as_ref().is_some_and(|t| !t.is_empty())
             || spec.default_backend.is_some()
         {
@@ -415,8 +428,7 @@ impl State {
                     out.last_good.endpoints.insert(spec.key.clone(), r);
                 }
                 None => {
-                    spec.endpoints =
-                        super::resolve_upstream(snapshot, &spec.key).unwrap_or_default();
+                    spec.endpoints = resolve_upstream(snapshot, &spec.key).unwrap_or_default();
                 }
             }
         }
@@ -428,7 +440,7 @@ impl State {
 fn resolved(snapshot: &Snapshot, key: &UpstreamKey) -> Option<Arc<Resolved>> {
     let svc_key = ObjectKey::new(key.namespace.clone(), key.service.clone());
     let service = snapshot.services.get(&svc_key)?;
-    let endpoints = super::resolve_upstream(snapshot, key).ok()?;
+    let endpoints = resolve_upstream(snapshot, key).ok()?;
     Some(Arc::new(Resolved {
         service: service.object.clone(),
         slices: snapshot
@@ -439,37 +451,16 @@ fn resolved(snapshot: &Snapshot, key: &UpstreamKey) -> Option<Arc<Resolved>> {
     }))
 }
 
-/// Compiles one Ingress alone, by the steps of a full compile.
-fn compile_one(
-    snapshot: &Snapshot,
-    opts: &CompileOptions,
-    last_good: &LastGood,
-    key: &ObjectKey,
-    entry: &Entry<Ingress>,
-    nginx: &super::nginx_config::NginxConfig,
-    memo: &mut Memo,
-) -> Compiled {
-    let mut out = Compiled::default();
-    let mut builder = Builder::new(snapshot, opts, last_good, &mut out, memo);
-    builder.nginx = nginx.clone();
-    builder.policies = traffic_policy::owners(snapshot, &last_good.policies)
-        .into_iter()
-        .collect();
-    let served = builder.select(vec![(key, entry)]);
-    for ingress in &served {
-        builder.add_tls(ingress.key, &ingress.origin, &ingress.object);
-    }
-    for ingress in served {
-        if select::is_canary(&ingress.object) {
-            builder.add_canary(ingress);
-        } else {
-            builder.add_ingress(ingress);
-        }
-        builder.out.ingresses += 1;
-    }
-    builder.add_aliases();
-    out.table = out.table.compacted();
-    out
+/// Whether an Ingress has an annotation whose effect may reach beyond
+/// its own hosts' routes (TLS passthrough, `www` twins, mirrors,
+/// aliases), by name whatever its value: such an Ingress is never patched
+/// in, and while one is served nothing is.
+fn reaches_out(ingress: &Ingress) -> bool {
+    const NAMES: [&str; 4] = ["passthrough", "www", "mirror", "alias"];
+    ingress.metadata.annotations.iter().flatten().any(|(k, _)| {
+        let name = k.rsplit('/').next().unwrap_or(k);
+        NAMES.iter().any(|n| name.contains(n))
+    })
 }
 
 /// The hosts an Ingress names: its rules' (`""` for a rule without one)
@@ -516,99 +507,5 @@ fn copy_of(out: &Compiled) -> Compiled {
         gateway_targets: out.gateway_targets.clone(),
         policy_status: out.policy_status.clone(),
         gateway_status: out.gateway_status.clone(),
-    }
-}
-
-/// The parsed annotations of one Ingress version.
-pub(super) type Parsed = (Annotations, Vec<annotations::Problem>);
-
-/// The versions of one Ingress parsed, with what they parsed to.
-type Versions = Vec<(Arc<Ingress>, Arc<Parsed>)>;
-
-/// Per-Ingress results of earlier compiles, valid for one environment:
-/// the options without the clock and the ConfigMaps (by identity).
-#[derive(Default)]
-pub(super) struct Memo {
-    env: Option<(CompileOptions, Vec<(ObjectKey, usize)>)>,
-    /// Parsed annotations by Ingress, with the version they were parsed
-    /// from (as written, and the last good one).
-    annotations: HashMap<ObjectKey, Versions>,
-    /// The ingress-nginx ConfigMap, parsed, for this environment.
-    nginx: Option<super::nginx_config::NginxConfig>,
-}
-
-impl Memo {
-    /// Drops every entry when the environment changed.
-    fn prepare(&mut self, snapshot: &Snapshot, opts: &CompileOptions) {
-        let env = (
-            CompileOptions {
-                now: None,
-                ..opts.clone()
-            },
-            snapshot
-                .config_maps
-                .iter()
-                .map(|(k, e)| (k.clone(), Arc::as_ptr(&e.object) as usize))
-                .collect(),
-        );
-        if self.env.as_ref() != Some(&env) {
-            self.annotations.clear();
-            self.nginx = None;
-            self.env = Some(env);
-        }
-    }
-
-    /// The ingress-nginx ConfigMap's settings (parsed once per
-    /// environment).
-    fn nginx(
-        &mut self,
-        snapshot: &Snapshot,
-        opts: &CompileOptions,
-    ) -> super::nginx_config::NginxConfig {
-        self.prepare(snapshot, opts);
-        self.nginx
-            .get_or_insert_with(|| ingress_nginx::load(snapshot, opts.configmap.as_ref()).0)
-            .clone()
-    }
-
-    /// Forgets Ingresses that are gone, and versions neither written nor
-    /// last good.
-    fn retain(&mut self, snapshot: &Snapshot) {
-        self.annotations.retain(|key, versions| {
-            let Some(entry) = snapshot.ingresses.get(key) else {
-                return false;
-            };
-            versions.sort_by_key(|(v, _)| !Arc::ptr_eq(v, &entry.object));
-            versions.truncate(2);
-            true
-        });
-    }
-
-    /// The parsed annotations of this very version, if parsed in the
-    /// same environment.
-    pub(super) fn annotations(&self, key: &ObjectKey, object: &Arc<Ingress>) -> Option<Parsed> {
-        self.annotations
-            .get(key)?
-            .iter()
-            .find(|(v, _)| Arc::ptr_eq(v, object))
-            .map(|(_, p)| Parsed::clone(p))
-    }
-
-    /// Whether this version has `server-alias` hosts (unknown: yes).
-    fn aliased(&self, key: &ObjectKey, object: &Arc<Ingress>) -> bool {
-        self.annotations(key, object)
-            .is_none_or(|(parsed, _)| !parsed.aliases.is_empty())
-    }
-
-    pub(super) fn remember_annotations(
-        &mut self,
-        key: &ObjectKey,
-        object: &Arc<Ingress>,
-        parsed: &Parsed,
-    ) {
-        let versions = self.annotations.entry(key.clone()).or_default();
-        if !versions.iter().any(|(v, _)| Arc::ptr_eq(v, object)) {
-            versions.push((object.clone(), Arc::new(parsed.clone())));
-        }
     }
 }

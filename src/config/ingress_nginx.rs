@@ -21,19 +21,28 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::annotations::{self, headers::config_map_headers, Annotations, NGINX};
+use super::annotations::headers::{config_map_headers, header_name, header_value};
+use super::annotations::{self, Annotations, NGINX};
 use super::builder::Builder;
+use super::compiled::LastGood;
 use super::diagnostic::{Diagnostic, Severity};
 use super::nginx_config::{self, config_map_data, config_map_ref, NginxConfig};
+use super::nginx_globals;
 use super::snapshot::{ObjectKey, Snapshot};
+use crate::table::globals::Globals;
 use crate::table::policy::AccessList;
 
-/// The ConfigMap `key` of the snapshot, parsed; its problems as
-/// diagnostics on the ConfigMap (each reported once per compile). A
-/// missing ConfigMap is a warning and every default applies.
-pub fn load(snapshot: &Snapshot, key: Option<&ObjectKey>) -> (NginxConfig, Vec<Diagnostic>) {
+/// The ConfigMap `key` of the snapshot, parsed: the Ingress defaults and
+/// the request path's [`Globals`]; its problems as diagnostics on the
+/// ConfigMap (each reported once per compile). A missing ConfigMap is a
+/// warning and every default applies (and every flag).
+pub fn load(
+    snapshot: &Snapshot,
+    key: Option<&ObjectKey>,
+    last_good: &LastGood,
+) -> (NginxConfig, Globals, Vec<Diagnostic>) {
     let Some(key) = key else {
-        return (NginxConfig::default(), Vec::new());
+        return (NginxConfig::default(), Globals::default(), Vec::new());
     };
     let origin = snapshot.config_maps.get(key).map(|e| e.origin.clone());
     let Some(data) = config_map_data(snapshot, key) else {
@@ -45,9 +54,10 @@ pub fn load(snapshot: &Snapshot, key: Option<&ObjectKey>) -> (NginxConfig, Vec<D
             "metadata.name",
             "not found; ingress-nginx's defaults apply",
         );
-        return (NginxConfig::default(), vec![d]);
+        return (NginxConfig::default(), Globals::default(), vec![d]);
     };
-    let (config, problems) = nginx_config::parse(data, &key.namespace, snapshot);
+    let (config, mut problems) = nginx_config::parse(data, &key.namespace, snapshot);
+    let globals = nginx_globals::parse(data, last_good, &mut problems);
     let diagnostics = problems
         .into_iter()
         .map(|(field, reason)| {
@@ -66,7 +76,7 @@ pub fn load(snapshot: &Snapshot, key: Option<&ObjectKey>) -> (NginxConfig, Vec<D
             )
         })
         .collect();
-    (config, diagnostics)
+    (config, globals, diagnostics)
 }
 
 impl Builder<'_> {
@@ -98,6 +108,10 @@ impl Builder<'_> {
         let (mut parsed, mut problems) = annotations::parse(map, statuses);
         let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
         self.header_rules(namespace, &mut parsed, &mut problems);
+        let auth_headers = map.and_then(|m| m.get(&format!("{NGINX}auth-proxy-set-headers")));
+        if let Some(value) = auth_headers.map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            self.auth_proxy_headers(value, namespace, &mut parsed, &mut problems);
+        }
         if !nginx.block_cidrs.is_empty() {
             let access = parsed.policy.access.get_or_insert_with(|| AccessList {
                 allow: Vec::new(),
@@ -106,6 +120,47 @@ impl Builder<'_> {
             access.deny.extend(nginx.block_cidrs.iter().copied());
         }
         (parsed, problems)
+    }
+
+    /// `auth-proxy-set-headers`: the named ConfigMap's headers on the
+    /// auth request. Fails closed: a missing ConfigMap or an unusable
+    /// header rejects the Ingress (ingress-nginx denies its locations).
+    fn auth_proxy_headers(
+        &self,
+        value: &str,
+        namespace: &str,
+        parsed: &mut Annotations,
+        problems: &mut Vec<annotations::Problem>,
+    ) {
+        let field = format!("metadata.annotations[{NGINX}auth-proxy-set-headers]");
+        let Some(auth) = parsed.policy.external_auth.as_mut() else {
+            problems.push(annotations::Problem {
+                field,
+                reason: "has no effect without auth-url".into(),
+                reject: false,
+            });
+            return;
+        };
+        let key = config_map_ref(value, namespace);
+        let resolved = match config_map_data(self.snapshot, &key) {
+            None => Err(format!("ConfigMap {key} not found")),
+            Some(data) => data
+                .iter()
+                .map(|(name, value)| Ok((header_name(name)?, header_value(name, value.trim())?)))
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|e| format!("ConfigMap {key}: {e}")),
+        };
+        match resolved {
+            Ok(headers) => {
+                let with = (**auth).clone().with_proxy_headers(headers);
+                *auth = std::sync::Arc::new(with);
+            }
+            Err(reason) => problems.push(annotations::Problem {
+                field,
+                reason,
+                reject: true,
+            }),
+        }
     }
 
     fn header_rules(

@@ -4,7 +4,8 @@
 //!
 //! [`compile`] runs the steps in order, one file each:
 //! - `ingress_nginx`: the ingress-nginx ConfigMap (`--configmap`,
-//!   parsed by `nginx_config`) under every Ingress's annotations;
+//!   parsed by `nginx_config`) under every Ingress's annotations, and its
+//!   request-path keys (`nginx_globals`) into the table's globals;
 //! - `select`: which Ingresses are ours, oldest first, and which version of
 //!   each is served (as written, or its last good one);
 //! - `tls`: certificates for the hosts of `spec.tls`;
@@ -12,6 +13,8 @@
 //! - `conflicts`: who gets a (host, path) or the default backend when two
 //!   Ingresses ask for it, and which route a canary attaches to;
 //! - `canary`: canary Ingresses attached to the others' routes;
+//! - `passthrough`: `ssl-passthrough` hosts → the upstream of their `/`
+//!   route, spliced untouched by the HTTPS listener;
 //! - `backends`: Services → upstreams (protocol, load balancing, backend
 //!   TLS, endpoints);
 //! - `route_policy`: annotations and TrafficPolicy → each route's
@@ -25,11 +28,13 @@
 //!
 //! What the steps share is in files of its own, which never call a step:
 //! `builder` (the `Builder` state every step extends and reports through),
+//! `memo` (per-Ingress results kept between compiles),
 //! `incremental` ([`Incremental`]: what a recompile reuses),
 //! `options` ([`CompileOptions`]), `compiled` ([`Compiled`], [`LastGood`]),
 //! `certificate` (TLS Secret parsing), [`snapshot`], [`diagnostic`] and
-//! [`problem`]. This file only declares the modules, re-exports, and runs
-//! the steps ([`compile`]).
+//! [`problem`]. `steps` runs the steps in order (for a full compile, and
+//! for one Ingress alone); this file only declares the modules and
+//! re-exports, and [`compile`] calls `steps`.
 //!
 //! Problems are data ([`problem::Problem`]: a field and a reason) until
 //! [`problem::Subject::diagnostic`] turns them into [`Diagnostic`]s.
@@ -60,19 +65,21 @@ pub mod gateway;
 mod global_limit;
 mod incremental;
 mod ingress_nginx;
+mod memo;
 pub mod nginx_config;
+mod nginx_globals;
 mod options;
 pub mod overlay;
+pub mod passthrough;
 pub mod problem;
 mod route_policy;
 mod routes;
 mod select;
 pub mod snapshot;
+mod steps;
 pub mod tls;
 pub mod traffic_policy;
 pub mod validate;
-
-use std::sync::Arc;
 
 pub use backends::{
     resolve_upstream, BACKEND_CA_ANNOTATION, BACKEND_PROTOCOL_ANNOTATION,
@@ -90,77 +97,12 @@ pub use routes::{
 };
 pub use snapshot::{Changes, Entry, Object, ObjectKey, Snapshot};
 
-use builder::Builder;
-
 #[cfg(test)]
 use crate::table::upstream::{EndpointAddr, LbAlgorithm};
 
 /// A full compile: [`Incremental::compile`] with nothing to reuse.
 pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood) -> Compiled {
-    compile_with(snapshot, opts, last_good, &mut incremental::Memo::default())
-}
-
-/// Runs the steps, reusing (and filling) `memo`.
-fn compile_with(
-    snapshot: &Snapshot,
-    opts: &CompileOptions,
-    last_good: &LastGood,
-    memo: &mut incremental::Memo,
-) -> Compiled {
-    let mut out = Compiled::default();
-    let ours = select::ours(snapshot, opts);
-    // The ingress-nginx ConfigMap (`--configmap`), parsed once: the
-    // defaults every Ingress's annotations are read over.
-    let (nginx, nginx_diagnostics) = ingress_nginx::load(snapshot, opts.configmap.as_ref());
-    out.diagnostics.extend(nginx_diagnostics);
-    let mut builder = Builder::new(snapshot, opts, last_good, &mut out, memo);
-    builder.nginx = nginx;
-    // The version of each TrafficPolicy in force (current, or last valid
-    // while the current one is invalid), and which applies to which Ingress.
-    builder.out.last_good.policies =
-        traffic_policy::versions_in_force(snapshot, &last_good.policies);
-    builder.policies = traffic_policy::owners(snapshot, &last_good.policies)
-        .into_iter()
-        .collect();
-    let served = builder.select(ours);
-    // Certificates first, for every Ingress: whether a host redirects to
-    // HTTPS depends on it having a certificate, whichever Ingress gave it.
-    for ingress in &served {
-        builder.add_tls(ingress.key, &ingress.origin, &ingress.object);
-    }
-    let mut served_keys = Vec::with_capacity(served.len());
-    // Canary Ingresses attach to the routes of the others: those first.
-    let (canaries, mains): (Vec<_>, Vec<_>) = served
-        .into_iter()
-        .partition(|ingress| select::is_canary(&ingress.object));
-    for ingress in mains {
-        served_keys.push(ingress.key.clone());
-        builder.add_ingress(ingress);
-        builder.out.ingresses += 1;
-    }
-    for ingress in canaries {
-        served_keys.push(ingress.key.clone());
-        builder.add_canary(ingress);
-        builder.out.ingresses += 1;
-    }
-    builder.add_aliases();
-    served_keys.sort();
-    builder.out.served = served_keys;
-    // Gateway API routes after the Ingresses: an Ingress keeps its paths.
-    builder.add_gateway_api();
-    if let Some((service, port)) = &opts.default_backend {
-        builder.add_default_backend_flag(service, port.as_ref());
-    }
-    if let Some(secret) = &opts.default_certificate {
-        let origin: Option<Arc<str>> = Some("--default-certificate".into());
-        if let Some(id) = builder.certificate(secret, &origin) {
-            builder.out.tls.set_default(id);
-        }
-    }
-    traffic_policy::apply(snapshot, &mut out, &last_good.policies);
-    global_limit::report_without_store(snapshot, &mut out, opts);
-    out.table = out.table.compacted();
-    out
+    steps::run(snapshot, opts, last_good, &mut memo::Memo::default())
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@
 //!   ([`NginxConfig::defaults`]), which the annotation parser reads under
 //!   the Ingress's own (one parser, one meaning per name).
 //! - A bad value is reported once, on the ConfigMap, and its default
-//!   applies; unknown keys are reported once, in one warning; keys tollgate
-//!   knows but takes from a flag are named with that flag.
+//!   applies; unknown keys are reported once, in one warning. The keys of
+//!   the whole request path (HSTS, forwarding trust, `server-tokens`,
+//!   `block-user-agents`, TLS) are [`super::nginx_globals`]'.
 
 use std::collections::BTreeMap;
 
@@ -34,26 +35,6 @@ const ANNOTATION_KEYS: [&str; 7] = [
     "ssl-redirect",
     "force-ssl-redirect",
     "custom-http-errors",
-];
-
-/// Keys tollgate reads from flags (the flag named): reported, not applied.
-pub const FLAG_KEYS: [(&str, &str); 13] = [
-    ("hsts", "--hsts"),
-    ("hsts-max-age", "--hsts"),
-    ("hsts-include-subdomains", "--hsts"),
-    ("hsts-preload", "--hsts"),
-    ("use-forwarded-headers", "--trusted-proxies"),
-    ("compute-full-forwarded-for", "--trusted-proxies"),
-    ("forwarded-for-header", "--trusted-proxies"),
-    ("enable-real-ip", "--trusted-proxies"),
-    ("proxy-real-ip-cidr", "--trusted-proxies"),
-    (
-        "server-tokens",
-        "(tollgate never sends a Server header of its own)",
-    ),
-    ("use-http2", "(HTTP/2 is always offered over TLS)"),
-    ("ssl-protocols", "(TLS 1.2 and 1.3 only)"),
-    ("block-user-agents", "(not supported)"),
 ];
 
 /// Keys applied here beyond [`ANNOTATION_KEYS`].
@@ -155,7 +136,6 @@ pub fn parse(
     let mut out = NginxConfig::default();
     let mut problems: Vec<KeyProblem> = Vec::new();
     let mut unknown = Vec::new();
-    let mut from_flags = Vec::new();
     let mut bad = |key: &str, reason: String| problems.push((key.to_string(), reason));
     if let Some(list) = data.get("global-allowed-response-headers") {
         out.allowed_response_headers = list
@@ -209,21 +189,9 @@ pub fn parse(
                     Err(reason) => bad(key, format!("ConfigMap {named}: {reason}")),
                 }
             }
-            k if OWN_KEYS.contains(&k) => {}
-            k => match FLAG_KEYS.iter().find(|(name, _)| *name == k) {
-                Some((name, flag)) => from_flags.push(format!("{name} {flag}")),
-                None => unknown.push(k.to_string()),
-            },
+            k if OWN_KEYS.contains(&k) || super::nginx_globals::KEYS.contains(&k) => {}
+            k => unknown.push(k.to_string()),
         }
-    }
-    if !from_flags.is_empty() {
-        problems.push((
-            "data".into(),
-            format!(
-                "not applied from the ConfigMap, set by a flag instead: {}",
-                from_flags.join(", ")
-            ),
-        ));
     }
     if !unknown.is_empty() {
         problems.push((
@@ -276,13 +244,14 @@ mod tests {
         assert_eq!(c.block_cidrs.len(), 2);
         assert!(!c.allow_snippets);
         let shown: Vec<String> = problems.iter().map(|(k, r)| format!("{k}: {r}")).collect();
-        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert_eq!(shown.len(), 2, "{shown:?}");
         assert!(
             shown[0].starts_with("proxy-read-timeout: `never`"),
             "{shown:?}"
         );
-        assert!(shown[1].contains("hsts --hsts"), "{shown:?}");
-        assert!(shown[2].contains("another, made-up"), "{shown:?}");
+        // `hsts` is applied (by `nginx_globals`), not unknown.
+        assert!(!shown[1].contains("hsts"), "{shown:?}");
+        assert!(shown[1].contains("another, made-up"), "{shown:?}");
     }
 
     #[test]

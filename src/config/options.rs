@@ -35,6 +35,9 @@ pub struct CompileOptions {
     /// A global rate limit store is configured; without one, global limits
     /// are counted per replica and reported.
     pub global_rate_limit_store: bool,
+    /// `--enable-ssl-passthrough`: `ssl-passthrough` Ingresses are served
+    /// by splicing TLS connections; without it they are rejected.
+    pub ssl_passthrough: bool,
 }
 
 impl Default for CompileOptions {
@@ -49,6 +52,7 @@ impl Default for CompileOptions {
             limit_statuses: LimitStatuses::default(),
             configmap: None,
             global_rate_limit_store: false,
+            ssl_passthrough: false,
         }
     }
 }

@@ -275,6 +275,27 @@ pub enum Reason {
         reason: String,
         last_valid_applies: bool,
     },
+    // ------------------------------------------------------ TLS passthrough
+    #[error("TLS passthrough needs --enable-ssl-passthrough (as in ingress-nginx); without it this Ingress is not served, never terminated in its place")]
+    PassthroughDisabled,
+    #[error("`{0}` is not true or false; the Ingress is not served rather than guess")]
+    PassthroughValue(String),
+    #[error("TLS passthrough needs a host: the ClientHello's SNI is matched against it")]
+    PassthroughWithoutHost,
+    #[error("`{0}`: TLS passthrough matches the SNI exactly, not wildcards")]
+    PassthroughWildcard(String),
+    #[error("`{0}` has no `/` path: TLS passthrough sends a host to the Service of its `/` path (as ingress-nginx)")]
+    PassthroughWithoutRoot(String),
+    #[error("`{host}` is passed through; these annotations apply to its plain HTTP requests only, never to its TLS connections (spliced untouched): {}", .annotations.join(", "))]
+    PassthroughHttpOnly {
+        host: String,
+        annotations: Vec<String>,
+    },
+    #[error("`{host}` is passed through by Ingress {holder}: its TLS connections never reach this Ingress, only plain HTTP does")]
+    PassthroughShadows { host: String, holder: String },
+    #[error("canary Ingresses are never passed through; ignored")]
+    PassthroughCanary,
+
     // ----------------------------------------------------------- Gateway API
     #[error("unknown field; ignored (tollgate does not read it)")]
     UnknownField,

@@ -1,7 +1,8 @@
 //! Policy assembly: an Ingress's [`RoutePolicy`] from its parsed
 //! annotations, the TrafficPolicy laid over them, and what needs other
 //! objects: basic-auth users (Secrets), the `default-backend` fallback and
-//! custom error pages (Services).
+//! custom error pages (Services), and the upstream of a `mirror-target`
+//! URL (resolved by DNS, or the IP address it names).
 //!
 //! Invariants:
 //! - A TrafficPolicy wins section by section ([`super::overlay`]), and a
@@ -19,15 +20,18 @@ use std::sync::Arc;
 use http::HeaderValue;
 use k8s_openapi::api::networking::v1::Ingress;
 
-use super::annotations::{Annotations, BasicAuthSpec};
+use super::annotations::{Annotations, BasicAuthSpec, MirrorSpec};
 use super::backends::{has_lb_annotation, BackendPolicy};
 use super::builder::Builder;
 use super::overlay;
 use super::problem::{Field, Problem, Reason};
 use super::snapshot::{ObjectKey, Snapshot};
 use crate::auth::htpasswd::Htpasswd;
-use crate::table::policy::{BasicAuth, CustomErrors, RoutePolicy};
-use crate::table::upstream::LbAlgorithm;
+use crate::table::policy::{BasicAuth, CustomErrors, Mirror, MirrorTarget, RoutePolicy};
+use crate::table::upstream::{
+    BackendProtocol, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey, UpstreamSpec,
+};
+use crate::table::UpstreamId;
 
 /// The users of an Ingress's basic authentication, from its Secret (in
 /// the Ingress's namespace): key `auth` holds an htpasswd file, or with
@@ -199,6 +203,64 @@ impl Builder<'_> {
                 ),
             }
         }
+        if let Some(spec) = &parsed.mirror {
+            let upstream = self.mirror_upstream(key, spec);
+            let mirror = Mirror {
+                upstream,
+                service: self.upstream_label(upstream),
+                per_million: 1_000_000,
+                target: Some(Arc::new(MirrorTarget {
+                    path: spec.path.as_str().into(),
+                    request_uri: spec.request_uri,
+                    host: spec.host_header.clone(),
+                    body: spec.body,
+                })),
+            };
+            policy.mirrors = std::iter::once(mirror)
+                .chain(policy.mirrors.iter().cloned())
+                .collect();
+        }
         policy
+    }
+}
+
+impl Builder<'_> {
+    /// The upstream of a `mirror-target` URL: its host (by DNS when not an
+    /// IP address) and port, HTTPS unverified as nginx's `proxy_pass`
+    /// does by default. Its key names no Service (`mirror-target URL` is
+    /// not a Service name), so no EndpointSlice change ever touches it.
+    fn mirror_upstream(&mut self, ingress: &ObjectKey, spec: &MirrorSpec) -> UpstreamId {
+        let scheme = if spec.https { "https" } else { "http" };
+        let key = UpstreamKey {
+            namespace: ingress.namespace.clone(),
+            service: format!("mirror-target {scheme}://{}", spec.host),
+            port: PortRef::Number(i32::from(spec.port)),
+            lb: LbAlgorithm::RoundRobin,
+            protocol: if spec.https {
+                BackendProtocol::Https
+            } else {
+                BackendProtocol::Http
+            },
+            verify: None,
+        };
+        if let Some(&id) = self.upstreams.get(&key) {
+            return id;
+        }
+        let endpoint = match spec.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => EndpointAddr::Socket(std::net::SocketAddr::new(ip, spec.port)),
+            Err(_) => EndpointAddr::Dns {
+                host: spec.host.as_str().into(),
+                port: spec.port,
+            },
+        };
+        let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
+        self.out.upstreams.push(UpstreamSpec {
+            label: format!("{scheme}://{}:{}", spec.host, spec.port).into(),
+            key: key.clone(),
+            endpoints: vec![endpoint],
+            trust: TrustAnchors::Unverified,
+        });
+        self.upstreams.insert(key, id);
+        id
     }
 }

@@ -12,6 +12,9 @@
 //!   is `"false"`; `force-ssl-redirect` redirects regardless.
 //! - `use-regex` paths (other than Exact) match as regular expressions;
 //!   `rewrite-target` rewrites them.
+//! - `from-to-www-redirect` adds the `www.` (or bare) twin of each rule's
+//!   host, answering only with a 308 to it, after every Ingress and alias
+//!   is in: a twin with an Ingress or alias of its own is never taken over.
 
 use std::sync::Arc;
 
@@ -139,6 +142,7 @@ impl Builder<'_> {
             };
             let host = host.as_str();
             let host_label: Arc<str> = host.into();
+            let mut www_route = None;
             // Make sure the host exists even without paths, so that its
             // default backend (or a 404) answers rather than hostless rules.
             self.out.table.host_mut(host);
@@ -187,6 +191,12 @@ impl Builder<'_> {
                     field: Field::path(i, j, PathPart::Whole),
                 };
                 self.claim_path(key, &origin, &ingress_label, claim);
+                www_route = www_route.or(Some(route));
+            }
+            if let Some(route) = www_route.filter(|_| parsed.www_redirect) {
+                if let Some(twin) = www_twin(host) {
+                    self.www_twins.push((twin, host.to_string(), route));
+                }
             }
             // Hostless rules share the catch-all table; it gets the default
             // backend below, with the oldest-wins check.
@@ -206,6 +216,48 @@ impl Builder<'_> {
     /// its host (whichever Ingress gave them), and never takes over a host
     /// that has its own Ingress (a warning says so).
     pub(super) fn add_aliases(&mut self) {
+        self.add_aliases_only();
+        self.add_www_twins();
+    }
+
+    /// `from-to-www-redirect`, as ingress-nginx's redirect servers: the
+    /// twin host answers every request with a 308 to the rule's host,
+    /// unless the twin has an Ingress (or alias) of its own.
+    fn add_www_twins(&mut self) {
+        let twins = std::mem::take(&mut self.www_twins);
+        for (twin, host, route) in twins {
+            if self.out.table.has_host(&twin) {
+                continue;
+            }
+            // A route that lost a conflict was popped: its id may now be
+            // another host's.
+            let Some(main) = self.out.table.route(route).filter(|r| *r.host == *host) else {
+                continue;
+            };
+            let policy = Arc::new(RoutePolicy {
+                www_redirect: Some(host.as_str().into()),
+                ..RoutePolicy::default()
+            });
+            let redirect = Route {
+                ingress: main.ingress.clone(),
+                kind: RouteKind::Ingress,
+                guard: None,
+                host: twin.as_str().into(),
+                path: "".into(),
+                path_type: None,
+                service: main.service.clone(),
+                upstream: main.upstream,
+                redirect_https: false,
+                plain: false,
+                policy,
+                canary: None,
+            };
+            let id = self.out.table.push_route(redirect);
+            self.out.table.host_mut(&twin).set_fallback(id);
+        }
+    }
+
+    fn add_aliases_only(&mut self) {
         let aliases = std::mem::take(&mut self.aliases);
         let mut added: Vec<(&str, &str)> = Vec::new();
         for (alias, host, key) in &aliases {
@@ -227,5 +279,18 @@ impl Builder<'_> {
                 ),
             );
         }
+    }
+}
+
+/// The `www.` twin of a host (`www.example.com` ↔ `example.com`); none for
+/// wildcards, hostless rules, and a bare top-level name.
+fn www_twin(host: &str) -> Option<String> {
+    if host.is_empty() || host.starts_with("*.") {
+        return None;
+    }
+    match host.strip_prefix("www.") {
+        Some(bare) if bare.contains('.') => Some(bare.to_string()),
+        Some(_) => None,
+        None => Some(format!("www.{host}")),
     }
 }

@@ -135,11 +135,7 @@ impl<'a> Builder<'a> {
 
     /// [`Self::parse_annotations`], reused from an earlier compile when
     /// this very version was parsed in the same environment.
-    fn parse_memoized(
-        &mut self,
-        key: &ObjectKey,
-        object: &Arc<Ingress>,
-    ) -> super::incremental::Parsed {
+    fn parse_memoized(&mut self, key: &ObjectKey, object: &Arc<Ingress>) -> super::memo::Parsed {
         if let Some(parsed) = self.memo.annotations(key, object) {
             return parsed;
         }
@@ -162,6 +158,8 @@ impl<'a> Builder<'a> {
             .cloned()
             .map(Problem::from)
             .collect();
+        // TLS passthrough without the flag, or on a rule it cannot serve.
+        out.extend(super::passthrough::problems(ingress, self.opts));
         // Authentication whose Secret cannot be used is served failing
         // closed, as ingress-nginx (503 or 401: see `route_policy`).
         if parsed.use_regex {

@@ -5,7 +5,9 @@
 //! Service they belong to (label `kubernetes.io/service-name`) so resolving a
 //! Service's endpoints costs O(its slices), not O(all slices). Secrets are
 //! only ever of type `kubernetes.io/tls` or `Opaque` (basic-auth files):
-//! providers never let another type in.
+//! providers never let another type in. Services and EndpointSlices are
+//! kept in their [`compact`] forms (what the compiler reads), converted on
+//! insertion; providers still hand in whole objects.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -15,11 +17,16 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
+pub mod compact;
+
+pub use compact::{
+    CompactService, CompactServicePort, CompactServiceSpec, CompactSlice, SliceAddress,
+    SliceEndpoint, SlicePort, SERVICE_NAME_LABEL,
+};
+
 use crate::crd::TrafficPolicy;
 use crate::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
 
-/// Label on an EndpointSlice naming its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The other Secret type held (basic-auth files); a Secret without a type
 /// is of this type.
 pub const OPAQUE_SECRET_TYPE: &str = "Opaque";
@@ -166,8 +173,8 @@ impl Changes {
 pub struct Snapshot {
     pub ingress_classes: BTreeMap<String, Entry<IngressClass>>,
     pub ingresses: BTreeMap<ObjectKey, Entry<Ingress>>,
-    pub services: BTreeMap<ObjectKey, Entry<Service>>,
-    pub endpoint_slices: BTreeMap<ObjectKey, Entry<EndpointSlice>>,
+    pub services: BTreeMap<ObjectKey, Entry<CompactService>>,
+    pub endpoint_slices: BTreeMap<ObjectKey, Entry<CompactSlice>>,
     /// Secrets of type `kubernetes.io/tls` and `Opaque` only.
     pub secrets: BTreeMap<ObjectKey, Entry<Secret>>,
     pub traffic_policies: BTreeMap<ObjectKey, Entry<TrafficPolicy>>,
@@ -181,12 +188,15 @@ pub struct Snapshot {
     pub namespaces: BTreeMap<String, Entry<Namespace>>,
     /// ConfigMaps: ingress-nginx settings and header lists.
     pub config_maps: BTreeMap<ObjectKey, Entry<ConfigMap>>,
-    slices_by_service: BTreeMap<ObjectKey, BTreeSet<ObjectKey>>,
+    /// The EndpointSlice keys of each Service, sorted. A sorted `Vec`, not
+    /// a `BTreeSet`: a Service has one slice or a few, and a set's first
+    /// node costs half a kilobyte.
+    slices_by_service: BTreeMap<ObjectKey, Vec<ObjectKey>>,
 }
 
-fn slice_service(slice: &EndpointSlice, namespace: &str) -> Option<ObjectKey> {
-    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    Some(ObjectKey::new(namespace, name.clone()))
+fn slice_service(slice: &CompactSlice, namespace: &str) -> Option<ObjectKey> {
+    let name = slice.service.as_deref()?;
+    Some(ObjectKey::new(namespace, name))
 }
 
 impl Snapshot {
@@ -212,7 +222,7 @@ impl Snapshot {
         match object {
             Object::IngressClass(o) => put(&mut self.ingress_classes, key.name, origin, o),
             Object::Ingress(o) => put(&mut self.ingresses, key, origin, o),
-            Object::Service(o) => put(&mut self.services, key, origin, o),
+            Object::Service(o) => put(&mut self.services, key, origin, CompactService::from(o)),
             Object::Secret(o) => put(&mut self.secrets, key, origin, o),
             Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, origin, o),
             Object::GatewayClass(o) => put(&mut self.gateway_classes, key.name, origin, o),
@@ -222,101 +232,93 @@ impl Snapshot {
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, origin, o),
             Object::Namespace(o) => put(&mut self.namespaces, key.name, origin, o),
             Object::ConfigMap(o) => put(&mut self.config_maps, key, origin, o),
-            Object::EndpointSlice(o) => {
-                let old = self.remove_slice(&key);
-                if let Some(svc) = slice_service(&o, &key.namespace) {
-                    self.slices_by_service
-                        .entry(svc)
-                        .or_default()
-                        .insert(key.clone());
-                }
-                self.endpoint_slices.insert(
-                    key,
-                    Entry {
-                        origin,
-                        object: Arc::new(o),
-                    },
-                );
-                old
+            Object::EndpointSlice(o) => self.insert_slice(key, origin, CompactSlice::from(o)),
+        }
+    }
+
+    fn insert_slice(
+        &mut self,
+        key: ObjectKey,
+        origin: Arc<str>,
+        slice: CompactSlice,
+    ) -> Option<Arc<str>> {
+        let old = self.remove_slice(&key);
+        if let Some(svc) = slice_service(&slice, &key.namespace) {
+            let keys = self.slices_by_service.entry(svc).or_default();
+            if let Err(at) = keys.binary_search(&key) {
+                keys.insert(at, key.clone());
             }
         }
+        self.endpoint_slices.insert(
+            key,
+            Entry {
+                origin,
+                object: Arc::new(slice),
+            },
+        );
+        old
     }
 
     /// Inserts or replaces an object and says what that changed: nothing
     /// when an equal object is already there (a resync, or a change only to
-    /// fields a provider strips), the endpoints of the Services an
-    /// EndpointSlice belongs to (before and after), or routes.
+    /// fields a provider strips or the compact forms drop), the endpoints
+    /// of the Services an EndpointSlice belongs to (before and after), or
+    /// routes.
     pub fn upsert(&mut self, origin: Arc<str>, object: Object) -> Changes {
         let key = object.key();
         let mut changes = Changes::default();
-        match &object {
+        match object {
             Object::EndpointSlice(new) => {
+                let new = CompactSlice::from(new);
                 let old = self.endpoint_slices.get(&key);
-                if old.is_some_and(|e| *e.object == *new) {
+                if old.is_some_and(|e| *e.object == new) {
                     return changes;
                 }
-                for slice in old.map(|e| e.object.as_ref()).into_iter().chain([new]) {
+                for slice in old.map(|e| e.object.as_ref()).into_iter().chain([&new]) {
                     if let Some(svc) = slice_service(slice, &key.namespace) {
                         changes.endpoints.insert(svc);
                     }
                 }
-            }
-            Object::IngressClass(new) => {
-                changes.routes = self
-                    .ingress_classes
-                    .get(&key.name)
-                    .is_none_or(|e| *e.object != *new)
-            }
-            Object::Ingress(new) => {
-                changes.routes = self.ingresses.get(&key).is_none_or(|e| *e.object != *new)
+                self.insert_slice(key, origin, new);
             }
             Object::Service(new) => {
-                changes.routes = self.services.get(&key).is_none_or(|e| *e.object != *new)
+                let new = CompactService::from(new);
+                changes.routes = self.services.get(&key).is_none_or(|e| *e.object != new);
+                if changes.routes {
+                    let object = Arc::new(new);
+                    self.services.insert(key, Entry { origin, object });
+                }
             }
-            Object::Secret(new) => {
-                changes.routes = self.secrets.get(&key).is_none_or(|e| *e.object != *new)
+            object => {
+                changes.routes = self.differs(&key, &object);
+                if changes.routes {
+                    self.insert(origin, object);
+                }
             }
-            Object::TrafficPolicy(new) => {
-                changes.routes = self
-                    .traffic_policies
-                    .get(&key)
-                    .is_none_or(|e| *e.object != *new)
-            }
-            Object::GatewayClass(new) => {
-                changes.routes = self
-                    .gateway_classes
-                    .get(&key.name)
-                    .is_none_or(|e| *e.object != *new)
-            }
-            Object::Gateway(new) => {
-                changes.routes = self.gateways.get(&key).is_none_or(|e| *e.object != *new)
-            }
-            Object::HttpRoute(new) => {
-                changes.routes = self.http_routes.get(&key).is_none_or(|e| *e.object != *new)
-            }
-            Object::GrpcRoute(new) => {
-                changes.routes = self.grpc_routes.get(&key).is_none_or(|e| *e.object != *new)
-            }
-            Object::ReferenceGrant(new) => {
-                changes.routes = self
-                    .reference_grants
-                    .get(&key)
-                    .is_none_or(|e| *e.object != *new)
-            }
-            Object::Namespace(new) => {
-                changes.routes = self
-                    .namespaces
-                    .get(&key.name)
-                    .is_none_or(|e| *e.object != *new)
-            }
-            Object::ConfigMap(new) => {
-                changes.routes = self.config_maps.get(&key).is_none_or(|e| *e.object != *new)
-            }
-        }
-        if !changes.is_empty() {
-            self.insert(origin, object);
         }
         changes
+    }
+
+    /// Whether `object` differs from the one held under `key` (or none is
+    /// held). Services and EndpointSlices: see [`Self::upsert`].
+    fn differs(&self, key: &ObjectKey, object: &Object) -> bool {
+        fn differs<K: Ord, T: PartialEq>(map: &BTreeMap<K, Entry<T>>, key: &K, new: &T) -> bool {
+            map.get(key).is_none_or(|e| *e.object != *new)
+        }
+        match object {
+            Object::IngressClass(new) => differs(&self.ingress_classes, &key.name, new),
+            Object::Ingress(new) => differs(&self.ingresses, key, new),
+            Object::Secret(new) => differs(&self.secrets, key, new),
+            Object::TrafficPolicy(new) => differs(&self.traffic_policies, key, new),
+            Object::GatewayClass(new) => differs(&self.gateway_classes, &key.name, new),
+            Object::Gateway(new) => differs(&self.gateways, key, new),
+            Object::HttpRoute(new) => differs(&self.http_routes, key, new),
+            Object::GrpcRoute(new) => differs(&self.grpc_routes, key, new),
+            Object::ReferenceGrant(new) => differs(&self.reference_grants, key, new),
+            Object::Namespace(new) => differs(&self.namespaces, &key.name, new),
+            Object::ConfigMap(new) => differs(&self.config_maps, key, new),
+            Object::Service(_) | Object::EndpointSlice(_) => true,
+        }
     }
 
     /// Removes an object and says what that changed (see [`Self::upsert`]).
@@ -386,7 +388,7 @@ impl Snapshot {
         let old = self.endpoint_slices.remove(key)?;
         if let Some(svc) = slice_service(&old.object, &key.namespace) {
             if let Some(set) = self.slices_by_service.get_mut(&svc) {
-                set.remove(key);
+                set.retain(|k| k != key);
                 if set.is_empty() {
                     self.slices_by_service.remove(&svc);
                 }
@@ -399,7 +401,7 @@ impl Snapshot {
     pub fn slices_of<'a>(
         &'a self,
         service: &ObjectKey,
-    ) -> impl Iterator<Item = &'a EndpointSlice> + 'a {
+    ) -> impl Iterator<Item = &'a CompactSlice> + 'a {
         self.slices_by_service
             .get(service)
             .into_iter()
@@ -413,7 +415,7 @@ impl Snapshot {
     pub fn slice_entries_of<'a>(
         &'a self,
         service: &ObjectKey,
-    ) -> impl Iterator<Item = &'a Entry<EndpointSlice>> + 'a {
+    ) -> impl Iterator<Item = &'a Entry<CompactSlice>> + 'a {
         self.slices_by_service
             .get(service)
             .into_iter()

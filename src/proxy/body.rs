@@ -2,7 +2,9 @@
 //! redirects) or an upstream body being streamed through.
 //!
 //! Invariants:
-//! - No boxing: one enum, `Unpin`, polled in place.
+//! - No boxing: one enum, `Unpin`, polled in place (the one exception: a
+//!   `limit-rate` route's body carries its boxed [`Pace`], which delays
+//!   and slices frames on a timer).
 //! - An upstream connection goes back to its pool only when the response
 //!   body has been read to its end; a body dropped early drops the
 //!   connection (hyper closes it), so a pooled connection is always clean.
@@ -23,6 +25,9 @@ use super::forward::pool::{self, Sender};
 use super::record::Record;
 use crate::lb::InFlight;
 use crate::ratelimit::ConnPermit;
+pub use pace::Pace;
+
+mod pace;
 
 /// A connection to return to its endpoint's pool at end of body.
 #[derive(Debug)]
@@ -56,6 +61,8 @@ pub struct ProxyBody {
     _permit: Option<ConnPermit>,
     /// The request's metrics and log line, finished at the end of body.
     record: Option<Record>,
+    /// `limit-rate`: the body is paced (only on routes asking for it).
+    pace: Option<Box<Pace>>,
 }
 
 impl ProxyBody {
@@ -65,6 +72,7 @@ impl ProxyBody {
             _active: None,
             _permit: None,
             record: None,
+            pace: None,
         }
     }
 
@@ -74,6 +82,7 @@ impl ProxyBody {
             _active: None,
             _permit: None,
             record: None,
+            pace: None,
         }
     }
 
@@ -87,6 +96,7 @@ impl ProxyBody {
             _active: None,
             _permit: None,
             record: None,
+            pace: None,
         };
         this.release_if_done();
         this
@@ -109,6 +119,11 @@ impl ProxyBody {
         self
     }
 
+    /// Paces the rest of the body (`limit-rate`).
+    pub fn set_pace(&mut self, pace: Pace) {
+        self.pace = Some(Box::new(pace));
+    }
+
     fn release_if_done(&mut self) {
         if let Kind::Upstream { body, checkin, .. } = &mut self.kind {
             if body.is_end_stream() {
@@ -129,7 +144,10 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let polled = this.poll_kind(cx);
+        let polled = match this.pace.as_deref_mut() {
+            Some(pace) => pace.poll_frame(cx, |cx| poll_kind(&mut this.kind, cx)),
+            None => poll_kind(&mut this.kind, cx),
+        };
         if let Some(record) = &mut this.record {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -145,6 +163,9 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
+        if self.pace.as_ref().is_some_and(|p| p.holds()) {
+            return false;
+        }
         match &self.kind {
             Kind::Static(b) => b.is_none(),
             Kind::Upstream { body, .. } => body.is_end_stream(),
@@ -160,33 +181,32 @@ impl Body for ProxyBody {
     }
 }
 
-impl ProxyBody {
-    fn poll_kind(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.kind {
-            Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { body, checkin, .. } => {
-                let polled = Pin::new(&mut *body).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(None) => {
-                        if let Some(c) = checkin.take() {
-                            c.release();
-                        }
+/// The next frame of the body itself.
+fn poll_kind(
+    kind: &mut Kind,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    match kind {
+        Kind::Static(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        Kind::Upstream { body, checkin, .. } => {
+            let polled = Pin::new(&mut *body).poll_frame(cx);
+            match &polled {
+                Poll::Ready(None) => {
+                    if let Some(c) = checkin.take() {
+                        c.release();
                     }
-                    Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
-                        if let Some(c) = checkin.take() {
-                            c.release();
-                        }
-                    }
-                    Poll::Ready(Some(Err(_))) => {
-                        checkin.take();
-                    }
-                    _ => {}
                 }
-                polled
+                Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
+                    if let Some(c) = checkin.take() {
+                        c.release();
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => {
+                    checkin.take();
+                }
+                _ => {}
             }
+            polled
         }
     }
 }

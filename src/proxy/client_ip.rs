@@ -3,7 +3,9 @@
 //!
 //! Rule (nginx `real_ip_recursive on`): the connection peer (the PROXY
 //! protocol source when `--proxy-protocol` is on), unless the peer is in
-//! `--trusted-proxies`; then X-Forwarded-For is walked from the right,
+//! `--trusted-proxies` (or the ConfigMap's `proxy-real-ip-cidr`, with
+//! `use-forwarded-headers` or `enable-real-ip`); then X-Forwarded-For (or
+//! the ConfigMap's `forwarded-for-header`) is walked from the right,
 //! skipping addresses that are themselves trusted, and the first untrusted
 //! one is the client. An entry that is not an IP address stops the walk
 //! and the last good address wins (so a client can never make a garbage
@@ -20,7 +22,7 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
 use super::headers::X_FORWARDED_FOR;
@@ -42,10 +44,21 @@ pub fn client_ip(peer: IpAddr, trusted: &[IpNet], headers: &HeaderMap) -> IpAddr
 
 /// The X-Forwarded-For walk for a peer already known to be trusted.
 pub fn forwarded_client(peer: IpAddr, trusted: &[IpNet], headers: &HeaderMap) -> IpAddr {
+    forwarded_client_in(&X_FORWARDED_FOR, peer, trusted, headers)
+}
+
+/// The same walk over another header (ingress-nginx's
+/// `forwarded-for-header`, e.g. `CF-Connecting-IP`).
+pub fn forwarded_client_in(
+    header: &HeaderName,
+    peer: IpAddr,
+    trusted: &[IpNet],
+    headers: &HeaderMap,
+) -> IpAddr {
     let mut last_good = peer.to_canonical();
     // Field lines combine in order (RFC 9110 §5.3): the right-most entry is
     // the last element of the last line.
-    for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+    for line in headers.get_all(header).iter().rev() {
         let Ok(line) = line.to_str() else {
             return last_good;
         };

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use futures_util::task::AtomicWaker;
 
-use super::headers::ClientInfo;
+use super::headers::{ClientInfo, Forwarding, Xff};
 use super::shared::ProxyState;
 use crate::metrics::BadRequest;
 
@@ -40,17 +40,44 @@ pub struct ConnCtx {
 impl ConnCtx {
     /// The request's client IP: the peer, or when the peer is a trusted
     /// proxy, the right-most untrusted X-Forwarded-For entry (see
-    /// [`super::client_ip`]). No allocation; for an untrusted peer, no
-    /// header is read.
+    /// [`super::client_ip`]). No allocation and no lock.
     pub fn client_ip(&self, headers: &http::HeaderMap) -> IpAddr {
-        if !self.client.trusted {
-            return self.client.peer;
+        self.forwarding(headers).0
+    }
+
+    /// The request's client IP and how its forwarding headers are set, by
+    /// the trust in force: the ConfigMap's (`use-forwarded-headers`,
+    /// `enable-real-ip`, read from the published table with one lock-free
+    /// load) or else `--trusted-proxies` (decided once per connection).
+    pub fn forwarding(&self, headers: &http::HeaderMap) -> (IpAddr, Forwarding) {
+        let peer = self.client.peer;
+        let published = self.state.published.load();
+        let flag = &self.state.settings.trusted_proxies;
+        let Some(trust) = &published.table.globals().trust else {
+            if !self.client.trusted {
+                return (peer, Forwarding::of_flag(false));
+            }
+            let ip = super::client_ip::forwarded_client(peer, flag, headers);
+            return (ip, Forwarding::of_flag(true));
+        };
+        let nets = if trust.nets_from_flag && !flag.is_empty() {
+            flag
+        } else {
+            &trust.nets
+        };
+        if !super::client_ip::is_trusted(peer, nets) {
+            return (peer, Forwarding::of_flag(false));
         }
-        super::client_ip::forwarded_client(
-            self.client.peer,
-            &self.state.settings.trusted_proxies,
-            headers,
-        )
+        let ip = super::client_ip::forwarded_client_in(&trust.header, peer, nets, headers);
+        let forwarding = Forwarding {
+            keep_forwarded: trust.forwarded_headers,
+            xff: if trust.full_chain {
+                Xff::Chain
+            } else {
+                Xff::Client
+            },
+        };
+        (ip, forwarding)
     }
 }
 

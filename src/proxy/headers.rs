@@ -6,7 +6,9 @@
 //! - X-Forwarded-For is the client chain: an incoming value is kept (and the
 //!   peer appended) only when the peer is a trusted proxy; otherwise it is
 //!   replaced by the peer address. The same trust decides whether incoming
-//!   X-Forwarded-Proto/Host/Port are kept.
+//!   X-Forwarded-Proto/Host/Port are kept. With the ConfigMap's trust
+//!   ([`Forwarding`]), as ingress-nginx: the chain only with
+//!   `compute-full-forwarded-for`, else the client IP alone.
 //! - X-Real-IP is the request's client IP (see [`super::client_ip`]), the
 //!   same address allow/deny lists and rate limits see.
 //! - The peer is the connection's client address after the PROXY protocol
@@ -17,7 +19,7 @@
 use std::net::IpAddr;
 
 use bytes::{BufMut, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -71,7 +73,42 @@ pub struct ClientInfo {
     pub port: HeaderValue,
 }
 
-/// Sets X-Forwarded-* and X-Real-IP on a request going upstream.
+/// How one request's forwarding headers are set: decided per request
+/// from the trust in force (`--trusted-proxies`, or the ConfigMap's
+/// `use-forwarded-headers` / `enable-real-ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarding {
+    /// Incoming X-Forwarded-Proto/Host/Port are kept (a trusted peer).
+    pub keep_forwarded: bool,
+    pub xff: Xff,
+}
+
+/// What X-Forwarded-For going upstream holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Xff {
+    /// The peer address only (an untrusted peer).
+    Peer,
+    /// The incoming chain plus the peer (a trusted peer; ingress-nginx's
+    /// `compute-full-forwarded-for`).
+    Chain,
+    /// The request's client IP only (ingress-nginx's default: `$remote_addr`
+    /// after the real-IP module).
+    Client,
+}
+
+impl Forwarding {
+    /// `--trusted-proxies`: a trusted peer's chain and X-Forwarded-* are
+    /// kept, an untrusted peer's are replaced.
+    pub fn of_flag(trusted: bool) -> Self {
+        Forwarding {
+            keep_forwarded: trusted,
+            xff: if trusted { Xff::Chain } else { Xff::Peer },
+        }
+    }
+}
+
+/// Sets X-Forwarded-* and X-Real-IP on a request going upstream, with
+/// `--trusted-proxies`' rule ([`Forwarding::of_flag`]).
 /// `client_ip` is the request's client IP ([`super::client_ip`], computed
 /// from these headers before the call); `host` is the request's Host (or
 /// `:authority`).
@@ -81,9 +118,33 @@ pub fn set_forwarded(
     client_ip: IpAddr,
     host: Option<HeaderValue>,
 ) {
+    set_forwarded_as(
+        headers,
+        client,
+        Forwarding::of_flag(client.trusted),
+        client_ip,
+        host,
+    );
+}
+
+/// [`set_forwarded`] with the request's own [`Forwarding`].
+pub fn set_forwarded_as(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    forwarding: Forwarding,
+    client_ip: IpAddr,
+    host: Option<HeaderValue>,
+) {
     // Grow the map once rather than once per header added below.
     headers.reserve(6);
-    let incoming_xff = client.trusted && headers.contains_key(X_FORWARDED_FOR);
+    // The peer's value is pre-built; only a client named by a trusted
+    // proxy's X-Forwarded-For is formatted here.
+    let real = if client_ip == client.peer {
+        client.peer_ip.clone()
+    } else {
+        HeaderValue::from_str(&client_ip.to_string()).unwrap_or_else(|_| client.peer_ip.clone())
+    };
+    let incoming_xff = forwarding.xff == Xff::Chain && headers.contains_key(X_FORWARDED_FOR);
     if incoming_xff {
         let mut buf = BytesMut::with_capacity(64);
         for value in headers.get_all(X_FORWARDED_FOR) {
@@ -102,21 +163,17 @@ pub fn set_forwarded(
                 headers.insert(X_FORWARDED_FOR, client.peer_ip.clone());
             }
         }
+    } else if forwarding.xff == Xff::Client {
+        headers.insert(X_FORWARDED_FOR, real.clone());
     } else {
         headers.insert(X_FORWARDED_FOR, client.peer_ip.clone());
     }
-    // The peer's value is pre-built; only a client named by a trusted
-    // proxy's X-Forwarded-For is formatted here.
-    let real = if client_ip == client.peer {
-        client.peer_ip.clone()
-    } else {
-        HeaderValue::from_str(&client_ip.to_string()).unwrap_or_else(|_| client.peer_ip.clone())
-    };
     headers.insert(X_REAL_IP, real);
-    if !client.trusted || !headers.contains_key(X_FORWARDED_PROTO) {
+    let keep = forwarding.keep_forwarded;
+    if !keep || !headers.contains_key(X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, client.proto.clone());
     }
-    if !client.trusted || !headers.contains_key(X_FORWARDED_HOST) {
+    if !keep || !headers.contains_key(X_FORWARDED_HOST) {
         match host {
             Some(h) => {
                 headers.insert(X_FORWARDED_HOST, h);
@@ -126,20 +183,23 @@ pub fn set_forwarded(
             }
         }
     }
-    if !client.trusted || !headers.contains_key(X_FORWARDED_PORT) {
+    if !keep || !headers.contains_key(X_FORWARDED_PORT) {
         headers.insert(X_FORWARDED_PORT, client.port.clone());
     }
 }
 
-/// Keeps a valid incoming X-Request-Id or sets a new one; returns it.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    match headers.get(X_REQUEST_ID) {
-        Some(v) if valid_request_id(v.as_bytes()) => v.clone(),
-        _ => {
-            let id = new_request_id();
-            headers.insert(X_REQUEST_ID, id.clone());
-            id
+/// Keeps a valid incoming X-Request-Id or sets a new one; returns it as
+/// stored in `headers` (one lookup; no clone: a clone of a new id's bytes
+/// would allocate their shared form).
+pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
+    match headers.entry(X_REQUEST_ID) {
+        Entry::Occupied(mut entry) => {
+            if !valid_request_id(entry.get().as_bytes()) {
+                entry.insert(new_request_id());
+            }
+            entry.into_mut()
         }
+        Entry::Vacant(entry) => entry.insert(new_request_id()),
     }
 }
 
@@ -156,12 +216,12 @@ pub fn valid_request_id(id: &[u8]) -> bool {
 pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = fastrand::u128(..);
-    let mut out = BytesMut::with_capacity(32);
-    for _ in 0..32 {
-        out.put_u8(HEX[(n & 0xf) as usize]);
+    let mut out = [0u8; 32];
+    for digit in &mut out {
+        *digit = HEX[(n & 0xf) as usize];
         n >>= 4;
     }
-    HeaderValue::from_maybe_shared(out.freeze()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

@@ -24,6 +24,10 @@
 //!   to heads its parser refuses included: the IO wrapper recognises them
 //!   exactly ([`hyper_answer`]) and adds `server: tollgate` after the
 //!   status line (hyper has no hook for them).
+//! - With a passthrough host published, an HTTPS connection's ClientHello
+//!   is read first ([`super::passthrough`]): a passthrough host's
+//!   connection is spliced to its backend, any other is terminated from
+//!   the replayed bytes. The peek shares the handshake's deadline.
 //! - On drain, the accept loop stops (new connections are refused once the
 //!   listener is dropped) and every connection gets a graceful shutdown:
 //!   in-flight requests finish, then the connection closes.
@@ -44,14 +48,18 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio_rustls::TlsAcceptor;
 
 use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
 use super::framing::FramingCheck;
 use super::h2_flood::{FrameScan, POISON};
+use super::passthrough;
 use super::proxy_protocol;
 use super::shared::{ProxyState, H1_BUFFER_FLOOR};
 use crate::metrics::BadRequest;
+use handshake::Handshake;
+
+mod handshake;
+use crate::tls::server::Acceptor as TlsAcceptor;
 
 /// Settings of client connections.
 #[derive(Debug, Clone)]
@@ -519,38 +527,38 @@ impl Accepted {
             };
             return serve_connection(stream, ctx, builder, guard, h2_budget).await;
         };
-        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
-        state.metrics.handshake(match &handshake {
-            Ok(Ok(_)) => "ok",
-            Ok(Err(e)) => crate::tls::server::failure_reason(e),
-            Err(_) => "timeout",
-        });
-        let stream = match handshake {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, %peer, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
-            }
-        };
-        let sni = stream.get_ref().1.server_name().map(str::to_owned);
-        let client = state.client_info(peer, local_port, "https", sni.as_deref());
-        let tls_version = match stream.get_ref().1.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
-            Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
-            Some(_) => Some("other"),
-            None => None,
-        };
-        let ctx = ConnCtx {
-            state,
-            client,
+        let tls = Handshake {
+            acceptor,
+            deadline,
             peer,
-            activity,
-            tls_version,
+            state,
         };
+        if !tls.state.published.load().tls.has_passthrough() {
+            let Some(stream) = tls.accept(stream).await else {
+                return;
+            };
+            let ctx = tls.into_context(&stream, local_port, activity);
+            return serve_connection(stream, ctx, builder, guard, h2_budget).await;
+        }
+        // Some host is passed through: its SNI decides (see `passthrough`).
+        let mut stream = stream;
+        let Some(peeked) = tls.peek(&mut stream).await else {
+            return;
+        };
+        let upstream = tls.passthrough_to(peeked.sni.as_deref());
+        let stream = passthrough::Rewind::new(peeked.hello, stream);
+        if let Some(upstream) = upstream {
+            // No HTTP timeout applies to a spliced connection: the watchdog
+            // forgets it; the guard keeps it counted until it closes.
+            drop(activity);
+            tls.splice(stream, &upstream).await;
+            drop(guard);
+            return;
+        }
+        let Some(stream) = tls.accept(stream).await else {
+            return;
+        };
+        let ctx = tls.into_context(&stream, local_port, activity);
         serve_connection(stream, ctx, builder, guard, h2_budget).await;
     }
 }

@@ -17,7 +17,8 @@
 //! [`framing`], [`h2_flood`] (HTTP/2 control-frame budget), [`record`]
 //! (one request's metrics and access-log line, finished at the end of its
 //! body), [`timing`] (what forwarding learns about the upstream exchange),
-//! [`proxy_protocol`], [`shared`] (what every connection
+//! [`proxy_protocol`], [`passthrough`] (TLS passthrough: the ClientHello
+//! peek and the splice, beside the listener), [`shared`] (what every connection
 //! shares), [`bind`] (how listeners bind: `[::]` dual-stack).
 //!
 //! Invariant: this file only wires modules.
@@ -32,6 +33,7 @@ pub mod framing;
 pub mod h2_flood;
 pub mod headers;
 pub mod listener;
+pub mod passthrough;
 pub mod policy;
 pub mod proxy_protocol;
 pub mod record;

@@ -13,9 +13,10 @@
 //! - Only atomics on the metrics side (the handles were resolved when the
 //!   table was published); the access-log fields are clones of the
 //!   request's own `Bytes`-backed values (reference counts, no copies),
-//!   kept only when the line will be written.
+//!   kept only when the line will be written (in one box, so a request
+//!   without a log line carries a small record).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, Uri, Version};
@@ -23,10 +24,12 @@ use tokio::time::Instant;
 
 use super::conn::ConnCtx;
 use super::timing::UpstreamTiming;
+use crate::access_log::num::{socket_v4, Fixed};
 use crate::access_log::{self, Line};
 use crate::lb::Endpoint;
 use crate::metrics::route::method_index;
 use crate::metrics::RouteSeries;
+use crate::table::upstream::EndpointAddr;
 use crate::table::Route;
 
 /// Status of a request whose client went away before the response.
@@ -48,7 +51,9 @@ pub struct Record {
     /// Written by forwarding through the plan.
     pub timing: UpstreamTiming,
     upstream: Option<Arc<Endpoint>>,
-    log: Option<LogFields>,
+    /// Boxed: the record rides on the response body, which is moved a few
+    /// times per request; without a log line it stays small.
+    log: Option<Box<LogFields>>,
     done: bool,
 }
 
@@ -79,7 +84,7 @@ impl Record {
         let log = match access_log::config() {
             Some(config) if ctx.state.settings.access_log && config.logs(req.uri().path()) => {
                 let headers = req.headers();
-                Some(LogFields {
+                Some(Box::new(LogFields {
                     uri: req.uri().clone(),
                     version: req.version(),
                     host: headers.get(http::header::HOST).cloned(),
@@ -91,7 +96,7 @@ impl Record {
                     route: None,
                     service: None,
                     canary: false,
-                })
+                }))
             }
             _ => None,
         };
@@ -202,6 +207,7 @@ impl Record {
             .map(|a| a.as_str().as_bytes())
             .or_else(|| log.host.as_ref().map(HeaderValue::as_bytes))
             .unwrap_or(b"");
+        let upstream_addr = self.upstream.as_ref().map(|e| UpstreamAddr(&e.addr));
         access_log::write(&Line {
             time: std::time::SystemTime::now(),
             remote_addr: log.client,
@@ -218,10 +224,7 @@ impl Record {
             request_time: elapsed,
             user_agent: log.user_agent.as_ref().map_or(b"", |v| v.as_bytes()),
             referer: log.referer.as_ref().map_or(b"", |v| v.as_bytes()),
-            upstream_addr: self
-                .upstream
-                .as_ref()
-                .map(|e| &e.addr as &dyn std::fmt::Display),
+            upstream_addr: upstream_addr.as_ref().map(|a| a as &dyn std::fmt::Display),
             upstream_status: self.timing.status(),
             upstream_response_time: upstream_response,
             upstream_connect_time: upstream_connect,
@@ -231,6 +234,23 @@ impl Record {
             service: log.service.as_deref().unwrap_or(""),
             canary: log.canary,
         });
+    }
+}
+
+/// An endpoint's address for the log line: `a.b.c.d:port` written without
+/// the formatting machinery (the common case), anything else as displayed.
+struct UpstreamAddr<'a>(&'a EndpointAddr);
+
+impl std::fmt::Display for UpstreamAddr<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            EndpointAddr::Socket(SocketAddr::V4(addr)) => {
+                let mut text = Fixed::<21>::new();
+                socket_v4(&mut text, addr);
+                f.write_str(std::str::from_utf8(text.as_bytes()).unwrap_or_default())
+            }
+            other => other.fmt(f),
+        }
     }
 }
 

@@ -10,7 +10,8 @@
 //! - Exactly one metric observation and at most one access-log line per
 //!   request (routed or unrouted): the request's [`Record`] rides on the
 //!   response body and is finished at its end ([`super::record`]).
-//! - Static values only (HSTS is pre-built); no allocation here.
+//! - Static values only (HSTS and `Server` are pre-built, the ConfigMap's
+//!   from the published table); no allocation here.
 
 use http::{HeaderValue, Response};
 
@@ -37,12 +38,19 @@ pub fn finish(
     active: ActiveRequest,
     mut record: Record,
 ) -> Response<ProxyBody> {
+    // The ConfigMap's `server-tokens` and `hsts*` (one lock-free load).
+    let published = ctx.state.published.load();
+    let globals = published.table.globals();
     // One lookup: a backend's own `Server` is kept.
     response
         .headers_mut()
         .entry(http::header::SERVER)
-        .or_insert(SERVER);
-    if let (true, Some(hsts)) = (ctx.client.tls, &ctx.state.settings.hsts) {
+        .or_insert_with(|| globals.server.clone().unwrap_or(SERVER));
+    let hsts = match &globals.hsts {
+        Some(configured) => configured.as_ref(),
+        None => ctx.state.settings.hsts.as_ref(),
+    };
+    if let (true, Some(hsts)) = (ctx.client.tls, hsts) {
         response
             .headers_mut()
             .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());

@@ -16,6 +16,9 @@
 //! - A plain route needs its own upstream (else 404, never a guess); a
 //!   route with a policy may choose one itself (weighted backends).
 //! - Never fails: every error becomes exactly one response.
+//! - The request's future stays small: it is moved into hyper's slot once
+//!   per request and its awaited parts once per await, so what is large and
+//!   not on the plain path (the policy phases) is boxed.
 //! - `--max-header-bytes` is exact: this file measures each HTTP/1 head
 //!   (one pass adding the fields' lengths, no allocation) and answers 431;
 //!   hyper's read buffer only bounds what is read (it has a floor of 8192
@@ -79,9 +82,20 @@ pub async fn handle(
         ));
     }
     let published = state.published.load_full();
-    let request_id = headers::ensure_request_id(req.headers_mut());
-    record.request_id(&request_id);
+    record.request_id(headers::ensure_request_id(req.headers_mut()));
 
+    // The ConfigMap's `block-user-agents`: refused on every host.
+    if let Some(block) = &published.table.globals().block_agents {
+        if block.blocks(req.headers().get(http::header::USER_AGENT)) {
+            let denied = ProxyError::Forbidden;
+            return Ok(response::finish(
+                &ctx,
+                response::unrouted(denied),
+                active,
+                record,
+            ));
+        }
+    }
     if req.method() == Method::OPTIONS && req.uri().path() == "*" {
         return Ok(response::finish(&ctx, options_asterisk(), active, record));
     }
@@ -134,7 +148,10 @@ pub async fn handle(
             } else if client.tls && misdirected(&published, host, client.sni.as_deref()) {
                 Err(ProxyError::Misdirected)
             } else if !route.plain {
-                policy::serve(&ctx, &published, id, route, req, timing)
+                // Boxed: the phases' future is large, and inline it would
+                // be part of every request's future, plain ones included
+                // (hyper moves that future into place once per request).
+                Box::pin(policy::serve(&ctx, &published, id, route, req, timing))
                     .await
                     .map(|served| (served.response, served.endpoint, served.canary))
             } else if let Some(backend) = backend {

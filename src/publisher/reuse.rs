@@ -10,19 +10,24 @@
 //!   Anything else takes the full path of `Publisher::install`.
 //! - Reused state is shared (`Arc`), never copied: counters, limiter
 //!   budgets and pooled connections carry on.
+//! - Free functions over the maps they extend (the publisher passes its
+//!   own): this file does not depend on the publisher's.
 
 use std::sync::Arc;
 
-use super::{observe, HashMap, Publisher};
+use super::observe;
 use crate::lb::Upstream;
-use crate::metrics::{RouteMetrics, RouteSeries};
-use crate::ratelimit::global::GlobalLimiter;
+use crate::metrics::{Metrics, RouteMetrics, RouteSeries, SeriesLabels};
+use crate::ratelimit::global::{GlobalLimiter, GlobalStore};
 use crate::ratelimit::{ConnLimiter, RateSpec, RequestLimiter};
 use crate::state::{Published, RouteLimits};
 use crate::table::policy::GlobalRateLimit;
+use crate::table::policy::{ConnLimit, RateLimit};
 use crate::table::upstream::{UpstreamKey, UpstreamSpec};
 use crate::table::{Route, RoutingTable};
 use crate::tls::client::UpstreamTls;
+
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Whether `specs` starts with the previous publish's upstreams, in order
 /// (same key, same trust).
@@ -71,140 +76,143 @@ fn same_route(a: &Route, b: &Route) -> bool {
         && Arc::ptr_eq(&a.policy, &b.policy)
 }
 
-impl Publisher {
-    /// The previous publish's live upstreams (endpoints brought up to
-    /// date), extended with new ones for the specs past them.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn extend_upstreams(
-        &mut self,
-        prev: &Published,
-        specs: Vec<UpstreamSpec>,
-    ) -> (
-        Vec<Arc<Upstream>>,
-        Vec<UpstreamTls>,
-        HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
-    ) {
-        let (mut live, mut upstream_tls) = (prev.upstreams.clone(), prev.upstream_tls.clone());
-        for (i, spec) in specs.into_iter().enumerate() {
-            if let Some(existing) = live.get(i) {
-                existing.set_endpoints(&spec.endpoints);
-                continue;
-            }
-            let made = (
-                Arc::new(Upstream::new(
-                    &spec,
-                    self.metrics.connect_error(&spec.label),
-                )),
-                UpstreamTls::new(&spec),
-            );
-            live.push(made.0.clone());
-            upstream_tls.push(made.1.clone());
-            self.upstreams.insert(spec.key, made);
+/// The previous publish's live upstreams (endpoints brought up to date),
+/// extended with new ones for the specs past them (added to `upstreams`,
+/// the live ones by key).
+pub(super) fn extend_upstreams(
+    prev: &Published,
+    specs: Vec<UpstreamSpec>,
+    metrics: &Metrics,
+    upstreams: &mut HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
+) -> (Vec<Arc<Upstream>>, Vec<UpstreamTls>) {
+    let (mut live, mut upstream_tls) = (prev.upstreams.clone(), prev.upstream_tls.clone());
+    for (i, spec) in specs.into_iter().enumerate() {
+        if let Some(existing) = live.get(i) {
+            existing.set_endpoints(&spec.endpoints);
+            continue;
         }
-        (live, upstream_tls, HashMap::default())
+        let made = (
+            Arc::new(Upstream::new(&spec, metrics.connect_error(&spec.label))),
+            UpstreamTls::new(&spec),
+        );
+        live.push(made.0.clone());
+        upstream_tls.push(made.1.clone());
+        upstreams.insert(spec.key, made);
     }
+    (live, upstream_tls)
+}
 
-    /// The previous route metrics, extended with handles for the routes
-    /// from `start` on (reusing the handles of equal label sets).
-    pub(super) fn extend_route_metrics(
-        &mut self,
-        prev: &Published,
-        table: &RoutingTable,
-    ) -> Vec<RouteMetrics> {
-        let start = prev.route_metrics.len();
-        let per_host = self.metrics.observe.per_host;
-        let mut out = prev.route_metrics.clone();
-        let mut created = false;
-        let handles = &mut self.route_metric_handles;
-        let mut series = |labels| -> Arc<RouteSeries> {
-            handles
-                .entry(labels)
-                .or_insert_with_key(|labels| {
-                    created = true;
-                    Arc::new(RouteSeries::new(labels.clone()))
+/// The previous route metrics, extended with handles for the routes past
+/// them (reusing the `handles` of equal label sets).
+pub(super) fn extend_route_metrics(
+    prev: &Published,
+    table: &RoutingTable,
+    metrics: &Metrics,
+    handles: &mut HashMap<SeriesLabels, Arc<RouteSeries>>,
+) -> Vec<RouteMetrics> {
+    let start = prev.route_metrics.len();
+    let per_host = metrics.observe.per_host;
+    let mut out = prev.route_metrics.clone();
+    let mut created = false;
+    let mut series = |labels| -> Arc<RouteSeries> {
+        handles
+            .entry(labels)
+            .or_insert_with_key(|labels| {
+                created = true;
+                Arc::new(RouteSeries::new(labels.clone()))
+            })
+            .clone()
+    };
+    for r in table.routes().iter().skip(start) {
+        out.push(RouteMetrics {
+            canary: r
+                .canary
+                .as_ref()
+                .map(|c| series(observe::canary_labels(r, c, per_host))),
+            main: series(observe::labels_of(r, per_host)),
+        });
+    }
+    if created {
+        metrics.observe.series.publish(
+            std::iter::once(metrics.unrouted.clone())
+                .chain(handles.values().cloned())
+                .collect(),
+        );
+    }
+    out
+}
+
+/// The live limiters by (object, limit), and what makes global ones.
+pub(super) struct Limiters<'a> {
+    pub(super) rate: &'a mut HashMap<(Arc<str>, RateLimit), Arc<RequestLimiter>>,
+    pub(super) conn: &'a mut HashMap<(Arc<str>, ConnLimit), Arc<ConnLimiter>>,
+    pub(super) global: &'a mut HashMap<(Arc<str>, GlobalRateLimit), Arc<GlobalLimiter>>,
+    pub(super) store: &'a Option<Arc<GlobalStore>>,
+    pub(super) metrics: &'a Metrics,
+}
+
+/// The previous route limits, extended with the limiters of the routes
+/// past them (live ones reused by (object, limit)).
+pub(super) fn extend_route_limits(
+    prev: &Published,
+    table: &RoutingTable,
+    limiters: Limiters<'_>,
+) -> Vec<RouteLimits> {
+    let start = prev.table.routes().len();
+    let mut out = prev.route_limits.clone();
+    for (i, route) in table.routes().iter().enumerate().skip(start) {
+        let policy = &route.policy;
+        if policy.rate.is_none() && policy.connections.is_none() && policy.global_rate.is_none() {
+            continue;
+        }
+        if out.is_empty() {
+            out = vec![RouteLimits::default(); start];
+        }
+        out.resize(i, RouteLimits::default());
+        let rate = policy.rate.map(|spec| {
+            limiters
+                .rate
+                .entry((route.ingress.clone(), spec))
+                .or_insert_with(|| {
+                    Arc::new(RequestLimiter::new(RateSpec {
+                        requests: spec.requests,
+                        per: spec.per,
+                        burst: spec.burst,
+                    }))
                 })
                 .clone()
-        };
-        for r in table.routes().iter().skip(start) {
-            out.push(RouteMetrics {
-                canary: r
-                    .canary
-                    .as_ref()
-                    .map(|c| series(observe::canary_labels(r, c, per_host))),
-                main: series(observe::labels_of(r, per_host)),
-            });
-        }
-        if created {
-            self.metrics.observe.series.publish(
-                std::iter::once(self.metrics.unrouted.clone())
-                    .chain(self.route_metric_handles.values().cloned())
-                    .collect(),
-            );
-        }
-        out
+        });
+        let connections = policy.connections.map(|spec| {
+            limiters
+                .conn
+                .entry((route.ingress.clone(), spec))
+                .or_insert_with(|| Arc::new(ConnLimiter::new(spec.max)))
+                .clone()
+        });
+        let global = policy.global_rate.as_ref().map(|limit| {
+            let object: Arc<str> = format!("{}/{}", route.kind.as_str(), route.ingress).into();
+            let (store, metrics) = (limiters.store, limiters.metrics);
+            limiters
+                .global
+                .entry((object, GlobalRateLimit::clone(limit)))
+                .or_insert_with_key(|key| {
+                    Arc::new(GlobalLimiter::new(
+                        &key.0,
+                        limit,
+                        store.clone(),
+                        metrics.global_rate_limit.decisions(&key.0),
+                    ))
+                })
+                .clone()
+        });
+        out.push(RouteLimits {
+            rate,
+            global,
+            connections,
+        });
     }
-
-    /// The previous route limits, extended with the limiters of the
-    /// routes from `start` on (live ones reused by (object, limit)).
-    pub(super) fn extend_route_limits(
-        &mut self,
-        prev: &Published,
-        table: &RoutingTable,
-    ) -> Vec<RouteLimits> {
-        let start = prev.table.routes().len();
-        let mut out = prev.route_limits.clone();
-        for (i, route) in table.routes().iter().enumerate().skip(start) {
-            let policy = &route.policy;
-            if policy.rate.is_none() && policy.connections.is_none() && policy.global_rate.is_none()
-            {
-                continue;
-            }
-            if out.is_empty() {
-                out = vec![RouteLimits::default(); start];
-            }
-            out.resize(i, RouteLimits::default());
-            let rate = policy.rate.map(|spec| {
-                self.rate_limiters
-                    .entry((route.ingress.clone(), spec))
-                    .or_insert_with(|| {
-                        Arc::new(RequestLimiter::new(RateSpec {
-                            requests: spec.requests,
-                            per: spec.per,
-                            burst: spec.burst,
-                        }))
-                    })
-                    .clone()
-            });
-            let connections = policy.connections.map(|spec| {
-                self.conn_limiters
-                    .entry((route.ingress.clone(), spec))
-                    .or_insert_with(|| Arc::new(ConnLimiter::new(spec.max)))
-                    .clone()
-            });
-            let global = policy.global_rate.as_ref().map(|limit| {
-                let object: Arc<str> = format!("{}/{}", route.kind.as_str(), route.ingress).into();
-                let (store, metrics) = (&self.global_store, &self.metrics);
-                self.global_limiters
-                    .entry((object, GlobalRateLimit::clone(limit)))
-                    .or_insert_with_key(|key| {
-                        Arc::new(GlobalLimiter::new(
-                            &key.0,
-                            limit,
-                            store.clone(),
-                            metrics.global_rate_limit.decisions(&key.0),
-                        ))
-                    })
-                    .clone()
-            });
-            out.push(RouteLimits {
-                rate,
-                global,
-                connections,
-            });
-        }
-        if !out.is_empty() {
-            out.resize(table.routes().len(), RouteLimits::default());
-        }
-        out
+    if !out.is_empty() {
+        out.resize(table.routes().len(), RouteLimits::default());
     }
+    out
 }

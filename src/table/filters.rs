@@ -210,6 +210,24 @@ pub struct Mirror {
     pub service: Arc<str>,
     /// Requests per million that are mirrored (1,000,000: all).
     pub per_million: u32,
+    /// ingress-nginx's `mirror-target`: where the copy goes on its
+    /// upstream; `None` (Gateway RequestMirror): the request as sent.
+    pub target: Option<Arc<MirrorTarget>>,
+}
+
+/// The copy's target and Host for ingress-nginx's `mirror-target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorTarget {
+    /// The path of the target URL (may be empty).
+    pub path: Arc<str>,
+    /// The target ended in `$request_uri`: the copy's target is `path`
+    /// followed by the request's own (`path` alone otherwise, with the
+    /// request's query; the request's own target when `path` is empty).
+    pub request_uri: bool,
+    /// `mirror-host`, or the target URL's host.
+    pub host: http::HeaderValue,
+    /// `mirror-request-body`: the copy carries the request's body.
+    pub body: bool,
 }
 
 #[cfg(test)]

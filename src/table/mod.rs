@@ -28,6 +28,7 @@ mod candidates;
 mod canonical;
 pub mod filters;
 pub mod global_limit;
+pub mod globals;
 pub mod guard;
 pub mod host;
 pub mod ids;
@@ -236,6 +237,8 @@ pub struct RoutingTable {
     /// Whether any route is a Gateway route or guarded: requests are then
     /// resolved with their head ([`RoutingTable::lookup_head`]).
     gateway: bool,
+    /// The ConfigMap's settings of the whole request path.
+    globals: Arc<globals::Globals>,
 }
 
 /// Outcome of inserting a path: the route that already held it, if any.
@@ -410,6 +413,11 @@ impl RoutingTable {
         true
     }
 
+    /// Whether `host` (exact, as written in a rule) has a path table.
+    pub fn has_host(&self, host: &str) -> bool {
+        self.exact.contains_key(host)
+    }
+
     pub fn push_route(&mut self, route: Route) -> RouteId {
         self.gateway |= route.kind != RouteKind::Ingress || route.guard.is_some();
         self.routes.push(route);
@@ -507,7 +515,18 @@ impl RoutingTable {
                 .any(|r| r.kind != RouteKind::Ingress || r.guard.is_some()),
             routes,
             pipelines,
+            globals: self.globals.clone(),
         }
+    }
+
+    /// The ConfigMap's settings of the whole request path.
+    pub fn globals(&self) -> &globals::Globals {
+        &self.globals
+    }
+
+    /// Sets them (the compiler, once per compile).
+    pub fn set_globals(&mut self, globals: globals::Globals) {
+        self.globals = Arc::new(globals);
     }
 
     pub fn host_count(&self) -> usize {

@@ -3,7 +3,8 @@
 //! request path.
 //!
 //! The order is nginx's phase order as ingress-nginx configures it:
-//! - on the request as the client sent it ([`RequestPhase`]): fixed
+//! - on the request as the client sent it ([`RequestPhase`]): the
+//!   `from-to-www-redirect` host's 308 (that host serves nothing else), fixed
 //!   redirect, computed redirect (Gateway RequestRedirect), `app-root`,
 //!   CORS preflight (rewrite phase) → rate limit, global rate limit,
 //!   connection limit
@@ -21,9 +22,12 @@
 //! - forwarding (the route's timeouts, retries, body limit: not a phase,
 //!   the data plane's `Plan`; the whole-request timeout is a deadline
 //!   there that bounds every upstream attempt);
-//! - on the response ([`ResponsePhase`]): custom error pages → CORS headers
-//!   → affinity cookie → header edits of the route, then of the chosen
-//!   backend → connection permit release.
+//! - on the response ([`ResponsePhase`]): the upstream's `Location`,
+//!   `Refresh` and `Set-Cookie` rewritten (nginx does it as it reads the
+//!   upstream's headers) → custom error pages → CORS headers → affinity
+//!   cookie → header edits of the route, then of the chosen backend →
+//!   connection permit release → response bandwidth (`limit-rate`, on the
+//!   body as it is sent).
 //!
 //! Invariants:
 //! - [`Pipeline::of`] is pure and deterministic; it adds a phase exactly
@@ -43,7 +47,8 @@ use super::ids::UpstreamId;
 use super::policy::GlobalRateLimit;
 use super::policy::{
     AccessList, Affinity, Backends, BasicAuth, Canary, ConnLimit, Cors, CustomErrors, HashKey,
-    HeaderEdits, Mirror, RateLimit, Redirect, RedirectTo, Rewrite, RoutePolicy, UrlRewrite,
+    HeaderEdits, LimitRate, Mirror, RateLimit, Redirect, RedirectTo, ResponseRewrite, Rewrite,
+    RoutePolicy, UrlRewrite,
 };
 use crate::auth::external::ExternalAuth;
 
@@ -61,6 +66,9 @@ pub struct Pipeline {
 /// A phase on the request as the client sent it.
 #[derive(Debug, Clone)]
 pub enum RequestPhase {
+    /// `from-to-www-redirect`: every request answered with a 308 to the
+    /// other host (`$scheme://host:$server_port$request_uri`).
+    WwwRedirect(WwwRedirect),
     /// `permanent-redirect`, `temporal-redirect`: every request answered.
     Redirect(Redirect),
     /// Gateway RequestRedirect: every request answered with a `Location`
@@ -122,6 +130,9 @@ pub enum UpstreamPhase {
 /// A phase on the upstream's response.
 #[derive(Debug, Clone)]
 pub enum ResponsePhase {
+    /// `proxy-redirect-*`, `proxy-cookie-*`: the upstream's `Location`,
+    /// `Refresh` and `Set-Cookie` rewritten.
+    RewriteResponse(Arc<ResponseRewrite>),
     /// `custom-http-errors`: listed statuses answered by the default backend.
     ErrorPages(CustomErrors),
     /// CORS response headers for an allowed origin.
@@ -133,9 +144,22 @@ pub enum ResponsePhase {
     ResponseHeaders(Arc<HeaderEdits>),
     /// Header edits of the chosen backend on the response.
     BackendResponseHeaders(BackendHeaders),
+    /// The external auth answer's cookies (`auth-url`; ingress-nginx's
+    /// `add_header Set-Cookie $auth_cookie`).
+    AuthCookies(AuthCookies),
     /// The connection-limit permit, released when the response body ends.
     ReleasePermit(ReleasePermit),
+    /// `limit-rate`: the response body paced.
+    LimitRate(LimitRate),
 }
+
+/// The external auth answer's cookies for the client (the route's
+/// [`ExternalAuth`] says on which statuses).
+#[derive(Debug, Clone)]
+pub struct AuthCookies(pub Arc<ExternalAuth>);
+/// `from-to-www-redirect`: the host requests are sent to.
+#[derive(Debug, Clone)]
+pub struct WwwRedirect(pub Arc<str>);
 
 /// `app-root`: where requests for `/` are redirected.
 #[derive(Debug, Clone)]
@@ -183,6 +207,9 @@ impl Pipeline {
         let mut response = Vec::new();
         let exempt: Arc<[IpNet]> = policy.limit_exempt.as_slice().into();
 
+        if let Some(to) = &policy.www_redirect {
+            request.push(RequestPhase::WwwRedirect(WwwRedirect(to.clone())));
+        }
         if let Some(redirect) = &policy.redirect {
             request.push(RequestPhase::Redirect(redirect.clone()));
         }
@@ -260,6 +287,9 @@ impl Pipeline {
             upstream.push(UpstreamPhase::Mirrors(Mirrors(policy.mirrors.clone())));
         }
 
+        if let Some(rewrite) = &policy.response_rewrite {
+            response.push(ResponsePhase::RewriteResponse(rewrite.clone()));
+        }
         if let Some(errors) = &policy.custom_errors {
             response.push(ResponsePhase::ErrorPages(errors.clone()));
         }
@@ -275,8 +305,14 @@ impl Pipeline {
         if choices.iter().any(|c| c.response_headers.is_some()) {
             response.push(ResponsePhase::BackendResponseHeaders(BackendHeaders));
         }
+        if let Some(auth) = &policy.external_auth {
+            response.push(ResponsePhase::AuthCookies(AuthCookies(auth.clone())));
+        }
         if policy.connections.is_some() {
             response.push(ResponsePhase::ReleasePermit(ReleasePermit));
+        }
+        if let Some(limit) = policy.limit_rate {
+            response.push(ResponsePhase::LimitRate(limit));
         }
         Pipeline {
             request: request.into(),
@@ -300,6 +336,7 @@ mod tests {
 
     fn names(p: &Pipeline) -> Vec<&'static str> {
         let request = p.request.iter().map(|ph| match ph {
+            RequestPhase::WwwRedirect(_) => "www-redirect",
             RequestPhase::Redirect(_) => "redirect",
             RequestPhase::RedirectTo(_) => "redirect-to",
             RequestPhase::Backends(_) => "backends",
@@ -326,12 +363,15 @@ mod tests {
             UpstreamPhase::Mirrors(_) => "mirrors",
         });
         let response = p.response.iter().map(|ph| match ph {
+            ResponsePhase::RewriteResponse(_) => "rewrite-response",
             ResponsePhase::ErrorPages(_) => "error-pages",
             ResponsePhase::Cors(_) => "cors",
             ResponsePhase::AffinityCookie(_) => "affinity-cookie",
             ResponsePhase::ResponseHeaders(_) => "response-headers",
             ResponsePhase::BackendResponseHeaders(_) => "backend-response-headers",
+            ResponsePhase::AuthCookies(_) => "auth-cookies",
             ResponsePhase::ReleasePermit(_) => "release-permit",
+            ResponsePhase::LimitRate(_) => "limit-rate",
         });
         request.chain(upstream).chain(response).collect()
     }
@@ -419,6 +459,47 @@ mod tests {
     }
 
     #[test]
+    fn nginx_response_settings_in_order() {
+        use crate::table::policy::Swap;
+        let policy = RoutePolicy {
+            www_redirect: Some("example.com".into()),
+            response_rewrite: Some(Arc::new(ResponseRewrite {
+                redirect: Some(Swap {
+                    from: "a".into(),
+                    to: "b".into(),
+                }),
+                ..Default::default()
+            })),
+            limit_rate: Some(LimitRate {
+                bytes_per_sec: 1024,
+                after: 0,
+            }),
+            connections: Some(ConnLimit {
+                max: NonZeroU32::MIN,
+                status: StatusCode::TOO_MANY_REQUESTS,
+            }),
+            custom_errors: Some(CustomErrors {
+                codes: vec![404],
+                upstream: 1,
+            }),
+            ..Default::default()
+        };
+        assert!(!policy.is_plain());
+        assert_eq!(
+            names(&Pipeline::of(&policy, None)),
+            [
+                "www-redirect",
+                "connections",
+                "keep-for-error-page",
+                "rewrite-response",
+                "error-pages",
+                "release-permit",
+                "limit-rate",
+            ]
+        );
+    }
+
+    #[test]
     fn gateway_filters_in_order() {
         use crate::table::policy::{BackendChoice, Mirror, PathModifier};
         let edits = Arc::new(HeaderEdits::default());
@@ -452,6 +533,7 @@ mod tests {
                 upstream: 1,
                 service: "ns/m:80".into(),
                 per_million: 1_000_000,
+                target: None,
             }]
             .into(),
             ..Default::default()

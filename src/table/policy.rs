@@ -22,10 +22,15 @@ use ipnet::IpNet;
 use regex::Regex;
 
 pub use super::filters::{
-    BackendChoice, Backends, HeaderEdits, Mirror, PathModifier, RedirectTo, UrlRewrite,
+    BackendChoice, Backends, HeaderEdits, Mirror, MirrorTarget, PathModifier, RedirectTo,
+    UrlRewrite,
 };
 use super::global_limit::LimitKey;
 use super::ids::UpstreamId;
+pub use nginx::{LimitRate, ResponseRewrite, Swap};
+
+mod nginx;
+mod summary;
 
 /// Everything a route asks of its requests beyond routing.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +92,14 @@ pub struct RoutePolicy {
     /// (`tollgate.dev/enable-access-log: "false"`). Not a phase: a plain
     /// route stays plain.
     pub no_access_log: bool,
+    /// `proxy-redirect-*`, `proxy-cookie-*`: the upstream's `Location`,
+    /// `Refresh` and `Set-Cookie` rewritten.
+    pub response_rewrite: Option<Arc<ResponseRewrite>>,
+    /// `limit-rate`, `limit-rate-after`: response bodies paced.
+    pub limit_rate: Option<LimitRate>,
+    /// `from-to-www-redirect`: requests are answered with a 308 to this
+    /// host (set on the routes of the added `www.` or bare host only).
+    pub www_redirect: Option<Arc<str>>,
 }
 
 impl RoutePolicy {
@@ -117,140 +130,10 @@ impl RoutePolicy {
             && self.redirect_to.is_none()
             && self.url_rewrite.is_none()
             && self.mirrors.is_empty()
+            && self.response_rewrite.is_none()
+            && self.limit_rate.is_none()
+            && self.www_redirect.is_none()
     }
-}
-
-impl RoutePolicy {
-    /// One short line per setting, for `tollgate check` (so a user sees
-    /// which annotations and policy fields took effect).
-    pub fn summary(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let per = |d: Duration| if d.as_secs() == 60 { "min" } else { "s" };
-        if let Some(r) = &self.rate {
-            out.push(format!(
-                "rate {}/{} burst {} ({})",
-                r.requests,
-                per(r.per),
-                r.burst,
-                r.status.as_u16()
-            ));
-        }
-        if let Some(c) = &self.connections {
-            out.push(format!("connections {} ({})", c.max, c.status.as_u16()));
-        }
-        if !self.limit_exempt.is_empty() {
-            out.push(format!("limit-exempt {}", join(&self.limit_exempt)));
-        }
-        if let Some(a) = &self.access {
-            if !a.allow.is_empty() {
-                out.push(format!("allow {}", join(&a.allow)));
-            }
-            if !a.deny.is_empty() {
-                out.push(format!("deny {}", join(&a.deny)));
-            }
-        }
-        if let Some(r) = &self.redirect {
-            out.push(format!(
-                "redirect {} {}",
-                r.status.as_u16(),
-                String::from_utf8_lossy(r.location.as_bytes())
-            ));
-        }
-        if let Some(root) = &self.app_root {
-            out.push(format!(
-                "app-root {}",
-                String::from_utf8_lossy(root.as_bytes())
-            ));
-        }
-        if let Some(r) = &self.rewrite {
-            out.push(format!("rewrite {} -> {}", r.pattern.as_str(), r.target));
-        }
-        if let Some(n) = self.max_body {
-            out.push(format!("max-body {n}"));
-        }
-        let t = &self.timeouts;
-        for (name, d) in [
-            ("connect", t.connect),
-            ("read", t.read),
-            ("send", t.send),
-            ("idle", t.idle),
-            ("request", t.request),
-            ("backend-request", t.backend_request),
-        ] {
-            if let Some(d) = d {
-                out.push(format!("{name}-timeout {d:?}"));
-            }
-        }
-        if let Some(r) = &self.retry {
-            out.push(format!("tries {}", r.tries));
-        }
-        if let Some(a) = &self.affinity {
-            let mode = match a.mode {
-                AffinityMode::Balanced => "balanced",
-                AffinityMode::Persistent => "persistent",
-            };
-            out.push(format!("affinity cookie {} ({mode})", a.cookie));
-        }
-        if self.hash_by.is_some() {
-            out.push("consistent-hash".into());
-        }
-        if self.cors.is_some() {
-            out.push("cors".into());
-        }
-        if self.basic_auth.is_some() {
-            out.push("basic-auth".into());
-        }
-        if self.external_auth.is_some() {
-            out.push("external-auth".into());
-        }
-        if self.upstream_vhost.is_some() {
-            out.push("upstream-vhost".into());
-        }
-        if self.forwarded_prefix.is_some() {
-            out.push("x-forwarded-prefix".into());
-        }
-        if let Some(c) = &self.custom_errors {
-            let codes: Vec<String> = c.codes.iter().map(u16::to_string).collect();
-            out.push(format!("custom-errors {}", codes.join(",")));
-        }
-        if self.fallback.is_some() {
-            out.push("default-backend".into());
-        }
-        if let Some(b) = &self.backends {
-            let shares: Vec<String> = b
-                .choices
-                .iter()
-                .map(|c| {
-                    let valid = if c.upstream.is_some() { "" } else { " (500)" };
-                    format!("{}={}{valid}", c.service, c.weight)
-                })
-                .collect();
-            out.push(format!("backends {}", shares.join(",")));
-        }
-        if self.request_headers.is_some() {
-            out.push("request-headers".into());
-        }
-        if self.response_headers.is_some() {
-            out.push("response-headers".into());
-        }
-        if let Some(r) = &self.redirect_to {
-            out.push(format!("redirect-to {}", r.status.as_u16()));
-        }
-        if self.url_rewrite.is_some() {
-            out.push("url-rewrite".into());
-        }
-        for m in self.mirrors.iter() {
-            out.push(format!("mirror {} {}/1000000", m.service, m.per_million));
-        }
-        out
-    }
-}
-
-fn join(nets: &[IpNet]) -> String {
-    nets.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Client-IP lists. A denied address is refused even when also allowed;
@@ -310,6 +193,9 @@ pub struct ConnLimit {
 pub struct Redirect {
     pub status: StatusCode,
     pub location: HeaderValue,
+    /// The location is a path made absolute with the request's scheme and
+    /// Host (nginx's `absolute_redirect on`, unless `relative-redirects`).
+    pub absolute: bool,
 }
 
 /// `rewrite-target`: when `pattern` matches the request path, the path sent
@@ -581,7 +467,18 @@ pub struct Canary {
     /// Requests out of `weight_total` that go to the canary.
     pub weight: u32,
     pub weight_total: u32,
+    /// `affinity-canary-behavior: sticky` (the default), with affinity on
+    /// the route: a client the canary served carries an affinity cookie
+    /// marked for the canary ([`CANARY_COOKIE_MARK`]) and stays on it; a
+    /// client with the main backend's cookie stays on the main backend.
+    /// `legacy`: the canary sets no affinity cookie and a marked cookie
+    /// counts for nothing.
+    pub sticky: bool,
 }
+
+/// Appended to the affinity cookie's value when the canary served
+/// (`affinity-canary-behavior: sticky`).
+pub const CANARY_COOKIE_MARK: &str = "|canary";
 
 /// `canary-by-header` with its value matcher.
 #[derive(Debug, Clone)]

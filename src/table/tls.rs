@@ -1,4 +1,5 @@
-//! Certificates by host name: the TLS half of the published state.
+//! Certificates by host name, and the hosts passed through untouched
+//! (`ssl-passthrough`): the TLS half of the published state.
 //!
 //! Invariants:
 //! - Immutable once compiled, swapped with the routing table, so a changed
@@ -7,11 +8,17 @@
 //! - Lookup takes a normalized (lowercase) name: an exact TLS host first,
 //!   then a wildcard TLS host covering exactly one extra label. No match
 //!   means the default certificate.
+//! - Passthrough hosts are exact names (as ingress-nginx matches the SNI),
+//!   each mapped to the upstream whose endpoints get its TCP stream; the
+//!   map is empty unless `--enable-ssl-passthrough` and an Ingress ask for
+//!   it, and the listener then skips the ClientHello peek altogether.
 
 use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 use smol_str::SmolStr;
+
+use super::ids::UpstreamId;
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -25,6 +32,9 @@ pub struct TlsTable {
     certs: Vec<Arc<CertifiedKey>>,
     /// `--default-certificate`, when given and valid.
     default: Option<CertId>,
+    /// `ssl-passthrough` hosts (exact, lowercase) → the upstream their
+    /// connections are spliced to.
+    passthrough: Map<SmolStr, UpstreamId>,
 }
 
 impl TlsTable {
@@ -86,5 +96,36 @@ impl TlsTable {
 
     pub fn host_count(&self) -> usize {
         self.exact.len() + self.wildcard.len()
+    }
+
+    /// Passes `host` (exact, lowercase) through to `upstream`, unless it
+    /// already is; returns the upstream the host ends up with.
+    pub fn insert_passthrough(&mut self, host: &str, upstream: UpstreamId) -> UpstreamId {
+        *self.passthrough.entry(host.into()).or_insert(upstream)
+    }
+
+    /// Whether any host is passed through: when none is, the HTTPS
+    /// listener handshakes directly, without peeking.
+    #[inline]
+    pub fn has_passthrough(&self) -> bool {
+        !self.passthrough.is_empty()
+    }
+
+    /// The upstream a (normalized) SNI name is passed through to, if any.
+    #[inline]
+    pub fn passthrough(&self, server_name: &str) -> Option<UpstreamId> {
+        self.passthrough.get(server_name).copied()
+    }
+
+    /// Every passthrough host and its upstream, sorted: for reports, off
+    /// the request path.
+    pub fn passthrough_hosts(&self) -> Vec<(&str, UpstreamId)> {
+        let mut hosts: Vec<_> = self
+            .passthrough
+            .iter()
+            .map(|(h, &id)| (h.as_str(), id))
+            .collect();
+        hosts.sort_unstable();
+        hosts
     }
 }

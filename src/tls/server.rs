@@ -4,6 +4,10 @@
 //! Invariants:
 //! - TLS 1.2 and 1.3 only (rustls's safe defaults, ring provider), ALPN
 //!   `h2` and `http/1.1`, session resumption by tickets and session ids.
+//!   The ConfigMap's `ssl-protocols` and `use-http2` narrow that: the
+//!   [`Acceptor`] holds one configuration per choice, built at start, and
+//!   picks one per handshake from the published table (one `ArcSwap`
+//!   load), so a changed ConfigMap reaches new connections.
 //! - The resolver reads the published table at each handshake (one
 //!   `ArcSwap` load, no lock), so a rotated Secret reaches new handshakes as
 //!   soon as its table is published; open connections are not touched.
@@ -22,6 +26,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::state::Published;
+use crate::table::globals::TlsPrefs;
 
 /// Subject of the generated default certificate.
 pub const DEFAULT_CERTIFICATE_CN: &str = "tollgate default certificate";
@@ -109,4 +114,86 @@ pub fn server_config(
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
+}
+
+/// The HTTPS listener's acceptor: the server configuration the published
+/// table's [`TlsPrefs`] ask for, chosen per handshake. Cheap to clone.
+#[derive(Clone)]
+pub struct Acceptor {
+    published: Arc<ArcSwap<Published>>,
+    /// Indexed by [`Acceptor::index`]: TLS 1.2+1.3, 1.3, 1.2; each with
+    /// and without `h2`.
+    configs: Arc<[Arc<ServerConfig>; 6]>,
+}
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor").finish_non_exhaustive()
+    }
+}
+
+impl Acceptor {
+    /// Builds every configuration (one shared resolver and ticketer).
+    pub fn new(
+        published: Arc<ArcSwap<Published>>,
+        fallback: Arc<CertifiedKey>,
+    ) -> Result<Acceptor, TlsError> {
+        let resolver = Arc::new(Resolver {
+            published: published.clone(),
+            fallback,
+        });
+        let ticketer = rustls::crypto::ring::Ticketer::new()?;
+        let versions: [&[&'static rustls::SupportedProtocolVersion]; 3] = [
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+            &[&rustls::version::TLS13],
+            &[&rustls::version::TLS12],
+        ];
+        let mut configs = Vec::with_capacity(6);
+        for versions in versions {
+            for http2 in [true, false] {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let mut config = ServerConfig::builder_with_provider(provider)
+                    .with_protocol_versions(versions)?
+                    .with_no_client_auth()
+                    .with_cert_resolver(resolver.clone());
+                config.alpn_protocols = if http2 {
+                    vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+                } else {
+                    vec![b"http/1.1".to_vec()]
+                };
+                config.ticketer = ticketer.clone();
+                configs.push(Arc::new(config));
+            }
+        }
+        let configs: [Arc<ServerConfig>; 6] = configs
+            .try_into()
+            .map_err(|_| TlsError::Rustls(rustls::Error::General("configurations".into())))?;
+        Ok(Acceptor {
+            published,
+            configs: Arc::new(configs),
+        })
+    }
+
+    fn index(prefs: TlsPrefs) -> usize {
+        let versions = match (prefs.tls12, prefs.tls13) {
+            (true, false) => 2,
+            (false, true) => 1,
+            _ => 0,
+        };
+        versions * 2 + usize::from(!prefs.http2)
+    }
+
+    /// The configuration for `prefs`.
+    pub fn config(&self, prefs: TlsPrefs) -> &Arc<ServerConfig> {
+        &self.configs[Self::index(prefs) % 6]
+    }
+
+    /// Starts the handshake of `stream` with the configuration in force.
+    pub fn accept<IO>(&self, stream: IO) -> tokio_rustls::Accept<IO>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let prefs = self.published.load().table.globals().tls;
+        tokio_rustls::TlsAcceptor::from(self.config(prefs).clone()).accept(stream)
+    }
 }

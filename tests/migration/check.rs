@@ -123,8 +123,8 @@ fn without_assumed_refs_the_missing_objects_are_named() {
     assert!(out.contains("refused: auth-tls-verify-client (1)"), "{out}");
 }
 
-/// `ssl-passthrough` is not implemented: refused with a diagnostic, never
-/// silently terminated.
+/// `ssl-passthrough` without `--enable-ssl-passthrough`: refused with a
+/// diagnostic, never silently terminated (tests/tls_passthrough.rs: with it).
 #[test]
 fn ssl_passthrough_is_refused_not_terminated() {
     let text = before().replace(

@@ -122,7 +122,10 @@ async fn ssl_redirect_defaults_and_unknown_keys() {
     let unknown: Vec<&str> = out.lines().filter(|l| l.contains("unknown keys")).collect();
     assert_eq!(unknown.len(), 1, "{out}");
     assert!(unknown[0].contains("another-made-up, made-up-key"), "{out}");
-    assert!(out.contains("hsts --hsts"), "{out}");
+    // `hsts` is applied from the ConfigMap now (tests/nginx_configmap.rs),
+    // neither unknown nor "set by a flag".
+    assert!(!unknown[0].contains("hsts"), "{out}");
+    assert!(!out.contains("set by a flag"), "{out}");
     assert!(out.contains("data[proxy-read-timeout]"), "{out}");
     // Without the ConfigMap: a warning, ingress-nginx's defaults.
     let (code, out, _) = check(dir.path(), &["--configmap", "default/none"]).await;

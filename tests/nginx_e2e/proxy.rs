@@ -101,16 +101,18 @@ async fn should_build_proxy_next_upstream() {
     assert!(started.elapsed() < Duration::from_millis(2300));
 }
 
-/// Refused annotations: the Ingress is not served as written.
-async fn refused(annotations: &[(&str, &str)]) {
+/// Once refused, now implemented: the Ingress is served with them (the
+/// rewriting itself, against a backend that answers with `Location` and
+/// `Set-Cookie`, is in `tests/nginx_e2e_more/proxy.rs`).
+async fn served(annotations: &[(&str, &str)]) {
     let site = Site::start(vec![single(HOST, "/", HOST, annotations)]).await;
     let r = site.get(HOST, "/", &[]).await;
-    assert_eq!(r.status, 404, "served without {annotations:?}");
+    assert_eq!(r.status, 200, "not served with {annotations:?}");
 }
 
 #[tokio::test]
 async fn should_set_proxy_redirect_to_hello_com_goodbye_com() {
-    refused(&[
+    served(&[
         ("proxy-redirect-from", "hello.com"),
         ("proxy-redirect-to", "goodbye.com"),
     ])
@@ -119,7 +121,7 @@ async fn should_set_proxy_redirect_to_hello_com_goodbye_com() {
 
 #[tokio::test]
 async fn should_setup_proxy_cookies() {
-    refused(&[
+    served(&[
         ("proxy-cookie-domain", "localhost example.org"),
         ("proxy-cookie-path", "/one/ /"),
     ])

@@ -11,18 +11,25 @@
 //! anything the client sent under those names, `X-Original-URL`
 //! (`scheme://host/request-uri` of the original request; host as the client
 //! sent it, port included), `X-Original-Method`, `X-Auth-Request-Redirect`
-//! (the request URI) and `X-Sent-From: tollgate`.
+//! (`auth-request-redirect`, else the request URI) and `X-Sent-From:
+//! tollgate`; then the `auth-proxy-set-headers` ConfigMap's headers.
+//!
+//! With `auth-cache-key`, an answer whose status `auth-cache-duration`
+//! lists is kept in the client's [`AuthCache`] and decides the requests
+//! with the same key until it expires, without asking the auth service.
 //!
 //! The answer:
 //! - 2xx: [`Decision::Allow`] with the `auth-response-headers` the auth
 //!   service returned (see [`ExternalAuth::apply_allowed`] for how they
-//!   replace the client's);
+//!   replace the client's) and its `Set-Cookie` values (for the client's
+//!   response, never the upstream request);
 //! - 401: a 302 to the rendered `auth-signin` with `rd=<scheme://host
 //!   and the percent-encoded request URI>` (ingress-nginx's value; the
 //!   argument renamed by `auth-signin-redirect-param`) appended unless the
 //!   template has such an argument;
-//!   without `auth-signin`, a 401 carrying the service's `WWW-Authenticate`;
-//! - 403: 403;
+//!   without `auth-signin`, a 401 carrying the service's `WWW-Authenticate`
+//!   (and its `Set-Cookie` with `auth-always-set-cookie`);
+//! - 403: 403 (with its `Set-Cookie` with `auth-always-set-cookie`);
 //! - anything else, a connection error, an unusable URL or no answer within
 //!   the timeout: 500.
 //!
@@ -44,7 +51,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST,
-    LOCATION, TE, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+    LOCATION, SET_COOKIE, TE, TRANSFER_ENCODING, WWW_AUTHENTICATE,
 };
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri};
@@ -57,6 +64,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use percent_encoding::utf8_percent_encode;
 use tokio::time::Instant;
 
+use super::cache::AuthCache;
 use super::ExternalAuth;
 use crate::auth::template::{Template, Var, Vars, COMPONENT};
 use crate::hop_by_hop::strip_hop_by_hop;
@@ -121,6 +129,9 @@ enum Failure {
 #[derive(Clone)]
 pub struct AuthClient {
     inner: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// Answers kept for routes with `auth-cache-key` (process-wide, so
+    /// they survive recompiles).
+    cache: Arc<AuthCache>,
 }
 
 impl fmt::Debug for AuthClient {
@@ -168,7 +179,10 @@ impl AuthClient {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .build(connector);
-        Ok(AuthClient { inner })
+        Ok(AuthClient {
+            inner,
+            cache: Arc::default(),
+        })
     }
 }
 
@@ -185,8 +199,29 @@ impl ExternalAuth {
         req: &Parts,
         vars: &(dyn Vars + Sync),
     ) -> Decision {
+        self.check_at(client, req, vars, "").await
+    }
+
+    /// [`ExternalAuth::check`] for a route at `location` (its path): the
+    /// answer cache (`auth-cache-key`) is per location, as ingress-nginx's.
+    pub async fn check_at(
+        &self,
+        client: &AuthClient,
+        req: &Parts,
+        vars: &(dyn Vars + Sync),
+        location: &str,
+    ) -> Decision {
         let deadline = Instant::now() + self.timeout;
         let original = original_url(req, vars);
+        let cache_key = self
+            .cache
+            .as_ref()
+            .and_then(|spec| spec.key(vars, location));
+        if let Some(answer) = cache_key.as_deref().and_then(|k| client.cache.get(k)) {
+            if let Ok(decision) = self.decide(answer.status, &answer.headers, vars, &original) {
+                return decision;
+            }
+        }
         let mut authority = String::new();
         let result = match self.sub_request(req, vars, &original, &mut authority) {
             Err(failure) => Err(failure),
@@ -195,7 +230,13 @@ impl ExternalAuth {
                 Ok(Err(error)) => Err(Failure::Request(error)),
                 Ok(Ok(response)) => {
                     let (head, body) = response.into_parts();
-                    let decision = self.decide(&head, vars, &original);
+                    let decision = self.decide(head.status, &head.headers, vars, &original);
+                    if let (Some(key), Some(spec)) = (cache_key, &self.cache) {
+                        if let (Ok(_), Some(ttl)) = (&decision, spec.ttl(head.status)) {
+                            let kept = self.kept_headers(&head.headers);
+                            client.cache.insert(key, head.status, kept, ttl);
+                        }
+                    }
                     let drain_until = deadline.min(Instant::now() + DRAIN_TIME);
                     let _ = tokio::time::timeout_at(drain_until, drain(body)).await;
                     decision
@@ -211,6 +252,24 @@ impl ExternalAuth {
             );
             Decision::Deny(plain(StatusCode::INTERNAL_SERVER_ERROR))
         })
+    }
+
+    /// The headers of an answer that deciding reads (what the cache keeps).
+    fn kept_headers(&self, headers: &HeaderMap) -> HeaderMap {
+        let mut kept = HeaderMap::new();
+        let names = self
+            .response_headers
+            .iter()
+            .chain([&SET_COOKIE, &WWW_AUTHENTICATE]);
+        for name in names {
+            if kept.contains_key(name) {
+                continue;
+            }
+            for value in headers.get_all(name) {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+        kept
     }
 
     /// The request to the auth service (its authority noted for logs).
@@ -244,8 +303,15 @@ impl ExternalAuth {
         let header = |s: &str| HeaderValue::from_str(s).map_err(|_| Failure::RequestHeader);
         headers.insert(X_ORIGINAL_URL, header(original)?);
         headers.insert(X_ORIGINAL_METHOD, header(req.method.as_str())?);
-        headers.insert(X_AUTH_REQUEST_REDIRECT, header(&request_uri(req, vars))?);
+        let redirect = match &self.request_redirect {
+            Some(value) => value.clone(),
+            None => header(&request_uri(req, vars))?,
+        };
+        headers.insert(X_AUTH_REQUEST_REDIRECT, redirect);
         headers.insert(X_SENT_FROM, HeaderValue::from_static("tollgate"));
+        for (name, value) in &self.proxy_headers {
+            headers.insert(name.clone(), value.clone());
+        }
 
         let mut sub = Request::new(Empty::new());
         *sub.method_mut() = self.method.clone();
@@ -254,23 +320,42 @@ impl ExternalAuth {
         Ok(sub)
     }
 
-    /// Maps the auth service's answer to a decision.
+    /// Maps the auth service's answer (its status and headers) to a
+    /// decision. An allowing map also holds the answer's Set-Cookie values
+    /// (for the client: [`ExternalAuth::apply_allowed`] passes upstream
+    /// only the `auth-response-headers` names).
     fn decide(
         &self,
-        head: &http::response::Parts,
+        status: StatusCode,
+        answer: &HeaderMap,
         vars: &(dyn Vars + Sync),
         original: &str,
     ) -> Result<Decision, Failure> {
-        let status = head.status;
         if status.is_success() {
             let mut allowed = HeaderMap::new();
             for name in &self.response_headers {
-                for value in head.headers.get_all(name) {
+                for value in answer.get_all(name) {
                     allowed.append(name.clone(), value.clone());
+                }
+            }
+            if !self.response_headers.contains(&SET_COOKIE) {
+                for value in answer.get_all(SET_COOKIE) {
+                    allowed.append(SET_COOKIE, value.clone());
                 }
             }
             return Ok(Decision::Allow(allowed));
         }
+        // ingress-nginx: `add_header Set-Cookie $auth_cookie always` also
+        // reaches a 401 or 403 answer (not the signin redirect, whose
+        // location clears it).
+        let with_cookies = |mut response: Response<Bytes>| {
+            if self.always_set_cookie {
+                for value in answer.get_all(SET_COOKIE) {
+                    response.headers_mut().append(SET_COOKIE, value.clone());
+                }
+            }
+            response
+        };
         match status {
             StatusCode::UNAUTHORIZED => match &self.signin {
                 Some(signin) => {
@@ -282,15 +367,15 @@ impl ExternalAuth {
                 }
                 None => {
                     let mut response = plain(StatusCode::UNAUTHORIZED);
-                    for value in head.headers.get_all(WWW_AUTHENTICATE) {
+                    for value in answer.get_all(WWW_AUTHENTICATE) {
                         response
                             .headers_mut()
                             .append(WWW_AUTHENTICATE, value.clone());
                     }
-                    Ok(Decision::Deny(response))
+                    Ok(Decision::Deny(with_cookies(response)))
                 }
             },
-            StatusCode::FORBIDDEN => Ok(Decision::Deny(plain(StatusCode::FORBIDDEN))),
+            StatusCode::FORBIDDEN => Ok(Decision::Deny(with_cookies(plain(StatusCode::FORBIDDEN)))),
             other => Err(Failure::Status(other)),
         }
     }

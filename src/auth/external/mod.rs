@@ -18,12 +18,17 @@
 //! - Only the names `auth-response-headers` lists ever reach the upstream
 //!   request from an auth answer ([`ExternalAuth::apply_allowed`]).
 
+pub mod cache;
 pub mod client;
 
 use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderName, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, TRAILER};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, TRAILER,
+};
 use http::Method;
+
+use cache::CacheSpec;
 
 use super::template::Template;
 use crate::hop_by_hop::CONNECTION_SPECIFIC;
@@ -65,6 +70,18 @@ pub struct ExternalAuth {
     /// (`auth-signin-redirect-param`, default `rd`).
     signin_param: Box<str>,
     timeout: Duration,
+    /// `auth-request-redirect`: the X-Auth-Request-Redirect value (else
+    /// the request URI).
+    request_redirect: Option<HeaderValue>,
+    /// `auth-always-set-cookie`: the auth answer's cookies reach the
+    /// client whatever the response's status (else only on the statuses
+    /// of nginx's `add_header`).
+    always_set_cookie: bool,
+    /// `auth-proxy-set-headers`: set on the auth request, after the
+    /// client's headers.
+    proxy_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `auth-cache-key` / `auth-cache-duration`.
+    cache: Option<CacheSpec>,
 }
 
 impl ExternalAuth {
@@ -101,7 +118,47 @@ impl ExternalAuth {
             signin,
             signin_param: "rd".into(),
             timeout,
+            request_redirect: None,
+            always_set_cookie: false,
+            proxy_headers: Vec::new(),
+            cache: None,
         })
+    }
+
+    /// `auth-request-redirect`: the X-Auth-Request-Redirect sent to the
+    /// auth service.
+    pub fn with_request_redirect(mut self, value: HeaderValue) -> ExternalAuth {
+        self.request_redirect = Some(value);
+        self
+    }
+
+    /// `auth-always-set-cookie`.
+    pub fn with_always_set_cookie(mut self, always: bool) -> ExternalAuth {
+        self.always_set_cookie = always;
+        self
+    }
+
+    /// `auth-proxy-set-headers` (the compiler has refused framing and
+    /// hop-by-hop names).
+    pub fn with_proxy_headers(mut self, headers: Vec<(HeaderName, HeaderValue)>) -> ExternalAuth {
+        self.proxy_headers = headers;
+        self
+    }
+
+    /// `auth-cache-key` / `auth-cache-duration`.
+    pub fn with_cache(mut self, cache: CacheSpec) -> ExternalAuth {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Whether the auth answer's cookies reach the client on every status.
+    pub fn always_set_cookie(&self) -> bool {
+        self.always_set_cookie
+    }
+
+    /// The auth URL as written.
+    pub fn url(&self) -> &str {
+        self.url.as_str()
     }
 
     /// Names the signin page's query argument for the original URL

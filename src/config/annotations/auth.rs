@@ -10,6 +10,9 @@
 use std::sync::Arc;
 
 use super::parser::{Parser, NGINX};
+use http::HeaderValue;
+
+use crate::auth::external::cache::CacheSpec;
 use crate::auth::external::{ExternalAuth, DEFAULT_TIMEOUT};
 
 /// Basic authentication as asked: where the users are.
@@ -63,8 +66,11 @@ impl Parser<'_> {
 
 impl Parser<'_> {
     /// External authentication (`auth-url`, `auth-method`,
-    /// `auth-response-headers`, `auth-signin`). `Err` when it is set but
-    /// does not parse (the problem is reported).
+    /// `auth-response-headers`, `auth-signin`, `auth-signin-redirect-param`,
+    /// `auth-request-redirect`, `auth-always-set-cookie`, `auth-cache-key`,
+    /// `auth-cache-duration`; `auth-proxy-set-headers` names a ConfigMap
+    /// and is resolved by the compiler). `Err` when it is set but does not
+    /// parse (the problem is reported).
     pub(super) fn external_auth(&mut self) -> Result<Option<Arc<ExternalAuth>>, ()> {
         let Some(url) = self.nginx("auth-url") else {
             return Ok(None);
@@ -80,30 +86,62 @@ impl Parser<'_> {
             })
             .unwrap_or_default();
         let signin = self.nginx("auth-signin");
-        match ExternalAuth::from_annotations(
+        let auth = match ExternalAuth::from_annotations(
             url,
             Some(method),
             Some(response_headers.join(",").as_str()),
             signin,
             DEFAULT_TIMEOUT,
         ) {
-            Ok(auth) => match self.nginx("auth-signin-redirect-param") {
-                None => Ok(Some(Arc::new(auth))),
-                Some(param) => match auth.with_signin_param(param) {
-                    Some(auth) => Ok(Some(Arc::new(auth))),
-                    None => {
-                        self.reject(
-                            &format!("{NGINX}auth-signin-redirect-param"),
-                            format!("`{param}` is not a query argument name"),
-                        );
-                        Err(())
-                    }
-                },
-            },
+            Ok(auth) => auth,
             Err(e) => {
                 self.reject(&format!("{NGINX}auth-url"), e.to_string());
-                Err(())
+                return Err(());
+            }
+        };
+        let mut auth = match self.nginx("auth-signin-redirect-param") {
+            None => auth,
+            Some(param) => match auth.with_signin_param(param) {
+                Some(auth) => auth,
+                None => {
+                    self.reject(
+                        &format!("{NGINX}auth-signin-redirect-param"),
+                        format!("`{param}` is not a query argument name"),
+                    );
+                    return Err(());
+                }
+            },
+        };
+        if let Some(redirect) = self.nginx("auth-request-redirect") {
+            match HeaderValue::from_str(redirect) {
+                Ok(value) if !redirect.is_empty() => auth = auth.with_request_redirect(value),
+                _ => {
+                    self.reject(
+                        &format!("{NGINX}auth-request-redirect"),
+                        format!("`{redirect}` is not a valid header value"),
+                    );
+                    return Err(());
+                }
             }
         }
+        if let Some(always) = self.flag("auth-always-set-cookie") {
+            auth = auth.with_always_set_cookie(always);
+        }
+        if let Some(key) = self.nginx("auth-cache-key") {
+            let durations = self.nginx("auth-cache-duration");
+            match CacheSpec::parse(url, key, durations) {
+                Ok(spec) => auth = auth.with_cache(spec),
+                Err(reason) => {
+                    self.reject(&format!("{NGINX}auth-cache-key"), reason);
+                    return Err(());
+                }
+            }
+        } else if self.nginx("auth-cache-duration").is_some() {
+            self.warn(
+                &format!("{NGINX}auth-cache-duration"),
+                "without auth-cache-key nothing is cached (as ingress-nginx)",
+            );
+        }
+        Ok(Some(Arc::new(auth)))
     }
 }

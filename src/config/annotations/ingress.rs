@@ -20,6 +20,10 @@ pub struct CanarySpec {
     pub cookie: Option<Arc<str>>,
     pub weight: u32,
     pub weight_total: u32,
+    /// `affinity-canary-behavior`: `sticky` (the default) keeps a client
+    /// the canary served on the canary through the main Ingress's
+    /// affinity cookie; `legacy` ignores affinity for the canary.
+    pub sticky: bool,
 }
 
 impl Parser<'_> {
@@ -48,6 +52,12 @@ impl Parser<'_> {
         let Some(value) = self.get(&name) else {
             return Vec::new();
         };
+        // ingress-nginx: without `proxy_intercept_errors`, the upstream's
+        // own error responses reach the client (the default backend still
+        // serves a route whose Service has no endpoint).
+        if self.flag("disable-proxy-intercept-errors") == Some(true) {
+            return Vec::new();
+        }
         let mut codes = Vec::new();
         for code in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             match code.parse::<u16>() {
@@ -131,11 +141,24 @@ impl Parser<'_> {
                 }
             },
         };
+        let behavior_name = format!("{NGINX}affinity-canary-behavior");
+        let sticky = match self.get(&behavior_name) {
+            None | Some("sticky") => true,
+            Some("legacy") => false,
+            Some(other) => {
+                self.warn(
+                    &behavior_name,
+                    format!("`{other}` is not sticky or legacy; using sticky"),
+                );
+                true
+            }
+        };
         Some(CanarySpec {
             header,
             cookie,
             weight,
             weight_total,
+            sticky,
         })
     }
 }

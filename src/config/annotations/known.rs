@@ -40,15 +40,10 @@ pub enum Support {
 
 const BUFFERS: &str =
     "tollgate streams bodies; nginx's buffers and temporary files have no counterpart";
-const AUTH_CACHE: &str =
-    "every request is checked with the auth service (no cache): stricter, never looser";
 const AUTH_POOL: &str = "connections to the auth service are pooled by tollgate's client";
 const OTEL: &str = "no OpenTelemetry tracing; trace headers pass through untouched";
 const RUSTLS: &str = "rustls offers only TLS 1.2/1.3 with modern AEAD suites";
 const FCGI: &str = "FastCGI backends are not supported";
-const RATE: &str = "response bandwidth limits are not supported";
-const MIRROR: &str = "Ingress mirroring is not supported (HTTPRoute RequestMirror is)";
-const REWRITES: &str = "rewriting the upstream's Set-Cookie and Location is not supported";
 impl Support {
     /// The state `tollgate check` summarizes it under: `supported` (in
     /// full or in part), `no-op` (accepted, ignored) or `refused`.
@@ -137,6 +132,19 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("use-regex", Support::Supported),
     ("whitelist-source-range", Support::Supported),
     ("x-forwarded-prefix", Support::Supported),
+    ("affinity-canary-behavior", Support::Supported),
+    ("disable-proxy-intercept-errors", Support::Supported),
+    ("from-to-www-redirect", Support::Supported),
+    ("limit-rate", Support::Supported),
+    ("mirror-host", Support::Supported),
+    ("mirror-request-body", Support::Supported),
+    ("mirror-target", Support::Supported),
+    ("limit-rate-after", Support::Supported),
+    ("proxy-cookie-domain", Support::Supported),
+    ("proxy-cookie-path", Support::Supported),
+    ("proxy-redirect-from", Support::Supported),
+    ("proxy-redirect-to", Support::Supported),
+    ("relative-redirects", Support::Supported),
     // Injection: never executed.
     ("auth-snippet", Support::RefusedInjection),
     // Read only when made of literal header directives (snippet.rs).
@@ -161,6 +169,11 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("allowlist-source-range", Support::Supported),
     ("limit-allowlist", Support::Supported),
     ("auth-signin-redirect-param", Support::Supported),
+    ("auth-always-set-cookie", Support::Supported),
+    ("auth-proxy-set-headers", Support::Supported),
+    ("auth-request-redirect", Support::Supported),
+    ("auth-cache-key", Support::Supported),
+    ("auth-cache-duration", Support::Supported),
     // Accepted, no effect: nginx tuning with no counterpart, or tollgate
     // already behaves so.
     ("client-body-buffer-size", Support::NoOp(BUFFERS)),
@@ -170,8 +183,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-busy-buffers-size", Support::NoOp(BUFFERS)),
     ("proxy-max-temp-file-size", Support::NoOp(BUFFERS)),
     ("proxy-request-buffering", Support::NoOp(BUFFERS)),
-    ("auth-cache-duration", Support::NoOp(AUTH_CACHE)),
-    ("auth-cache-key", Support::NoOp(AUTH_CACHE)),
     ("auth-keepalive", Support::NoOp(AUTH_POOL)),
     ("auth-keepalive-requests", Support::NoOp(AUTH_POOL)),
     ("auth-keepalive-timeout", Support::NoOp(AUTH_POOL)),
@@ -198,27 +209,12 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("upstream-hash-by-subset-size", Support::NoOp("consistent hashing over all endpoints: a key still maps to one endpoint")),
     ("x-forwarded-port", Support::NoOp("X-Forwarded-Port is always the listener's port")),
     // Not implemented and visible to clients: refused, never half-served.
-    ("affinity-canary-behavior", Support::Refused("the canary choice does not follow the affinity cookie")),
-    ("auth-always-set-cookie", Support::Refused("cookies of the auth response are not passed to the client")),
-    ("auth-proxy-set-headers", Support::Refused("headers from a ConfigMap to the auth service are not supported")),
-    ("auth-request-redirect", Support::Refused("X-Auth-Request-Redirect to the auth service is not supported")),
-    ("disable-proxy-intercept-errors", Support::Refused("not supported with custom-http-errors")),
     ("fastcgi-index", Support::Refused(FCGI)),
     ("fastcgi-params-configmap", Support::Refused(FCGI)),
-    ("from-to-www-redirect", Support::Refused("www redirects are not supported")),
-    ("limit-rate", Support::Refused(RATE)),
-    ("limit-rate-after", Support::Refused(RATE)),
-    ("mirror-host", Support::Refused(MIRROR)),
-    ("mirror-request-body", Support::Refused(MIRROR)),
-    ("mirror-target", Support::Refused(MIRROR)),
-    ("proxy-cookie-domain", Support::Refused(REWRITES)),
-    ("proxy-cookie-path", Support::Refused(REWRITES)),
-    ("proxy-redirect-from", Support::Refused(REWRITES)),
-    ("proxy-redirect-to", Support::Refused(REWRITES)),
-    ("relative-redirects", Support::Refused("redirects are absolute")),
-    // Terminating instead would show clients tollgate's certificate and
-    // hand the backend plain HTTP: never done silently.
-    ("ssl-passthrough", Support::RefusedSecurity),
+    // With `--enable-ssl-passthrough` (`config::passthrough`); without it
+    // the Ingress is rejected, never terminated in its place, and `check`
+    // counts it as refused.
+    ("ssl-passthrough", Support::Supported),
 ];
 
 /// How an annotation suffix is treated (see [`KNOWN`]); `None`: unknown.

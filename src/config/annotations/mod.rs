@@ -7,7 +7,10 @@
 //! One file per concern: [`known`] (which annotations exist), `limits`
 //! (access lists, rate and connection limits), `redirect`, `upstream`
 //! (body size, timeouts, retries, affinity, hashing), `cors`, `auth`,
-//! `ingress` (aliases, error codes, canary) and [`values`] (the value
+//! `ingress` (aliases, error codes, canary), `response_rewrite` (the
+//! upstream's `Location` and cookies), `bandwidth` (`limit-rate`),
+//! `mirror` (`mirror-target`) and
+//! [`values`] (the value
 //! parsers); `parser` holds what they share (the prefixes, the `Parser`
 //! they extend, its [`Problem`]). This file only declares them, re-exports,
 //! and runs them in order ([`parse`]).
@@ -32,6 +35,7 @@
 //!   upstream) are left empty here; the compiler fills them.
 
 mod auth;
+mod bandwidth;
 mod cors;
 mod global_limits;
 pub mod headers;
@@ -39,8 +43,10 @@ mod ingress;
 pub mod known;
 mod limits;
 mod logging;
+mod mirror;
 pub(super) mod parser;
 mod redirect;
+mod response_rewrite;
 mod session_cookie;
 mod snippet;
 mod upstream;
@@ -55,6 +61,7 @@ use crate::table::policy::{BasicAuth, RoutePolicy, Timeouts};
 pub use auth::BasicAuthSpec;
 pub use ingress::CanarySpec;
 pub use known::{support, Support, KNOWN};
+pub use mirror::MirrorSpec;
 use parser::Parser;
 pub use parser::{LimitStatuses, Problem, NGINX, TOLLGATE};
 pub use values::{parse_cidrs, parse_hash_key, parse_size, valid_cookie_name};
@@ -88,6 +95,12 @@ pub struct Annotations {
     /// `custom-headers` and the header snippets (`headers`), for the
     /// compiler to merge with the ConfigMap's header lists.
     pub headers: headers::HeaderAnnotations,
+    /// `from-to-www-redirect`: the `www.` (or bare) twin of each rule's
+    /// host redirects to it.
+    pub www_redirect: bool,
+    /// `mirror-target` (with `mirror-host`, `mirror-request-body`): the
+    /// compiler gives it an upstream and makes it the route's mirror.
+    pub mirror: Option<MirrorSpec>,
 }
 
 /// Parses the annotations of one Ingress.
@@ -136,6 +149,8 @@ pub fn parse(
     policy.forwarded_prefix = p.header_value("x-forwarded-prefix");
     policy.upstream_vhost = p.header_value("upstream-vhost");
     policy.no_access_log = p.access_log_off();
+    policy.response_rewrite = p.response_rewrite();
+    policy.limit_rate = p.limit_rate();
     // Field order is evaluation order: problems keep their order.
     let out = Annotations {
         policy,
@@ -147,6 +162,8 @@ pub fn parse(
         custom_errors: p.custom_errors(),
         canary: p.canary(),
         headers: p.headers(),
+        www_redirect: p.flag("from-to-www-redirect").unwrap_or(false),
+        mirror: p.mirror(),
     };
     (out, p.problems)
 }
@@ -155,3 +172,5 @@ pub fn parse(
 pub(super) mod fuzz;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_nginx;

@@ -1,6 +1,10 @@
 //! Answers given without the backend: `permanent-redirect` /
 //! `temporal-redirect` (with their codes) and `app-root`.
 //!
+//! A target that is a path is made absolute with the request's scheme and
+//! Host, as nginx's `absolute_redirect` does, unless `relative-redirects`
+//! is `"true"` (ingress-nginx's `absolute_redirect off`).
+//!
 //! Invariant: a redirect target is an absolute URL or path that is a valid
 //! header value, else the annotation is ignored with a warning.
 
@@ -11,6 +15,7 @@ use crate::table::policy::Redirect;
 
 impl Parser<'_> {
     pub(super) fn redirect(&mut self) -> Option<Redirect> {
+        let relative = self.flag("relative-redirects").unwrap_or(false);
         for (suffix, code_suffix, default) in [
             // ingress-nginx: a temporal redirect wins over a permanent one.
             ("temporal-redirect", "temporal-redirect-code", 302u16),
@@ -47,6 +52,7 @@ impl Parser<'_> {
             return Some(Redirect {
                 status: StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY),
                 location,
+                absolute: url.starts_with('/') && !relative,
             });
         }
         None

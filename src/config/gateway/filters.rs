@@ -294,6 +294,7 @@ impl Builder<'_> {
                             upstream,
                             service: backend.label,
                             per_million,
+                            target: None,
                         });
                     }
                 }

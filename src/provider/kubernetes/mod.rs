@@ -104,12 +104,25 @@ const GATEWAY_STATUS_KINDS: [&str; 4] = ["GatewayClass", "Gateway", "HTTPRoute",
 struct StreamState {
     /// The initial list (or a re-list) completed at least once.
     synced: bool,
-    /// Objects of a list in progress, applied together at `InitDone`.
-    relist: Option<Vec<Object>>,
+    /// A list in progress.
+    relist: Option<Listing>,
     /// `tollgate_kube_watch_synced` of the kind.
     synced_gauge: Gauge,
     /// The kind's list answered 404 (CRD not installed) last time.
     absent: bool,
+}
+
+/// A list in progress on one stream.
+enum Listing {
+    /// A re-list: its (trimmed) objects and the statuses taken off them,
+    /// applied together at `InitDone`; the table keeps serving the last
+    /// complete list meanwhile.
+    Buffered(Vec<(Object, Option<watch::Taken>)>),
+    /// The first list: nothing is published before every stream has
+    /// synced, so objects go into the snapshot as they arrive (no second
+    /// copy of a whole list is held); the keys listed so far, for the
+    /// deletions at `InitDone` (a first list restarted after a failure).
+    Applied(HashSet<ObjectKey>),
 }
 
 /// Where the watch sends the statuses it takes off objects (the status
@@ -149,7 +162,13 @@ fn regarding(snapshot: &Snapshot, diagnostics: &[Diagnostic]) -> Vec<events::Reg
                 ),
                 "Service" => (
                     "v1",
-                    snapshot.services.get(&key)?.object.metadata.uid.clone(),
+                    snapshot
+                        .services
+                        .get(&key)?
+                        .object
+                        .uid
+                        .as_deref()
+                        .map(str::to_string),
                 ),
                 "Secret" => (
                     "v1",
@@ -429,25 +448,31 @@ fn forget(kind: &str, key: ObjectKey, sinks: &StatusSinks) {
     }
 }
 
-/// Replaces what one stream covers with a completed list.
+/// Replaces what one stream covers with a completed list: `listed`, the
+/// objects still to apply, and `applied`, the keys of those already in the
+/// snapshot.
 fn replace_all(
     info: &watch::StreamInfo,
-    listed: Vec<Object>,
+    listed: Vec<(Object, Option<watch::Taken>)>,
+    applied: &HashSet<ObjectKey>,
     publisher: &mut Publisher,
-    upsert: impl Fn(Object, &mut Publisher),
+    apply: impl Fn(Object, Option<watch::Taken>, &mut Publisher),
     sinks: &StatusSinks,
 ) {
-    let keys: HashSet<ObjectKey> = listed.iter().map(Object::key).collect();
+    let keys: HashSet<ObjectKey> = listed.iter().map(|(o, _)| o.key()).collect();
     // What the list no longer has was deleted while we were not
     // watching; everything else is replaced by its listed version.
     for key in publisher.snapshot().keys_of(info.kind) {
-        if info.covers(publisher.snapshot(), &key) && !keys.contains(&key) {
+        if info.covers(publisher.snapshot(), &key)
+            && !keys.contains(&key)
+            && !applied.contains(&key)
+        {
             publisher.delete(info.kind, &key);
             forget(info.kind, key, sinks);
         }
     }
-    for object in listed {
-        upsert(object, publisher);
+    for (object, taken) in listed {
+        apply(object, taken, publisher);
     }
 }
 
@@ -460,8 +485,11 @@ fn handle(
     sinks: &StatusSinks,
     metrics: &Metrics,
 ) {
-    let upsert = |mut object: Object, publisher: &mut Publisher| {
-        match watch::trim(&mut object) {
+    // `trim` runs as an object arrives (a buffered re-list holds trimmed
+    // objects); `apply` sends what it took to the status writers and
+    // upserts.
+    let apply = |object: Object, taken: Option<watch::Taken>, publisher: &mut Publisher| {
+        match taken {
             Some(watch::Taken::Ingress(status)) => {
                 let _ = sinks.ingresses.send(Observed::Status(object.key(), status));
             }
@@ -490,7 +518,7 @@ fn handle(
             }
             state.absent = true;
             state.relist = None;
-            replace_all(info, Vec::new(), publisher, upsert, sinks);
+            replace_all(info, Vec::new(), &HashSet::new(), publisher, apply, sinks);
             state.synced = true;
             state.synced_gauge.set(1);
             return;
@@ -506,13 +534,39 @@ fn handle(
             return;
         }
     };
+    let trimmed = |mut object: Object| {
+        let taken = watch::trim(&mut object);
+        (object, taken)
+    };
     match event {
-        watcher::Event::Init => state.relist = Some(Vec::new()),
-        watcher::Event::InitApply(object) => state.relist.get_or_insert_default().push(object),
+        watcher::Event::Init => {
+            state.relist = Some(if state.synced {
+                Listing::Buffered(Vec::new())
+            } else {
+                Listing::Applied(HashSet::new())
+            });
+        }
+        watcher::Event::InitApply(object) => {
+            let (object, taken) = trimmed(object);
+            match state
+                .relist
+                .get_or_insert_with(|| Listing::Buffered(Vec::new()))
+            {
+                Listing::Buffered(listed) => listed.push((object, taken)),
+                Listing::Applied(keys) => {
+                    keys.insert(object.key());
+                    apply(object, taken, publisher);
+                }
+            }
+        }
         watcher::Event::InitDone => {
-            let listed = state.relist.take().unwrap_or_default();
-            let count = listed.len();
-            replace_all(info, listed, publisher, upsert, sinks);
+            let (listed, applied) = match state.relist.take() {
+                Some(Listing::Buffered(listed)) => (listed, HashSet::new()),
+                Some(Listing::Applied(keys)) => (Vec::new(), keys),
+                None => (Vec::new(), HashSet::new()),
+            };
+            let count = listed.len() + applied.len();
+            replace_all(info, listed, &applied, publisher, apply, sinks);
             if !state.synced || state.absent {
                 tracing::info!(
                     kind = info.kind,
@@ -526,7 +580,10 @@ fn handle(
             state.synced = true;
             state.synced_gauge.set(1);
         }
-        watcher::Event::Apply(object) => upsert(object, publisher),
+        watcher::Event::Apply(object) => {
+            let (object, taken) = trimmed(object);
+            apply(object, taken, publisher);
+        }
         watcher::Event::Delete(object) => {
             let key = object.key();
             // Two Secret streams (one per type) can see one name: a delete

@@ -128,7 +128,9 @@ pub async fn send(
                 None => {
                     // Connect time is measured only when a connection opens.
                     let dialed = plan.timing.map(|timing| (timing, Instant::now()));
-                    match backend.dial(&endpoint).connect(plan.connect_timeout).await {
+                    // Boxed: dialing (TCP, TLS, handshake) is a large
+                    // future that pooled requests never run.
+                    match Box::pin(backend.dial(&endpoint).connect(plan.connect_timeout)).await {
                         Ok(s) => {
                             endpoint.mark_ok();
                             if let Some((timing, started)) = dialed {

@@ -311,11 +311,13 @@ impl Dial<'_> {
             // The opener failed or went away: open one ourselves.
             H2Plan::Wait(rx) => match rx.await {
                 Ok(sender) => Ok(sender),
-                Err(_) => self.open_h2(timeout).await,
+                Err(_) => Box::pin(self.open_h2(timeout)).await,
             },
             H2Plan::Open => {
                 let opening = Opening(self.id);
-                let result = self.open_h2(timeout).await;
+                // Boxed: a large future that requests on an open shared
+                // connection never run.
+                let result = Box::pin(self.open_h2(timeout)).await;
                 let waiters = H2.with(|map| {
                     let Ok(mut m) = map.try_borrow_mut() else {
                         return Vec::new();

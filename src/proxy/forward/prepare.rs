@@ -137,8 +137,8 @@ fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
             }
         }
     }
-    let client_ip = ctx.client_ip(headers);
-    headers::set_forwarded(headers, &ctx.client, client_ip, host_value);
+    let (client_ip, forwarding) = ctx.forwarding(headers);
+    headers::set_forwarded_as(headers, &ctx.client, forwarding, client_ip, host_value);
     *req.version_mut() = Version::HTTP_11;
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
         let pq = req

@@ -8,6 +8,9 @@
 //! - A cookie is set only when it is new (balanced) or names another
 //!   endpoint than the one that served (persistent).
 //! - A cookie value from the client is bounded (64 bytes) before hashing.
+//! - A cookie set while the route's canary served carries the canary's
+//!   mark (`affinity-canary-behavior: sticky`), or is not set at all
+//!   (`legacy`); the mark is never part of the key.
 
 use std::net::IpAddr;
 
@@ -21,7 +24,7 @@ use crate::lb::{stable_hash, Endpoint, StableHasher};
 use crate::proxy::body::ProxyBody;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::plan::Pick;
-use crate::table::policy::{Affinity, AffinityMode, HashKey, HashPart};
+use crate::table::policy::{Affinity, AffinityMode, HashKey, HashPart, CANARY_COOKIE_MARK};
 
 impl RequestStep for Affinity {
     async fn run<'a>(
@@ -29,7 +32,9 @@ impl RequestStep for Affinity {
         cx: &mut Cx<'a>,
         req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
-        let existing = cookie(req.headers(), &self.cookie);
+        // The canary's mark (`affinity-canary-behavior`) is not the key.
+        let existing = cookie(req.headers(), &self.cookie)
+            .map(|v| v.strip_suffix(CANARY_COOKIE_MARK).unwrap_or(v));
         if self.attrs.nginx {
             cx.cookie_request = CookieRequest {
                 tls: cx.conn.client.tls,
@@ -82,9 +87,15 @@ impl ResponseStep for Affinity {
             }
             _ => None,
         };
-        let Some(value) = value else {
+        let Some(mut value) = value else {
             return;
         };
+        match cx.canary {
+            // `legacy`: the canary takes no part in affinity.
+            Some(canary) if !canary.sticky => return,
+            Some(_) => value.push_str(CANARY_COOKIE_MARK),
+            None => {}
+        }
         let cookie = set_cookie(self, &value, &cx.route.path, cx.cookie_request);
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, v);

@@ -1,6 +1,11 @@
 //! Upstream choice before forwarding: the canary (by header, cookie or
 //! weight, as ingress-nginx decides) and the `default-backend` fallback.
 //!
+//! With session affinity on the route, the affinity cookie decides first,
+//! as ingress-nginx's balancer does: a client with the main backend's
+//! cookie stays there, one with the canary's (`affinity-canary-behavior:
+//! sticky`, the default) stays on the canary.
+//!
 //! Invariant: these phases only choose an upstream id; the endpoint is
 //! chosen when forwarding.
 
@@ -13,7 +18,7 @@ use super::exchange::{Cx, Flow, RequestStep};
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::plan::Backend;
 use crate::table::phases::Fallback;
-use crate::table::policy::{Canary, CanaryMatch};
+use crate::table::policy::{Canary, CanaryMatch, CANARY_COOKIE_MARK};
 
 impl RequestStep for Canary {
     async fn run<'a>(
@@ -21,6 +26,21 @@ impl RequestStep for Canary {
         cx: &mut Cx<'a>,
         req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
+        // ingress-nginx's balancer: a request affinitized to the main
+        // backend stays there; one affinitized to the canary (sticky)
+        // goes there; only others are shaped by header, cookie, weight.
+        if let Some(affinity) = &cx.route.policy.affinity {
+            let existing = cookie(req.headers(), &affinity.cookie).filter(|v| !v.is_empty());
+            match existing.map(|v| v.ends_with(CANARY_COOKIE_MARK)) {
+                Some(true) if self.sticky => {
+                    cx.upstream = self.upstream;
+                    cx.canary = Some(self);
+                    return Ok(Flow::Continue);
+                }
+                Some(false) => return Ok(Flow::Continue),
+                _ => {}
+            }
+        }
         if use_canary(self, req.headers()) {
             cx.upstream = self.upstream;
             cx.canary = Some(self);

@@ -70,6 +70,11 @@ pub(super) struct Cx<'a> {
     pub(super) permit: Option<ConnPermit>,
     /// Kept for a custom error page request.
     pub(super) error_page: Option<ErrorPageInfo>,
+    /// Set-Cookie values of the external auth answer, for the client.
+    pub(super) auth_cookies: Vec<HeaderValue>,
+    /// The request target as the client sent it (`$request_uri`), kept by
+    /// `rewrite-target` for a `mirror-target` that names it.
+    pub(super) request_uri: Option<Uri>,
 }
 
 /// A phase on the request as the client sent it.

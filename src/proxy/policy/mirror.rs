@@ -1,6 +1,9 @@
 //! Gateway RequestMirror: a copy of the request, exactly as it will be sent
 //! upstream, goes to each mirror in the background; its response is read
-//! and discarded.
+//! and discarded. ingress-nginx's `mirror-target` is the same copy with
+//! the target URL's path (and `$request_uri`, the request target as the
+//! client sent it) and `mirror-host` as its Host, with or without the
+//! body (`mirror-request-body`).
 //!
 //! Invariants:
 //! - Never delays nor fails the main request: the copy is sent by a task
@@ -20,8 +23,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::Request;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{Request, Uri};
 use http_body_util::BodyExt;
 
 use super::exchange::{Cx, Flow, UpstreamStep};
@@ -30,7 +33,7 @@ use crate::proxy::forward::{self, Backend, Plan, Prepared};
 use crate::proxy::upload::UploadBody;
 use crate::state::Published;
 use crate::table::phases::Mirrors;
-use crate::table::policy::Mirror;
+use crate::table::policy::{Mirror, MirrorTarget};
 
 /// Most mirror copies in flight at once in the process.
 pub const MAX_IN_FLIGHT: usize = 1024;
@@ -68,9 +71,16 @@ impl UpstreamStep for Mirrors {
                 tracing::debug!(mirror = %mirror.service, "mirror skipped: too many in flight");
                 continue;
             };
-            let Some(copy) = copy_of(&mut prepared.req) else {
+            let body = mirror.target.as_ref().is_none_or(|t| t.body);
+            let Some(mut copy) = copy_of(&mut prepared.req, body) else {
                 continue;
             };
+            if let Some(target) = &mirror.target {
+                let sent = cx.request_uri.as_ref().unwrap_or(prepared.req.uri());
+                if !retarget(&mut copy, target, sent) {
+                    continue;
+                }
+            }
             let plan = Plan::from_settings(&cx.conn.state.settings);
             send(cx.published.clone(), mirror.clone(), copy, plan, slot);
         }
@@ -81,13 +91,17 @@ impl UpstreamStep for Mirrors {
 /// The request as it will be sent upstream: its head, and its body teed
 /// as the main request reads it (see [`crate::proxy::tee`]); a request
 /// without a body gets an empty one without framing headers.
-fn copy_of(req: &mut Request<UploadBody>) -> Option<Request<UploadBody>> {
+fn copy_of(req: &mut Request<UploadBody>, with_body: bool) -> Option<Request<UploadBody>> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let body = req.body_mut().tee(declared);
+    let body = if with_body {
+        req.body_mut().tee(declared)
+    } else {
+        None
+    };
     let framed = body.is_some();
     let mut copy = Request::builder()
         .method(req.method().clone())
@@ -101,6 +115,30 @@ fn copy_of(req: &mut Request<UploadBody>) -> Option<Request<UploadBody>> {
         copy.headers_mut().remove(TRANSFER_ENCODING);
     }
     Some(copy)
+}
+
+/// Points the copy at a `mirror-target`: its path (followed by the
+/// request target as sent for `$request_uri`; else with the request's
+/// query; the request's own target when the URL has no path) and Host.
+/// `false`: the result is not a valid target (the copy is not sent).
+fn retarget(copy: &mut Request<UploadBody>, target: &MirrorTarget, sent: &Uri) -> bool {
+    let sent = sent.path_and_query().map_or("/", |p| p.as_str());
+    let uri = if target.request_uri {
+        format!("{}{sent}", target.path)
+    } else if target.path.is_empty() {
+        sent.to_string()
+    } else {
+        match copy.uri().query() {
+            Some(q) => format!("{}?{q}", target.path),
+            None => target.path.to_string(),
+        }
+    };
+    let Ok(uri) = uri.parse::<Uri>() else {
+        return false;
+    };
+    *copy.uri_mut() = uri;
+    copy.headers_mut().insert(HOST, target.host.clone());
+    true
 }
 
 /// Sends the copy in a task of its own; the response is discarded.

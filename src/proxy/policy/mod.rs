@@ -28,7 +28,9 @@ mod headers;
 mod limits;
 mod mirror;
 mod redirect;
+mod response_rewrite;
 mod rewrite;
+mod www;
 
 use std::sync::Arc;
 
@@ -92,6 +94,8 @@ pub async fn serve(
         cookie_request: Default::default(),
         permit: None,
         error_page: None,
+        auth_cookies: Vec::new(),
+        request_uri: None,
     };
     for phase in pipeline.request.iter() {
         if let Flow::Answer(mut response) = phase.run(&mut cx, &mut req).await? {
@@ -127,6 +131,7 @@ impl RequestStep for RequestPhase {
         req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
         match self {
+            RequestPhase::WwwRedirect(p) => p.run(cx, req).await,
             RequestPhase::Redirect(p) => p.run(cx, req).await,
             RequestPhase::RedirectTo(p) => p.as_ref().run(cx, req).await,
             RequestPhase::Backends(p) => p.as_ref().run(cx, req).await,
@@ -163,6 +168,7 @@ impl UpstreamStep for UpstreamPhase {
 impl ResponseStep for ResponsePhase {
     async fn run(&self, cx: &mut Cx<'_>, response: &mut Response<ProxyBody>, endpoint: &Endpoint) {
         match self {
+            ResponsePhase::RewriteResponse(p) => p.as_ref().run(cx, response, endpoint).await,
             ResponsePhase::ErrorPages(p) => p.run(cx, response, endpoint).await,
             ResponsePhase::Cors(p) => ResponseStep::run(p, cx, response, endpoint).await,
             ResponsePhase::AffinityCookie(p) => ResponseStep::run(p, cx, response, endpoint).await,
@@ -172,7 +178,9 @@ impl ResponseStep for ResponsePhase {
             ResponsePhase::BackendResponseHeaders(p) => {
                 ResponseStep::run(p, cx, response, endpoint).await
             }
+            ResponsePhase::AuthCookies(p) => p.run(cx, response, endpoint).await,
             ResponsePhase::ReleasePermit(p) => p.run(cx, response, endpoint).await,
+            ResponsePhase::LimitRate(p) => p.run(cx, response, endpoint).await,
         }
     }
 }

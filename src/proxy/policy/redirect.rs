@@ -25,10 +25,41 @@ use crate::table::{host, path};
 impl RequestStep for Redirect {
     async fn run<'a>(
         &'a self,
-        _cx: &mut Cx<'a>,
-        _req: &mut Request<Incoming>,
+        cx: &mut Cx<'a>,
+        req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
-        Ok(Flow::Answer(fixed(self.status, Some(&self.location))))
+        if !self.absolute {
+            return Ok(Flow::Answer(fixed(self.status, Some(&self.location))));
+        }
+        // nginx's `absolute_redirect on`: a path becomes
+        // `$scheme://$host<path>`, the Host as the client sent it.
+        let scheme = if cx.conn.client.tls {
+            "https://"
+        } else {
+            "http://"
+        };
+        let host = request_host(req);
+        let path = self.location.as_bytes();
+        let mut location = Vec::with_capacity(scheme.len() + host.len() + path.len());
+        location.extend_from_slice(scheme.as_bytes());
+        location.extend_from_slice(host.as_bytes());
+        location.extend_from_slice(path);
+        let Ok(location) = HeaderValue::try_from(location) else {
+            return Err(ProxyError::Internal("redirect location not a header value"));
+        };
+        Ok(Flow::Answer(fixed(self.status, Some(&location))))
+    }
+}
+
+/// The request's host as sent: the target's authority, else `Host`.
+fn request_host(req: &Request<Incoming>) -> &str {
+    match req.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
     }
 }
 
@@ -45,14 +76,7 @@ impl RequestStep for AppRoot {
             } else {
                 "http://"
             };
-            let host = match req.uri().authority() {
-                Some(authority) => authority.as_str(),
-                None => req
-                    .headers()
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or(""),
-            };
+            let host = request_host(req);
             let mut location = String::with_capacity(scheme.len() + host.len() + self.0.len());
             location.push_str(scheme);
             location.push_str(host);

@@ -18,7 +18,11 @@ use crate::table::path;
 use crate::table::policy::{Rewrite, UrlRewrite};
 
 impl UpstreamStep for Rewrite {
-    async fn run(&self, _cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError> {
+    async fn run(&self, cx: &mut Cx<'_>, prepared: &mut Prepared) -> Result<Flow, ProxyError> {
+        // A `mirror-target` with `$request_uri` needs the target as sent.
+        if cx.route.policy.mirrors.iter().any(|m| m.target.is_some()) {
+            cx.request_uri = Some(prepared.req.uri().clone());
+        }
         rewrite_path(&mut prepared.req, &self.pattern, &self.target)?;
         Ok(Flow::Continue)
     }

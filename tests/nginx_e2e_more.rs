@@ -1,0 +1,117 @@
+//! More of ingress-nginx's own end-to-end expectations, ported: the
+//! annotations tollgate once refused for lack of the feature
+//! (`from-to-www-redirect`, `relative-redirects`, `proxy-redirect-*`,
+//! `proxy-cookie-*`, `disable-proxy-intercept-errors`, `limit-rate`,
+//! `affinity-canary-behavior`, `mirror-*`). As in `tests/nginx_e2e.rs`, each test
+//! repeats one `ginkgo.It` case of kubernetes/ingress-nginx
+//! `test/e2e/annotations/` (the module names the Go file) against the real
+//! `tollgate run` binary, with assertions on what a client sees; where the
+//! Go case only inspects nginx.conf, the port asserts the behaviour that
+//! configuration produces.
+
+mod common;
+
+#[path = "nginx_e2e_more/canary_affinity.rs"]
+mod canary_affinity;
+#[path = "nginx_e2e_more/disableproxyintercepterrors.rs"]
+mod disableproxyintercepterrors;
+#[path = "nginx_e2e_more/fromtowwwredirect.rs"]
+mod fromtowwwredirect;
+#[path = "nginx_e2e_more/limitrate.rs"]
+mod limitrate;
+#[path = "nginx_e2e_more/mirror.rs"]
+mod mirror;
+#[path = "nginx_e2e_more/proxy.rs"]
+mod proxy;
+#[path = "nginx_e2e_more/relativeredirects.rs"]
+mod relativeredirects;
+
+use common::*;
+use http_body_util::Full;
+use serde_json::{json, Value};
+
+pub const NS: &str = "default";
+/// The echo Service (ingress-nginx's EchoService).
+pub const ECHO: &str = "echo";
+
+/// ingress-nginx's `framework.NewSingleIngress(name, path, host, ...)`: one
+/// rule, one Prefix path to `service` (port 8080), with
+/// `nginx.ingress.kubernetes.io/` annotations given without the prefix.
+pub fn single_to(
+    name: &str,
+    path: &str,
+    host: &str,
+    service: &str,
+    annotations: &[(&str, &str)],
+) -> Value {
+    let annotations: serde_json::Map<String, Value> = annotations
+        .iter()
+        .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), json!(v)))
+        .collect();
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
+        "spec": {"ingressClassName": "tollgate", "rules": [{
+            "host": host,
+            "http": {"paths": [{
+                "path": path, "pathType": "Prefix",
+                "backend": {"service": {"name": service, "port": {"number": 8080}}}
+            }]}
+        }]}
+    })
+}
+
+/// [`single_to`] the echo Service.
+pub fn single(name: &str, path: &str, host: &str, annotations: &[(&str, &str)]) -> Value {
+    single_to(name, path, host, ECHO, annotations)
+}
+
+/// A running tollgate with echo Services and some objects.
+pub struct Site {
+    pub tg: Tollgate,
+    _echo: Echo,
+}
+
+impl Site {
+    pub async fn start(docs: Vec<Value>) -> Site {
+        Site::with_services(&[ECHO], docs).await
+    }
+
+    /// With echo listeners for each of `services`.
+    pub async fn with_services(services: &[&str], docs: Vec<Value>) -> Site {
+        let echo = Echo::services(services).await;
+        let mut all = echo.backends(NS);
+        all.extend(docs);
+        let tg = Tollgate::builder()
+            .file("manifests.yaml", &yaml_docs(&all))
+            .start()
+            .await;
+        Site { tg, _echo: echo }
+    }
+
+    /// A request with these headers (ingress-nginx's `HTTPTestClient()`).
+    pub async fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut request = req("GET", host, target).body(Full::default()).unwrap();
+        for (k, v) in headers {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        send(self.tg.http_addr(), request)
+            .await
+            .unwrap_or_else(|e| panic!("GET http://{host}{target}: {e}"))
+    }
+}
+
+/// The value of cookie `name` in the response's `Set-Cookie` headers.
+pub fn set_cookie_value(r: &Resp, name: &str) -> Option<String> {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}

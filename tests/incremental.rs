@@ -20,7 +20,7 @@ use tollgate::provider::files::parse_manifests;
 /// Hosts shared (the first five: overlaps, a wildcard, no host) and
 /// hosts more likely an Ingress's own (which the incremental compiler
 /// patches in).
-const HOSTS: [&str; 13] = [
+const HOSTS: [&str; 15] = [
     "a.example.com",
     "b.example.com",
     "*.example.com",
@@ -34,6 +34,8 @@ const HOSTS: [&str; 13] = [
     "u5.test",
     "*.u6.test",
     "u7.example.com",
+    "www.u0.test",
+    "www.u1.test",
 ];
 const PATHS: [&str; 4] = ["/", "/x", "/x/y", "/api"];
 const PATH_TYPES: [&str; 3] = ["Prefix", "Exact", "ImplementationSpecific"];
@@ -83,6 +85,13 @@ struct IngressSpec {
     rate: Option<u8>,
     /// An annotation value that fails closed: the version is rejected.
     broken: bool,
+    /// `from-to-www-redirect` (twin hosts beyond its own).
+    www: bool,
+    /// `ssl-passthrough` (its hosts into the TLS passthrough map when the
+    /// option is on).
+    passthrough: bool,
+    /// `mirror-target` to this Service (an upstream of its own).
+    mirror: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,9 +140,14 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
             prop::option::weighted(0.15, 1..5u8),
             prop::bool::weighted(0.1),
         ),
+        (
+            prop::bool::weighted(0.15),
+            prop::bool::weighted(0.15),
+            prop::option::weighted(0.1, 0..4usize),
+        ),
     )
         .prop_map(
-            |((ns, created, ours), canary, rules, tls, default_backend, alias, flags)| {
+            |((ns, created, ours), canary, rules, tls, default_backend, alias, flags, more)| {
                 IngressSpec {
                     ns,
                     created,
@@ -147,6 +161,9 @@ fn ingress_spec() -> impl Strategy<Value = IngressSpec> {
                     ssl_redirect_off: flags.1,
                     rate: flags.2,
                     broken: flags.3,
+                    www: more.0,
+                    passthrough: more.1,
+                    mirror: more.2,
                 }
             },
         )
@@ -166,7 +183,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..4usize, 0..HOSTS.len(), 0..PATHS.len(), 0..4usize)
             .prop_map(|(i, h, p, s)| Op::Route(i, h, p, s)),
         1 => (0..4usize).prop_map(Op::DeleteRoute),
-        1 => (0..3u8).prop_map(Op::ConfigMap),
+        1 => (0..4u8).prop_map(Op::ConfigMap),
         1 => Just(Op::DeleteConfigMap),
     ]
 }
@@ -202,6 +219,16 @@ fn ingress(i: usize, s: &IngressSpec) -> Value {
             "nginx.ingress.kubernetes.io/whitelist-source-range",
             "bogus",
         );
+    }
+    if s.www {
+        put("nginx.ingress.kubernetes.io/from-to-www-redirect", "true");
+    }
+    if s.passthrough {
+        put("nginx.ingress.kubernetes.io/ssl-passthrough", "true");
+    }
+    if let Some(svc) = s.mirror {
+        let target = format!("http://svc-{svc}.{ns}.svc.cluster.local/mirror");
+        put("nginx.ingress.kubernetes.io/mirror-target", &target);
     }
     let rules: Vec<Value> = s
         .rules
@@ -376,6 +403,7 @@ fn apply(objects: &mut Objects, op: &Op) {
             let data = match v {
                 0 => json!({"ssl-redirect": "false"}),
                 1 => json!({"limit-rps": "7"}),
+                2 => json!({"block-user-agents": "~*bot,curl"}),
                 _ => json!({"force-ssl-redirect": "true"}),
             };
             json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -413,16 +441,18 @@ fn base() -> Objects {
     objects
 }
 
-fn options() -> CompileOptions {
+fn options(passthrough: bool) -> CompileOptions {
     CompileOptions {
         configmap: Some(ObjectKey::new("a", "nginx")),
+        ssl_passthrough: passthrough,
         ..CompileOptions::default()
     }
 }
 
 /// Runs `ops`, comparing after every step; returns the steps compiled.
-fn check_sequence(ops: &[Op]) -> Result<usize, TestCaseError> {
-    let opts = options();
+/// `passthrough`: with `--enable-ssl-passthrough`.
+fn check_sequence(ops: &[Op], passthrough: bool) -> Result<usize, TestCaseError> {
+    let opts = options(passthrough);
     let mut objects = base();
     let mut inc = Incremental::default();
     let mut full_good = LastGood::new();
@@ -458,8 +488,11 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn incremental_compile_equals_full_compile(ops in prop::collection::vec(op(), 1..40)) {
-        check_sequence(&ops)?;
+    fn incremental_compile_equals_full_compile(
+        ops in prop::collection::vec(op(), 1..40),
+        passthrough in prop::bool::weighted(0.5),
+    ) {
+        check_sequence(&ops, passthrough)?;
     }
 }
 
@@ -488,7 +521,7 @@ fn ingress_only_changes_over_many_ingresses_equal_full_compiles() {
     runner
         .run(&strategy, |ops| {
             let all: Vec<Op> = seed.iter().cloned().chain(ops).collect();
-            check_sequence(&all).map(|_| ())
+            check_sequence(&all, all.len() % 2 == 0).map(|_| ())
         })
         .expect("incremental equals full");
     assert!(

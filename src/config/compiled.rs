@@ -111,6 +111,11 @@ impl Compiled {
             .collect();
         tls.sort();
         let _ = writeln!(out, "tls {tls:?}");
+        for (host, id) in self.tls.passthrough_hosts() {
+            let _ = writeln!(out, "passthrough {host} {}", name(id));
+        }
+        let _ = writeln!(out, "globals {:?}", self.table.globals());
+        let _ = writeln!(out, "last good agents {:?}", self.last_good.block_agents);
         let mut upstreams: Vec<String> = reached
             .borrow()
             .iter()

@@ -544,3 +544,74 @@ fn certificates_are_reused_across_compiles() {
         .map(|e| Arc::clone(&e.object));
     assert!(secret.is_some_and(|s| config::parse_secret(&s).is_ok()));
 }
+
+/// An Ingress of `u0.test` (`/`, Prefix, svc-0), otherwise plain.
+fn plain(path: usize) -> IngressSpec {
+    IngressSpec {
+        ns: 0,
+        created: 0,
+        ours: true,
+        canary: None,
+        rules: vec![Rule {
+            host: 5,
+            path,
+            path_type: 0,
+            svc: 0,
+        }],
+        tls: None,
+        default_backend: None,
+        alias: None,
+        regex: false,
+        ssl_redirect_off: false,
+        rate: None,
+        broken: false,
+        www: false,
+        passthrough: false,
+        mirror: None,
+    }
+}
+
+/// Each annotation reaching beyond its hosts, added, changed and
+/// removed, next to a plain Ingress that patches alone.
+#[test]
+fn ingresses_reaching_beyond_their_hosts_equal_full_compiles() {
+    let reaching: [fn(&mut IngressSpec); 3] = [
+        |s| s.www = true,
+        |s| s.passthrough = true,
+        |s| s.mirror = Some(1),
+    ];
+    for (n, set) in reaching.iter().enumerate() {
+        for passthrough in [false, true] {
+            let (mut first, mut second) = (plain(0), plain(1));
+            set(&mut first);
+            set(&mut second);
+            let mut other = plain(0);
+            other.rules[0].host = 6;
+            let ops = vec![
+                Op::Service(0, 0, 0),
+                Op::Service(0, 1, 0),
+                Op::Ingress(1, other.clone()),
+                Op::Ingress(0, plain(0)),
+                Op::Ingress(0, first),
+                Op::Ingress(0, second),
+                Op::Ingress(0, plain(1)),
+                Op::Ingress(0, plain(0)),
+                Op::DeleteIngress(0, 0),
+                Op::Ingress(2, {
+                    let mut twin = plain(0);
+                    twin.rules[0].host = 13;
+                    twin
+                }),
+                Op::Ingress(0, {
+                    let mut s = plain(0);
+                    set(&mut s);
+                    s
+                }),
+                Op::DeleteIngress(0, 2),
+                Op::DeleteIngress(0, 0),
+            ];
+            check_sequence(&ops, passthrough)
+                .unwrap_or_else(|e| panic!("annotation {n}, passthrough {passthrough}: {e}"));
+        }
+    }
+}

@@ -521,7 +521,7 @@ fn ingress_only_changes_over_many_ingresses_equal_full_compiles() {
     runner
         .run(&strategy, |ops| {
             let all: Vec<Op> = seed.iter().cloned().chain(ops).collect();
-            check_sequence(&all, all.len() % 2 == 0).map(|_| ())
+            check_sequence(&all, all.len().is_multiple_of(2)).map(|_| ())
         })
         .expect("incremental equals full");
     assert!(

@@ -2,8 +2,9 @@
 //! touches. When only Ingresses (and EndpointSlices) changed and each
 //! changed Ingress is *isolated* — its hosts named by no other object, no
 //! TLS, canary, alias, `www` twin, passthrough, mirror, hostless rule,
-//! default backend, TrafficPolicy or
-//! diagnostic, before and after — the previous output is patched: the old
+//! default backend, TrafficPolicy or diagnostic, before and after, and no
+//! served Ingress with an alias, `www` twin, passthrough or mirror — the
+//! previous output is patched: the old
 //! version's host tables are removed, the new version is compiled alone
 //! (by the same steps as a full compile) and grafted in, and the upstreams
 //! of Services whose EndpointSlices changed are re-resolved. Any other
@@ -17,6 +18,10 @@
 //!   equal; route and upstream numbering may differ, and unreachable
 //!   routes and unused upstreams may remain). `tests/incremental.rs`
 //!   checks this on random change sequences.
+//! - A patch keeps the previous table's globals, TLS table (certificates,
+//!   passthrough hosts) and last good agent block as they are: the
+//!   ConfigMap and options did not change, and an isolated Ingress has no
+//!   TLS or passthrough.
 //! - Anything not shown isolated takes the full compile: correctness over
 //!   speed. The per-Ingress memo (parsed annotations) is dropped whenever
 //!   the ConfigMaps or the options change.

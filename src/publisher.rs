@@ -34,11 +34,12 @@ use crate::ratelimit::{ConnLimiter, RateSpec, RequestLimiter};
 use crate::state::{Health, Published, RouteLimits};
 use crate::table::policy::GlobalRateLimit;
 use crate::table::policy::{ConnLimit, RateLimit};
-use crate::table::upstream::UpstreamKey;
+use crate::table::upstream::{UpstreamKey, UpstreamSpec};
 use crate::table::RoutingTable;
 use crate::tls::client::UpstreamTls;
 
 mod observe;
+mod reuse;
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
 /// tables; SipHash was a tenth of a 10,000-Ingress recompile.
@@ -62,6 +63,12 @@ pub struct Publisher {
     snapshot: Snapshot,
     /// Shared with [`Inspect`] (the webhook compiles against it).
     last_good: Arc<LastGood>,
+    /// What a recompile reuses from the previous ones.
+    incremental: config::Incremental,
+    /// What changed since the last compile (what `incremental` may patch).
+    touched: config::Touched,
+    /// From the start of the last recompile to its table's publish.
+    last_publish: std::time::Duration,
     /// Live upstreams with their connection security, by identity.
     upstreams: HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
     /// Upstreams by Service, for the endpoint fast path.
@@ -104,6 +111,9 @@ impl Publisher {
             health,
             snapshot: Snapshot::default(),
             last_good: Arc::new(LastGood::new()),
+            incremental: config::Incremental::new(),
+            touched: config::Touched::default(),
+            last_publish: std::time::Duration::ZERO,
             upstreams: HashMap::default(),
             by_service: HashMap::default(),
             route_metric_handles: HashMap::default(),
@@ -132,13 +142,16 @@ impl Publisher {
     /// Incremental input (Kubernetes mode): inserts or replaces one object.
     /// Nothing is published until [`Self::commit`].
     pub fn upsert(&mut self, origin: Arc<str>, object: Object) {
+        let (kind, key) = (object.kind(), object.key());
         let changes = self.snapshot.upsert(origin, object);
+        self.touched.note(kind, &key, &changes);
         self.pending.merge(changes);
     }
 
     /// Incremental input: removes one object (see [`Self::upsert`]).
     pub fn delete(&mut self, kind: &str, key: &ObjectKey) {
         let changes = self.snapshot.delete(kind, key);
+        self.touched.note(kind, key, &changes);
         self.pending.merge(changes);
     }
 
@@ -195,6 +208,17 @@ impl Publisher {
         &self.last_diagnostics
     }
 
+    /// How long the last recompile took until its table was published
+    /// (what a request waits for; the bookkeeping after is not counted).
+    pub fn last_publish_latency(&self) -> std::time::Duration {
+        self.last_publish
+    }
+
+    /// Recompiles so far: (patched, compiled in full).
+    pub fn compile_counts(&self) -> (u64, u64) {
+        self.incremental.counts()
+    }
+
     /// The handle the proxy reads from.
     pub fn published(&self) -> Arc<ArcSwap<Published>> {
         self.published.clone()
@@ -209,6 +233,7 @@ impl Publisher {
     /// the current one is committed like incremental changes.
     pub fn apply(&mut self, snapshot: Snapshot, source_diagnostics: &[Diagnostic]) -> Applied {
         self.pending = snapshot.changes_from(&self.snapshot);
+        self.touched = config::Touched::everything();
         self.snapshot = snapshot;
         self.commit(source_diagnostics)
     }
@@ -220,7 +245,10 @@ impl Publisher {
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .and_then(|d| i64::try_from(d.as_secs()).ok());
-        let compiled = config::compile(&self.snapshot, &opts, &self.last_good);
+        let touched = std::mem::take(&mut self.touched);
+        let compiled =
+            self.incremental
+                .compile_touched(&self.snapshot, &opts, &self.last_good, &touched);
         self.metrics.compile_seconds.observe(started.elapsed());
         self.install(compiled, source_diagnostics, started)
     }
@@ -238,76 +266,39 @@ impl Publisher {
         source_diagnostics: &[Diagnostic],
         started: Instant,
     ) -> u64 {
-        let mut previous = std::mem::take(&mut self.upstreams);
-        let mut upstreams =
-            HashMap::with_capacity_and_hasher(compiled.upstreams.len(), Default::default());
-        let (live, upstream_tls): (Vec<Arc<Upstream>>, Vec<UpstreamTls>) =
-            std::mem::take(&mut compiled.upstreams)
-                .into_iter()
-                .map(|spec| {
-                    // New trust anchors make a new upstream (new endpoint
-                    // ids): no pooled connection outlives its trust.
-                    let live = match previous
-                        .remove(&spec.key)
-                        .filter(|(_, tls)| *tls.trust() == spec.trust)
-                    {
-                        Some(existing) => {
-                            existing.0.set_endpoints(&spec.endpoints);
-                            existing
-                        }
-                        None => (
-                            Arc::new(Upstream::new(
-                                &spec,
-                                self.metrics.connect_error(&spec.label),
-                            )),
-                            UpstreamTls::new(&spec),
-                        ),
-                    };
-                    upstreams.insert(spec.key, live.clone());
-                    live
-                })
-                .unzip();
-        self.upstreams = upstreams;
-        // Metric handles of routes that stay are reused: resolving them
-        // takes the registry's locks and allocates the label strings.
-        let mut metric_handles =
-            HashMap::with_capacity_and_hasher(compiled.table.routes().len(), Default::default());
-        let per_host = self.metrics.observe.per_host;
-        let mut series = |labels: SeriesLabels| -> Arc<RouteSeries> {
-            if let Some(existing) = metric_handles.get(&labels) {
-                return Arc::clone(existing);
-            }
-            let handle = self
-                .route_metric_handles
-                .remove(&labels)
-                .unwrap_or_else(|| Arc::new(RouteSeries::new(labels.clone())));
-            metric_handles.insert(labels, handle.clone());
-            handle
+        // A patched table only adds to the previous one: take over its
+        // upstreams, metric handles and limiters instead of resolving
+        // every one again (see `reuse`).
+        let prev = self.published.load_full();
+        let specs = std::mem::take(&mut compiled.upstreams);
+        let (live, upstream_tls, previous) = if reuse::upstreams_extend(&prev, &specs) {
+            let (live, tls) =
+                reuse::extend_upstreams(&prev, specs, &self.metrics, &mut self.upstreams);
+            (live, tls, HashMap::default())
+        } else {
+            self.rebuild_upstreams(specs)
         };
-        let route_metrics: Vec<RouteMetrics> = compiled
-            .table
-            .routes()
-            .iter()
-            .map(|r| {
-                let labels = observe::labels_of(r, per_host);
-                RouteMetrics {
-                    canary: r
-                        .canary
-                        .as_ref()
-                        .map(|c| series(observe::canary_labels(r, c, per_host))),
-                    main: series(labels),
-                }
-            })
-            .collect();
-        let stale_metric_handles =
-            std::mem::replace(&mut self.route_metric_handles, metric_handles);
-        self.metrics.observe.series.publish(
-            std::iter::once(self.metrics.unrouted.clone())
-                .chain(self.route_metric_handles.values().cloned())
-                .collect(),
-        );
-        let route_limits = self.route_limits(&compiled.table);
-
+        let (route_metrics, route_limits, stale_metric_handles) =
+            if reuse::routes_extend(&prev, &compiled.table) {
+                let metrics = reuse::extend_route_metrics(
+                    &prev,
+                    &compiled.table,
+                    &self.metrics,
+                    &mut self.route_metric_handles,
+                );
+                let limiters = reuse::Limiters {
+                    rate: &mut self.rate_limiters,
+                    conn: &mut self.conn_limiters,
+                    global: &mut self.global_limiters,
+                    store: &self.global_store,
+                    metrics: &self.metrics,
+                };
+                let limits = reuse::extend_route_limits(&prev, &compiled.table, limiters);
+                (metrics, limits, HashMap::default())
+            } else {
+                self.route_state(&compiled.table)
+            };
+        drop(prev);
         let rejected =
             compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
         // Publish first; everything below is bookkeeping that requests do
@@ -326,7 +317,8 @@ impl Publisher {
             route_limits,
         });
         let replaced = self.published.swap(published.clone());
-        let publish_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.last_publish = started.elapsed();
+        let publish_ms = self.last_publish.as_secs_f64() * 1000.0;
         self.metrics.reloads.inc();
         self.metrics
             .table_generation
@@ -396,6 +388,100 @@ impl Publisher {
             "routing table installed"
         );
         self.generation
+    }
+
+    /// Live upstreams for `specs`, keeping those whose key and trust are
+    /// unchanged (pools and health survive); returns the ones left over.
+    #[allow(clippy::type_complexity)]
+    fn rebuild_upstreams(
+        &mut self,
+        specs: Vec<UpstreamSpec>,
+    ) -> (
+        Vec<Arc<Upstream>>,
+        Vec<UpstreamTls>,
+        HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
+    ) {
+        let mut previous = std::mem::take(&mut self.upstreams);
+        let mut upstreams = HashMap::with_capacity_and_hasher(specs.len(), Default::default());
+        let (live, upstream_tls): (Vec<Arc<Upstream>>, Vec<UpstreamTls>) = specs
+            .into_iter()
+            .map(|spec| {
+                // New trust anchors make a new upstream (new endpoint
+                // ids): no pooled connection outlives its trust.
+                let live = match previous
+                    .remove(&spec.key)
+                    .filter(|(_, tls)| *tls.trust() == spec.trust)
+                {
+                    Some(existing) => {
+                        existing.0.set_endpoints(&spec.endpoints);
+                        existing
+                    }
+                    None => (
+                        Arc::new(Upstream::new(
+                            &spec,
+                            self.metrics.connect_error(&spec.label),
+                        )),
+                        UpstreamTls::new(&spec),
+                    ),
+                };
+                upstreams.insert(spec.key, live.clone());
+                live
+            })
+            .unzip();
+        self.upstreams = upstreams;
+        (live, upstream_tls, previous)
+    }
+
+    /// Route metrics and limits of every route, reusing the handles and
+    /// limiters whose labels and limits are unchanged.
+    #[allow(clippy::type_complexity)]
+    fn route_state(
+        &mut self,
+        table: &RoutingTable,
+    ) -> (
+        Vec<RouteMetrics>,
+        Vec<RouteLimits>,
+        HashMap<SeriesLabels, Arc<RouteSeries>>,
+    ) {
+        // Metric handles of routes that stay are reused: resolving them
+        // takes the registry's locks and allocates the label strings.
+        let mut metric_handles =
+            HashMap::with_capacity_and_hasher(table.routes().len(), Default::default());
+        let per_host = self.metrics.observe.per_host;
+        let mut series = |labels: SeriesLabels| -> Arc<RouteSeries> {
+            if let Some(existing) = metric_handles.get(&labels) {
+                return Arc::clone(existing);
+            }
+            let handle = self
+                .route_metric_handles
+                .remove(&labels)
+                .unwrap_or_else(|| Arc::new(RouteSeries::new(labels.clone())));
+            metric_handles.insert(labels, handle.clone());
+            handle
+        };
+        let route_metrics: Vec<RouteMetrics> = table
+            .routes()
+            .iter()
+            .map(|r| {
+                let labels = observe::labels_of(r, per_host);
+                RouteMetrics {
+                    canary: r
+                        .canary
+                        .as_ref()
+                        .map(|c| series(observe::canary_labels(r, c, per_host))),
+                    main: series(labels),
+                }
+            })
+            .collect();
+        let stale_metric_handles =
+            std::mem::replace(&mut self.route_metric_handles, metric_handles);
+        self.metrics.observe.series.publish(
+            std::iter::once(self.metrics.unrouted.clone())
+                .chain(self.route_metric_handles.values().cloned())
+                .collect(),
+        );
+        let route_limits = self.route_limits(table);
+        (route_metrics, route_limits, stale_metric_handles)
     }
 
     /// Stores what the debug endpoints and the webhook read, keeping the

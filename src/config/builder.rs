@@ -14,6 +14,7 @@ use std::sync::Arc;
 use super::certificate::Certificate;
 use super::compiled::{Compiled, HashMap, LastGood, Target};
 use super::diagnostic::Severity;
+use super::memo::Memo;
 use super::options::CompileOptions;
 use super::problem::{Problem, Subject};
 use super::snapshot::{ObjectKey, Snapshot};
@@ -50,6 +51,9 @@ pub(super) struct Builder<'a> {
     pub(super) www_twins: Vec<(String, String, RouteId)>,
     /// The ingress-nginx ConfigMap's settings (`--configmap`).
     pub(super) nginx: super::nginx_config::NginxConfig,
+    /// What earlier compiles computed per Ingress (empty for a full
+    /// compile): read and filled by the steps.
+    pub(super) memo: &'a mut Memo,
 }
 
 impl<'a> Builder<'a> {
@@ -59,6 +63,7 @@ impl<'a> Builder<'a> {
         opts: &'a CompileOptions,
         last_good: &'a LastGood,
         out: &'a mut Compiled,
+        memo: &'a mut Memo,
     ) -> Self {
         Self {
             snapshot,
@@ -74,6 +79,7 @@ impl<'a> Builder<'a> {
             aliases: Vec::new(),
             www_twins: Vec::new(),
             nginx: Default::default(),
+            memo,
         }
     }
 

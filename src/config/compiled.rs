@@ -84,6 +84,92 @@ impl Compiled {
     pub fn rejected(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_rejection)
     }
+
+    /// Everything this compile produced as one canonical text: the table
+    /// by [`RoutingTable::canonical`] (upstreams named by their keys),
+    /// certificates by their DER bytes, the upstreams routes reach, and
+    /// the rest in key order. Two compiles that serve alike give the same
+    /// text, whatever their numbering of routes and upstreams and whatever
+    /// unreachable entries a patch left behind. Off the request path;
+    /// tests compare an incremental compile with a full one through it.
+    pub fn canonical(&self) -> String {
+        use std::cell::RefCell;
+        use std::collections::BTreeSet;
+        use std::fmt::Write;
+        let reached: RefCell<BTreeSet<u32>> = RefCell::default();
+        let name = |id: u32| {
+            reached.borrow_mut().insert(id);
+            self.upstreams
+                .get(id as usize)
+                .map_or_else(|| format!("missing upstream {id}"), |u| u.key.to_string())
+        };
+        let mut out = self.table.canonical(&name);
+        let mut tls: Vec<(String, Vec<u8>)> = self
+            .tls
+            .hosts()
+            .map(|(h, c)| (h, c.cert.first().map(|d| d.to_vec()).unwrap_or_default()))
+            .collect();
+        tls.sort();
+        let _ = writeln!(out, "tls {tls:?}");
+        for (host, id) in self.tls.passthrough_hosts() {
+            let _ = writeln!(out, "passthrough {host} {}", name(id));
+        }
+        let _ = writeln!(out, "globals {:?}", self.table.globals());
+        let _ = writeln!(out, "last good agents {:?}", self.last_good.block_agents);
+        let mut upstreams: Vec<String> = reached
+            .borrow()
+            .iter()
+            .filter_map(|&id| self.upstreams.get(id as usize))
+            .map(|u| format!("{} {:?} {:?} {:?}", u.key, u.label, u.endpoints, u.trust))
+            .collect();
+        upstreams.sort();
+        for u in &upstreams {
+            let _ = writeln!(out, "upstream {u}");
+        }
+        for d in &self.diagnostics {
+            let _ = writeln!(out, "diagnostic {d:?}");
+        }
+        let lg = &self.last_good;
+        for (k, v) in &lg.ingresses {
+            let _ = writeln!(out, "last good ingress {k} {v:?}");
+        }
+        for (k, v) in &lg.certificates {
+            let der = v.key.cert.first().map(|d| d.to_vec()).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "last good cert {k} {:?} {} {der:?}",
+                v.names, v.not_after
+            );
+        }
+        let reached_keys: BTreeSet<&UpstreamKey> = reached
+            .borrow()
+            .iter()
+            .filter_map(|&id| self.upstreams.get(id as usize))
+            .map(|u| &u.key)
+            .collect();
+        let mut endpoints: Vec<_> = lg
+            .endpoints
+            .iter()
+            .filter(|(k, _)| reached_keys.contains(k))
+            .collect();
+        endpoints.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in endpoints {
+            let _ = writeln!(out, "last good endpoints {k} {:?}", v.endpoints);
+        }
+        let _ = writeln!(out, "last good policies {:?}", lg.policies);
+        let users: Vec<_> = lg.auth_users.keys().collect();
+        let _ = writeln!(out, "last good users {users:?}");
+        let _ = writeln!(
+            out,
+            "ingresses {} served {:?} targets {:?}\npolicy status {:?}\ngateway status {:?}",
+            self.ingresses,
+            self.served,
+            self.gateway_targets,
+            self.policy_status,
+            self.gateway_status
+        );
+        out
+    }
 }
 
 /// An object a TrafficPolicy can target: its kind and `namespace/name`.

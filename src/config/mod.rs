@@ -28,10 +28,13 @@
 //!
 //! What the steps share is in files of its own, which never call a step:
 //! `builder` (the `Builder` state every step extends and reports through),
+//! `memo` (per-Ingress results kept between compiles),
+//! `incremental` ([`Incremental`]: what a recompile reuses),
 //! `options` ([`CompileOptions`]), `compiled` ([`Compiled`], [`LastGood`]),
 //! `certificate` (TLS Secret parsing), [`snapshot`], [`diagnostic`] and
-//! [`problem`]. This file only declares the modules, re-exports, and runs
-//! the steps ([`compile`]).
+//! [`problem`]. `steps` runs the steps in order (for a full compile, and
+//! for one Ingress alone); this file only declares the modules and
+//! re-exports, and [`compile`] calls `steps`.
 //!
 //! Problems are data ([`problem::Problem`]: a field and a reason) until
 //! [`problem::Subject::diagnostic`] turns them into [`Diagnostic`]s.
@@ -60,7 +63,9 @@ pub mod diagnostic;
 pub mod endpoints;
 pub mod gateway;
 mod global_limit;
+mod incremental;
 mod ingress_nginx;
+mod memo;
 pub mod nginx_config;
 mod nginx_globals;
 mod options;
@@ -71,11 +76,10 @@ mod route_policy;
 mod routes;
 mod select;
 pub mod snapshot;
+mod steps;
 pub mod tls;
 pub mod traffic_policy;
 pub mod validate;
-
-use std::sync::Arc;
 
 pub use backends::{
     resolve_upstream, BACKEND_CA_ANNOTATION, BACKEND_PROTOCOL_ANNOTATION,
@@ -86,79 +90,19 @@ pub use backends::{
 pub use certificate::parse_secret;
 pub use compiled::{Compiled, LastGood, Resolved};
 pub use diagnostic::{Diagnostic, Severity};
+pub use incremental::{Incremental, Touched};
 pub use options::{CompileOptions, DEFAULT_GATEWAY_CONTROLLER_NAME};
 pub use routes::{
     NGINX_FORCE_SSL_REDIRECT_ANNOTATION, NGINX_SSL_REDIRECT_ANNOTATION, SSL_REDIRECT_ANNOTATION,
 };
 pub use snapshot::{Changes, Entry, Object, ObjectKey, Snapshot};
 
-use builder::Builder;
-
 #[cfg(test)]
 use crate::table::upstream::{EndpointAddr, LbAlgorithm};
 
+/// A full compile: [`Incremental::compile`] with nothing to reuse.
 pub fn compile(snapshot: &Snapshot, opts: &CompileOptions, last_good: &LastGood) -> Compiled {
-    let mut out = Compiled::default();
-    let ours = select::ours(snapshot, opts);
-    // The ingress-nginx ConfigMap (`--configmap`), parsed once: the
-    // defaults every Ingress's annotations are read over.
-    let (nginx, globals, nginx_diagnostics) =
-        ingress_nginx::load(snapshot, opts.configmap.as_ref(), last_good);
-    out.diagnostics.extend(nginx_diagnostics);
-    out.last_good.block_agents = globals.block_agents.clone();
-    out.table.set_globals(globals);
-    let mut builder = Builder::new(snapshot, opts, last_good, &mut out);
-    builder.nginx = nginx;
-    // The version of each TrafficPolicy in force (current, or last valid
-    // while the current one is invalid), and which applies to which Ingress.
-    builder.out.last_good.policies =
-        traffic_policy::versions_in_force(snapshot, &last_good.policies);
-    builder.policies = traffic_policy::owners(snapshot, &last_good.policies)
-        .into_iter()
-        .collect();
-    let served = builder.select(ours);
-    // Certificates first, for every Ingress: whether a host redirects to
-    // HTTPS depends on it having a certificate, whichever Ingress gave it.
-    for ingress in &served {
-        builder.add_tls(ingress.key, &ingress.origin, &ingress.object);
-    }
-    // TLS passthrough hosts, added once every Ingress has its paths.
-    let passthrough =
-        passthrough::requests(served.iter().map(|s| (s.key, &s.origin, &s.object)), opts);
-    let mut served_keys = Vec::with_capacity(served.len());
-    // Canary Ingresses attach to the routes of the others: those first.
-    let (canaries, mains): (Vec<_>, Vec<_>) = served
-        .into_iter()
-        .partition(|ingress| select::is_canary(&ingress.object));
-    for ingress in mains {
-        served_keys.push(ingress.key.clone());
-        builder.add_ingress(ingress);
-        builder.out.ingresses += 1;
-    }
-    for ingress in canaries {
-        served_keys.push(ingress.key.clone());
-        builder.add_canary(ingress);
-        builder.out.ingresses += 1;
-    }
-    builder.add_aliases();
-    builder.add_passthrough(passthrough);
-    served_keys.sort();
-    builder.out.served = served_keys;
-    // Gateway API routes after the Ingresses: an Ingress keeps its paths.
-    builder.add_gateway_api();
-    if let Some((service, port)) = &opts.default_backend {
-        builder.add_default_backend_flag(service, port.as_ref());
-    }
-    if let Some(secret) = &opts.default_certificate {
-        let origin: Option<Arc<str>> = Some("--default-certificate".into());
-        if let Some(id) = builder.certificate(secret, &origin) {
-            builder.out.tls.set_default(id);
-        }
-    }
-    traffic_policy::apply(snapshot, &mut out, &last_good.policies);
-    global_limit::report_without_store(snapshot, &mut out, opts);
-    out.table = out.table.compacted();
-    out
+    steps::run(snapshot, opts, last_good, &mut memo::Memo::default())
 }
 
 #[cfg(test)]

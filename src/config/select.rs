@@ -79,7 +79,7 @@ impl<'a> Builder<'a> {
                 .ingresses
                 .get(key)
                 .is_some_and(|good| Arc::ptr_eq(good, &entry.object));
-            let (parsed, annotation_problems) = self.parse_annotations(&entry.object);
+            let (parsed, annotation_problems) = self.parse_memoized(key, &entry.object);
             let problems = if validated {
                 Vec::new()
             } else {
@@ -104,7 +104,7 @@ impl<'a> Builder<'a> {
                 };
                 self.reject(key, &origin, Problem::new(Field::Metadata, reason));
                 previous.map(|ingress| {
-                    let (parsed, problems) = self.parse_annotations(&ingress);
+                    let (parsed, problems) = self.parse_memoized(key, &ingress);
                     (ingress, parsed, problems)
                 })
             };
@@ -131,6 +131,17 @@ impl<'a> Builder<'a> {
             created(a).cmp(&created(b)).then_with(|| a.key.cmp(b.key))
         });
         served
+    }
+
+    /// [`Self::parse_annotations`], reused from an earlier compile when
+    /// this very version was parsed in the same environment.
+    fn parse_memoized(&mut self, key: &ObjectKey, object: &Arc<Ingress>) -> super::memo::Parsed {
+        if let Some(parsed) = self.memo.annotations(key, object) {
+            return parsed;
+        }
+        let parsed = self.parse_annotations(object);
+        self.memo.remember_annotations(key, object, &parsed);
+        parsed
     }
 
     /// Annotation problems that reject an Ingress (fail closed), and regular

@@ -25,12 +25,14 @@
 //!   after one branch.
 
 mod candidates;
+mod canonical;
 pub mod filters;
 pub mod global_limit;
 pub mod globals;
 pub mod guard;
 pub mod host;
 pub mod ids;
+mod patch;
 pub mod path;
 pub mod phases;
 pub mod policy;

@@ -113,14 +113,7 @@ impl RequestStep for RedirectTo {
         };
         // The routed host as the service read it (already checked there):
         // the target's authority, else the Host header; without its port.
-        let raw = match req.uri().authority() {
-            Some(authority) => authority.as_str(),
-            None => req
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or(""),
-        };
+        let raw = request_host(req);
         let mut buf = [0u8; host::MAX_HOST_LEN + 2];
         let host = host::normalize(raw, &mut buf).unwrap_or("");
         let location = self.location(scheme, host, &path, req.uri().query());

@@ -66,27 +66,52 @@ pub(super) fn port_ref(backend: &IngressBackend) -> Option<(&str, PortRef)> {
     Some((svc.name.as_str(), port))
 }
 
+/// Why an Ingress's `backend-protocol` is not used as written.
+enum ProtocolProblem {
+    /// Served over HTTP with a warning (an unknown value; `AUTO_HTTP`,
+    /// which ingress-nginx maps to the client's scheme).
+    Warn(Problem),
+    /// The Ingress is rejected: no fallback can talk to such a backend
+    /// (`FCGI`, as the `fastcgi-*` annotations).
+    Reject(Problem),
+}
+
 /// `backend-protocol`: how to speak to this Ingress's backends.
-fn backend_protocol(ingress: &Ingress) -> Result<BackendProtocol, Problem> {
+fn backend_protocol(ingress: &Ingress) -> Result<BackendProtocol, ProtocolProblem> {
     for name in [
         BACKEND_PROTOCOL_ANNOTATION,
         NGINX_BACKEND_PROTOCOL_ANNOTATION,
     ] {
         if let Some(value) = annotation(ingress, name) {
+            let problem = |reason| Problem::new(Field::annotation(name), reason);
             return match value.to_ascii_uppercase().as_str() {
                 "HTTP" => Ok(BackendProtocol::Http),
                 "HTTPS" => Ok(BackendProtocol::Https),
                 "H2C" => Ok(BackendProtocol::H2c),
                 "GRPC" => Ok(BackendProtocol::Grpc),
                 "GRPCS" => Ok(BackendProtocol::Grpcs),
-                other => Err(Problem::new(
-                    Field::annotation(name),
+                "AUTO_HTTP" => Err(ProtocolProblem::Warn(problem(
+                    Reason::AutoHttpBackendProtocol,
+                ))),
+                "FCGI" => Err(ProtocolProblem::Reject(problem(
+                    Reason::FastCgiBackendProtocol,
+                ))),
+                other => Err(ProtocolProblem::Warn(problem(
                     Reason::UnknownBackendProtocol(other.to_string()),
-                )),
+                ))),
             };
         }
     }
     Ok(BackendProtocol::Http)
+}
+
+/// A `backend-protocol` that rejects the Ingress (fail closed: no fallback
+/// can talk to its backends), for the selection of the versions served.
+pub(super) fn backend_protocol_refusal(ingress: &Ingress) -> Option<Problem> {
+    match backend_protocol(ingress) {
+        Err(ProtocolProblem::Reject(problem)) => Some(problem),
+        Ok(_) | Err(ProtocolProblem::Warn(_)) => None,
+    }
 }
 
 /// `load-balance`: the algorithm over this Ingress's endpoints.
@@ -137,12 +162,15 @@ impl Builder<'_> {
         };
         let protocol = match backend_protocol(ingress) {
             Ok(p) => p,
-            Err(problem) => {
+            Err(ProtocolProblem::Warn(problem)) => {
                 if warn {
                     self.warn(key, origin, problem);
                 }
                 BackendProtocol::Http
             }
+            // Refused before the Ingress is selected for serving
+            // ([`backend_protocol_refusal`]): never compiled.
+            Err(ProtocolProblem::Reject(_)) => BackendProtocol::Http,
         };
         let verify = self.backend_verify(key, origin, ingress, protocol);
         BackendPolicy {

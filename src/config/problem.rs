@@ -182,6 +182,10 @@ pub enum Reason {
     },
     #[error("`{0}` is not one of HTTP, HTTPS, H2C, GRPC, GRPCS; using HTTP")]
     UnknownBackendProtocol(String),
+    #[error("AUTO_HTTP is not supported: the backends are spoken to over HTTP whatever the client's scheme (ingress-nginx uses TLS for HTTPS clients)")]
+    AutoHttpBackendProtocol,
+    #[error("FCGI: FastCGI backends are not supported")]
+    FastCgiBackendProtocol,
     #[error("`{0}` is not round-robin or p2c-ewma; using round-robin")]
     UnknownLoadBalance(String),
     #[error("backend-protocol is {0}: there is no backend TLS to verify")]

@@ -160,6 +160,8 @@ impl<'a> Builder<'a> {
             .collect();
         // TLS passthrough without the flag, or on a rule it cannot serve.
         out.extend(super::passthrough::problems(ingress, self.opts));
+        // A backend protocol tollgate cannot speak (FCGI).
+        out.extend(super::backends::backend_protocol_refusal(ingress));
         // Authentication whose Secret cannot be used is served failing
         // closed, as ingress-nginx (503 or 401: see `route_policy`).
         if parsed.use_regex {

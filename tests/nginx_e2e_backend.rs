@@ -15,6 +15,9 @@
 //! grpcbin is replaced by [`grpcbin`], a hand-framed gRPC handler that
 //! answers with the metadata it received (as grpcbin's `HeadersUnary`).
 
+// Test backends record what they saw behind a lock (see tests/common).
+#![allow(clippy::disallowed_types)]
+
 mod common;
 
 #[path = "nginx_e2e_backend/backendprotocol.rs"]
@@ -316,10 +319,75 @@ impl TlsBackend {
     }
 }
 
+/// An in-test backend speaking HTTP/1.1 both in cleartext and inside TLS
+/// (with `cert`) on one port, as an `AUTO_HTTP` backend must: a connection
+/// whose first byte is a TLS record header (0x16) is TLS. Answers the JSON
+/// of what it saw ([`seen`]) with `"tls"` telling which it was.
+pub struct DualBackend {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DualBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl DualBackend {
+    pub async fn start(cert: &TestCert) -> DualBackend {
+        use rustls::pki_types::pem::PemObject;
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let mut first = [0u8; 1];
+                    let tls = matches!(tcp.peek(&mut first).await, Ok(1) if first[0] == 0x16);
+                    let svc = hyper::service::service_fn(move |r: Request<Incoming>| async move {
+                        let (parts, _) = r.into_parts();
+                        let mut saw = seen(&parts);
+                        saw["tls"] = json!(tls);
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", "application/json")
+                                .body(full(saw.to_string()))
+                                .unwrap(),
+                        )
+                    });
+                    let http1 = hyper::server::conn::http1::Builder::new();
+                    if tls {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            let _ = http1.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    } else {
+                        let _ = http1.serve_connection(TokioIo::new(tcp), svc).await;
+                    }
+                });
+            }
+        });
+        DualBackend { port, task }
+    }
+}
+
 /// The JSON a plain (non-gRPC) response of [`grpcbin`] carries.
 pub fn json_of(r: &Resp) -> Value {
-    serde_json::from_slice(&r.body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.summary()))
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.summary()))
 }
 
 /// A gRPC call to `https://host/...` over TLS (ALPN h2, any certificate)
@@ -356,10 +424,7 @@ pub async fn grpc_request(
         .unwrap();
     tokio::time::timeout(REQUEST_TIMEOUT, async {
         sender.ready().await.map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(call)
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(call).await.map_err(|e| e.to_string())?;
         collect(resp).await
     })
     .await

@@ -24,6 +24,7 @@ use super::compiled::Resolved;
 use super::diagnostic::Severity;
 use super::problem::{Field, Problem, Reason, Subject};
 use super::snapshot::{ObjectKey, Snapshot};
+use crate::table::policy::RoutePolicy;
 use crate::table::upstream::{
     BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
     UpstreamSpec,
@@ -34,7 +35,8 @@ use crate::table::{Route, RouteKind, UpstreamId};
 pub const LOAD_BALANCE_ANNOTATION: &str = "tollgate.dev/load-balance";
 /// ingress-nginx's equivalent, honoured for migrated Ingresses.
 pub const NGINX_LOAD_BALANCE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/load-balance";
-/// `HTTP | HTTPS | H2C | GRPC | GRPCS`: the protocol spoken to the backends.
+/// `HTTP | HTTPS | AUTO_HTTP | H2C | GRPC | GRPCS` (`FCGI` is refused): the
+/// protocol spoken to the backends.
 pub const BACKEND_PROTOCOL_ANNOTATION: &str = "tollgate.dev/backend-protocol";
 pub const NGINX_BACKEND_PROTOCOL_ANNOTATION: &str = "nginx.ingress.kubernetes.io/backend-protocol";
 /// A TLS Secret (in the Ingress's namespace) whose `ca.crt` verifies
@@ -50,6 +52,10 @@ pub const NGINX_PROXY_SSL_NAME: &str = "nginx.ingress.kubernetes.io/proxy-ssl-na
 pub(super) struct BackendPolicy {
     pub lb: LbAlgorithm,
     pub protocol: BackendProtocol,
+    /// `AUTO_HTTP`: `protocol` is HTTP, and requests that came over TLS go
+    /// to each backend's HTTPS twin ([`Builder::tls_twin`]), as
+    /// ingress-nginx's `proxy_pass $scheme://`.
+    pub auto_http: bool,
     /// CA Secret and server name to verify TLS backends with.
     pub verify: Option<(ObjectKey, Option<String>)>,
 }
@@ -66,18 +72,22 @@ pub(super) fn port_ref(backend: &IngressBackend) -> Option<(&str, PortRef)> {
     Some((svc.name.as_str(), port))
 }
 
+/// `AUTO_HTTP`: the client's scheme, HTTP or HTTPS (ingress-nginx's
+/// `proxy_pass $scheme://`).
+const AUTO_HTTP: &str = "AUTO_HTTP";
+
 /// Why an Ingress's `backend-protocol` is not used as written.
 enum ProtocolProblem {
-    /// Served over HTTP with a warning (an unknown value; `AUTO_HTTP`,
-    /// which ingress-nginx maps to the client's scheme).
+    /// Served over HTTP with a warning (an unknown value).
     Warn(Problem),
     /// The Ingress is rejected: no fallback can talk to such a backend
     /// (`FCGI`, as the `fastcgi-*` annotations).
     Reject(Problem),
 }
 
-/// `backend-protocol`: how to speak to this Ingress's backends.
-fn backend_protocol(ingress: &Ingress) -> Result<BackendProtocol, ProtocolProblem> {
+/// `backend-protocol`: how to speak to this Ingress's backends; `Ok(None)`
+/// for `AUTO_HTTP`.
+fn backend_protocol(ingress: &Ingress) -> Result<Option<BackendProtocol>, ProtocolProblem> {
     for name in [
         BACKEND_PROTOCOL_ANNOTATION,
         NGINX_BACKEND_PROTOCOL_ANNOTATION,
@@ -85,14 +95,12 @@ fn backend_protocol(ingress: &Ingress) -> Result<BackendProtocol, ProtocolProble
         if let Some(value) = annotation(ingress, name) {
             let problem = |reason| Problem::new(Field::annotation(name), reason);
             return match value.to_ascii_uppercase().as_str() {
-                "HTTP" => Ok(BackendProtocol::Http),
-                "HTTPS" => Ok(BackendProtocol::Https),
-                "H2C" => Ok(BackendProtocol::H2c),
-                "GRPC" => Ok(BackendProtocol::Grpc),
-                "GRPCS" => Ok(BackendProtocol::Grpcs),
-                "AUTO_HTTP" => Err(ProtocolProblem::Warn(problem(
-                    Reason::AutoHttpBackendProtocol,
-                ))),
+                "HTTP" => Ok(Some(BackendProtocol::Http)),
+                "HTTPS" => Ok(Some(BackendProtocol::Https)),
+                "H2C" => Ok(Some(BackendProtocol::H2c)),
+                "GRPC" => Ok(Some(BackendProtocol::Grpc)),
+                "GRPCS" => Ok(Some(BackendProtocol::Grpcs)),
+                AUTO_HTTP => Ok(None),
                 "FCGI" => Err(ProtocolProblem::Reject(problem(
                     Reason::FastCgiBackendProtocol,
                 ))),
@@ -102,7 +110,7 @@ fn backend_protocol(ingress: &Ingress) -> Result<BackendProtocol, ProtocolProble
             };
         }
     }
-    Ok(BackendProtocol::Http)
+    Ok(Some(BackendProtocol::Http))
 }
 
 /// A `backend-protocol` that rejects the Ingress (fail closed: no fallback
@@ -166,16 +174,19 @@ impl Builder<'_> {
                 if warn {
                     self.warn(key, origin, problem);
                 }
-                BackendProtocol::Http
+                Some(BackendProtocol::Http)
             }
             // Refused before the Ingress is selected for serving
             // ([`backend_protocol_refusal`]): never compiled.
-            Err(ProtocolProblem::Reject(_)) => BackendProtocol::Http,
+            Err(ProtocolProblem::Reject(_)) => Some(BackendProtocol::Http),
         };
-        let verify = self.backend_verify(key, origin, ingress, protocol);
+        // AUTO_HTTP's TLS twins are verified as HTTPS backends are.
+        let tls = protocol.unwrap_or(BackendProtocol::Https);
+        let verify = self.backend_verify(key, origin, ingress, tls);
         BackendPolicy {
             lb,
-            protocol,
+            protocol: protocol.unwrap_or(BackendProtocol::Http),
+            auto_http: protocol.is_none(),
             verify,
         }
     }
@@ -274,6 +285,38 @@ impl Builder<'_> {
         });
         self.upstreams.insert(key, id);
         id
+    }
+
+    /// `AUTO_HTTP`: `policy` with the HTTPS twin of a route's backend (same
+    /// Service, port and balancing), which takes the requests that came
+    /// over TLS; `policy` itself for any other protocol. Called after the
+    /// HTTP upstream was made: the twin's problems (resolution, CA) are
+    /// that upstream's, already reported.
+    pub(super) fn with_tls_twin(
+        &mut self,
+        ingress: &ObjectKey,
+        origin: &Option<Arc<str>>,
+        field: &Field,
+        (service, port): (&str, PortRef),
+        backend: &BackendPolicy,
+        policy: &Arc<RoutePolicy>,
+    ) -> Arc<RoutePolicy> {
+        if !backend.auto_http {
+            return policy.clone();
+        }
+        let tls = BackendPolicy {
+            lb: backend.lb,
+            protocol: BackendProtocol::Https,
+            auto_http: false,
+            verify: backend.verify.clone(),
+        };
+        let reported = self.out.diagnostics.len();
+        let twin = self.upstream(ingress, origin, field, service, port, &tls);
+        self.out.diagnostics.truncate(reported);
+        Arc::new(RoutePolicy {
+            tls_upstream: Some(twin),
+            ..(**policy).clone()
+        })
     }
 
     /// The label (`namespace/service:port`) of an upstream.
@@ -403,6 +446,7 @@ impl Builder<'_> {
         let plain = BackendPolicy {
             lb: LbAlgorithm::RoundRobin,
             protocol: backend.protocol,
+            auto_http: false,
             verify: backend.verify.clone(),
         };
         Some(self.upstream(key, origin, &field, name, PortRef::Number(port), &plain))

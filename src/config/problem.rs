@@ -180,10 +180,8 @@ pub enum Reason {
         service: ObjectKey,
         problem: PortProblem,
     },
-    #[error("`{0}` is not one of HTTP, HTTPS, H2C, GRPC, GRPCS; using HTTP")]
+    #[error("`{0}` is not one of HTTP, HTTPS, AUTO_HTTP, H2C, GRPC, GRPCS; using HTTP")]
     UnknownBackendProtocol(String),
-    #[error("AUTO_HTTP is not supported: the backends are spoken to over HTTP whatever the client's scheme (ingress-nginx uses TLS for HTTPS clients)")]
-    AutoHttpBackendProtocol,
     #[error("FCGI: FastCGI backends are not supported")]
     FastCgiBackendProtocol,
     #[error("`{0}` is not round-robin or p2c-ewma; using round-robin")]

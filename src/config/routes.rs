@@ -105,7 +105,9 @@ impl Builder<'_> {
             .as_ref()
             .and_then(port_ref)
             .map(|(svc, port)| {
-                let upstream = self.upstream(key, &origin, &Field::DefaultBackend, svc, port, &lb);
+                let field = Field::DefaultBackend;
+                let upstream = self.upstream(key, &origin, &field, svc, port.clone(), &lb);
+                let policy = self.with_tls_twin(key, &origin, &field, (svc, port), &lb, &policy);
                 let service = self.upstream_label(upstream);
                 self.out.table.push_route(Route {
                     ingress: ingress_label.clone(),
@@ -166,7 +168,9 @@ impl Builder<'_> {
                     _ => policy.clone(),
                 };
                 let field = Field::path(i, j, PathPart::Backend);
-                let upstream = self.upstream(key, &origin, &field, svc, port, &lb);
+                let upstream = self.upstream(key, &origin, &field, svc, port.clone(), &lb);
+                let route_policy =
+                    self.with_tls_twin(key, &origin, &field, (svc, port), &lb, &route_policy);
                 let service = self.upstream_label(upstream);
                 let route = self.out.table.push_route(Route {
                     ingress: ingress_label.clone(),

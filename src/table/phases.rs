@@ -9,7 +9,8 @@
 //!   CORS preflight (rewrite phase) → rate limit, global rate limit,
 //!   connection limit
 //!   (preaccess: they also slow down password guessing) → access list
-//!   (403) → basic authentication (401) → weighted backend choice (500 for
+//!   (403) → basic authentication (401) → the backend by the client's
+//!   scheme (`AUTO_HTTP`) → weighted backend choice (500 for
 //!   an invalid share), canary choice, `default-backend` fallback, request
 //!   headers, what a custom error page will need, endpoint affinity or
 //!   hashing;
@@ -90,6 +91,9 @@ pub enum RequestPhase {
     Access(AccessList),
     /// Basic authentication (401).
     BasicAuth(BasicAuth),
+    /// `AUTO_HTTP`: a request that came over TLS goes to this upstream
+    /// (the route's backend spoken to over HTTPS).
+    SchemeBackend(SchemeBackend),
     /// Weighted backends: one chosen per request (500 for an invalid
     /// choice or no weight at all).
     Backends(Box<Backends>),
@@ -177,6 +181,10 @@ pub struct Limit<T> {
 #[derive(Debug, Clone, Copy)]
 pub struct Fallback(pub UpstreamId);
 
+/// The upstream of the requests that came over TLS (`AUTO_HTTP`).
+#[derive(Debug, Clone, Copy)]
+pub struct SchemeBackend(pub UpstreamId);
+
 /// The `X-Forwarded-Prefix` value.
 #[derive(Debug, Clone)]
 pub struct ForwardedPrefix(pub HeaderValue);
@@ -242,6 +250,9 @@ impl Pipeline {
         }
         if let Some(basic) = &policy.basic_auth {
             request.push(RequestPhase::BasicAuth(basic.clone()));
+        }
+        if let Some(tls) = policy.tls_upstream {
+            request.push(RequestPhase::SchemeBackend(SchemeBackend(tls)));
         }
         if let Some(backends) = &policy.backends {
             request.push(RequestPhase::Backends(backends.clone()));
@@ -339,6 +350,7 @@ mod tests {
             RequestPhase::WwwRedirect(_) => "www-redirect",
             RequestPhase::Redirect(_) => "redirect",
             RequestPhase::RedirectTo(_) => "redirect-to",
+            RequestPhase::SchemeBackend(_) => "scheme-backend",
             RequestPhase::Backends(_) => "backends",
             RequestPhase::AppRoot(_) => "app-root",
             RequestPhase::CorsPreflight(_) => "cors-preflight",
@@ -431,6 +443,7 @@ mod tests {
                 upstream: 1,
             }),
             fallback: Some(2),
+            tls_upstream: Some(3),
             rewrite: Some(Rewrite {
                 pattern: Arc::new(regex::Regex::new("/(.*)").unwrap()),
                 target: "/$1".into(),
@@ -445,6 +458,7 @@ mod tests {
                 "rate",
                 "connections",
                 "access",
+                "scheme-backend",
                 "fallback",
                 "forwarded-prefix",
                 "keep-for-error-page",

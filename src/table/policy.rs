@@ -74,6 +74,9 @@ pub struct RoutePolicy {
     pub custom_errors: Option<CustomErrors>,
     /// `default-backend`: serves the route while its upstream has no endpoint.
     pub fallback: Option<UpstreamId>,
+    /// `backend-protocol: AUTO_HTTP`: requests that came over TLS go to
+    /// this upstream (the route's own backend spoken to over HTTPS).
+    pub tls_upstream: Option<UpstreamId>,
     /// Weighted backends (Gateway `backendRefs`): one chosen per request;
     /// an invalid choice, or no valid weight at all, answers 500.
     pub backends: Option<Box<Backends>>,
@@ -124,6 +127,7 @@ impl RoutePolicy {
             && self.upstream_vhost.is_none()
             && self.custom_errors.is_none()
             && self.fallback.is_none()
+            && self.tls_upstream.is_none()
             && self.backends.is_none()
             && self.request_headers.is_none()
             && self.response_headers.is_none()

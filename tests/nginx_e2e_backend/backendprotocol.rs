@@ -30,7 +30,10 @@ async fn https_backend_case(value: &str) {
     let v = json_of(&r);
     assert_eq!(v["version"], "HTTP/1.1", "{v}");
     assert_eq!(v["host"], HOST, "{v}");
-    assert!(b.connections() > 0 && !b.snis().is_empty(), "no TLS handshake");
+    assert!(
+        b.connections() > 0 && !b.snis().is_empty(),
+        "no TLS handshake"
+    );
 }
 
 /// Go: "should set backend protocol to https:// and use proxy_pass".
@@ -49,15 +52,16 @@ async fn should_set_backend_protocol_to_https_and_use_proxy_pass_with_lowercase_
 }
 
 /// Go: "should set backend protocol to $scheme:// and use proxy_pass".
-/// ingress-nginx's `AUTO_HTTP` speaks the client's scheme to the backend
-/// (`proxy_pass $scheme://`). tollgate does not implement it (docs/
-/// annotations.md): `tollgate check` warns naming `AUTO_HTTP`, and the
-/// backend is spoken to over plain HTTP for HTTP *and* HTTPS clients.
+/// Instead of `proxy_pass $scheme://upstream_balancer;`: with `AUTO_HTTP`
+/// the backend (which speaks both on one port) gets a request that came
+/// over HTTP in cleartext and one that came over HTTPS inside TLS, on
+/// connections of its own (a pooled cleartext connection never carries
+/// an HTTPS client's request), and `tollgate check` reports nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn should_set_backend_protocol_to_scheme_and_use_proxy_pass() {
-    let echo = Echo::services(&["echo"]).await;
     let ca = TestCa::new("ingress CA");
-    let mut docs = echo.backends(NS);
+    let b = DualBackend::start(&ca.leaf("backend", &["backend.test"])).await;
+    let mut docs = service_at("echo", b.port);
     docs.push(single_tls(
         HOST,
         "/",
@@ -70,27 +74,22 @@ async fn should_set_backend_protocol_to_scheme_and_use_proxy_pass() {
     docs.push(host_secret(&ca, HOST, HOST));
 
     let (code, out) = check_docs(&docs).await;
-    assert_eq!(code, 0, "AUTO_HTTP is a warning, not a rejection:\n{out}");
-    let line = out
-        .lines()
-        .find(|l| l.contains("backend-protocol"))
-        .unwrap_or_else(|| panic!("no diagnostic on backend-protocol:\n{out}"));
-    assert!(
-        line.contains("warning") && line.contains("AUTO_HTTP"),
-        "{line}"
-    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("backend-protocol"), "no diagnostic:\n{out}");
 
     let tg = start(&docs, &[]).await;
-    let r = tg.get(HOST, "/").await;
-    assert_eq!(r.status, 200, "HTTP client: {}", r.summary());
-    assert_eq!(r.echo().proto(), "HTTP/1.1");
-    // The difference: ingress-nginx would speak TLS here; the plain echo
-    // backend answering proves tollgate speaks HTTP.
-    let (r, _) = https_get(tg.https_addr(), Some(HOST), HOST, "/")
-        .await
-        .expect("HTTPS client");
-    assert_eq!(r.status, 200, "HTTPS client: {}", r.summary());
-    assert_eq!(r.echo().service(), "echo");
+    for round in 0..2 {
+        let r = tg.get(HOST, "/").await;
+        assert_eq!(r.status, 200, "HTTP client: {}", r.summary());
+        assert_eq!(json_of(&r)["tls"], false, "round {round}: HTTP client");
+        let (r, _) = https_get(tg.https_addr(), Some(HOST), HOST, "/")
+            .await
+            .expect("HTTPS client");
+        assert_eq!(r.status, 200, "HTTPS client: {}", r.summary());
+        let v = json_of(&r);
+        assert_eq!(v["tls"], true, "round {round}: HTTPS client");
+        assert_eq!(v["host"], HOST, "{v}");
+    }
 }
 
 /// Go: "should set backend protocol to grpc:// and use grpc_pass".
@@ -175,5 +174,10 @@ async fn should_set_backend_protocol_to_empty_and_use_fastcgi_pass() {
 
     let tg = start(&docs, &[]).await;
     let r = tg.get(HOST, "/").await;
-    assert_eq!(r.status, 404, "a rejected Ingress is not served: {}", r.summary());
+    assert_eq!(
+        r.status,
+        404,
+        "a rejected Ingress is not served: {}",
+        r.summary()
+    );
 }

@@ -30,7 +30,15 @@ async fn proxy_ssl_case(extra: &[(&str, &str)]) {
     let mut annotations = vec![("proxy-ssl-secret", secret.as_str())];
     annotations.extend_from_slice(extra);
     let mut docs = echo.backends(NS);
-    docs.push(single_tls(HOST, "/", HOST, "echo", 8080, HOST, &annotations));
+    docs.push(single_tls(
+        HOST,
+        "/",
+        HOST,
+        "echo",
+        8080,
+        HOST,
+        &annotations,
+    ));
     docs.push(ma_secret(&ca, HOST, HOST));
     let tg = start(&docs, &[]).await;
 

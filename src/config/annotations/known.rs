@@ -200,7 +200,7 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-ssl-ciphers", Support::NoOp(RUSTLS)),
     ("proxy-ssl-protocols", Support::NoOp(RUSTLS)),
     ("proxy-ssl-verify-depth", Support::NoOp("rustls verifies the whole chain to the CA")),
-    ("proxy-ssl-server-name", Support::NoOp("the TLS name sent to backends is proxy-ssl-name (or the Service host)")),
+    ("proxy-ssl-server-name", Support::NoOp("SNI is sent whenever there is a name: the verified name (proxy-ssl-name), else an ExternalName host")),
     ("ssl-ciphers", Support::NoOp(RUSTLS)),
     ("ssl-prefer-server-ciphers", Support::NoOp(RUSTLS)),
     ("service-upstream", Support::NoOp("tollgate balances over the endpoints itself; affinity and hashing need them")),

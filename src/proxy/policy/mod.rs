@@ -30,6 +30,7 @@ mod mirror;
 mod redirect;
 mod response_rewrite;
 mod rewrite;
+mod scheme;
 mod www;
 
 use std::sync::Arc;
@@ -134,6 +135,7 @@ impl RequestStep for RequestPhase {
             RequestPhase::WwwRedirect(p) => p.run(cx, req).await,
             RequestPhase::Redirect(p) => p.run(cx, req).await,
             RequestPhase::RedirectTo(p) => p.as_ref().run(cx, req).await,
+            RequestPhase::SchemeBackend(p) => p.run(cx, req).await,
             RequestPhase::Backends(p) => p.as_ref().run(cx, req).await,
             RequestPhase::AppRoot(p) => p.run(cx, req).await,
             RequestPhase::CorsPreflight(p) => RequestStep::run(p, cx, req).await,

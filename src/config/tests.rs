@@ -1402,3 +1402,48 @@ fn served_lists_ingresses_served_including_last_good() {
     );
     assert_eq!(second.served, vec![ObjectKey::new("ns", "a")]);
 }
+
+// ------------------------------------------------------- backend-protocol
+
+#[test]
+fn auto_http_adds_an_https_twin_of_each_backend() {
+    use crate::table::upstream::BackendProtocol;
+    let c = compile_docs(&[ing("a")
+        .annotation("nginx.ingress.kubernetes.io/backend-protocol", "auto_http")
+        .default_backend("fallback")
+        .rule("foo.com", &[("/", "Prefix", "web")])
+        .yaml()]);
+    no_diagnostics(&c);
+    for (host, service) in [("foo.com", "web"), ("other.com", "fallback")] {
+        let id = c.table.lookup(host, "/").expect("a route");
+        let route = c.table.route(id).expect("valid route id");
+        let plain = &c.upstreams[route.upstream as usize];
+        let twin = route.policy.tls_upstream.expect("an HTTPS twin");
+        let twin = &c.upstreams[twin as usize];
+        assert_eq!(plain.key.protocol, BackendProtocol::Http, "{host}");
+        assert_eq!(twin.key.protocol, BackendProtocol::Https, "{host}");
+        assert_eq!(plain.key.service, service);
+        assert_eq!(
+            (&twin.key.service, &twin.key.port),
+            (&plain.key.service, &plain.key.port)
+        );
+    }
+    // Each missing Service is reported once, not once per twin.
+    assert_eq!(c.diagnostics.len(), 2, "{:#?}", c.diagnostics);
+}
+
+#[test]
+fn fcgi_rejects_the_ingress() {
+    let c = compile_docs(&[ing("a")
+        .annotation("nginx.ingress.kubernetes.io/backend-protocol", "FCGI")
+        .rule("foo.com", &[("/", "Prefix", "web")])
+        .yaml()]);
+    diagnostic(
+        &c,
+        Severity::Rejected,
+        "a",
+        "metadata.annotations[nginx.ingress.kubernetes.io/backend-protocol]",
+        "FastCGI",
+    );
+    assert_eq!(target(&c, "foo.com", "/"), None);
+}

@@ -105,6 +105,9 @@ impl RoutePolicy {
         if self.fallback.is_some() {
             out.push("default-backend".into());
         }
+        if self.tls_upstream.is_some() {
+            out.push("backend-protocol AUTO_HTTP (HTTPS for TLS clients)".into());
+        }
         if let Some(b) = &self.backends {
             let shares: Vec<String> = b
                 .choices

@@ -1,6 +1,7 @@
 //! ingress-nginx's end-to-end cases for how backends are spoken to, ported:
-//! `backend-protocol` (HTTPS, GRPC, GRPCS, AUTO_HTTP, FCGI), gRPC through
-//! the proxy (with external auth and timeouts), `proxy-ssl-*`,
+//! `backend-protocol` (HTTPS, GRPC, GRPCS, AUTO_HTTP, FCGI and the
+//! `fastcgi-*` annotations), gRPC through the proxy (with external auth
+//! and timeouts), `proxy-ssl-*`,
 //! `upstream-vhost` and `service-upstream`. Each test repeats one
 //! `ginkgo.It` case of kubernetes/ingress-nginx `test/e2e/annotations/`
 //! (the module names the Go file; each test's doc comment starts with
@@ -22,6 +23,8 @@ mod common;
 
 #[path = "nginx_e2e_backend/backendprotocol.rs"]
 mod backendprotocol;
+#[path = "nginx_e2e_backend/fastcgi.rs"]
+mod fastcgi;
 #[path = "nginx_e2e_backend/grpc.rs"]
 mod grpc;
 #[path = "nginx_e2e_backend/proxyssl.rs"]

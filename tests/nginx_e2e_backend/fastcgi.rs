@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::common::*;
 use crate::*;
 
 /// Stands in for `fastcgi-helloserver`: counts the connections it gets.

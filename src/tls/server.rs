@@ -14,6 +14,9 @@
 //! - Unknown or missing SNI: `--default-certificate`, else the certificate
 //!   generated at start-up (like ingress-nginx's fake certificate). A
 //!   handshake always gets a certificate; the resolver never fails it.
+//! - Hosts with client-certificate authentication get a configuration
+//!   that requests one ([`super::client_auth`]); only while such hosts
+//!   exist is the ClientHello read before the configuration is chosen.
 //! - Failure reasons are a fixed set of static labels (bounded metric
 //!   cardinality, no allocation per failed handshake).
 
@@ -122,8 +125,8 @@ pub fn server_config(
 pub struct Acceptor {
     published: Arc<ArcSwap<Published>>,
     /// Indexed by [`Acceptor::index`]: TLS 1.2+1.3, 1.3, 1.2; each with
-    /// and without `h2`.
-    configs: Arc<[Arc<ServerConfig>; 6]>,
+    /// and without `h2`; then the same six requesting a client certificate.
+    configs: Arc<[Arc<ServerConfig>; 12]>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -148,14 +151,21 @@ impl Acceptor {
             &[&rustls::version::TLS13],
             &[&rustls::version::TLS12],
         ];
-        let mut configs = Vec::with_capacity(6);
+        let mut configs = Vec::with_capacity(12);
+        // The last six request a client certificate (`auth-tls-*` hosts).
+        for request_cert in [false, true] {
         for versions in versions {
             for http2 in [true, false] {
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let mut config = ServerConfig::builder_with_provider(provider)
-                    .with_protocol_versions(versions)?
-                    .with_no_client_auth()
-                    .with_cert_resolver(resolver.clone());
+                let client_auth = super::client_auth::RequestAny::new(&provider);
+                let builder = ServerConfig::builder_with_provider(provider)
+                    .with_protocol_versions(versions)?;
+                let builder = if request_cert {
+                    builder.with_client_cert_verifier(Arc::new(client_auth))
+                } else {
+                    builder.with_no_client_auth()
+                };
+                let mut config = builder.with_cert_resolver(resolver.clone());
                 config.alpn_protocols = if http2 {
                     vec![b"h2".to_vec(), b"http/1.1".to_vec()]
                 } else {
@@ -165,7 +175,8 @@ impl Acceptor {
                 configs.push(Arc::new(config));
             }
         }
-        let configs: [Arc<ServerConfig>; 6] = configs
+        }
+        let configs: [Arc<ServerConfig>; 12] = configs
             .try_into()
             .map_err(|_| TlsError::Rustls(rustls::Error::General("configurations".into())))?;
         Ok(Acceptor {
@@ -188,12 +199,31 @@ impl Acceptor {
         &self.configs[Self::index(prefs) % 6]
     }
 
-    /// Starts the handshake of `stream` with the configuration in force.
-    pub fn accept<IO>(&self, stream: IO) -> tokio_rustls::Accept<IO>
+    /// The configuration for `prefs` that requests a client certificate.
+    pub fn client_auth_config(&self, prefs: TlsPrefs) -> &Arc<ServerConfig> {
+        &self.configs[6 + Self::index(prefs) % 6]
+    }
+
+    /// Handshakes `stream` with the configuration in force. While some
+    /// host requests client certificates, the ClientHello is read first
+    /// to choose ([`super::client_auth::accept`]).
+    pub async fn accept<IO>(&self, stream: IO) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let prefs = self.published.load().table.globals().tls;
-        tokio_rustls::TlsAcceptor::from(self.config(prefs).clone()).accept(stream)
+        let (prefs, client_auth) = {
+            let published = self.published.load();
+            (published.table.globals().tls, !published.tls.client_auth.is_empty())
+        };
+        if client_auth {
+            return super::client_auth::accept(self, prefs, stream).await;
+        }
+        tokio_rustls::TlsAcceptor::from(self.config(prefs).clone())
+            .accept(stream)
+            .await
+    }
+
+    pub(super) fn published(&self) -> &Arc<ArcSwap<Published>> {
+        &self.published
     }
 }

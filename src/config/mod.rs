@@ -56,6 +56,7 @@ mod backends;
 mod builder;
 mod canary;
 mod certificate;
+mod client_auth;
 pub mod class;
 mod compiled;
 mod conflicts;

@@ -98,7 +98,13 @@ impl Builder<'_> {
         if policy.hash_by.is_some() || balanced_affinity {
             lb.lb = LbAlgorithm::ConsistentHash;
         }
-        let policy = Arc::new(self.route_policy(key, &origin, policy, &parsed, &lb));
+        let mut policy = self.route_policy(key, &origin, policy, &parsed, &lb);
+        if let Some(spec) = &parsed.client_cert {
+            let client_cert = self.client_cert(key, &origin, spec);
+            self.request_client_certs(&object, &parsed.aliases, &client_cert);
+            policy.client_cert = Some(client_cert);
+        }
+        let policy = Arc::new(policy);
 
         let default_route = spec
             .default_backend

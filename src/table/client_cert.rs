@@ -23,6 +23,16 @@ use smol_str::SmolStr;
 
 type Set = std::collections::HashSet<SmolStr, foldhash::fast::RandomState>;
 
+/// A verifier of client chains against one Secret's CAs.
+#[derive(Clone)]
+pub struct CaVerifier(pub Arc<dyn ClientCertVerifier>);
+
+impl std::fmt::Debug for CaVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CaVerifier")
+    }
+}
+
 /// `auth-tls-verify-client`, nginx's `ssl_verify_client`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyClient {

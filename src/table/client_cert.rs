@@ -93,6 +93,31 @@ impl std::fmt::Debug for ClientCert {
     }
 }
 
+/// One line for `tollgate check` and `/debug/routes`:
+/// `client-cert ns/name verify on depth 1`, and what else is set.
+pub fn summary(c: &ClientCert) -> String {
+    let verify = match c.verify {
+        VerifyClient::On => "on",
+        VerifyClient::Optional => "optional",
+        VerifyClient::OptionalNoCa => "optional_no_ca",
+        VerifyClient::Off => "off",
+    };
+    let mut line = format!("client-cert {} verify {verify} depth {}", c.secret, c.depth);
+    if c.verifier.is_none() {
+        line.push_str(" (no usable CA: 403)");
+    }
+    if let Some(re) = &c.match_cn {
+        line.push_str(&format!(" match-cn {}", re.as_str()));
+    }
+    if let Some(page) = &c.error_page {
+        line.push_str(&format!(" error-page {}", String::from_utf8_lossy(page.as_bytes())));
+    }
+    if c.pass_certificate {
+        line.push_str(" pass-certificate");
+    }
+    line
+}
+
 /// TLS hosts (as in `spec.tls`, lowercase; `*.suffix` for wildcards) whose
 /// handshakes request a client certificate.
 #[derive(Debug, Default, Clone)]

@@ -232,6 +232,24 @@ async fn get_full(
     host: &str,
     headers: &[(&str, &str)],
 ) -> Result<(Resp, bool), String> {
+    get_at(tg, pki, client, (sni, host, "/"), headers).await
+}
+
+/// GET `path` on HOST (SNI = Host).
+async fn get_path(tg: &Tollgate, pki: &Pki, client: &Client, path: &str) -> (Resp, bool) {
+    get_at(tg, pki, client, (HOST, HOST, path), &[])
+        .await
+        .unwrap_or_else(|e| panic!("GET https://{HOST}{path}: {e}"))
+}
+
+/// One GET over a fresh TLS connection with SNI, Host and path as given.
+async fn get_at(
+    tg: &Tollgate,
+    pki: &Pki,
+    client: &Client,
+    (sni, host, path): (&str, &str, &str),
+    headers: &[(&str, &str)],
+) -> Result<(Resp, bool), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -266,11 +284,11 @@ async fn get_full(
         let io = TokioIo::new(tls);
         let mut request = if h2 {
             Request::builder()
-                .uri(format!("https://{host}/"))
+                .uri(format!("https://{host}{path}"))
                 .body(Full::<Bytes>::default())
                 .unwrap()
         } else {
-            req("GET", host, "/").body(Full::default()).unwrap()
+            req("GET", host, path).body(Full::default()).unwrap()
         };
         for (k, v) in headers {
             request.headers_mut().append(
@@ -740,4 +758,24 @@ async fn plain_http_is_redirected_or_refused() {
     let tg = site(&echo, &pki, vec![redirecting, not_redirecting]).await;
     assert_eq!(tg.get(HOST, "/").await.status, 308);
     assert_eq!(tg.get("plain.foo.com", "/").await.status, 400);
+}
+
+/// As ingress-nginx (the server block's setting): another Ingress's path on
+/// a host with client-certificate authentication is protected too.
+#[tokio::test]
+async fn other_ingresses_of_the_host_are_protected_too() {
+    let echo = Echo::services(&["echo"]).await;
+    let pki = Pki::new();
+    let secret = secret_annotation();
+    let protected = single_with_tls("authtls", HOST, &[("auth-tls-secret", &secret)]);
+    let mut other = annotated_ingress(NS, "other", HOST, ("/other", "Prefix"), "echo", &[]);
+    other["spec"]["tls"] = json!([{"hosts": [HOST], "secretName": SERVER_SECRET}]);
+    let tg = site(&echo, &pki, vec![protected, other]).await;
+    let client = Client::with(pki.valid());
+    let (r, _) = get_path(&tg, &pki, &Client::none(), "/other").await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let (r, _) = get_path(&tg, &pki, &client, "/other").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.echo().path(), "/other");
+    assert_eq!(r.echo().header("ssl-client-verify").as_deref(), Some("SUCCESS"));
 }

@@ -11,6 +11,10 @@
 //!   `AuthTLSError`). It is never served without client authentication.
 //! - Like ingress-nginx, any Secret type with a `ca.crt` works (a TLS
 //!   Secret's own `ca.crt` too).
+//! - As in ingress-nginx (where it is the server block's setting), the
+//!   policy is the host's: the paths other Ingresses give the host without
+//!   `auth-tls-*` of their own get the first annotated Ingress's
+//!   ([`Builder::share_client_certs`]); an Ingress with its own keeps it.
 //! - Only hosts with a certificate of their own request client
 //!   certificates in the handshake; on another host (the default
 //!   certificate) nothing is requested, so `on` refuses: never open.
@@ -26,9 +30,12 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
 use super::annotations::ClientCertSpec;
 use super::builder::Builder;
+use super::compiled::HashMap;
 use super::problem::{Field, Problem, Reason};
 use super::snapshot::ObjectKey;
 use crate::table::client_cert::{CaVerifier, ClientCert, VerifyClient};
+use crate::table::policy::RoutePolicy;
+use crate::table::{RouteId, RouteKind};
 
 const LAST_GOOD: &str = "its last good CAs keep applying";
 const REFUSED: &str = "every request of this Ingress is refused (403) until it is fixed";
@@ -188,6 +195,45 @@ impl Builder<'_> {
             if self.out.tls.lookup(&host).is_some() {
                 self.out.tls.client_auth.insert(&host);
             }
+        }
+    }
+}
+
+impl Builder<'_> {
+    /// Gives every Ingress route on a host with client-certificate
+    /// authentication, whose own Ingress asks for none, the host's (that
+    /// of the host's first route with one, in Ingress order).
+    pub(super) fn share_client_certs(&mut self) {
+        let mut by_host: HashMap<Arc<str>, Arc<ClientCert>> = HashMap::default();
+        for route in self.out.table.routes() {
+            if route.kind != RouteKind::Ingress || route.host.is_empty() {
+                continue;
+            }
+            if let Some(cert) = &route.policy.client_cert {
+                by_host
+                    .entry(route.host.clone())
+                    .or_insert_with(|| cert.clone());
+            }
+        }
+        if by_host.is_empty() {
+            return;
+        }
+        let count = RouteId::try_from(self.out.table.routes().len()).unwrap_or(RouteId::MAX);
+        for id in 0..count {
+            let Some(route) = self.out.table.route_mut(id) else {
+                continue;
+            };
+            if route.kind != RouteKind::Ingress || route.policy.client_cert.is_some() {
+                continue;
+            }
+            let Some(cert) = by_host.get(&route.host) else {
+                continue;
+            };
+            route.policy = Arc::new(RoutePolicy {
+                client_cert: Some(cert.clone()),
+                ..(*route.policy).clone()
+            });
+            route.plain = false;
         }
     }
 }

@@ -224,6 +224,9 @@ impl Builder<'_> {
     pub(super) fn add_aliases(&mut self) {
         self.add_aliases_only();
         self.add_www_twins();
+        // Once every Ingress has its paths: client certificates are the
+        // host's, as ingress-nginx's server block.
+        self.share_client_certs();
     }
 
     /// `from-to-www-redirect`, as ingress-nginx's redirect servers: the

@@ -134,7 +134,12 @@ impl Pki {
     }
 
     fn server_secret(&self) -> Value {
-        tls_secret(NS, SERVER_SECRET, &self.server.chain_pem, &self.server.key_pem)
+        tls_secret(
+            NS,
+            SERVER_SECRET,
+            &self.server.chain_pem,
+            &self.server.key_pem,
+        )
     }
 }
 
@@ -388,7 +393,10 @@ async fn should_set_valid_auth_tls_secret_ssl_verify_to_off_and_ssl_verify_depth
         .unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     assert!(!asked, "verify-client off: no certificate is requested");
-    assert_eq!(r.echo().header("ssl-client-verify").as_deref(), Some("NONE"));
+    assert_eq!(
+        r.echo().header("ssl-client-verify").as_deref(),
+        Some("NONE")
+    );
 }
 
 /// `It("should 302 redirect to error page instead of 400 when
@@ -414,7 +422,10 @@ async fn should_302_redirect_to_error_page_instead_of_400_when_auth_tls_error_pa
     assert_eq!(r.header("location").as_deref(), Some(error_page));
     let wrong = Pki::client(&pki.other_ca, "authtls", &[], |_| {});
     let r = get(&tg, &pki, &Client::with(wrong)).await;
-    assert_eq!((r.status, r.header("location").as_deref()), (302, Some(error_page)));
+    assert_eq!(
+        (r.status, r.header("location").as_deref()),
+        (302, Some(error_page))
+    );
     let r = get(&tg, &pki, &Client::with(pki.valid())).await;
     assert_eq!(r.status, 200, "{r:?}");
 }
@@ -552,8 +563,14 @@ async fn upstream_gets_verify_result_and_distinguished_names() {
     assert_eq!(r.status, 200, "{r:?}");
     let e = r.echo();
     assert_eq!(e.header("ssl-client-verify").as_deref(), Some("SUCCESS"));
-    assert_eq!(e.header("ssl-client-subject-dn").as_deref(), Some("CN=authtls"));
-    assert_eq!(e.header("ssl-client-issuer-dn").as_deref(), Some("CN=authtls CA"));
+    assert_eq!(
+        e.header("ssl-client-subject-dn").as_deref(),
+        Some("CN=authtls")
+    );
+    assert_eq!(
+        e.header("ssl-client-issuer-dn").as_deref(),
+        Some("CN=authtls CA")
+    );
     assert_eq!(e.header("ssl-client-cert"), None);
 }
 
@@ -576,7 +593,10 @@ async fn wrong_ca_and_expired_certificates_get_400() {
     });
     assert_eq!(get(&tg, &pki, &Client::with(expired)).await.status, 400);
     let r = get(&tg, &pki, &Client::none()).await;
-    assert!(r.text().contains("No required SSL certificate was sent"), "{r:?}");
+    assert!(
+        r.text().contains("No required SSL certificate was sent"),
+        "{r:?}"
+    );
 }
 
 /// `auth-tls-verify-depth`: a certificate signed by an intermediate (sent
@@ -595,7 +615,10 @@ async fn verify_depth_limits_the_chain() {
     };
     let deep = Pki::client(&pki.intermediate, "authtls", &[&pki.intermediate], |_| {});
     let tg = site(&echo, &pki, vec![with_depth("1")]).await;
-    assert_eq!(get(&tg, &pki, &Client::with(deep.clone())).await.status, 400);
+    assert_eq!(
+        get(&tg, &pki, &Client::with(deep.clone())).await.status,
+        400
+    );
     update(&tg, &echo, &pki, vec![with_depth("2")]);
     eventually_status(&tg, &pki, &Client::with(deep), 200).await;
 }
@@ -619,8 +642,14 @@ async fn optional_modes() {
     let tg = site(&echo, &pki, vec![with_verify("optional")]).await;
     let r = get(&tg, &pki, &Client::none()).await;
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(r.echo().header("ssl-client-verify").as_deref(), Some("NONE"));
-    assert_eq!(get(&tg, &pki, &Client::with(wrong.clone())).await.status, 400);
+    assert_eq!(
+        r.echo().header("ssl-client-verify").as_deref(),
+        Some("NONE")
+    );
+    assert_eq!(
+        get(&tg, &pki, &Client::with(wrong.clone())).await.status,
+        400
+    );
 
     update(&tg, &echo, &pki, vec![with_verify("optional_no_ca")]);
     let r = eventually_status(&tg, &pki, &Client::with(wrong), 200).await;
@@ -736,7 +765,10 @@ async fn http2_requests_are_checked() {
     let tg = site(&echo, &pki, vec![ing]).await;
     let r = get(&tg, &pki, &Client::with(pki.valid()).h2()).await;
     assert_eq!((r.status, r.version), (200, http::Version::HTTP_2), "{r:?}");
-    assert_eq!(r.echo().header("ssl-client-verify").as_deref(), Some("SUCCESS"));
+    assert_eq!(
+        r.echo().header("ssl-client-verify").as_deref(),
+        Some("SUCCESS")
+    );
     let r = get(&tg, &pki, &Client::none().h2()).await;
     assert_eq!((r.status, r.version), (400, http::Version::HTTP_2), "{r:?}");
 }
@@ -777,5 +809,8 @@ async fn other_ingresses_of_the_host_are_protected_too() {
     let (r, _) = get_path(&tg, &pki, &client, "/other").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.echo().path(), "/other");
-    assert_eq!(r.echo().header("ssl-client-verify").as_deref(), Some("SUCCESS"));
+    assert_eq!(
+        r.echo().header("ssl-client-verify").as_deref(),
+        Some("SUCCESS")
+    );
 }

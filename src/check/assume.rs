@@ -115,7 +115,9 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
         }
         if let Some(spec) = &parsed.client_cert {
             let (ca_ns, name) = spec.secret.split_once('/').unwrap_or((ns, &spec.secret));
-            wanted.client_cas.insert(ObjectKey::new(ca_ns, name.to_string()));
+            wanted
+                .client_cas
+                .insert(ObjectKey::new(ca_ns, name.to_string()));
         }
         if let Some(name) = &parsed.default_backend {
             wanted

@@ -141,13 +141,16 @@ impl Builder<'_> {
                         secret,
                         consequence: REFUSED,
                     },
-                    (false, Reason::UnusableClientCa { secret, problem, .. }) => {
+                    (
+                        false,
                         Reason::UnusableClientCa {
-                            secret,
-                            problem,
-                            consequence: REFUSED,
-                        }
-                    }
+                            secret, problem, ..
+                        },
+                    ) => Reason::UnusableClientCa {
+                        secret,
+                        problem,
+                        consequence: REFUSED,
+                    },
                     (_, reason) => reason,
                 };
                 self.warn(

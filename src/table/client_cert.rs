@@ -110,7 +110,10 @@ pub fn summary(c: &ClientCert) -> String {
         line.push_str(&format!(" match-cn {}", re.as_str()));
     }
     if let Some(page) = &c.error_page {
-        line.push_str(&format!(" error-page {}", String::from_utf8_lossy(page.as_bytes())));
+        line.push_str(&format!(
+            " error-page {}",
+            String::from_utf8_lossy(page.as_bytes())
+        ));
     }
     if c.pass_certificate {
         line.push_str(" pass-certificate");

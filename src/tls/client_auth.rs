@@ -27,7 +27,9 @@ use http::HeaderValue;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
+};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 /// Requests a client certificate, requires none, trusts any whose holder
@@ -217,10 +219,7 @@ impl PeerCert {
 /// Whether two verifiers are the same object (data pointers only: the
 /// vtable half of a `dyn` pointer may differ for one object).
 fn same(a: &Arc<dyn ClientCertVerifier>, b: &Arc<dyn ClientCertVerifier>) -> bool {
-    std::ptr::eq(
-        Arc::as_ptr(a).cast::<()>(),
-        Arc::as_ptr(b).cast::<()>(),
-    )
+    std::ptr::eq(Arc::as_ptr(a).cast::<()>(), Arc::as_ptr(b).cast::<()>())
 }
 
 fn header(text: &str) -> Option<HeaderValue> {
@@ -302,6 +301,34 @@ pub fn escaped_pem(der: &[u8]) -> String {
     percent_encoding::utf8_percent_encode(&pem, KEEP).to_string()
 }
 
+/// The acceptor's six configurations (TLS versions × ALPN, in
+/// [`super::server::VERSIONS`] order), each as it is
+/// but requesting a client certificate ([`RequestAny`]): same resolver,
+/// ticketer, versions and ALPN.
+pub(super) fn configs(
+    plain: &[Arc<ServerConfig>; 6],
+) -> Result<[Arc<ServerConfig>; 6], super::server::TlsError> {
+    let mut out = Vec::with_capacity(6);
+    for (i, config) in plain.iter().enumerate() {
+        let provider = config.crypto_provider().clone();
+        let verifier = Arc::new(RequestAny::new(&provider));
+        let versions = super::server::VERSIONS
+            .get(i / 2)
+            .copied()
+            .unwrap_or_default();
+        let mut with_auth = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(config.cert_resolver.clone());
+        with_auth.alpn_protocols = config.alpn_protocols.clone();
+        with_auth.ticketer = config.ticketer.clone();
+        out.push(Arc::new(with_auth));
+    }
+    out.try_into().map_err(|_| {
+        super::server::TlsError::Rustls(rustls::Error::General("configurations".into()))
+    })
+}
+
 /// Reads the ClientHello, then handshakes with the configuration that
 /// requests a client certificate when the SNI is a client-auth host, else
 /// with the usual one.
@@ -353,10 +380,7 @@ mod tests {
             (rcgen::DnType::CommonName, "authtls"),
         ]);
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
-        assert_eq!(
-            rfc2253(parsed.subject()),
-            "CN=authtls,O=Acme\\, Inc.,C=US"
-        );
+        assert_eq!(rfc2253(parsed.subject()), "CN=authtls,O=Acme\\, Inc.,C=US");
     }
 
     #[test]

@@ -34,6 +34,14 @@ use crate::table::globals::TlsPrefs;
 /// Subject of the generated default certificate.
 pub const DEFAULT_CERTIFICATE_CN: &str = "tollgate default certificate";
 
+/// The protocol versions of the acceptor's configurations, in
+/// [`Acceptor::index`] order (each with and without `h2`).
+pub(super) const VERSIONS: [&[&rustls::SupportedProtocolVersion]; 3] = [
+    &[&rustls::version::TLS13, &rustls::version::TLS12],
+    &[&rustls::version::TLS13],
+    &[&rustls::version::TLS12],
+];
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -125,8 +133,11 @@ pub fn server_config(
 pub struct Acceptor {
     published: Arc<ArcSwap<Published>>,
     /// Indexed by [`Acceptor::index`]: TLS 1.2+1.3, 1.3, 1.2; each with
-    /// and without `h2`; then the same six requesting a client certificate.
-    configs: Arc<[Arc<ServerConfig>; 12]>,
+    /// and without `h2`.
+    configs: Arc<[Arc<ServerConfig>; 6]>,
+    /// The same six, requesting a client certificate (`auth-tls-*` hosts,
+    /// see [`super::client_auth`]).
+    client_auth: Arc<[Arc<ServerConfig>; 6]>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -146,26 +157,15 @@ impl Acceptor {
             fallback,
         });
         let ticketer = rustls::crypto::ring::Ticketer::new()?;
-        let versions: [&[&'static rustls::SupportedProtocolVersion]; 3] = [
-            &[&rustls::version::TLS13, &rustls::version::TLS12],
-            &[&rustls::version::TLS13],
-            &[&rustls::version::TLS12],
-        ];
-        let mut configs = Vec::with_capacity(12);
-        // The last six request a client certificate (`auth-tls-*` hosts).
-        for request_cert in [false, true] {
+        let versions = VERSIONS;
+        let mut configs = Vec::with_capacity(6);
         for versions in versions {
             for http2 in [true, false] {
                 let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let client_auth = super::client_auth::RequestAny::new(&provider);
-                let builder = ServerConfig::builder_with_provider(provider)
-                    .with_protocol_versions(versions)?;
-                let builder = if request_cert {
-                    builder.with_client_cert_verifier(Arc::new(client_auth))
-                } else {
-                    builder.with_no_client_auth()
-                };
-                let mut config = builder.with_cert_resolver(resolver.clone());
+                let mut config = ServerConfig::builder_with_provider(provider)
+                    .with_protocol_versions(versions)?
+                    .with_no_client_auth()
+                    .with_cert_resolver(resolver.clone());
                 config.alpn_protocols = if http2 {
                     vec![b"h2".to_vec(), b"http/1.1".to_vec()]
                 } else {
@@ -175,13 +175,14 @@ impl Acceptor {
                 configs.push(Arc::new(config));
             }
         }
-        }
-        let configs: [Arc<ServerConfig>; 12] = configs
+        let configs: [Arc<ServerConfig>; 6] = configs
             .try_into()
             .map_err(|_| TlsError::Rustls(rustls::Error::General("configurations".into())))?;
+        let client_auth = super::client_auth::configs(&configs)?;
         Ok(Acceptor {
             published,
             configs: Arc::new(configs),
+            client_auth: Arc::new(client_auth),
         })
     }
 
@@ -201,19 +202,23 @@ impl Acceptor {
 
     /// The configuration for `prefs` that requests a client certificate.
     pub fn client_auth_config(&self, prefs: TlsPrefs) -> &Arc<ServerConfig> {
-        &self.configs[6 + Self::index(prefs) % 6]
+        &self.client_auth[Self::index(prefs) % 6]
     }
 
     /// Handshakes `stream` with the configuration in force. While some
     /// host requests client certificates, the ClientHello is read first
     /// to choose ([`super::client_auth::accept`]).
-    pub async fn accept<IO>(&self, stream: IO) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
+    pub async fn accept<IO>(
+        &self,
+        stream: IO,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         let (prefs, client_auth) = {
             let published = self.published.load();
-            (published.table.globals().tls, !published.tls.client_auth.is_empty())
+            let client_auth = !published.tls.client_auth.is_empty();
+            (published.table.globals().tls, client_auth)
         };
         if client_auth {
             return super::client_auth::accept(self, prefs, stream).await;

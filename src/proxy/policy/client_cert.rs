@@ -74,9 +74,7 @@ impl RequestStep for ClientCert {
         }
         let details = peer.and_then(|p| p.details());
         if let Some(pattern) = &self.match_cn {
-            let subject = details
-                .and_then(|d| d.subject.to_str().ok())
-                .unwrap_or("");
+            let subject = details.and_then(|d| d.subject.to_str().ok()).unwrap_or("");
             if !pattern.is_match(subject) {
                 return Ok(Flow::Answer(text(
                     StatusCode::FORBIDDEN,

@@ -814,3 +814,43 @@ async fn other_ingresses_of_the_host_are_protected_too() {
         Some("SUCCESS")
     );
 }
+
+/// A CA Secret edited into something unusable keeps its last good CAs:
+/// the valid client is still served, a client without a certificate is
+/// still refused (never opened by a broken edit).
+#[tokio::test]
+async fn broken_ca_secret_keeps_its_last_good_cas() {
+    let echo = Echo::services(&["echo"]).await;
+    let pki = Pki::new();
+    let secret = secret_annotation();
+    let ing = single_with_tls("authtls", HOST, &[("auth-tls-secret", &secret)]);
+    let tg = site(&echo, &pki, vec![ing.clone()]).await;
+    let client = Client::with(pki.valid());
+    assert_eq!(get(&tg, &pki, &client).await.status, 200);
+
+    let mut docs = vec![ingress_class("tollgate", false)];
+    docs.extend(echo.backends(NS));
+    docs.push(pki.server_secret());
+    docs.push(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": CA_SECRET, "namespace": NS},
+        "type": "Opaque",
+        "stringData": {"ca.crt": "not a certificate"},
+    }));
+    // A marker Ingress shows when the edit is in force.
+    docs.push(single_with_tls("marker", OPEN, &[]));
+    docs.push(ing);
+    tg.write("manifests.yaml", &yaml_docs(&docs));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Before the edit OPEN has no certificate (the handshake fails).
+        let r = get_full(&tg, &pki, &Client::none(), OPEN, OPEN, &[]).await;
+        if matches!(&r, Ok((r, _)) if r.status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edit never applied: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&tg, &pki, &client).await.status, 200);
+    assert_eq!(get(&tg, &pki, &Client::none()).await.status, 400);
+}

@@ -1,6 +1,6 @@
 //! `tollgate check --assume-external-refs`: the objects an Ingress names
-//! but the manifests do not hold (Services, TLS and basic-auth Secrets,
-//! header ConfigMaps, the `--configmap` ConfigMap) are assumed present, so
+//! but the manifests do not hold (Services, TLS, basic-auth and
+//! client-CA Secrets, header ConfigMaps, the `--configmap` ConfigMap) are assumed present, so
 //! an Ingress-only repository lints without its cluster.
 //!
 //! Invariants:
@@ -9,7 +9,8 @@
 //! - Assumed objects are the least that makes a reference resolve: a
 //!   Service with the referenced ports and no endpoints, a TLS Secret with
 //!   a certificate generated for the Ingress's TLS hosts, a basic-auth
-//!   Secret with one placeholder user, an empty ConfigMap.
+//!   Secret with one placeholder user, a client-CA Secret whose `ca.crt`
+//!   is a CA generated here (no client holds its key), an empty ConfigMap.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,6 +48,8 @@ struct Wanted {
     services: BTreeMap<ObjectKey, BTreeSet<PortRef>>,
     tls: BTreeMap<ObjectKey, BTreeSet<String>>,
     auth: BTreeMap<ObjectKey, bool>,
+    /// `auth-tls-secret` Secrets (client CAs).
+    client_cas: BTreeSet<ObjectKey>,
     config_maps: BTreeSet<ObjectKey>,
 }
 
@@ -109,6 +112,12 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
             wanted
                 .auth
                 .insert(ObjectKey::new(ns, name.to_string()), spec.map);
+        }
+        if let Some(spec) = &parsed.client_cert {
+            let (ca_ns, name) = spec.secret.split_once('/').unwrap_or((ns, &spec.secret));
+            wanted
+                .client_cas
+                .insert(ObjectKey::new(ca_ns, name.to_string()));
         }
         if let Some(name) = &parsed.default_backend {
             wanted
@@ -188,6 +197,22 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
             metadata: meta(&key),
             type_: Some(OPAQUE_SECRET_TYPE.into()),
             string_data: Some(data),
+            ..Secret::default()
+        };
+        snapshot.insert(origin.clone(), Object::Secret(secret));
+        added.push(format!("Secret {key}"));
+    }
+    for key in wanted.client_cas {
+        if snapshot.secrets.contains_key(&key) {
+            continue;
+        }
+        let Ok(ca) = rcgen::generate_simple_self_signed(vec!["assumed.invalid".to_string()]) else {
+            continue;
+        };
+        let secret = Secret {
+            metadata: meta(&key),
+            type_: Some(OPAQUE_SECRET_TYPE.into()),
+            string_data: Some([("ca.crt".to_string(), ca.cert.pem())].into()),
             ..Secret::default()
         };
         snapshot.insert(origin.clone(), Object::Secret(secret));

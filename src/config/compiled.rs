@@ -45,6 +45,9 @@ pub struct LastGood {
     /// The last users each basic-auth Secret yielded (by Secret and
     /// whether it is an `auth-map`): a broken edit keeps them.
     pub auth_users: BTreeMap<(ObjectKey, bool), Arc<Htpasswd>>,
+    /// The last CA verifier each `auth-tls-secret` Secret yielded: a
+    /// broken edit keeps it (client certificates keep being checked).
+    pub client_cas: BTreeMap<ObjectKey, crate::table::client_cert::CaVerifier>,
     /// The ConfigMap's last `block-user-agents` without a bad pattern.
     pub block_agents: Option<crate::table::globals::AgentBlock>,
 }

@@ -461,7 +461,8 @@ fn resolved(snapshot: &Snapshot, key: &UpstreamKey) -> Option<Arc<Resolved>> {
 /// aliases), by name whatever its value: such an Ingress is never patched
 /// in, and while one is served nothing is.
 fn reaches_out(ingress: &Ingress) -> bool {
-    const NAMES: [&str; 4] = ["passthrough", "www", "mirror", "alias"];
+    // `auth-tls`: its CA's last good version lives in `LastGood`.
+    const NAMES: [&str; 5] = ["passthrough", "www", "mirror", "alias", "auth-tls"];
     ingress.metadata.annotations.iter().flatten().any(|(k, _)| {
         let name = k.rsplit('/').next().unwrap_or(k);
         NAMES.iter().any(|n| name.contains(n))

@@ -57,6 +57,7 @@ mod builder;
 mod canary;
 mod certificate;
 pub mod class;
+mod client_auth;
 mod compiled;
 mod conflicts;
 pub mod diagnostic;

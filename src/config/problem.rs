@@ -228,6 +228,23 @@ pub enum Reason {
     NoUsers(ObjectKey),
     #[error("{0}")]
     ExternalAuth(ExternalAuthError),
+    #[error("`{secret}`: the CA Secret must be in the Ingress's namespace `{namespace}`; {}", .consequence)]
+    ClientCaElsewhere {
+        secret: String,
+        namespace: String,
+        consequence: &'static str,
+    },
+    #[error("Secret {secret} (auth-tls-secret) not found; {}", .consequence)]
+    ClientCaNotFound {
+        secret: ObjectKey,
+        consequence: &'static str,
+    },
+    #[error("Secret {secret} (auth-tls-secret): {problem}; {}", .consequence)]
+    UnusableClientCa {
+        secret: ObjectKey,
+        problem: String,
+        consequence: &'static str,
+    },
 
     // --------------------------------------------------------- certificates
     #[error("no secretName: these hosts get the default certificate")]

@@ -98,7 +98,13 @@ impl Builder<'_> {
         if policy.hash_by.is_some() || balanced_affinity {
             lb.lb = LbAlgorithm::ConsistentHash;
         }
-        let policy = Arc::new(self.route_policy(key, &origin, policy, &parsed, &lb));
+        let mut policy = self.route_policy(key, &origin, policy, &parsed, &lb);
+        if let Some(spec) = &parsed.client_cert {
+            let client_cert = self.client_cert(key, &origin, spec);
+            self.request_client_certs(&object, &parsed.aliases, &client_cert);
+            policy.client_cert = Some(client_cert);
+        }
+        let policy = Arc::new(policy);
 
         let default_route = spec
             .default_backend
@@ -222,6 +228,9 @@ impl Builder<'_> {
     pub(super) fn add_aliases(&mut self) {
         self.add_aliases_only();
         self.add_www_twins();
+        // Once every Ingress has its paths: client certificates are the
+        // host's, as ingress-nginx's server block.
+        self.share_client_certs();
     }
 
     /// `from-to-www-redirect`, as ingress-nginx's redirect servers: the

@@ -35,6 +35,9 @@ pub struct ConnCtx {
     /// The negotiated TLS version (`TLSv1.3`, `TLSv1.2`); `None` on plain
     /// HTTP. For the access log.
     pub tls_version: Option<&'static str>,
+    /// The certificate chain the client presented (only hosts with
+    /// `auth-tls-*` ask for one); checked per request by the route.
+    pub client_cert: Option<Box<crate::tls::client_auth::PeerCert>>,
 }
 
 impl ConnCtx {

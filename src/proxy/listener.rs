@@ -524,6 +524,7 @@ impl Accepted {
                 peer,
                 activity,
                 tls_version: None,
+                client_cert: None,
             };
             return serve_connection(stream, ctx, builder, guard, h2_budget).await;
         };

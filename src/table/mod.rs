@@ -26,6 +26,7 @@
 
 mod candidates;
 mod canonical;
+pub mod client_cert;
 pub mod filters;
 pub mod global_limit;
 pub mod globals;

@@ -3,7 +3,9 @@
 //! request path.
 //!
 //! The order is nginx's phase order as ingress-nginx configures it:
-//! - on the request as the client sent it ([`RequestPhase`]): the
+//! - on the request as the client sent it ([`RequestPhase`]): the client
+//!   certificate (`auth-tls-*`: nginx checks it as it reads the request,
+//!   before any phase), the
 //!   `from-to-www-redirect` host's 308 (that host serves nothing else), fixed
 //!   redirect, computed redirect (Gateway RequestRedirect), `app-root`,
 //!   CORS preflight (rewrite phase) → rate limit, global rate limit,
@@ -67,6 +69,10 @@ pub struct Pipeline {
 /// A phase on the request as the client sent it.
 #[derive(Debug, Clone)]
 pub enum RequestPhase {
+    /// Client-certificate authentication (`auth-tls-*`): 400 (or the
+    /// error page's 302) without a valid certificate, 403 when the subject
+    /// does not match; sets the `ssl-client-*` headers.
+    ClientCert(Arc<super::client_cert::ClientCert>),
     /// `from-to-www-redirect`: every request answered with a 308 to the
     /// other host (`$scheme://host:$server_port$request_uri`).
     WwwRedirect(WwwRedirect),
@@ -215,6 +221,9 @@ impl Pipeline {
         let mut response = Vec::new();
         let exempt: Arc<[IpNet]> = policy.limit_exempt.as_slice().into();
 
+        if let Some(client_cert) = &policy.client_cert {
+            request.push(RequestPhase::ClientCert(client_cert.clone()));
+        }
         if let Some(to) = &policy.www_redirect {
             request.push(RequestPhase::WwwRedirect(WwwRedirect(to.clone())));
         }
@@ -359,6 +368,7 @@ mod tests {
             RequestPhase::ConnLimit(_) => "connections",
             RequestPhase::Access(_) => "access",
             RequestPhase::BasicAuth(_) => "basic-auth",
+            RequestPhase::ClientCert(_) => "client-cert",
             RequestPhase::Canary(_) => "canary",
             RequestPhase::Fallback(_) => "fallback",
             RequestPhase::ForwardedPrefix(_) => "forwarded-prefix",

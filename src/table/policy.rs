@@ -103,6 +103,8 @@ pub struct RoutePolicy {
     /// `from-to-www-redirect`: requests are answered with a 308 to this
     /// host (set on the routes of the added `www.` or bare host only).
     pub www_redirect: Option<Arc<str>>,
+    /// Client-certificate authentication (`auth-tls-*`): checked first.
+    pub client_cert: Option<Arc<super::client_cert::ClientCert>>,
 }
 
 impl RoutePolicy {
@@ -137,6 +139,7 @@ impl RoutePolicy {
             && self.response_rewrite.is_none()
             && self.limit_rate.is_none()
             && self.www_redirect.is_none()
+            && self.client_cert.is_none()
     }
 }
 

@@ -12,6 +12,9 @@
 //!   each mapped to the upstream whose endpoints get its TCP stream; the
 //!   map is empty unless `--enable-ssl-passthrough` and an Ingress ask for
 //!   it, and the listener then skips the ClientHello peek altogether.
+//! - Client-auth hosts ([`super::client_cert::ClientAuthHosts`]) are TLS
+//!   hosts with a certificate of their own; while there are none, every
+//!   handshake uses the configuration chosen before the ClientHello.
 
 use std::sync::Arc;
 
@@ -35,6 +38,8 @@ pub struct TlsTable {
     /// `ssl-passthrough` hosts (exact, lowercase) → the upstream their
     /// connections are spliced to.
     passthrough: Map<SmolStr, UpstreamId>,
+    /// Hosts whose handshakes request a client certificate (`auth-tls-*`).
+    pub client_auth: super::client_cert::ClientAuthHosts,
 }
 
 impl TlsTable {

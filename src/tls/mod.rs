@@ -4,6 +4,9 @@
 //!   configuration (versions, ALPN, session resumption), the certificate
 //!   resolver over the published table, the default certificate, and the
 //!   handshake failure reasons the metrics count.
+//! - [`client_auth`]: client certificates (`auth-tls-*`): requested in
+//!   the handshake of the hosts that want them, verified per request
+//!   against the route's CAs.
 //! - [`client`]: connections to upstreams: verified against configured CAs,
 //!   not verified, or blocked (verification required but impossible).
 //!
@@ -19,4 +22,5 @@
 //!   proxy or the publisher.
 
 pub mod client;
+pub mod client_auth;
 pub mod server;

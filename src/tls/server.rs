@@ -14,6 +14,9 @@
 //! - Unknown or missing SNI: `--default-certificate`, else the certificate
 //!   generated at start-up (like ingress-nginx's fake certificate). A
 //!   handshake always gets a certificate; the resolver never fails it.
+//! - Hosts with client-certificate authentication get a configuration
+//!   that requests one ([`super::client_auth`]); only while such hosts
+//!   exist is the ClientHello read before the configuration is chosen.
 //! - Failure reasons are a fixed set of static labels (bounded metric
 //!   cardinality, no allocation per failed handshake).
 
@@ -30,6 +33,14 @@ use crate::table::globals::TlsPrefs;
 
 /// Subject of the generated default certificate.
 pub const DEFAULT_CERTIFICATE_CN: &str = "tollgate default certificate";
+
+/// The protocol versions of the acceptor's configurations, in
+/// [`Acceptor::index`] order (each with and without `h2`).
+pub(super) const VERSIONS: [&[&rustls::SupportedProtocolVersion]; 3] = [
+    &[&rustls::version::TLS13, &rustls::version::TLS12],
+    &[&rustls::version::TLS13],
+    &[&rustls::version::TLS12],
+];
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +135,9 @@ pub struct Acceptor {
     /// Indexed by [`Acceptor::index`]: TLS 1.2+1.3, 1.3, 1.2; each with
     /// and without `h2`.
     configs: Arc<[Arc<ServerConfig>; 6]>,
+    /// The same six, requesting a client certificate (`auth-tls-*` hosts,
+    /// see [`super::client_auth`]).
+    client_auth: Arc<[Arc<ServerConfig>; 6]>,
 }
 
 impl std::fmt::Debug for Acceptor {
@@ -143,11 +157,7 @@ impl Acceptor {
             fallback,
         });
         let ticketer = rustls::crypto::ring::Ticketer::new()?;
-        let versions: [&[&'static rustls::SupportedProtocolVersion]; 3] = [
-            &[&rustls::version::TLS13, &rustls::version::TLS12],
-            &[&rustls::version::TLS13],
-            &[&rustls::version::TLS12],
-        ];
+        let versions = VERSIONS;
         let mut configs = Vec::with_capacity(6);
         for versions in versions {
             for http2 in [true, false] {
@@ -168,9 +178,11 @@ impl Acceptor {
         let configs: [Arc<ServerConfig>; 6] = configs
             .try_into()
             .map_err(|_| TlsError::Rustls(rustls::Error::General("configurations".into())))?;
+        let client_auth = super::client_auth::configs(&configs)?;
         Ok(Acceptor {
             published,
             configs: Arc::new(configs),
+            client_auth: Arc::new(client_auth),
         })
     }
 
@@ -188,12 +200,35 @@ impl Acceptor {
         &self.configs[Self::index(prefs) % 6]
     }
 
-    /// Starts the handshake of `stream` with the configuration in force.
-    pub fn accept<IO>(&self, stream: IO) -> tokio_rustls::Accept<IO>
+    /// The configuration for `prefs` that requests a client certificate.
+    pub fn client_auth_config(&self, prefs: TlsPrefs) -> &Arc<ServerConfig> {
+        &self.client_auth[Self::index(prefs) % 6]
+    }
+
+    /// Handshakes `stream` with the configuration in force. While some
+    /// host requests client certificates, the ClientHello is read first
+    /// to choose ([`super::client_auth::accept`]).
+    pub async fn accept<IO>(
+        &self,
+        stream: IO,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let prefs = self.published.load().table.globals().tls;
-        tokio_rustls::TlsAcceptor::from(self.config(prefs).clone()).accept(stream)
+        let (prefs, client_auth) = {
+            let published = self.published.load();
+            let client_auth = !published.tls.client_auth.is_empty();
+            (published.table.globals().tls, client_auth)
+        };
+        if client_auth {
+            return super::client_auth::accept(self, prefs, stream).await;
+        }
+        tokio_rustls::TlsAcceptor::from(self.config(prefs).clone())
+            .accept(stream)
+            .await
+    }
+
+    pub(super) fn published(&self) -> &Arc<ArcSwap<Published>> {
+        &self.published
     }
 }

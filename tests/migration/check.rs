@@ -114,13 +114,14 @@ fn without_assumed_refs_the_missing_objects_are_named() {
     // Another class: nothing of ingress-nginx's is served.
     let (_, out, _) = check_stdin(&["--manifests", "-"], &before());
     assert!(out.contains("(no routes)"), "{out}");
-    // A refused annotation is counted as such.
-    let refused = before().replace("frobnicate", "auth-tls-verify-client");
+    // A refused annotation is counted as such (`auth-tls-*`, the example
+    // here before client certificates were supported, is now honoured).
+    let refused = before().replace("frobnicate", "enable-modsecurity");
     let mut args = vec!["--manifests", "-", "--assume-external-refs"];
     args.extend(NGINX);
     let (code, out, _) = check_stdin(&args, &refused);
     assert_ne!(code, 0);
-    assert!(out.contains("refused: auth-tls-verify-client (1)"), "{out}");
+    assert!(out.contains("refused: enable-modsecurity (1)"), "{out}");
 }
 
 /// `ssl-passthrough` without `--enable-ssl-passthrough`: refused with a

@@ -145,6 +145,13 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("proxy-redirect-from", Support::Supported),
     ("proxy-redirect-to", Support::Supported),
     ("relative-redirects", Support::Supported),
+    // Client certificates (client_cert.rs, tls::client_auth).
+    ("auth-tls-secret", Support::Supported),
+    ("auth-tls-verify-client", Support::Supported),
+    ("auth-tls-verify-depth", Support::Supported),
+    ("auth-tls-error-page", Support::Supported),
+    ("auth-tls-pass-certificate-to-upstream", Support::Supported),
+    ("auth-tls-match-cn", Support::Supported),
     // Injection: never executed.
     ("auth-snippet", Support::RefusedInjection),
     // Read only when made of literal header directives (snippet.rs).
@@ -154,15 +161,6 @@ pub const KNOWN: &[(&str, Support)] = &[
     ("stream-snippet", Support::RefusedInjection),
     ("lua-resty-waf", Support::RefusedInjection),
     // Security settings we cannot honour: ignoring them would open access.
-    ("auth-tls-secret", Support::RefusedSecurity),
-    ("auth-tls-verify-client", Support::RefusedSecurity),
-    ("auth-tls-verify-depth", Support::RefusedSecurity),
-    ("auth-tls-error-page", Support::RefusedSecurity),
-    (
-        "auth-tls-pass-certificate-to-upstream",
-        Support::RefusedSecurity,
-    ),
-    ("auth-tls-match-cn", Support::RefusedSecurity),
     ("satisfy", Support::RefusedSecurity),
     ("enable-modsecurity", Support::RefusedSecurity),
     ("enable-owasp-core-rules", Support::RefusedSecurity),

@@ -9,7 +9,7 @@
 //! (body size, timeouts, retries, affinity, hashing), `cors`, `auth`,
 //! `ingress` (aliases, error codes, canary), `response_rewrite` (the
 //! upstream's `Location` and cookies), `bandwidth` (`limit-rate`),
-//! `mirror` (`mirror-target`) and
+//! `mirror` (`mirror-target`), `client_cert` (`auth-tls-*`) and
 //! [`values`] (the value
 //! parsers); `parser` holds what they share (the prefixes, the `Parser`
 //! they extend, its [`Problem`]). This file only declares them, re-exports,
@@ -36,6 +36,7 @@
 
 mod auth;
 mod bandwidth;
+mod client_cert;
 mod cors;
 mod global_limits;
 pub mod headers;
@@ -59,6 +60,7 @@ use http::HeaderValue;
 use crate::table::policy::{BasicAuth, RoutePolicy, Timeouts};
 
 pub use auth::BasicAuthSpec;
+pub use client_cert::ClientCertSpec;
 pub use ingress::CanarySpec;
 pub use known::{support, Support, KNOWN};
 pub use mirror::MirrorSpec;
@@ -101,6 +103,8 @@ pub struct Annotations {
     /// `mirror-target` (with `mirror-host`, `mirror-request-body`): the
     /// compiler gives it an upstream and makes it the route's mirror.
     pub mirror: Option<MirrorSpec>,
+    /// `auth-tls-*`: client certificates, to resolve against the Secret.
+    pub client_cert: Option<ClientCertSpec>,
 }
 
 /// Parses the annotations of one Ingress.
@@ -164,6 +168,7 @@ pub fn parse(
         headers: p.headers(),
         www_redirect: p.flag("from-to-www-redirect").unwrap_or(false),
         mirror: p.mirror(),
+        client_cert: p.client_cert(),
     };
     (out, p.problems)
 }

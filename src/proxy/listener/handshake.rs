@@ -83,6 +83,7 @@ impl Handshake {
             peer: self.peer,
             activity,
             tls_version,
+            client_cert: crate::tls::client_auth::PeerCert::of(conn.peer_certificates()),
         }
     }
 

@@ -21,6 +21,7 @@ mod affinity_cookie;
 mod auth;
 mod backends;
 mod canary;
+mod client_cert;
 mod cors;
 mod error_pages;
 mod exchange;
@@ -132,6 +133,7 @@ impl RequestStep for RequestPhase {
         req: &mut Request<Incoming>,
     ) -> Result<Flow, ProxyError> {
         match self {
+            RequestPhase::ClientCert(p) => p.as_ref().run(cx, req).await,
             RequestPhase::WwwRedirect(p) => p.run(cx, req).await,
             RequestPhase::Redirect(p) => p.run(cx, req).await,
             RequestPhase::RedirectTo(p) => p.as_ref().run(cx, req).await,

@@ -89,6 +89,9 @@ impl RoutePolicy {
         if self.basic_auth.is_some() {
             out.push("basic-auth".into());
         }
+        if let Some(c) = &self.client_cert {
+            out.push(super::super::client_cert::summary(c));
+        }
         if self.external_auth.is_some() {
             out.push("external-auth".into());
         }

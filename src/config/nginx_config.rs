@@ -169,6 +169,21 @@ pub fn parse(
                 Ok(cidrs) => out.block_cidrs = cidrs,
                 Err(reason) => bad(key, reason),
             },
+            // ingress-nginx's `access_log off;` for every server: the
+            // default of each Ingress's `enable-access-log` becomes false.
+            "disable-access-log" | "disable-http-access-log" => match value {
+                "true" => {
+                    out.defaults
+                        .insert(format!("{NGINX}enable-access-log"), "false".into());
+                }
+                "false" => {}
+                other => bad(key, format!("`{other}` is not true or false")),
+            },
+            "disable-stream-access-log" => bad(
+                key,
+                "no effect: tollgate proxies no TCP/UDP streams (ingress-nginx's stream section)"
+                    .into(),
+            ),
             "allow-snippet-annotations" => match value {
                 "true" => out.allow_snippets = true,
                 "false" => out.allow_snippets = false,
@@ -252,6 +267,29 @@ mod tests {
         // `hsts` is applied (by `nginx_globals`), not unknown.
         assert!(!shown[1].contains("hsts"), "{shown:?}");
         assert!(shown[1].contains("another, made-up"), "{shown:?}");
+    }
+
+    #[test]
+    fn disable_access_log_defaults_every_ingress_to_no_access_log() {
+        for key in ["disable-access-log", "disable-http-access-log"] {
+            let (c, problems) = parse(&data(&[(key, "true")]), "ns", &Snapshot::default());
+            assert_eq!(
+                c.defaults,
+                data(&[("nginx.ingress.kubernetes.io/enable-access-log", "false")])
+            );
+            assert!(problems.is_empty(), "{problems:?}");
+        }
+        let (c, problems) = parse(
+            &data(&[
+                ("disable-access-log", "yes"),
+                ("disable-stream-access-log", "true"),
+            ]),
+            "ns",
+            &Snapshot::default(),
+        );
+        assert!(c.defaults.is_empty());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[1].1.contains("no TCP/UDP streams"), "{problems:?}");
     }
 
     #[test]

@@ -16,6 +16,9 @@
 # less with the load.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# HTTPS mode (issue 15): SCHEME=https runs bench/callgrind-tls.sh (also
+# PROXY=nginx, MODE=handshake; see there).
+if [ "${SCHEME:-http}" = https ]; then exec "$root/bench/callgrind-tls.sh" "$@"; fi
 bin="${TOLLGATE_BIN:-$root/target/release/tollgate}"
 secs="${1:-6}"
 work="$(mktemp -d)"

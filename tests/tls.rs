@@ -1316,3 +1316,42 @@ async fn tls_sessions_resume() {
         "second handshake should resume: {kinds:?}"
     );
 }
+
+/// Two requests in two TLS records that reach the server in one socket
+/// write (pipelined): both are answered, in order, on the one connection
+/// (the listener reads the plaintext of every record a read brought).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_in_separate_records_of_one_write_are_both_answered() {
+    use std::io::Write;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = Echo::services(&["svc"]).await;
+    let mut docs = base_docs(&echo);
+    docs.push(tls_ingress("pipe", "pipe.test", "svc", &[], ""));
+    let tg = Tollgate::builder().docs("m.yaml", &docs).start().await;
+    let connector = tokio_rustls::TlsConnector::from(TlsClient::default().config());
+    let tcp = tokio::net::TcpStream::connect(tg.https_addr())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("pipe.test").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    // Each `writer()` write is sealed into its own record; the flush
+    // sends both records with one socket write.
+    let conn = tls.get_mut().1;
+    conn.writer()
+        .write_all(b"GET /first HTTP/1.1\r\nHost: pipe.test\r\n\r\n")
+        .unwrap();
+    conn.writer()
+        .write_all(b"GET /second HTTP/1.1\r\nHost: pipe.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf))
+        .await
+        .expect("both responses in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    let first = text.find("/first").expect("first echoed");
+    let second = text.find("/second").expect("second echoed");
+    assert!(first < second, "{text}");
+}

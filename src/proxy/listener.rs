@@ -28,6 +28,8 @@
 //!   is read first ([`super::passthrough`]): a passthrough host's
 //!   connection is spliced to its backend, any other is terminated from
 //!   the replayed bytes. The peek shares the handshake's deadline.
+//! - A terminated connection's reads go through [`tls_io::TlsIo`]: at most
+//!   one socket read per `poll_read` (tokio-rustls tries a second one).
 //! - On drain, the accept loop stops (new connections are refused once the
 //!   listener is dropped) and every connection gets a graceful shutdown:
 //!   in-flight requests finish, then the connection closes.
@@ -59,7 +61,9 @@ use crate::metrics::BadRequest;
 use handshake::Handshake;
 
 mod handshake;
+mod tls_io;
 use crate::tls::server::Acceptor as TlsAcceptor;
+use tls_io::TlsIo;
 
 /// Settings of client connections.
 #[derive(Debug, Clone)]
@@ -539,7 +543,7 @@ impl Accepted {
                 return;
             };
             let ctx = tls.into_context(&stream, local_port, activity);
-            return serve_connection(stream, ctx, builder, guard, h2_budget).await;
+            return serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget).await;
         }
         // Some host is passed through: its SNI decides (see `passthrough`).
         let mut stream = stream;
@@ -560,7 +564,7 @@ impl Accepted {
             return;
         };
         let ctx = tls.into_context(&stream, local_port, activity);
-        serve_connection(stream, ctx, builder, guard, h2_budget).await;
+        serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget).await;
     }
 }
 

@@ -21,8 +21,8 @@ use futures_util::task::AtomicWaker;
 
 use super::headers::{ClientInfo, Forwarding, Xff};
 use super::shared::ProxyState;
-use crate::state::Published;
 use crate::metrics::BadRequest;
+use crate::state::Published;
 
 /// What a request handler knows about its connection.
 #[derive(Debug)]

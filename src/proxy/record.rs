@@ -24,8 +24,8 @@ use tokio::time::Instant;
 
 use super::conn::ConnCtx;
 use super::timing::UpstreamTiming;
-use crate::access_log::num::{socket_v4, Fixed};
 use crate::access_log::format::Text;
+use crate::access_log::num::{socket_v4, Fixed};
 use crate::access_log::{self, Line};
 use crate::lb::Endpoint;
 use crate::metrics::route::method_index;

@@ -102,7 +102,13 @@ pub async fn handle(
         }
     }
     if req.method() == Method::OPTIONS && req.uri().path() == "*" {
-        return Ok(response::finish(&ctx, &published, options_asterisk(), active, record));
+        return Ok(response::finish(
+            &ctx,
+            &published,
+            options_asterisk(),
+            active,
+            record,
+        ));
     }
     let response = match route(&ctx, &published, &req) {
         Err(e) => response::unrouted(e),

@@ -26,6 +26,19 @@ $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\" $request_length 
 [$proxy_upstream_name] [$proxy_alternative_upstream_name] $upstream_addr \
 $upstream_response_length $upstream_response_time $upstream_status $req_id";
 
+/// A value written into a line as text: anything `Display` (through the
+/// formatting machinery), or a type of the request path that writes its
+/// bytes straight into the buffer (an endpoint's `a.b.c.d:port`).
+pub trait Text {
+    fn write_text(&self, out: &mut Vec<u8>);
+}
+
+impl<T: std::fmt::Display + ?Sized> Text for T {
+    fn write_text(&self, out: &mut Vec<u8>) {
+        let _ = write!(out, "{self}");
+    }
+}
+
 /// What one line is made of (borrowed from the finished request).
 #[derive(Clone)]
 pub struct Line<'a> {
@@ -49,7 +62,7 @@ pub struct Line<'a> {
     pub user_agent: &'a [u8],
     pub referer: &'a [u8],
     /// The endpoint that answered (an address, or `host:port`).
-    pub upstream_addr: Option<&'a dyn std::fmt::Display>,
+    pub upstream_addr: Option<&'a dyn Text>,
     pub upstream_status: Option<u16>,
     pub upstream_response_time: Option<Duration>,
     pub upstream_connect_time: Option<Duration>,
@@ -348,9 +361,7 @@ fn write_var(out: &mut Vec<u8>, var: Var, line: &Line<'_>) {
                 upstream_name(out, line.service);
             }
         }
-        Var::UpstreamAddr => dash_or(out, line.upstream_addr, |out, a| {
-            let _ = write!(out, "{a}");
-        }),
+        Var::UpstreamAddr => dash_or(out, line.upstream_addr, |out, a| a.write_text(out)),
         Var::UpstreamStatus => dash_or(out, line.upstream_status, |out, s| {
             num::dec(out, u64::from(s));
         }),
@@ -482,7 +493,9 @@ fn write_json(out: &mut Vec<u8>, line: &Line<'_>) {
     out.extend_from_slice(b",\"upstream\":");
     match line.upstream_addr {
         Some(a) => {
-            let _ = write!(out, "\"{a}\"");
+            out.push(b'"');
+            a.write_text(out);
+            out.push(b'"');
         }
         None => out.extend_from_slice(b"\"\""),
     }

@@ -108,15 +108,12 @@ impl ProxyBody {
         self
     }
 
-    pub fn with_active(mut self, active: ActiveRequest) -> Self {
+    /// Ties the request's activity and its record to the body: the
+    /// record is finished at the end of the body. In place (the body,
+    /// inside its response, is not moved for it).
+    pub fn attach(&mut self, active: ActiveRequest, record: Record) {
         self._active = Some(active);
-        self
-    }
-
-    /// Carries the request's record to the end of the body.
-    pub fn with_record(mut self, record: Record) -> Self {
         self.record = Some(record);
-        self
     }
 
     /// Paces the rest of the body (`limit-rate`).

@@ -22,6 +22,7 @@ use futures_util::task::AtomicWaker;
 use super::headers::{ClientInfo, Forwarding, Xff};
 use super::shared::ProxyState;
 use crate::metrics::BadRequest;
+use crate::state::Published;
 
 /// What a request handler knows about its connection.
 #[derive(Debug)]
@@ -48,13 +49,28 @@ impl ConnCtx {
         self.forwarding(headers).0
     }
 
+    /// [`Self::client_ip`] with the table the request loaded (no second
+    /// load).
+    pub fn client_ip_in(&self, published: &Published, headers: &http::HeaderMap) -> IpAddr {
+        self.forwarding_in(published, headers).0
+    }
+
     /// The request's client IP and how its forwarding headers are set, by
     /// the trust in force: the ConfigMap's (`use-forwarded-headers`,
     /// `enable-real-ip`, read from the published table with one lock-free
     /// load) or else `--trusted-proxies` (decided once per connection).
     pub fn forwarding(&self, headers: &http::HeaderMap) -> (IpAddr, Forwarding) {
+        self.forwarding_in(&self.state.published.load(), headers)
+    }
+
+    /// [`Self::forwarding`] with the table the request loaded: the request
+    /// path loads the published state once and passes it down.
+    pub fn forwarding_in(
+        &self,
+        published: &Published,
+        headers: &http::HeaderMap,
+    ) -> (IpAddr, Forwarding) {
         let peer = self.client.peer;
-        let published = self.state.published.load();
         let flag = &self.state.settings.trusted_proxies;
         let Some(trust) = &published.table.globals().trust else {
             if !self.client.trusted {

@@ -15,6 +15,8 @@
 //!   header, when `--proxy-protocol` is on.
 //! - Header names are static (`from_static`); per-connection values (peer
 //!   address, port) are built once per connection, not per request.
+//! - A new request id is a slice of a per-thread block of id bytes: no
+//!   allocation per id.
 
 use std::net::IpAddr;
 
@@ -189,8 +191,7 @@ pub fn set_forwarded_as(
 }
 
 /// Keeps a valid incoming X-Request-Id or sets a new one; returns it as
-/// stored in `headers` (one lookup; no clone: a clone of a new id's bytes
-/// would allocate their shared form).
+/// stored in `headers` (one lookup, no clone).
 pub fn ensure_request_id(headers: &mut HeaderMap) -> &HeaderValue {
     match headers.entry(X_REQUEST_ID) {
         Entry::Occupied(mut entry) => {
@@ -212,6 +213,16 @@ pub fn valid_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Bytes of request ids carved from one allocation (per worker thread).
+const ID_ARENA: usize = 4096;
+
+thread_local! {
+    /// Where this thread writes new request ids: each id is a slice of a
+    /// shared block (a reference count, no allocation), and a new block is
+    /// taken every `ID_ARENA / 32` ids.
+    static ID_BLOCK: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
 /// A random 128-bit id as 32 lowercase hex digits (like ingress-nginx's `$req_id`).
 pub fn new_request_id() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -221,7 +232,19 @@ pub fn new_request_id() -> HeaderValue {
         *digit = HEX[(n & 0xf) as usize];
         n >>= 4;
     }
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let shared = ID_BLOCK.try_with(|block| {
+        let mut block = block.try_borrow_mut().ok()?;
+        if block.capacity() - block.len() < out.len() {
+            *block = BytesMut::with_capacity(ID_ARENA);
+        }
+        block.put_slice(&out);
+        Some(block.split().freeze())
+    });
+    match shared {
+        Ok(Some(bytes)) => HeaderValue::from_maybe_shared(bytes),
+        _ => HeaderValue::from_bytes(&out),
+    }
+    .unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

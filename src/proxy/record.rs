@@ -24,11 +24,13 @@ use tokio::time::Instant;
 
 use super::conn::ConnCtx;
 use super::timing::UpstreamTiming;
+use crate::access_log::format::Text;
 use crate::access_log::num::{socket_v4, Fixed};
 use crate::access_log::{self, Line};
 use crate::lb::Endpoint;
 use crate::metrics::route::method_index;
 use crate::metrics::RouteSeries;
+use crate::state::Published;
 use crate::table::upstream::EndpointAddr;
 use crate::table::Route;
 
@@ -75,7 +77,12 @@ struct LogFields {
 
 impl Record {
     /// Begins the record of `req` (the service's first step).
-    pub fn begin<B>(ctx: &Arc<ConnCtx>, req: &Request<B>, head_len: usize) -> Self {
+    pub fn begin<B>(
+        ctx: &Arc<ConnCtx>,
+        published: &Published,
+        req: &Request<B>,
+        head_len: usize,
+    ) -> Self {
         let declared_body = req
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -89,7 +96,7 @@ impl Record {
                     version: req.version(),
                     host: headers.get(http::header::HOST).cloned(),
                     request_id: None,
-                    client: ctx.client_ip(headers),
+                    client: ctx.client_ip_in(published, headers),
                     user_agent: headers.get(http::header::USER_AGENT).cloned(),
                     referer: headers.get(http::header::REFERER).cloned(),
                     route_kind: "",
@@ -224,7 +231,7 @@ impl Record {
             request_time: elapsed,
             user_agent: log.user_agent.as_ref().map_or(b"", |v| v.as_bytes()),
             referer: log.referer.as_ref().map_or(b"", |v| v.as_bytes()),
-            upstream_addr: upstream_addr.as_ref().map(|a| a as &dyn std::fmt::Display),
+            upstream_addr: upstream_addr.as_ref().map(|a| a as &dyn Text),
             upstream_status: self.timing.status(),
             upstream_response_time: upstream_response,
             upstream_connect_time: upstream_connect,
@@ -237,19 +244,19 @@ impl Record {
     }
 }
 
-/// An endpoint's address for the log line: `a.b.c.d:port` written without
-/// the formatting machinery (the common case), anything else as displayed.
+/// An endpoint's address for the log line: `a.b.c.d:port` written straight
+/// into the line (the common case), anything else as displayed.
 struct UpstreamAddr<'a>(&'a EndpointAddr);
 
-impl std::fmt::Display for UpstreamAddr<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Text for UpstreamAddr<'_> {
+    fn write_text(&self, out: &mut Vec<u8>) {
         match self.0 {
             EndpointAddr::Socket(SocketAddr::V4(addr)) => {
                 let mut text = Fixed::<21>::new();
                 socket_v4(&mut text, addr);
-                f.write_str(std::str::from_utf8(text.as_bytes()).unwrap_or_default())
+                out.extend_from_slice(text.as_bytes());
             }
-            other => other.fmt(f),
+            other => other.write_text(out),
         }
     }
 }

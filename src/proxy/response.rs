@@ -11,7 +11,8 @@
 //!   request (routed or unrouted): the request's [`Record`] rides on the
 //!   response body and is finished at its end ([`super::record`]).
 //! - Static values only (HSTS and `Server` are pre-built, the ConfigMap's
-//!   from the published table); no allocation here.
+//!   from the table the request loaded, passed in: no second load); no
+//!   allocation here.
 
 use http::{HeaderValue, Response};
 
@@ -19,6 +20,7 @@ use super::body::ProxyBody;
 use super::conn::{ActiveRequest, ConnCtx};
 use super::error::ProxyError;
 use super::record::Record;
+use crate::state::Published;
 
 /// The `Server` value of responses that carry none from a backend.
 const SERVER: HeaderValue = HeaderValue::from_static("tollgate");
@@ -34,12 +36,12 @@ pub fn unrouted(error: ProxyError) -> Response<ProxyBody> {
 /// record tied to the body.
 pub fn finish(
     ctx: &ConnCtx,
+    published: &Published,
     mut response: Response<ProxyBody>,
     active: ActiveRequest,
     mut record: Record,
 ) -> Response<ProxyBody> {
-    // The ConfigMap's `server-tokens` and `hsts*` (one lock-free load).
-    let published = ctx.state.published.load();
+    // The ConfigMap's `server-tokens` and `hsts*`, from the request's table.
     let globals = published.table.globals();
     // One lookup: a backend's own `Server` is kept.
     response
@@ -56,5 +58,6 @@ pub fn finish(
             .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     record.respond(&response);
-    response.map(|b| b.with_active(active).with_record(record))
+    response.body_mut().attach(active, record);
+    response
 }

@@ -18,7 +18,8 @@
 //! - Never fails: every error becomes exactly one response.
 //! - The request's future stays small: it is moved into hyper's slot once
 //!   per request and its awaited parts once per await, so what is large and
-//!   not on the plain path (the policy phases) is boxed.
+//!   not on the plain path (the policy phases) is boxed, and the route
+//!   decision (with its host buffer) is a synchronous step before it.
 //! - `--max-header-bytes` is exact: this file measures each HTTP/1 head
 //!   (one pass adding the fields' lengths, no allocation) and answers 431;
 //!   hyper's read buffer only bounds what is read (it has a floor of 8192
@@ -47,10 +48,11 @@ use super::error::ProxyError;
 use super::forward::{self, Backend, Plan};
 use super::record::Record;
 use super::{headers, policy, response};
+use crate::metrics::route::RouteMetrics;
 use crate::metrics::BadRequest;
 use crate::state::Published;
 use crate::table::guard::RequestHead;
-use crate::table::{host, path};
+use crate::table::{host, path, Route, RouteId};
 
 /// The hyper service function: never fails; errors become responses.
 pub async fn handle(
@@ -61,12 +63,14 @@ pub async fn handle(
     let state = &ctx.state;
     let head_len = headers::h1_head_len(&req);
     // Dropped unfinished (the client went away first), it counts a 499.
-    let mut record = Record::begin(&ctx, &req, head_len);
+    let published = state.published.load_full();
+    let mut record = Record::begin(&ctx, &published, &req, head_len);
     if let Some(reason) = active.bad_framing() {
         state.metrics.bad_request(reason);
         let error = ProxyError::Malformed(reason);
         return Ok(response::finish(
             &ctx,
+            &published,
             response::unrouted(error),
             active,
             record,
@@ -76,12 +80,12 @@ pub async fn handle(
         state.metrics.bad_request(BadRequest::HeadersTooLarge);
         return Ok(response::finish(
             &ctx,
+            &published,
             response::unrouted(ProxyError::HeadersTooLarge),
             active,
             record,
         ));
     }
-    let published = state.published.load_full();
     record.request_id(headers::ensure_request_id(req.headers_mut()));
 
     // The ConfigMap's `block-user-agents`: refused on every host.
@@ -90,6 +94,7 @@ pub async fn handle(
             let denied = ProxyError::Forbidden;
             return Ok(response::finish(
                 &ctx,
+                &published,
                 response::unrouted(denied),
                 active,
                 record,
@@ -97,56 +102,30 @@ pub async fn handle(
         }
     }
     if req.method() == Method::OPTIONS && req.uri().path() == "*" {
-        return Ok(response::finish(&ctx, options_asterisk(), active, record));
+        return Ok(response::finish(
+            &ctx,
+            &published,
+            options_asterisk(),
+            active,
+            record,
+        ));
     }
-    let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
-    let raw_host = match request_host(&req) {
-        Ok(h) => h,
-        Err(e) => {
-            if let ProxyError::Invalid(reason, _) = e {
-                state.metrics.bad_request(reason);
-            }
-            return Ok(response::finish(
-                &ctx,
-                response::unrouted(e),
-                active,
-                record,
-            ));
-        }
-    };
-    let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
-    let matched_path = path::normalize(req.uri().path());
-    let route_id = published
-        .table
-        .lookup_head(host, &matched_path, &RequestHead::of(&req));
-    let acme_challenge = path::is_acme_challenge(&matched_path);
-    drop(matched_path);
-
-    let routed = route_id.and_then(|id| {
-        let route = published.table.route(id)?;
-        // A route with a policy may choose its upstream itself (weighted
-        // backends): only a plain route needs its own.
-        let backend = Backend::of(&published, route.upstream);
-        if route.plain && backend.is_none() {
-            return None;
-        }
-        let metrics = published.route_metrics.get(id as usize)?;
-        Some((id, route, backend, metrics))
-    });
-    let response = match routed {
-        None => response::unrouted(ProxyError::NoRoute),
-        Some((id, route, backend, metrics)) => {
+    let response = match route(&ctx, &published, &req) {
+        Err(e) => response::unrouted(e),
+        Ok(Routed {
+            id,
+            route,
+            backend,
+            metrics,
+            answer,
+        }) => {
             record.route(route, &metrics.main);
-            let client = &ctx.client;
             let timing = &record.timing;
-            let outcome = if !client.tls && route.redirect_https && !acme_challenge {
-                Ok((
-                    redirect_to_https(host, &req, state.settings.https_redirect_port),
-                    None,
-                    false,
-                ))
-            } else if client.tls && misdirected(&published, host, client.sni.as_deref()) {
-                Err(ProxyError::Misdirected)
+            let outcome = if let Some(answer) = answer {
+                match answer {
+                    Answer::Redirect(location) => Ok((redirect_to_https(location), None, false)),
+                    Answer::Misdirected => Err(ProxyError::Misdirected),
+                }
             } else if !route.plain {
                 // Boxed: the phases' future is large, and inline it would
                 // be part of every request's future, plain ones included
@@ -157,9 +136,14 @@ pub async fn handle(
             } else if let Some(backend) = backend {
                 let mut plan = Plan::from_settings(&state.settings);
                 plan.timing = Some(timing);
-                forward::forward(&ctx, backend, req, &plan)
-                    .await
-                    .map(|(r, e)| (r, Some(e), false))
+                // Prepared here (no await), so the request's future holds
+                // the prepared request only inside the sender's.
+                match forward::prepare_upstream_in(&ctx, &published, req, &plan) {
+                    Ok(prepared) => forward::dispatch(backend, prepared, &plan)
+                        .await
+                        .map(|(r, e)| (r, Some(e), false)),
+                    Err(e) => Err(e),
+                }
             } else {
                 Err(ProxyError::NoEndpoints)
             };
@@ -188,26 +172,101 @@ pub async fn handle(
             response
         }
     };
-    Ok(response::finish(&ctx, response, active, record))
+    Ok(response::finish(&ctx, &published, response, active, record))
 }
 
-/// 308 to the same host and target over HTTPS.
-fn redirect_to_https(host: &str, req: &Request<Incoming>, port: u16) -> Response<ProxyBody> {
+/// A routed request, decided before anything is awaited.
+struct Routed<'p> {
+    id: RouteId,
+    route: &'p Route,
+    backend: Option<Backend<'p>>,
+    metrics: &'p RouteMetrics,
+    /// Answered without forwarding.
+    answer: Option<Answer>,
+}
+
+/// What a routed request is answered with instead of being forwarded
+/// (small: the decision is moved out of [`route`]).
+enum Answer {
+    /// 308 to HTTPS, with its `Location` (`None`: not a valid value).
+    Redirect(Option<HeaderValue>),
+    /// The misdirected-request guard's 421.
+    Misdirected,
+}
+
+/// The route of `req` in the loaded table, with the HTTPS redirect and the
+/// misdirected-request guard; an invalid host (counted) or no route is the
+/// error to answer. Synchronous, so the host's normalization buffer is
+/// never part of the request's future (which hyper moves per request).
+fn route<'p>(
+    ctx: &ConnCtx,
+    published: &'p Published,
+    req: &Request<Incoming>,
+) -> Result<Routed<'p>, ProxyError> {
+    let state = &ctx.state;
+    let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
+    let raw_host = request_host(req).inspect_err(|e| {
+        if let ProxyError::Invalid(reason, _) = e {
+            state.metrics.bad_request(*reason);
+        }
+    })?;
+    let host = host::normalize(raw_host, &mut host_buf).unwrap_or("");
+    let matched_path = path::normalize(req.uri().path());
+    let id = published
+        .table
+        .lookup_head(host, &matched_path, &RequestHead::of(req))
+        .ok_or(ProxyError::NoRoute)?;
+    let acme_challenge = path::is_acme_challenge(&matched_path);
+    let route = published.table.route(id).ok_or(ProxyError::NoRoute)?;
+    // A route with a policy may choose its upstream itself (weighted
+    // backends): only a plain route needs its own.
+    let backend = Backend::of(published, route.upstream);
+    if route.plain && backend.is_none() {
+        return Err(ProxyError::NoRoute);
+    }
+    let metrics = published
+        .route_metrics
+        .get(id as usize)
+        .ok_or(ProxyError::NoRoute)?;
+    let client = &ctx.client;
+    let answer = if !client.tls && route.redirect_https && !acme_challenge {
+        let location = https_location(host, req, state.settings.https_redirect_port);
+        Some(Answer::Redirect(HeaderValue::from_str(&location).ok()))
+    } else if client.tls && misdirected(published, host, client.sni.as_deref()) {
+        Some(Answer::Misdirected)
+    } else {
+        None
+    };
+    Ok(Routed {
+        id,
+        route,
+        backend,
+        metrics,
+        answer,
+    })
+}
+
+/// The same host and target over HTTPS.
+fn https_location(host: &str, req: &Request<Incoming>, port: u16) -> String {
     let target = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let location = if port == 443 {
+    if port == 443 {
         format!("https://{host}{target}")
     } else {
         format!("https://{host}:{port}{target}")
-    };
+    }
+}
+
+/// 308 to `location` ([`https_location`]).
+fn redirect_to_https(location: Option<HeaderValue>) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::fixed(bytes::Bytes::from_static(
         b"308 Permanent Redirect\n",
     )));
     *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    if let Some(v) = location {
         response.headers_mut().insert(http::header::LOCATION, v);
     }
     response.headers_mut().insert(

@@ -17,6 +17,7 @@
 //!   WebSocket through): an unasked `101` is a 502 and its connection is
 //!   dropped.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,11 +56,25 @@ impl Replay {
 /// Connection failures move on to another endpoint; with a retry policy,
 /// so do (for requests without a body) broken connections, timeouts and
 /// the listed statuses, up to its number of tries.
-pub async fn send(
-    backend: Backend<'_>,
+pub fn send<'a>(
+    backend: Backend<'a>,
     req: Request<UploadBody>,
     upload: Option<Arc<Upload>>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    plan: &'a Plan<'a>,
+) -> impl Future<Output = Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError>> + 'a {
+    send_pending(backend, Some(req), upload, client_upgrade, plan)
+}
+
+/// [`send`], with the request given as the pending slot itself.
+pub(super) async fn send_pending(
+    backend: Backend<'_>,
+    // The request in the argument itself (`None` once sent and not handed
+    // back): an async fn keeps its arguments for its whole life, so a
+    // second copy in a local would make every request's future larger.
+    mut pending: Option<Request<UploadBody>>,
+    upload: Option<Arc<Upload>>,
+    mut client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     plan: &Plan<'_>,
 ) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
     let upstream = backend.upstream;
@@ -67,25 +82,27 @@ pub async fn send(
     let max_attempts = retry.map_or(MAX_ENDPOINT_ATTEMPTS, |r| usize::from(r.tries.max(1)));
     // Only a request without a body can be sent again once it was sent;
     // non-idempotent ones only when the policy says so (nginx's rule).
-    let replay = retry
-        .filter(|r| {
-            upload.is_none()
-                && client_upgrade.is_none()
-                && r.tries > 1
-                && (r.non_idempotent || idempotent(req.method()))
-        })
-        .map(|_| Replay {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            headers: req.headers().clone(),
-        });
+    // Boxed: only requests with a retry policy keep a replayable head.
+    let replay = pending.as_ref().and_then(|req| {
+        retry
+            .filter(|r| {
+                upload.is_none()
+                    && client_upgrade.is_none()
+                    && r.tries > 1
+                    && (r.non_idempotent || idempotent(req.method()))
+            })
+            .map(|_| {
+                Box::new(Replay {
+                    method: req.method().clone(),
+                    uri: req.uri().clone(),
+                    headers: req.headers().clone(),
+                })
+            })
+    });
     let retries_on_connect = retry.is_none_or(|r| r.on_error || r.tries > 1);
     if retry.is_some_and(|r| r.budget.is_some()) {
         upstream.note_budgeted_request();
     }
-    let mut client_upgrade = client_upgrade;
-    // `None` once sent (and not handed back).
-    let mut pending = Some(req);
     let pacing = retry.and_then(|r| r.pacing);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut last_error = None;
@@ -100,7 +117,8 @@ pub async fn send(
         }
         if let (Some(pacing), Ok(retry_number)) = (pacing, u32::try_from(attempts)) {
             if attempts > 0 {
-                pace(pacing.wait_before(retry_number), plan).await?;
+                // Boxed: two timers that requests without pacing never run.
+                Box::pin(pace(pacing.wait_before(retry_number), plan)).await?;
             }
         }
         let endpoint = match backend.next_endpoint(&tried, pick)? {
@@ -158,10 +176,13 @@ pub async fn send(
             let inflight = endpoint.start_request();
             // Latency feeds the p2c-ewma picker and the request's timing:
             // no clock read when neither wants it.
-            let sent = (upstream.key.lb == LbAlgorithm::P2cEwma || plan.timing.is_some())
-                .then(Instant::now);
-            let exchange = sender.try_send_request(req);
-            let result = with_timeouts(exchange, upload.as_deref(), &plan.exchange)
+            let ewma = upstream.key.lb == LbAlgorithm::P2cEwma;
+            let sent = (ewma || plan.timing.is_some()).then(Instant::now);
+            // Pinned here and lent: the exchange (which holds the request
+            // until it is sent) is stored once in this future, not again in
+            // the timeouts' future.
+            let mut exchange = std::pin::pin!(sender.try_send_request(req));
+            let result = with_timeouts(exchange.as_mut(), upload.as_deref(), &plan.exchange)
                 .await
                 .map_err(ProxyError::from);
             let response = match result {
@@ -201,7 +222,11 @@ pub async fn send(
             let status = response.status().as_u16();
             if let Some(sent) = sent {
                 let elapsed = sent.elapsed();
-                endpoint.observe_latency(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+                // Only p2c-ewma reads the estimate (its update reads the
+                // clock and takes an `exp`).
+                if ewma {
+                    endpoint.observe_latency(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+                }
                 if let Some(timing) = plan.timing {
                     timing.responded(elapsed, status);
                 }

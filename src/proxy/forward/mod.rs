@@ -6,7 +6,7 @@
 //! rewrites the request head for the upstream; [`h1`] sends over pooled
 //! HTTP/1.1 connections (with retries and upgrades); [`h2`] over a worker's
 //! shared HTTP/2 connection; [`pool`] keeps the connections. This file only
-//! chains them: no step imports it.
+//! chains them ([`dispatch`]): no step imports it.
 //!
 //! Invariants:
 //! - Retries happen only when the request was provably not sent: a refused
@@ -24,46 +24,48 @@ pub mod plan;
 pub mod pool;
 pub mod prepare;
 
+use std::future::Future;
 use std::sync::Arc;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
+use futures_util::future::{ready, Either};
+use http::Response;
 
 use super::body::ProxyBody;
-use super::conn::ConnCtx;
 use super::error::ProxyError;
 use crate::lb::Endpoint;
 pub use plan::{Backend, Pick, Plan, MAX_ENDPOINT_ATTEMPTS};
-pub use prepare::{prepare_upstream, Prepared};
+pub use prepare::{prepare_upstream, prepare_upstream_in, Prepared};
 
-/// Sends the request to an endpoint of `backend`; see the module invariants
-/// for when it retries.
-pub async fn forward(
-    ctx: &ConnCtx,
-    backend: Backend<'_>,
-    req: Request<Incoming>,
-    plan: &Plan<'_>,
-) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
-    let prepared = prepare_upstream(ctx, req, plan)?;
-    dispatch(backend, prepared, plan).await
-}
-
-/// Sends a prepared request (HTTP/1.1 or HTTP/2 by the upstream's protocol).
-pub async fn dispatch(
-    backend: Backend<'_>,
+/// Sends a prepared request (HTTP/1.1 or HTTP/2 by the upstream's
+/// protocol); see the module invariants for when it retries.
+///
+/// A plain function returning the sender's future, not an `async fn`: an
+/// async fn keeps its arguments for its whole life, and the prepared
+/// request would then be stored once more in every request's future (which
+/// is moved a few times per request).
+pub fn dispatch<'a>(
+    backend: Backend<'a>,
     prepared: Prepared,
-    plan: &Plan<'_>,
-) -> Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError> {
-    if backend.tls.is_blocked() {
-        return Err(ProxyError::NoEndpoints);
-    }
+    plan: &'a Plan<'a>,
+) -> impl Future<Output = Result<(Response<ProxyBody>, Arc<Endpoint>), ProxyError>> + 'a {
     let Prepared {
         req,
         upload,
         client_upgrade,
     } = prepared;
-    if backend.upstream.key.protocol.is_http2() && client_upgrade.is_none() {
-        return h2::forward_h2(backend, req, upload.as_deref(), plan).await;
+    if backend.tls.is_blocked() {
+        return Either::Left(ready(Err(ProxyError::NoEndpoints)));
     }
-    h1::send(backend, req, upload, client_upgrade, plan).await
+    if backend.upstream.key.protocol.is_http2() && client_upgrade.is_none() {
+        return Either::Right(Either::Left(async move {
+            h2::forward_h2(backend, req, upload.as_deref(), plan).await
+        }));
+    }
+    Either::Right(Either::Right(h1::send_pending(
+        backend,
+        Some(req),
+        upload,
+        client_upgrade,
+        plan,
+    )))
 }

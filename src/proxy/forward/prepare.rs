@@ -28,6 +28,7 @@ use crate::proxy::conn::ConnCtx;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers;
 use crate::proxy::upload::{Upload, UploadBody};
+use crate::state::Published;
 
 /// The h2c upgrade's settings (RFC 7540 §3.2.1), never forwarded.
 const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
@@ -55,6 +56,17 @@ impl Prepared {
 /// ([`prepare`]) and wraps the body.
 pub fn prepare_upstream(
     ctx: &ConnCtx,
+    req: Request<Incoming>,
+    plan: &Plan<'_>,
+) -> Result<Prepared, ProxyError> {
+    prepare_upstream_in(ctx, &ctx.state.published.load(), req, plan)
+}
+
+/// [`prepare_upstream`] with the table the request loaded (the plain
+/// path's: no second load of the published state).
+pub fn prepare_upstream_in(
+    ctx: &ConnCtx,
+    published: &Published,
     mut req: Request<Incoming>,
     plan: &Plan<'_>,
 ) -> Result<Prepared, ProxyError> {
@@ -70,7 +82,7 @@ pub fn prepare_upstream(
     }
     let upgrade = req.version() == Version::HTTP_11 && websocket_upgrade(req.headers_mut());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    prepare(ctx, &mut req, upgrade);
+    prepare(ctx, published, &mut req, upgrade);
     if let Some(host) = plan.host {
         req.headers_mut().insert(HOST, host.clone());
     }
@@ -105,7 +117,7 @@ fn websocket_upgrade(headers: &mut HeaderMap) -> bool {
 
 /// Rewrites the request for the upstream: hop-by-hop headers, forwarding
 /// headers, origin-form target, HTTP/1.1.
-fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
+fn prepare(ctx: &ConnCtx, published: &Published, req: &mut Request<Incoming>, upgrade: bool) {
     let from_h2 = req.version() == Version::HTTP_2;
     // The routed authority: an absolute-form target's (or `:authority`)
     // wins over the client's Host (RFC 9112 §3.2.2), so the backend sees
@@ -137,7 +149,7 @@ fn prepare(ctx: &ConnCtx, req: &mut Request<Incoming>, upgrade: bool) {
             }
         }
     }
-    let (client_ip, forwarding) = ctx.forwarding(headers);
+    let (client_ip, forwarding) = ctx.forwarding_in(published, headers);
     headers::set_forwarded_as(headers, &ctx.client, forwarding, client_ip, host_value);
     *req.version_mut() = Version::HTTP_11;
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {

@@ -23,6 +23,8 @@
 #   BUILD_TIMEOUT_S=900  run.sh mode: how long run.sh may take (it builds) before
 #                        the proxy process must appear
 #   TOLLGATE_BIN=path  NO_BUILD=1  KEEP_TMP=1   as in wrk-vs-nginx.sh
+#   QS_INSPECT=cmd       run `cmd PID` (e.g. a pagemap reader) after the figures,
+#                        before the proxy is stopped
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -267,6 +269,35 @@ row "tollgate VmRSS after $REQUESTS requests:" "${RSS_AFTER} kB"
 row "tollgate VmHWM (peak):" "$(rss_kb "$PROXY_PID" VmHWM) kB"
 row "tollgate RssAnon / RssFile:" "$(rss_kb "$PROXY_PID" RssAnon) / $(rss_kb "$PROXY_PID" RssFile) kB"
 row "tollgate threads:" "$(ls "/proc/$PROXY_PID/task" | wc -l)"
+
+# Where the resident pages are (/proc/PID/smaps, kB): the binary's
+# file-backed pages (text, rodata, eh_frame, relocation tables: shared with
+# the page cache), its private dirty pages (.data.rel.ro and .got after
+# relocation, .data), the heap and .bss, shared libraries, thread stacks and
+# the allocator's other anonymous mappings.
+EXE=$(readlink "/proc/$PROXY_PID/exe")
+echo
+echo "  resident by mapping (smaps, kB):"
+awk -v exe="$EXE" '
+    /^[0-9a-f]+-[0-9a-f]+ / {
+        path = $6; perm = $2
+        if (path == exe)                     cls = (perm ~ /x/ ? "binary r-x (text)" : "binary r-- / rw-")
+        else if (path ~ /\.so/)              cls = "shared libraries"
+        else if (path == "[heap]")           cls = "[heap]"
+        else if (path ~ /^\[stack/)          cls = "[stack] (main thread)"
+        else if (path ~ /^\[/)               cls = "[vdso] [vvar]"
+        else if (path == "")                 cls = "anonymous (.bss, jemalloc, stacks)"
+        else                                 cls = "other files"
+        next
+    }
+    $1 == "Rss:"           { rss[cls] += $2 }
+    $1 == "Anonymous:"     { anon[cls] += $2 }
+    END {
+        for (c in rss) if (rss[c] > 0) printf "    %-38s %7d  (anonymous %d)\n", c, rss[c], anon[c]
+    }' "/proc/$PROXY_PID/smaps" | sort
+if [[ -n "${QS_INSPECT:-}" ]]; then
+    $QS_INSPECT "$PROXY_PID" || true
+fi
 
 if (( got != REQUESTS )); then
     log "only $got/$REQUESTS requests completed (curl stderr: $(head -c 300 "$TMP/curl.err"))"

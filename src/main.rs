@@ -35,7 +35,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// thread returns freed pages on a timer: without it jemalloc purges only
 /// while allocating, so a quiet process keeps the peak of its initial sync
 /// or last recompile. One such thread (jemalloc starts one per CPU by
-/// default), and dirty pages go back after 1 s instead of 10 s.
+/// default), and dirty pages go back after 1 s instead of 10 s. One arena
+/// per CPU (`percpu_arena`; a thread allocates from the arena of the CPU it
+/// runs on) instead of four per CPU handed to threads in turn: each arena
+/// keeps its own partly used pages of every size class, and the quick
+/// start's eight threads each had one (0.6 MB of its memory). Workers still
+/// allocate from their thread cache first, and arenas stay as many as
+/// CPUs, so the data plane contends no more than with one arena per worker.
 ///
 /// Sound: jemalloc reads this symbol as a `const char *` to a
 /// NUL-terminated string; a `&'static u8` has the layout of that pointer,
@@ -44,7 +50,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[allow(unsafe_code)]
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: &u8 =
-    &b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000\0"[0];
+    &b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,percpu_arena:percpu\0"
+        [0];
 
 /// Log lines queued for the writer thread before new ones are dropped
 /// (counted by tracing-appender). The default, 128,000, is a channel whose

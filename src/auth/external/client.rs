@@ -45,7 +45,7 @@
 //!   the auth service's authority and the reason.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -118,6 +118,8 @@ enum Failure {
     Timeout(Duration),
     #[error("the rendered auth-signin URL is not a valid Location")]
     Signin,
+    #[error("the auth client could not be built")]
+    NoClient,
 }
 
 /// The HTTP/1.1 client shared by every external auth check: keep-alive
@@ -128,7 +130,12 @@ enum Failure {
 /// that opened them; any runtime may then reuse them.
 #[derive(Clone)]
 pub struct AuthClient {
-    inner: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// The HTTP client, or `None` if its TLS configuration could not be
+    /// built (checks then fail closed). [`AuthClient::new`] leaves it
+    /// empty until the first check: reading and parsing the OS root
+    /// certificates is work and memory every process would pay at
+    /// start-up, while most configurations never use `auth-url`.
+    inner: Arc<OnceLock<Option<HttpClient>>>,
     /// Answers kept for routes with `auth-cache-key` (process-wide, so
     /// they survive recompiles).
     cache: Arc<AuthCache>,
@@ -144,46 +151,74 @@ impl AuthClient {
     /// A client trusting the OS root certificates. With none found (a
     /// scratch image), it is still built — `http://` auth URLs work and
     /// `https://` ones fail closed — and a warning is logged.
+    ///
+    /// The roots are read, and the client built, on the first check (see
+    /// the `inner` field); this never fails, a failure to build the client
+    /// is logged then and makes checks answer 500.
     pub fn new() -> Result<AuthClient, AuthClientError> {
-        let native = rustls_native_certs::load_native_certs();
-        let mut roots = rustls::RootCertStore::empty();
-        let (added, _unparsable) = roots.add_parsable_certificates(native.certs);
-        if added == 0 {
-            tracing::warn!(
-                errors = ?native.errors,
-                "no OS root certificates found: https auth-url checks will fail"
-            );
-        }
-        AuthClient::with_roots(roots)
+        Ok(AuthClient {
+            inner: Arc::default(),
+            cache: Arc::default(),
+        })
     }
 
     /// A client trusting exactly `roots` (a private CA, tests).
     pub fn with_roots(roots: rustls::RootCertStore) -> Result<AuthClient, AuthClientError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(AuthClientError::Tls)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .build(connector);
+        let inner = http_client(roots)?;
         Ok(AuthClient {
-            inner,
+            inner: Arc::new(OnceLock::from(Some(inner))),
             cache: Arc::default(),
         })
     }
+
+    /// The HTTP client, built with the OS roots on first use.
+    fn http(&self) -> Option<&HttpClient> {
+        self.inner
+            .get_or_init(|| {
+                let native = rustls_native_certs::load_native_certs();
+                let mut roots = rustls::RootCertStore::empty();
+                let (added, _unparsable) = roots.add_parsable_certificates(native.certs);
+                if added == 0 {
+                    tracing::warn!(
+                        errors = ?native.errors,
+                        "no OS root certificates found: https auth-url checks will fail"
+                    );
+                }
+                http_client(roots)
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "no client for auth-url; routes using it answer 500");
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
+/// The pooled HTTP/1.1 client over `http://` and `https://`.
+type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// An [`HttpClient`] verifying servers against `roots`.
+fn http_client(roots: rustls::RootCertStore) -> Result<HttpClient, AuthClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(AuthClientError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .build(connector))
 }
 
 /// The IO half of [`ExternalAuth`]: implemented here so the spec's module
@@ -225,22 +260,25 @@ impl ExternalAuth {
         let mut authority = String::new();
         let result = match self.sub_request(req, vars, &original, &mut authority) {
             Err(failure) => Err(failure),
-            Ok(sub) => match tokio::time::timeout_at(deadline, client.inner.request(sub)).await {
-                Err(_) => Err(Failure::Timeout(self.timeout)),
-                Ok(Err(error)) => Err(Failure::Request(error)),
-                Ok(Ok(response)) => {
-                    let (head, body) = response.into_parts();
-                    let decision = self.decide(head.status, &head.headers, vars, &original);
-                    if let (Some(key), Some(spec)) = (cache_key, &self.cache) {
-                        if let (Ok(_), Some(ttl)) = (&decision, spec.ttl(head.status)) {
-                            let kept = self.kept_headers(&head.headers);
-                            client.cache.insert(key, head.status, kept, ttl);
+            Ok(sub) => match client.http() {
+                None => Err(Failure::NoClient),
+                Some(http) => match tokio::time::timeout_at(deadline, http.request(sub)).await {
+                    Err(_) => Err(Failure::Timeout(self.timeout)),
+                    Ok(Err(error)) => Err(Failure::Request(error)),
+                    Ok(Ok(response)) => {
+                        let (head, body) = response.into_parts();
+                        let decision = self.decide(head.status, &head.headers, vars, &original);
+                        if let (Some(key), Some(spec)) = (cache_key, &self.cache) {
+                            if let (Ok(_), Some(ttl)) = (&decision, spec.ttl(head.status)) {
+                                let kept = self.kept_headers(&head.headers);
+                                client.cache.insert(key, head.status, kept, ttl);
+                            }
                         }
+                        let drain_until = deadline.min(Instant::now() + DRAIN_TIME);
+                        let _ = tokio::time::timeout_at(drain_until, drain(body)).await;
+                        decision
                     }
-                    let drain_until = deadline.min(Instant::now() + DRAIN_TIME);
-                    let _ = tokio::time::timeout_at(drain_until, drain(body)).await;
-                    decision
-                }
+                },
             },
         };
         result.unwrap_or_else(|failure| {

@@ -301,63 +301,6 @@ pub fn escaped_pem(der: &[u8]) -> String {
     percent_encoding::utf8_percent_encode(&pem, KEEP).to_string()
 }
 
-/// The acceptor's six configurations (TLS versions × ALPN, in
-/// [`super::server::VERSIONS`] order), each as it is
-/// but requesting a client certificate ([`RequestAny`]): same resolver,
-/// ticketer, versions and ALPN.
-pub(super) fn configs(
-    plain: &[Arc<ServerConfig>; 6],
-) -> Result<[Arc<ServerConfig>; 6], super::server::TlsError> {
-    let mut out = Vec::with_capacity(6);
-    for (i, config) in plain.iter().enumerate() {
-        let provider = config.crypto_provider().clone();
-        let verifier = Arc::new(RequestAny::new(&provider));
-        let versions = super::server::VERSIONS
-            .get(i / 2)
-            .copied()
-            .unwrap_or_default();
-        let mut with_auth = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(config.cert_resolver.clone());
-        with_auth.alpn_protocols = config.alpn_protocols.clone();
-        with_auth.ticketer = config.ticketer.clone();
-        out.push(Arc::new(with_auth));
-    }
-    out.try_into().map_err(|_| {
-        super::server::TlsError::Rustls(rustls::Error::General("configurations".into()))
-    })
-}
-
-/// Reads the ClientHello, then handshakes with the configuration that
-/// requests a client certificate when the SNI is a client-auth host, else
-/// with the usual one.
-pub(super) async fn accept<IO>(
-    acceptor: &super::server::Acceptor,
-    prefs: crate::table::globals::TlsPrefs,
-    stream: IO,
-) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let start =
-        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
-    let requests = {
-        let hello = start.client_hello();
-        let mut buf = [0u8; crate::table::host::MAX_HOST_LEN + 2];
-        let name = hello
-            .server_name()
-            .and_then(|n| crate::table::host::normalize(n, &mut buf));
-        acceptor.published().load().tls.client_auth.requests(name)
-    };
-    let config = if requests {
-        acceptor.client_auth_config(prefs)
-    } else {
-        acceptor.config(prefs)
-    };
-    start.into_stream(config.clone()).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,7 +178,7 @@ impl Acceptor {
         let configs: [Arc<ServerConfig>; 6] = configs
             .try_into()
             .map_err(|_| TlsError::Rustls(rustls::Error::General("configurations".into())))?;
-        let client_auth = super::client_auth::configs(&configs)?;
+        let client_auth = client_auth_configs(&configs)?;
         Ok(Acceptor {
             published,
             configs: Arc::new(configs),
@@ -207,7 +207,7 @@ impl Acceptor {
 
     /// Handshakes `stream` with the configuration in force. While some
     /// host requests client certificates, the ClientHello is read first
-    /// to choose ([`super::client_auth::accept`]).
+    /// to choose ([`accept_choosing`]).
     pub async fn accept<IO>(
         &self,
         stream: IO,
@@ -221,7 +221,7 @@ impl Acceptor {
             (published.table.globals().tls, client_auth)
         };
         if client_auth {
-            return super::client_auth::accept(self, prefs, stream).await;
+            return accept_choosing(self, prefs, stream).await;
         }
         tokio_rustls::TlsAcceptor::from(self.config(prefs).clone())
             .accept(stream)
@@ -231,4 +231,55 @@ impl Acceptor {
     pub(super) fn published(&self) -> &Arc<ArcSwap<Published>> {
         &self.published
     }
+}
+
+/// The acceptor's six configurations (TLS versions × ALPN, in
+/// [`VERSIONS`] order), each as it is
+/// but requesting a client certificate ([`super::client_auth::RequestAny`]): same resolver,
+/// ticketer, versions and ALPN.
+fn client_auth_configs(plain: &[Arc<ServerConfig>; 6]) -> Result<[Arc<ServerConfig>; 6], TlsError> {
+    let mut out = Vec::with_capacity(6);
+    for (i, config) in plain.iter().enumerate() {
+        let provider = config.crypto_provider().clone();
+        let verifier = Arc::new(super::client_auth::RequestAny::new(&provider));
+        let versions = VERSIONS.get(i / 2).copied().unwrap_or_default();
+        let mut with_auth = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(config.cert_resolver.clone());
+        with_auth.alpn_protocols = config.alpn_protocols.clone();
+        with_auth.ticketer = config.ticketer.clone();
+        out.push(Arc::new(with_auth));
+    }
+    out.try_into()
+        .map_err(|_| TlsError::Rustls(rustls::Error::General("configurations".into())))
+}
+
+/// Reads the ClientHello, then handshakes with the configuration that
+/// requests a client certificate when the SNI is a client-auth host, else
+/// with the usual one.
+async fn accept_choosing<IO>(
+    acceptor: &Acceptor,
+    prefs: crate::table::globals::TlsPrefs,
+    stream: IO,
+) -> std::io::Result<tokio_rustls::server::TlsStream<IO>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let requests = {
+        let hello = start.client_hello();
+        let mut buf = [0u8; crate::table::host::MAX_HOST_LEN + 2];
+        let name = hello
+            .server_name()
+            .and_then(|n| crate::table::host::normalize(n, &mut buf));
+        acceptor.published().load().tls.client_auth.requests(name)
+    };
+    let config = if requests {
+        acceptor.client_auth_config(prefs)
+    } else {
+        acceptor.config(prefs)
+    };
+    start.into_stream(config.clone()).await
 }

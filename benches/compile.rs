@@ -30,7 +30,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use serde_json::{json, Value};
 use tollgate::config::{self, CompileOptions, Incremental, LastGood, Object, Snapshot, Touched};
 use tollgate::metrics::Metrics;
-use tollgate::publisher::Publisher;
+use tollgate::publisher::{InstallTimings, Publisher};
 use tollgate::state::Health;
 
 const NAMESPACES: usize = 50;
@@ -180,19 +180,37 @@ fn service(i: usize, port: u16) -> Object {
     }))
 }
 
-/// Commits after each of `changes`: (until published, in all) in ms.
+/// Commits after each of `changes`: (until published, in all) in ms,
+/// and prints where the time went phase by phase (`COMPILE_BENCH_PHASES=1`).
 fn commits(
     publisher: &mut Publisher,
     changes: impl Iterator<Item = Object>,
 ) -> (Vec<f64>, Vec<f64>) {
     let origin: Arc<str> = "bench".into();
     let (mut published, mut total) = (Vec::new(), Vec::new());
+    let mut phases: Vec<InstallTimings> = Vec::new();
     for object in changes {
         publisher.upsert(origin.clone(), object);
         let t = Instant::now();
         publisher.commit(&[]);
         total.push(t.elapsed().as_secs_f64() * 1e3);
         published.push(publisher.last_publish_latency().as_secs_f64() * 1e3);
+        phases.push(publisher.last_timings());
+    }
+    if env_num("COMPILE_BENCH_PHASES", 1) == 1 {
+        let phase = |f: fn(&InstallTimings) -> std::time::Duration| {
+            phases
+                .iter()
+                .map(|t| f(t).as_secs_f64() * 1e3)
+                .collect::<Vec<f64>>()
+        };
+        row("  · compile", phase(|t| t.compile));
+        row("  · upstreams", phase(|t| t.upstreams));
+        row("  · route metrics and limiters", phase(|t| t.routes));
+        row("  · after swap: upstream-by-Service index", phase(|t| t.index));
+        row("  · after swap: diagnostics, statuses", phase(|t| t.diagnostics));
+        row("  · after swap: debug/webhook state", phase(|t| t.inspect));
+        row("  · after swap: release previous state", phase(|t| t.drop));
     }
     (published, total)
 }

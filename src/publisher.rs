@@ -40,6 +40,9 @@ use crate::tls::client::UpstreamTls;
 
 mod observe;
 mod reuse;
+mod timing;
+
+pub use timing::InstallTimings;
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
 /// tables; SipHash was a tenth of a 10,000-Ingress recompile.
@@ -69,6 +72,8 @@ pub struct Publisher {
     touched: config::Touched,
     /// From the start of the last recompile to its table's publish.
     last_publish: std::time::Duration,
+    /// The phases of the last recompile.
+    timings: InstallTimings,
     /// Live upstreams with their connection security, by identity.
     upstreams: HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
     /// Upstreams by Service, for the endpoint fast path.
@@ -114,6 +119,7 @@ impl Publisher {
             incremental: config::Incremental::new(),
             touched: config::Touched::default(),
             last_publish: std::time::Duration::ZERO,
+            timings: InstallTimings::default(),
             upstreams: HashMap::default(),
             by_service: HashMap::default(),
             route_metric_handles: HashMap::default(),
@@ -214,6 +220,11 @@ impl Publisher {
         self.last_publish
     }
 
+    /// Where the last recompile's time went, phase by phase.
+    pub fn last_timings(&self) -> InstallTimings {
+        self.timings
+    }
+
     /// Recompiles so far: (patched, compiled in full).
     pub fn compile_counts(&self) -> (u64, u64) {
         self.incremental.counts()
@@ -249,8 +260,11 @@ impl Publisher {
         let compiled =
             self.incremental
                 .compile_touched(&self.snapshot, &opts, &self.last_good, &touched);
-        self.metrics.compile_seconds.observe(started.elapsed());
-        self.install(compiled, source_diagnostics, started)
+        let compile = started.elapsed();
+        self.metrics.compile_seconds.observe(compile);
+        let generation = self.install(compiled, source_diagnostics, started);
+        self.timings.compile = compile;
+        generation
     }
 
     /// Publishes a table and upstreams built without the compiler (tests
@@ -266,6 +280,8 @@ impl Publisher {
         source_diagnostics: &[Diagnostic],
         started: Instant,
     ) -> u64 {
+        let mut timings = InstallTimings::default();
+        let mut laps = timing::Laps::start();
         // A patched table only adds to the previous one: take over its
         // upstreams, metric handles and limiters instead of resolving
         // every one again (see `reuse`).
@@ -278,6 +294,7 @@ impl Publisher {
         } else {
             self.rebuild_upstreams(specs)
         };
+        timings.upstreams = laps.lap();
         let (route_metrics, route_limits, stale_metric_handles) =
             if reuse::routes_extend(&prev, &compiled.table) {
                 let metrics = reuse::extend_route_metrics(
@@ -299,6 +316,7 @@ impl Publisher {
                 self.route_state(&compiled.table)
             };
         drop(prev);
+        timings.routes = laps.lap();
         let rejected =
             compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
         // Publish first; everything below is bookkeeping that requests do
@@ -318,7 +336,8 @@ impl Publisher {
         });
         let replaced = self.published.swap(published.clone());
         self.last_publish = started.elapsed();
-        let publish_ms = self.last_publish.as_secs_f64() * 1000.0;
+        timings.published = self.last_publish;
+        laps.lap();
         self.metrics.reloads.inc();
         self.metrics
             .table_generation
@@ -333,6 +352,7 @@ impl Publisher {
                 .or_default()
                 .push(upstream.clone());
         }
+        timings.index = laps.lap();
         if rejected {
             self.metrics.compile_failures.inc();
         }
@@ -374,17 +394,28 @@ impl Publisher {
                 .set(not_after);
         }
         self.last_good = Arc::new(compiled.last_good);
+        timings.diagnostics = laps.lap();
         self.publish_inspect(published);
         // Ready once the debug endpoints and the webhook see this table too.
         self.health.table_installed.store(true, Ordering::Release);
+        timings.inspect = laps.lap();
         drop((replaced, previous, stale_metric_handles));
+        timings.drop = laps.lap();
+        timings.total = started.elapsed();
+        self.timings = timings;
         tracing::info!(
             generation = self.generation,
             ingresses = compiled.ingresses,
             hosts,
             routes,
-            publish_ms,
-            compile_ms = started.elapsed().as_secs_f64() * 1000.0,
+            publish_ms = timing::ms(timings.published),
+            upstreams_ms = timing::ms(timings.upstreams),
+            routes_ms = timing::ms(timings.routes),
+            index_ms = timing::ms(timings.index),
+            diagnostics_ms = timing::ms(timings.diagnostics),
+            inspect_ms = timing::ms(timings.inspect),
+            drop_ms = timing::ms(timings.drop),
+            compile_ms = timing::ms(timings.total),
             "routing table installed"
         );
         self.generation

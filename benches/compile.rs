@@ -207,8 +207,14 @@ fn commits(
         row("  · compile", phase(|t| t.compile));
         row("  · upstreams", phase(|t| t.upstreams));
         row("  · route metrics and limiters", phase(|t| t.routes));
-        row("  · after swap: upstream-by-Service index", phase(|t| t.index));
-        row("  · after swap: diagnostics, statuses", phase(|t| t.diagnostics));
+        row(
+            "  · after swap: upstream-by-Service index",
+            phase(|t| t.index),
+        );
+        row(
+            "  · after swap: diagnostics, statuses",
+            phase(|t| t.diagnostics),
+        );
         row("  · after swap: debug/webhook state", phase(|t| t.inspect));
         row("  · after swap: release previous state", phase(|t| t.drop));
     }

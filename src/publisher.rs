@@ -38,6 +38,7 @@ use crate::table::upstream::{UpstreamKey, UpstreamSpec};
 use crate::table::RoutingTable;
 use crate::tls::client::UpstreamTls;
 
+mod dropper;
 mod observe;
 mod reuse;
 mod timing;
@@ -91,8 +92,9 @@ pub struct Publisher {
     diagnostics: BTreeSet<String>,
     /// The diagnostics of the last compile, as values (for Kubernetes Events).
     last_diagnostics: Vec<Diagnostic>,
-    /// The Ingresses served at the last compile (their status is ours).
-    served: Vec<ObjectKey>,
+    /// The Ingresses served at the last compile (their status is ours);
+    /// shared with the status writers' view.
+    served: Arc<[ObjectKey]>,
     /// The TrafficPolicy conditions of the last compile.
     policy_status: BTreeMap<ObjectKey, PolicyStatus>,
     /// The Gateway API statuses of the last compile.
@@ -130,7 +132,7 @@ impl Publisher {
             generation: 0,
             diagnostics: BTreeSet::new(),
             last_diagnostics: Vec::new(),
-            served: Vec::new(),
+            served: Arc::from([]),
             policy_status: BTreeMap::new(),
             gateway_status: GatewayApiStatus::default(),
             pending: Changes::default(),
@@ -202,6 +204,11 @@ impl Publisher {
     /// The Ingresses served at the last compile, sorted.
     pub fn served(&self) -> &[ObjectKey] {
         &self.served
+    }
+
+    /// The same, shared (the status writers' view holds it).
+    pub fn served_shared(&self) -> Arc<[ObjectKey]> {
+        self.served.clone()
     }
 
     /// The TrafficPolicy conditions of the last compile.
@@ -287,12 +294,15 @@ impl Publisher {
         // every one again (see `reuse`).
         let prev = self.published.load_full();
         let specs = std::mem::take(&mut compiled.upstreams);
-        let (live, upstream_tls, previous) = if reuse::upstreams_extend(&prev, &specs) {
+        // Where the upstream-by-Service index needs new entries from: the
+        // first upstream past the previous ones, or `None` to rebuild it.
+        let (live, upstream_tls, previous, index_from) = if reuse::upstreams_extend(&prev, &specs) {
             let (live, tls) =
                 reuse::extend_upstreams(&prev, specs, &self.metrics, &mut self.upstreams);
-            (live, tls, HashMap::default())
+            (live, tls, HashMap::default(), Some(prev.upstreams.len()))
         } else {
-            self.rebuild_upstreams(specs)
+            let (live, tls, previous) = self.rebuild_upstreams(specs);
+            (live, tls, previous, None)
         };
         timings.upstreams = laps.lap();
         let (route_metrics, route_limits, stale_metric_handles) =
@@ -343,15 +353,7 @@ impl Publisher {
             .table_generation
             .set(i64::try_from(self.generation).unwrap_or(i64::MAX));
 
-        self.by_service.clear();
-        for (upstream, _) in self.upstreams.values() {
-            let service =
-                ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
-            self.by_service
-                .entry(service)
-                .or_default()
-                .push(upstream.clone());
-        }
+        let stale_index = self.index_by_service(&published, index_from);
         timings.index = laps.lap();
         if rejected {
             self.metrics.compile_failures.inc();
@@ -383,7 +385,7 @@ impl Publisher {
             .chain(compiled.diagnostics.iter())
             .cloned()
             .collect();
-        self.served = compiled.served;
+        let stale_served = std::mem::replace(&mut self.served, compiled.served.into());
         self.policy_status = compiled.policy_status;
         self.gateway_status = compiled.gateway_status;
         self.metrics.certificate_expiry.clear();
@@ -393,13 +395,24 @@ impl Publisher {
                 .get_or_create(&labels)
                 .set(not_after);
         }
-        self.last_good = Arc::new(compiled.last_good);
+        let stale_last_good = std::mem::replace(&mut self.last_good, Arc::new(compiled.last_good));
         timings.diagnostics = laps.lap();
-        self.publish_inspect(published);
+        let stale_inspect = self.publish_inspect(published);
         // Ready once the debug endpoints and the webhook see this table too.
         self.health.table_installed.store(true, Ordering::Release);
         timings.inspect = laps.lap();
-        drop((replaced, previous, stale_metric_handles));
+        // Freeing the previous state is proportional to the whole
+        // configuration: off the control loop, so the next change need not
+        // wait for it.
+        dropper::release((
+            replaced,
+            previous,
+            stale_metric_handles,
+            stale_index,
+            stale_served,
+            stale_last_good,
+            stale_inspect,
+        ));
         timings.drop = laps.lap();
         timings.total = started.elapsed();
         self.timings = timings;
@@ -515,9 +528,38 @@ impl Publisher {
         (route_metrics, route_limits, stale_metric_handles)
     }
 
+    /// Brings the upstream-by-Service index (the endpoint fast path's) up
+    /// to date with `published`: adds the upstreams from `from` on when the
+    /// previous ones were all kept, else rebuilds it and returns the old one.
+    fn index_by_service(
+        &mut self,
+        published: &Published,
+        from: Option<usize>,
+    ) -> HashMap<ObjectKey, Vec<Arc<Upstream>>> {
+        let add = |index: &mut HashMap<ObjectKey, Vec<Arc<Upstream>>>, upstream: &Arc<Upstream>| {
+            let service =
+                ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
+            index.entry(service).or_default().push(upstream.clone());
+        };
+        if let Some(from) = from {
+            for upstream in published.upstreams.iter().skip(from) {
+                add(&mut self.by_service, upstream);
+            }
+            return HashMap::default();
+        }
+        let mut index =
+            HashMap::with_capacity_and_hasher(self.by_service.len(), Default::default());
+        for (upstream, _) in self.upstreams.values() {
+            add(&mut index, upstream);
+        }
+        std::mem::replace(&mut self.by_service, index)
+    }
+
     /// Stores what the debug endpoints and the webhook read, keeping the
-    /// first-seen time of every diagnostic that still stands.
-    fn publish_inspect(&mut self, published: Arc<Published>) {
+    /// first-seen time of every diagnostic that still stands; returns the
+    /// state it replaced. The snapshot is shared, not copied (its maps are
+    /// persistent).
+    fn publish_inspect(&mut self, published: Arc<Published>) -> Arc<Inspect> {
         let now = SystemTime::now();
         let mut first_seen = BTreeMap::new();
         let diagnostics = self
@@ -531,7 +573,7 @@ impl Publisher {
             })
             .collect();
         self.first_seen = first_seen;
-        self.inspect.store(Arc::new(Inspect {
+        self.inspect.swap(Arc::new(Inspect {
             generation: self.generation,
             snapshot: self.snapshot.clone(),
             last_good: self.last_good.clone(),
@@ -539,7 +581,7 @@ impl Publisher {
             published,
             diagnostics,
             gateway_status: self.gateway_status.clone(),
-        }));
+        }))
     }
 
     /// The limiters of every route, reusing those whose (Ingress, limit)
@@ -631,3 +673,6 @@ impl Publisher {
         self.metrics.endpoint_updates.inc();
     }
 }
+
+#[cfg(test)]
+mod tests;

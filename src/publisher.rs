@@ -13,6 +13,11 @@
 //!   upstreams and nothing else: no compile, no new table.
 //! - Runs on the control-plane thread, never on the data plane's workers;
 //!   the data plane never imports this module.
+//! - After a patch, nothing the control loop does before taking the next
+//!   change is proportional to the whole configuration: the snapshot is
+//!   shared with the debug endpoints and the webhook (persistent maps), the
+//!   upstream-by-Service index gains only the new upstreams, and the
+//!   replaced state is freed on the dropper thread (`dropper`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;

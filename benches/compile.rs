@@ -30,7 +30,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use serde_json::{json, Value};
 use tollgate::config::{self, CompileOptions, Incremental, LastGood, Object, Snapshot, Touched};
 use tollgate::metrics::Metrics;
-use tollgate::publisher::Publisher;
+use tollgate::publisher::{InstallTimings, Publisher};
 use tollgate::state::Health;
 
 const NAMESPACES: usize = 50;
@@ -172,29 +172,57 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
     sorted[at.min(sorted.len() - 1)]
 }
 
+/// Service `svc-{i}` with a second port: a change the compiler reads (the
+/// snapshot keeps port names and numbers, not `targetPort`).
 fn service(i: usize, port: u16) -> Object {
     object(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": format!("svc-{i}"), "namespace": ns(i)},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]},
+        "spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": 8080},
+            {"name": "extra", "port": port, "targetPort": port},
+        ]},
     }))
 }
 
-/// Commits after each of `changes`: (until published, in all) in ms.
-fn commits(
-    publisher: &mut Publisher,
-    changes: impl Iterator<Item = Object>,
-) -> (Vec<f64>, Vec<f64>) {
+/// Commits after each of `changes`: (until published, in all) in ms;
+/// prints both, then where the time went phase by phase
+/// (`COMPILE_BENCH_PHASES=0`: not).
+fn commits(label: &str, publisher: &mut Publisher, changes: impl Iterator<Item = Object>) {
     let origin: Arc<str> = "bench".into();
     let (mut published, mut total) = (Vec::new(), Vec::new());
+    let mut phases: Vec<InstallTimings> = Vec::new();
     for object in changes {
         publisher.upsert(origin.clone(), object);
         let t = Instant::now();
         publisher.commit(&[]);
         total.push(t.elapsed().as_secs_f64() * 1e3);
         published.push(publisher.last_publish_latency().as_secs_f64() * 1e3);
+        phases.push(publisher.last_timings());
     }
-    (published, total)
+    row(&format!("commit: {label}, until published"), published);
+    row(&format!("commit: {label}, in all"), total);
+    if env_num("COMPILE_BENCH_PHASES", 1) == 1 {
+        let phase = |f: fn(&InstallTimings) -> std::time::Duration| {
+            phases
+                .iter()
+                .map(|t| f(t).as_secs_f64() * 1e3)
+                .collect::<Vec<f64>>()
+        };
+        row("  · compile", phase(|t| t.compile));
+        row("  · upstreams", phase(|t| t.upstreams));
+        row("  · route metrics and limiters", phase(|t| t.routes));
+        row(
+            "  · after swap: upstream-by-Service index",
+            phase(|t| t.index),
+        );
+        row(
+            "  · after swap: diagnostics, statuses",
+            phase(|t| t.diagnostics),
+        );
+        row("  · after swap: debug/webhook state", phase(|t| t.inspect));
+        row("  · after swap: release previous state", phase(|t| t.drop));
+    }
 }
 
 fn row(label: &str, mut ms: Vec<f64>) {
@@ -268,9 +296,7 @@ fn main() {
             ingresses + k,
         )
     });
-    let (published, total) = commits(&mut publisher, new);
-    row("commit: one new Ingress, until published", published);
-    row("commit: one new Ingress, in all", total);
+    commits("one new Ingress", &mut publisher, new);
     let edits = (0..n).map(|k| {
         let i = (k * 7919) % ingresses;
         ingress(
@@ -279,19 +305,13 @@ fn main() {
             i + ingresses,
         )
     });
-    let (published, total) = commits(&mut publisher, edits);
-    row("commit: one Ingress edited, until published", published);
-    row("commit: one Ingress edited, in all", total);
+    commits("one Ingress edited", &mut publisher, edits);
     let services = (0..n.min(10)).map(|k| service(k, 9000 + k as u16));
-    let (published, total) = commits(&mut publisher, services);
-    row("commit: one Service edited (full), published", published);
-    row("commit: one Service edited (full), in all", total);
+    commits("one Service edited (full)", &mut publisher, services);
     if routes > 0 {
         let new = (0..n.min(10))
             .map(|k| http_route(&format!("new-rt-{k}"), &format!("newr{k}.example.com"), k));
-        let (published, total) = commits(&mut publisher, new);
-        row("commit: one new HTTPRoute (full), published", published);
-        row("commit: one new HTTPRoute (full), in all", total);
+        commits("one new HTTPRoute (full)", &mut publisher, new);
     }
     println!(
         "  publisher (patched, full) compiles: {:?}",

@@ -13,6 +13,11 @@
 //!   upstreams and nothing else: no compile, no new table.
 //! - Runs on the control-plane thread, never on the data plane's workers;
 //!   the data plane never imports this module.
+//! - After a patch, nothing the control loop does before taking the next
+//!   change is proportional to the whole configuration: the snapshot is
+//!   shared with the debug endpoints and the webhook (persistent maps), the
+//!   upstream-by-Service index gains only the new upstreams, and the
+//!   replaced state is freed on the dropper thread (`dropper`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -38,8 +43,12 @@ use crate::table::upstream::{UpstreamKey, UpstreamSpec};
 use crate::table::RoutingTable;
 use crate::tls::client::UpstreamTls;
 
+mod dropper;
 mod observe;
 mod reuse;
+mod timing;
+
+pub use timing::InstallTimings;
 
 /// Control-plane maps: foldhash (randomly seeded), as the data plane's
 /// tables; SipHash was a tenth of a 10,000-Ingress recompile.
@@ -69,6 +78,8 @@ pub struct Publisher {
     touched: config::Touched,
     /// From the start of the last recompile to its table's publish.
     last_publish: std::time::Duration,
+    /// The phases of the last recompile.
+    timings: InstallTimings,
     /// Live upstreams with their connection security, by identity.
     upstreams: HashMap<UpstreamKey, (Arc<Upstream>, UpstreamTls)>,
     /// Upstreams by Service, for the endpoint fast path.
@@ -86,8 +97,9 @@ pub struct Publisher {
     diagnostics: BTreeSet<String>,
     /// The diagnostics of the last compile, as values (for Kubernetes Events).
     last_diagnostics: Vec<Diagnostic>,
-    /// The Ingresses served at the last compile (their status is ours).
-    served: Vec<ObjectKey>,
+    /// The Ingresses served at the last compile (their status is ours);
+    /// shared with the status writers' view.
+    served: Arc<[ObjectKey]>,
     /// The TrafficPolicy conditions of the last compile.
     policy_status: BTreeMap<ObjectKey, PolicyStatus>,
     /// The Gateway API statuses of the last compile.
@@ -114,6 +126,7 @@ impl Publisher {
             incremental: config::Incremental::new(),
             touched: config::Touched::default(),
             last_publish: std::time::Duration::ZERO,
+            timings: InstallTimings::default(),
             upstreams: HashMap::default(),
             by_service: HashMap::default(),
             route_metric_handles: HashMap::default(),
@@ -124,7 +137,7 @@ impl Publisher {
             generation: 0,
             diagnostics: BTreeSet::new(),
             last_diagnostics: Vec::new(),
-            served: Vec::new(),
+            served: Arc::from([]),
             policy_status: BTreeMap::new(),
             gateway_status: GatewayApiStatus::default(),
             pending: Changes::default(),
@@ -198,6 +211,11 @@ impl Publisher {
         &self.served
     }
 
+    /// The same, shared (the status writers' view holds it).
+    pub fn served_shared(&self) -> Arc<[ObjectKey]> {
+        self.served.clone()
+    }
+
     /// The TrafficPolicy conditions of the last compile.
     pub fn policy_status(&self) -> &BTreeMap<ObjectKey, PolicyStatus> {
         &self.policy_status
@@ -212,6 +230,11 @@ impl Publisher {
     /// (what a request waits for; the bookkeeping after is not counted).
     pub fn last_publish_latency(&self) -> std::time::Duration {
         self.last_publish
+    }
+
+    /// Where the last recompile's time went, phase by phase.
+    pub fn last_timings(&self) -> InstallTimings {
+        self.timings
     }
 
     /// Recompiles so far: (patched, compiled in full).
@@ -249,8 +272,11 @@ impl Publisher {
         let compiled =
             self.incremental
                 .compile_touched(&self.snapshot, &opts, &self.last_good, &touched);
-        self.metrics.compile_seconds.observe(started.elapsed());
-        self.install(compiled, source_diagnostics, started)
+        let compile = started.elapsed();
+        self.metrics.compile_seconds.observe(compile);
+        let generation = self.install(compiled, source_diagnostics, started);
+        self.timings.compile = compile;
+        generation
     }
 
     /// Publishes a table and upstreams built without the compiler (tests
@@ -266,18 +292,24 @@ impl Publisher {
         source_diagnostics: &[Diagnostic],
         started: Instant,
     ) -> u64 {
+        let mut timings = InstallTimings::default();
+        let mut laps = timing::Laps::start();
         // A patched table only adds to the previous one: take over its
         // upstreams, metric handles and limiters instead of resolving
         // every one again (see `reuse`).
         let prev = self.published.load_full();
         let specs = std::mem::take(&mut compiled.upstreams);
-        let (live, upstream_tls, previous) = if reuse::upstreams_extend(&prev, &specs) {
+        // Where the upstream-by-Service index needs new entries from: the
+        // first upstream past the previous ones, or `None` to rebuild it.
+        let (live, upstream_tls, previous, index_from) = if reuse::upstreams_extend(&prev, &specs) {
             let (live, tls) =
                 reuse::extend_upstreams(&prev, specs, &self.metrics, &mut self.upstreams);
-            (live, tls, HashMap::default())
+            (live, tls, HashMap::default(), Some(prev.upstreams.len()))
         } else {
-            self.rebuild_upstreams(specs)
+            let (live, tls, previous) = self.rebuild_upstreams(specs);
+            (live, tls, previous, None)
         };
+        timings.upstreams = laps.lap();
         let (route_metrics, route_limits, stale_metric_handles) =
             if reuse::routes_extend(&prev, &compiled.table) {
                 let metrics = reuse::extend_route_metrics(
@@ -299,6 +331,7 @@ impl Publisher {
                 self.route_state(&compiled.table)
             };
         drop(prev);
+        timings.routes = laps.lap();
         let rejected =
             compiled.rejected() || source_diagnostics.iter().any(Diagnostic::is_rejection);
         // Publish first; everything below is bookkeeping that requests do
@@ -318,21 +351,15 @@ impl Publisher {
         });
         let replaced = self.published.swap(published.clone());
         self.last_publish = started.elapsed();
-        let publish_ms = self.last_publish.as_secs_f64() * 1000.0;
+        timings.published = self.last_publish;
+        laps.lap();
         self.metrics.reloads.inc();
         self.metrics
             .table_generation
             .set(i64::try_from(self.generation).unwrap_or(i64::MAX));
 
-        self.by_service.clear();
-        for (upstream, _) in self.upstreams.values() {
-            let service =
-                ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
-            self.by_service
-                .entry(service)
-                .or_default()
-                .push(upstream.clone());
-        }
+        let stale_index = self.index_by_service(&published, index_from);
+        timings.index = laps.lap();
         if rejected {
             self.metrics.compile_failures.inc();
         }
@@ -363,7 +390,7 @@ impl Publisher {
             .chain(compiled.diagnostics.iter())
             .cloned()
             .collect();
-        self.served = compiled.served;
+        let stale_served = std::mem::replace(&mut self.served, compiled.served.into());
         self.policy_status = compiled.policy_status;
         self.gateway_status = compiled.gateway_status;
         self.metrics.certificate_expiry.clear();
@@ -373,18 +400,40 @@ impl Publisher {
                 .get_or_create(&labels)
                 .set(not_after);
         }
-        self.last_good = Arc::new(compiled.last_good);
-        self.publish_inspect(published);
+        let stale_last_good = std::mem::replace(&mut self.last_good, Arc::new(compiled.last_good));
+        timings.diagnostics = laps.lap();
+        let stale_inspect = self.publish_inspect(published);
         // Ready once the debug endpoints and the webhook see this table too.
         self.health.table_installed.store(true, Ordering::Release);
-        drop((replaced, previous, stale_metric_handles));
+        timings.inspect = laps.lap();
+        // Freeing the previous state is proportional to the whole
+        // configuration: off the control loop, so the next change need not
+        // wait for it.
+        dropper::release((
+            replaced,
+            previous,
+            stale_metric_handles,
+            stale_index,
+            stale_served,
+            stale_last_good,
+            stale_inspect,
+        ));
+        timings.drop = laps.lap();
+        timings.total = started.elapsed();
+        self.timings = timings;
         tracing::info!(
             generation = self.generation,
             ingresses = compiled.ingresses,
             hosts,
             routes,
-            publish_ms,
-            compile_ms = started.elapsed().as_secs_f64() * 1000.0,
+            publish_ms = timing::ms(timings.published),
+            upstreams_ms = timing::ms(timings.upstreams),
+            routes_ms = timing::ms(timings.routes),
+            index_ms = timing::ms(timings.index),
+            diagnostics_ms = timing::ms(timings.diagnostics),
+            inspect_ms = timing::ms(timings.inspect),
+            drop_ms = timing::ms(timings.drop),
+            compile_ms = timing::ms(timings.total),
             "routing table installed"
         );
         self.generation
@@ -484,9 +533,38 @@ impl Publisher {
         (route_metrics, route_limits, stale_metric_handles)
     }
 
+    /// Brings the upstream-by-Service index (the endpoint fast path's) up
+    /// to date with `published`: adds the upstreams from `from` on when the
+    /// previous ones were all kept, else rebuilds it and returns the old one.
+    fn index_by_service(
+        &mut self,
+        published: &Published,
+        from: Option<usize>,
+    ) -> HashMap<ObjectKey, Vec<Arc<Upstream>>> {
+        let add = |index: &mut HashMap<ObjectKey, Vec<Arc<Upstream>>>, upstream: &Arc<Upstream>| {
+            let service =
+                ObjectKey::new(upstream.key.namespace.clone(), upstream.key.service.clone());
+            index.entry(service).or_default().push(upstream.clone());
+        };
+        if let Some(from) = from {
+            for upstream in published.upstreams.iter().skip(from) {
+                add(&mut self.by_service, upstream);
+            }
+            return HashMap::default();
+        }
+        let mut index =
+            HashMap::with_capacity_and_hasher(self.by_service.len(), Default::default());
+        for (upstream, _) in self.upstreams.values() {
+            add(&mut index, upstream);
+        }
+        std::mem::replace(&mut self.by_service, index)
+    }
+
     /// Stores what the debug endpoints and the webhook read, keeping the
-    /// first-seen time of every diagnostic that still stands.
-    fn publish_inspect(&mut self, published: Arc<Published>) {
+    /// first-seen time of every diagnostic that still stands; returns the
+    /// state it replaced. The snapshot is shared, not copied (its maps are
+    /// persistent).
+    fn publish_inspect(&mut self, published: Arc<Published>) -> Arc<Inspect> {
         let now = SystemTime::now();
         let mut first_seen = BTreeMap::new();
         let diagnostics = self
@@ -500,7 +578,7 @@ impl Publisher {
             })
             .collect();
         self.first_seen = first_seen;
-        self.inspect.store(Arc::new(Inspect {
+        self.inspect.swap(Arc::new(Inspect {
             generation: self.generation,
             snapshot: self.snapshot.clone(),
             last_good: self.last_good.clone(),
@@ -508,7 +586,7 @@ impl Publisher {
             published,
             diagnostics,
             gateway_status: self.gateway_status.clone(),
-        }));
+        }))
     }
 
     /// The limiters of every route, reusing those whose (Ingress, limit)
@@ -600,3 +678,6 @@ impl Publisher {
         self.metrics.endpoint_updates.inc();
     }
 }
+
+#[cfg(test)]
+mod tests;

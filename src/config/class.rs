@@ -9,12 +9,10 @@
 //! 3. no class at all: ours when one of our IngressClasses is annotated
 //!    `ingressclass.kubernetes.io/is-default-class: "true"`.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 use super::options::CompileOptions;
-use super::snapshot::Entry;
+use super::snapshot::{Entry, Map};
 
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
@@ -35,7 +33,7 @@ fn is_default(class: &IngressClass) -> bool {
 /// Whether `ingress` belongs to this controller.
 pub fn is_ours(
     ingress: &Ingress,
-    classes: &BTreeMap<String, Entry<IngressClass>>,
+    classes: &Map<String, Entry<IngressClass>>,
     opts: &CompileOptions,
 ) -> bool {
     if let Some(annotated) = ingress

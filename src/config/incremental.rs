@@ -421,10 +421,15 @@ impl State {
         if services.is_empty() {
             return;
         }
+        // Matched by borrowed names: no key is built per upstream.
+        let changed: std::collections::HashSet<(&str, &str), foldhash::fast::RandomState> =
+            services
+                .iter()
+                .map(|s| (s.namespace.as_str(), s.name.as_str()))
+                .collect();
         let out = &mut self.out;
         for spec in &mut out.upstreams {
-            let service = ObjectKey::new(spec.key.namespace.clone(), spec.key.service.clone());
-            if !services.contains(&service) {
+            if !changed.contains(&(spec.key.namespace.as_str(), spec.key.service.as_str())) {
                 continue;
             }
             match resolved(snapshot, &spec.key) {

@@ -1,7 +1,10 @@
 //! A snapshot of the Kubernetes objects tollgate compiles from.
 //!
-//! Invariants: a snapshot is plain data (cheap to clone: objects sit behind
-//! `Arc`), indexed by object key; EndpointSlices are also indexed by the
+//! Invariants: a snapshot is plain data, indexed by object key, and cheap
+//! to clone: its maps are persistent ([`Map`], `imbl`'s B-tree, whose clone
+//! shares every node and whose update copies one path), and objects sit
+//! behind `Arc`s; so the copy the debug endpoints and the admission webhook
+//! read costs O(1) per publish, not O(objects); EndpointSlices are also indexed by the
 //! Service they belong to (label `kubernetes.io/service-name`) so resolving a
 //! Service's endpoints costs O(its slices), not O(all slices). Secrets are
 //! only ever of type `kubernetes.io/tls` or `Opaque` (basic-auth files):
@@ -9,7 +12,7 @@
 //! kept in their [`compact`] forms (what the compiler reads), converted on
 //! insertion; providers still hand in whole objects.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -26,6 +29,10 @@ pub use compact::{
 
 use crate::crd::TrafficPolicy;
 use crate::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
+
+/// The snapshot's maps: ordered (iteration in key order, ranges) and
+/// persistent (a clone shares the tree; an insert copies one path).
+pub type Map<K, V> = imbl::OrdMap<K, V>;
 
 /// The other Secret type held (basic-auth files); a Secret without a type
 /// is of this type.
@@ -171,27 +178,27 @@ impl Changes {
 /// The objects a routing table is compiled from.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    pub ingress_classes: BTreeMap<String, Entry<IngressClass>>,
-    pub ingresses: BTreeMap<ObjectKey, Entry<Ingress>>,
-    pub services: BTreeMap<ObjectKey, Entry<CompactService>>,
-    pub endpoint_slices: BTreeMap<ObjectKey, Entry<CompactSlice>>,
+    pub ingress_classes: Map<String, Entry<IngressClass>>,
+    pub ingresses: Map<ObjectKey, Entry<Ingress>>,
+    pub services: Map<ObjectKey, Entry<CompactService>>,
+    pub endpoint_slices: Map<ObjectKey, Entry<CompactSlice>>,
     /// Secrets of type `kubernetes.io/tls` and `Opaque` only.
-    pub secrets: BTreeMap<ObjectKey, Entry<Secret>>,
-    pub traffic_policies: BTreeMap<ObjectKey, Entry<TrafficPolicy>>,
+    pub secrets: Map<ObjectKey, Entry<Secret>>,
+    pub traffic_policies: Map<ObjectKey, Entry<TrafficPolicy>>,
     /// Gateway API (cluster-scoped: keyed by name).
-    pub gateway_classes: BTreeMap<String, Entry<GatewayClass>>,
-    pub gateways: BTreeMap<ObjectKey, Entry<Gateway>>,
-    pub http_routes: BTreeMap<ObjectKey, Entry<HttpRoute>>,
-    pub grpc_routes: BTreeMap<ObjectKey, Entry<GrpcRoute>>,
-    pub reference_grants: BTreeMap<ObjectKey, Entry<ReferenceGrant>>,
+    pub gateway_classes: Map<String, Entry<GatewayClass>>,
+    pub gateways: Map<ObjectKey, Entry<Gateway>>,
+    pub http_routes: Map<ObjectKey, Entry<HttpRoute>>,
+    pub grpc_routes: Map<ObjectKey, Entry<GrpcRoute>>,
+    pub reference_grants: Map<ObjectKey, Entry<ReferenceGrant>>,
     /// Namespaces by name (their labels select routes).
-    pub namespaces: BTreeMap<String, Entry<Namespace>>,
+    pub namespaces: Map<String, Entry<Namespace>>,
     /// ConfigMaps: ingress-nginx settings and header lists.
-    pub config_maps: BTreeMap<ObjectKey, Entry<ConfigMap>>,
+    pub config_maps: Map<ObjectKey, Entry<ConfigMap>>,
     /// The EndpointSlice keys of each Service, sorted. A sorted `Vec`, not
     /// a `BTreeSet`: a Service has one slice or a few, and a set's first
     /// node costs half a kilobyte.
-    slices_by_service: BTreeMap<ObjectKey, Vec<ObjectKey>>,
+    slices_by_service: Map<ObjectKey, Vec<ObjectKey>>,
 }
 
 fn slice_service(slice: &CompactSlice, namespace: &str) -> Option<ObjectKey> {
@@ -203,8 +210,8 @@ impl Snapshot {
     /// Inserts or replaces an object. Returns the origin of the object it
     /// replaced, if any (the caller reports duplicates).
     pub fn insert(&mut self, origin: Arc<str>, object: Object) -> Option<Arc<str>> {
-        fn put<K: Ord, T>(
-            map: &mut BTreeMap<K, Entry<T>>,
+        fn put<K: Ord + Clone, T>(
+            map: &mut Map<K, Entry<T>>,
             key: K,
             origin: Arc<str>,
             object: T,
@@ -302,7 +309,7 @@ impl Snapshot {
     /// Whether `object` differs from the one held under `key` (or none is
     /// held). Services and EndpointSlices: see [`Self::upsert`].
     fn differs(&self, key: &ObjectKey, object: &Object) -> bool {
-        fn differs<K: Ord, T: PartialEq>(map: &BTreeMap<K, Entry<T>>, key: &K, new: &T) -> bool {
+        fn differs<K: Ord + Clone, T: PartialEq>(map: &Map<K, Entry<T>>, key: &K, new: &T) -> bool {
             map.get(key).is_none_or(|e| *e.object != *new)
         }
         match object {
@@ -340,8 +347,8 @@ impl Snapshot {
 
     /// Keys of the objects of one kind (for a provider's re-list).
     pub fn keys_of(&self, kind: &str) -> Vec<ObjectKey> {
-        fn keys<K: Clone, T>(
-            map: &BTreeMap<K, Entry<T>>,
+        fn keys<K: Ord + Clone, T>(
+            map: &Map<K, Entry<T>>,
             f: impl Fn(&K) -> ObjectKey,
         ) -> Vec<ObjectKey> {
             map.keys().map(f).collect()
@@ -425,14 +432,12 @@ impl Snapshot {
 
     /// Compares `self` (new) against `old`.
     pub fn changes_from(&self, old: &Snapshot) -> Changes {
-        fn same<K: Ord, T: PartialEq>(
-            a: &BTreeMap<K, Entry<T>>,
-            b: &BTreeMap<K, Entry<T>>,
-        ) -> bool {
-            a.len() == b.len()
-                && a.iter().zip(b.iter()).all(|((ka, va), (kb, vb))| {
-                    ka == kb && (Arc::ptr_eq(&va.object, &vb.object) || va.object == vb.object)
-                })
+        fn same<K: Ord + Clone, T: PartialEq>(a: &Map<K, Entry<T>>, b: &Map<K, Entry<T>>) -> bool {
+            a.ptr_eq(b)
+                || a.len() == b.len()
+                    && a.iter().zip(b.iter()).all(|((ka, va), (kb, vb))| {
+                        ka == kb && (Arc::ptr_eq(&va.object, &vb.object) || va.object == vb.object)
+                    })
         }
         let routes = !same(&self.ingress_classes, &old.ingress_classes)
             || !same(&self.ingresses, &old.ingresses)

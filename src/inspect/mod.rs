@@ -7,6 +7,9 @@
 //!   recompile, right after the [`Published`] state it describes: one
 //!   `ArcSwap::store` of a whole [`Inspect`], never modified after.
 //! - Never read on the request path: the proxy does not import this module.
+//! - The snapshot is the publisher's as it was compiled, shared, not
+//!   copied (its maps are persistent): storing it costs O(1), and later
+//!   changes never reach it.
 //! - A diagnostic's `since` is when that diagnostic (object, field, reason)
 //!   was first seen by this process and has stood in every compile since;
 //!   a diagnostic that goes away and comes back starts again.

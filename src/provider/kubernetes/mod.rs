@@ -419,7 +419,7 @@ pub async fn run(
         // list and no list is in progress.
         if committed && !publisher.pending().routes && states.iter().all(|s| s.relist.is_none()) {
             gate.open(|| View {
-                served: publisher.served().to_vec(),
+                served: publisher.served_shared(),
                 policies: view::desired(publisher.snapshot(), publisher.policy_status()),
                 gateway: publisher.gateway_status().clone(),
             });

@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn plan_publishes_clears_and_leaves_others_alone() {
         let ours = View {
-            served: vec![ObjectKey::new("a", "done"), ObjectKey::new("a", "mine")],
+            served: vec![ObjectKey::new("a", "done"), ObjectKey::new("a", "mine")].into(),
             ..View::default()
         };
         let addrs = vec![ip("10.0.0.1")];
@@ -310,7 +310,7 @@ mod tests {
     fn addresses_already_there_in_another_order_are_not_written() {
         let mine = ObjectKey::new("a", "mine");
         let view = View {
-            served: vec![mine.clone()],
+            served: vec![mine.clone()].into(),
             ..View::default()
         };
         let addrs = vec![ip("10.0.0.1"), ip("10.0.0.2")];
@@ -348,7 +348,7 @@ mod tests {
     fn publish_service_addresses_count_once_a_list_completes() {
         let mut kind = kind_without_client();
         let view = View {
-            served: vec![ObjectKey::new("a", "mine")],
+            served: vec![ObjectKey::new("a", "mine")].into(),
             ..View::default()
         };
         let observed: BTreeMap<_, _> = [(ObjectKey::new("a", "mine"), vec![])].into();

@@ -35,8 +35,9 @@ use crate::config::{ObjectKey, Snapshot};
 /// What the status writers decide from: one compile's verdicts.
 #[derive(Debug, Default, PartialEq)]
 pub struct View {
-    /// Ingresses the published table serves, sorted.
-    pub served: Vec<ObjectKey>,
+    /// Ingresses the published table serves, sorted (shared with the
+    /// publisher: building a view copies no key).
+    pub served: Arc<[ObjectKey]>,
     /// The `Accepted` condition each TrafficPolicy should have.
     pub policies: BTreeMap<ObjectKey, Desired>,
     /// The Gateway API statuses (ours only) the compile decided.

@@ -63,22 +63,10 @@ pub fn single(
     port: u16,
     annotations: &[(&str, &str)],
 ) -> Value {
-    let annotations: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), json!(v)))
-        .collect();
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
-        "spec": {"ingressClassName": "tollgate", "rules": [{
-            "host": host,
-            "http": {"paths": [{
-                "path": path, "pathType": "Prefix",
-                "backend": {"service": {"name": service, "port": {"number": port}}}
-            }]}
-        }]}
-    })
+    let mut ing = annotated_ingress(NS, name, host, (path, "Prefix"), service, annotations);
+    ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"] =
+        json!(port);
+    ing
 }
 
 /// `NewSingleIngressWithTLS`: [`single`] with a `tls` entry for `host`

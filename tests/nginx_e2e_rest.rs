@@ -68,22 +68,7 @@ pub fn single_to(
     service: &str,
     annotations: &[(&str, &str)],
 ) -> Value {
-    let annotations: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), json!(v)))
-        .collect();
-    json!({
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
-        "spec": {"ingressClassName": "tollgate", "rules": [{
-            "host": host,
-            "http": {"paths": [{
-                "path": path, "pathType": "Prefix",
-                "backend": {"service": {"name": service, "port": {"number": 8080}}}
-            }]}
-        }]}
-    })
+    annotated_ingress(NS, name, host, (path, "Prefix"), service, annotations)
 }
 
 /// [`single_to`] the echo Service.

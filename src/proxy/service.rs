@@ -277,8 +277,12 @@ fn redirect_to_https(location: Option<HeaderValue>) -> Response<ProxyBody> {
 }
 
 /// HTTP/2 connection coalescing guard: a request whose host has its own
-/// certificate, other than the one this connection's SNI selected.
+/// certificate, other than the one this connection's SNI selected. The
+/// usual case, a Host equal to the SNI, needs no certificate lookup.
 fn misdirected(published: &Published, host: &str, sni: Option<&str>) -> bool {
+    if sni == Some(host) {
+        return false;
+    }
     let wanted = published.tls.lookup(host);
     wanted.is_some() && wanted != sni.and_then(|name| published.tls.lookup(name))
 }

@@ -30,7 +30,8 @@ pub struct Certificate {
     pub not_after: i64,
 }
 
-fn field<'a>(secret: &'a Secret, name: &str) -> Option<&'a [u8]> {
+/// A Secret's field `name`, from `data` or else `stringData`.
+pub(super) fn field<'a>(secret: &'a Secret, name: &str) -> Option<&'a [u8]> {
     secret
         .data
         .as_ref()

@@ -41,25 +41,10 @@ const LAST_GOOD: &str = "its last good CAs keep applying";
 const REFUSED: &str = "every request of this Ingress is refused (403) until it is fixed";
 const ANNOTATION: &str = "nginx.ingress.kubernetes.io/auth-tls-secret";
 
-fn secret_field<'a>(secret: &'a Secret, name: &str) -> Option<&'a [u8]> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(name))
-        .map(|b| b.0.as_slice())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(name))
-                .map(|s| s.as_bytes())
-        })
-}
-
 /// A verifier of client chains against a Secret's `ca.crt` (and its
 /// `ca.crl`, when present). `Err` says what is wrong.
 pub(super) fn ca_verifier(secret: &Secret) -> Result<CaVerifier, String> {
-    let pem = secret_field(secret, "ca.crt").ok_or("the Secret has no ca.crt")?;
+    let pem = super::certificate::field(secret, "ca.crt").ok_or("the Secret has no ca.crt")?;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("ca.crt is not PEM certificates: {e}"))?;
@@ -68,7 +53,7 @@ pub(super) fn ca_verifier(secret: &Secret) -> Result<CaVerifier, String> {
     if added == 0 {
         return Err("ca.crt holds no usable CA certificate".into());
     }
-    let crls = match secret_field(secret, "ca.crl") {
+    let crls = match super::certificate::field(secret, "ca.crl") {
         None => Vec::new(),
         Some(pem) => CertificateRevocationListDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()

@@ -4,7 +4,9 @@
 //!
 //! On Linux with glibc, the binary's relative relocations are packed
 //! (DT_RELR) when the C library it links against supports them (see
-//! [`pack_relative_relocs`]); nothing else about the link changes.
+//! [`pack_relative_relocs`]), and optimised x86_64 Linux builds place the
+//! functions the quick start runs together (see [`hot_text_layout`]);
+//! nothing else about the link changes.
 
 use std::process::Command;
 
@@ -38,6 +40,41 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
     pack_relative_relocs();
+    hot_text_layout();
+}
+
+/// Links the `tollgate` binary of an optimised build (release and the
+/// profiles that inherit it) with `link/hot-text.ld`, a linker script that
+/// gathers the functions the quick start executes into one output section,
+/// `.text.hot`, placed before the rest of the code. The kernel maps a page
+/// of a cached file together with its neighbours (64 kB "fault-around"
+/// windows), so code scattered over the binary keeps most of `.text`
+/// resident; gathered, it keeps a few megabytes. The script only groups
+/// input sections (each function is its own section) by name patterns that
+/// leave out the build-specific hash, so a renamed or removed function
+/// matches nothing and the link is otherwise unchanged. `bench/hot-text.sh`
+/// regenerates it. Only for x86_64 Linux with glibc, whose default linker
+/// (LLD) and GNU ld both take a script with `INSERT BEFORE`; set
+/// `TOLLGATE_HOT_TEXT=0` to link without it (to measure the difference).
+fn hot_text_layout() {
+    let var = |key: &str| std::env::var(key).unwrap_or_default();
+    println!("cargo:rerun-if-env-changed=TOLLGATE_HOT_TEXT");
+    println!("cargo:rerun-if-changed=link/hot-text.ld");
+    if var("PROFILE") != "release"
+        || var("CARGO_CFG_TARGET_OS") != "linux"
+        || var("CARGO_CFG_TARGET_ENV") != "gnu"
+        || var("CARGO_CFG_TARGET_ARCH") != "x86_64"
+        || var("TOLLGATE_HOT_TEXT") == "0"
+    {
+        return;
+    }
+    let script = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("link/hot-text.ld");
+    if script.is_file() {
+        println!(
+            "cargo:rustc-link-arg-bin=tollgate=-Wl,-T,{}",
+            script.display()
+        );
+    }
 }
 
 /// Links the `tollgate` binary with `-z pack-relative-relocs`: its

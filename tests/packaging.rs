@@ -1,4 +1,5 @@
-//! Packaging: the Helm chart, the examples and the Dockerfile.
+//! Packaging: the Helm chart, the examples, the Dockerfile and the code
+//! layout script of optimised builds (`link/hot-text.ld`).
 //!
 //! The chart and example checks are Python scripts in `tests/packaging/`,
 //! because the tools that judge them are Python packages: helm-python-sdk
@@ -440,4 +441,88 @@ fn dockerfile_builds_a_minimal_nonroot_image() {
             ".dockerignore must not exclude {needed} (the build needs it)"
         );
     }
+}
+
+/// `link/hot-text.ld` (the linker script `build.rs` gives optimised Linux
+/// builds, see `bench/hot-text.sh`) must stay a script that only groups
+/// functions: one `.text.hot` output section of input-section patterns,
+/// inserted before `.text`, with no build-specific hash left in a pattern
+/// (it would match only the one build it came from). And it must still name
+/// tollgate's hot functions: most of its patterns for tollgate's own code
+/// match a function of this build (the test binary is a debug build, which
+/// keeps every function), else the layout silently stopped working and the
+/// script needs regenerating.
+#[test]
+fn hot_text_script_groups_functions_that_still_exist() {
+    let text = std::fs::read_to_string(root().join("link/hot-text.ld")).expect("link/hot-text.ld");
+    let body = text
+        .split_once("SECTIONS {\n  .text.hot : {\n")
+        .expect("one .text.hot output section")
+        .1;
+    let (patterns, tail) = body.split_once("  }\n}\n").expect("section closed");
+    assert_eq!(
+        tail.trim(),
+        "INSERT BEFORE .text;",
+        "inserted before .text, default script kept"
+    );
+    let patterns: Vec<&str> = patterns
+        .lines()
+        .map(|line| {
+            line.strip_prefix("    *(.text.")
+                .and_then(|p| p.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("not an input-section pattern: {line:?}"))
+        })
+        .collect();
+    assert!(
+        patterns.len() > 500,
+        "{} patterns: the quick start runs thousands of functions",
+        patterns.len()
+    );
+    let hash = |p: &str| {
+        p.as_bytes().windows(20).any(|w| {
+            w.starts_with(b"17h") && w[19] == b'E' && w[3..19].iter().all(u8::is_ascii_hexdigit)
+        }) || p.contains(".llvm.")
+    };
+    for p in &patterns {
+        assert!(
+            !p.chars().any(|c| c.is_whitespace() || "()\"".contains(c)),
+            "{p}"
+        );
+        assert!(!hash(p), "build-specific hash left in {p}");
+    }
+    for hot in ["hyper", "tollgate5proxy7service", "tokio"] {
+        assert!(
+            patterns.iter().any(|p| p.contains(hot)),
+            "no pattern names {hot}"
+        );
+    }
+
+    let nm = Command::new("nm")
+        .args(["--defined-only", BIN])
+        .output()
+        .expect("nm (binutils)");
+    assert!(nm.status.success());
+    let mut symbols: Vec<String> = String::from_utf8_lossy(&nm.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .collect();
+    symbols.sort_unstable();
+    let ours: Vec<&str> = patterns
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("_ZN8tollgate"))
+        .collect();
+    let found = ours
+        .iter()
+        .filter(|p| {
+            let prefix = p.strip_suffix('*').unwrap_or(p);
+            let at = symbols.partition_point(|s| s.as_str() < prefix);
+            symbols.get(at).is_some_and(|s| s.starts_with(prefix))
+        })
+        .count();
+    assert!(
+        found * 10 >= ours.len() * 7,
+        "only {found} of {} patterns for tollgate's own functions match this build: run bench/hot-text.sh",
+        ours.len()
+    );
 }

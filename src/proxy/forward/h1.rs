@@ -200,7 +200,12 @@ pub(super) async fn send_pending(
                 // Boxed: the two-phase timeouts of a body (a `select!` and
                 // its timers) would make every request's future larger.
                 Some(upload) => {
-                    Box::pin(with_timeouts(exchange.as_mut(), Some(upload), &plan.exchange)).await
+                    Box::pin(with_timeouts(
+                        exchange.as_mut(),
+                        Some(upload),
+                        &plan.exchange,
+                    ))
+                    .await
                 }
             }
             .map_err(ProxyError::from);
@@ -310,7 +315,9 @@ fn response_within<'f, F: Future>(
     limits: &ExchangeLimits,
     now: Instant,
 ) -> impl Future<Output = Result<F::Output, Stall>> + 'f {
-    let read = now.checked_add(limits.read).unwrap_or_else(|| far_future(now));
+    let read = now
+        .checked_add(limits.read)
+        .unwrap_or_else(|| far_future(now));
     let deadline = limits
         .attempt_deadline()
         .map_or(read, |attempt| read.min(attempt));

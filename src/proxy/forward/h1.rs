@@ -16,15 +16,22 @@
 //!   when the client asked for that upgrade ([`super::prepare`] lets only
 //!   WebSocket through): an unasked `101` is a 502 and its connection is
 //!   dropped.
+//! - A request without a body waits for its response headers on its
+//!   connection's timer ([`super::pool::Sender::timer`]), reset for that
+//!   request before it is polled and not polled after its response came:
+//!   the same deadline as a fresh `tokio::time::timeout`, without a new
+//!   timer per request.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::plan::{Backend, Pick, Plan, MAX_ENDPOINT_ATTEMPTS};
 use super::pool::{self, Sender};
@@ -32,7 +39,7 @@ use crate::hop_by_hop;
 use crate::lb::{Endpoint, InFlight};
 use crate::proxy::body::{Checkin, ProxyBody};
 use crate::proxy::error::ProxyError;
-use crate::proxy::upload::{with_timeouts, Upload, UploadBody};
+use crate::proxy::upload::{with_timeouts, ExchangeLimits, Stall, Upload, UploadBody};
 use crate::table::upstream::LbAlgorithm;
 
 /// The head of a request without a body, kept to send it again.
@@ -174,17 +181,34 @@ pub(super) async fn send_pending(
                 break None;
             };
             let inflight = endpoint.start_request();
-            // Latency feeds the p2c-ewma picker and the request's timing:
-            // no clock read when neither wants it.
+            // One clock read: the start of the response timeout, and of the
+            // latency that feeds the p2c-ewma picker and the request's
+            // timing (kept only when one of them wants it).
+            let now = Instant::now();
             let ewma = upstream.key.lb == LbAlgorithm::P2cEwma;
-            let sent = (ewma || plan.timing.is_some()).then(Instant::now);
+            let sent = (ewma || plan.timing.is_some()).then_some(now);
             // Pinned here and lent: the exchange (which holds the request
             // until it is sent) is stored once in this future, not again in
             // the timeouts' future.
             let mut exchange = std::pin::pin!(sender.try_send_request(req));
-            let result = with_timeouts(exchange.as_mut(), upload.as_deref(), &plan.exchange)
-                .await
-                .map_err(ProxyError::from);
+            let result = match upload.as_deref() {
+                // No body: the response timeout on the connection's own
+                // timer (reset here), polled in place.
+                None => {
+                    response_within(exchange.as_mut(), sender.timer(), &plan.exchange, now).await
+                }
+                // Boxed: the two-phase timeouts of a body (a `select!` and
+                // its timers) would make every request's future larger.
+                Some(upload) => {
+                    Box::pin(with_timeouts(
+                        exchange.as_mut(),
+                        Some(upload),
+                        &plan.exchange,
+                    ))
+                    .await
+                }
+            }
+            .map_err(ProxyError::from);
             let response = match result {
                 Err(ProxyError::Timeout)
                     if replay.is_some()
@@ -277,6 +301,39 @@ pub(super) async fn send_pending(
         Some(e) => e,
         None => ProxyError::NoEndpoints,
     })
+}
+
+/// Awaits the response to a request without a body under the
+/// response-header timeout (`limits.read` from `now`, or the attempt's
+/// deadline if earlier), as `tokio::time::timeout` would, but on the
+/// connection's `timer`: reset first, so an earlier request's deadline
+/// never applies, and the exchange polled before the timer, so a response
+/// that is ready wins over a timer that elapsed at the same time.
+fn response_within<'f, F: Future>(
+    mut exchange: Pin<&'f mut F>,
+    mut timer: Pin<&'f mut Sleep>,
+    limits: &ExchangeLimits,
+    now: Instant,
+) -> impl Future<Output = Result<F::Output, Stall>> + 'f {
+    let read = now
+        .checked_add(limits.read)
+        .unwrap_or_else(|| far_future(now));
+    let deadline = limits
+        .attempt_deadline()
+        .map_or(read, |attempt| read.min(attempt));
+    timer.as_mut().reset(deadline);
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(output) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        timer.as_mut().poll(cx).map(|()| Err(Stall::Upstream))
+    })
+}
+
+/// A deadline that never comes (about 30 years), for a timeout too large to
+/// add to `now` (what `tokio::time::timeout` does then).
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// Waits `wait` before a Gateway API retry; a request deadline that comes

@@ -42,7 +42,11 @@ pub use prepare::{prepare_upstream, prepare_upstream_in, Prepared};
 /// A plain function returning the sender's future, not an `async fn`: an
 /// async fn keeps its arguments for its whole life, and the prepared
 /// request would then be stored once more in every request's future (which
-/// is moved a few times per request).
+/// is moved a few times per request). The HTTP/1.1 sender's future is
+/// returned inline, in one `Either`; the HTTP/2 sender and the refusal of a
+/// blocked upstream are boxed: inline, the larger HTTP/2 future would set
+/// the size of every request's future, and each `Either` layer is one more
+/// copy of it when it is built.
 pub fn dispatch<'a>(
     backend: Backend<'a>,
     prepared: Prepared,
@@ -54,18 +58,18 @@ pub fn dispatch<'a>(
         client_upgrade,
     } = prepared;
     if backend.tls.is_blocked() {
-        return Either::Left(ready(Err(ProxyError::NoEndpoints)));
+        return Either::Right(Box::pin(Either::Left(ready(Err(ProxyError::NoEndpoints)))));
     }
     if backend.upstream.key.protocol.is_http2() && client_upgrade.is_none() {
-        return Either::Right(Either::Left(async move {
+        return Either::Right(Box::pin(Either::Right(async move {
             h2::forward_h2(backend, req, upload.as_deref(), plan).await
-        }));
+        })));
     }
-    Either::Right(Either::Right(h1::send_pending(
+    Either::Left(h1::send_pending(
         backend,
         Some(req),
         upload,
         client_upgrade,
         plan,
-    )))
+    ))
 }

@@ -16,16 +16,23 @@
 //!   [`sweep`] drops the ones nobody asks for (removed endpoints included).
 //! - At most [`MAX_IDLE_PER_ENDPOINT`] idle connections per endpoint and
 //!   worker; an endpoint that no worker used allocates nothing.
+//! - An HTTP/1.1 connection carries its own response timer ([`Sender::timer`]),
+//!   allocated once when the connection opens and lent to one request at a
+//!   time: the sender resets it before every use, so a deadline never
+//!   outlives the request it was set for.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::lb::clock;
 use crate::proxy::upload::UploadBody;
@@ -36,7 +43,61 @@ use crate::tls::client::UpstreamTls;
 /// Most idle keep-alive connections kept per endpoint (per worker).
 pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
-pub type Sender = http1::SendRequest<UploadBody>;
+/// An HTTP/1.1 upstream connection: hyper's sender and the connection's
+/// response timer.
+///
+/// The timer is one `Sleep` per connection, reset for each exchange, instead
+/// of a new one per request: a reset to a later deadline only moves the
+/// registered entry's expiry (no timer-wheel insertion and removal per
+/// request), and the request's future holds a pointer to it instead of a
+/// whole `Sleep`. An idle connection's timer may still fire (its deadline
+/// passed while nobody polled it): that wakes the last request's task once,
+/// which finds nothing to do, and the next exchange resets it first.
+#[derive(Debug)]
+pub struct Sender {
+    conn: http1::SendRequest<UploadBody>,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Sender {
+    fn new(conn: http1::SendRequest<UploadBody>) -> Self {
+        Self {
+            conn,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+
+    /// Whether the connection is closed (never reusable again).
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    /// Resolves when the connection can take a request (an error: closed).
+    pub fn ready(&mut self) -> impl Future<Output = hyper::Result<()>> + '_ {
+        self.conn.ready()
+    }
+
+    /// Sends `req`; a connection that closed before taking it hands it back
+    /// (see hyper's `try_send_request`). The returned future does not
+    /// borrow the sender, so the caller can lend [`Sender::timer`] to it.
+    pub fn try_send_request(
+        &mut self,
+        req: http::Request<UploadBody>,
+    ) -> impl Future<
+        Output = Result<
+            http::Response<hyper::body::Incoming>,
+            hyper::client::conn::TrySendError<http::Request<UploadBody>>,
+        >,
+    > {
+        self.conn.try_send_request(req)
+    }
+
+    /// This connection's response timer, for one exchange at a time: reset
+    /// it (`Sleep::reset`) before polling it.
+    pub fn timer(&mut self) -> Pin<&mut Sleep> {
+        self.timer.as_mut()
+    }
+}
 
 #[derive(Debug)]
 struct Idle {
@@ -280,7 +341,7 @@ impl Dial<'_> {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok(Sender::new(sender))
     }
 
     /// This worker's HTTP/2 connection to the endpoint (`H2C`, `GRPC`,

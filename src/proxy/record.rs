@@ -101,7 +101,10 @@ thread_local! {
 impl LogFields {
     /// Fields from the pool (or new), emptied.
     fn take() -> Box<LogFields> {
-        let pooled = POOL.with(|pool| pool.try_borrow_mut().ok().and_then(|mut p| p.pop()));
+        let pooled = POOL
+            .try_with(|pool| pool.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten();
         pooled.unwrap_or_else(|| {
             Box::new(LogFields {
                 text: Vec::with_capacity(256),
@@ -128,7 +131,8 @@ impl LogFields {
         self.route = None;
         self.service = None;
         self.canary = false;
-        POOL.with(|pool| {
+        // At thread exit the pool may be gone: the fields are then dropped.
+        let _ = POOL.try_with(|pool| {
             if let Ok(mut pool) = pool.try_borrow_mut() {
                 if pool.len() < POOL_MAX {
                     pool.push(self);

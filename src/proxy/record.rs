@@ -95,6 +95,9 @@ const TEXT_KEEP: usize = 4096;
 
 thread_local! {
     /// Finished records' log fields, reused by the thread's next requests.
+    /// Boxes, not values: a record holds its fields boxed (it stays small
+    /// when moved), and the pool keeps those allocations.
+    #[allow(clippy::vec_box)]
     static POOL: RefCell<Vec<Box<LogFields>>> = const { RefCell::new(Vec::new()) };
 }
 

@@ -11,21 +11,23 @@
 //!   and logged as 499, as ingress-nginx does).
 //! - Durations run to the last byte handed to the connection.
 //! - Only atomics on the metrics side (the handles were resolved when the
-//!   table was published); the access-log fields are clones of the
-//!   request's own `Bytes`-backed values (reference counts, no copies),
-//!   kept only when the line will be written (in one box, so a request
-//!   without a log line carries a small record).
+//!   table was published); the access-log fields are the request's text
+//!   values copied into one buffer, kept only when the line will be
+//!   written (in one box, so a request without a log line carries a small
+//!   record), and the box goes back to a per-thread pool when the line is
+//!   written (a logged request allocates nothing in the steady state).
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, Response, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, Version};
 use tokio::time::Instant;
 
 use super::conn::ConnCtx;
 use super::timing::UpstreamTiming;
 use crate::access_log::format::Text;
-use crate::access_log::num::{socket_v4, Fixed};
+use crate::access_log::num::socket_v4;
 use crate::access_log::{self, Line};
 use crate::lb::Endpoint;
 use crate::metrics::route::method_index;
@@ -59,20 +61,109 @@ pub struct Record {
     done: bool,
 }
 
-/// What the access-log line needs beyond the metrics.
+/// What the access-log line needs beyond the metrics: the request's text
+/// values copied into one buffer (no reference counts to take and drop),
+/// the rest as plain values. Reused: a finished record gives its fields
+/// back to the thread's pool ([`POOL`]), so a logged request allocates
+/// nothing once the pool is warm.
 #[derive(Debug)]
 struct LogFields {
-    uri: Uri,
+    /// The target, the routed host, the user agent, the referer and the
+    /// request id, one after the other; `ends` marks where each ends.
+    text: Vec<u8>,
+    ends: [u32; FIELDS],
     version: Version,
-    host: Option<HeaderValue>,
-    request_id: Option<HeaderValue>,
     client: IpAddr,
-    user_agent: Option<HeaderValue>,
-    referer: Option<HeaderValue>,
     route_kind: &'static str,
     route: Option<Arc<str>>,
     service: Option<Arc<str>>,
     canary: bool,
+}
+
+/// The text fields of [`LogFields`], in buffer order.
+const TARGET: usize = 0;
+const HOST: usize = 1;
+const USER_AGENT: usize = 2;
+const REFERER: usize = 3;
+const REQUEST_ID: usize = 4;
+const FIELDS: usize = 5;
+
+/// Fields kept per thread for the next requests at most, and the largest
+/// text buffer kept (a request with huge headers does not pin its buffer).
+const POOL_MAX: usize = 256;
+const TEXT_KEEP: usize = 4096;
+
+thread_local! {
+    /// Finished records' log fields, reused by the thread's next requests.
+    /// Boxes, not values: a record holds its fields boxed (it stays small
+    /// when moved), and the pool keeps those allocations.
+    #[allow(clippy::vec_box)]
+    static POOL: RefCell<Vec<Box<LogFields>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl LogFields {
+    /// Fields from the pool (or new), emptied.
+    fn take() -> Box<LogFields> {
+        let pooled = POOL
+            .try_with(|pool| pool.try_borrow_mut().ok().and_then(|mut p| p.pop()))
+            .ok()
+            .flatten();
+        pooled.unwrap_or_else(|| {
+            Box::new(LogFields {
+                text: Vec::with_capacity(256),
+                ends: [0; FIELDS],
+                version: Version::HTTP_11,
+                client: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                route_kind: "",
+                route: None,
+                service: None,
+                canary: false,
+            })
+        })
+    }
+
+    /// Back to the pool (dropped when the pool is full or the buffer grew
+    /// large).
+    fn recycle(mut self: Box<Self>) {
+        if self.text.capacity() > TEXT_KEEP {
+            return;
+        }
+        self.text.clear();
+        self.ends = [0; FIELDS];
+        self.route_kind = "";
+        self.route = None;
+        self.service = None;
+        self.canary = false;
+        // At thread exit the pool may be gone: the fields are then dropped.
+        let _ = POOL.try_with(|pool| {
+            if let Ok(mut pool) = pool.try_borrow_mut() {
+                if pool.len() < POOL_MAX {
+                    pool.push(self);
+                }
+            }
+        });
+    }
+
+    /// Appends field `i` (fields are set in order; an empty one is `-` or
+    /// `""` in the line).
+    fn set(&mut self, i: usize, value: &[u8]) {
+        self.text.extend_from_slice(value);
+        let end = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        if let Some(slots) = self.ends.get_mut(i..) {
+            slots.fill(end);
+        }
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(0);
+        self.text
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+    }
 }
 
 impl Record {
@@ -91,19 +182,24 @@ impl Record {
         let log = match access_log::config() {
             Some(config) if ctx.state.settings.access_log && config.logs(req.uri().path()) => {
                 let headers = req.headers();
-                Some(Box::new(LogFields {
-                    uri: req.uri().clone(),
-                    version: req.version(),
-                    host: headers.get(http::header::HOST).cloned(),
-                    request_id: None,
-                    client: ctx.client_ip_in(published, headers),
-                    user_agent: headers.get(http::header::USER_AGENT).cloned(),
-                    referer: headers.get(http::header::REFERER).cloned(),
-                    route_kind: "",
-                    route: None,
-                    service: None,
-                    canary: false,
-                }))
+                let uri = req.uri();
+                let mut log = LogFields::take();
+                log.version = req.version();
+                log.client = ctx.client_ip_in(published, headers);
+                let field = |name| headers.get(name).map_or(&b""[..], HeaderValue::as_bytes);
+                log.set(
+                    TARGET,
+                    uri.path_and_query().map_or(b"/", |p| p.as_str().as_bytes()),
+                );
+                // The routed host: the target's authority wins over Host.
+                let host = match uri.authority() {
+                    Some(a) => a.as_str().as_bytes(),
+                    None => field(http::header::HOST),
+                };
+                log.set(HOST, host);
+                log.set(USER_AGENT, field(http::header::USER_AGENT));
+                log.set(REFERER, field(http::header::REFERER));
+                Some(log)
             }
             _ => None,
         };
@@ -126,7 +222,7 @@ impl Record {
     /// The request's id (set or generated by the service).
     pub fn request_id(&mut self, id: &HeaderValue) {
         if let Some(log) = &mut self.log {
-            log.request_id = Some(id.clone());
+            log.set(REQUEST_ID, id.as_bytes());
         }
     }
 
@@ -135,7 +231,9 @@ impl Record {
     pub fn route(&mut self, route: &Route, series: &Arc<RouteSeries>) {
         self.series = Some(series.clone());
         if route.policy.no_access_log {
-            self.log = None;
+            if let Some(log) = self.log.take() {
+                log.recycle();
+            }
         }
         if let Some(log) = &mut self.log {
             log.route_kind = route.kind.as_str();
@@ -204,33 +302,27 @@ impl Record {
         if let Some(d) = upstream_connect {
             series.upstream_connect.observe_duration(d);
         }
-        let Some(log) = &self.log else {
+        let Some(log) = self.log.take() else {
             return;
         };
-        // The routed host: the target's authority wins over Host.
-        let host = log
-            .uri
-            .authority()
-            .map(|a| a.as_str().as_bytes())
-            .or_else(|| log.host.as_ref().map(HeaderValue::as_bytes))
-            .unwrap_or(b"");
         let upstream_addr = self.upstream.as_ref().map(|e| UpstreamAddr(&e.addr));
         access_log::write(&Line {
             time: std::time::SystemTime::now(),
             remote_addr: log.client,
-            request_id: log.request_id.as_ref().map_or(b"", |v| v.as_bytes()),
+            request_id: log.get(REQUEST_ID),
             method: self.method.as_str(),
-            target: log.uri.path_and_query().map_or("/", |p| p.as_str()),
+            // Copied from a `PathAndQuery`: valid UTF-8.
+            target: std::str::from_utf8(log.get(TARGET)).unwrap_or("/"),
             protocol: protocol(log.version),
             scheme: if self.ctx.client.tls { "https" } else { "http" },
-            host,
+            host: log.get(HOST),
             status,
             request_length: self.request_bytes,
             bytes_sent: self.head_bytes + self.body_bytes,
             body_bytes_sent: self.body_bytes,
             request_time: elapsed,
-            user_agent: log.user_agent.as_ref().map_or(b"", |v| v.as_bytes()),
-            referer: log.referer.as_ref().map_or(b"", |v| v.as_bytes()),
+            user_agent: log.get(USER_AGENT),
+            referer: log.get(REFERER),
             upstream_addr: upstream_addr.as_ref().map(|a| a as &dyn Text),
             upstream_status: self.timing.status(),
             upstream_response_time: upstream_response,
@@ -241,6 +333,7 @@ impl Record {
             service: log.service.as_deref().unwrap_or(""),
             canary: log.canary,
         });
+        log.recycle();
     }
 }
 
@@ -251,11 +344,7 @@ struct UpstreamAddr<'a>(&'a EndpointAddr);
 impl Text for UpstreamAddr<'_> {
     fn write_text(&self, out: &mut Vec<u8>) {
         match self.0 {
-            EndpointAddr::Socket(SocketAddr::V4(addr)) => {
-                let mut text = Fixed::<21>::new();
-                socket_v4(&mut text, addr);
-                out.extend_from_slice(text.as_bytes());
-            }
+            EndpointAddr::Socket(SocketAddr::V4(addr)) => socket_v4(out, addr),
             other => other.write_text(out),
         }
     }

@@ -94,3 +94,28 @@ fn canary_is_the_alternative_upstream() {
         "[] [upstream-shop-web-80] true\n"
     );
 }
+
+#[test]
+fn escape_check_finds_every_special_byte_at_every_offset() {
+    for len in [1usize, 7, 8, 9, 16, 17, 23] {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                let mut value = vec![b'a'; len];
+                value[at] = b;
+                let special = !plain(b);
+                assert_eq!(
+                    needs_escape(&value),
+                    special,
+                    "byte {b:#x} at {at} of {len}"
+                );
+                let mut fast = Vec::new();
+                escaped(&mut fast, &value);
+                let mut slow = Vec::new();
+                escaped_slow(&mut slow, &value);
+                assert_eq!(fast, slow);
+            }
+        }
+    }
+    assert!(!needs_escape(b""));
+    assert!(!needs_escape(b"Mozilla/5.0 (X11; Linux x86_64) ~}|{"));
+}

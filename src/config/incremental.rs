@@ -382,6 +382,9 @@ impl State {
             return Some(());
         };
         // The new version's upstreams: existing ones by key, others added.
+        // Grown exactly, not doubled: this copy lives until the next
+        // compile, and a doubled list would hold its spare half as long.
+        out.upstreams.reserve_exact(one.upstreams.len());
         let mut ids = Vec::with_capacity(one.upstreams.len());
         for spec in one.upstreams {
             let id = match self.upstream_ids.get(&spec.key) {
@@ -409,6 +412,7 @@ impl State {
         out.last_good.endpoints.extend(one.last_good.endpoints);
         out.last_good.ingresses.extend(one.last_good.ingresses);
         if let Err(at) = out.served.binary_search(&step.key) {
+            out.served.reserve_exact(1);
             out.served.insert(at, step.key);
             out.ingresses += 1;
         }

@@ -163,9 +163,10 @@ impl Memo {
                 p
             }
         };
-        self.annotations
-            .entry(key.clone())
-            .or_default()
-            .push((object.clone(), shared));
+        // Exactly: a first push would make room for four versions, and an
+        // Ingress keeps one or two.
+        let versions = self.annotations.entry(key.clone()).or_default();
+        versions.reserve_exact(1);
+        versions.push((object.clone(), shared));
     }
 }

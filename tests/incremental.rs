@@ -458,11 +458,7 @@ fn check_sequence(ops: &[Op], passthrough: bool) -> Result<usize, TestCaseError>
 /// [`check_sequence`]; `given`: as the publisher compiles, passing the
 /// previous output's table back ([`Incremental::compile_touched_on`])
 /// instead of letting the compiler keep a copy.
-fn check_sequence_with(
-    ops: &[Op],
-    passthrough: bool,
-    given: bool,
-) -> Result<usize, TestCaseError> {
+fn check_sequence_with(ops: &[Op], passthrough: bool, given: bool) -> Result<usize, TestCaseError> {
     let opts = options(passthrough);
     let mut published = tollgate::table::RoutingTable::default();
     let mut objects = base();

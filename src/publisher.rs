@@ -269,9 +269,17 @@ impl Publisher {
             .ok()
             .and_then(|d| i64::try_from(d.as_secs()).ok());
         let touched = std::mem::take(&mut self.touched);
-        let compiled =
-            self.incremental
-                .compile_touched(&self.snapshot, &opts, &self.last_good, &touched);
+        // The table served is the last compile's (`publish` makes the
+        // compiler forget it otherwise): the compiler keeps no copy of it.
+        let served = self.published.load_full();
+        let compiled = self.incremental.compile_touched_on(
+            &self.snapshot,
+            &opts,
+            &self.last_good,
+            &touched,
+            &served.table,
+        );
+        drop(served);
         let compile = started.elapsed();
         self.metrics.compile_seconds.observe(compile);
         let generation = self.install(compiled, source_diagnostics, started);
@@ -283,6 +291,8 @@ impl Publisher {
     /// that serve a hand-built table); upstreams, metrics and limiters are
     /// resolved exactly as for a compiled one.
     pub fn publish(&mut self, compiled: Compiled) -> u64 {
+        // Not the compiler's output: its next compile must not patch this.
+        self.incremental.forget_output();
         self.install(compiled, &[], Instant::now())
     }
 

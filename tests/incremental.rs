@@ -452,7 +452,15 @@ fn options(passthrough: bool) -> CompileOptions {
 /// Runs `ops`, comparing after every step; returns the steps compiled.
 /// `passthrough`: with `--enable-ssl-passthrough`.
 fn check_sequence(ops: &[Op], passthrough: bool) -> Result<usize, TestCaseError> {
+    check_sequence_with(ops, passthrough, false)
+}
+
+/// [`check_sequence`]; `given`: as the publisher compiles, passing the
+/// previous output's table back ([`Incremental::compile_touched_on`])
+/// instead of letting the compiler keep a copy.
+fn check_sequence_with(ops: &[Op], passthrough: bool, given: bool) -> Result<usize, TestCaseError> {
     let opts = options(passthrough);
+    let mut published = tollgate::table::RoutingTable::default();
     let mut objects = base();
     let mut inc = Incremental::default();
     let mut full_good = LastGood::new();
@@ -462,7 +470,11 @@ fn check_sequence(ops: &[Op], passthrough: bool) -> Result<usize, TestCaseError>
         let snap = &objects.snap;
         let touched = std::mem::take(&mut objects.touched);
         let full = config::compile(snap, &opts, &full_good);
-        let incremental = inc.compile_touched(snap, &opts, &inc_good, &touched);
+        let incremental = if given {
+            inc.compile_touched_on(snap, &opts, &inc_good, &touched, &published)
+        } else {
+            inc.compile_touched(snap, &opts, &inc_good, &touched)
+        };
         let (a, b) = (full.canonical(), incremental.canonical());
         if a != b {
             let diff: Vec<String> = a
@@ -479,6 +491,7 @@ fn check_sequence(ops: &[Op], passthrough: bool) -> Result<usize, TestCaseError>
         }
         full_good = full.last_good;
         inc_good = incremental.last_good;
+        published = incremental.table;
     }
     PATCHES.fetch_add(inc.counts().0, Ordering::Relaxed);
     Ok(ops.len())
@@ -493,6 +506,14 @@ proptest! {
         passthrough in prop::bool::weighted(0.5),
     ) {
         check_sequence(&ops, passthrough)?;
+    }
+
+    #[test]
+    fn incremental_compile_on_the_published_table_equals_full_compile(
+        ops in prop::collection::vec(op(), 1..40),
+        passthrough in prop::bool::weighted(0.5),
+    ) {
+        check_sequence_with(&ops, passthrough, true)?;
     }
 }
 

@@ -29,6 +29,12 @@
 //!   produced (the publisher feeds it back), and [`Touched`] lists every
 //!   object changed since that compile.
 //! - Pure: no IO, no clock, like the rest of the compiler.
+//! - With [`Incremental::compile_touched_on`] the caller keeps the
+//!   previous output's table and passes it back, so the table is held
+//!   once, not twice (the caller's and a copy here): a patch clones the
+//!   given table, patches the clone and hands it out without keeping it.
+//!   [`Incremental::compile_touched`] keeps its own copy instead; a change
+//!   of mode compiles in full.
 
 use std::collections::{BTreeSet, HashMap as StdHashMap};
 use std::sync::Arc;
@@ -43,7 +49,7 @@ use super::options::CompileOptions;
 use super::snapshot::{Changes, ObjectKey, Snapshot};
 use super::{class, ingress_nginx, select, steps};
 use crate::table::upstream::UpstreamKey;
-use crate::table::UpstreamId;
+use crate::table::{RoutingTable, UpstreamId};
 
 /// Unreachable routes a patch may leave before a full compile: one per
 /// this many live routes (and a few more for small tables).
@@ -114,6 +120,9 @@ struct State {
     reaching: bool,
     /// Routes left unreachable by patches.
     dead: usize,
+    /// `out.table` is empty: the caller holds the table of the last output
+    /// and passes it back ([`Incremental::compile_touched_on`]).
+    table_given: bool,
 }
 
 impl Incremental {
@@ -129,14 +138,30 @@ impl Incremental {
         opts: &CompileOptions,
         last_good: &LastGood,
     ) -> Compiled {
+        self.compile_full(snapshot, opts, last_good, false)
+    }
+
+    fn compile_full(
+        &mut self,
+        snapshot: &Snapshot,
+        opts: &CompileOptions,
+        last_good: &LastGood,
+        table_given: bool,
+    ) -> Compiled {
         if self.memo.prepare(snapshot, opts) {
             self.nginx = None;
         }
         let out = steps::run(snapshot, opts, last_good, &mut self.memo);
         self.memo.retain(snapshot);
         self.full += 1;
-        self.state = Some(State::of(snapshot, opts, &out, &self.memo));
+        self.state = Some(State::of(snapshot, opts, &out, &self.memo, table_given));
         out
+    }
+
+    /// Forgets the previous output (the memo stays): the next compile is
+    /// a full one. For a caller that served a table of another origin.
+    pub fn forget_output(&mut self) {
+        self.state = None;
     }
 
     /// Compiles `snapshot`, which differs from the previous compile's by
@@ -148,11 +173,31 @@ impl Incremental {
         last_good: &LastGood,
         touched: &Touched,
     ) -> Compiled {
-        if let Some(out) = self.patch(snapshot, opts, last_good, touched) {
+        if let Some(out) = self.patch(snapshot, opts, last_good, touched, None) {
             self.patches += 1;
             return out;
         }
-        self.compile(snapshot, opts, last_good)
+        self.compile_full(snapshot, opts, last_good, false)
+    }
+
+    /// [`Self::compile_touched`] for a caller that keeps every output's
+    /// table as it is until the next call and passes it back as
+    /// `published` (the publisher: the table it serves); the table is
+    /// then not kept here as well. `published` must be the table of this
+    /// value's last output (see [`Self::forget_output`]).
+    pub fn compile_touched_on(
+        &mut self,
+        snapshot: &Snapshot,
+        opts: &CompileOptions,
+        last_good: &LastGood,
+        touched: &Touched,
+        published: &RoutingTable,
+    ) -> Compiled {
+        if let Some(out) = self.patch(snapshot, opts, last_good, touched, Some(published)) {
+            self.patches += 1;
+            return out;
+        }
+        self.compile_full(snapshot, opts, last_good, true)
     }
 
     /// Compiles so far: (patches, full compiles).
@@ -166,13 +211,18 @@ impl Incremental {
         opts: &CompileOptions,
         last_good: &LastGood,
         touched: &Touched,
+        published: Option<&RoutingTable>,
     ) -> Option<Compiled> {
         let state = self.state.as_mut()?;
         let opts_now = CompileOptions {
             now: None,
             ..opts.clone()
         };
-        if touched.other || state.opts != opts_now || state.reaching {
+        if touched.other
+            || state.opts != opts_now
+            || state.reaching
+            || state.table_given != published.is_some()
+        {
             return None;
         }
         // A certificate that expired since: a full compile warns about it.
@@ -194,6 +244,10 @@ impl Incremental {
                 ingress_nginx::load(snapshot, opts.configmap.as_ref(), last_good).0
             })
             .clone();
+        if let Some(table) = published {
+            // The working copy this patch changes and hands out.
+            state.out.table = table.clone();
+        }
         let mut plan = Vec::with_capacity(touched.ingresses.len());
         for key in &touched.ingresses {
             plan.push(state.plan(snapshot, opts, last_good, key, &nginx, &mut self.memo)?);
@@ -209,7 +263,11 @@ impl Incremental {
             return None;
         }
         state.now = now;
-        Some(copy_of(&state.out))
+        let mut out = copy_of(&state.out, !state.table_given);
+        if state.table_given {
+            out.table = std::mem::take(&mut state.out.table);
+        }
+        Some(out)
     }
 }
 
@@ -223,7 +281,13 @@ struct Step {
 }
 
 impl State {
-    fn of(snapshot: &Snapshot, opts: &CompileOptions, out: &Compiled, memo: &Memo) -> State {
+    fn of(
+        snapshot: &Snapshot,
+        opts: &CompileOptions,
+        out: &Compiled,
+        memo: &Memo,
+        table_given: bool,
+    ) -> State {
         let mut hosts: StdHashMap<String, u32, foldhash::fast::RandomState> = Default::default();
         let mut reaching = false;
         let mut add = |names: BTreeSet<String>| {
@@ -257,11 +321,12 @@ impl State {
                 ..opts.clone()
             },
             now: opts.now,
-            out: copy_of(out),
+            out: copy_of(out, !table_given),
             upstream_ids,
             hosts,
             reaching,
             dead: 0,
+            table_given,
         }
     }
 
@@ -382,6 +447,9 @@ impl State {
             return Some(());
         };
         // The new version's upstreams: existing ones by key, others added.
+        // Grown exactly, not doubled: this copy lives until the next
+        // compile, and a doubled list would hold its spare half as long.
+        out.upstreams.reserve_exact(one.upstreams.len());
         let mut ids = Vec::with_capacity(one.upstreams.len());
         for spec in one.upstreams {
             let id = match self.upstream_ids.get(&spec.key) {
@@ -409,6 +477,7 @@ impl State {
         out.last_good.endpoints.extend(one.last_good.endpoints);
         out.last_good.ingresses.extend(one.last_good.ingresses);
         if let Err(at) = out.served.binary_search(&step.key) {
+            out.served.reserve_exact(1);
             out.served.insert(at, step.key);
             out.ingresses += 1;
         }
@@ -505,10 +574,15 @@ fn path_count(ingress: &Ingress) -> usize {
         .sum::<usize>()
 }
 
-/// A copy of a compile's output (the publisher takes the original).
-fn copy_of(out: &Compiled) -> Compiled {
+/// A copy of a compile's output (the publisher takes the original); its
+/// table is empty unless `with_table`.
+fn copy_of(out: &Compiled, with_table: bool) -> Compiled {
     Compiled {
-        table: out.table.clone(),
+        table: if with_table {
+            out.table.clone()
+        } else {
+            RoutingTable::default()
+        },
         tls: out.tls.clone(),
         upstreams: out.upstreams.clone(),
         diagnostics: out.diagnostics.clone(),

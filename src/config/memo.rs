@@ -8,7 +8,13 @@
 //!   entry when the environment changed.
 //! - Entries are keyed by the very version (`Arc` identity) they were
 //!   computed from: a changed Ingress never reads a stale entry.
+//! - Parsing reads only the namespace and the annotations (and the
+//!   environment), so versions with the same namespace and annotations
+//!   share one [`Parsed`] (most Ingresses of a cluster carry the same few
+//!   annotation sets, or none): memory grows with the distinct sets, not
+//!   with the Ingresses. A shared entry is dropped with its last user.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::Ingress;
@@ -32,6 +38,21 @@ pub(super) struct Memo {
     /// Parsed annotations by Ingress, with the version they were parsed
     /// from (as written, and the last good one).
     annotations: HashMap<ObjectKey, Versions>,
+    /// The same [`Parsed`] values by what they were parsed from: a hash of
+    /// the namespace and the annotations, then the version first parsed
+    /// to them (compared in full, see [`same_input`]).
+    shared: HashMap<u64, Versions>,
+}
+
+/// The namespace parsing reads (`default` when unset).
+fn namespace(ingress: &Ingress) -> &str {
+    ingress.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+/// Whether two versions parse alike in one environment: the same
+/// namespace and the same annotations.
+fn same_input(a: &Ingress, b: &Ingress) -> bool {
+    namespace(a) == namespace(b) && a.metadata.annotations == b.metadata.annotations
 }
 
 impl Memo {
@@ -52,6 +73,7 @@ impl Memo {
             return false;
         }
         self.annotations.clear();
+        self.shared.clear();
         self.env = Some(env);
         true
     }
@@ -67,6 +89,27 @@ impl Memo {
             versions.truncate(2);
             true
         });
+        // Shared values nobody uses any more (only this map holds them).
+        self.shared.retain(|_, same| {
+            same.retain(|(_, parsed)| Arc::strong_count(parsed) > 1);
+            !same.is_empty()
+        });
+    }
+
+    fn input_hash(&self, object: &Ingress) -> u64 {
+        self.shared
+            .hasher()
+            .hash_one((namespace(object), object.metadata.annotations.as_ref()))
+    }
+
+    /// What another version with the same namespace and annotations
+    /// parsed to, in this environment.
+    pub(super) fn same_annotations(&self, object: &Ingress) -> Option<Parsed> {
+        self.shared
+            .get(&self.input_hash(object))?
+            .iter()
+            .find(|(v, _)| same_input(v, object))
+            .map(|(_, p)| Parsed::clone(p))
     }
 
     /// The parsed annotations of this very version, if parsed in the
@@ -103,9 +146,27 @@ impl Memo {
         object: &Arc<Ingress>,
         parsed: &Parsed,
     ) {
-        let versions = self.annotations.entry(key.clone()).or_default();
-        if !versions.iter().any(|(v, _)| Arc::ptr_eq(v, object)) {
-            versions.push((object.clone(), Arc::new(parsed.clone())));
+        let known = self
+            .annotations
+            .get(key)
+            .is_some_and(|versions| versions.iter().any(|(v, _)| Arc::ptr_eq(v, object)));
+        if known {
+            return;
         }
+        let hash = self.input_hash(object);
+        let same = self.shared.entry(hash).or_default();
+        let shared = match same.iter().find(|(v, _)| same_input(v, object)) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = Arc::new(parsed.clone());
+                same.push((object.clone(), p.clone()));
+                p
+            }
+        };
+        // Exactly: a first push would make room for four versions, and an
+        // Ingress keeps one or two.
+        let versions = self.annotations.entry(key.clone()).or_default();
+        versions.reserve_exact(1);
+        versions.push((object.clone(), shared));
     }
 }

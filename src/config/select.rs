@@ -134,12 +134,16 @@ impl<'a> Builder<'a> {
     }
 
     /// [`Self::parse_annotations`], reused from an earlier compile when
-    /// this very version was parsed in the same environment.
+    /// this very version was parsed in the same environment, or from
+    /// another version with the same namespace and annotations.
     fn parse_memoized(&mut self, key: &ObjectKey, object: &Arc<Ingress>) -> super::memo::Parsed {
         if let Some(parsed) = self.memo.annotations(key, object) {
             return parsed;
         }
-        let parsed = self.parse_annotations(object);
+        let parsed = match self.memo.same_annotations(object) {
+            Some(parsed) => parsed,
+            None => self.parse_annotations(object),
+        };
         self.memo.remember_annotations(key, object, &parsed);
         parsed
     }

@@ -253,6 +253,9 @@ impl Snapshot {
         if let Some(svc) = slice_service(&slice, &key.namespace) {
             let keys = self.slices_by_service.entry(svc).or_default();
             if let Err(at) = keys.binary_search(&key) {
+                // Exactly: a first push would make room for four keys,
+                // and most Services have one slice.
+                keys.reserve_exact(1);
                 keys.insert(at, key.clone());
             }
         }

@@ -86,6 +86,10 @@ impl RoutingTable {
         let Ok(offset) = RouteId::try_from(self.routes.len()) else {
             return false;
         };
+        // Grown exactly: a patched table is kept until the next compile,
+        // and doubling would keep the spare half of every list as long.
+        self.routes.reserve_exact(other.routes.len());
+        self.pipelines.reserve_exact(other.pipelines.len());
         for route in &other.routes {
             let mut route = route.clone();
             route.upstream = upstreams

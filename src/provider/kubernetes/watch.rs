@@ -10,7 +10,9 @@
 //!   without changing routing (resourceVersion, managedFields, status,
 //!   `last-applied-configuration`) are dropped, so a status write or a
 //!   no-op update compares equal and triggers nothing. Services and
-//!   EndpointSlices keep only the fields the compiler reads.
+//!   EndpointSlices keep only the fields the compiler reads; Ingresses
+//!   lose their labels, owner references and finalizers (nothing reads
+//!   them).
 //!   `metadata.generation` is kept (TrafficPolicy conditions report it).
 //! - TrafficPolicy and the Gateway API kinds ([`OPTIONAL_KINDS`]) are
 //!   [`StreamInfo::optional`]: their CRDs may not be installed, and the
@@ -233,6 +235,12 @@ pub fn trim(object: &mut Object) -> Option<Taken> {
         }
         Object::Ingress(o) => {
             trim_meta(&mut o.metadata);
+            // Nothing reads an Ingress's labels, owners or finalizers (a
+            // label map's first node alone is half a kilobyte).
+            o.metadata.labels = None;
+            o.metadata.owner_references = None;
+            o.metadata.finalizers = None;
+            o.metadata.generate_name = None;
             let status = o
                 .status
                 .take()
@@ -503,6 +511,7 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("a".into()),
                 resource_version: Some("12".into()),
+                labels: Some([("app".to_string(), "a".to_string())].into()),
                 annotations: Some(
                     [
                         (
@@ -535,6 +544,7 @@ mod tests {
         };
         assert!(trimmed.status.is_none());
         assert!(trimmed.metadata.resource_version.is_none());
+        assert!(trimmed.metadata.labels.is_none());
         let annotations = trimmed.metadata.annotations.unwrap_or_default();
         assert_eq!(annotations.len(), 1);
         assert_eq!(annotations.get("keep").map(String::as_str), Some("me"));

@@ -443,39 +443,46 @@ fn dockerfile_builds_a_minimal_nonroot_image() {
     }
 }
 
-/// `link/hot-text.ld` (the linker script `build.rs` gives optimised Linux
-/// builds, see `bench/hot-text.sh`) must stay a script that only groups
-/// functions: one `.text.hot` output section of input-section patterns,
-/// inserted before `.text`, with no build-specific hash left in a pattern
-/// (it would match only the one build it came from). And it must still name
-/// tollgate's hot functions: most of its patterns for tollgate's own code
+/// `link/hot-text.ld` (the linker script `build.rs` gives optimised x86_64
+/// Linux builds, see `bench/hot-text.sh`) must stay a script that only
+/// groups functions: two output sections of input-section patterns,
+/// inserted before `.text`. `.text.hot` names functions exactly (they match
+/// the build kind they came from); `.text.warm` must hold no build-specific
+/// hash, so that it matches in any build. And it must still name tollgate's
+/// hot functions: most of `.text.warm`'s patterns for tollgate's own code
 /// match a function of this build (the test binary is a debug build, which
 /// keeps every function), else the layout silently stopped working and the
 /// script needs regenerating.
 #[test]
 fn hot_text_script_groups_functions_that_still_exist() {
     let text = std::fs::read_to_string(root().join("link/hot-text.ld")).expect("link/hot-text.ld");
-    let body = text
-        .split_once("SECTIONS {\n  .text.hot : {\n")
-        .expect("one .text.hot output section")
-        .1;
-    let (patterns, tail) = body.split_once("  }\n}\n").expect("section closed");
-    assert_eq!(
-        tail.trim(),
-        "INSERT BEFORE .text;",
+    let section = |name: &str| -> Vec<String> {
+        let start = format!("\n  {name} : {{\n");
+        let body = text
+            .split_once(start.as_str())
+            .unwrap_or_else(|| panic!("no {name} output section"))
+            .1;
+        let (patterns, _) = body.split_once("\n  }\n").expect("section closed");
+        patterns
+            .lines()
+            .map(|line| {
+                line.strip_prefix("    *(.text.")
+                    .and_then(|p| p.strip_suffix(')'))
+                    .unwrap_or_else(|| panic!("not an input-section pattern: {line:?}"))
+                    .to_string()
+            })
+            .collect()
+    };
+    assert!(text.starts_with("/*") && text.contains("*/\nSECTIONS {\n  .text.hot : {\n"));
+    assert!(
+        text.ends_with("  }\n}\nINSERT BEFORE .text;\n"),
         "inserted before .text, default script kept"
     );
-    let patterns: Vec<&str> = patterns
-        .lines()
-        .map(|line| {
-            line.strip_prefix("    *(.text.")
-                .and_then(|p| p.strip_suffix(')'))
-                .unwrap_or_else(|| panic!("not an input-section pattern: {line:?}"))
-        })
-        .collect();
+    let (hot, patterns) = (section(".text.hot"), section(".text.warm"));
     assert!(
-        patterns.len() > 500,
-        "{} patterns: the quick start runs thousands of functions",
+        hot.len() > 500 && patterns.len() > 500,
+        "{} and {} patterns: the quick start runs thousands of functions",
+        hot.len(),
         patterns.len()
     );
     let hash = |p: &str| {
@@ -483,11 +490,14 @@ fn hot_text_script_groups_functions_that_still_exist() {
             w.starts_with(b"17h") && w[19] == b'E' && w[3..19].iter().all(u8::is_ascii_hexdigit)
         }) || p.contains(".llvm.")
     };
-    for p in &patterns {
+    for p in hot.iter().chain(&patterns) {
         assert!(
             !p.chars().any(|c| c.is_whitespace() || "()\"".contains(c)),
             "{p}"
         );
+        assert!(!p.contains(".llvm."), "LLVM's suffix left in {p}");
+    }
+    for p in &patterns {
         assert!(!hash(p), "build-specific hash left in {p}");
     }
     for hot in ["hyper", "tollgate5proxy7service", "tokio"] {
@@ -509,7 +519,7 @@ fn hot_text_script_groups_functions_that_still_exist() {
     symbols.sort_unstable();
     let ours: Vec<&str> = patterns
         .iter()
-        .copied()
+        .map(String::as_str)
         .filter(|p| p.starts_with("_ZN8tollgate"))
         .collect();
     let found = ours

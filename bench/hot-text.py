@@ -4,8 +4,9 @@
 Called by bench/hot-text.sh. Two output sections, both inserted before
 `.text`:
 
-* `.text.hot`: the executed functions by their exact names (only LLVM's
-  `.llvm.<n>` suffix, which changes with the code around it, becomes `*`).
+* `.text.hot`: the executed functions by their exact names (only the
+  suffixes LLVM adds to local copies, `.llvm.<n>` and `.<n>`, which change
+  with the code around them, become `*`).
   A legacy-mangled name's `17h<hash>E` depends on the compiler, the locked
   dependencies and the build profile, not on the function's code, so these
   match the same kind of build after code changes: the executed code is
@@ -20,11 +21,11 @@ Called by bench/hot-text.sh. Two output sections, both inserted before
 import argparse
 import re
 
-LEGACY = re.compile(r'^(_ZN.*17h)[0-9a-f]{16}E(\.llvm\.\d+)?$')
-LLVM_SUFFIX = re.compile(r'\.llvm\.\d+$')
+LEGACY = re.compile(r'^(_ZN.*17h)[0-9a-f]{16}E((\.llvm)?\.\d+)?$')
+LLVM_SUFFIX = re.compile(r'(\.llvm)?\.\d+$')
 # A linker script pattern cannot hold whitespace, parentheses or quotes.
 UNUSABLE = re.compile(r'[\s()"]')
-PATTERN_LINE = re.compile(r'^    \*\(\.text\.(.+)\)$')
+PATTERN_LINE = re.compile(r'^    \*\(\.text\.(\S+)(?: \.text\.unlikely\.\S+)?\)$')
 
 
 def exact(name):
@@ -99,7 +100,9 @@ def main():
         for section, patterns in (('.text.hot', hot), ('.text.warm', warm)):
             f.write('  ' + section + ' : {\n')
             for p in patterns:
-                f.write('    *(.text.' + p + ')\n')
+                # LLVM puts a `#[cold]` function (or one it infers cold) in
+                # `.text.unlikely.<name>`.
+                f.write('    *(.text.' + p + ' .text.unlikely.' + p + ')\n')
             f.write('  }\n')
         f.write('}\nINSERT BEFORE .text;\n')
     print(f'{len(ran)} executed functions of the binary; {len(hot)} exact and '

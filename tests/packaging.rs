@@ -466,9 +466,14 @@ fn hot_text_script_groups_functions_that_still_exist() {
         patterns
             .lines()
             .map(|line| {
+                // `*(.text.P .text.unlikely.P)`: LLVM's section for a cold
+                // function is `.text.unlikely.<name>`.
                 line.strip_prefix("    *(.text.")
                     .and_then(|p| p.strip_suffix(')'))
+                    .and_then(|p| p.split_once(" .text.unlikely."))
+                    .filter(|(p, cold)| p == cold)
                     .unwrap_or_else(|| panic!("not an input-section pattern: {line:?}"))
+                    .0
                     .to_string()
             })
             .collect()

@@ -53,17 +53,7 @@ async fn start(echo: &Echo, data: &[(&str, &str)], args: &[&str]) -> Tollgate {
 
 /// GET app.test/ with these headers.
 async fn get_with(tg: &Tollgate, headers: &[(&str, &str)]) -> Resp {
-    let mut r = req("GET", "app.test", "/")
-        .body(Default::default())
-        .unwrap();
-    for (k, v) in headers {
-        // Replaces the test client's own User-Agent.
-        r.headers_mut().insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            http::HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    send(tg.http_addr(), r).await.unwrap()
+    tg.request("GET", "app.test", "/", headers).await
 }
 
 /// Repeats [`get_with`] until `pred` holds (the new ConfigMap is

@@ -31,7 +31,6 @@ mod redirect;
 mod rewrite;
 
 use common::*;
-use http_body_util::Full;
 use serde_json::{json, Value};
 
 pub const NS: &str = "default";
@@ -120,17 +119,7 @@ impl Site {
         target: &str,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let mut request = req(method, host, target).body(Full::default()).unwrap();
-        for (k, v) in headers {
-            // Replaces: a test's User-Agent overrides the client's default.
-            request.headers_mut().insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        send(self.tg.http_addr(), request)
-            .await
-            .unwrap_or_else(|e| panic!("{method} http://{host}{target}: {e}"))
+        self.tg.request(method, host, target, headers).await
     }
 
     pub async fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Resp {

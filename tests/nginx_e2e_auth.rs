@@ -17,7 +17,6 @@ use arc_swap::ArcSwap;
 
 use common::*;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
@@ -134,16 +133,7 @@ async fn site(echo: &Echo, objects: Vec<Value>) -> Tollgate {
 }
 
 async fn get(tg: &Tollgate, host: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut request = req("GET", host, target).body(Full::default()).unwrap();
-    for (k, v) in headers {
-        request.headers_mut().insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            http::HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    send(tg.http_addr(), request)
-        .await
-        .unwrap_or_else(|e| panic!("GET http://{host}{target}: {e}"))
+    tg.request("GET", host, target, headers).await
 }
 
 fn status(r: &Resp, want: u16) {

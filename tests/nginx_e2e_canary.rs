@@ -17,7 +17,6 @@
 mod common;
 
 use common::*;
-use http_body_util::Full;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
@@ -135,16 +134,7 @@ impl Site {
 
     /// ingress-nginx's `HTTPTestClient().GET(path)` with these headers.
     async fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
-        let mut request = req("GET", host, target).body(Full::default()).unwrap();
-        for (k, v) in headers {
-            request.headers_mut().insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        send(self.tg.http_addr(), request)
-            .await
-            .unwrap_or_else(|e| panic!("GET http://{host}{target}: {e}"))
+        self.tg.request("GET", host, target, headers).await
     }
 
     /// GET `foo/info` with these headers: asserts a 200 and returns the

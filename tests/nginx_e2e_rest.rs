@@ -48,7 +48,6 @@ mod upstreamhashby;
 mod xforwardedprefix;
 
 use common::*;
-use http_body_util::Full;
 use serde_json::{json, Value};
 
 pub const NS: &str = "default";
@@ -114,16 +113,7 @@ impl Site {
 
     /// A request with these headers (ingress-nginx's `HTTPTestClient()`).
     pub async fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Resp {
-        let mut request = req("GET", host, target).body(Full::default()).unwrap();
-        for (k, v) in headers {
-            request.headers_mut().insert(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                http::HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        send(self.tg.http_addr(), request)
-            .await
-            .unwrap_or_else(|e| panic!("GET http://{host}{target}: {e}"))
+        self.tg.request("GET", host, target, headers).await
     }
 }
 

@@ -427,6 +427,29 @@ impl Tollgate {
         get(self.http_addr(), host, path).await
     }
 
+    /// A request without a body on the proxy's HTTP port, with these
+    /// headers (each replaces the client's own, so a test's User-Agent
+    /// wins); panics naming the request if it gets no response
+    /// (ingress-nginx's e2e `HTTPTestClient()`).
+    pub async fn request(
+        &self,
+        method: &str,
+        host: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut request = req(method, host, target).body(Full::default()).unwrap();
+        for (k, v) in headers {
+            request.headers_mut().insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        send(self.http_addr(), request)
+            .await
+            .unwrap_or_else(|e| panic!("{method} http://{host}{target}: {e}"))
+    }
+
     pub async fn admin(&self, path: &str) -> Result<Resp, String> {
         send(
             self.admin_addr(),

@@ -732,20 +732,7 @@ async fn unknown_backend_protocol_warns_and_falls_back_to_http() {
 /// An HTTPS backend presenting `leaf` (issued by a test CA); answers
 /// "verified backend".
 async fn https_backend_with(leaf: &TestCert) -> u16 {
-    use rustls::pki_types::pem::PemObject;
-    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config(&[b"http/1.1"]));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {

@@ -17,7 +17,7 @@ mod configmap;
 #[path = "migration/headers.rs"]
 mod headers;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The namespace of every object here.
 pub const NS: &str = "default";
@@ -30,16 +30,7 @@ pub fn ingress(name: &str, host: &str, svc: &str, annotations: &[(&str, &str)]) 
 
 /// A ConfigMap in [`NS`].
 pub fn config_map(name: &str, data: &[(&str, &str)]) -> Value {
-    let data: serde_json::Map<String, Value> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": NS},
-        "data": data,
-    })
+    common::config_map_in(NS, name, data)
 }
 
 /// A request to the proxy's HTTP port with extra headers.

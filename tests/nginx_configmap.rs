@@ -10,22 +10,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const NS: &str = "default";
 const CM: &str = "ingress-nginx-controller";
 
 fn config_map(data: &[(&str, &str)]) -> Value {
-    let data: serde_json::Map<String, Value> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": CM, "namespace": NS},
-        "data": data,
-    })
+    common::config_map_in(NS, CM, data)
 }
 
 fn docs(echo: &Echo, data: &[(&str, &str)]) -> String {

@@ -32,15 +32,7 @@ fn single(name: &str, path: &str, host: &str, svc: &str, annotations: &[(&str, &
 }
 
 fn config_map(name: &str, data: &[(&str, &str)]) -> Value {
-    let data: serde_json::Map<String, Value> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": NS},
-        "data": data,
-    })
+    common::config_map_in(NS, name, data)
 }
 
 /// The in-test auth service: httpbin's `/basic-auth/user/password` (200

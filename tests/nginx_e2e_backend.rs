@@ -121,16 +121,7 @@ pub fn external_name(name: &str, port: u16) -> Value {
 
 /// The ingress-nginx ConfigMap with `data`.
 pub fn config_map(data: &[(&str, &str)]) -> Value {
-    let data: serde_json::Map<String, Value> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": CONFIG_MAP, "namespace": NS},
-        "data": data,
-    })
+    common::config_map_in(NS, CONFIG_MAP, data)
 }
 
 /// `tollgate run` on these manifests with these arguments.
@@ -243,25 +234,8 @@ impl Drop for TlsBackend {
 impl TlsBackend {
     /// Serves [`grpcbin`] with `cert` (its chain and key).
     pub async fn start(cert: &TestCert, http2: bool) -> TlsBackend {
-        use rustls::pki_types::pem::PemObject;
-        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        config.alpn_protocols = vec![if http2 {
-            b"h2".to_vec()
-        } else {
-            b"http/1.1".to_vec()
-        }];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let alpn: &[u8] = if http2 { b"h2" } else { b"http/1.1" };
+        let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config(&[alpn]));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
@@ -327,21 +301,7 @@ impl Drop for DualBackend {
 
 impl DualBackend {
     pub async fn start(cert: &TestCert) -> DualBackend {
-        use rustls::pki_types::pem::PemObject;
-        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tokio_rustls::TlsAcceptor::from(cert.server_config(&[b"http/1.1"]));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {

@@ -48,7 +48,7 @@ mod upstreamhashby;
 mod xforwardedprefix;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const NS: &str = "default";
 /// The echo Service (ingress-nginx's EchoService).
@@ -77,15 +77,7 @@ pub fn single(name: &str, path: &str, host: &str, annotations: &[(&str, &str)]) 
 
 /// A ConfigMap `default/name` with `data`.
 pub fn config_map(name: &str, data: &[(&str, &str)]) -> Value {
-    let data: serde_json::Map<String, Value> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": NS},
-        "data": data
-    })
+    common::config_map_in(NS, name, data)
 }
 
 /// A running tollgate with echo Services and some objects.

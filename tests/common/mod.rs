@@ -1292,6 +1292,21 @@ pub fn backend(ns: &str, svc: &str, ports: &[u16]) -> Vec<Value> {
     v
 }
 
+/// A ConfigMap `ns/name` with `data` (an ingress-nginx ConfigMap, for
+/// `--configmap`).
+pub fn config_map_in(ns: &str, name: &str, data: &[(&str, &str)]) -> Value {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns},
+        "data": data,
+    })
+}
+
 /// An Ingress `ns/name` of class `tollgate` with one rule: `host`, one
 /// path (`path`, `path_type`) → `svc`:8080. Annotation keys without a `/`
 /// are ingress-nginx's (`nginx.ingress.kubernetes.io/` is prepended).
@@ -1466,6 +1481,28 @@ pub struct TestCert {
     pub key_pem: String,
     /// DER of the leaf, to compare with what the server presents.
     pub der: Vec<u8>,
+}
+
+impl TestCert {
+    /// A rustls server configuration presenting this certificate (with its
+    /// chain), offering these ALPN protocols, for in-test TLS backends.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let chain = rustls::pki_types::CertificateDer::pem_slice_iter(self.chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
 }
 
 impl TestCa {

@@ -186,6 +186,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         proxy_protocol: args.proxy_protocol,
         http2_max_concurrent_streams: args.http2_max_concurrent_streams,
         http2_max_control_frames: args.http2_max_control_frames,
+        http1_fast_path: args.http1_fast_path,
     };
 
     // Bind everything before starting anything, so a taken port fails fast.

@@ -261,6 +261,12 @@ pub struct RunArgs {
     /// Log one line per request.
     #[arg(long, env = "TOLLGATE_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
+    /// Serve plain keep-alive HTTP/1.1 GET requests to plain routes (no
+    /// policy, plain-HTTP upstream) on tollgate's own HTTP/1.1 path instead
+    /// of hyper's: the same responses for less CPU. Any other request (and
+    /// the rest of its connection) goes through hyper as before.
+    #[arg(long, env = "TOLLGATE_HTTP1_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub http1_fast_path: bool,
     /// Access-log line format with nginx-style `$variable` placeholders
     /// (ingress-nginx's `log-format-upstream` variables, e.g. `$remote_addr
     /// $status $request_time $upstream_addr`). Default: one JSON object per

@@ -186,6 +186,7 @@ fn start_proxy(backend: SocketAddr) -> SocketAddr {
                     proxy_protocol: false,
                     http2_max_concurrent_streams: 256,
                     http2_max_control_frames: 200,
+                    http1_fast_path: true,
                 };
                 let (_drain, drain_rx) = watch::channel(false);
                 COUNTING.with(|c| c.set(true));

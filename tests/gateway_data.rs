@@ -149,6 +149,7 @@ async fn proxy(build: Build) -> Proxy {
         proxy_protocol: false,
         http2_max_concurrent_streams: 256,
         http2_max_control_frames: 200,
+        http1_fast_path: true,
     };
     let task = tokio::spawn(listener::serve(
         listener,

@@ -78,6 +78,9 @@ pub struct ConnSettings {
     /// Control frames (SETTINGS, PING, PRIORITY, RST_STREAM, unknown
     /// types) an HTTP/2 client may send per second; 0: no limit.
     pub http2_max_control_frames: u32,
+    /// `--http1-fast-path`: plain HTTP connections start on
+    /// [`super::fastpath`].
+    pub http1_fast_path: bool,
 }
 
 /// Resets of streams h2 has not handed to hyper yet, before GOAWAY

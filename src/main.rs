@@ -255,6 +255,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                         loop {
                             tick.tick().await;
                             pool::sweep(upstream_idle);
+                            tollgate::proxy::fastpath::upstream::sweep(upstream_idle);
                         }
                     });
                     tokio::join!(

@@ -41,6 +41,11 @@ pub enum ProxyError {
     /// Upstream: the connection failed after the request was sent.
     #[error("upstream: {0}")]
     Upstream(#[source] hyper::Error),
+    /// Upstream: the connection ended or its response head could not be
+    /// read, after the request was sent (the HTTP/1.1 fast path's
+    /// [`ProxyError::Upstream`]).
+    #[error("upstream: {0}")]
+    UpstreamBroken(&'static str),
     /// Upstream: a Gateway API retry policy ran out of attempts on
     /// connection errors (refused, reset): the backend is unavailable
     /// (503, as the spec's conformance expects), not a bad gateway.
@@ -82,9 +87,10 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::NoEndpoints | ProxyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UnaskedUpgrade => {
-                StatusCode::BAD_GATEWAY
-            }
+            ProxyError::Connect(_)
+            | ProxyError::Upstream(_)
+            | ProxyError::UpstreamBroken(_)
+            | ProxyError::UnaskedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
@@ -94,7 +100,8 @@ impl ProxyError {
         }
     }
 
-    fn body(&self) -> &'static str {
+    /// The text body of [`Self::response`].
+    pub fn body(&self) -> &'static str {
         match self {
             ProxyError::BadRequest(_) | ProxyError::Malformed(_) | ProxyError::Invalid(..) => {
                 "400 Bad Request\n"
@@ -102,9 +109,10 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => "431 Request Header Fields Too Large\n",
             ProxyError::NoRoute => "404 Not Found\n",
             ProxyError::NoEndpoints | ProxyError::Unavailable(_) => "503 Service Unavailable\n",
-            ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UnaskedUpgrade => {
-                "502 Bad Gateway\n"
-            }
+            ProxyError::Connect(_)
+            | ProxyError::Upstream(_)
+            | ProxyError::UpstreamBroken(_)
+            | ProxyError::UnaskedUpgrade => "502 Bad Gateway\n",
             ProxyError::Timeout => "504 Gateway Timeout\n",
             ProxyError::ClientTimeout => "408 Request Timeout\n",
             ProxyError::Misdirected => "421 Misdirected Request\n",

@@ -28,6 +28,9 @@
 //!   is read first ([`super::passthrough`]): a passthrough host's
 //!   connection is spliced to its backend, any other is terminated from
 //!   the replayed bytes. The peek shares the handshake's deadline.
+//! - With `--http1-fast-path`, a plain HTTP connection is first served by
+//!   [`super::fastpath`]; hyper serves it from the first request the fast
+//!   path hands over (with the bytes already read, replayed), to its end.
 //! - A terminated connection's reads go through [`tls_io::TlsIo`]: at most
 //!   one socket read per `poll_read` (tokio-rustls tries a second one).
 //! - On drain, the accept loop stops (new connections are refused once the
@@ -52,6 +55,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use super::conn::{Activity, ConnCtx, CLOSE, GRACEFUL};
+use super::fastpath;
 use super::framing::FramingCheck;
 use super::h2_flood::{FrameScan, POISON};
 use super::passthrough;
@@ -458,6 +462,7 @@ pub async fn serve(
             activity,
             guard,
             h2_budget,
+            fast_path: settings.http1_fast_path,
         };
         tokio::spawn(accepted.serve());
     }
@@ -482,6 +487,8 @@ struct Accepted {
     activity: Arc<Activity>,
     guard: ConnGuard,
     h2_budget: u32,
+    /// `--http1-fast-path`.
+    fast_path: bool,
 }
 
 impl Accepted {
@@ -521,6 +528,7 @@ impl Accepted {
             activity,
             guard,
             h2_budget,
+            fast_path,
             ..
         } = self;
         let Some(acceptor) = tls else {
@@ -533,7 +541,7 @@ impl Accepted {
                 tls_version: None,
                 client_cert: None,
             };
-            return serve_connection(stream, ctx, builder, guard, h2_budget).await;
+            return serve_connection(stream, ctx, builder, guard, h2_budget, fast_path).await;
         };
         let tls = Handshake {
             acceptor,
@@ -546,7 +554,7 @@ impl Accepted {
                 return;
             };
             let ctx = tls.into_context(&stream, local_port, activity);
-            return serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget).await;
+            return serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget, false).await;
         }
         // Some host is passed through: its SNI decides (see `passthrough`).
         let mut stream = stream;
@@ -567,7 +575,7 @@ impl Accepted {
             return;
         };
         let ctx = tls.into_context(&stream, local_port, activity);
-        serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget).await;
+        serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget, false).await;
     }
 }
 
@@ -596,6 +604,7 @@ async fn serve_connection<I>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     _guard: ConnGuard,
     h2_budget: u32,
+    fast_path: bool,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -603,7 +612,7 @@ async fn serve_connection<I>(
     let peer = ctx.peer;
     let state = ctx.state.clone();
     let ctx = Arc::new(ctx);
-    let io = TokioIo::new(TrackedIo {
+    let mut io = TrackedIo {
         inner: stream,
         events: 0,
         reads: 0,
@@ -613,7 +622,22 @@ async fn serve_connection<I>(
         h2_budget,
         cut: false,
         inject: None,
-    });
+    };
+    // Plain HTTP starts on the fast path; hyper takes over (from the bytes
+    // the fast path read) at the first request it does not serve.
+    let replay = if fast_path && !ctx.client.tls {
+        match fastpath::serve(&mut io, &ctx).await {
+            fastpath::Exit::Closed => {
+                drop(activity.waker.take());
+                tracing::debug!(%peer, "connection closed on the fast path");
+                return;
+            }
+            fastpath::Exit::Hyper(bytes) => bytes,
+        }
+    } else {
+        Vec::new()
+    };
+    let io = TokioIo::new(passthrough::Rewind::new(replay, io));
     let service = service_fn(move |req| super::service::handle(ctx.clone(), req));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);

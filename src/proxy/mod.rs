@@ -10,6 +10,11 @@
 //!    timeouts;
 //! 5. [`response`]: metrics, access log, HSTS, in-flight accounting.
 //!
+//! [`fastpath`] is the same way down for one common case (plain keep-alive
+//! HTTP/1.1 `GET`s to plain routes), written byte to byte: the listener
+//! starts plain connections on it, and it hands a connection to hyper (and
+//! so to steps 2–5) at the first request it does not serve.
+//!
 //! Beside them: [`conn`] (the connection context every step reads, defined
 //! below the listener so no step names the listener), [`body`], [`upload`]
 //! (the bodies), [`tee`] (a request body copied to mirrors), [`error`]
@@ -28,6 +33,7 @@ pub mod body;
 pub mod client_ip;
 pub mod conn;
 pub mod error;
+pub mod fastpath;
 pub mod forward;
 pub mod framing;
 pub mod h2_flood;

@@ -440,6 +440,12 @@ impl RoutingTable {
         self.routes.get_mut(id as usize)
     }
 
+    /// Whether any route is a Gateway API route or has a guard (then a
+    /// lookup needs the request head: [`Self::lookup_head`]).
+    pub fn has_gateway_routes(&self) -> bool {
+        self.gateway
+    }
+
     /// The route of `--default-backend-service`, if any.
     pub fn default_route(&self) -> Option<RouteId> {
         self.default_route

@@ -84,7 +84,7 @@ impl<'a> Backend<'a> {
 
     /// What the pool needs to connect to `endpoint` of this backend.
     #[inline]
-    pub(super) fn dial<'e>(&self, endpoint: &'e Endpoint) -> pool::Dial<'e>
+    pub(crate) fn dial<'e>(&self, endpoint: &'e Endpoint) -> pool::Dial<'e>
     where
         'a: 'e,
     {
@@ -98,7 +98,7 @@ impl<'a> Backend<'a> {
 
     /// The next endpoint to try, skipping those already tried; `Err` (503)
     /// when the upstream has no endpoint at all.
-    pub(super) fn next_endpoint(
+    pub(crate) fn next_endpoint(
         &self,
         tried: &[Arc<Endpoint>],
         pick: Pick,
@@ -118,7 +118,7 @@ impl<'a> Backend<'a> {
         })
     }
 
-    pub(super) fn connect_failed(&self, endpoint: &Endpoint, error: &pool::ConnectError) {
+    pub(crate) fn connect_failed(&self, endpoint: &Endpoint, error: &pool::ConnectError) {
         endpoint.mark_failed();
         self.upstream.connect_errors.inc();
         tracing::debug!(%error, upstream = %self.upstream.label, "connect failed");

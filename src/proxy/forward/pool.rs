@@ -264,7 +264,7 @@ pub fn idle_len(id: u64) -> usize {
 
 impl Dial<'_> {
     /// Opens a new connection (with upgrades enabled, for WebSocket).
-    async fn tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    pub(crate) async fn tcp(&self, timeout: Duration) -> Result<TcpStream, ConnectError> {
         let addr = || self.addr.to_string();
         let connect = async {
             match self.addr {

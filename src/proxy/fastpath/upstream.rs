@@ -1,0 +1,170 @@
+//! The fast path's upstream connections: plain TCP keep-alive connections
+//! per endpoint, per worker thread, each with its read buffer and its
+//! response timer.
+//!
+//! Invariants:
+//! - Shared-nothing, as [`crate::proxy::forward::pool`]: a thread-local map
+//!   (endpoint id → stack of idle connections); checkout and checkin take
+//!   no lock and no atomic, and a connection never moves to another worker.
+//! - A connection is checked in only at a request boundary: its response
+//!   was read to the end, nothing more was buffered, and the upstream did
+//!   not ask to close.
+//! - At most [`MAX_IDLE_PER_ENDPOINT`] idle connections per endpoint and
+//!   worker; connections idle longer than the upstream idle timeout are
+//!   dropped at checkout and by [`sweep`] (removed endpoints included).
+//! - The read buffer is allocated once per connection and grows only for a
+//!   response head larger than it, up to [`MAX_HEAD`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use crate::lb::clock;
+use crate::proxy::forward::pool::MAX_IDLE_PER_ENDPOINT;
+
+/// The read buffer of a new connection.
+const BUF: usize = 16 * 1024;
+/// The largest response head read (hyper's client reads heads up to about
+/// this much too); a larger one is a 502.
+pub const MAX_HEAD: usize = 400 * 1024;
+
+/// One upstream connection of the fast path.
+#[derive(Debug)]
+pub struct Upstream {
+    pub stream: TcpStream,
+    /// The response timer, reset before every exchange (one `Sleep` per
+    /// connection instead of one per request).
+    pub timer: Pin<Box<Sleep>>,
+    /// What was read and not yet consumed: `buf[start..end]`.
+    pub buf: Vec<u8>,
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: Upstream,
+    since_ms: u64,
+}
+
+type IdleMap = HashMap<u64, Vec<Idle>, foldhash::fast::RandomState>;
+
+thread_local! {
+    /// This worker's idle fast-path connections, by endpoint id.
+    static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
+}
+
+impl Upstream {
+    pub fn new(stream: TcpStream) -> Self {
+        Upstream {
+            stream,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            buf: vec![0; BUF],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The bytes read and not consumed.
+    pub fn pending(&self) -> &[u8] {
+        self.buf.get(self.start..self.end).unwrap_or_default()
+    }
+
+    /// Marks `n` pending bytes consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Reads more into the buffer (moving pending bytes to its front, or
+    /// growing it up to [`MAX_HEAD`] when full); `Ok(0)` is end of stream,
+    /// and a full buffer at [`MAX_HEAD`] an error.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.buf.len() < MAX_HEAD {
+                let len = (self.buf.len() * 2).min(MAX_HEAD);
+                self.buf.resize(len, 0);
+            } else {
+                return Poll::Ready(Err(io::Error::other("response head too large")));
+            }
+        }
+        let Some(spare) = self.buf.get_mut(self.end..) else {
+            return Poll::Ready(Err(io::Error::other("buffer")));
+        };
+        let mut read = ReadBuf::new(spare);
+        match Pin::new(&mut self.stream).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                let n = read.filled().len();
+                self.end += n;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// An idle connection of this worker to endpoint `id`, not idle longer
+/// than `max_idle` (most recently used first).
+pub fn take(id: u64, max_idle: Duration) -> Option<Upstream> {
+    let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
+    IDLE.with(|idle| {
+        let mut map = idle.try_borrow_mut().ok()?;
+        let conns = map.get_mut(&id)?;
+        let mut now = None;
+        while let Some(c) = conns.pop() {
+            let now = *now.get_or_insert_with(clock::now_ms);
+            if now.saturating_sub(c.since_ms) > max_idle_ms {
+                continue;
+            }
+            return Some(c.conn);
+        }
+        None
+    })
+}
+
+/// Returns a connection at a request boundary to this worker's stack for
+/// endpoint `id`.
+pub fn put(id: u64, conn: Upstream) {
+    let _ = IDLE.try_with(|idle| {
+        if let Ok(mut map) = idle.try_borrow_mut() {
+            let conns = map.entry(id).or_default();
+            if conns.len() < MAX_IDLE_PER_ENDPOINT {
+                conns.push(Idle {
+                    conn,
+                    since_ms: clock::now_ms(),
+                });
+            }
+        }
+    });
+}
+
+/// Drops this worker's idle connections unused for longer than
+/// `max_idle`. Run periodically on every worker, beside
+/// [`crate::proxy::forward::pool::sweep`].
+pub fn sweep(max_idle: Duration) {
+    let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
+    let now = clock::now_ms();
+    IDLE.with(|idle| {
+        if let Ok(mut map) = idle.try_borrow_mut() {
+            map.retain(|_, conns| {
+                conns.retain(|c| now.saturating_sub(c.since_ms) <= max_idle_ms);
+                !conns.is_empty()
+            });
+        }
+    });
+}

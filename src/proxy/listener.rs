@@ -28,7 +28,7 @@
 //!   is read first ([`super::passthrough`]): a passthrough host's
 //!   connection is spliced to its backend, any other is terminated from
 //!   the replayed bytes. The peek shares the handshake's deadline.
-//! - With `--http1-fast-path`, a plain HTTP connection is first served by
+//! - With `--http1-fast-path`, a connection is first served by
 //!   [`super::fastpath`]; hyper serves it from the first request the fast
 //!   path hands over (with the bytes already read, replayed), to its end.
 //! - A terminated connection's reads go through [`tls_io::TlsIo`]: at most
@@ -554,7 +554,8 @@ impl Accepted {
                 return;
             };
             let ctx = tls.into_context(&stream, local_port, activity);
-            return serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget, false).await;
+            return serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget, fast_path)
+                .await;
         }
         // Some host is passed through: its SNI decides (see `passthrough`).
         let mut stream = stream;
@@ -575,7 +576,7 @@ impl Accepted {
             return;
         };
         let ctx = tls.into_context(&stream, local_port, activity);
-        serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget, false).await;
+        serve_connection(TlsIo(stream), ctx, builder, guard, h2_budget, fast_path).await;
     }
 }
 
@@ -623,9 +624,9 @@ async fn serve_connection<I>(
         cut: false,
         inject: None,
     };
-    // Plain HTTP starts on the fast path; hyper takes over (from the bytes
+    // HTTP/1.1 starts on the fast path; hyper takes over (from the bytes
     // the fast path read) at the first request it does not serve.
-    let replay = if fast_path && !ctx.client.tls {
+    let replay = if fast_path {
         match fastpath::serve(&mut io, &ctx).await {
             fastpath::Exit::Closed => {
                 drop(activity.waker.take());

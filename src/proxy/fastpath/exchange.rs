@@ -18,13 +18,12 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use http::{HeaderValue, Method, Version};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::request::{self, Head};
 use super::response::{self, Chunk, Decoded, Framing};
 use super::upstream::{self, Upstream};
-use super::Served;
 use crate::lb::Endpoint;
 use crate::metrics::route::RouteMetrics;
 use crate::proxy::conn::ConnCtx;
@@ -49,6 +48,48 @@ pub struct Buffers {
     down: Vec<u8>,
 }
 
+/// What serving one request leaves the connection to do.
+pub(super) enum Served {
+    Next,
+    Close,
+    Hyper,
+}
+
+/// The client connection while its request is served: its IO, and the
+/// buffer space behind the request where what it sends meanwhile goes.
+pub(super) struct Client<'a, I> {
+    io: &'a mut I,
+    spare: &'a mut [u8],
+    /// Bytes read into `spare`.
+    pub(super) read: usize,
+}
+
+impl<'a, I: AsyncRead + AsyncWrite + Unpin> Client<'a, I> {
+    pub(super) fn new(io: &'a mut I, spare: &'a mut [u8]) -> Self {
+        Client { io, spare, read: 0 }
+    }
+
+    /// Watches the client while the upstream is awaited, as hyper does:
+    /// `Ready` when it went away (end of stream or an error); what it
+    /// sends meanwhile is kept. A short read leaves the socket not ready,
+    /// so this costs no system call per request.
+    fn poll_gone(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        loop {
+            let Some(spare) = self.spare.get_mut(self.read..).filter(|s| !s.is_empty()) else {
+                // Full: the pipelined requests wait; nothing is lost.
+                return Poll::Pending;
+            };
+            let mut buf = ReadBuf::new(spare);
+            match std::pin::Pin::new(&mut *self.io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => self.read += buf.filled().len(),
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
 /// A request routed on the fast path, decided before anything is awaited.
 struct Routed<'p> {
     route: &'p Route,
@@ -65,18 +106,20 @@ enum Failure {
     Broken(bool),
     Malformed,
     UnaskedUpgrade,
+    /// The client closed its connection.
+    ClientGone,
 }
 
 /// Serves one qualified request (see the module invariants).
 pub(super) async fn serve_one<I>(
-    io: &mut I,
+    client: &mut Client<'_, I>,
     ctx: &Arc<ConnCtx>,
     head: &Head<'_>,
     fields: &[httparse::Header<'_>],
     bufs: &mut Buffers,
 ) -> Served
 where
-    I: AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
     let state = &ctx.state;
     let started = Instant::now();
@@ -126,12 +169,21 @@ where
         record.timing.connected(took);
     }
     request::write_upstream(&mut bufs.up, head, fields, &ctx.client, new_id.as_ref());
-    let server = published.table.globals().server.clone().unwrap_or(SERVER);
+    let globals = published.table.globals();
+    let server = globals.server.clone().unwrap_or(SERVER);
+    let hsts = match &globals.hsts {
+        Some(configured) => configured.as_ref(),
+        None => settings.hsts.as_ref(),
+    };
+    let added = response::Added {
+        server: &server,
+        hsts: hsts.filter(|_| ctx.client.tls),
+    };
     let endpoint = &routed.endpoint;
     let inflight = endpoint.start_request();
     let timeout = settings.response_timeout;
     let mut sent = Instant::now();
-    let mut result = exchange(&mut conn, bufs, &server, sent + timeout).await;
+    let mut result = exchange(&mut conn, client, bufs, &added, sent + timeout).await;
     if reused && matches!(result, Err(Failure::Broken(false))) {
         // A stale pooled connection: once more on a new one.
         match dial(&routed, settings.connect_timeout).await {
@@ -139,7 +191,7 @@ where
                 conn = fresh;
                 record.timing.connected(took);
                 sent = Instant::now();
-                result = exchange(&mut conn, bufs, &server, sent + timeout).await;
+                result = exchange(&mut conn, client, bufs, &added, sent + timeout).await;
             }
             None => result = Err(Failure::Broken(false)),
         }
@@ -147,15 +199,20 @@ where
     record.upstream(Some(endpoint.clone()));
     let head = match result {
         Ok(head) => head,
+        // The client went away first: its record counts a 499, and the
+        // upstream connection (its response unread) is dropped.
+        Err(Failure::ClientGone) => return Served::Close,
         Err(failure) => {
             let error = match failure {
                 Failure::Timeout => ProxyError::Timeout,
                 Failure::UnaskedUpgrade => ProxyError::UnaskedUpgrade,
-                Failure::Broken(_) => ProxyError::UpstreamBroken("connection closed"),
+                Failure::Broken(_) | Failure::ClientGone => {
+                    ProxyError::UpstreamBroken("connection closed")
+                }
                 Failure::Malformed => ProxyError::UpstreamBroken("malformed response head"),
             };
             tracing::debug!(error = %error, service = %routed.route.service, "upstream failure");
-            return answer_error(io, ctx, &server, error, record, active, bufs).await;
+            return answer_error(client.io, ctx, &added, error, record, active, bufs).await;
         }
     };
     let elapsed = sent.elapsed();
@@ -167,7 +224,14 @@ where
     conn.consume(head.len);
     let closing = ctx.activity.control.load(Ordering::Acquire) != 0;
     response::finish_head(&mut bufs.down, closing);
-    let relayed = relay(io, &mut conn, head.framing, &mut bufs.down, &mut record).await;
+    let relayed = relay(
+        client.io,
+        &mut conn,
+        head.framing,
+        &mut bufs.down,
+        &mut record,
+    )
+    .await;
     record.finish();
     drop(active);
     drop(inflight);
@@ -190,8 +254,7 @@ fn route<'p>(ctx: &ConnCtx, published: &'p Published, head: &Head<'_>) -> Option
     let table = &published.table;
     let globals = table.globals();
     let client = &ctx.client;
-    if client.tls
-        || client.trusted
+    if client.trusted
         || globals.trust.is_some()
         || globals.block_agents.is_some()
         || table.has_gateway_routes()
@@ -200,6 +263,11 @@ fn route<'p>(ctx: &ConnCtx, published: &'p Published, head: &Head<'_>) -> Option
     }
     let mut host_buf = [0u8; host::MAX_HOST_LEN + 2];
     let host = host::normalize(head.host, &mut host_buf).unwrap_or("");
+    // HTTPS: only a request for the connection's own server name (the
+    // hyper path's misdirected-request guard decides any other).
+    if client.tls && client.sni.as_deref() != Some(host) {
+        return None;
+    }
     let id = table.lookup(host, &path::normalize(head.path))?;
     let route = table.route(id)?;
     if !route.plain || route.redirect_https {
@@ -240,10 +308,11 @@ async fn dial(
 
 /// Sends the upstream head and reads the response head, which is written
 /// for the client into `bufs.down` (without its final CRLF).
-async fn exchange(
+async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Upstream,
+    client: &mut Client<'_, I>,
     bufs: &mut Buffers,
-    server: &HeaderValue,
+    added: &response::Added<'_>,
     deadline: Instant,
 ) -> Result<response::Head, Failure> {
     conn.timer.as_mut().reset(deadline);
@@ -252,7 +321,7 @@ async fn exchange(
     }
     loop {
         bufs.down.clear();
-        match response::parse(conn.pending(), &mut bufs.down, server) {
+        match response::parse(conn.pending(), &mut bufs.down, added) {
             Ok(Some(head)) => return Ok(head),
             Ok(None) => {}
             Err(response::HeadError::Malformed) => return Err(Failure::Malformed),
@@ -261,6 +330,9 @@ async fn exchange(
         let read = poll_fn(|cx| {
             if let Poll::Ready(read) = conn.poll_fill(cx) {
                 return Poll::Ready(Ok(read));
+            }
+            if client.poll_gone(cx).is_ready() {
+                return Poll::Ready(Err(Failure::ClientGone));
             }
             conn.timer.as_mut().poll(cx).map(|()| Err(Failure::Timeout))
         })
@@ -295,6 +367,7 @@ async fn relay<I: AsyncWrite + Unpin>(
     };
     loop {
         let mut data = 0u64;
+        let mut broken = false;
         let done = match framing {
             Framing::Empty => true,
             Framing::Length(_) => {
@@ -316,7 +389,12 @@ async fn relay<I: AsyncWrite + Unpin>(
                         false
                     }
                 }
-                Decoded::Malformed => return Relayed::Cut,
+                Decoded::Malformed => {
+                    // What came before is sent on (the head included), as
+                    // the hyper path does; then the connection is cut.
+                    broken = true;
+                    false
+                }
             },
             Framing::Close => {
                 let pending = conn.pending();
@@ -340,6 +418,9 @@ async fn relay<I: AsyncWrite + Unpin>(
             record.sent(usize::try_from(data).unwrap_or(usize::MAX));
             down.clear();
         }
+        if broken {
+            return Relayed::Cut;
+        }
         if done {
             return Relayed::Done;
         }
@@ -362,7 +443,7 @@ async fn relay<I: AsyncWrite + Unpin>(
 async fn answer_error<I: AsyncWrite + Unpin>(
     io: &mut I,
     ctx: &ConnCtx,
-    server: &HeaderValue,
+    added: &response::Added<'_>,
     error: ProxyError,
     mut record: Record,
     active: crate::proxy::conn::ActiveRequest,
@@ -376,18 +457,17 @@ async fn answer_error<I: AsyncWrite + Unpin>(
     down.extend_from_slice(status.as_str().as_bytes());
     down.push(b' ');
     down.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    down.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\nserver: ");
-    down.extend_from_slice(server.as_bytes());
-    down.extend_from_slice(b"\r\ncontent-length: ");
+    down.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
+    // `content-type` and the added fields are those the record counts.
+    let counted = (12 + 24 + 4) + added.write(down, true) + 19;
+    down.extend_from_slice(b"content-length: ");
     down.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     down.extend_from_slice(b"\r\n");
     response::date_line(down);
     let closing = ctx.activity.control.load(Ordering::Acquire) != 0;
     response::finish_head(down, closing);
     down.extend_from_slice(body.as_bytes());
-    // `content-type` and `server` are the fields the record counts.
-    let counted = (12 + 24 + 4) + (6 + server.len() + 4) + 19;
-    record.respond_head(status.as_u16(), counted as u64);
+    record.respond_head(status.as_u16(), counted);
     let written = io.write_all(down).await.is_ok() && io.flush().await.is_ok();
     if written {
         record.sent(body.len());

@@ -8,8 +8,9 @@
 //! Invariants:
 //! - Serves only what it serves exactly as the hyper path does (the same
 //!   bytes to the upstream and to the client, up to header order, the same
-//!   metrics and access-log line): a request [`request`] qualifies, on a
-//!   plain-HTTP connection from an untrusted peer, with no ConfigMap trust
+//!   metrics and access-log line): a request [`request`] qualifies (on
+//!   HTTPS, for the connection's own server name, with HSTS added as the
+//!   response side does), from an untrusted peer, with no ConfigMap trust
 //!   or user-agent block, in a table without Gateway routes, to a plain
 //!   route (no policy, no canary, no HTTPS redirect) whose upstream is
 //!   plain HTTP/1.1 and has an endpoint.
@@ -45,6 +46,7 @@ use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::conn::ConnCtx;
+use exchange::Served;
 use request::NotFast;
 
 /// The client buffer: large enough for the heads the fast path takes
@@ -58,13 +60,6 @@ pub enum Exit {
     Closed,
     /// The hyper path serves the rest, starting from these bytes.
     Hyper(Vec<u8>),
-}
-
-/// What serving one request leaves the connection to do.
-enum Served {
-    Next,
-    Close,
-    Hyper,
 }
 
 /// The connection's unparsed input: `buf[start..end]`.
@@ -106,17 +101,26 @@ where
     };
     let mut bufs = exchange::Buffers::default();
     loop {
+        let pending = input.end - input.start;
         let step = {
+            // The pending bytes are parsed in place; while the request is
+            // served, what the client sends next (a pipelined request) is
+            // read into the spare part behind them.
+            let (filled, spare) = input.buf.split_at_mut(input.end);
             let mut fields = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
-            match request::parse(input.pending(), &mut fields) {
+            match request::parse(filled.get(input.start..).unwrap_or_default(), &mut fields) {
                 Err(NotFast) => Step::Hyper,
-                Ok(None) if input.pending().len() >= limit => Step::Hyper,
+                Ok(None) if pending >= limit => Step::Hyper,
                 Ok(None) => Step::Read,
                 Ok(Some(head)) if head.len > limit => Step::Hyper,
                 Ok(Some(head)) => {
                     let fields = fields.get(..head.fields).unwrap_or_default();
-                    match exchange::serve_one(io, ctx, &head, fields, &mut bufs).await {
-                        Served::Next => Step::Consume(head.len),
+                    let mut client = exchange::Client::new(io, spare);
+                    let served =
+                        exchange::serve_one(&mut client, ctx, &head, fields, &mut bufs).await;
+                    let read = client.read;
+                    match served {
+                        Served::Next => Step::Consume(head.len, read),
                         Served::Close => return Exit::Closed,
                         Served::Hyper => Step::Hyper,
                     }
@@ -125,7 +129,10 @@ where
         };
         match step {
             Step::Hyper => return Exit::Hyper(input.into_pending()),
-            Step::Consume(n) => input.consume(n),
+            Step::Consume(n, read) => {
+                input.end += read;
+                input.consume(n);
+            }
             Step::Read => {
                 if !read(io, ctx, &mut input).await {
                     return Exit::Closed;
@@ -137,7 +144,8 @@ where
 
 enum Step {
     Read,
-    Consume(usize),
+    /// The head's length, and the bytes read behind it meanwhile.
+    Consume(usize, usize),
     Hyper,
 }
 

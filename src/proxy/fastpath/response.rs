@@ -26,6 +26,36 @@ use http::HeaderValue;
 /// Most response header fields read (hyper's client default).
 const MAX_HEADERS: usize = 100;
 
+/// What the response side adds to every response (as
+/// [`crate::proxy::response::finish`]): `Server` when the response has
+/// none, and HSTS on HTTPS.
+#[derive(Debug)]
+pub struct Added<'a> {
+    pub server: &'a HeaderValue,
+    pub hsts: Option<&'a HeaderValue>,
+}
+
+impl Added<'_> {
+    /// Writes the fields (`server` only when `server`); returns their size
+    /// as the record counts it.
+    pub fn write(&self, out: &mut Vec<u8>, server: bool) -> u64 {
+        let mut counted = 0;
+        if server {
+            out.extend_from_slice(b"server: ");
+            out.extend_from_slice(self.server.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            counted += 6 + self.server.len() + 4;
+        }
+        if let Some(hsts) = self.hsts {
+            out.extend_from_slice(b"strict-transport-security: ");
+            out.extend_from_slice(hsts.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            counted += 25 + hsts.len() + 4;
+        }
+        counted as u64
+    }
+}
+
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -64,12 +94,8 @@ pub enum HeadError {
 
 /// Parses the response head at the start of `buf`, skipping 1xx heads,
 /// and writes the client's head into `out`: `Ok(None)` when more bytes are
-/// needed. `server` is the `Server` value for a response without one.
-pub fn parse(
-    buf: &[u8],
-    out: &mut Vec<u8>,
-    server: &HeaderValue,
-) -> Result<Option<Head>, HeadError> {
+/// needed. `added` are the fields the response side adds.
+pub fn parse(buf: &[u8], out: &mut Vec<u8>, added: &Added<'_>) -> Result<Option<Head>, HeadError> {
     let mut skipped = 0usize;
     loop {
         let rest = buf.get(skipped..).unwrap_or_default();
@@ -90,7 +116,7 @@ pub fn parse(
         }
         let version = response.version.ok_or(HeadError::Malformed)?;
         let reason = response.reason.unwrap_or("");
-        let head = write(out, status, reason, version, response.headers, server)?;
+        let head = write(out, status, reason, version, response.headers, added)?;
         return Ok(Some(Head {
             len: skipped + len,
             ..head
@@ -105,7 +131,7 @@ fn write(
     reason: &str,
     version: u8,
     fields: &[httparse::Header<'_>],
-    server: &HeaderValue,
+    added: &Added<'_>,
 ) -> Result<Head, HeadError> {
     let mut chunked = false;
     let mut encoded = false;
@@ -163,7 +189,10 @@ fn write(
     let mut wrote_length = false;
     for field in fields {
         let name = field.name.as_bytes();
-        if hop_by_hop(name) || named_in_connection(fields, name) {
+        // HSTS replaces the upstream's own (as the hyper path's `insert`).
+        let replaced =
+            added.hsts.is_some() && name.eq_ignore_ascii_case(b"strict-transport-security");
+        if replaced || hop_by_hop(name) || named_in_connection(fields, name) {
             if name.eq_ignore_ascii_case(b"te") && has_token(field.value, b"trailers") {
                 out.extend_from_slice(b"te: trailers\r\n");
                 counted += 2 + 8 + 4;
@@ -189,12 +218,7 @@ fn write(
         out.extend_from_slice(field.value);
         out.extend_from_slice(b"\r\n");
     }
-    if !has_server {
-        out.extend_from_slice(b"server: ");
-        out.extend_from_slice(server.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        counted += (6 + server.len() + 4) as u64;
-    }
+    counted += added.write(out, !has_server);
     match framing {
         Framing::Chunked | Framing::Close => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");

@@ -2,7 +2,12 @@ use super::*;
 
 fn head(raw: &[u8]) -> (Result<Option<Head>, HeadError>, String) {
     let mut out = Vec::new();
-    let parsed = parse(raw, &mut out, &HeaderValue::from_static("tollgate"));
+    let server = HeaderValue::from_static("tollgate");
+    let added = Added {
+        server: &server,
+        hsts: None,
+    };
+    let parsed = parse(raw, &mut out, &added);
     (parsed, String::from_utf8_lossy(&out).into_owned())
 }
 
@@ -143,4 +148,26 @@ fn hex_and_digits() {
     assert_eq!(digits(b"18446744073709551615"), Some(u64::MAX));
     assert_eq!(digits(b"18446744073709551616"), None);
     assert_eq!(digits(b""), None);
+}
+
+#[test]
+fn hsts_replaces_the_upstream_one() {
+    let server = HeaderValue::from_static("tollgate");
+    let hsts = HeaderValue::from_static("max-age=60");
+    let added = Added {
+        server: &server,
+        hsts: Some(&hsts),
+    };
+    let mut out = Vec::new();
+    let raw =
+        b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 0\r\n\r\n";
+    let h = parse(raw, &mut out, &added).unwrap().unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("strict-transport-security: max-age=60\r\n"),
+        "{out}"
+    );
+    assert!(!out.contains("max-age=1\r"), "{out}");
+    // content-length (14+1+4) + server (6+8+4) + hsts (25+10+4) + 19
+    assert_eq!(h.counted, 19 + 18 + 39 + 19);
 }

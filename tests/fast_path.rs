@@ -48,6 +48,9 @@ fn script(path: &str) -> Action {
               Trailer: X-Checksum\r\n\r\n5;name=value\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n\
               0\r\nX-Checksum: 42\r\n\r\n",
         ),
+        "/chunked-plain" => {
+            fixed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        }
         "/eof" => Action::ReplyClose(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the backend closes".to_vec(),
         ),
@@ -78,7 +81,23 @@ fn assert_statuses(run: &Run, want: &[&[u16]]) {
     let results = &run.conns;
     let got: Vec<Vec<u16>> = results.iter().map(ConnResult::statuses).collect();
     let want: Vec<Vec<u16>> = want.iter().map(|w| w.to_vec()).collect();
-    assert_eq!(got, want, "statuses per connection: {results:#?}");
+    let transcripts: Vec<String> = results
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let lines = c.responses.iter().map(move |r| match r {
+                Ok(got) => format!("conn {i}: {}", got.transcript()),
+                Err(e) => format!("conn {i}: error {e}"),
+            });
+            lines.chain([format!("conn {i}: end {}", c.end)])
+        })
+        .collect();
+    assert_eq!(
+        got,
+        want,
+        "statuses per connection:\n{}",
+        transcripts.join("\n")
+    );
 }
 
 fn ends(run: &Run) -> Vec<&str> {
@@ -90,7 +109,7 @@ async fn content_length_keep_alive_and_pipelined() {
     let pair = Pair::start(script, &[]).await;
     let three = || vec![get("/a"), get("/b?x=1"), get("/c/d")];
     let r = pair
-        .run("content-length", vec![seq(three()), pipe(three())])
+        .run_pooled("content-length", vec![seq(three()), pipe(three())])
         .await;
     assert_statuses(&r, &[&[200, 200, 200], &[200, 200, 200]]);
     assert_eq!(ends(&r), ["open", "open"]);
@@ -129,12 +148,19 @@ async fn two_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_and_close_delimited_bodies() {
     let pair = Pair::start(script, &[]).await;
+    let te_trailers = "GET /chunked HTTP/1.1\r\nHost: fp.test\r\nTE: trailers\r\n\r\n";
     let r = pair
         .run(
             "chunked and close-delimited",
             vec![
                 seq(vec![get("/chunked"), get("/chunked"), get("/after")]),
                 pipe(vec![get("/chunked"), get("/after")]),
+                seq(vec![raw(te_trailers), get("/after")]),
+                seq(vec![
+                    get("/chunked-plain"),
+                    get("/after"),
+                    get("/chunked-plain"),
+                ]),
                 seq(vec![get("/eof"), get("/after"), get("/eof")]),
                 pipe(vec![get("/eof"), get("/after")]),
             ],
@@ -147,7 +173,7 @@ async fn chunked_and_close_delimited_bodies() {
     let chunked = r.conns[0].responses[0].as_ref().unwrap();
     assert_eq!(chunked.framing, Framing::Chunked);
     assert_eq!(chunked.body, b"hello, world");
-    let eof = r.conns[2].responses[0].as_ref().unwrap();
+    let eof = r.conns[4].responses[0].as_ref().unwrap();
     assert_eq!(eof.body, b"until the backend closes");
     assert_ne!(
         eof.framing,
@@ -206,16 +232,42 @@ async fn forwarding_headers_request_ids_and_odd_targets() {
         X-Request-Id: client-id-42.A_b\r\nAccept: text/html\r\naccept: application/json\r\n\
         Cookie: a=1\r\nCOOKIE: b=2\r\nUser-Agent: fp-test/1\r\nX-Mixed-Case: Value\r\n\r\n";
     let bad_id = "GET /bad-id HTTP/1.1\r\nHost: fp.test\r\nX-Request-Id: not valid!\r\n\r\n";
+    let odd_host = "GET /x/./y/../z//w HTTP/1.1\r\nHOST: FP.test:80\r\n\r\n";
     let r = pair
         .run(
             "forwarding headers",
             vec![
-                seq(vec![raw(spoofed), raw(bad_id), get("/plain")]),
-                pipe(vec![raw(bad_id), raw(spoofed)]),
+                seq(vec![
+                    raw(spoofed),
+                    raw(bad_id),
+                    raw(odd_host),
+                    get("/plain"),
+                ]),
+                pipe(vec![raw(bad_id), raw(spoofed), raw(odd_host)]),
             ],
         )
         .await;
-    assert_statuses(&r, &[&[200, 200, 200], &[200, 200]]);
+    assert_statuses(&r, &[&[200, 200, 200, 200], &[200, 200, 200]]);
+    let spoofed_seen = &r.backend[0];
+    for want in [
+        "x-request-id: client-id-42.A_b",
+        "x-forwarded-for: 127.0.0.1 ;",
+        "x-real-ip: 127.0.0.1 ;",
+        "x-forwarded-host: fp.test ;",
+        "x-forwarded-proto: http ;",
+        "accept: application/json ; accept: text/html",
+        "cookie: a=1 ; cookie: b=2",
+    ] {
+        assert!(
+            spoofed_seen.contains(want),
+            "{want:?} not in {spoofed_seen}"
+        );
+    }
+    assert!(
+        r.backend[1].contains("x-request-id: <generated>"),
+        "{}",
+        r.backend[1]
+    );
     pair.assert_metrics_equal().await;
 }
 
@@ -225,6 +277,8 @@ async fn requests_the_fast_path_hands_to_hyper() {
     let post = "POST /post HTTP/1.1\r\nHost: fp.test\r\nContent-Length: 5\r\n\r\nhello";
     let post_chunked = "POST /post-chunked HTTP/1.1\r\nHost: fp.test\r\n\
         Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let get_body = "GET /get-body HTTP/1.1\r\nHost: fp.test\r\nContent-Length: 3\r\n\r\nabc";
+    let keep_alive = "GET /ka HTTP/1.1\r\nHost: fp.test\r\nConnection: keep-alive\r\n\r\n";
     let big = format!(
         "GET /big HTTP/1.1\r\nHost: fp.test\r\nX-Pad: {}\r\n\r\n",
         "p".repeat(3000)
@@ -237,6 +291,7 @@ async fn requests_the_fast_path_hands_to_hyper() {
                     raw("HEAD /head HTTP/1.1\r\nHost: fp.test\r\n\r\n"),
                     get("/after"),
                 ]),
+                seq(vec![raw(get_body), raw(keep_alive), get("/after")]),
                 seq(vec![raw(post), raw(post_chunked), get("/after")]),
                 seq(vec![get("/first"), raw(post), get("/after")]),
                 pipe(vec![get("/first"), raw(post), get("/after")]),
@@ -271,6 +326,7 @@ async fn requests_the_fast_path_hands_to_hyper() {
             &[200, 200, 200],
             &[200, 200, 200],
             &[200, 200, 200],
+            &[200, 200, 200],
             &[200],
             &[200],
             &[200, 200],
@@ -282,8 +338,8 @@ async fn requests_the_fast_path_hands_to_hyper() {
         ],
     );
     let closed = ["closed"; 5];
-    assert_eq!(&ends(&r)[4..6], &closed[..2], "Connection: close, HTTP/1.0");
-    assert_eq!(&ends(&r)[8..11], &closed[..3], "400, 400, 431");
+    assert_eq!(&ends(&r)[5..7], &closed[..2], "Connection: close, HTTP/1.0");
+    assert_eq!(&ends(&r)[9..12], &closed[..3], "400, 400, 431");
     pair.assert_metrics_equal().await;
 }
 
@@ -321,7 +377,7 @@ async fn upstream_keep_alive_reuse() {
     let pair = Pair::start(script, &[]).await;
     let five = (0..5).map(|i| get(&format!("/reuse/{i}"))).collect();
     let r = pair
-        .run("upstream reuse", vec![paused(five, SETTLE_POOL)])
+        .run_pooled("upstream reuse", vec![paused(five, SETTLE_POOL)])
         .await;
     assert_statuses(&r, &[&[200; 5]]);
     // The comparison checks both sides are equal; this checks the count.
@@ -333,7 +389,7 @@ async fn upstream_keep_alive_reuse() {
     tokio::time::sleep(SETTLE_POOL).await;
     let more = (0..3).map(|i| get(&format!("/again/{i}"))).collect();
     let r = pair
-        .run(
+        .run_pooled(
             "upstream reuse, second client",
             vec![paused(more, SETTLE_POOL)],
         )

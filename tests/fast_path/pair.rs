@@ -93,7 +93,7 @@ pub struct Pair {
     pub hyper: Tollgate,
     pub backend: ScriptedBackend,
     /// Both proxies run one worker, so the upstream connections a run
-    /// uses are deterministic and compared too. Upstream pools are per
+    /// uses are deterministic and can be compared. Upstream pools are per
     /// worker: with two, which worker accepts a client connection (and so
     /// whether a pooled upstream connection is found) varies run to run.
     single_worker: bool,
@@ -135,8 +135,25 @@ impl Pair {
     /// Plays `conns` (one after another) against the fast-path proxy, then
     /// against the hyper one, and asserts both sides saw the same thing.
     /// Returns the fast side's results for the scenario's own checks.
+    ///
+    /// Which upstream connection each request came on is not compared
+    /// here: the hyper path does not reuse an upstream connection after a
+    /// response with trailers (its body is dropped before it reports its
+    /// end), which a faster path need not copy. [`Pair::run_pooled`]
+    /// compares it.
     pub async fn run(&self, scenario: &str, conns: Vec<Conn>) -> Run {
-        let pooled = self.single_worker;
+        self.run_with(scenario, conns, false).await
+    }
+
+    /// [`Pair::run`], also comparing the upstream connections (needs a
+    /// single-worker pair): how many the backend accepted during the run
+    /// and which one each request came on.
+    pub async fn run_pooled(&self, scenario: &str, conns: Vec<Conn>) -> Run {
+        assert!(self.single_worker, "upstream pools are per worker");
+        self.run_with(scenario, conns, true).await
+    }
+
+    async fn run_with(&self, scenario: &str, conns: Vec<Conn>, pooled: bool) -> Run {
         let fast = self.side(&self.fast, &conns, pooled).await;
         let hyper = self.side(&self.hyper, &conns, pooled).await;
         let mut diffs = Vec::new();
@@ -159,6 +176,7 @@ impl Pair {
         );
         Run {
             conns: fast.results,
+            backend: fast.backend,
             accepted: fast.accepted,
             upstream_conns: fast.upstream_conns,
         }
@@ -244,6 +262,8 @@ struct Side {
 pub struct Run {
     /// What the client got, per connection.
     pub conns: Vec<ConnResult>,
+    /// What the backend received, one line per request (as compared).
+    pub backend: Vec<String>,
     /// Upstream connections the backend accepted during the run.
     pub accepted: usize,
     /// Distinct upstream connections the run's requests arrived on.

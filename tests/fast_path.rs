@@ -6,11 +6,16 @@
 //! scripted backend, and asserts (see [`pair::Pair::run`]) that both give
 //! the client the same status lines, header multisets, de-chunked bodies,
 //! framing and connection state; that the backend receives the same
-//! request lines, header multisets and bodies on the same number of
-//! upstream connections; that the access-log lines and the
-//! `tollgate_requests_total` series are the same. Each scenario also checks
-//! the expected statuses, so that a scenario that stopped exercising what
-//! it names fails rather than comparing two identical errors.
+//! request lines, header multisets and bodies (and, in the scenarios about
+//! upstream keep-alive, on the same upstream connections); that the
+//! access-log lines and the `tollgate_requests_total` series are the same.
+//! Each scenario also checks the expected statuses, so that a scenario
+//! that stopped exercising what it names fails rather than comparing two
+//! identical errors.
+//!
+//! The proxies run one worker each (`--threads 1`) unless a test says
+//! otherwise: upstream pools are per worker, so with one worker the
+//! upstream connections a run uses repeat from run to run.
 
 // The scripted backend's request log is test scaffolding, not the proxy.
 #![allow(clippy::disallowed_types)]
@@ -365,11 +370,10 @@ async fn upstream_failures() {
     pair.assert_metrics_equal().await;
 }
 
-/// Time for a finished upstream exchange to return its connection to the
-/// pool before the next request: a connection is checked in once its
-/// response body was read to the end, which may come just after the
-/// client already has the whole response and sent its next request (then
-/// that request opens a second connection, in both modes alike).
+/// Pause between requests where upstream connections are counted: a
+/// connection is checked back into its pool once its response body was
+/// read to the end, which may come just after the client already has the
+/// whole response; the pause keeps the count from depending on that race.
 const SETTLE_POOL: Duration = Duration::from_millis(100);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

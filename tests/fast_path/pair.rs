@@ -345,11 +345,21 @@ fn access_log(tg: &Tollgate) -> Vec<String> {
         .proc_
         .stdout_text()
         .lines()
-        .filter(|l| l.starts_with("127.0.0.1 - "))
+        .filter(|l| is_access_line(l))
         .map(mask_access_line)
         .collect();
     lines.sort();
     lines
+}
+
+/// An access-log line (`$remote_addr - ...`), not one of the process's
+/// own log lines, which share stdout.
+fn is_access_line(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let addr = words
+        .next()
+        .and_then(|w| w.parse::<std::net::IpAddr>().ok());
+    addr.is_some() && words.next() == Some("-")
 }
 
 fn mask_access_line(line: &str) -> String {

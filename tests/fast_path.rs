@@ -75,6 +75,7 @@ fn script(path: &str) -> Action {
         "/599" => fixed(b"HTTP/1.1 599 Network Whatever\r\nContent-Length: 3\r\n\r\n599"),
         "/close-header" => Action::ReplyClose(ok("Connection: close\r\n", "last")),
         "/close-silently" => Action::ReplyClose(ok("", "closed after")),
+        "/close-idle" => Action::ReplyIdleClose(Duration::from_millis(50), ok("", "idle closed")),
         "/no-answer" => Action::Close,
         "/slow" => Action::Delay(Duration::from_secs(3), ok("", "too late")),
         p => Action::Reply(ok("Content-Type: text/plain\r\n", &format!("path {p}"))),
@@ -417,10 +418,13 @@ async fn backend_closing_keep_alive_connections() {
                 seq(closing("/close-header")),
                 seq(closing("/close-silently")),
                 paused(closing("/close-silently"), SETTLE_POOL),
+                seq(closing("/close-idle")),
+                paused(closing("/close-idle"), SETTLE_POOL),
             ],
         )
         .await;
-    assert_statuses(&r, &[&[200; 4], &[200; 4], &[200; 4]]);
-    assert_eq!(ends(&r), ["open", "open", "open"]);
+    let four_ok: &[u16] = &[200; 4];
+    assert_statuses(&r, &[four_ok; 5]);
+    assert_eq!(ends(&r), ["open"; 5]);
     pair.assert_metrics_equal().await;
 }

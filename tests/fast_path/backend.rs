@@ -20,6 +20,9 @@ pub enum Action {
     Reply(Vec<u8>),
     /// Writes these bytes and closes the connection.
     ReplyClose(Vec<u8>),
+    /// Writes these bytes, then closes the connection once it has been
+    /// idle this long (as a backend's keep-alive timeout does).
+    ReplyIdleClose(Duration, Vec<u8>),
     /// Closes the connection without answering.
     Close,
     /// Waits, then writes these bytes and closes.
@@ -121,6 +124,16 @@ async fn serve(mut wire: Wire, conn: usize, script: Script, seen: Arc<Mutex<Vec<
             Action::ReplyClose(bytes) => {
                 let _ = wire.send(&bytes).await;
                 return;
+            }
+            Action::ReplyIdleClose(idle, bytes) => {
+                if wire.send(&bytes).await.is_err() {
+                    return;
+                }
+                // Serve a request that comes within `idle`, else close.
+                match tokio::time::timeout(idle, wire.fill()).await {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    _ => return,
+                }
             }
             Action::Close => return,
             Action::Delay(wait, bytes) => {

@@ -110,7 +110,8 @@ impl Wire {
             .map_err(|e| format!("write: {e}"))
     }
 
-    async fn fill(&mut self) -> Result<usize, String> {
+    /// Reads what the peer sent next into the buffer: the count, 0 at EOF.
+    pub async fn fill(&mut self) -> Result<usize, String> {
         if self.eof {
             return Ok(0);
         }

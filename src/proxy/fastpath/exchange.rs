@@ -5,10 +5,9 @@
 //! - [`serve_one`] answers [`Served::Hyper`] only before it committed
 //!   (nothing counted, logged or sent); after, exactly one response or a
 //!   cut connection.
-//! - A pooled connection that ends before any byte of the response was
-//!   stale (the upstream closed it while idle): the request goes once more
-//!   on a new connection to the same endpoint (only `GET` takes this path,
-//!   so sending it again is safe).
+//! - A request is sent once: a pooled connection is checked before use
+//!   ([`super::upstream`]), and a connection that fails after the request
+//!   was written is a 502, as on the hyper path.
 //! - The response-header timeout is the upstream connection's timer, reset
 //!   for each request; the body has no timeout, as on the hyper path.
 
@@ -101,9 +100,8 @@ struct Routed<'p> {
 /// Why an exchange produced no usable response head.
 enum Failure {
     Timeout,
-    /// The connection ended or failed; `true` when part of a response had
-    /// come.
-    Broken(bool),
+    /// The connection ended or failed.
+    Broken,
     Malformed,
     UnaskedUpgrade,
     /// The client closed its connection.
@@ -128,13 +126,11 @@ where
         return Served::Hyper;
     };
     let settings = &state.settings;
-    let mut reused = true;
     let mut connected = None;
     let mut conn = match upstream::take(routed.endpoint.id, settings.upstream_idle_timeout) {
         Some(conn) => conn,
         None => match dial(&routed, settings.connect_timeout).await {
             Some((conn, took)) => {
-                reused = false;
                 connected = Some(took);
                 conn
             }
@@ -182,23 +178,13 @@ where
     let endpoint = &routed.endpoint;
     let inflight = endpoint.start_request();
     let timeout = settings.response_timeout;
-    let mut sent = Instant::now();
-    let mut result = exchange(&mut conn, client, bufs, &added, sent + timeout).await;
-    if reused && matches!(result, Err(Failure::Broken(false))) {
-        // A stale pooled connection: once more on a new one.
-        match dial(&routed, settings.connect_timeout).await {
-            Some((fresh, took)) => {
-                conn = fresh;
-                record.timing.connected(took);
-                sent = Instant::now();
-                result = exchange(&mut conn, client, bufs, &added, sent + timeout).await;
-            }
-            None => result = Err(Failure::Broken(false)),
-        }
-    }
-    record.upstream(Some(endpoint.clone()));
+    let sent = Instant::now();
+    let result = exchange(&mut conn, client, bufs, &added, sent + timeout).await;
     let head = match result {
-        Ok(head) => head,
+        Ok(head) => {
+            record.upstream(Some(endpoint.clone()));
+            head
+        }
         // The client went away first: its record counts a 499, and the
         // upstream connection (its response unread) is dropped.
         Err(Failure::ClientGone) => return Served::Close,
@@ -206,7 +192,7 @@ where
             let error = match failure {
                 Failure::Timeout => ProxyError::Timeout,
                 Failure::UnaskedUpgrade => ProxyError::UnaskedUpgrade,
-                Failure::Broken(_) | Failure::ClientGone => {
+                Failure::Broken | Failure::ClientGone => {
                     ProxyError::UpstreamBroken("connection closed")
                 }
                 Failure::Malformed => ProxyError::UpstreamBroken("malformed response head"),
@@ -317,7 +303,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<response::Head, Failure> {
     conn.timer.as_mut().reset(deadline);
     if conn.stream.write_all(&bufs.up).await.is_err() {
-        return Err(Failure::Broken(false));
+        return Err(Failure::Broken);
     }
     loop {
         bufs.down.clear();
@@ -338,7 +324,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         })
         .await?;
         match read {
-            Ok(0) | Err(_) => return Err(Failure::Broken(!conn.pending().is_empty())),
+            Ok(0) | Err(_) => return Err(Failure::Broken),
             Ok(_) => {}
         }
     }

@@ -8,7 +8,8 @@
 //!   no lock and no atomic, and a connection never moves to another worker.
 //! - A connection is checked in only at a request boundary: its response
 //!   was read to the end, nothing more was buffered, and the upstream did
-//!   not ask to close.
+//!   not ask to close; and checked out only while the upstream has neither
+//!   closed it nor sent anything since ([`Upstream::is_open`]).
 //! - At most [`MAX_IDLE_PER_ENDPOINT`] idle connections per endpoint and
 //!   worker; connections idle longer than the upstream idle timeout are
 //!   dropped at checkout and by [`sweep`] (removed endpoints included).
@@ -72,6 +73,21 @@ impl Upstream {
         }
     }
 
+    /// Whether an idle connection can take a request: the upstream neither
+    /// closed it nor sent anything since its last response. The event loop
+    /// marks the socket readable when either happens, so a connection that
+    /// is not readable is open without a system call; a readable one is
+    /// read once to tell (hyper's pool learns the same from its
+    /// connection task, which reads idle connections).
+    fn is_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if self.stream.poll_read_ready(&mut cx).is_pending() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     /// The bytes read and not consumed.
     pub fn pending(&self) -> &[u8] {
         self.buf.get(self.start..self.end).unwrap_or_default()
@@ -131,7 +147,10 @@ pub fn take(id: u64, max_idle: Duration) -> Option<Upstream> {
             if now.saturating_sub(c.since_ms) > max_idle_ms {
                 continue;
             }
-            return Some(c.conn);
+            let mut conn = c.conn;
+            if conn.is_open() {
+                return Some(conn);
+            }
         }
         None
     })

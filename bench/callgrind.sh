@@ -81,12 +81,12 @@ for out in "$work"/cg.out.1-*; do
   t=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); if ($1 == ".") $1 = 0; print $1}')
   [ -z "${DEBUG:-}" ] || echo "$out: $t" >&2
   ir=$((ir + ${t:-0}))
-  if grep -q 'proxy..service..handle\|access_log..write_loop\|src/access_log/mod.rs' "$out"; then wir=$((wir + ${t:-0})); fi
+  if grep -q 'proxy..service..handle\|proxy..fastpath\|access_log..write_loop\|src/access_log/mod.rs' "$out"; then wir=$((wir + ${t:-0})); fi
   # The access-log writer thread (its loop is inlined into the thread's
   # entry, so the `worker` test above does not see it): the thread that
   # runs access_log's code and writes to stdout, and serves no request.
   if grep -q 'src/access_log/mod.rs' "$out" && grep -q 'StdoutLock' "$out" \
-    && ! grep -q 'proxy..service..handle' "$out"; then lir=$((lir + ${t:-0})); fi
+    && ! grep -q 'proxy..service..handle\|proxy..fastpath' "$out"; then lir=$((lir + ${t:-0})); fi
 done
 n=$((after - before))
 echo "requests: $n  instructions: $ir  per request: $((ir / n))  worker threads: $((wir / n))  log writer: $((lir / n))"

@@ -113,7 +113,6 @@ pub(super) async fn serve_one<I>(
     client: &mut Client<'_, I>,
     ctx: &Arc<ConnCtx>,
     head: &Head<'_>,
-    fields: &[httparse::Header<'_>],
     bufs: &mut Buffers,
 ) -> Served
 where
@@ -164,7 +163,7 @@ where
     if let Some(took) = connected {
         record.timing.connected(took);
     }
-    request::write_upstream(&mut bufs.up, head, fields, &ctx.client, new_id.as_ref());
+    request::write_upstream(&mut bufs.up, head, &ctx.client, new_id.as_ref());
     let globals = published.table.globals();
     let server = globals.server.clone().unwrap_or(SERVER);
     let hsts = match &globals.hsts {

@@ -39,6 +39,7 @@ pub mod upstream;
 mod exchange;
 
 use std::future::poll_fn;
+use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
@@ -107,17 +108,15 @@ where
             // served, what the client sends next (a pipelined request) is
             // read into the spare part behind them.
             let (filled, spare) = input.buf.split_at_mut(input.end);
-            let mut fields = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+            let mut fields = [const { MaybeUninit::uninit() }; request::MAX_HEADERS];
             match request::parse(filled.get(input.start..).unwrap_or_default(), &mut fields) {
                 Err(NotFast) => Step::Hyper,
                 Ok(None) if pending >= limit => Step::Hyper,
                 Ok(None) => Step::Read,
                 Ok(Some(head)) if head.len > limit => Step::Hyper,
                 Ok(Some(head)) => {
-                    let fields = fields.get(..head.fields).unwrap_or_default();
                     let mut client = exchange::Client::new(io, spare);
-                    let served =
-                        exchange::serve_one(&mut client, ctx, &head, fields, &mut bufs).await;
+                    let served = exchange::serve_one(&mut client, ctx, &head, &mut bufs).await;
                     let read = client.read;
                     match served {
                         Served::Next => Step::Consume(head.len, read),

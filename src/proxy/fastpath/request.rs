@@ -18,6 +18,8 @@
 //!   one.
 //! - Never panics on client bytes: httparse parses, slices are checked.
 
+use std::mem::MaybeUninit;
+
 use http::HeaderValue;
 
 use crate::proxy::headers::{valid_request_id, ClientInfo};
@@ -47,8 +49,8 @@ pub struct Head<'b> {
     /// The head's size in canonical form, as the hyper path counts it
     /// ([`crate::proxy::headers::h1_head_len`]).
     pub canonical_len: usize,
-    /// The number of fields in the parse buffer.
-    pub fields: usize,
+    /// The fields, as parsed.
+    pub fields: &'b [httparse::Header<'b>],
 }
 
 /// What the client's field is to the fast path.
@@ -63,14 +65,15 @@ enum Field {
     NotFast,
 }
 
-/// Parses the request head at the start of `buf` into `fields`: `Ok(None)`
-/// when more bytes are needed.
+/// Parses the request head at the start of `buf` into `fields` (left
+/// uninitialised by the caller: httparse writes only what it parses):
+/// `Ok(None)` when more bytes are needed.
 pub fn parse<'b>(
     buf: &'b [u8],
-    fields: &mut [httparse::Header<'b>; MAX_HEADERS],
+    fields: &'b mut [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS],
 ) -> Result<Option<Head<'b>>, NotFast> {
-    let mut request = httparse::Request::new(fields);
-    let len = match request.parse(buf) {
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(buf, fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(NotFast),
@@ -88,7 +91,8 @@ pub fn parse<'b>(
     let mut user_agent: Option<&[u8]> = None;
     let mut referer: Option<&[u8]> = None;
     let mut field_bytes = 0usize;
-    for field in request.headers.iter() {
+    let parsed: &'b [httparse::Header<'b>] = request.headers;
+    for field in parsed {
         field_bytes += field.name.len() + field.value.len() + 4;
         match classify(field.name.as_bytes()) {
             Field::Forward | Field::Forwarding => {}
@@ -127,7 +131,7 @@ pub fn parse<'b>(
         referer: referer.unwrap_or_default(),
         // `GET SP target SP HTTP/1.1 CRLF`, the fields, the final CRLF.
         canonical_len: 3 + 1 + target.len() + 1 + 8 + 2 + field_bytes + 2,
-        fields: request.headers.len(),
+        fields: parsed,
     }))
 }
 
@@ -187,7 +191,6 @@ fn uri_byte(b: u8) -> bool {
 pub fn write_upstream(
     out: &mut Vec<u8>,
     head: &Head<'_>,
-    fields: &[httparse::Header<'_>],
     client: &ClientInfo,
     new_id: Option<&HeaderValue>,
 ) {
@@ -195,7 +198,7 @@ pub fn write_upstream(
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for field in fields {
+    for field in head.fields {
         let name = field.name.as_bytes();
         let keep = match classify(name) {
             Field::Forwarding => false,

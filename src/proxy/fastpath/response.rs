@@ -19,6 +19,7 @@
 //!   a cut connection, as on the hyper path).
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::time::SystemTime;
 
 use http::HeaderValue;
@@ -99,9 +100,14 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, added: &Added<'_>) -> Result<Option<
     let mut skipped = 0usize;
     loop {
         let rest = buf.get(skipped..).unwrap_or_default();
-        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut fields);
-        let len = match response.parse(rest) {
+        let mut fields = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            rest,
+            &mut fields,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(HeadError::Malformed),
@@ -137,28 +143,36 @@ fn write(
     let mut encoded = false;
     let mut length: Option<u64> = None;
     let mut close = version == 0;
+    let mut connection = false;
     for field in fields {
-        if field.name.eq_ignore_ascii_case("transfer-encoding") {
-            encoded = true;
-            // The final coding decides (RFC 9112 §6.3).
-            chunked = last_token(field.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-        } else if field.name.eq_ignore_ascii_case("content-length") {
-            for value in field.value.split(|b| *b == b',') {
-                let n = digits(value.trim_ascii()).ok_or(HeadError::Malformed)?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(HeadError::Malformed);
-                }
-                length = Some(n);
+        match kind(field.name.as_bytes()) {
+            Kind::TransferEncoding => {
+                encoded = true;
+                // The final coding decides (RFC 9112 §6.3).
+                chunked =
+                    last_token(field.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
             }
-        } else if field.name.eq_ignore_ascii_case("connection") {
-            for token in field.value.split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
-                    close = false;
+            Kind::ContentLength => {
+                for value in field.value.split(|b| *b == b',') {
+                    let n = digits(value.trim_ascii()).ok_or(HeadError::Malformed)?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(HeadError::Malformed);
+                    }
+                    length = Some(n);
                 }
             }
+            Kind::Connection => {
+                connection = true;
+                for token in field.value.split(|b| *b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
+                        close = false;
+                    }
+                }
+            }
+            _ => {}
         }
     }
     let bodiless = status == 204 || status == 304;
@@ -189,30 +203,40 @@ fn write(
     let mut wrote_length = false;
     for field in fields {
         let name = field.name.as_bytes();
-        // HSTS replaces the upstream's own (as the hyper path's `insert`).
-        let replaced =
-            added.hsts.is_some() && name.eq_ignore_ascii_case(b"strict-transport-security");
-        if replaced || hop_by_hop(name) || named_in_connection(fields, name) {
-            if name.eq_ignore_ascii_case(b"te") && has_token(field.value, b"trailers") {
+        let kind = kind(name);
+        let dropped = match kind {
+            Kind::HopByHop | Kind::TransferEncoding | Kind::Connection => true,
+            // HSTS replaces the upstream's own (as the hyper path's `insert`).
+            Kind::Hsts => added.hsts.is_some(),
+            _ => false,
+        };
+        if dropped || (connection && named_in_connection(fields, name)) {
+            if kind == Kind::HopByHop
+                && name.eq_ignore_ascii_case(b"te")
+                && has_token(field.value, b"trailers")
+            {
                 out.extend_from_slice(b"te: trailers\r\n");
                 counted += 2 + 8 + 4;
             }
             continue;
         }
         counted += (name.len() + field.value.len() + 4) as u64;
-        if name.eq_ignore_ascii_case(b"content-length") {
-            // Written once, for a body of that length (hyper's rule); an
-            // empty body gets its own `content-length: 0` below.
-            if matches!(framing, Framing::Length(_)) && !encoded && !wrote_length {
-                wrote_length = true;
-                out.extend_from_slice(b"content-length: ");
-                out.extend_from_slice(field.value);
-                out.extend_from_slice(b"\r\n");
+        match kind {
+            Kind::ContentLength => {
+                // Written once, for a body of that length (hyper's rule); an
+                // empty body gets its own `content-length: 0` below.
+                if matches!(framing, Framing::Length(_)) && !wrote_length {
+                    wrote_length = true;
+                    out.extend_from_slice(b"content-length: ");
+                    out.extend_from_slice(field.value);
+                    out.extend_from_slice(b"\r\n");
+                }
+                continue;
             }
-            continue;
+            Kind::Server => has_server = true,
+            Kind::Date => has_date = true,
+            _ => {}
         }
-        has_server |= name.eq_ignore_ascii_case(b"server");
-        has_date |= name.eq_ignore_ascii_case(b"date");
         lowercase_into(out, name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(field.value);
@@ -247,16 +271,37 @@ pub fn finish_head(out: &mut Vec<u8>, close: bool) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Connection-specific names (hop-by-hop), as [`crate::hop_by_hop`].
-fn hop_by_hop(name: &[u8]) -> bool {
+/// What a response field is to the fast path, told once per field (by
+/// length first: one comparison for most names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    TransferEncoding,
+    ContentLength,
+    Connection,
+    /// Connection-specific otherwise (`TE`, `Expect`, `Upgrade`,
+    /// `Keep-Alive`, `Proxy-Connection`), as [`crate::hop_by_hop`].
+    HopByHop,
+    Server,
+    Date,
+    Hsts,
+    Other,
+}
+
+fn kind(name: &[u8]) -> Kind {
+    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
     match name.len() {
-        2 => name.eq_ignore_ascii_case(b"te"),
-        6 => name.eq_ignore_ascii_case(b"expect"),
-        7 => name.eq_ignore_ascii_case(b"upgrade"),
-        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
-        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
-        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
-        _ => false,
+        2 if is(b"te") => Kind::HopByHop,
+        4 if is(b"date") => Kind::Date,
+        6 if is(b"server") => Kind::Server,
+        6 if is(b"expect") => Kind::HopByHop,
+        7 if is(b"upgrade") => Kind::HopByHop,
+        10 if is(b"connection") => Kind::Connection,
+        10 if is(b"keep-alive") => Kind::HopByHop,
+        14 if is(b"content-length") => Kind::ContentLength,
+        16 if is(b"proxy-connection") => Kind::HopByHop,
+        17 if is(b"transfer-encoding") => Kind::TransferEncoding,
+        25 if is(b"strict-transport-security") => Kind::Hsts,
+        _ => Kind::Other,
     }
 }
 

@@ -255,7 +255,8 @@ fn route<'p>(ctx: &ConnCtx, published: &'p Published, head: &Head<'_>) -> Option
     }
     let id = table.lookup(host, &path::normalize(head.path))?;
     let route = table.route(id)?;
-    if !route.plain || route.redirect_https {
+    // Plain HTTP to a host redirected to HTTPS: the hyper path answers.
+    if !route.plain || (route.redirect_https && !client.tls) {
         return None;
     }
     let backend = Backend::of(published, route.upstream)?;

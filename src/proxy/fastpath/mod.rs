@@ -12,7 +12,7 @@
 //!   HTTPS, for the connection's own server name, with HSTS added as the
 //!   response side does), from an untrusted peer, with no ConfigMap trust
 //!   or user-agent block, in a table without Gateway routes, to a plain
-//!   route (no policy, no canary, no HTTPS redirect) whose upstream is
+//!   route (no policy, no canary, no redirect to HTTPS) whose upstream is
 //!   plain HTTP/1.1 and has an endpoint.
 //! - Hands over before any side effect: until an upstream connection is in
 //!   hand, nothing was counted, logged or sent, and the request's bytes are

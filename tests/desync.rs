@@ -754,3 +754,48 @@ async fn expect_continue_is_answered_by_the_proxy() {
         other => panic!("backend saw {other:?}"),
     }
 }
+
+/// Requests the HTTP/1.1 fast path serves first, then a smuggling head on
+/// the same connection: the framing check picks up where the fast path
+/// handed over, so the third head is refused (400) and never reaches the
+/// backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_after_fast_path_requests_is_refused() {
+    let recorder = Recorder::default();
+    let port = recording_backend(recorder.clone()).await;
+    let tg = Tollgate::with_docs(&route_docs(port)).await;
+    let mut s = TcpStream::connect(tg.http_addr()).await.unwrap();
+    let mut seen = Vec::new();
+    let requests = [
+        format!("GET /one HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+        format!("GET /two HTTP/1.1\r\nHost: {HOST}\r\n\r\n"),
+        format!(
+            "POST /smuggled HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 4\r\n\
+             Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
+    ];
+    for (i, request) in requests.iter().enumerate() {
+        s.write_all(request.as_bytes()).await.unwrap();
+        // Read until this request's response head has come.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while seen.windows(9).filter(|w| *w == b"HTTP/1.1 ").count() <= i {
+            let mut tmp = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, s.read(&mut tmp))
+                .await
+                .expect("a response in time")
+                .unwrap();
+            assert!(n > 0, "closed after {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&tmp[..n]);
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| text.get(at + 9..at + 12))
+        .collect();
+    assert_eq!(statuses, ["200", "200", "400"], "{text}");
+    assert!(
+        conn_of(&recorder.since(0), "/smuggled").is_none(),
+        "the smuggling head reached the backend"
+    );
+}

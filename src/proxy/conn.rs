@@ -181,6 +181,11 @@ impl Activity {
         }
     }
 
+    /// Requests begun on this connection so far.
+    pub(super) fn begun(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
     /// Asks the connection's task for [`GRACEFUL`] or [`CLOSE`]; a request
     /// never lowers what was asked before.
     pub(super) fn signal(&self, what: u8) {

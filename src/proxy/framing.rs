@@ -89,6 +89,17 @@ fn content_length(digits: &[u8]) -> Option<u64> {
 }
 
 impl FramingCheck {
+    /// A check that starts at a head boundary after `heads` request heads
+    /// (checked by someone else: the HTTP/1.1 fast path, which serves only
+    /// heads without a body or framing headers), so the next head is
+    /// numbered `heads + 1`.
+    pub fn after_heads(heads: u64) -> Self {
+        Self {
+            heads,
+            ..Self::default()
+        }
+    }
+
     pub fn is_off(&self) -> bool {
         self.state == State::Off
     }

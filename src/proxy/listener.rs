@@ -221,6 +221,21 @@ fn hyper_answer(buf: &[u8]) -> Option<usize> {
     buf.get(line..)?.starts_with(AFTER).then_some(line)
 }
 
+/// Feeds client bytes to the connection's framing check, publishing the
+/// first bad head to its activity (for the service to answer 400).
+fn check_framing(framing: &mut FramingCheck, activity: &Activity, fresh: &[u8]) {
+    if framing.is_off() {
+        return;
+    }
+    framing.feed(fresh);
+    if let Some((n, reason)) = framing.bad_head() {
+        // The reason first: the head number publishes it.
+        activity.bad_reason.store(reason as u8, Ordering::Relaxed);
+        activity.bad_head.store(n, Ordering::Relaxed);
+        framing.off();
+    }
+}
+
 impl<T> TrackedIo<T> {
     fn bump(&mut self) {
         self.events = self.events.wrapping_add(1);
@@ -264,17 +279,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
                 }
             }
             let fresh = buf.filled().get(before..).unwrap_or_default();
-            if !this.framing.is_off() {
-                this.framing.feed(fresh);
-                if let Some((n, reason)) = this.framing.bad_head() {
-                    // The reason first: the head number publishes it.
-                    this.activity
-                        .bad_reason
-                        .store(reason as u8, Ordering::Relaxed);
-                    this.activity.bad_head.store(n, Ordering::Relaxed);
-                    this.framing.off();
-                }
-            }
+            check_framing(&mut this.framing, &this.activity, fresh);
             self.reads = self.reads.wrapping_add(1);
             self.activity
                 .read_events
@@ -627,13 +632,20 @@ async fn serve_connection<I>(
     // HTTP/1.1 starts on the fast path; hyper takes over (from the bytes
     // the fast path read) at the first request it does not serve.
     let replay = if fast_path {
+        // The fast path's heads have no body and no framing headers: the
+        // check starts again at the first head it hands over.
+        io.framing.off();
         match fastpath::serve(&mut io, &ctx).await {
             fastpath::Exit::Closed => {
                 drop(activity.waker.take());
                 tracing::debug!(%peer, "connection closed on the fast path");
                 return;
             }
-            fastpath::Exit::Hyper(bytes) => bytes,
+            fastpath::Exit::Hyper(bytes) => {
+                io.framing = FramingCheck::after_heads(activity.begun());
+                check_framing(&mut io.framing, &activity, &bytes);
+                bytes
+            }
         }
     } else {
         Vec::new()

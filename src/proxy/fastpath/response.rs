@@ -144,8 +144,11 @@ fn write(
     let mut length: Option<u64> = None;
     let mut close = version == 0;
     let mut connection = false;
-    for field in fields {
-        match kind(field.name.as_bytes()) {
+    // Each field told once; the second pass reads the kinds back.
+    let mut kinds = [Kind::Other; MAX_HEADERS];
+    for (field, slot) in fields.iter().zip(kinds.iter_mut()) {
+        *slot = kind(field.name.as_bytes());
+        match *slot {
             Kind::TransferEncoding => {
                 encoded = true;
                 // The final coding decides (RFC 9112 §6.3).
@@ -201,9 +204,8 @@ fn write(
     let mut has_server = false;
     let mut has_date = false;
     let mut wrote_length = false;
-    for field in fields {
+    for (field, &kind) in fields.iter().zip(kinds.iter()) {
         let name = field.name.as_bytes();
-        let kind = kind(name);
         let dropped = match kind {
             Kind::HopByHop | Kind::TransferEncoding | Kind::Connection => true,
             // HSTS replaces the upstream's own (as the hyper path's `insert`).

@@ -55,6 +55,9 @@
 //!   it with one branch) → `forward` (endpoint choice, thread-local
 //!   connection pools keyed by endpoint id, retries, timeouts) →
 //!   `response` (metrics, access log, HSTS). No step calls one above it.
+//!   `fastpath` is the same way down for the common plain keep-alive
+//!   HTTP/1.1 `GET`, byte to byte without hyper; it hands a connection to
+//!   hyper at the first request it does not serve.
 //! - [`tls`]: TLS in one place. `tls::server` terminates client
 //!   connections: the rustls server configuration (versions, ALPN), the
 //!   certificate resolver over the published table, the default

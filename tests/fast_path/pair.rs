@@ -48,12 +48,18 @@ pub fn get(path: &str) -> Req {
 
 /// One client connection: batches written with one write each, every
 /// batch's responses read before the next batch is written, `pause`
-/// between batches; to the plain-HTTP listener, or to the HTTPS one with
-/// this server name (SNI).
+/// between batches; to the plain-HTTP listener, or to the HTTPS one.
 pub struct Conn {
     batches: Vec<Vec<Req>>,
     pause: Duration,
-    sni: Option<String>,
+    transport: Transport,
+}
+
+/// Which listener a [`Conn`] connects to, and how.
+enum Transport {
+    Plain,
+    /// TLS with this server name (`None`: no SNI extension).
+    Tls(Option<String>),
 }
 
 impl Conn {
@@ -61,7 +67,15 @@ impl Conn {
     /// server name (ALPN `http/1.1`; any certificate accepted).
     pub fn over_tls(self, sni: &str) -> Conn {
         Conn {
-            sni: Some(sni.to_string()),
+            transport: Transport::Tls(Some(sni.to_string())),
+            ..self
+        }
+    }
+
+    /// The same connection over TLS without a server name.
+    pub fn over_tls_without_sni(self) -> Conn {
+        Conn {
+            transport: Transport::Tls(None),
             ..self
         }
     }
@@ -77,7 +91,7 @@ pub fn paused(reqs: Vec<Req>, pause: Duration) -> Conn {
     Conn {
         batches: reqs.into_iter().map(|r| vec![r]).collect(),
         pause,
-        sni: None,
+        transport: Transport::Plain,
     }
 }
 
@@ -86,7 +100,7 @@ pub fn pipe(reqs: Vec<Req>) -> Conn {
     Conn {
         batches: vec![reqs],
         pause: Duration::ZERO,
-        sni: None,
+        transport: Transport::Plain,
     }
 }
 
@@ -308,16 +322,16 @@ pub struct Run {
 /// Plays one connection (bounded by [`CONN_TIMEOUT`]).
 async fn play(tg: &Tollgate, conn: &Conn) -> ConnResult {
     let run = async {
-        match &conn.sni {
-            None => {
+        match &conn.transport {
+            Transport::Plain => {
                 let s = tokio::net::TcpStream::connect(tg.http_addr())
                     .await
                     .map_err(|e| format!("connect: {e}"))?;
                 Ok::<_, String>(converse(Wire::new(s), conn).await)
             }
-            Some(sni) => {
+            Transport::Tls(sni) => {
                 let s = TlsClient::default()
-                    .connect(tg.https_addr(), Some(sni))
+                    .connect(tg.https_addr(), sni.as_deref())
                     .await?;
                 Ok(converse(Wire::new(s), conn).await)
             }

@@ -184,8 +184,9 @@ async fn hsts_from_the_flag() {
     pair.assert_metrics_equal().await;
 }
 
-/// A Host other than the SNI: 421 for a host with a certificate of its
-/// own, served for one without; the connection goes on either way.
+/// A Host other than the SNI (or no SNI at all): 421 for a host with a
+/// certificate of its own, served for one without; the connection goes on
+/// either way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_other_than_the_server_name() {
     let pair = tls_pair(&["--hsts", "max-age=60"], Vec::new()).await;
@@ -200,6 +201,7 @@ async fn host_other_than_the_server_name() {
                 seq(vec![get_to(BARE, "/w"), get_to(BARE, "/w2")]).over_tls(BARE),
                 seq(vec![raw(cased), get("/after")]).over_tls(HOST),
                 pipe(vec![get("/a"), get_to(OTHER, "/x"), get("/b")]).over_tls(HOST),
+                seq(vec![get_to(BARE, "/n"), get("/n2")]).over_tls_without_sni(),
             ],
         )
         .await;
@@ -212,6 +214,7 @@ async fn host_other_than_the_server_name() {
             &[200, 200],
             &[200, 200],
             &[200, 421, 200],
+            &[200, 421],
         ],
     );
     assert_hsts(&r, Some("max-age=60"));
@@ -237,5 +240,40 @@ async fn ssl_redirect_applies_to_plain_http_only() {
     let redirect = r.conns[0].responses[0].as_ref().unwrap();
     assert_eq!(redirect.field("location"), Some("https://fp.test/r?q=1"));
     assert_hsts(&r, None);
+    pair.assert_metrics_equal().await;
+}
+
+/// Upstream failures over HTTPS: the fast path's own 502/504 carry HSTS as
+/// hyper's do; a dead endpoint and a host without a route are answered
+/// alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_over_https() {
+    let args = ["--hsts", "max-age=60", "--upstream-response-timeout", "1s"];
+    let pair = tls_pair(&args, Vec::new()).await;
+    let dead = "dead.test";
+    let nowhere = "nowhere.test";
+    let r = pair
+        .run(
+            "upstream failures over HTTPS",
+            vec![
+                seq(vec![get("/no-answer"), get("/after")]).over_tls(HOST),
+                seq(vec![get("/slow"), get("/after")]).over_tls(HOST),
+                seq(vec![get_to(dead, "/dead"), get_to(dead, "/again")]).over_tls(dead),
+                seq(vec![get_to(nowhere, "/x"), get_to(nowhere, "/y")]).over_tls(nowhere),
+                pipe(vec![get("/no-answer"), get("/after")]).over_tls(HOST),
+            ],
+        )
+        .await;
+    assert_statuses(
+        &r,
+        &[
+            &[502, 200],
+            &[504, 200],
+            &[502, 502],
+            &[404, 404],
+            &[502, 200],
+        ],
+    );
+    assert_hsts(&r, Some("max-age=60"));
     pair.assert_metrics_equal().await;
 }

@@ -25,7 +25,7 @@ const OTHER: &str = "other.test";
 const BARE: &str = "bare.test";
 /// The ConfigMap giving HSTS in [`hsts_from_the_config_map`].
 const CM: &str = "tollgate";
-/// What the backend's `/hsts` answer says (always replaced).
+/// What the backend's `/hsts` answer says (replaced over HTTPS only).
 const BACKEND_HSTS: &str = "max-age=1";
 
 /// The backend's answers: the plain test's, and `/hsts` with the

@@ -13,6 +13,9 @@
 //! that stopped exercising what it names fails rather than comparing two
 //! identical errors.
 //!
+//! The same over HTTPS (TLS terminated by both proxies, a chosen server
+//! name) is [`tls`]'s.
+//!
 //! The proxies run one worker each (`--threads 1`) unless a test says
 //! otherwise: upstream pools are per worker, so with one worker the
 //! upstream connections a run uses repeat from run to run.
@@ -26,6 +29,8 @@ mod common;
 mod backend;
 #[path = "fast_path/pair.rs"]
 mod pair;
+#[path = "fast_path/tls.rs"]
+mod tls;
 #[path = "fast_path/wire.rs"]
 mod wire;
 

@@ -1,13 +1,17 @@
 //! Two `tollgate run` processes from the same manifests, one with
 //! `--http1-fast-path true`, one with `false`, both routing `fp.test` to
 //! one [`ScriptedBackend`] (and `dead.test` to a port nothing listens on).
-//! [`Pair::run`] plays the same client connections against each in turn
-//! and asserts that the client transcripts, what the backend received
-//! (and on how many connections) and the access logs are equal after
-//! masking what must differ (dates, times, generated request ids, the
-//! listener's own port).
+//! [`Pair::run`] plays the same client connections (plain HTTP, or HTTPS
+//! with a server name: [`Conn::over_tls`]) against each in turn and
+//! asserts that the client transcripts, what the backend received (and on
+//! how many connections) and the access logs are equal after masking what
+//! must differ (dates, times, generated request ids, the listeners' own
+//! ports).
 
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::backend::{Script, ScriptedBackend, Seen};
 use super::common::*;
@@ -44,10 +48,37 @@ pub fn get(path: &str) -> Req {
 
 /// One client connection: batches written with one write each, every
 /// batch's responses read before the next batch is written, `pause`
-/// between batches.
+/// between batches; to the plain-HTTP listener, or to the HTTPS one.
 pub struct Conn {
     batches: Vec<Vec<Req>>,
     pause: Duration,
+    transport: Transport,
+}
+
+/// Which listener a [`Conn`] connects to, and how.
+enum Transport {
+    Plain,
+    /// TLS with this server name (`None`: no SNI extension).
+    Tls(Option<String>),
+}
+
+impl Conn {
+    /// The same connection over TLS to the HTTPS listener, with `sni` as
+    /// server name (ALPN `http/1.1`; any certificate accepted).
+    pub fn over_tls(self, sni: &str) -> Conn {
+        Conn {
+            transport: Transport::Tls(Some(sni.to_string())),
+            ..self
+        }
+    }
+
+    /// The same connection over TLS without a server name.
+    pub fn over_tls_without_sni(self) -> Conn {
+        Conn {
+            transport: Transport::Tls(None),
+            ..self
+        }
+    }
 }
 
 /// Requests one after another on one connection.
@@ -60,6 +91,7 @@ pub fn paused(reqs: Vec<Req>, pause: Duration) -> Conn {
     Conn {
         batches: reqs.into_iter().map(|r| vec![r]).collect(),
         pause,
+        transport: Transport::Plain,
     }
 }
 
@@ -68,6 +100,7 @@ pub fn pipe(reqs: Vec<Req>) -> Conn {
     Conn {
         batches: vec![reqs],
         pause: Duration::ZERO,
+        transport: Transport::Plain,
     }
 }
 
@@ -103,6 +136,17 @@ impl Pair {
     /// Starts the backend and both proxies, with `args` added to both
     /// (`--threads 1` unless `args` sets `--threads`).
     pub async fn start(script: Script, args: &[&str]) -> Pair {
+        Pair::start_with(script, args, &simple_spec(HOST, "fp"), Vec::new()).await
+    }
+
+    /// [`Pair::start`] with `fp_spec` as the spec of the Ingress `fp-ing`
+    /// (which routes to the backend, Service `fp`) and `extra` manifests.
+    pub async fn start_with(
+        script: Script,
+        args: &[&str],
+        fp_spec: &str,
+        extra: Vec<Value>,
+    ) -> Pair {
         let single_worker = !args.contains(&"--threads");
         let threads: &[&str] = match single_worker {
             true => &["--threads", "1"],
@@ -112,9 +156,14 @@ impl Pair {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead_port = dead.local_addr().unwrap().port();
         drop(dead);
-        let mut docs = routed(NS, HOST, "fp", &[scripted.port]);
+        let mut docs = vec![
+            ingress_class("tollgate", false),
+            ingress(NS, "fp-ing", fp_spec),
+        ];
+        docs.extend(backend(NS, "fp", &[scripted.port]));
         docs.push(ingress(NS, "dead-ing", &simple_spec("dead.test", "dead")));
         docs.extend(backend(NS, "dead", &[dead_port]));
+        docs.extend(extra);
         let start = |mode: &'static str| {
             Tollgate::builder()
                 .docs("manifests.yaml", &docs)
@@ -189,7 +238,7 @@ impl Pair {
             results.push(play(tg, conn).await);
         }
         let (seen, accepted) = self.backend.take();
-        let port = tg.http_port.to_string();
+        let ports = [tg.http_port, tg.https_port].map(|p| p.to_string());
         let mut client = Vec::new();
         for (i, r) in results.iter().enumerate() {
             for resp in &r.responses {
@@ -204,7 +253,7 @@ impl Pair {
             client,
             backend: seen
                 .iter()
-                .map(|s| backend_line(s, &port, pooled))
+                .map(|s| backend_line(s, &ports, pooled))
                 .collect(),
             accepted,
             upstream_conns: seen.iter().map(|s| s.conn + 1).max().unwrap_or(0),
@@ -273,31 +322,20 @@ pub struct Run {
 /// Plays one connection (bounded by [`CONN_TIMEOUT`]).
 async fn play(tg: &Tollgate, conn: &Conn) -> ConnResult {
     let run = async {
-        let s = tokio::net::TcpStream::connect(tg.http_addr())
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let mut wire = Wire::new(s);
-        let mut responses = Vec::new();
-        'batches: for (i, batch) in conn.batches.iter().enumerate() {
-            if i > 0 {
-                tokio::time::sleep(conn.pause).await;
+        match &conn.transport {
+            Transport::Plain => {
+                let s = tokio::net::TcpStream::connect(tg.http_addr())
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                Ok::<_, String>(converse(Wire::new(s), conn).await)
             }
-            let bytes: Vec<u8> = batch.iter().flat_map(|r| r.bytes.clone()).collect();
-            if let Err(e) = wire.send(&bytes).await {
-                responses.push(Err(e));
-                break;
-            }
-            for req in batch {
-                let got = wire.response(req.head).await;
-                let failed = got.is_err();
-                responses.push(got);
-                if failed {
-                    break 'batches;
-                }
+            Transport::Tls(sni) => {
+                let s = TlsClient::default()
+                    .connect(tg.https_addr(), sni.as_deref())
+                    .await?;
+                Ok(converse(Wire::new(s), conn).await)
             }
         }
-        let end = wire.end_state().await;
-        Ok::<_, String>(ConnResult { responses, end })
     };
     match tokio::time::timeout(CONN_TIMEOUT, run).await {
         Ok(Ok(r)) => r,
@@ -312,13 +350,39 @@ async fn play(tg: &Tollgate, conn: &Conn) -> ConnResult {
     }
 }
 
+/// Writes the connection's batches and reads their responses.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(mut wire: Wire<S>, conn: &Conn) -> ConnResult {
+    let mut responses = Vec::new();
+    'batches: for (i, batch) in conn.batches.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(conn.pause).await;
+        }
+        let bytes: Vec<u8> = batch.iter().flat_map(|r| r.bytes.clone()).collect();
+        if let Err(e) = wire.send(&bytes).await {
+            responses.push(Err(e));
+            break;
+        }
+        for req in batch {
+            let got = wire.response(req.head).await;
+            let failed = got.is_err();
+            responses.push(got);
+            if failed {
+                break 'batches;
+            }
+        }
+    }
+    let end = wire.end_state().await;
+    ConnResult { responses, end }
+}
+
 /// A received request as one comparable line: connection (when
 /// `pooled`), request line, sorted fields (a generated request id and the
-/// listener's port masked), body.
-fn backend_line(s: &Seen, listener_port: &str, pooled: bool) -> String {
+/// listeners' ports, `[http, https]`, masked), body.
+fn backend_line(s: &Seen, listener_ports: &[String; 2], pooled: bool) -> String {
     let fields = s.head.normalised(|k, v| match k {
         "x-request-id" if is_generated_id(v) => "<generated>".into(),
-        _ if v == listener_port => "<listener port>".into(),
+        _ if v == listener_ports[0] => "<listener port>".into(),
+        _ if v == listener_ports[1] => "<https listener port>".into(),
         _ => v.to_string(),
     });
     let conn = match pooled {
@@ -337,10 +401,11 @@ fn is_generated_id(v: &str) -> bool {
     v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The access-log lines of `tg` (the default `upstreaminfo` format) with
-/// `[$time_local]`, `$request_time`, `$upstream_response_time` and a
-/// generated `$req_id` masked; sorted (workers flush independently).
-fn access_log(tg: &Tollgate) -> Vec<String> {
+/// The access-log lines of `tg` (the default `upstreaminfo` format, or
+/// one that starts with it and adds plain words) with `[$time_local]`,
+/// `$request_time`, `$upstream_response_time` and a generated `$req_id`
+/// masked; sorted (workers flush independently).
+pub fn access_log(tg: &Tollgate) -> Vec<String> {
     let mut lines: Vec<String> = tg
         .proc_
         .stdout_text()

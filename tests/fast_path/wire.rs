@@ -1,4 +1,5 @@
-//! Raw HTTP/1.1 over one `TcpStream` with a read buffer that persists
+//! Raw HTTP/1.1 over one stream (TCP, or TLS on the client side of the
+//! HTTPS scenarios) with a read buffer that persists
 //! between messages (so pipelined messages are never lost): heads,
 //! Content-Length, chunked (extensions, trailers) and close-delimited
 //! bodies. The test client and the scripted backend both read with it; the
@@ -9,7 +10,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A `Date` value the backend sends in some responses: kept as is in
@@ -88,14 +89,14 @@ pub enum Framing {
 }
 
 /// A connection with its read buffer.
-pub struct Wire {
-    pub s: TcpStream,
+pub struct Wire<S = TcpStream> {
+    s: S,
     buf: Vec<u8>,
     eof: bool,
 }
 
-impl Wire {
-    pub fn new(s: TcpStream) -> Wire {
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    pub fn new(s: S) -> Wire<S> {
         Wire {
             s,
             buf: Vec::new(),

@@ -10,14 +10,14 @@
 //!   was read to the end, nothing more was buffered, and the upstream did
 //!   not ask to close; and checked out only while the upstream has neither
 //!   closed it nor sent anything since ([`Upstream::is_open`]).
-//! - At most [`MAX_IDLE_PER_ENDPOINT`] idle connections per endpoint and
-//!   worker; connections idle longer than the upstream idle timeout are
-//!   dropped at checkout and by [`sweep`] (removed endpoints included).
+//! - At most [`crate::proxy::forward::idle::MAX_IDLE_PER_ENDPOINT`] idle
+//!   connections per endpoint and worker ([`IdleStacks`]); connections
+//!   idle longer than the upstream idle timeout are dropped at checkout and
+//!   by [`sweep`] (removed endpoints included).
 //! - The read buffer is allocated once per connection and grows only for a
 //!   response head larger than it, up to [`MAX_HEAD`].
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -27,8 +27,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::lb::clock;
-use crate::proxy::forward::pool::MAX_IDLE_PER_ENDPOINT;
+use crate::proxy::forward::idle::IdleStacks;
 
 /// The read buffer of a new connection.
 const BUF: usize = 16 * 1024;
@@ -49,17 +48,9 @@ pub struct Upstream {
     pub end: usize,
 }
 
-#[derive(Debug)]
-struct Idle {
-    conn: Upstream,
-    since_ms: u64,
-}
-
-type IdleMap = HashMap<u64, Vec<Idle>, foldhash::fast::RandomState>;
-
 thread_local! {
     /// This worker's idle fast-path connections, by endpoint id.
-    static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
+    static IDLE: RefCell<IdleStacks<Upstream>> = RefCell::new(IdleStacks::default());
 }
 
 impl Upstream {
@@ -79,7 +70,7 @@ impl Upstream {
     /// is not readable is open without a system call; a readable one is
     /// read once to tell (hyper's pool learns the same from its
     /// connection task, which reads idle connections).
-    fn is_open(&mut self) -> bool {
+    pub fn is_open(&mut self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         if self.stream.poll_read_ready(&mut cx).is_pending() {
             return true;
@@ -135,24 +126,12 @@ impl Upstream {
 }
 
 /// An idle connection of this worker to endpoint `id`, not idle longer
-/// than `max_idle` (most recently used first).
+/// than `max_idle` and still open (most recently used first).
 pub fn take(id: u64, max_idle: Duration) -> Option<Upstream> {
-    let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
     IDLE.with(|idle| {
-        let mut map = idle.try_borrow_mut().ok()?;
-        let conns = map.get_mut(&id)?;
-        let mut now = None;
-        while let Some(c) = conns.pop() {
-            let now = *now.get_or_insert_with(clock::now_ms);
-            if now.saturating_sub(c.since_ms) > max_idle_ms {
-                continue;
-            }
-            let mut conn = c.conn;
-            if conn.is_open() {
-                return Some(conn);
-            }
-        }
-        None
+        idle.try_borrow_mut()
+            .ok()?
+            .take(id, max_idle, Upstream::is_open)
     })
 }
 
@@ -160,14 +139,8 @@ pub fn take(id: u64, max_idle: Duration) -> Option<Upstream> {
 /// endpoint `id`.
 pub fn put(id: u64, conn: Upstream) {
     let _ = IDLE.try_with(|idle| {
-        if let Ok(mut map) = idle.try_borrow_mut() {
-            let conns = map.entry(id).or_default();
-            if conns.len() < MAX_IDLE_PER_ENDPOINT {
-                conns.push(Idle {
-                    conn,
-                    since_ms: clock::now_ms(),
-                });
-            }
+        if let Ok(mut stacks) = idle.try_borrow_mut() {
+            stacks.put(id, conn);
         }
     });
 }
@@ -176,14 +149,9 @@ pub fn put(id: u64, conn: Upstream) {
 /// `max_idle`. Run periodically on every worker, beside
 /// [`crate::proxy::forward::pool::sweep`].
 pub fn sweep(max_idle: Duration) {
-    let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
-    let now = clock::now_ms();
     IDLE.with(|idle| {
-        if let Ok(mut map) = idle.try_borrow_mut() {
-            map.retain(|_, conns| {
-                conns.retain(|c| now.saturating_sub(c.since_ms) <= max_idle_ms);
-                !conns.is_empty()
-            });
+        if let Ok(mut stacks) = idle.try_borrow_mut() {
+            stacks.sweep(max_idle, |_| true);
         }
     });
 }

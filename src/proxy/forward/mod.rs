@@ -5,7 +5,8 @@
 //! and how (shared by every step, which import it from there); [`prepare`]
 //! rewrites the request head for the upstream; [`h1`] sends over pooled
 //! HTTP/1.1 connections (with retries and upgrades); [`h2`] over a worker's
-//! shared HTTP/2 connection; [`pool`] keeps the connections. This file only
+//! shared HTTP/2 connection; [`pool`] keeps the connections (their idle
+//! stacks: [`idle`]). This file only
 //! chains them ([`dispatch`]): no step imports it.
 //!
 //! Invariants:
@@ -20,6 +21,7 @@
 
 pub mod h1;
 pub mod h2;
+pub mod idle;
 pub mod plan;
 pub mod pool;
 pub mod prepare;

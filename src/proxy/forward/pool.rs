@@ -34,14 +34,14 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use super::idle::IdleStacks;
 use crate::lb::clock;
 use crate::proxy::upload::UploadBody;
 use crate::table::upstream::BackendProtocol;
 use crate::table::upstream::EndpointAddr;
 use crate::tls::client::UpstreamTls;
 
-/// Most idle keep-alive connections kept per endpoint (per worker).
-pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
+pub use super::idle::MAX_IDLE_PER_ENDPOINT;
 
 /// An HTTP/1.1 upstream connection: hyper's sender and the connection's
 /// response timer.
@@ -99,14 +99,6 @@ impl Sender {
     }
 }
 
-#[derive(Debug)]
-struct Idle {
-    sender: Sender,
-    since_ms: u64,
-}
-
-type IdleMap = HashMap<u64, Vec<Idle>, foldhash::fast::RandomState>;
-
 /// An HTTP/2 upstream connection: one per endpoint and worker, shared by
 /// every request (streams multiplex).
 pub type H2Sender = http2::SendRequest<UploadBody>;
@@ -145,7 +137,7 @@ impl Drop for Opening {
 
 thread_local! {
     /// This worker's idle connections, by endpoint id.
-    static IDLE: RefCell<IdleMap> = RefCell::new(IdleMap::default());
+    static IDLE: RefCell<IdleStacks<Sender>> = RefCell::new(IdleStacks::default());
     /// This worker's HTTP/2 connections, by endpoint id.
     static H2: RefCell<HashMap<u64, H2Slot, foldhash::fast::RandomState>> = RefCell::new(HashMap::default());
 }
@@ -168,13 +160,8 @@ pub fn sweep(max_idle: Duration) {
     let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
     let now = clock::now_ms();
     IDLE.with(|idle| {
-        if let Ok(mut map) = idle.try_borrow_mut() {
-            map.retain(|_, conns| {
-                conns.retain(|c| {
-                    !c.sender.is_closed() && now.saturating_sub(c.since_ms) <= max_idle_ms
-                });
-                !conns.is_empty()
-            });
+        if let Ok(mut stacks) = idle.try_borrow_mut() {
+            stacks.sweep(max_idle, |sender| !sender.is_closed());
         }
     });
     // HTTP/2 connections unused for as long (removed endpoints included).
@@ -214,22 +201,10 @@ pub enum ConnectError {
 /// An idle connection of this worker to endpoint `id` that is still open
 /// and not older than `max_idle` (most recently used first).
 pub fn take_idle(id: u64, max_idle: Duration) -> Option<Sender> {
-    let max_idle_ms = u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX);
     IDLE.with(|idle| {
-        let mut map = idle.try_borrow_mut().ok()?;
-        let conns = map.get_mut(&id)?;
-        let mut now = None;
-        while let Some(c) = conns.pop() {
-            if c.sender.is_closed() {
-                continue;
-            }
-            let now = *now.get_or_insert_with(clock::now_ms);
-            if now.saturating_sub(c.since_ms) > max_idle_ms {
-                continue;
-            }
-            return Some(c.sender);
-        }
-        None
+        idle.try_borrow_mut()
+            .ok()?
+            .take(id, max_idle, |sender| !sender.is_closed())
     })
 }
 
@@ -240,26 +215,15 @@ pub fn put(id: u64, sender: Sender) {
         return;
     }
     IDLE.with(|idle| {
-        if let Ok(mut map) = idle.try_borrow_mut() {
-            let conns = map.entry(id).or_default();
-            if conns.len() < MAX_IDLE_PER_ENDPOINT {
-                conns.push(Idle {
-                    sender,
-                    since_ms: clock::now_ms(),
-                });
-            }
+        if let Ok(mut stacks) = idle.try_borrow_mut() {
+            stacks.put(id, sender);
         }
     });
 }
 
 /// Idle connections of endpoint `id` on the calling worker.
 pub fn idle_len(id: u64) -> usize {
-    IDLE.with(|idle| {
-        idle.try_borrow()
-            .ok()
-            .and_then(|m| m.get(&id).map(Vec::len))
-            .unwrap_or(0)
-    })
+    IDLE.with(|idle| idle.try_borrow().map_or(0, |stacks| stacks.len(id)))
 }
 
 impl Dial<'_> {

@@ -412,6 +412,25 @@ async fn upstream_keep_alive_reuse() {
     pair.assert_metrics_equal().await;
 }
 
+/// A chunked response with trailers leaves its upstream connection at a
+/// request boundary: both paths reuse it for the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_reuse_after_trailers() {
+    let pair = Pair::start(script, &[]).await;
+    let r = pair
+        .run_pooled(
+            "upstream reuse after trailers",
+            vec![paused(vec![get("/chunked"), get("/after")], SETTLE_POOL)],
+        )
+        .await;
+    assert_statuses(&r, &[&[200, 200]]);
+    assert_eq!(
+        (r.accepted, r.upstream_conns),
+        (1, 1),
+        "one upstream connection"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_closing_keep_alive_connections() {
     let pair = Pair::start(script, &[]).await;

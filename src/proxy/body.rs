@@ -193,7 +193,11 @@ fn poll_kind(
                         c.release();
                     }
                 }
-                Poll::Ready(Some(Ok(_))) if body.is_end_stream() => {
+                // Trailers end the message (the chunked body's last part,
+                // its final CRLF read): the connection is at a request
+                // boundary even if nobody polls the body again (hyper's
+                // server stops at trailers the client did not ask for).
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || body.is_end_stream() => {
                     if let Some(c) = checkin.take() {
                         c.release();
                     }

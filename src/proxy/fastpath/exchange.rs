@@ -8,6 +8,9 @@
 //! - A request is sent once: a pooled connection is checked before use
 //!   ([`super::upstream`]), and a connection that fails after the request
 //!   was written is a 502, as on the hyper path.
+//! - A request's record is finished when its last bytes are handed to the
+//!   client connection, before they are written: a client that has its
+//!   response finds it counted (as on the hyper path).
 //! - The response-header timeout is the upstream connection's timer, reset
 //!   for each request; the body has no timeout, as on the hyper path.
 
@@ -398,10 +401,17 @@ async fn relay<I: AsyncWrite + Unpin>(
             }
         };
         if !down.is_empty() {
+            // Counted when handed to the connection, and the record
+            // finished before the last bytes go out (as on the hyper path,
+            // which finishes it when it takes the body's end): a client
+            // that has its response sees it counted.
+            record.sent(usize::try_from(data).unwrap_or(usize::MAX));
+            if done {
+                record.finish();
+            }
             if io.write_all(down).await.is_err() || io.flush().await.is_err() {
                 return Relayed::Cut;
             }
-            record.sent(usize::try_from(data).unwrap_or(usize::MAX));
             down.clear();
         }
         if broken {
@@ -412,6 +422,7 @@ async fn relay<I: AsyncWrite + Unpin>(
         }
         match poll_fn(|cx| conn.poll_fill(cx)).await {
             Ok(0) if framing == Framing::Close => {
+                record.finish();
                 if io.write_all(b"0\r\n\r\n").await.is_err() || io.flush().await.is_err() {
                     return Relayed::Cut;
                 }
@@ -454,12 +465,11 @@ async fn answer_error<I: AsyncWrite + Unpin>(
     response::finish_head(down, closing);
     down.extend_from_slice(body.as_bytes());
     record.respond_head(status.as_u16(), counted);
-    let written = io.write_all(down).await.is_ok() && io.flush().await.is_ok();
-    if written {
-        record.sent(body.len());
-    }
-    down.clear();
+    // Finished before the client can see the answer (see `relay`).
+    record.sent(body.len());
     record.finish();
+    let written = io.write_all(down).await.is_ok() && io.flush().await.is_ok();
+    down.clear();
     drop(active);
     if written && !closing {
         Served::Next

@@ -32,6 +32,7 @@
 //!   reused across requests; the upstream connection is this worker's
 //!   ([`upstream`]) and returns to it only at a clean request boundary.
 
+pub mod names;
 pub mod request;
 pub mod response;
 pub mod upstream;

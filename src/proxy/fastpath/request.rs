@@ -22,6 +22,7 @@ use std::mem::MaybeUninit;
 
 use http::HeaderValue;
 
+use super::names::Name;
 use crate::proxy::headers::{valid_request_id, ClientInfo};
 
 /// Most request header fields the fast path reads; a head with more goes
@@ -49,20 +50,10 @@ pub struct Head<'b> {
     /// The head's size in canonical form, as the hyper path counts it
     /// ([`crate::proxy::headers::h1_head_len`]).
     pub canonical_len: usize,
-    /// The fields, as parsed.
+    /// The fields, as parsed, and what each one's name is (told once, for
+    /// the qualification and the upstream head alike).
     pub fields: &'b [httparse::Header<'b>],
-}
-
-/// What the client's field is to the fast path.
-enum Field {
-    Forward,
-    Host,
-    /// Replaced by the connection's value.
-    Forwarding,
-    RequestId,
-    UserAgent,
-    Referer,
-    NotFast,
+    pub names: [Name; MAX_HEADERS],
 }
 
 /// Parses the request head at the start of `buf` into `fields` (left
@@ -92,29 +83,34 @@ pub fn parse<'b>(
     let mut referer: Option<&[u8]> = None;
     let mut field_bytes = 0usize;
     let parsed: &'b [httparse::Header<'b>] = request.headers;
-    for field in parsed {
+    let mut names = [Name::Other; MAX_HEADERS];
+    for (field, slot) in parsed.iter().zip(names.iter_mut()) {
         field_bytes += field.name.len() + field.value.len() + 4;
-        match classify(field.name.as_bytes()) {
-            Field::Forward | Field::Forwarding => {}
-            Field::Host => {
+        let name = Name::of(field.name.as_bytes());
+        *slot = name;
+        if name.hop_by_hop() || name == Name::ContentLength || name == Name::Http2Settings {
+            return Err(NotFast);
+        }
+        match name {
+            Name::Host => {
                 if host.is_some() {
                     return Err(NotFast);
                 }
                 host = Some(field.value);
             }
-            Field::RequestId => {
+            Name::RequestId => {
                 if request_id.is_some() {
                     return Err(NotFast);
                 }
                 request_id = Some(field.value);
             }
-            Field::UserAgent => {
+            Name::UserAgent => {
                 user_agent.get_or_insert(field.value);
             }
-            Field::Referer => {
+            Name::Referer => {
                 referer.get_or_insert(field.value);
             }
-            Field::NotFast => return Err(NotFast),
+            _ => {}
         }
     }
     let host = host
@@ -132,29 +128,8 @@ pub fn parse<'b>(
         // `GET SP target SP HTTP/1.1 CRLF`, the fields, the final CRLF.
         canonical_len: 3 + 1 + target.len() + 1 + 8 + 2 + field_bytes + 2,
         fields: parsed,
+        names,
     }))
-}
-
-fn classify(name: &[u8]) -> Field {
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 if is(b"te") => Field::NotFast,
-        4 if is(b"host") => Field::Host,
-        6 if is(b"expect") => Field::NotFast,
-        7 if is(b"upgrade") => Field::NotFast,
-        7 if is(b"referer") => Field::Referer,
-        9 if is(b"x-real-ip") => Field::Forwarding,
-        10 if is(b"connection") || is(b"keep-alive") => Field::NotFast,
-        10 if is(b"user-agent") => Field::UserAgent,
-        12 if is(b"x-request-id") => Field::RequestId,
-        14 if is(b"content-length") || is(b"http2-settings") => Field::NotFast,
-        15 if is(b"x-forwarded-for") => Field::Forwarding,
-        16 if is(b"x-forwarded-host") || is(b"x-forwarded-port") => Field::Forwarding,
-        16 if is(b"proxy-connection") => Field::NotFast,
-        17 if is(b"x-forwarded-proto") => Field::Forwarding,
-        17 if is(b"transfer-encoding") => Field::NotFast,
-        _ => Field::Forward,
-    }
 }
 
 /// Bytes of an origin-form target the fast path takes as they are
@@ -198,12 +173,11 @@ pub fn write_upstream(
     out.extend_from_slice(b"GET ");
     out.extend_from_slice(head.target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for field in head.fields {
+    for (field, &kind) in head.fields.iter().zip(head.names.iter()) {
         let name = field.name.as_bytes();
-        let keep = match classify(name) {
-            Field::Forwarding => false,
-            Field::RequestId => new_id.is_none(),
-            _ => true,
+        let keep = match kind {
+            Name::RequestId => new_id.is_none(),
+            other => !other.forwarding(),
         };
         if keep {
             super::response::lowercase_into(out, name);

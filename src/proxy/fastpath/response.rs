@@ -24,6 +24,8 @@ use std::time::SystemTime;
 
 use http::HeaderValue;
 
+use super::names::Name;
+
 /// Most response header fields read (hyper's client default).
 const MAX_HEADERS: usize = 100;
 
@@ -145,17 +147,17 @@ fn write(
     let mut close = version == 0;
     let mut connection = false;
     // Each field told once; the second pass reads the kinds back.
-    let mut kinds = [Kind::Other; MAX_HEADERS];
+    let mut kinds = [Name::Other; MAX_HEADERS];
     for (field, slot) in fields.iter().zip(kinds.iter_mut()) {
-        *slot = kind(field.name.as_bytes());
+        *slot = Name::of(field.name.as_bytes());
         match *slot {
-            Kind::TransferEncoding => {
+            Name::TransferEncoding => {
                 encoded = true;
                 // The final coding decides (RFC 9112 §6.3).
                 chunked =
                     last_token(field.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
             }
-            Kind::ContentLength => {
+            Name::ContentLength => {
                 for value in field.value.split(|b| *b == b',') {
                     let n = digits(value.trim_ascii()).ok_or(HeadError::Malformed)?;
                     if length.is_some_and(|l| l != n) {
@@ -164,7 +166,7 @@ fn write(
                     length = Some(n);
                 }
             }
-            Kind::Connection => {
+            Name::Connection => {
                 connection = true;
                 for token in field.value.split(|b| *b == b',') {
                     let token = token.trim_ascii();
@@ -207,16 +209,13 @@ fn write(
     for (field, &kind) in fields.iter().zip(kinds.iter()) {
         let name = field.name.as_bytes();
         let dropped = match kind {
-            Kind::HopByHop | Kind::TransferEncoding | Kind::Connection => true,
+            name if name.hop_by_hop() => true,
             // HSTS replaces the upstream's own (as the hyper path's `insert`).
-            Kind::Hsts => added.hsts.is_some(),
+            Name::Hsts => added.hsts.is_some(),
             _ => false,
         };
         if dropped || (connection && named_in_connection(fields, name)) {
-            if kind == Kind::HopByHop
-                && name.eq_ignore_ascii_case(b"te")
-                && has_token(field.value, b"trailers")
-            {
+            if kind == Name::Te && has_token(field.value, b"trailers") {
                 out.extend_from_slice(b"te: trailers\r\n");
                 counted += 2 + 8 + 4;
             }
@@ -224,7 +223,7 @@ fn write(
         }
         counted += (name.len() + field.value.len() + 4) as u64;
         match kind {
-            Kind::ContentLength => {
+            Name::ContentLength => {
                 // Written once, for a body of that length (hyper's rule); an
                 // empty body gets its own `content-length: 0` below.
                 if matches!(framing, Framing::Length(_)) && !wrote_length {
@@ -235,8 +234,8 @@ fn write(
                 }
                 continue;
             }
-            Kind::Server => has_server = true,
-            Kind::Date => has_date = true,
+            Name::Server => has_server = true,
+            Name::Date => has_date = true,
             _ => {}
         }
         lowercase_into(out, name);
@@ -271,40 +270,6 @@ pub fn finish_head(out: &mut Vec<u8>, close: bool) {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// What a response field is to the fast path, told once per field (by
-/// length first: one comparison for most names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    TransferEncoding,
-    ContentLength,
-    Connection,
-    /// Connection-specific otherwise (`TE`, `Expect`, `Upgrade`,
-    /// `Keep-Alive`, `Proxy-Connection`), as [`crate::hop_by_hop`].
-    HopByHop,
-    Server,
-    Date,
-    Hsts,
-    Other,
-}
-
-fn kind(name: &[u8]) -> Kind {
-    let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-    match name.len() {
-        2 if is(b"te") => Kind::HopByHop,
-        4 if is(b"date") => Kind::Date,
-        6 if is(b"server") => Kind::Server,
-        6 if is(b"expect") => Kind::HopByHop,
-        7 if is(b"upgrade") => Kind::HopByHop,
-        10 if is(b"connection") => Kind::Connection,
-        10 if is(b"keep-alive") => Kind::HopByHop,
-        14 if is(b"content-length") => Kind::ContentLength,
-        16 if is(b"proxy-connection") => Kind::HopByHop,
-        17 if is(b"transfer-encoding") => Kind::TransferEncoding,
-        25 if is(b"strict-transport-security") => Kind::Hsts,
-        _ => Kind::Other,
-    }
 }
 
 /// Whether a `Connection` field of the head names `name`.

@@ -80,6 +80,8 @@
 //!   templates compiled at start) and its writer thread; workers format
 //!   into per-thread buffers and never wait for stdout.
 //! - [`build_info`]: the version and git revision of the binary.
+//! - [`intern`]: interned strings shared by the snapshot's keys and
+//!   objects, the compiled table and metric labels (control plane only).
 //! - [`metrics`]: the Prometheus registry; per-route handles resolved when a
 //!   table is published, so requests only touch atomics.
 //!
@@ -117,6 +119,7 @@ mod fuzzing;
 pub mod gateway_api;
 pub mod hop_by_hop;
 pub mod inspect;
+pub mod intern;
 pub mod lb;
 pub mod metrics;
 pub mod nginx_vars;

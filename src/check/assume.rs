@@ -15,13 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::networking::v1::{IngressServiceBackend, ServiceBackendPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 
 use crate::config::annotations::{self, LimitStatuses};
 use crate::config::nginx_config::config_map_ref;
-use crate::config::snapshot::OPAQUE_SECRET_TYPE;
+use crate::config::snapshot::{IngressServiceBackend, ServiceBackendPort, OPAQUE_SECRET_TYPE};
 use crate::config::tls::TLS_SECRET_TYPE;
 use crate::config::{Object, ObjectKey, Snapshot};
 
@@ -58,9 +57,9 @@ impl Wanted {
         let port = backend
             .port
             .as_ref()
-            .map(|p: &ServiceBackendPort| (p.number, p.name.clone().filter(|n| !n.is_empty())));
+            .map(|p: &ServiceBackendPort| (p.number, p.name.as_deref().filter(|n| !n.is_empty()).map(str::to_string)));
         self.services
-            .entry(ObjectKey::new(namespace, backend.name.clone()))
+            .entry(ObjectKey::new(namespace, &*backend.name))
             .or_default()
             .insert(port.unwrap_or((Some(80), None)));
     }
@@ -97,9 +96,9 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
                 if let Some(name) = &tls.secret_name {
                     wanted
                         .tls
-                        .entry(ObjectKey::new(ns, name.clone()))
+                        .entry(ObjectKey::new(ns, &**name))
                         .or_default()
-                        .extend(tls.hosts.iter().flatten().cloned());
+                        .extend(tls.hosts.iter().flatten().map(|h| h.to_string()));
                 }
             }
         }
@@ -122,7 +121,7 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
         if let Some(name) = &parsed.default_backend {
             wanted
                 .services
-                .entry(ObjectKey::new(ns, name.clone()))
+                .entry(ObjectKey::new(ns, &**name))
                 .or_default()
                 .insert((Some(80), None));
         }

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use crate::config::snapshot::{CompactIngress, IngressBackend};
 
 use super::annotations::parser::annotation;
 use super::builder::Builder;
@@ -66,10 +66,10 @@ pub(super) fn port_ref(backend: &IngressBackend) -> Option<(&str, PortRef)> {
     let port = svc.port.as_ref()?;
     let port = match (port.number, &port.name) {
         (Some(n), _) => PortRef::Number(n),
-        (None, Some(name)) => PortRef::Name(name.clone()),
+        (None, Some(name)) => PortRef::Name(name.to_string()),
         (None, None) => return None,
     };
-    Some((svc.name.as_str(), port))
+    Some((&*svc.name, port))
 }
 
 /// `AUTO_HTTP`: the client's scheme, HTTP or HTTPS (ingress-nginx's
@@ -87,7 +87,7 @@ enum ProtocolProblem {
 
 /// `backend-protocol`: how to speak to this Ingress's backends; `Ok(None)`
 /// for `AUTO_HTTP`.
-fn backend_protocol(ingress: &Ingress) -> Result<Option<BackendProtocol>, ProtocolProblem> {
+fn backend_protocol(ingress: &CompactIngress) -> Result<Option<BackendProtocol>, ProtocolProblem> {
     for name in [
         BACKEND_PROTOCOL_ANNOTATION,
         NGINX_BACKEND_PROTOCOL_ANNOTATION,
@@ -115,7 +115,7 @@ fn backend_protocol(ingress: &Ingress) -> Result<Option<BackendProtocol>, Protoc
 
 /// A `backend-protocol` that rejects the Ingress (fail closed: no fallback
 /// can talk to its backends), for the selection of the versions served.
-pub(super) fn backend_protocol_refusal(ingress: &Ingress) -> Option<Problem> {
+pub(super) fn backend_protocol_refusal(ingress: &CompactIngress) -> Option<Problem> {
     match backend_protocol(ingress) {
         Err(ProtocolProblem::Reject(problem)) => Some(problem),
         Ok(_) | Err(ProtocolProblem::Warn(_)) => None,
@@ -123,7 +123,7 @@ pub(super) fn backend_protocol_refusal(ingress: &Ingress) -> Option<Problem> {
 }
 
 /// `load-balance`: the algorithm over this Ingress's endpoints.
-fn lb_algorithm(ingress: &Ingress) -> Result<LbAlgorithm, Problem> {
+fn lb_algorithm(ingress: &CompactIngress) -> Result<LbAlgorithm, Problem> {
     let annotations = ingress.metadata.annotations.as_ref();
     for name in [LOAD_BALANCE_ANNOTATION, NGINX_LOAD_BALANCE_ANNOTATION] {
         if let Some(value) = annotations.and_then(|a| a.get(name)) {
@@ -141,7 +141,7 @@ fn lb_algorithm(ingress: &Ingress) -> Result<LbAlgorithm, Problem> {
 }
 
 /// Whether the Ingress sets a load-balancing annotation at all.
-pub(super) fn has_lb_annotation(ingress: &Ingress) -> bool {
+pub(super) fn has_lb_annotation(ingress: &CompactIngress) -> bool {
     [LOAD_BALANCE_ANNOTATION, NGINX_LOAD_BALANCE_ANNOTATION]
         .iter()
         .any(|a| annotation(ingress, a).is_some())
@@ -155,7 +155,7 @@ impl Builder<'_> {
         &mut self,
         key: &ObjectKey,
         origin: &Option<Arc<str>>,
-        ingress: &Ingress,
+        ingress: &CompactIngress,
         lb: Option<LbAlgorithm>,
         warn: bool,
     ) -> BackendPolicy {
@@ -365,7 +365,7 @@ impl Builder<'_> {
         &mut self,
         key: &ObjectKey,
         origin: &Option<Arc<str>>,
-        ingress: &Ingress,
+        ingress: &CompactIngress,
         protocol: BackendProtocol,
     ) -> Option<(ObjectKey, Option<String>)> {
         let (field, reference) = match annotation(ingress, BACKEND_CA_ANNOTATION) {

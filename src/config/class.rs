@@ -9,7 +9,9 @@
 //! 3. no class at all: ours when one of our IngressClasses is annotated
 //!    `ingressclass.kubernetes.io/is-default-class: "true"`.
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::networking::v1::IngressClass;
+
+use crate::config::snapshot::CompactIngress;
 
 use super::options::CompileOptions;
 use super::snapshot::{Entry, Map};
@@ -32,7 +34,7 @@ fn is_default(class: &IngressClass) -> bool {
 
 /// Whether `ingress` belongs to this controller.
 pub fn is_ours(
-    ingress: &Ingress,
+    ingress: &CompactIngress,
     classes: &Map<String, Entry<IngressClass>>,
     opts: &CompileOptions,
 ) -> bool {

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::CompactIngress;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
@@ -162,7 +162,7 @@ impl Builder<'_> {
     /// `auth-tls-verify-client` is `off`).
     pub(super) fn request_client_certs(
         &mut self,
-        ingress: &Ingress,
+        ingress: &CompactIngress,
         aliases: &[String],
         policy: &ClientCert,
     ) {

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::CompactIngress;
 
 use super::certificate::Certificate;
 use super::diagnostic::Diagnostic;
@@ -40,7 +40,7 @@ pub type SharedHashMap<K, V> =
 #[derive(Debug, Default, Clone)]
 pub struct LastGood {
     /// The last version of each Ingress that compiled without rejection.
-    pub ingresses: super::snapshot::Map<ObjectKey, Arc<Ingress>>,
+    pub ingresses: super::snapshot::Map<ObjectKey, Arc<CompactIngress>>,
     /// The last certificate each TLS Secret yielded.
     pub certificates: BTreeMap<ObjectKey, Arc<Certificate>>,
     /// Endpoint resolutions, reused while the Service and EndpointSlice

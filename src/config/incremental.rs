@@ -39,7 +39,7 @@
 use std::collections::{BTreeSet, HashMap as StdHashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::CompactIngress;
 
 use super::backends::resolve_upstream;
 use super::compiled::{Compiled, HashMap, LastGood, Resolved};
@@ -407,7 +407,7 @@ impl State {
     /// object's: not a canary, no TLS, no hostless rule or default
     /// backend, and every host named by no one else (`mine`: hosts it
     /// already holds, counted once). `None`: cannot tell.
-    fn isolated(&self, ingress: &Ingress, mine: &BTreeSet<String>) -> Option<bool> {
+    fn isolated(&self, ingress: &CompactIngress, mine: &BTreeSet<String>) -> Option<bool> {
         let spec = ingress.spec.as_ref()?;
         if select::is_canary(ingress)
             || reaches_out(ingress)
@@ -534,7 +534,7 @@ fn resolved(snapshot: &Snapshot, key: &UpstreamKey) -> Option<Arc<Resolved>> {
 /// its own hosts' routes (TLS passthrough, `www` twins, mirrors,
 /// aliases), by name whatever its value: such an Ingress is never patched
 /// in, and while one is served nothing is.
-fn reaches_out(ingress: &Ingress) -> bool {
+fn reaches_out(ingress: &CompactIngress) -> bool {
     // `auth-tls`: its CA's last good version lives in `LastGood`.
     const NAMES: [&str; 5] = ["passthrough", "www", "mirror", "alias", "auth-tls"];
     ingress.metadata.annotations.iter().flatten().any(|(k, _)| {
@@ -545,7 +545,7 @@ fn reaches_out(ingress: &Ingress) -> bool {
 
 /// The hosts an Ingress names: its rules' (`""` for a rule without one)
 /// and, with `tls`, its TLS sections'.
-fn ingress_hosts(ingress: &Ingress, tls: bool) -> BTreeSet<String> {
+fn ingress_hosts(ingress: &CompactIngress, tls: bool) -> BTreeSet<String> {
     let Some(spec) = &ingress.spec else {
         return BTreeSet::new();
     };
@@ -553,7 +553,7 @@ fn ingress_hosts(ingress: &Ingress, tls: bool) -> BTreeSet<String> {
         .rules
         .iter()
         .flatten()
-        .map(|r| r.host.clone().unwrap_or_default());
+        .map(|r| r.host.as_deref().unwrap_or_default().to_string());
     let tls_hosts = spec
         .tls
         .iter()
@@ -564,7 +564,7 @@ fn ingress_hosts(ingress: &Ingress, tls: bool) -> BTreeSet<String> {
 }
 
 /// Routes an Ingress version can have had (one per path, one default).
-fn path_count(ingress: &Ingress) -> usize {
+fn path_count(ingress: &CompactIngress) -> usize {
     let Some(spec) = &ingress.spec else { return 0 };
     1 + spec
         .rules

@@ -17,9 +17,8 @@
 //! - `allow-snippet-annotations: "false"` drops every snippet (the Ingress
 //!   is served without it, with a warning), as ingress-nginx does.
 
-use std::collections::BTreeMap;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::{AnnotationMap, CompactIngress};
 
 use super::annotations::headers::{config_map_headers, header_name, header_value};
 use super::annotations::{self, Annotations, NGINX};
@@ -84,21 +83,19 @@ impl Builder<'_> {
     /// completes them with the ConfigMap's rules.
     pub(super) fn parse_annotations(
         &self,
-        ingress: &Ingress,
+        ingress: &CompactIngress,
     ) -> (Annotations, Vec<annotations::Problem>) {
         let nginx = &self.nginx;
         let own = ingress.metadata.annotations.as_ref();
-        let merged: BTreeMap<String, String>;
+        let merged: AnnotationMap;
         let map = if nginx.defaults.is_empty() {
             own
         } else {
-            let mut all = nginx.defaults.clone();
-            all.extend(
-                own.into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-            merged = all;
+            // The Ingress's own value of a name wins: of a name given
+            // twice, the map keeps the last.
+            merged = (nginx.defaults.iter().map(|(k, v)| (&**k, &**v)))
+                .chain(own.into_iter().flatten())
+                .collect();
             Some(&merged)
         };
         let mut statuses = self.opts.limit_statuses;

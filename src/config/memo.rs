@@ -17,7 +17,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::CompactIngress;
 
 use super::annotations::{self, Annotations};
 use super::compiled::HashMap;
@@ -28,7 +28,7 @@ use super::snapshot::{ObjectKey, Snapshot};
 pub(super) type Parsed = (Annotations, Vec<annotations::Problem>);
 
 /// The versions of one Ingress parsed, with what they parsed to.
-type Versions = Vec<(Arc<Ingress>, Arc<Parsed>)>;
+type Versions = Vec<(Arc<CompactIngress>, Arc<Parsed>)>;
 
 /// Per-Ingress results of earlier compiles, valid for one environment:
 /// the options without the clock and the ConfigMaps (by identity).
@@ -45,13 +45,13 @@ pub(super) struct Memo {
 }
 
 /// The namespace parsing reads (`default` when unset).
-fn namespace(ingress: &Ingress) -> &str {
+fn namespace(ingress: &CompactIngress) -> &str {
     ingress.metadata.namespace.as_deref().unwrap_or("default")
 }
 
 /// Whether two versions parse alike in one environment: the same
 /// namespace and the same annotations.
-fn same_input(a: &Ingress, b: &Ingress) -> bool {
+fn same_input(a: &CompactIngress, b: &CompactIngress) -> bool {
     namespace(a) == namespace(b) && a.metadata.annotations == b.metadata.annotations
 }
 
@@ -96,7 +96,7 @@ impl Memo {
         });
     }
 
-    fn input_hash(&self, object: &Ingress) -> u64 {
+    fn input_hash(&self, object: &CompactIngress) -> u64 {
         self.shared
             .hasher()
             .hash_one((namespace(object), object.metadata.annotations.as_ref()))
@@ -104,7 +104,7 @@ impl Memo {
 
     /// What another version with the same namespace and annotations
     /// parsed to, in this environment.
-    pub(super) fn same_annotations(&self, object: &Ingress) -> Option<Parsed> {
+    pub(super) fn same_annotations(&self, object: &CompactIngress) -> Option<Parsed> {
         self.shared
             .get(&self.input_hash(object))?
             .iter()
@@ -114,7 +114,7 @@ impl Memo {
 
     /// The parsed annotations of this very version, if parsed in the
     /// same environment.
-    pub(super) fn annotations(&self, key: &ObjectKey, object: &Arc<Ingress>) -> Option<Parsed> {
+    pub(super) fn annotations(&self, key: &ObjectKey, object: &Arc<CompactIngress>) -> Option<Parsed> {
         self.annotations
             .get(key)?
             .iter()
@@ -125,7 +125,7 @@ impl Memo {
     /// Whether this version has annotations whose effect reaches beyond
     /// its own hosts' routes: `server-alias` hosts, `from-to-www-redirect`
     /// twins, a mirror target (unknown: yes).
-    pub(super) fn reaches_out(&self, key: &ObjectKey, object: &Arc<Ingress>) -> bool {
+    pub(super) fn reaches_out(&self, key: &ObjectKey, object: &Arc<CompactIngress>) -> bool {
         self.annotations(key, object).is_none_or(|(parsed, _)| {
             !parsed.aliases.is_empty() || parsed.www_redirect || parsed.mirror.is_some()
         })
@@ -143,7 +143,7 @@ impl Memo {
     pub(super) fn remember_annotations(
         &mut self,
         key: &ObjectKey,
-        object: &Arc<Ingress>,
+        object: &Arc<CompactIngress>,
         parsed: &Parsed,
     ) {
         let known = self

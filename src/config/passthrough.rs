@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressRule};
+use crate::config::snapshot::{CompactIngress, IngressRule};
 
 use super::annotations::parser::annotation;
 use super::annotations::{NGINX, TOLLGATE};
@@ -48,16 +48,16 @@ pub const ANNOTATION: &str = "nginx.ingress.kubernetes.io/ssl-passthrough";
 pub(super) struct Request {
     key: ObjectKey,
     origin: Option<Arc<str>>,
-    ingress: Arc<Ingress>,
+    ingress: Arc<CompactIngress>,
 }
 
 /// Whether an Ingress asks for passthrough.
-fn asks(ingress: &Ingress) -> bool {
+fn asks(ingress: &CompactIngress) -> bool {
     annotation(ingress, ANNOTATION) == Some("true")
 }
 
 /// Whether an Ingress is a canary (they are never passed through).
-fn is_canary(ingress: &Ingress) -> bool {
+fn is_canary(ingress: &CompactIngress) -> bool {
     annotation(ingress, "nginx.ingress.kubernetes.io/canary") == Some("true")
 }
 
@@ -72,7 +72,7 @@ fn has_root(rule: &IngressRule) -> bool {
 
 /// What rejects an Ingress asking for passthrough: the flag is off, the
 /// value is not a boolean, or a rule cannot be passed through.
-pub(super) fn problems(ingress: &Ingress, opts: &CompileOptions) -> Vec<Problem> {
+pub(super) fn problems(ingress: &CompactIngress, opts: &CompileOptions) -> Vec<Problem> {
     let field = Field::annotation(ANNOTATION);
     match annotation(ingress, ANNOTATION) {
         None | Some("false") => return Vec::new(),
@@ -111,7 +111,7 @@ pub(super) fn problems(ingress: &Ingress, opts: &CompileOptions) -> Vec<Problem>
 /// The served Ingresses (key, origin, version served, in serving order)
 /// that ask for passthrough and may (the flag is on).
 pub(super) fn requests<'a>(
-    served: impl Iterator<Item = (&'a ObjectKey, &'a Option<Arc<str>>, &'a Arc<Ingress>)>,
+    served: impl Iterator<Item = (&'a ObjectKey, &'a Option<Arc<str>>, &'a Arc<CompactIngress>)>,
     opts: &CompileOptions,
 ) -> Vec<Request> {
     if !opts.ssl_passthrough {
@@ -129,7 +129,7 @@ pub(super) fn requests<'a>(
 
 /// The annotations of an Ingress that act on HTTP requests: every
 /// ingress-nginx and tollgate one but `ssl-passthrough` itself.
-fn http_annotations(ingress: &Ingress) -> Vec<String> {
+fn http_annotations(ingress: &CompactIngress) -> Vec<String> {
     ingress
         .metadata
         .annotations
@@ -137,7 +137,7 @@ fn http_annotations(ingress: &Ingress) -> Vec<String> {
         .flatten()
         .map(|(k, _)| k)
         .filter(|k| (k.starts_with(NGINX) || k.starts_with(TOLLGATE)) && *k != ANNOTATION)
-        .cloned()
+        .map(str::to_string)
         .collect()
 }
 

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use http::HeaderValue;
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::CompactIngress;
 
 use super::annotations::{Annotations, BasicAuthSpec, MirrorSpec};
 use super::backends::{has_lb_annotation, BackendPolicy};
@@ -94,7 +94,7 @@ impl Builder<'_> {
         &mut self,
         key: &ObjectKey,
         origin: &Option<Arc<str>>,
-        ingress: &Ingress,
+        ingress: &CompactIngress,
         policy: &mut RoutePolicy,
     ) -> Option<LbAlgorithm> {
         let (policy_key, traffic_policy) = self

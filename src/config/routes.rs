@@ -79,7 +79,7 @@ impl Builder<'_> {
             .rules
             .iter()
             .flatten()
-            .filter_map(|r| r.host.clone())
+            .filter_map(|r| r.host.as_deref().map(str::to_string))
             .chain(parsed.aliases.iter().cloned())
             .map(|h| {
                 let r = force_redirect || (ssl_redirect && tls.lookup(&h).is_some());
@@ -135,7 +135,7 @@ impl Builder<'_> {
         // once all Ingresses have their paths (see `add_aliases`).
         let mut hosts: Vec<(usize, String)> = Vec::new();
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
-            let host = rule.host.clone().unwrap_or_default();
+            let host = rule.host.as_deref().unwrap_or_default().to_string();
             if !host.is_empty() {
                 for alias in &parsed.aliases {
                     self.aliases

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::CompactIngress;
 
 use super::annotations::parser::annotation;
 use super::annotations::{self, Annotations};
@@ -33,7 +33,7 @@ pub(super) struct Served<'a> {
     pub key: &'a ObjectKey,
     pub origin: Option<Arc<str>>,
     /// The version served: as written, or the last good one.
-    pub object: Arc<Ingress>,
+    pub object: Arc<CompactIngress>,
     pub annotations: Annotations,
     /// The annotation parser's problems (only warnings: a version with a
     /// rejecting one is not served).
@@ -44,8 +44,8 @@ pub(super) struct Served<'a> {
 pub(super) fn ours<'a>(
     snapshot: &'a Snapshot,
     opts: &CompileOptions,
-) -> Vec<(&'a ObjectKey, &'a Entry<Ingress>)> {
-    let mut ours: Vec<(&ObjectKey, &Entry<Ingress>)> = snapshot
+) -> Vec<(&'a ObjectKey, &'a Entry<CompactIngress>)> {
+    let mut ours: Vec<(&ObjectKey, &Entry<CompactIngress>)> = snapshot
         .ingresses
         .iter()
         .filter(|(_, e)| super::class::is_ours(&e.object, &snapshot.ingress_classes, opts))
@@ -59,7 +59,7 @@ pub(super) fn ours<'a>(
 }
 
 /// Whether an Ingress is a canary (`nginx.ingress.kubernetes.io/canary`).
-pub(super) fn is_canary(ingress: &Ingress) -> bool {
+pub(super) fn is_canary(ingress: &CompactIngress) -> bool {
     annotation(ingress, "nginx.ingress.kubernetes.io/canary") == Some("true")
 }
 
@@ -68,7 +68,7 @@ impl<'a> Builder<'a> {
     /// reported and last good versions remembered.
     pub(super) fn select<'k>(
         &mut self,
-        ours: Vec<(&'k ObjectKey, &'k Entry<Ingress>)>,
+        ours: Vec<(&'k ObjectKey, &'k Entry<CompactIngress>)>,
     ) -> Vec<Served<'k>> {
         let mut served = Vec::with_capacity(ours.len());
         for (key, entry) in ours {
@@ -136,7 +136,7 @@ impl<'a> Builder<'a> {
     /// [`Self::parse_annotations`], reused from an earlier compile when
     /// this very version was parsed in the same environment, or from
     /// another version with the same namespace and annotations.
-    fn parse_memoized(&mut self, key: &ObjectKey, object: &Arc<Ingress>) -> super::memo::Parsed {
+    fn parse_memoized(&mut self, key: &ObjectKey, object: &Arc<CompactIngress>) -> super::memo::Parsed {
         if let Some(parsed) = self.memo.annotations(key, object) {
             return parsed;
         }
@@ -152,7 +152,7 @@ impl<'a> Builder<'a> {
     /// expression paths that do not compile.
     fn validate_annotations(
         &self,
-        ingress: &Ingress,
+        ingress: &CompactIngress,
         parsed: &Annotations,
         problems: &[annotations::Problem],
     ) -> Vec<Problem> {
@@ -177,7 +177,7 @@ impl<'a> Builder<'a> {
                 .enumerate()
             {
                 for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
-                    if path.path_type == "Exact" {
+                    if &*path.path_type == "Exact" {
                         continue;
                     }
                     if let Err(reason) = validate::path_regex(path.path.as_deref().unwrap_or("/")) {

@@ -8,9 +8,10 @@
 //! Service they belong to (label `kubernetes.io/service-name`) so resolving a
 //! Service's endpoints costs O(its slices), not O(all slices). Secrets are
 //! only ever of type `kubernetes.io/tls` or `Opaque` (basic-auth files):
-//! providers never let another type in. Services and EndpointSlices are
-//! kept in their [`compact`] forms (what the compiler reads), converted on
-//! insertion; providers still hand in whole objects.
+//! providers never let another type in. Ingresses, Services and
+//! EndpointSlices are kept in their compact forms ([`ingress`],
+//! [`compact`]: what the compiler reads), converted on insertion;
+//! providers still hand in whole objects.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -21,10 +22,16 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 
 pub mod compact;
+pub mod ingress;
 
 pub use compact::{
     CompactService, CompactServicePort, CompactServiceSpec, CompactSlice, SliceAddress,
     SliceEndpoint, SlicePort, SERVICE_NAME_LABEL,
+};
+pub use ingress::{
+    AnnotationMap, CompactIngress, HttpIngressPath, HttpIngressRuleValue, IngressBackend,
+    IngressMeta, IngressRule, IngressServiceBackend, IngressSpec, IngressTls, ResourceBackend,
+    ServiceBackendPort,
 };
 
 use crate::crd::TrafficPolicy;
@@ -179,7 +186,7 @@ impl Changes {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub ingress_classes: Map<String, Entry<IngressClass>>,
-    pub ingresses: Map<ObjectKey, Entry<Ingress>>,
+    pub ingresses: Map<ObjectKey, Entry<CompactIngress>>,
     pub services: Map<ObjectKey, Entry<CompactService>>,
     pub endpoint_slices: Map<ObjectKey, Entry<CompactSlice>>,
     /// Secrets of type `kubernetes.io/tls` and `Opaque` only.
@@ -199,6 +206,22 @@ pub struct Snapshot {
     /// a `BTreeSet`: a Service has one slice or a few, and a set's first
     /// node costs half a kilobyte.
     slices_by_service: Map<ObjectKey, Vec<ObjectKey>>,
+}
+
+/// Puts `new` under `key` unless an equal object is there; says whether it
+/// did.
+fn replace<T: PartialEq>(
+    map: &mut Map<ObjectKey, Entry<T>>,
+    key: ObjectKey,
+    origin: Arc<str>,
+    new: T,
+) -> bool {
+    let differs = map.get(&key).is_none_or(|e| *e.object != new);
+    if differs {
+        let object = Arc::new(new);
+        map.insert(key, Entry { origin, object });
+    }
+    differs
 }
 
 fn slice_service(slice: &CompactSlice, namespace: &str) -> Option<ObjectKey> {
@@ -228,7 +251,7 @@ impl Snapshot {
         let key = object.key();
         match object {
             Object::IngressClass(o) => put(&mut self.ingress_classes, key.name, origin, o),
-            Object::Ingress(o) => put(&mut self.ingresses, key, origin, o),
+            Object::Ingress(o) => put(&mut self.ingresses, key, origin, CompactIngress::from(o)),
             Object::Service(o) => put(&mut self.services, key, origin, CompactService::from(o)),
             Object::Secret(o) => put(&mut self.secrets, key, origin, o),
             Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, origin, o),
@@ -291,13 +314,11 @@ impl Snapshot {
                 }
                 self.insert_slice(key, origin, new);
             }
+            Object::Ingress(new) => {
+                changes.routes = replace(&mut self.ingresses, key, origin, new.into());
+            }
             Object::Service(new) => {
-                let new = CompactService::from(new);
-                changes.routes = self.services.get(&key).is_none_or(|e| *e.object != new);
-                if changes.routes {
-                    let object = Arc::new(new);
-                    self.services.insert(key, Entry { origin, object });
-                }
+                changes.routes = replace(&mut self.services, key, origin, new.into());
             }
             object => {
                 changes.routes = self.differs(&key, &object);
@@ -310,14 +331,13 @@ impl Snapshot {
     }
 
     /// Whether `object` differs from the one held under `key` (or none is
-    /// held). Services and EndpointSlices: see [`Self::upsert`].
+    /// held). Ingresses, Services and EndpointSlices: see [`Self::upsert`].
     fn differs(&self, key: &ObjectKey, object: &Object) -> bool {
         fn differs<K: Ord + Clone, T: PartialEq>(map: &Map<K, Entry<T>>, key: &K, new: &T) -> bool {
             map.get(key).is_none_or(|e| *e.object != *new)
         }
         match object {
             Object::IngressClass(new) => differs(&self.ingress_classes, &key.name, new),
-            Object::Ingress(new) => differs(&self.ingresses, key, new),
             Object::Secret(new) => differs(&self.secrets, key, new),
             Object::TrafficPolicy(new) => differs(&self.traffic_policies, key, new),
             Object::GatewayClass(new) => differs(&self.gateway_classes, &key.name, new),
@@ -327,7 +347,7 @@ impl Snapshot {
             Object::ReferenceGrant(new) => differs(&self.reference_grants, key, new),
             Object::Namespace(new) => differs(&self.namespaces, &key.name, new),
             Object::ConfigMap(new) => differs(&self.config_maps, key, new),
-            Object::Service(_) | Object::EndpointSlice(_) => true,
+            Object::Ingress(_) | Object::Service(_) | Object::EndpointSlice(_) => true,
         }
     }
 

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::CompactIngress;
 
 use super::builder::Builder;
 use super::compiled::{Compiled, LastGood};
@@ -97,7 +97,7 @@ pub(super) fn one(
     opts: &CompileOptions,
     last_good: &LastGood,
     key: &ObjectKey,
-    entry: &Entry<Ingress>,
+    entry: &Entry<CompactIngress>,
     nginx: &NginxConfig,
     memo: &mut Memo,
 ) -> Compiled {

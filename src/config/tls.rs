@@ -88,7 +88,7 @@ impl Builder<'_> {
         &mut self,
         key: &ObjectKey,
         origin: &Option<Arc<str>>,
-        ingress: &k8s_openapi::api::networking::v1::Ingress,
+        ingress: &crate::config::snapshot::CompactIngress,
     ) {
         let Some(spec) = &ingress.spec else {
             return;
@@ -97,7 +97,7 @@ impl Builder<'_> {
             .rules
             .iter()
             .flatten()
-            .filter_map(|r| r.host.clone())
+            .filter_map(|r| r.host.as_deref().map(str::to_string))
             .filter(|h| !h.is_empty())
             .collect();
         for (i, entry) in spec.tls.iter().flatten().enumerate() {

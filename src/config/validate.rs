@@ -5,13 +5,13 @@
 //! Invariant: pure functions; each problem names the field and a reason a
 //! user can act on; never panics on any input.
 
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use crate::config::snapshot::{CompactIngress, IngressBackend};
 
 use super::annotations::parser::annotation;
 use super::problem::{Field, PathPart, Problem, Reason};
 
 /// Structural problems that reject an Ingress.
-pub fn ingress(ingress: &Ingress) -> Vec<Problem> {
+pub fn ingress(ingress: &CompactIngress) -> Vec<Problem> {
     let mut problems = Vec::new();
     let Some(spec) = &ingress.spec else {
         problems.push(Problem::new(Field::Spec, Reason::Missing));
@@ -34,7 +34,7 @@ pub fn ingress(ingress: &Ingress) -> Vec<Problem> {
         let Some(http) = &rule.http else { continue };
         for (j, path) in http.paths.iter().enumerate() {
             let field = |part| Field::path(i, j, part);
-            match path.path_type.as_str() {
+            match &*path.path_type {
                 "Exact" | "Prefix" | "ImplementationSpecific" => {}
                 "" => problems.push(Problem::new(field(PathPart::PathType), Reason::Required)),
                 other => problems.push(Problem::new(
@@ -44,7 +44,7 @@ pub fn ingress(ingress: &Ingress) -> Vec<Problem> {
             }
             let p = path.path.as_deref().unwrap_or("/");
             // `use-regex` paths are regular expressions, checked as such.
-            let regex_path = path.path_type != "Exact" && uses_regex(ingress);
+            let regex_path = &*path.path_type != "Exact" && uses_regex(ingress);
             if !regex_path {
                 if let Err(reason) = self::path(p) {
                     problems.push(Problem::new(field(PathPart::Path), Reason::Invalid(reason)));
@@ -65,7 +65,7 @@ pub fn ingress(ingress: &Ingress) -> Vec<Problem> {
 
 /// `use-regex: "true"`, or `rewrite-target` (which implies it, as in
 /// ingress-nginx).
-fn uses_regex(ingress: &Ingress) -> bool {
+fn uses_regex(ingress: &CompactIngress) -> bool {
     annotation(ingress, "nginx.ingress.kubernetes.io/use-regex") == Some("true")
         || annotation(ingress, "nginx.ingress.kubernetes.io/rewrite-target").is_some()
 }

@@ -21,6 +21,7 @@ use proptest::prelude::*;
 
 use super::values::{parse_cidrs, parse_hash_key, parse_size};
 use super::{parse, support, LimitStatuses, Support, KNOWN, NGINX, TOLLGATE};
+use crate::config::snapshot::AnnotationMap;
 use crate::fuzzing::{self, mutate_text, mutations};
 use crate::table::policy::{HashKey, HashPart};
 
@@ -74,8 +75,9 @@ fn maps() -> impl Strategy<Value = BTreeMap<String, String>> {
 }
 
 fn check(map: BTreeMap<String, String>) -> Result<(), TestCaseError> {
-    let (annotations, problems) = parse(Some(&map), LimitStatuses::default());
-    let (again, problems_again) = parse(Some(&map), LimitStatuses::default());
+    let annotations_in: AnnotationMap = map.iter().collect();
+    let (annotations, problems) = parse(Some(&annotations_in), LimitStatuses::default());
+    let (again, problems_again) = parse(Some(&annotations_in), LimitStatuses::default());
     prop_assert_eq!(&problems, &problems_again);
     prop_assert_eq!(format!("{annotations:?}"), format!("{again:?}"));
     for p in &problems {

@@ -154,16 +154,13 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use crate::config::snapshot::AnnotationMap;
 
     use super::super::{parse, LimitStatuses, Problem};
     use super::*;
 
     fn parse_map(pairs: &[(&str, &str)]) -> (RoutePolicy, Vec<Problem>) {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: AnnotationMap = pairs.iter().copied().collect();
         let (a, problems) = parse(Some(&map), LimitStatuses::default());
         (a.policy, problems)
     }

@@ -25,15 +25,12 @@ impl Parser<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use crate::config::snapshot::AnnotationMap;
 
     use super::super::{parse, LimitStatuses};
 
     fn off(pairs: &[(&str, &str)]) -> (bool, usize) {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: AnnotationMap = pairs.iter().copied().collect();
         let (a, problems) = parse(Some(&map), LimitStatuses::default());
         (a.policy.no_access_log, problems.len())
     }

@@ -53,10 +53,10 @@ mod snippet;
 mod upstream;
 pub mod values;
 
-use std::collections::BTreeMap;
 
 use http::HeaderValue;
 
+use crate::config::snapshot::AnnotationMap;
 use crate::table::policy::{BasicAuth, RoutePolicy, Timeouts};
 
 pub use auth::BasicAuthSpec;
@@ -109,7 +109,7 @@ pub struct Annotations {
 
 /// Parses the annotations of one Ingress.
 pub fn parse(
-    annotations: Option<&BTreeMap<String, String>>,
+    annotations: Option<&AnnotationMap>,
     statuses: LimitStatuses,
 ) -> (Annotations, Vec<Problem>) {
     let mut p = Parser {

@@ -11,10 +11,9 @@
 //! - Knows no concern: which annotations exist and what they mean is in the
 //!   sibling files, which import this one (never the reverse).
 
-use std::collections::BTreeMap;
 
 use http::{HeaderValue, StatusCode};
-use k8s_openapi::api::networking::v1::Ingress;
+use crate::config::snapshot::{AnnotationMap, CompactIngress};
 
 /// ingress-nginx's annotation prefix.
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";
@@ -53,7 +52,7 @@ impl Default for LimitStatuses {
 /// Reads one Ingress's annotations and collects the problems found, in
 /// order. The per-concern files add their methods to it.
 pub(super) struct Parser<'a> {
-    pub(super) map: Option<&'a BTreeMap<String, String>>,
+    pub(super) map: Option<&'a AnnotationMap>,
     pub(super) problems: Vec<Problem>,
 }
 
@@ -117,7 +116,7 @@ impl<'a> Parser<'a> {
 }
 
 /// An annotation's value, trimmed.
-pub fn annotation<'a>(ingress: &'a Ingress, name: &str) -> Option<&'a str> {
+pub fn annotation<'a>(ingress: &'a CompactIngress, name: &str) -> Option<&'a str> {
     ingress
         .metadata
         .annotations

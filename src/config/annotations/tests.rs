@@ -3,10 +3,7 @@ use http::StatusCode;
 use super::*;
 
 fn parse_map(pairs: &[(&str, &str)]) -> (Annotations, Vec<Problem>) {
-    let map: BTreeMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let map: AnnotationMap = pairs.iter().copied().collect();
     parse(Some(&map), LimitStatuses::default())
 }
 
@@ -341,7 +338,7 @@ fn arbitrary_values_never_panic() {
         )
         .collect();
     for _ in 0..3_000 {
-        let mut map = BTreeMap::new();
+        let mut map = std::collections::BTreeMap::new();
         for _ in 0..rng.usize(1..6) {
             let name = names[rng.usize(..names.len())].clone();
             let len = rng.usize(0..24);
@@ -350,7 +347,7 @@ fn arbitrary_values_never_panic() {
                 .collect();
             map.insert(name, value);
         }
-        let _ = parse(Some(&map), LimitStatuses::default());
+        let _ = parse(Some(&map.iter().collect()), LimitStatuses::default());
     }
     for _ in 0..3_000 {
         let len = rng.usize(0..32);

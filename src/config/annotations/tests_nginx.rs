@@ -6,7 +6,7 @@ use super::*;
 use crate::table::policy::{LimitRate, Swap};
 
 fn parse_map(pairs: &[(&str, &str)]) -> (Annotations, Vec<Problem>) {
-    let map: BTreeMap<String, String> = pairs
+    let map: AnnotationMap = pairs
         .iter()
         .map(|(k, v)| (format!("{NGINX}{k}"), v.to_string()))
         .collect();

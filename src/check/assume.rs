@@ -31,8 +31,8 @@ const PLACEHOLDER_USER: &str = "assumed:{SHA}2jmj7l5rSw0yVb/vlWAYkK/YBwk=";
 
 fn meta(key: &ObjectKey) -> ObjectMeta {
     ObjectMeta {
-        name: Some(key.name.clone()),
-        namespace: Some(key.namespace.clone()),
+        name: Some(key.name.to_string()),
+        namespace: Some(key.namespace.to_string()),
         ..ObjectMeta::default()
     }
 }
@@ -73,7 +73,7 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
     wanted.config_maps.extend(configmap.cloned());
     for (key, entry) in &snapshot.ingresses {
         let ingress = &entry.object;
-        let ns = key.namespace.as_str();
+        let ns = &*key.namespace;
         if let Some(spec) = &ingress.spec {
             if let Some(svc) = spec
                 .default_backend

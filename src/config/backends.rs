@@ -24,6 +24,7 @@ use super::compiled::Resolved;
 use super::diagnostic::Severity;
 use super::problem::{Field, Problem, Reason, Subject};
 use super::snapshot::{ObjectKey, Snapshot};
+use crate::intern::intern;
 use crate::table::policy::RoutePolicy;
 use crate::table::upstream::{
     BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
@@ -252,7 +253,7 @@ impl Builder<'_> {
         });
         let key = UpstreamKey {
             namespace: ingress.namespace.clone(),
-            service: service.to_string(),
+            service: intern(service),
             port,
             lb: policy.lb,
             protocol: policy.protocol,
@@ -394,7 +395,7 @@ impl Builder<'_> {
         }
         let secret = match reference.split_once('/') {
             None => ObjectKey::new(key.namespace.clone(), reference),
-            Some((ns, name)) if ns == key.namespace => ObjectKey::new(ns, name),
+            Some((ns, name)) if ns == &*key.namespace => ObjectKey::new(ns, name),
             Some(_) => {
                 // Fail closed: point verification at a Secret that cannot
                 // exist here, so the backends get 503, not an unverified
@@ -406,7 +407,7 @@ impl Builder<'_> {
                         Field::annotation(field),
                         Reason::CaSecretElsewhere {
                             reference,
-                            namespace: key.namespace.clone(),
+                            namespace: key.namespace.to_string(),
                         },
                     ),
                 );

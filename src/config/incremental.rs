@@ -354,7 +354,7 @@ impl State {
             .out
             .diagnostics
             .iter()
-            .any(|d| d.kind == "Ingress" && d.namespace == key.namespace && d.name == key.name)
+            .any(|d| d.kind == "Ingress" && *d.namespace == *key.namespace && *d.name == *key.name)
         {
             return None;
         }
@@ -494,11 +494,11 @@ impl State {
         let changed: std::collections::HashSet<(&str, &str), foldhash::fast::RandomState> =
             services
                 .iter()
-                .map(|s| (s.namespace.as_str(), s.name.as_str()))
+                .map(|s| (&*s.namespace, &*s.name))
                 .collect();
         let out = &mut self.out;
         for spec in &mut out.upstreams {
-            if !changed.contains(&(spec.key.namespace.as_str(), spec.key.service.as_str())) {
+            if !changed.contains(&(&*spec.key.namespace, &*spec.key.service)) {
                 continue;
             }
             match resolved(snapshot, &spec.key) {

@@ -12,6 +12,7 @@
 //! kept in their [`compact`] forms (what the compiler reads), converted on
 //! insertion; providers still hand in whole objects.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub use compact::{
 };
 
 use crate::crd::TrafficPolicy;
+use crate::intern::intern;
 use crate::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
 
 /// The snapshot's maps: ordered (iteration in key order, ranges) and
@@ -39,18 +41,28 @@ pub type Map<K, V> = imbl::OrdMap<K, V>;
 pub const OPAQUE_SECRET_TYPE: &str = "Opaque";
 
 /// `namespace/name`; the namespace is empty for cluster-scoped objects.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// Both parts are interned ([`crate::intern`]): every key for the same
+/// object, wherever it is kept, shares the two allocations. `Arc<str>`
+/// compares, orders and hashes by content, so keys behave as the strings
+/// they hold.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> Self {
         Self {
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: intern(namespace.as_ref()),
+            name: intern(name.as_ref()),
         }
+    }
+}
+
+impl Default for ObjectKey {
+    fn default() -> Self {
+        Self::new("", "")
     }
 }
 
@@ -227,17 +239,17 @@ impl Snapshot {
         }
         let key = object.key();
         match object {
-            Object::IngressClass(o) => put(&mut self.ingress_classes, key.name, origin, o),
+            Object::IngressClass(o) => put(&mut self.ingress_classes, key.name.to_string(), origin, o),
             Object::Ingress(o) => put(&mut self.ingresses, key, origin, o),
             Object::Service(o) => put(&mut self.services, key, origin, CompactService::from(o)),
             Object::Secret(o) => put(&mut self.secrets, key, origin, o),
             Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, origin, o),
-            Object::GatewayClass(o) => put(&mut self.gateway_classes, key.name, origin, o),
+            Object::GatewayClass(o) => put(&mut self.gateway_classes, key.name.to_string(), origin, o),
             Object::Gateway(o) => put(&mut self.gateways, key, origin, o),
             Object::HttpRoute(o) => put(&mut self.http_routes, key, origin, o),
             Object::GrpcRoute(o) => put(&mut self.grpc_routes, key, origin, o),
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, origin, o),
-            Object::Namespace(o) => put(&mut self.namespaces, key.name, origin, o),
+            Object::Namespace(o) => put(&mut self.namespaces, key.name.to_string(), origin, o),
             Object::ConfigMap(o) => put(&mut self.config_maps, key, origin, o),
             Object::EndpointSlice(o) => self.insert_slice(key, origin, CompactSlice::from(o)),
         }
@@ -312,20 +324,25 @@ impl Snapshot {
     /// Whether `object` differs from the one held under `key` (or none is
     /// held). Services and EndpointSlices: see [`Self::upsert`].
     fn differs(&self, key: &ObjectKey, object: &Object) -> bool {
-        fn differs<K: Ord + Clone, T: PartialEq>(map: &Map<K, Entry<T>>, key: &K, new: &T) -> bool {
+        fn differs<K, Q, T>(map: &Map<K, Entry<T>>, key: &Q, new: &T) -> bool
+        where
+            K: Ord + Clone + Borrow<Q>,
+            Q: Ord + ?Sized,
+            T: PartialEq,
+        {
             map.get(key).is_none_or(|e| *e.object != *new)
         }
         match object {
-            Object::IngressClass(new) => differs(&self.ingress_classes, &key.name, new),
+            Object::IngressClass(new) => differs(&self.ingress_classes, &*key.name, new),
             Object::Ingress(new) => differs(&self.ingresses, key, new),
             Object::Secret(new) => differs(&self.secrets, key, new),
             Object::TrafficPolicy(new) => differs(&self.traffic_policies, key, new),
-            Object::GatewayClass(new) => differs(&self.gateway_classes, &key.name, new),
+            Object::GatewayClass(new) => differs(&self.gateway_classes, &*key.name, new),
             Object::Gateway(new) => differs(&self.gateways, key, new),
             Object::HttpRoute(new) => differs(&self.http_routes, key, new),
             Object::GrpcRoute(new) => differs(&self.grpc_routes, key, new),
             Object::ReferenceGrant(new) => differs(&self.reference_grants, key, new),
-            Object::Namespace(new) => differs(&self.namespaces, &key.name, new),
+            Object::Namespace(new) => differs(&self.namespaces, &*key.name, new),
             Object::ConfigMap(new) => differs(&self.config_maps, key, new),
             Object::Service(_) | Object::EndpointSlice(_) => true,
         }
@@ -377,18 +394,18 @@ impl Snapshot {
     /// Removes an object by kind and key; returns whether it existed.
     pub fn remove(&mut self, kind: &str, key: &ObjectKey) -> bool {
         match kind {
-            "IngressClass" => self.ingress_classes.remove(&key.name).is_some(),
+            "IngressClass" => self.ingress_classes.remove(&*key.name).is_some(),
             "Ingress" => self.ingresses.remove(key).is_some(),
             "Service" => self.services.remove(key).is_some(),
             "EndpointSlice" => self.remove_slice(key).is_some(),
             "Secret" => self.secrets.remove(key).is_some(),
             "TrafficPolicy" => self.traffic_policies.remove(key).is_some(),
-            "GatewayClass" => self.gateway_classes.remove(&key.name).is_some(),
+            "GatewayClass" => self.gateway_classes.remove(&*key.name).is_some(),
             "Gateway" => self.gateways.remove(key).is_some(),
             "HTTPRoute" => self.http_routes.remove(key).is_some(),
             "GRPCRoute" => self.grpc_routes.remove(key).is_some(),
             "ReferenceGrant" => self.reference_grants.remove(key).is_some(),
-            "Namespace" => self.namespaces.remove(&key.name).is_some(),
+            "Namespace" => self.namespaces.remove(&*key.name).is_some(),
             "ConfigMap" => self.config_maps.remove(key).is_some(),
             _ => false,
         }

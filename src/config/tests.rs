@@ -1422,7 +1422,7 @@ fn auto_http_adds_an_https_twin_of_each_backend() {
         let twin = &c.upstreams[twin as usize];
         assert_eq!(plain.key.protocol, BackendProtocol::Http, "{host}");
         assert_eq!(twin.key.protocol, BackendProtocol::Https, "{host}");
-        assert_eq!(plain.key.service, service);
+        assert_eq!(&*plain.key.service, service);
         assert_eq!(
             (&twin.key.service, &twin.key.port),
             (&plain.key.service, &plain.key.port)

@@ -492,10 +492,7 @@ impl State {
         }
         // Matched by borrowed names: no key is built per upstream.
         let changed: std::collections::HashSet<(&str, &str), foldhash::fast::RandomState> =
-            services
-                .iter()
-                .map(|s| (&*s.namespace, &*s.name))
-                .collect();
+            services.iter().map(|s| (&*s.namespace, &*s.name)).collect();
         let out = &mut self.out;
         for spec in &mut out.upstreams {
             if !changed.contains(&(&*spec.key.namespace, &*spec.key.service)) {

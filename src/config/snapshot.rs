@@ -29,8 +29,8 @@ pub use compact::{
 };
 
 use crate::crd::TrafficPolicy;
-use crate::intern::intern;
 use crate::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
+use crate::intern::intern;
 
 /// The snapshot's maps: ordered (iteration in key order, ranges) and
 /// persistent (a clone shares the tree; an insert copies one path).
@@ -239,12 +239,16 @@ impl Snapshot {
         }
         let key = object.key();
         match object {
-            Object::IngressClass(o) => put(&mut self.ingress_classes, key.name.to_string(), origin, o),
+            Object::IngressClass(o) => {
+                put(&mut self.ingress_classes, key.name.to_string(), origin, o)
+            }
             Object::Ingress(o) => put(&mut self.ingresses, key, origin, o),
             Object::Service(o) => put(&mut self.services, key, origin, CompactService::from(o)),
             Object::Secret(o) => put(&mut self.secrets, key, origin, o),
             Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, origin, o),
-            Object::GatewayClass(o) => put(&mut self.gateway_classes, key.name.to_string(), origin, o),
+            Object::GatewayClass(o) => {
+                put(&mut self.gateway_classes, key.name.to_string(), origin, o)
+            }
             Object::Gateway(o) => put(&mut self.gateways, key, origin, o),
             Object::HttpRoute(o) => put(&mut self.http_routes, key, origin, o),
             Object::GrpcRoute(o) => put(&mut self.grpc_routes, key, origin, o),

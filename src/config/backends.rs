@@ -279,7 +279,7 @@ impl Builder<'_> {
         };
         let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
         self.out.upstreams.push(UpstreamSpec {
-            label: key.to_string().into(),
+            label: intern(&key.to_string()),
             key: key.clone(),
             endpoints,
             trust,
@@ -510,7 +510,7 @@ impl Builder<'_> {
             }
         };
         let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
-        let label: Arc<str> = key.to_string().into();
+        let label = intern(&key.to_string());
         self.out.upstreams.push(UpstreamSpec {
             key,
             label: label.clone(),

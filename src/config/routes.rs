@@ -25,6 +25,7 @@ use super::conflicts::Claim;
 use super::problem::{Field, PathPart, Problem, Reason};
 use super::select::Served;
 use super::validate;
+use crate::intern::intern;
 use crate::table::policy::{AffinityMode, Rewrite, RoutePolicy};
 use crate::table::upstream::LbAlgorithm;
 use crate::table::{PathType, Route, RouteKind};
@@ -88,7 +89,7 @@ impl Builder<'_> {
             .collect();
         let redirects =
             |host: &str| force_redirect || redirects.iter().any(|(h, r)| *r && h == host);
-        let ingress_label: Arc<str> = key.to_string().into();
+        let ingress_label = intern(&key.to_string());
         let mut lb = self.backend_policy(key, &origin, &object, policy_lb, true);
         // Hash-based picking needs the ring on the upstream.
         let balanced_affinity = policy
@@ -119,8 +120,8 @@ impl Builder<'_> {
                     ingress: ingress_label.clone(),
                     kind: RouteKind::Ingress,
                     guard: None,
-                    host: "".into(),
-                    path: "".into(),
+                    host: intern(""),
+                    path: intern(""),
                     path_type: None,
                     service,
                     upstream,
@@ -149,7 +150,7 @@ impl Builder<'_> {
                 continue;
             };
             let host = host.as_str();
-            let host_label: Arc<str> = host.into();
+            let host_label = intern(host);
             let mut www_route = None;
             // Make sure the host exists even without paths, so that its
             // default backend (or a 404) answers rather than hostless rules.
@@ -183,7 +184,7 @@ impl Builder<'_> {
                     kind: RouteKind::Ingress,
                     guard: None,
                     host: host_label.clone(),
-                    path: path_str.into(),
+                    path: intern(path_str),
                     path_type: Some(path_type),
                     service,
                     upstream,
@@ -255,8 +256,8 @@ impl Builder<'_> {
                 ingress: main.ingress.clone(),
                 kind: RouteKind::Ingress,
                 guard: None,
-                host: twin.as_str().into(),
-                path: "".into(),
+                host: intern(&twin),
+                path: intern(""),
                 path_type: None,
                 service: main.service.clone(),
                 upstream: main.upstream,

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::config::{Diagnostic, LastGood, Severity};
+use crate::intern::intern;
 use crate::metrics::{DiagnosticLabels, Metrics, SecretLabels, SeriesLabels};
 use crate::table::policy::Canary;
 use crate::table::tls::TlsTable;
@@ -91,8 +92,8 @@ pub(super) fn certificate_expiries(
 /// Gateway API route's as `route`.
 pub fn labels_of(route: &Route, per_host: bool) -> SeriesLabels {
     let (ingress, gateway_route) = match route.kind {
-        RouteKind::Ingress => (route.ingress.clone(), Arc::from("")),
-        RouteKind::HttpRoute | RouteKind::GrpcRoute => (Arc::from(""), route.ingress.clone()),
+        RouteKind::Ingress => (route.ingress.clone(), intern("")),
+        RouteKind::HttpRoute | RouteKind::GrpcRoute => (intern(""), route.ingress.clone()),
     };
     SeriesLabels {
         ingress,
@@ -109,7 +110,7 @@ pub fn canary_labels(route: &Route, canary: &Canary, per_host: bool) -> SeriesLa
     SeriesLabels {
         ingress: canary.ingress.clone(),
         service: canary.service.clone(),
-        route: Arc::from(""),
+        route: intern(""),
         canary: true,
         host: per_host.then(|| route.host.clone()),
     }

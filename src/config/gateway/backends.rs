@@ -62,8 +62,8 @@ impl Builder<'_> {
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p > 0);
         let label: Arc<str> = match port {
-            Some(p) => format!("{namespace}/{}:{p}", backend.name).into(),
-            None => format!("{namespace}/{}", backend.name).into(),
+            Some(p) => intern(&format!("{namespace}/{}:{p}", backend.name)),
+            None => intern(&format!("{namespace}/{}", backend.name)),
         };
         let invalid = |reason, message: String| {
             (
@@ -206,7 +206,7 @@ impl Builder<'_> {
     ) -> UpstreamId {
         let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
         self.out.upstreams.push(UpstreamSpec {
-            label: key.to_string().into(),
+            label: intern(&key.to_string()),
             key: key.clone(),
             endpoints,
             trust: TrustAnchors::Unverified,

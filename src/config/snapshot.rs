@@ -10,7 +10,10 @@
 //! only ever of type `kubernetes.io/tls` or `Opaque` (basic-auth files):
 //! providers never let another type in. Services and EndpointSlices are
 //! kept in their [`compact`] forms (what the compiler reads), converted on
-//! insertion; providers still hand in whole objects.
+//! insertion; providers still hand in whole objects. An [`ObjectKey`]'s
+//! namespace and name are interned ([`crate::intern`]): the key of an
+//! object in its map, in the slice index, in the compiler's caches and in
+//! the status writers all share one allocation per distinct string.
 
 use std::borrow::Borrow;
 use std::collections::BTreeSet;
@@ -497,5 +500,66 @@ impl Snapshot {
             }
         }
         Changes { routes, endpoints }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn meta(namespace: &str, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn keys_from_separate_equal_strings_share_their_allocations() {
+        let a = ObjectKey::new(String::from("intern-ns"), String::from("web"));
+        let b = ObjectKey::new("intern-ns".to_string(), &"web".to_string());
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&a.name, &b.name));
+        // Still compared, ordered and shown by content.
+        assert_eq!(a, b);
+        assert!(a < ObjectKey::new("intern-ns", "web2"));
+        assert_eq!(a.to_string(), "intern-ns/web");
+        assert_eq!(ObjectKey::new("", "class").to_string(), "class");
+    }
+
+    #[test]
+    fn a_service_and_its_slice_index_share_the_key_strings() {
+        let mut snapshot = Snapshot::default();
+        let origin: Arc<str> = Arc::from("test");
+        let service = Service {
+            metadata: meta("intern-shop", "cart"),
+            ..Service::default()
+        };
+        snapshot.insert(origin.clone(), Object::Service(service));
+        let mut slice_meta = meta("intern-shop", "cart-x1");
+        slice_meta.labels = Some([(SERVICE_NAME_LABEL.to_string(), "cart".to_string())].into());
+        let slice = EndpointSlice {
+            metadata: slice_meta,
+            address_type: "IPv4".to_string(),
+            endpoints: Vec::new(),
+            ports: None,
+        };
+        snapshot.insert(origin, Object::EndpointSlice(slice));
+
+        let (service_key, _) = snapshot.services.iter().next().expect("the Service");
+        let (index_key, slices) = snapshot
+            .slices_by_service
+            .iter()
+            .next()
+            .expect("the slice index");
+        assert_eq!(index_key, service_key);
+        assert!(Arc::ptr_eq(&index_key.namespace, &service_key.namespace));
+        assert!(Arc::ptr_eq(&index_key.name, &service_key.name));
+        let (slice_key, _) = snapshot.endpoint_slices.iter().next().expect("the slice");
+        assert!(Arc::ptr_eq(&slices[0].name, &slice_key.name));
+        assert!(Arc::ptr_eq(&slice_key.namespace, &service_key.namespace));
     }
 }

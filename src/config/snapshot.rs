@@ -519,8 +519,11 @@ mod tests {
 
     #[test]
     fn keys_from_separate_equal_strings_share_their_allocations() {
-        let a = ObjectKey::new(String::from("intern-ns"), String::from("web"));
-        let b = ObjectKey::new("intern-ns".to_string(), &"web".to_string());
+        // Two separate allocations of each string.
+        let (ns_a, name_a) = (String::from("intern-ns"), String::from("web"));
+        let (ns_b, name_b) = (ns_a.clone(), name_a.clone());
+        let a = ObjectKey::new(&ns_a, &name_a);
+        let b = ObjectKey::new(ns_b, name_b);
         assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
         assert!(Arc::ptr_eq(&a.name, &b.name));
         // Still compared, ordered and shown by content.

@@ -109,15 +109,11 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
         );
         if let Some(spec) = &parsed.basic_auth {
             let name = spec.secret.rsplit('/').next().unwrap_or(&spec.secret);
-            wanted
-                .auth
-                .insert(ObjectKey::new(ns, name), spec.map);
+            wanted.auth.insert(ObjectKey::new(ns, name), spec.map);
         }
         if let Some(spec) = &parsed.client_cert {
             let (ca_ns, name) = spec.secret.split_once('/').unwrap_or((ns, &spec.secret));
-            wanted
-                .client_cas
-                .insert(ObjectKey::new(ca_ns, name));
+            wanted.client_cas.insert(ObjectKey::new(ca_ns, name));
         }
         if let Some(name) = &parsed.default_backend {
             wanted

@@ -156,15 +156,10 @@ impl Object {
             Object::ConfigMap(o) => &o.metadata,
         };
         let namespace = match self {
-            Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_) => {
-                String::new()
-            }
-            _ => meta
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_string()),
+            Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_) => "",
+            _ => meta.namespace.as_deref().unwrap_or("default"),
         };
-        ObjectKey::new(namespace, meta.name.clone().unwrap_or_default())
+        ObjectKey::new(namespace, meta.name.as_deref().unwrap_or_default())
     }
 }
 

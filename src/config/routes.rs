@@ -15,6 +15,10 @@
 //! - `from-to-www-redirect` adds the `www.` (or bare) twin of each rule's
 //!   host, answering only with a 308 to it, after every Ingress and alias
 //!   is in: a twin with an Ingress or alias of its own is never taken over.
+//! - A route's label strings (ingress, host, path; its service is the
+//!   upstream's label) come from [`crate::intern`]: a recompile hands the
+//!   same allocations to the new table, and the metric series resolved
+//!   from the previous one keep sharing them.
 
 use std::sync::Arc;
 

@@ -3,7 +3,8 @@
 //! `tollgate_config_diagnostics`) and certificate expiry by Secret and host.
 //!
 //! Invariant: runs at publish time on the control plane; nothing here is
-//! read or computed per request or per scrape.
+//! read or computed per request or per scrape. Series labels are the
+//! route's own (interned) strings, cloned, never formatted anew.
 
 use std::sync::Arc;
 

@@ -421,7 +421,7 @@ fn spawn_control(
             .selection
             .configmap
             .as_ref()
-            .map(|k| k.namespace.clone()),
+            .map(|k| k.namespace.to_string()),
         event_republish_interval: args.event_republish_interval,
     };
     let (connected_tx, connected_rx) = std::sync::mpsc::channel();

@@ -32,6 +32,7 @@ use crate::config::{
     self, Changes, CompileOptions, Compiled, Diagnostic, LastGood, Object, ObjectKey, Snapshot,
 };
 use crate::inspect::{diagnostic_key, DiagnosticKey, Inspect, Tracked};
+use crate::intern::intern;
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics, RouteSeries, SeriesLabels};
 use crate::ratelimit::global::{GlobalLimiter, GlobalStore};
@@ -633,8 +634,7 @@ impl Publisher {
                     limiter
                 }),
                 global: policy.global_rate.as_ref().map(|limit| {
-                    let object: Arc<str> =
-                        format!("{}/{}", route.kind.as_str(), route.ingress).into();
+                    let object = intern(&format!("{}/{}", route.kind.as_str(), route.ingress));
                     let key = (object, GlobalRateLimit::clone(limit));
                     let limiter = globals
                         .get(&key)

@@ -187,7 +187,7 @@ pub fn decide(inspect: &Inspect, request: &AdmissionRequest) -> AdmissionRespons
     let about: Vec<&Diagnostic> = compiled
         .diagnostics
         .iter()
-        .filter(|d| d.kind == kind && d.namespace == key.namespace && d.name == key.name)
+        .filter(|d| d.kind == kind && *d.namespace == *key.namespace && *d.name == *key.name)
         .collect();
     let text = |d: &&Diagnostic| format!("{}: {}", d.field, d.reason);
     let warnings: Vec<String> = about

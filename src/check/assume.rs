@@ -30,8 +30,8 @@ const PLACEHOLDER_USER: &str = "assumed:{SHA}2jmj7l5rSw0yVb/vlWAYkK/YBwk=";
 
 fn meta(key: &ObjectKey) -> ObjectMeta {
     ObjectMeta {
-        name: Some(key.name.clone()),
-        namespace: Some(key.namespace.clone()),
+        name: Some(key.name.to_string()),
+        namespace: Some(key.namespace.to_string()),
         ..ObjectMeta::default()
     }
 }
@@ -72,7 +72,7 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
     wanted.config_maps.extend(configmap.cloned());
     for (key, entry) in &snapshot.ingresses {
         let ingress = &entry.object;
-        let ns = key.namespace.as_str();
+        let ns = &*key.namespace;
         if let Some(spec) = &ingress.spec {
             if let Some(svc) = spec
                 .default_backend
@@ -108,15 +108,11 @@ pub fn assume_external_refs(snapshot: &mut Snapshot, configmap: Option<&ObjectKe
         );
         if let Some(spec) = &parsed.basic_auth {
             let name = spec.secret.rsplit('/').next().unwrap_or(&spec.secret);
-            wanted
-                .auth
-                .insert(ObjectKey::new(ns, name.to_string()), spec.map);
+            wanted.auth.insert(ObjectKey::new(ns, name), spec.map);
         }
         if let Some(spec) = &parsed.client_cert {
             let (ca_ns, name) = spec.secret.split_once('/').unwrap_or((ns, &spec.secret));
-            wanted
-                .client_cas
-                .insert(ObjectKey::new(ca_ns, name.to_string()));
+            wanted.client_cas.insert(ObjectKey::new(ca_ns, name));
         }
         if let Some(name) = &parsed.default_backend {
             wanted

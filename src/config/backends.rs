@@ -24,6 +24,7 @@ use super::compiled::Resolved;
 use super::diagnostic::Severity;
 use super::problem::{Field, Problem, Reason, Subject};
 use super::snapshot::{ObjectKey, Snapshot};
+use crate::intern::intern;
 use crate::table::policy::RoutePolicy;
 use crate::table::upstream::{
     BackendProtocol, BackendVerify, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey,
@@ -252,7 +253,7 @@ impl Builder<'_> {
         });
         let key = UpstreamKey {
             namespace: ingress.namespace.clone(),
-            service: service.to_string(),
+            service: intern(service),
             port,
             lb: policy.lb,
             protocol: policy.protocol,
@@ -278,7 +279,7 @@ impl Builder<'_> {
         };
         let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
         self.out.upstreams.push(UpstreamSpec {
-            label: key.to_string().into(),
+            label: intern(&key.to_string()),
             key: key.clone(),
             endpoints,
             trust,
@@ -394,7 +395,7 @@ impl Builder<'_> {
         }
         let secret = match reference.split_once('/') {
             None => ObjectKey::new(key.namespace.clone(), reference),
-            Some((ns, name)) if ns == key.namespace => ObjectKey::new(ns, name),
+            Some((ns, name)) if ns == &*key.namespace => ObjectKey::new(ns, name),
             Some(_) => {
                 // Fail closed: point verification at a Secret that cannot
                 // exist here, so the backends get 503, not an unverified
@@ -406,7 +407,7 @@ impl Builder<'_> {
                         Field::annotation(field),
                         Reason::CaSecretElsewhere {
                             reference,
-                            namespace: key.namespace.clone(),
+                            namespace: key.namespace.to_string(),
                         },
                     ),
                 );
@@ -509,7 +510,7 @@ impl Builder<'_> {
             }
         };
         let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
-        let label: Arc<str> = key.to_string().into();
+        let label = intern(&key.to_string());
         self.out.upstreams.push(UpstreamSpec {
             key,
             label: label.clone(),

@@ -32,7 +32,7 @@ impl Builder<'_> {
         }
         let Some(canary) = parsed.canary else { return };
         let lb = self.backend_policy(key, &origin, &object, None, false);
-        let ingress_label: std::sync::Arc<str> = key.to_string().into();
+        let ingress_label = crate::intern::intern(&key.to_string());
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
             let host = rule.host.as_deref().unwrap_or("");
             for (j, path) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {

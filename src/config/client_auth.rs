@@ -78,13 +78,13 @@ impl Builder<'_> {
     ) -> Arc<ClientCert> {
         let (namespace, name) = match spec.secret.split_once('/') {
             Some((ns, name)) => (ns, name),
-            None => (key.namespace.as_str(), spec.secret.as_str()),
+            None => (&*key.namespace, spec.secret.as_str()),
         };
         let secret = ObjectKey::new(namespace, name);
-        let resolved = if namespace != key.namespace {
+        let resolved = if namespace != &*key.namespace {
             Err(Reason::ClientCaElsewhere {
                 secret: spec.secret.clone(),
-                namespace: key.namespace.clone(),
+                namespace: key.namespace.to_string(),
                 consequence: REFUSED,
             })
         } else {

@@ -43,8 +43,8 @@ impl Diagnostic {
         Self {
             severity,
             kind,
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
+            namespace: key.namespace.to_string(),
+            name: key.name.to_string(),
             origin,
             field: field.into(),
             reason: reason.into(),

@@ -354,7 +354,7 @@ impl State {
             .out
             .diagnostics
             .iter()
-            .any(|d| d.kind == "Ingress" && d.namespace == key.namespace && d.name == key.name)
+            .any(|d| d.kind == "Ingress" && *d.namespace == *key.namespace && *d.name == *key.name)
         {
             return None;
         }
@@ -492,13 +492,10 @@ impl State {
         }
         // Matched by borrowed names: no key is built per upstream.
         let changed: std::collections::HashSet<(&str, &str), foldhash::fast::RandomState> =
-            services
-                .iter()
-                .map(|s| (s.namespace.as_str(), s.name.as_str()))
-                .collect();
+            services.iter().map(|s| (&*s.namespace, &*s.name)).collect();
         let out = &mut self.out;
         for spec in &mut out.upstreams {
-            if !changed.contains(&(spec.key.namespace.as_str(), spec.key.service.as_str())) {
+            if !changed.contains(&(&*spec.key.namespace, &*spec.key.service)) {
                 continue;
             }
             match resolved(snapshot, &spec.key) {

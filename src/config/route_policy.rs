@@ -27,6 +27,7 @@ use super::overlay;
 use super::problem::{Field, Problem, Reason};
 use super::snapshot::{ObjectKey, Snapshot};
 use crate::auth::htpasswd::Htpasswd;
+use crate::intern::intern;
 use crate::table::policy::{BasicAuth, CustomErrors, Mirror, MirrorTarget, RoutePolicy};
 use crate::table::upstream::{
     BackendProtocol, EndpointAddr, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey, UpstreamSpec,
@@ -233,7 +234,7 @@ impl Builder<'_> {
         let scheme = if spec.https { "https" } else { "http" };
         let key = UpstreamKey {
             namespace: ingress.namespace.clone(),
-            service: format!("mirror-target {scheme}://{}", spec.host),
+            service: intern(&format!("mirror-target {scheme}://{}", spec.host)),
             port: PortRef::Number(i32::from(spec.port)),
             lb: LbAlgorithm::RoundRobin,
             protocol: if spec.https {

@@ -15,6 +15,10 @@
 //! - `from-to-www-redirect` adds the `www.` (or bare) twin of each rule's
 //!   host, answering only with a 308 to it, after every Ingress and alias
 //!   is in: a twin with an Ingress or alias of its own is never taken over.
+//! - A route's label strings (ingress, host, path; its service is the
+//!   upstream's label) come from [`crate::intern`]: a recompile hands the
+//!   same allocations to the new table, and the metric series resolved
+//!   from the previous one keep sharing them.
 
 use std::sync::Arc;
 
@@ -25,6 +29,7 @@ use super::conflicts::Claim;
 use super::problem::{Field, PathPart, Problem, Reason};
 use super::select::Served;
 use super::validate;
+use crate::intern::intern;
 use crate::table::policy::{AffinityMode, Rewrite, RoutePolicy};
 use crate::table::upstream::LbAlgorithm;
 use crate::table::{PathType, Route, RouteKind};
@@ -88,7 +93,7 @@ impl Builder<'_> {
             .collect();
         let redirects =
             |host: &str| force_redirect || redirects.iter().any(|(h, r)| *r && h == host);
-        let ingress_label: Arc<str> = key.to_string().into();
+        let ingress_label = intern(&key.to_string());
         let mut lb = self.backend_policy(key, &origin, &object, policy_lb, true);
         // Hash-based picking needs the ring on the upstream.
         let balanced_affinity = policy
@@ -119,8 +124,8 @@ impl Builder<'_> {
                     ingress: ingress_label.clone(),
                     kind: RouteKind::Ingress,
                     guard: None,
-                    host: "".into(),
-                    path: "".into(),
+                    host: intern(""),
+                    path: intern(""),
                     path_type: None,
                     service,
                     upstream,
@@ -149,7 +154,7 @@ impl Builder<'_> {
                 continue;
             };
             let host = host.as_str();
-            let host_label: Arc<str> = host.into();
+            let host_label = intern(host);
             let mut www_route = None;
             // Make sure the host exists even without paths, so that its
             // default backend (or a 404) answers rather than hostless rules.
@@ -183,7 +188,7 @@ impl Builder<'_> {
                     kind: RouteKind::Ingress,
                     guard: None,
                     host: host_label.clone(),
-                    path: path_str.into(),
+                    path: intern(path_str),
                     path_type: Some(path_type),
                     service,
                     upstream,
@@ -255,8 +260,8 @@ impl Builder<'_> {
                 ingress: main.ingress.clone(),
                 kind: RouteKind::Ingress,
                 guard: None,
-                host: twin.as_str().into(),
-                path: "".into(),
+                host: intern(&twin),
+                path: intern(""),
                 path_type: None,
                 service: main.service.clone(),
                 upstream: main.upstream,

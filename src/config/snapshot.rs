@@ -11,8 +11,12 @@
 //! providers never let another type in. Ingresses, Services and
 //! EndpointSlices are kept in their compact forms ([`ingress`],
 //! [`compact`]: what the compiler reads), converted on insertion;
-//! providers still hand in whole objects.
+//! providers still hand in whole objects. An [`ObjectKey`]'s
+//! namespace and name are interned ([`crate::intern`]): the key of an
+//! object in its map, in the slice index, in the compiler's caches and in
+//! the status writers all share one allocation per distinct string.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
@@ -36,6 +40,7 @@ pub use ingress::{
 
 use crate::crd::TrafficPolicy;
 use crate::gateway_api::{Gateway, GatewayClass, GrpcRoute, HttpRoute, ReferenceGrant};
+use crate::intern::intern;
 
 /// The snapshot's maps: ordered (iteration in key order, ranges) and
 /// persistent (a clone shares the tree; an insert copies one path).
@@ -46,18 +51,28 @@ pub type Map<K, V> = imbl::OrdMap<K, V>;
 pub const OPAQUE_SECRET_TYPE: &str = "Opaque";
 
 /// `namespace/name`; the namespace is empty for cluster-scoped objects.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// Both parts are interned ([`crate::intern`]): every key for the same
+/// object, wherever it is kept, shares the two allocations. `Arc<str>`
+/// compares, orders and hashes by content, so keys behave as the strings
+/// they hold.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl ObjectKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl AsRef<str>, name: impl AsRef<str>) -> Self {
         Self {
-            namespace: namespace.into(),
-            name: name.into(),
+            namespace: intern(namespace.as_ref()),
+            name: intern(name.as_ref()),
         }
+    }
+}
+
+impl Default for ObjectKey {
+    fn default() -> Self {
+        Self::new("", "")
     }
 }
 
@@ -148,15 +163,10 @@ impl Object {
             Object::ConfigMap(o) => &o.metadata,
         };
         let namespace = match self {
-            Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_) => {
-                String::new()
-            }
-            _ => meta
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_string()),
+            Object::IngressClass(_) | Object::GatewayClass(_) | Object::Namespace(_) => "",
+            _ => meta.namespace.as_deref().unwrap_or("default"),
         };
-        ObjectKey::new(namespace, meta.name.clone().unwrap_or_default())
+        ObjectKey::new(namespace, meta.name.as_deref().unwrap_or_default())
     }
 }
 
@@ -250,17 +260,21 @@ impl Snapshot {
         }
         let key = object.key();
         match object {
-            Object::IngressClass(o) => put(&mut self.ingress_classes, key.name, origin, o),
+            Object::IngressClass(o) => {
+                put(&mut self.ingress_classes, key.name.to_string(), origin, o)
+            }
             Object::Ingress(o) => put(&mut self.ingresses, key, origin, CompactIngress::from(o)),
             Object::Service(o) => put(&mut self.services, key, origin, CompactService::from(o)),
             Object::Secret(o) => put(&mut self.secrets, key, origin, o),
             Object::TrafficPolicy(o) => put(&mut self.traffic_policies, key, origin, o),
-            Object::GatewayClass(o) => put(&mut self.gateway_classes, key.name, origin, o),
+            Object::GatewayClass(o) => {
+                put(&mut self.gateway_classes, key.name.to_string(), origin, o)
+            }
             Object::Gateway(o) => put(&mut self.gateways, key, origin, o),
             Object::HttpRoute(o) => put(&mut self.http_routes, key, origin, o),
             Object::GrpcRoute(o) => put(&mut self.grpc_routes, key, origin, o),
             Object::ReferenceGrant(o) => put(&mut self.reference_grants, key, origin, o),
-            Object::Namespace(o) => put(&mut self.namespaces, key.name, origin, o),
+            Object::Namespace(o) => put(&mut self.namespaces, key.name.to_string(), origin, o),
             Object::ConfigMap(o) => put(&mut self.config_maps, key, origin, o),
             Object::EndpointSlice(o) => self.insert_slice(key, origin, CompactSlice::from(o)),
         }
@@ -333,19 +347,24 @@ impl Snapshot {
     /// Whether `object` differs from the one held under `key` (or none is
     /// held). Ingresses, Services and EndpointSlices: see [`Self::upsert`].
     fn differs(&self, key: &ObjectKey, object: &Object) -> bool {
-        fn differs<K: Ord + Clone, T: PartialEq>(map: &Map<K, Entry<T>>, key: &K, new: &T) -> bool {
+        fn differs<K, Q, T>(map: &Map<K, Entry<T>>, key: &Q, new: &T) -> bool
+        where
+            K: Ord + Clone + Borrow<Q>,
+            Q: Ord + ?Sized,
+            T: PartialEq,
+        {
             map.get(key).is_none_or(|e| *e.object != *new)
         }
         match object {
-            Object::IngressClass(new) => differs(&self.ingress_classes, &key.name, new),
+            Object::IngressClass(new) => differs(&self.ingress_classes, &*key.name, new),
             Object::Secret(new) => differs(&self.secrets, key, new),
             Object::TrafficPolicy(new) => differs(&self.traffic_policies, key, new),
-            Object::GatewayClass(new) => differs(&self.gateway_classes, &key.name, new),
+            Object::GatewayClass(new) => differs(&self.gateway_classes, &*key.name, new),
             Object::Gateway(new) => differs(&self.gateways, key, new),
             Object::HttpRoute(new) => differs(&self.http_routes, key, new),
             Object::GrpcRoute(new) => differs(&self.grpc_routes, key, new),
             Object::ReferenceGrant(new) => differs(&self.reference_grants, key, new),
-            Object::Namespace(new) => differs(&self.namespaces, &key.name, new),
+            Object::Namespace(new) => differs(&self.namespaces, &*key.name, new),
             Object::ConfigMap(new) => differs(&self.config_maps, key, new),
             Object::Ingress(_) | Object::Service(_) | Object::EndpointSlice(_) => true,
         }
@@ -397,18 +416,18 @@ impl Snapshot {
     /// Removes an object by kind and key; returns whether it existed.
     pub fn remove(&mut self, kind: &str, key: &ObjectKey) -> bool {
         match kind {
-            "IngressClass" => self.ingress_classes.remove(&key.name).is_some(),
+            "IngressClass" => self.ingress_classes.remove(&*key.name).is_some(),
             "Ingress" => self.ingresses.remove(key).is_some(),
             "Service" => self.services.remove(key).is_some(),
             "EndpointSlice" => self.remove_slice(key).is_some(),
             "Secret" => self.secrets.remove(key).is_some(),
             "TrafficPolicy" => self.traffic_policies.remove(key).is_some(),
-            "GatewayClass" => self.gateway_classes.remove(&key.name).is_some(),
+            "GatewayClass" => self.gateway_classes.remove(&*key.name).is_some(),
             "Gateway" => self.gateways.remove(key).is_some(),
             "HTTPRoute" => self.http_routes.remove(key).is_some(),
             "GRPCRoute" => self.grpc_routes.remove(key).is_some(),
             "ReferenceGrant" => self.reference_grants.remove(key).is_some(),
-            "Namespace" => self.namespaces.remove(&key.name).is_some(),
+            "Namespace" => self.namespaces.remove(&*key.name).is_some(),
             "ConfigMap" => self.config_maps.remove(key).is_some(),
             _ => false,
         }
@@ -496,5 +515,69 @@ impl Snapshot {
             }
         }
         Changes { routes, endpoints }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn meta(namespace: &str, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn keys_from_separate_equal_strings_share_their_allocations() {
+        // Two separate allocations of each string.
+        let (ns_a, name_a) = (String::from("intern-ns"), String::from("web"));
+        let (ns_b, name_b) = (ns_a.clone(), name_a.clone());
+        let a = ObjectKey::new(&ns_a, &name_a);
+        let b = ObjectKey::new(ns_b, name_b);
+        assert!(Arc::ptr_eq(&a.namespace, &b.namespace));
+        assert!(Arc::ptr_eq(&a.name, &b.name));
+        // Still compared, ordered and shown by content.
+        assert_eq!(a, b);
+        assert!(a < ObjectKey::new("intern-ns", "web2"));
+        assert_eq!(a.to_string(), "intern-ns/web");
+        assert_eq!(ObjectKey::new("", "class").to_string(), "class");
+    }
+
+    #[test]
+    fn a_service_and_its_slice_index_share_the_key_strings() {
+        let mut snapshot = Snapshot::default();
+        let origin: Arc<str> = Arc::from("test");
+        let service = Service {
+            metadata: meta("intern-shop", "cart"),
+            ..Service::default()
+        };
+        snapshot.insert(origin.clone(), Object::Service(service));
+        let mut slice_meta = meta("intern-shop", "cart-x1");
+        slice_meta.labels = Some([(SERVICE_NAME_LABEL.to_string(), "cart".to_string())].into());
+        let slice = EndpointSlice {
+            metadata: slice_meta,
+            address_type: "IPv4".to_string(),
+            endpoints: Vec::new(),
+            ports: None,
+        };
+        snapshot.insert(origin, Object::EndpointSlice(slice));
+
+        let (service_key, _) = snapshot.services.iter().next().expect("the Service");
+        let (index_key, slices) = snapshot
+            .slices_by_service
+            .iter()
+            .next()
+            .expect("the slice index");
+        assert_eq!(index_key, service_key);
+        assert!(Arc::ptr_eq(&index_key.namespace, &service_key.namespace));
+        assert!(Arc::ptr_eq(&index_key.name, &service_key.name));
+        let (slice_key, _) = snapshot.endpoint_slices.iter().next().expect("the slice");
+        assert!(Arc::ptr_eq(&slices[0].name, &slice_key.name));
+        assert!(Arc::ptr_eq(&slice_key.namespace, &service_key.namespace));
     }
 }

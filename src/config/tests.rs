@@ -1422,7 +1422,7 @@ fn auto_http_adds_an_https_twin_of_each_backend() {
         let twin = &c.upstreams[twin as usize];
         assert_eq!(plain.key.protocol, BackendProtocol::Http, "{host}");
         assert_eq!(twin.key.protocol, BackendProtocol::Https, "{host}");
-        assert_eq!(plain.key.service, service);
+        assert_eq!(&*plain.key.service, service);
         assert_eq!(
             (&twin.key.service, &twin.key.port),
             (&plain.key.service, &plain.key.port)
@@ -1446,4 +1446,40 @@ fn fcgi_rejects_the_ingress() {
         "FastCGI",
     );
     assert_eq!(target(&c, "foo.com", "/"), None);
+}
+
+// ---------------------------------------------------------------- interning
+
+#[test]
+fn recompiles_share_the_label_and_key_strings_of_unchanged_routes() {
+    let docs = [
+        ing("shared")
+            .rule("shared.example", &[("/", "Prefix", "web")])
+            .yaml(),
+        service("web", "[{name: http, port: 80}]"),
+    ];
+    let snap = snapshot(&docs);
+    let first = compile(&snap, &CompileOptions::default(), &LastGood::new());
+    // Parsed again: every string of the second snapshot is a new one.
+    let second = compile_docs(&docs);
+    let route = |c: &Compiled| -> crate::table::Route {
+        let id = c.table.lookup("shared.example", "/").expect("a route");
+        c.table.route(id).expect("valid route id").clone()
+    };
+    let (a, b) = (route(&first), route(&second));
+    assert_eq!(&*a.ingress, "ns/shared");
+    assert!(Arc::ptr_eq(&a.ingress, &b.ingress));
+    assert!(Arc::ptr_eq(&a.service, &b.service));
+    assert!(Arc::ptr_eq(&a.host, &b.host));
+    assert!(Arc::ptr_eq(&a.path, &b.path));
+    let (ua, ub) = (
+        &first.upstreams[a.upstream as usize],
+        &second.upstreams[b.upstream as usize],
+    );
+    assert!(Arc::ptr_eq(&ua.label, &a.service));
+    assert!(Arc::ptr_eq(&ua.key.service, &ub.key.service));
+    // The upstream names its Service with the snapshot's key strings.
+    let (service_key, _) = snap.services.iter().next().expect("the Service");
+    assert!(Arc::ptr_eq(&ua.key.namespace, &service_key.namespace));
+    assert!(Arc::ptr_eq(&ua.key.service, &service_key.name));
 }

@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(
             owners(&s, &Fallback::new())
                 .get(&(TargetKind::Ingress, key("ns", "web")))
-                .map(|(k, _)| k.name.as_str()),
+                .map(|(k, _)| &*k.name),
             Some("old")
         );
         assert_eq!(
@@ -533,7 +533,7 @@ mod tests {
         assert_eq!(
             owners(&s, &Fallback::new())
                 .get(&(TargetKind::Ingress, key("ns", "web")))
-                .map(|(k, _)| k.name.as_str()),
+                .map(|(k, _)| &*k.name),
             Some("b")
         );
     }
@@ -588,7 +588,7 @@ mod tests {
         assert_eq!(
             owners
                 .get(&(TargetKind::Ingress, key("ns", "web")))
-                .map(|(k, _)| k.name.as_str()),
+                .map(|(k, _)| &*k.name),
             Some("guard")
         );
         assert!(

@@ -136,8 +136,8 @@ impl Report {
                 .iter()
                 .flat_map(|(key, g)| {
                     g.listeners.iter().map(|l| ListenerRow {
-                        namespace: key.namespace.clone(),
-                        gateway: key.name.clone(),
+                        namespace: key.namespace.to_string(),
+                        gateway: key.name.to_string(),
                         name: l.name.clone(),
                         attached_routes: l.attached_routes,
                         supported_kinds: l.supported_kinds.iter().map(|k| k.kind).collect(),

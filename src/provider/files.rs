@@ -472,7 +472,7 @@ impl FileSource {
                 let key = object.key();
                 if !self.namespaces.is_empty()
                     && !key.namespace.is_empty()
-                    && !self.namespaces.contains(&key.namespace)
+                    && !self.namespaces.iter().any(|n| **n == *key.namespace)
                 {
                     continue;
                 }

@@ -3,11 +3,13 @@
 //! `tollgate_config_diagnostics`) and certificate expiry by Secret and host.
 //!
 //! Invariant: runs at publish time on the control plane; nothing here is
-//! read or computed per request or per scrape.
+//! read or computed per request or per scrape. Series labels are the
+//! route's own (interned) strings, cloned, never formatted anew.
 
 use std::sync::Arc;
 
 use crate::config::{Diagnostic, LastGood, Severity};
+use crate::intern::intern;
 use crate::metrics::{DiagnosticLabels, Metrics, SecretLabels, SeriesLabels};
 use crate::table::policy::Canary;
 use crate::table::tls::TlsTable;
@@ -91,8 +93,8 @@ pub(super) fn certificate_expiries(
 /// Gateway API route's as `route`.
 pub fn labels_of(route: &Route, per_host: bool) -> SeriesLabels {
     let (ingress, gateway_route) = match route.kind {
-        RouteKind::Ingress => (route.ingress.clone(), Arc::from("")),
-        RouteKind::HttpRoute | RouteKind::GrpcRoute => (Arc::from(""), route.ingress.clone()),
+        RouteKind::Ingress => (route.ingress.clone(), intern("")),
+        RouteKind::HttpRoute | RouteKind::GrpcRoute => (intern(""), route.ingress.clone()),
     };
     SeriesLabels {
         ingress,
@@ -109,7 +111,7 @@ pub fn canary_labels(route: &Route, canary: &Canary, per_host: bool) -> SeriesLa
     SeriesLabels {
         ingress: canary.ingress.clone(),
         service: canary.service.clone(),
-        route: Arc::from(""),
+        route: intern(""),
         canary: true,
         host: per_host.then(|| route.host.clone()),
     }

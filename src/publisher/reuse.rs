@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use super::observe;
+use crate::intern::intern;
 use crate::lb::Upstream;
 use crate::metrics::{Metrics, RouteMetrics, RouteSeries, SeriesLabels};
 use crate::ratelimit::global::{GlobalLimiter, GlobalStore};
@@ -190,7 +191,7 @@ pub(super) fn extend_route_limits(
                 .clone()
         });
         let global = policy.global_rate.as_ref().map(|limit| {
-            let object: Arc<str> = format!("{}/{}", route.kind.as_str(), route.ingress).into();
+            let object = intern(&format!("{}/{}", route.kind.as_str(), route.ingress));
             let (store, metrics) = (limiters.store, limiters.metrics);
             limiters
                 .global

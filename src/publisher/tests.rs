@@ -83,7 +83,7 @@ fn endpoints_of(p: &Publisher, i: usize) -> Vec<String> {
     published
         .upstreams
         .iter()
-        .filter(|u| u.key.service == format!("svc-{i}"))
+        .filter(|u| *u.key.service == *format!("svc-{i}"))
         .flat_map(|u| {
             u.endpoints()
                 .endpoints

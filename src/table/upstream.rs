@@ -120,11 +120,13 @@ impl fmt::Display for PortRef {
 }
 
 /// Identity of an upstream: the same key in two tables is the same upstream
-/// (its pools and health state carry over a recompile).
+/// (its pools and health state carry over a recompile). The compiler builds
+/// `namespace` and `service` through [`crate::intern`], so every table,
+/// publisher map and endpoint set naming one Service shares its strings.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UpstreamKey {
-    pub namespace: String,
-    pub service: String,
+    pub namespace: Arc<str>,
+    pub service: Arc<str>,
     pub port: PortRef,
     pub lb: LbAlgorithm,
     pub protocol: BackendProtocol,

@@ -84,7 +84,7 @@ pub(super) fn attach(
         let namespace = parent
             .namespace
             .clone()
-            .unwrap_or_else(|| route.key.namespace.clone());
+            .unwrap_or_else(|| route.key.namespace.to_string());
         let gateway_key = ObjectKey::new(namespace, parent.name.clone());
         let Some(g) = gateways.iter().position(|g| g.key == gateway_key) else {
             if !snapshot.gateways.contains_key(&gateway_key) {

@@ -19,6 +19,7 @@ use crate::config::builder::Builder;
 use crate::config::snapshot::ObjectKey;
 use crate::gateway_api::route::BackendRef;
 use crate::gateway_api::{is_core_group, GROUP};
+use crate::intern::intern;
 use crate::table::upstream::{
     BackendProtocol, LbAlgorithm, PortRef, TrustAnchors, UpstreamKey, UpstreamSpec,
 };
@@ -55,14 +56,14 @@ impl Builder<'_> {
         let namespace = backend
             .namespace
             .clone()
-            .unwrap_or_else(|| route.namespace.clone());
+            .unwrap_or_else(|| route.namespace.to_string());
         let port = backend
             .port
             .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p > 0);
         let label: Arc<str> = match port {
-            Some(p) => format!("{namespace}/{}:{p}", backend.name).into(),
-            None => format!("{namespace}/{}", backend.name).into(),
+            Some(p) => intern(&format!("{namespace}/{}:{p}", backend.name)),
+            None => intern(&format!("{namespace}/{}", backend.name)),
         };
         let invalid = |reason, message: String| {
             (
@@ -151,8 +152,8 @@ impl Builder<'_> {
             Some(APP_PROTOCOL_WS) | None | Some(_) => BackendProtocol::Http,
         };
         let key = UpstreamKey {
-            namespace,
-            service: backend.name.clone(),
+            namespace: intern(&namespace),
+            service: intern(&backend.name),
             port: PortRef::Number(i32::from(port)),
             lb,
             protocol,
@@ -185,8 +186,8 @@ impl Builder<'_> {
     /// used for a request: such routes answer 500 or redirect first).
     pub(super) fn placeholder_upstream(&mut self) -> UpstreamId {
         let key = UpstreamKey {
-            namespace: String::new(),
-            service: String::new(),
+            namespace: intern(""),
+            service: intern(""),
             port: PortRef::Number(0),
             lb: LbAlgorithm::RoundRobin,
             protocol: BackendProtocol::Http,
@@ -205,7 +206,7 @@ impl Builder<'_> {
     ) -> UpstreamId {
         let id = UpstreamId::try_from(self.out.upstreams.len()).unwrap_or(UpstreamId::MAX);
         self.out.upstreams.push(UpstreamSpec {
-            label: key.to_string().into(),
+            label: intern(&key.to_string()),
             key: key.clone(),
             endpoints,
             trust: TrustAnchors::Unverified,

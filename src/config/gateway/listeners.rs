@@ -449,7 +449,7 @@ impl Builder<'_> {
         let namespace = cert_ref
             .namespace
             .clone()
-            .unwrap_or_else(|| gateway.namespace.clone());
+            .unwrap_or_else(|| gateway.namespace.to_string());
         let from = From {
             group: GROUP,
             kind: GATEWAY_KIND,

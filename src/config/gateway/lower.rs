@@ -36,6 +36,7 @@ use crate::crd::TrafficPolicy;
 use crate::gateway_api::route::{
     BackendRef, HttpRouteMatch, HttpRouteRule, ValueMatch as MatchSpec,
 };
+use crate::intern::intern;
 use crate::table::guard::{anchored, Guard, HeaderCond, QueryCond, ValueMatch};
 use crate::table::policy::{BackendChoice, Backends, RoutePolicy};
 use crate::table::upstream::LbAlgorithm;
@@ -207,7 +208,7 @@ impl Builder<'_> {
         input: &RouteInput<'_>,
     ) -> Result<Lowered, Unsupported> {
         let mut out = Lowered::default();
-        let label: Arc<str> = input.key.to_string().into();
+        let label = intern(&input.key.to_string());
         let first_route = self.out.table.routes().len();
         let result = self.lower_rules(input, &label, &mut out);
         if result.is_err() {
@@ -273,7 +274,7 @@ impl Builder<'_> {
                     }
                     let (upstream, service) = match first {
                         Some((id, ref service)) => (id, service.clone()),
-                        None => (self.placeholder_upstream(), Arc::from("")),
+                        None => (self.placeholder_upstream(), intern("")),
                     };
                     if policy.redirect_to.is_none() {
                         policy.backends = backends.clone();
@@ -281,8 +282,8 @@ impl Builder<'_> {
                     let plain = policy.is_plain();
                     let id = self.out.table.push_route(Route {
                         ingress: label.clone(),
-                        host: binding.host.as_str().into(),
-                        path: path.written().into(),
+                        host: intern(&binding.host),
+                        path: intern(path.written()),
                         path_type: Some(path.path_type()),
                         service,
                         upstream,

@@ -33,7 +33,7 @@ pub(super) fn permitted(snapshot: &Snapshot, from: &From<'_>, to: &To<'_>) -> bo
     snapshot
         .reference_grants
         .range(crate::config::snapshot::ObjectKey::new(to.namespace, "")..)
-        .take_while(|(key, _)| key.namespace == to.namespace)
+        .take_while(|(key, _)| *key.namespace == *to.namespace)
         .any(|(_, grant)| {
             let spec = &grant.object.spec;
             spec.from.iter().any(|f| {

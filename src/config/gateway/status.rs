@@ -177,8 +177,8 @@ impl GatewayApiStatus {
         let mut push = |kind, key: &ObjectKey, scope: String, c: &Condition| {
             rows.push(ConditionRow {
                 kind,
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
+                namespace: key.namespace.to_string(),
+                name: key.name.to_string(),
                 scope,
                 condition: c.clone(),
             })

@@ -284,7 +284,7 @@ impl Kind for ClassStatus {
     ) -> Vec<Write<Value>> {
         let now = now();
         writes(observed, sent, |key, existing| {
-            let desired = view.gateway.classes.get(&key.name)?;
+            let desired = view.gateway.classes.get(&*key.name)?;
             let built = class_status(&desired.conditions, existing, &now);
             if up_to_date(&built, existing) {
                 return None;

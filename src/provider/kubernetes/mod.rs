@@ -154,7 +154,7 @@ fn regarding(snapshot: &Snapshot, diagnostics: &[Diagnostic]) -> Vec<events::Reg
                     "networking.k8s.io/v1",
                     snapshot
                         .ingress_classes
-                        .get(&key.name)?
+                        .get(&*key.name)?
                         .object
                         .metadata
                         .uid

@@ -190,9 +190,9 @@ mod tests {
         .collect();
         let now = at(100);
         let writes = plan(&desired, &observed, &BTreeMap::new(), &now);
-        let names: Vec<&str> = writes.iter().map(|(k, _, _)| k.name.as_str()).collect();
+        let names: Vec<&str> = writes.iter().map(|(k, _, _)| &*k.name).collect();
         assert_eq!(names, ["broke", "edited", "new"]);
-        let by_name = |n: &str| &writes.iter().find(|(k, _, _)| k.name == n).unwrap().2;
+        let by_name = |n: &str| &writes.iter().find(|(k, _, _)| &*k.name == n).unwrap().2;
         // A new generation, same status: the transition time stays.
         let edited = by_name("edited");
         assert_eq!(edited.len(), 2, "the Ready condition is kept");

@@ -108,7 +108,7 @@ impl StreamInfo {
         if self
             .namespace
             .as_deref()
-            .is_some_and(|ns| ns != key.namespace)
+            .is_some_and(|ns| ns != &*key.namespace)
         {
             return false;
         }

@@ -54,10 +54,15 @@ struct Wanted {
 
 impl Wanted {
     fn service(&mut self, namespace: &str, backend: &IngressServiceBackend) {
-        let port = backend
-            .port
-            .as_ref()
-            .map(|p: &ServiceBackendPort| (p.number, p.name.as_deref().filter(|n| !n.is_empty()).map(str::to_string)));
+        let port = backend.port.as_ref().map(|p: &ServiceBackendPort| {
+            (
+                p.number,
+                p.name
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string),
+            )
+        });
         self.services
             .entry(ObjectKey::new(namespace, &*backend.name))
             .or_default()

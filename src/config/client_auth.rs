@@ -22,8 +22,8 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
 use crate::config::snapshot::CompactIngress;
+use k8s_openapi::api::core::v1::Secret;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};

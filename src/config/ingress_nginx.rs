@@ -17,7 +17,6 @@
 //! - `allow-snippet-annotations: "false"` drops every snippet (the Ingress
 //!   is served without it, with a warning), as ingress-nginx does.
 
-
 use crate::config::snapshot::{AnnotationMap, CompactIngress};
 
 use super::annotations::headers::{config_map_headers, header_name, header_value};

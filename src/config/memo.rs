@@ -114,7 +114,11 @@ impl Memo {
 
     /// The parsed annotations of this very version, if parsed in the
     /// same environment.
-    pub(super) fn annotations(&self, key: &ObjectKey, object: &Arc<CompactIngress>) -> Option<Parsed> {
+    pub(super) fn annotations(
+        &self,
+        key: &ObjectKey,
+        object: &Arc<CompactIngress>,
+    ) -> Option<Parsed> {
         self.annotations
             .get(key)?
             .iter()

@@ -17,8 +17,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use http::HeaderValue;
 use crate::config::snapshot::CompactIngress;
+use http::HeaderValue;
 
 use super::annotations::{Annotations, BasicAuthSpec, MirrorSpec};
 use super::backends::{has_lb_annotation, BackendPolicy};

@@ -136,7 +136,11 @@ impl<'a> Builder<'a> {
     /// [`Self::parse_annotations`], reused from an earlier compile when
     /// this very version was parsed in the same environment, or from
     /// another version with the same namespace and annotations.
-    fn parse_memoized(&mut self, key: &ObjectKey, object: &Arc<CompactIngress>) -> super::memo::Parsed {
+    fn parse_memoized(
+        &mut self,
+        key: &ObjectKey,
+        object: &Arc<CompactIngress>,
+    ) -> super::memo::Parsed {
         if let Some(parsed) = self.memo.annotations(key, object) {
             return parsed;
         }

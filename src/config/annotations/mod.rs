@@ -53,7 +53,6 @@ mod snippet;
 mod upstream;
 pub mod values;
 
-
 use http::HeaderValue;
 
 use crate::config::snapshot::AnnotationMap;

@@ -11,9 +11,8 @@
 //! - Knows no concern: which annotations exist and what they mean is in the
 //!   sibling files, which import this one (never the reverse).
 
-
-use http::{HeaderValue, StatusCode};
 use crate::config::snapshot::{AnnotationMap, CompactIngress};
+use http::{HeaderValue, StatusCode};
 
 /// ingress-nginx's annotation prefix.
 pub const NGINX: &str = "nginx.ingress.kubernetes.io/";

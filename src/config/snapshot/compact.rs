@@ -11,6 +11,9 @@
 //! - The field paths the compiler reads keep their k8s-openapi shape
 //!   (`spec.ports[].port`, `spec.type_`, ...), so reading code looks the
 //!   same as against the full objects.
+//! - Names many objects repeat (Service names, port names, types,
+//!   `appProtocol`s) are [`intern`]ed: one allocation each, shared with
+//!   the snapshot's keys.
 //! - Conversion is total: any object converts; an IP-family slice's
 //!   endpoint whose address is not an IP is dropped here (resolution
 //!   skipped it anyway).
@@ -20,6 +23,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
+
+use crate::intern::intern;
 
 /// Label on an EndpointSlice naming its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -35,7 +40,7 @@ pub struct CompactService {
 /// The fields of `spec` the compiler reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CompactServiceSpec {
-    pub type_: Option<Box<str>>,
+    pub type_: Option<Arc<str>>,
     pub external_name: Option<Box<str>>,
     pub ports: Option<Box<[CompactServicePort]>>,
 }
@@ -43,16 +48,16 @@ pub struct CompactServiceSpec {
 /// One Service port: its name, number and `appProtocol`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CompactServicePort {
-    pub name: Option<Box<str>>,
+    pub name: Option<Arc<str>>,
     pub port: i32,
-    pub app_protocol: Option<Box<str>>,
+    pub app_protocol: Option<Arc<str>>,
 }
 
 /// An EndpointSlice as endpoint resolution reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CompactSlice {
     /// The `kubernetes.io/service-name` label: the Service it belongs to.
-    pub service: Option<Box<str>>,
+    pub service: Option<Arc<str>>,
     /// `addressType: FQDN`: addresses are DNS names.
     pub fqdn: bool,
     pub ports: Box<[SlicePort]>,
@@ -62,7 +67,7 @@ pub struct CompactSlice {
 /// One EndpointSlice port.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SlicePort {
-    pub name: Option<Box<str>>,
+    pub name: Option<Arc<str>>,
     pub port: Option<i32>,
 }
 
@@ -83,16 +88,22 @@ pub enum SliceAddress {
     Name(Arc<str>),
 }
 
-fn boxed(s: Option<String>) -> Option<Box<str>> {
+pub(super) fn boxed(s: Option<String>) -> Option<Box<str>> {
     s.map(String::into_boxed_str)
+}
+
+/// The shared copy of a name many objects repeat (port names, types,
+/// Service names).
+pub(super) fn interned(s: Option<String>) -> Option<Arc<str>> {
+    s.as_deref().map(intern)
 }
 
 impl From<ServicePort> for CompactServicePort {
     fn from(p: ServicePort) -> Self {
         Self {
-            name: boxed(p.name),
+            name: interned(p.name),
             port: p.port,
-            app_protocol: boxed(p.app_protocol),
+            app_protocol: interned(p.app_protocol),
         }
     }
 }
@@ -100,7 +111,7 @@ impl From<ServicePort> for CompactServicePort {
 impl From<ServiceSpec> for CompactServiceSpec {
     fn from(spec: ServiceSpec) -> Self {
         Self {
-            type_: boxed(spec.type_),
+            type_: interned(spec.type_),
             external_name: boxed(spec.external_name),
             ports: spec
                 .ports
@@ -121,7 +132,7 @@ impl From<Service> for CompactService {
 impl From<EndpointPort> for SlicePort {
     fn from(p: EndpointPort) -> Self {
         Self {
-            name: boxed(p.name),
+            name: interned(p.name),
             port: p.port,
         }
     }
@@ -152,7 +163,8 @@ impl From<EndpointSlice> for CompactSlice {
             .metadata
             .labels
             .and_then(|mut labels| labels.remove(SERVICE_NAME_LABEL))
-            .map(String::into_boxed_str);
+            .as_deref()
+            .map(intern);
         Self {
             service,
             fqdn,

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1 as k8s;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::compact::{boxed, interned};
 use crate::intern::intern;
 
 /// An Ingress as the compiler reads it.
@@ -181,14 +182,6 @@ pub struct IngressTls {
     pub secret_name: Option<Box<str>>,
 }
 
-fn boxed(s: Option<String>) -> Option<Box<str>> {
-    s.map(String::into_boxed_str)
-}
-
-fn interned(s: Option<String>) -> Option<Arc<str>> {
-    s.as_deref().map(intern)
-}
-
 fn slice<T, U: From<T>>(v: Option<Vec<T>>) -> Option<Box<[U]>> {
     v.map(|v| v.into_iter().map(U::from).collect())
 }
@@ -250,7 +243,9 @@ impl From<k8s::IngressRule> for IngressRule {
 impl From<k8s::IngressTLS> for IngressTls {
     fn from(t: k8s::IngressTLS) -> Self {
         Self {
-            hosts: t.hosts.map(|h| h.into_iter().map(String::into_boxed_str).collect()),
+            hosts: t
+                .hosts
+                .map(|h| h.into_iter().map(String::into_boxed_str).collect()),
             secret_name: boxed(t.secret_name),
         }
     }
@@ -328,7 +323,10 @@ spec:
         assert_eq!(annotations.get("c"), None);
         let spec = compact.spec.as_ref().expect("spec");
         assert_eq!(spec.ingress_class_name.as_deref(), Some("tollgate"));
-        let resource = spec.default_backend.as_ref().and_then(|b| b.resource.as_ref());
+        let resource = spec
+            .default_backend
+            .as_ref()
+            .and_then(|b| b.resource.as_ref());
         assert_eq!(resource.map(|r| &*r.kind), Some("Bucket"));
         let rules = spec.rules.as_deref().expect("rules");
         assert_eq!(rules.len(), 2);

@@ -148,7 +148,14 @@ fn regarding(snapshot: &Snapshot, diagnostics: &[Diagnostic]) -> Vec<events::Reg
             let (api_version, uid) = match d.kind {
                 "Ingress" => (
                     "networking.k8s.io/v1",
-                    snapshot.ingresses.get(&key)?.object.metadata.uid.as_deref().map(str::to_string),
+                    snapshot
+                        .ingresses
+                        .get(&key)?
+                        .object
+                        .metadata
+                        .uid
+                        .as_deref()
+                        .map(str::to_string),
                 ),
                 "IngressClass" => (
                     "networking.k8s.io/v1",

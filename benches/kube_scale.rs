@@ -23,7 +23,10 @@
 //! backend answered.
 //!
 //! The proxy is polled over one keep-alive HTTP/1.1 connection (hyper), one
-//! request every ~0.5 ms plus the round trip. Every wait is bounded.
+//! request every ~0.5 ms plus the round trip. Every wait is bounded. An
+//! endpoint move slower than 5 ms prints its polls (when each was sent and
+//! how long it took), which tells one slow request (tollgate, the backend or
+//! the kernel) from a slow switch (many answers from the old backend).
 //!
 //! Run: `cargo build --release && cargo bench --bench kube_scale`
 //! (or `bench/kube-scale.sh`). The release binary must exist
@@ -78,6 +81,8 @@ const INGRESS_SPACING: Duration = Duration::from_millis(200);
 const ENDPOINT_SPACING: Duration = Duration::from_millis(100);
 /// Gap between two polls of the proxy.
 const POLL_GAP: Duration = Duration::from_micros(500);
+/// An endpoint move slower than this prints its poll timeline.
+const SLOW_ENDPOINT: Duration = Duration::from_millis(5);
 /// Bound of one propagation wait.
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound of the start-up wait.
@@ -499,13 +504,17 @@ async fn poll_until(
     host: &str,
     t0: Instant,
     done: impl Fn(&Reply) -> bool,
-) -> Result<(Duration, u32, Reply), String> {
+) -> Result<(Duration, u32, Reply, Vec<(Duration, Duration)>), String> {
     let mut polls = 0u32;
+    // (sent, answered) of each poll since t0: printed for slow samples.
+    let mut trace = Vec::new();
     loop {
         polls += 1;
+        let sent = t0.elapsed();
         let reply = client.get(host, "/").await?;
+        trace.push((sent, t0.elapsed()));
         if done(&reply) {
-            return Ok((t0.elapsed(), polls, reply));
+            return Ok((t0.elapsed(), polls, reply, trace));
         }
         if t0.elapsed() > PROPAGATION_TIMEOUT {
             return Err(format!(
@@ -1130,7 +1139,7 @@ async fn run(cfg: &Config, bin: &Path, out_dir: &Path, ticks: u64) -> Results {
         let t0 = Instant::now();
         fake.apply(object);
         match poll_until(&mut client, &host, t0, |r| r.status == 200).await {
-            Ok((lat, polls, reply)) => {
+            Ok((lat, polls, reply, _)) => {
                 let total_ms = lat.as_secs_f64() * 1000.0;
                 ingress_ms.push(total_ms);
                 ingress_polls.push(f64::from(polls));
@@ -1190,7 +1199,7 @@ async fn run(cfg: &Config, bin: &Path, out_dir: &Path, ticks: u64) -> Results {
             let t0 = Instant::now();
             fake.apply(object);
             match poll_until(&mut client, &host, t0, |r| r.status == 200).await {
-                Ok((lat, _, reply)) => {
+                Ok((lat, _, reply, _)) => {
                     httproute_ms.push(lat.as_secs_f64() * 1000.0);
                     if reply.backend.as_deref() != Some(want.as_str()) {
                         errors.push(format!(
@@ -1246,7 +1255,27 @@ async fn run(cfg: &Config, bin: &Path, out_dir: &Path, ticks: u64) -> Results {
         })
         .await
         {
-            Ok((lat, polls, _)) => {
+            Ok((lat, polls, _, trace)) => {
+                if lat > SLOW_ENDPOINT {
+                    // Which part was slow: one poll waiting on tollgate,
+                    // or many answered by the old backend.
+                    let polls: Vec<String> = trace
+                        .iter()
+                        .map(|(s, e)| {
+                            format!(
+                                "{:.2}+{:.2}",
+                                s.as_secs_f64() * 1e3,
+                                (*e - *s).as_secs_f64() * 1e3
+                            )
+                        })
+                        .collect();
+                    log(&format!(
+                        "slow endpoint move {k} (svc-{svc}, applied at {}): {:.2} ms; polls (sent+took, ms): {}",
+                        wall.duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0),
+                        lat.as_secs_f64() * 1e3,
+                        polls.join(" ")
+                    ));
+                }
                 endpoint_ms.push(lat.as_secs_f64() * 1000.0);
                 endpoint_polls.push(f64::from(polls));
                 endpoint_walls.push(Some((wall, svc)));

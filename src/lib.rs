@@ -97,6 +97,8 @@
 //! - [`check`]: `tollgate check`, the same provider and compiler as `run`.
 //! - [`settings`]: the command line (clap), each flag with an env variable.
 //! - [`echo`]: the built-in echo backend shared by examples, tests and benches.
+//! - [`fdtable`]: the fd table grown once at start-up, so that no accept or
+//!   connect while serving waits for the kernel to grow it.
 //! - `fuzzing` (tests only): the runner of the fuzz targets, which live in
 //!   a `fuzz` module next to the code each covers (`docs/fuzzing.md`).
 //!
@@ -114,6 +116,7 @@ pub mod check;
 pub mod config;
 pub mod crd;
 pub mod echo;
+pub mod fdtable;
 #[cfg(test)]
 mod fuzzing;
 pub mod gateway_api;

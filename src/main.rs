@@ -11,6 +11,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use tollgate::fdtable;
 use tollgate::metrics::{Metrics, SourceLabels};
 use tollgate::provider::files::FileSource;
 use tollgate::provider::kubernetes::{self, status::Publish, KubeSettings};
@@ -82,8 +83,14 @@ fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before the first thread (tracing's writer, the runtime): see
+    // tollgate::fdtable. Reported once tracing is up.
+    let fds = match cli.command {
+        Command::Run(_) | Command::Echo(_) => Some(fdtable::reserve(fdtable::RESERVE)),
+        _ => None,
+    };
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, fds),
         Command::Check(args) => {
             let _guard = init_tracing(LogFormat::Text);
             let code = tollgate::check::run(&args)?;
@@ -113,6 +120,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Echo(args) => {
             let _guard = init_tracing(LogFormat::Text);
+            report_fd_table(fds);
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(args.threads.max(1))
                 .enable_all()
@@ -123,11 +131,25 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Logs what [`fdtable::reserve`] did: a failure costs only latency.
+fn report_fd_table(reserved: Option<std::io::Result<u64>>) {
+    match reserved {
+        Some(Ok(slots)) => {
+            tracing::debug!(slots, fd_table = ?fdtable::size(), "file descriptor table reserved");
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "could not grow the file descriptor table; connections may wait for it to grow later");
+        }
+        None => {}
+    }
+}
+
+fn run(args: RunArgs, fds: Option<std::io::Result<u64>>) -> anyhow::Result<()> {
     if let Err(e) = args.validate() {
         anyhow::bail!(e);
     }
     let _guard = init_tracing(args.log_format);
+    report_fd_table(fds);
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

@@ -493,3 +493,77 @@ async fn standing_problems_are_published_again_before_the_event_ttl() {
     }
     assert!(about() > first, "not published again after the interval");
 }
+
+/// `FDSize` of process `pid`: the size of its file-descriptor table.
+fn fd_table_size(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no FDSize in /proc/{pid}/status"))
+}
+
+/// Linux grows a process's fd table by doubling, and in a threaded process
+/// each growth waits for an RCU grace period inside the `socket()` or
+/// `accept4()` that crossed the boundary: the endpoint bench saw single
+/// requests take 15–25 ms at each one. tollgate (and its echo backend) grow
+/// the table at start-up, so a burst of 300 connections through the proxy,
+/// 600 sockets in all, is served without the table growing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_finds_the_fd_table_already_grown() {
+    const CONNECTIONS: usize = 300;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    // tollgate holds ~2 × 300 sockets: the usual soft limit, 1,024, is enough.
+    assert!(
+        limit >= 1024,
+        "RLIMIT_NOFILE {limit} is too low for this test: raise it"
+    );
+    let want = limit.min(tollgate::fdtable::RESERVE);
+    let echo = Echo::services(&["fd"]).await;
+    let tg = Tollgate::with_docs(&routed("ops", "fd.test", "fd", &echo.ports("fd"))).await;
+    let before = fd_table_size(tg.pid());
+    assert!(before >= want, "tollgate's fd table: {before} < {want}");
+    assert!(
+        fd_table_size(echo.proc_.pid()) >= want,
+        "the echo backend's fd table"
+    );
+
+    // Every connection open at once, then a request on each: tollgate holds
+    // a client and an upstream socket per request in flight.
+    let addr = tg.http_addr();
+    let mut conns = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        conns.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut c in conns {
+        tasks.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            c.write_all(b"GET /burst HTTP/1.1\r\nHost: fd.test\r\n\r\n")
+                .await?;
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).await?;
+            // Held open until every request is answered.
+            Ok::<_, std::io::Error>((head, c))
+        });
+    }
+    let mut held = Vec::with_capacity(CONNECTIONS);
+    let deadline = Duration::from_secs(30);
+    while let Some(done) = tokio::time::timeout(deadline, tasks.join_next())
+        .await
+        .expect("300 requests answered in 30 s")
+    {
+        let (head, c) = done.unwrap().unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+        held.push(c);
+    }
+    assert_eq!(held.len(), CONNECTIONS);
+    assert_eq!(
+        fd_table_size(tg.pid()),
+        before,
+        "the burst grew tollgate's fd table"
+    );
+}

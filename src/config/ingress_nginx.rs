@@ -92,7 +92,10 @@ impl Builder<'_> {
         } else {
             // The Ingress's own value of a name wins: of a name given
             // twice, the map keeps the last.
-            merged = (nginx.defaults.iter().map(|(k, v)| (&**k, &**v)))
+            merged = nginx
+                .defaults
+                .iter()
+                .map(|(k, v)| (&**k, &**v))
                 .chain(own.into_iter().flatten())
                 .collect();
             Some(&merged)

@@ -19,9 +19,10 @@
 //! - Names many objects repeat (namespace, Ingress name, class, Service
 //!   names) are [`intern`](crate::intern::intern)ed: one allocation each,
 //!   shared with the snapshot's keys and the table.
-//! - AnnotationMap are sorted by name with no name twice (as the map they
-//!   come from): [`AnnotationMap::get`] is a binary search.
+//! - An [`AnnotationMap`] is sorted by name with no name twice (as the map
+//!   it comes from): [`AnnotationMap::get`] is a binary search.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1 as k8s;
@@ -71,7 +72,7 @@ impl AnnotationMap {
 
     /// `(name, value)` pairs in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+        self.into_iter()
     }
 
     pub fn len(&self) -> usize {
@@ -83,12 +84,32 @@ impl AnnotationMap {
     }
 }
 
+/// One stored pair as borrowed strings.
+fn pair(p: &(Box<str>, Box<str>)) -> (&str, &str) {
+    (&p.0, &p.1)
+}
+
 impl<'a> IntoIterator for &'a AnnotationMap {
     type Item = (&'a str, &'a str);
-    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a str)> + 'a>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Box<str>, Box<str>)>,
+        fn(&'a (Box<str>, Box<str>)) -> (&'a str, &'a str),
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.0.iter().map(pair)
+    }
+}
+
+/// An object's annotations as decoded: already sorted with no name twice,
+/// so the strings move in as they are.
+impl From<BTreeMap<String, String>> for AnnotationMap {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        AnnotationMap(
+            map.into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        )
     }
 }
 
@@ -271,7 +292,7 @@ impl From<k8s::Ingress> for CompactIngress {
                 namespace: interned(meta.namespace),
                 uid: boxed(meta.uid),
                 creation_timestamp: meta.creation_timestamp,
-                annotations: meta.annotations.map(|a| a.into_iter().collect()),
+                annotations: meta.annotations.map(AnnotationMap::from),
             },
             spec: ingress.spec.map(IngressSpec::from),
         }
